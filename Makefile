@@ -1,0 +1,51 @@
+# SPDX-License-Identifier: Apache-2.0
+# The two commands a newcomer needs are `make test` (and, with the runtime,
+# `make demo`). Each installs missing packages, configures and builds
+# incrementally, then does its job.
+
+JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 60
+SMOKE_FUZZ_SECONDS ?= 10
+BENCH_ARGS ?=
+SHA := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+DATE := $(shell date -u +%Y-%m-%d)
+
+.PHONY: help deps build build-fuzz test test-asan bench fuzz clean
+
+help:
+	@echo "make test       install deps, build, run every test (unit, fuzz smoke, bench smoke)"
+	@echo "make test-asan  the same tests under ASan + UBSan"
+	@echo "make bench      release build, run the bench suite, write bench/results/"
+	@echo "make fuzz       run every libFuzzer target for FUZZ_SECONDS (default 60) each"
+	@echo "make clean      remove build/"
+
+deps:
+	@scripts/install-deps.sh
+
+build/%/build.ninja: | deps
+	cmake --preset $*
+
+build: deps build/dev/build.ninja
+	cmake --build build/dev -j $(JOBS)
+
+build-fuzz: deps build/fuzz/build.ninja
+	cmake --build build/fuzz -j $(JOBS)
+
+test: build build-fuzz
+	ctest --test-dir build/fuzz --output-on-failure -L fuzz -E replay
+	ctest --test-dir build/dev --output-on-failure -j $(JOBS)
+
+test-asan: deps build/asan/build.ninja
+	cmake --build build/asan -j $(JOBS)
+	ctest --test-dir build/asan --output-on-failure -j $(JOBS)
+
+bench: deps build/release/build.ninja
+	cmake --build build/release -j $(JOBS) --target plexus-bench
+	@mkdir -p bench/results
+	build/release/bench/plexus-bench $(BENCH_ARGS) --json bench/results/$(DATE)-$(SHA).json
+
+fuzz: build-fuzz
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/run-fuzz.sh build/fuzz "" $(FUZZ_SECONDS)
+
+clean:
+	rm -rf build

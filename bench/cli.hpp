@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// The command line of plexus-bench. Bad usage is a usage_error, which main
+// turns into one line on stderr and exit code 2.
+
+#include <iosfwd>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "scenario.hpp"
+
+namespace plexus::bench {
+
+struct usage_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct options {
+  bool help = false;
+  bool list = false;
+  std::vector<std::string> scenarios; // validated names, in order given; empty = all
+  run_config run;
+  std::string json_path; // empty = no JSON
+};
+
+/// Parses the arguments after the program name. Throws usage_error.
+[[nodiscard]] options parse_cli(std::span<const std::string_view> args);
+
+void print_help(std::ostream& out);
+/// One line per scenario: name, description.
+void print_list(std::ostream& out, std::string_view indent = {});
+
+} // namespace plexus::bench

@@ -1,0 +1,662 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <array>
+#include <cassert>
+#include <cstring>
+
+#include <msgpack.hpp>
+
+#include "plexus/wire.hpp"
+#include "reader.hpp"
+
+namespace plexus::wire {
+
+using detail::reader;
+using detail::scalar;
+using kind = scalar::kind;
+
+// ---------------------------------------------------------------- names
+
+const char* to_string(op o) noexcept {
+  switch (o) {
+    case op::hello: return "HELLO";
+    case op::welcome: return "WELCOME";
+    case op::sub: return "SUB";
+    case op::unsub: return "UNSUB";
+    case op::pub: return "PUB";
+    case op::msg: return "MSG";
+    case op::ack: return "ACK";
+    case op::nack: return "NACK";
+    case op::credit: return "CREDIT";
+    case op::confirm: return "CONFIRM";
+    case op::ping: return "PING";
+    case op::pong: return "PONG";
+    case op::err: return "ERR";
+    case op::bye: return "BYE";
+    case op::peer_hello: return "PEER_HELLO";
+    case op::interest_add: return "INTEREST+";
+    case op::interest_remove: return "INTEREST-";
+    case op::fwd: return "FWD";
+    case op::confirm_relay: return "CONFIRM_RELAY";
+  }
+  return "?";
+}
+
+bool carries_payload(op o) noexcept {
+  return o == op::pub || o == op::msg || o == op::fwd;
+}
+
+const char* to_string(field f) noexcept {
+  static constexpr std::array<const char*, field_count> names{
+    "version", "op", "sid", "topic", "queue", "msg_id", "reply_to", "headers",
+    "deadline", "traceparent", "flags", "seq", "delivery", "credit", "ack_mode",
+    "ack_wait", "max_deliver", "action", "delay", "code", "text", "node",
+    "heartbeat", "brokers", "max_payload"};
+  auto i = static_cast<std::size_t>(f);
+  if (i < names.size()) return names[i];
+  switch (f) {
+    case field::key: return "map key";
+    case field::unknown: return "unknown field";
+    case field::payload: return "payload";
+    case field::frame: return "frame";
+    case field::batch: return "batch";
+    default: return "-";
+  }
+}
+
+const char* to_string(errc e) noexcept {
+  switch (e) {
+    case errc::ok: return "ok";
+    case errc::truncated: return "truncated";
+    case errc::malformed: return "malformed msgpack";
+    case errc::trailing_bytes: return "trailing bytes after the header";
+    case errc::not_a_map: return "header is not a map";
+    case errc::wrong_type: return "wrong type";
+    case errc::duplicate_field: return "duplicate field";
+    case errc::missing_field: return "missing field";
+    case errc::bad_version: return "unsupported protocol version";
+    case errc::unknown_op: return "unknown op";
+    case errc::value_out_of_range: return "value out of range";
+    case errc::header_too_large: return "header too large";
+    case errc::payload_too_large: return "payload too large";
+    case errc::unexpected_payload: return "payload on an op that carries none";
+    case errc::missing_payload: return "missing payload";
+    case errc::string_too_long: return "string too long";
+    case errc::too_many_headers: return "too many headers";
+    case errc::map_too_large: return "map too large";
+    case errc::array_too_large: return "array too large";
+    case errc::too_deep: return "nested too deep";
+    case errc::bad_topic: return "bad topic";
+    case errc::bad_pattern: return "bad pattern";
+    case errc::batch_too_large: return "batch too large";
+    case errc::batch_too_many: return "too many entries in batch";
+    case errc::bad_batch: return "bad batch";
+    case errc::too_many_frames: return "too many frames";
+  }
+  return "unknown wire error";
+}
+
+namespace {
+struct category final : std::error_category {
+  const char* name() const noexcept override { return "plexus.wire"; }
+  std::string message(int ev) const override { return to_string(static_cast<errc>(ev)); }
+};
+} // namespace
+
+const std::error_category& wire_category() noexcept {
+  static const category c;
+  return c;
+}
+
+std::error_code make_error_code(errc e) noexcept {
+  return {static_cast<int>(e), wire_category()};
+}
+
+std::string to_string(const decode_error& e) {
+  std::string s;
+  if (e.in_batch) {
+    s += "batch entry ";
+    s += std::to_string(e.index);
+    s += ": ";
+  }
+  if (e.where != field::none && e.where != field::batch) {
+    s += to_string(e.where);
+    s += ": ";
+  }
+  s += to_string(e.code);
+  if (e.topic != topic_errc::ok) {
+    s += " (";
+    s += to_string(e.topic);
+    s += ")";
+  }
+  return s;
+}
+
+// ---------------------------------------------------------------- per-op rules
+
+namespace {
+
+constexpr std::uint32_t bit(field f) { return 1u << static_cast<unsigned>(f); }
+
+// Fields an op must carry (besides version and op). The encoder always
+// writes these, even when zero; every other field only when non-zero.
+constexpr std::uint32_t required(op o) noexcept {
+  switch (o) {
+    case op::hello: return bit(field::node);
+    case op::welcome: return bit(field::node) | bit(field::heartbeat) | bit(field::max_payload);
+    case op::sub: return bit(field::sid) | bit(field::topic);
+    case op::unsub: return bit(field::sid);
+    case op::pub: return bit(field::topic);
+    case op::msg: return bit(field::sid) | bit(field::topic);
+    case op::ack: return bit(field::sid) | bit(field::seq);
+    case op::nack: return bit(field::sid) | bit(field::seq);
+    case op::credit: return bit(field::sid) | bit(field::credit);
+    case op::confirm: return bit(field::msg_id);
+    case op::ping: return 0;
+    case op::pong: return 0;
+    case op::err: return bit(field::code);
+    case op::bye: return 0;
+    case op::peer_hello: return bit(field::node);
+    case op::interest_add: return bit(field::topic);
+    case op::interest_remove: return bit(field::topic);
+    case op::fwd: return bit(field::topic) | bit(field::node);
+    case op::confirm_relay: return bit(field::msg_id) | bit(field::node);
+  }
+  return 0;
+}
+
+bool known_op(std::uint64_t v) noexcept {
+  return (v >= 1 && v <= 14) || (v >= 32 && v <= 36);
+}
+
+enum class topic_kind { none, topic, pattern };
+
+topic_kind topic_rule(op o) noexcept {
+  switch (o) {
+    case op::pub: case op::msg: case op::fwd: return topic_kind::topic;
+    case op::sub: case op::unsub: case op::interest_add: case op::interest_remove:
+      return topic_kind::pattern;
+    default: return topic_kind::none;
+  }
+}
+
+decode_error fail(errc c, field f = field::none, topic_errc t = topic_errc::ok) noexcept {
+  return {c, f, t, 0, false};
+}
+
+// Field readers. Each checks msgpack type and limits.
+
+decode_error read_uint(reader& r, field f, std::uint64_t max, std::uint64_t& out) noexcept {
+  scalar s;
+  if (auto e = r.next(s); e != errc::ok) return fail(e, f);
+  if (s.type != kind::uint) return fail(errc::wrong_type, f);
+  if (s.u > max) return fail(errc::value_out_of_range, f);
+  out = s.u;
+  return {};
+}
+
+template <class T>
+decode_error read_uint_as(reader& r, field f, std::uint64_t max, T& out) noexcept {
+  std::uint64_t v = 0;
+  auto e = read_uint(r, f, max, v);
+  if (!e) out = static_cast<T>(v);
+  return e;
+}
+
+decode_error read_str(reader& r, field f, std::size_t max, std::string_view& out,
+                      bool allow_bin = false) noexcept {
+  scalar s;
+  if (auto e = r.next(s); e != errc::ok) return fail(e, f);
+  if (s.type != kind::str && !(allow_bin && s.type == kind::bin))
+    return fail(errc::wrong_type, f);
+  if (s.s.size() > max) return fail(errc::string_too_long, f);
+  out = s.s;
+  return {};
+}
+
+decode_error read_string_map(reader& r, const limits& lim, string_map_view& out) noexcept {
+  auto start = r.offset();
+  scalar s;
+  if (auto e = r.next(s); e != errc::ok) return fail(e, field::headers);
+  if (s.type != kind::map) return fail(errc::wrong_type, field::headers);
+  if (s.u > lim.max_headers) return fail(errc::too_many_headers, field::headers);
+  if (lim.max_depth < 2) return fail(errc::too_deep, field::headers);
+  for (std::uint64_t i = 0; i < s.u; ++i) {
+    std::string_view k, v;
+    if (auto e = read_str(r, field::headers, lim.max_header_key_bytes, k)) return e;
+    if (auto e = read_str(r, field::headers, lim.max_header_value_bytes, v)) return e;
+  }
+  out = string_map_view{r.span(start), static_cast<std::uint32_t>(s.u)};
+  return {};
+}
+
+decode_error read_string_list(reader& r, const limits& lim, string_list_view& out) noexcept {
+  auto start = r.offset();
+  scalar s;
+  if (auto e = r.next(s); e != errc::ok) return fail(e, field::brokers);
+  if (s.type != kind::array) return fail(errc::wrong_type, field::brokers);
+  if (s.u > lim.max_array_size) return fail(errc::array_too_large, field::brokers);
+  if (lim.max_depth < 2) return fail(errc::too_deep, field::brokers);
+  for (std::uint64_t i = 0; i < s.u; ++i) {
+    std::string_view v;
+    if (auto e = read_str(r, field::brokers, lim.max_name_bytes, v)) return e;
+  }
+  out = string_list_view{r.span(start), static_cast<std::uint32_t>(s.u)};
+  return {};
+}
+
+constexpr std::uint64_t u32_max = 0xffffffffu;
+constexpr std::uint64_t u64_max = ~std::uint64_t{0};
+
+decode_error read_field(reader& r, field f, const limits& lim, header& h,
+                        std::uint64_t& op_value) noexcept {
+  switch (f) {
+    case field::version: return read_uint_as(r, f, u32_max, h.version);
+    case field::op: return read_uint(r, f, u64_max, op_value);
+    case field::sid: return read_uint_as(r, f, u32_max, h.sid);
+    case field::topic: return read_str(r, f, lim.topic.max_bytes, h.topic);
+    case field::queue: return read_str(r, f, lim.max_name_bytes, h.queue);
+    case field::msg_id: return read_str(r, f, lim.max_msg_id_bytes, h.msg_id, true);
+    case field::reply_to: return read_str(r, f, lim.topic.max_bytes, h.reply_to);
+    case field::headers: return read_string_map(r, lim, h.headers);
+    case field::deadline: return read_uint(r, f, u64_max, h.deadline_ns);
+    case field::traceparent: return read_str(r, f, lim.max_name_bytes, h.traceparent);
+    case field::flags: return read_uint_as(r, f, u32_max, h.flags);
+    case field::seq: return read_uint(r, f, u64_max, h.seq);
+    case field::delivery: return read_uint_as(r, f, u32_max, h.delivery);
+    case field::credit: return read_uint_as(r, f, u32_max, h.credit);
+    case field::ack_mode: return read_uint_as(r, f, 1, h.ack);
+    case field::ack_wait: return read_uint_as(r, f, u32_max, h.ack_wait_ms);
+    case field::max_deliver: return read_uint_as(r, f, u32_max, h.max_deliver);
+    case field::action: return read_uint_as(r, f, 2, h.action);
+    case field::delay: return read_uint_as(r, f, u32_max, h.delay_ms);
+    case field::code: return read_uint_as(r, f, u32_max, h.code);
+    case field::text: return read_str(r, f, lim.max_text_bytes, h.text);
+    case field::node: return read_str(r, f, lim.max_name_bytes, h.node);
+    case field::heartbeat: return read_uint_as(r, f, u32_max, h.heartbeat_ms);
+    case field::brokers: return read_string_list(r, lim, h.brokers);
+    case field::max_payload: return read_uint(r, f, u64_max, h.max_payload);
+    default: break;
+  }
+  assert(false && "read_field called with a non-key field");
+  return fail(errc::malformed, f);
+}
+
+// Decodes the header map at the reader's position; the reader ends after it.
+decode_error decode_header_at(reader& r, const limits& lim, header& h) noexcept {
+  h = header{};
+  scalar s;
+  if (auto e = r.next(s); e != errc::ok) return fail(e, field::frame);
+  if (s.type != kind::map) return fail(errc::not_a_map, field::frame);
+  if (s.u > lim.max_map_size) return fail(errc::map_too_large, field::frame);
+  std::uint32_t seen = 0;
+  std::uint64_t op_value = 0;
+  for (std::uint64_t i = 0; i < s.u; ++i) {
+    scalar key;
+    if (auto e = r.next(key); e != errc::ok) return fail(e, field::key);
+    if (key.type != kind::uint) return fail(errc::wrong_type, field::key);
+    if (key.u >= field_count) { // a later version's field: skip it, bounded
+      if (auto e = r.skip(2, lim); e != errc::ok) return fail(e, field::unknown);
+      continue;
+    }
+    auto f = static_cast<field>(key.u);
+    if (seen & bit(f)) return fail(errc::duplicate_field, f);
+    seen |= bit(f);
+    if (auto e = read_field(r, f, lim, h, op_value)) return e;
+  }
+  if (!(seen & bit(field::version))) return fail(errc::missing_field, field::version);
+  if (h.version != protocol_version) return fail(errc::bad_version, field::version);
+  if (!(seen & bit(field::op))) return fail(errc::missing_field, field::op);
+  if (!known_op(op_value)) return fail(errc::unknown_op, field::op);
+  h.kind = static_cast<op>(op_value);
+  if (auto missing = required(h.kind) & ~seen) {
+    for (std::size_t k = 0; k < field_count; ++k)
+      if (missing & (1u << k)) return fail(errc::missing_field, static_cast<field>(k));
+  }
+  if (h.kind == op::pub && (h.flags & flag_confirm) && h.msg_id.empty())
+    return fail(errc::missing_field, field::msg_id);
+  switch (topic_rule(h.kind)) {
+    case topic_kind::topic:
+      if (auto t = validate_topic(h.topic, lim.topic); t != topic_errc::ok)
+        return fail(errc::bad_topic, field::topic, t);
+      break;
+    case topic_kind::pattern:
+      if (seen & bit(field::topic))
+        if (auto t = validate_pattern(h.topic, lim.topic); t != topic_errc::ok)
+          return fail(errc::bad_pattern, field::topic, t);
+      break;
+    case topic_kind::none: break;
+  }
+  if (!h.reply_to.empty())
+    if (auto t = validate_topic(h.reply_to, lim.topic); t != topic_errc::ok)
+      return fail(errc::bad_topic, field::reply_to, t);
+  return {};
+}
+
+} // namespace
+
+// ---------------------------------------------------------------- decode
+
+decode_error decode_header(std::string_view bytes, const limits& lim, header& out) noexcept {
+  if (bytes.size() > lim.max_header_bytes) return fail(errc::header_too_large, field::frame);
+  reader r{bytes};
+  if (auto e = decode_header_at(r, lim, out)) return e;
+  if (!r.at_end()) return fail(errc::trailing_bytes, field::frame);
+  return {};
+}
+
+bool is_batch_frame(std::string_view frame) noexcept {
+  if (frame.empty()) return false;
+  auto b = static_cast<unsigned char>(frame[0]);
+  return (b >= 0x90 && b <= 0x9f) || b == 0xdc || b == 0xdd;
+}
+
+decode_error decode_message(std::span<const std::string_view> frames, const limits& lim,
+                            entry& out) noexcept {
+  if (frames.empty()) return fail(errc::truncated, field::frame);
+  if (frames.size() > 2) return fail(errc::too_many_frames, field::frame);
+  if (auto e = decode_header(frames[0], lim, out.h)) return e;
+  out.payload = {};
+  if (carries_payload(out.h.kind)) {
+    if (frames.size() < 2) return fail(errc::missing_payload, field::payload);
+    if (frames[1].size() > lim.max_payload_bytes)
+      return fail(errc::payload_too_large, field::payload);
+    out.payload = frames[1];
+  } else if (frames.size() > 1) {
+    return fail(errc::unexpected_payload, field::payload);
+  }
+  return {};
+}
+
+decode_error decode_batch(std::string_view frame, const limits& lim,
+                          std::vector<entry>& out) noexcept {
+  out.clear();
+  auto result = [&]() noexcept -> decode_error {
+    if (frame.size() > lim.max_batch_bytes) return fail(errc::batch_too_large, field::batch);
+    reader r{frame};
+    scalar s;
+    if (auto e = r.next(s); e != errc::ok) return fail(e, field::batch);
+    if (s.type != kind::array) return fail(errc::bad_batch, field::batch);
+    if (s.u % 2 != 0 || s.u == 0) return fail(errc::bad_batch, field::batch);
+    auto n = s.u / 2;
+    if (n > lim.max_batch_count) return fail(errc::batch_too_many, field::batch);
+    // Every entry costs at least 3 bytes; a count the frame cannot hold is a
+    // lie, rejected before reserve() believes it.
+    if (n > frame.size() / 3) return fail(errc::truncated, field::batch);
+    try {
+      out.resize(n);
+    } catch (...) {
+      return fail(errc::batch_too_many, field::batch);
+    }
+    for (std::uint64_t i = 0; i < n; ++i) {
+      auto& en = out[i];
+      auto start = r.offset();
+      auto e = decode_header_at(r, lim, en.h);
+      if (!e && r.offset() - start > lim.max_header_bytes)
+        e = fail(errc::header_too_large, field::frame);
+      if (!e) {
+        scalar p;
+        if (auto pe = r.next(p); pe != errc::ok) {
+          e = fail(pe, field::payload);
+        } else if (carries_payload(en.h.kind)) {
+          if (p.type != kind::bin) e = fail(errc::missing_payload, field::payload);
+          else if (p.s.size() > lim.max_payload_bytes)
+            e = fail(errc::payload_too_large, field::payload);
+          else en.payload = p.s;
+        } else {
+          en.payload = {};
+          if (p.type != kind::nil) e = fail(errc::unexpected_payload, field::payload);
+        }
+      }
+      if (e) {
+        e.index = static_cast<std::uint32_t>(i);
+        e.in_batch = true;
+        return e;
+      }
+    }
+    if (!r.at_end()) return fail(errc::trailing_bytes, field::batch);
+    return {};
+  }();
+  if (result) out.clear();
+  return result;
+}
+
+// ---------------------------------------------------------------- views
+
+namespace {
+// Calls fn(string) for each string of an encoded map or array until fn
+// returns false. The bytes were validated when they were decoded.
+template <class Fn>
+void walk_strings(std::string_view raw, Fn&& fn) {
+  reader r{raw};
+  scalar s;
+  if (r.next(s) != errc::ok) return;
+  auto n = s.type == kind::map ? s.u * 2 : s.u;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    scalar v;
+    if (r.next(v) != errc::ok || v.type != kind::str) return;
+    if (!fn(v.s)) return;
+  }
+}
+} // namespace
+
+std::vector<std::pair<std::string_view, std::string_view>> string_map_view::items() const {
+  std::vector<std::pair<std::string_view, std::string_view>> out;
+  out.reserve(count_);
+  bool key = true;
+  walk_strings(raw_, [&](std::string_view s) {
+    if (key) out.emplace_back(s, std::string_view{});
+    else out.back().second = s;
+    key = !key;
+    return true;
+  });
+  return out;
+}
+
+std::string_view string_map_view::find(std::string_view k) const noexcept {
+  std::string_view found;
+  bool is_key = true;
+  bool hit = false;
+  walk_strings(raw_, [&](std::string_view s) {
+    if (!is_key && hit) {
+      found = s;
+      return false;
+    }
+    if (is_key) hit = s == k;
+    is_key = !is_key;
+    return true;
+  });
+  return found;
+}
+
+std::vector<std::string_view> string_list_view::items() const {
+  std::vector<std::string_view> out;
+  out.reserve(count_);
+  walk_strings(raw_, [&](std::string_view s) {
+    out.push_back(s);
+    return true;
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------- encode
+
+namespace {
+
+struct string_sink {
+  std::string& s;
+  void write(const char* p, std::size_t n) { s.append(p, n); }
+};
+
+using packer = msgpack::packer<string_sink>;
+
+// Writes into space already reserved: one resize per header instead of a
+// std::string::append per msgpack token (measured: ~25% of encode time).
+struct cursor_sink {
+  char* p;
+  void write(const char* d, std::size_t n) {
+    std::memcpy(p, d, n);
+    p += n;
+  }
+};
+
+template <class Packer>
+void pack_sv(Packer& pk, std::string_view v) {
+  pk.pack_str(static_cast<std::uint32_t>(v.size()));
+  pk.pack_str_body(v.data(), static_cast<std::uint32_t>(v.size()));
+}
+
+} // namespace
+
+string_map_view pack_string_map(
+  const std::vector<std::pair<std::string_view, std::string_view>>& items, std::string& out) {
+  auto start = out.size();
+  string_sink sink{out};
+  packer pk{sink};
+  pk.pack_map(static_cast<std::uint32_t>(items.size()));
+  for (auto& [k, v] : items) {
+    pack_sv(pk, k);
+    pack_sv(pk, v);
+  }
+  return {std::string_view{out}.substr(start), static_cast<std::uint32_t>(items.size())};
+}
+
+string_list_view pack_string_list(const std::vector<std::string_view>& items, std::string& out) {
+  auto start = out.size();
+  string_sink sink{out};
+  packer pk{sink};
+  pk.pack_array(static_cast<std::uint32_t>(items.size()));
+  for (auto v : items) pack_sv(pk, v);
+  return {std::string_view{out}.substr(start), static_cast<std::uint32_t>(items.size())};
+}
+
+void encode_header(const header& h, std::string& out) {
+  const auto req = required(h.kind);
+  auto want = [&](field f, bool nonzero) { return nonzero || (req & bit(f)); };
+  // Count first: the map header comes before the fields.
+  std::uint32_t n = 2;
+  n += want(field::sid, h.sid != 0);
+  n += want(field::topic, !h.topic.empty());
+  n += want(field::queue, !h.queue.empty());
+  n += want(field::msg_id, !h.msg_id.empty());
+  n += want(field::reply_to, !h.reply_to.empty());
+  n += want(field::headers, !h.headers.empty());
+  n += want(field::deadline, h.deadline_ns != 0);
+  n += want(field::traceparent, !h.traceparent.empty());
+  n += want(field::flags, h.flags != 0);
+  n += want(field::seq, h.seq != 0);
+  n += want(field::delivery, h.delivery != 0);
+  n += want(field::credit, h.credit != 0);
+  n += want(field::ack_mode, h.ack != ack_mode::none);
+  n += want(field::ack_wait, h.ack_wait_ms != 0);
+  n += want(field::max_deliver, h.max_deliver != 0);
+  n += want(field::action, h.action != nack_action::requeue);
+  n += want(field::delay, h.delay_ms != 0);
+  n += want(field::code, h.code != 0);
+  n += want(field::text, !h.text.empty());
+  n += want(field::node, !h.node.empty());
+  n += want(field::heartbeat, h.heartbeat_ms != 0);
+  n += want(field::brokers, !h.brokers.empty());
+  n += want(field::max_payload, h.max_payload != 0);
+
+  // An upper bound: map header 5 bytes; per field a 1-byte key and a value
+  // of at most 9 bytes (uint64) or a 5-byte string header plus the bytes.
+  const std::size_t bound = 5 + 15 * std::size_t{n} + h.topic.size() + h.queue.size()
+                            + h.msg_id.size() + h.reply_to.size() + h.headers.raw().size()
+                            + h.traceparent.size() + h.text.size() + h.node.size()
+                            + h.brokers.raw().size();
+  const auto start = out.size();
+  out.resize(start + bound);
+  cursor_sink sink{out.data() + start};
+  msgpack::packer<cursor_sink> pk{sink};
+  pk.pack_map(n);
+  auto key = [&](field f) { pk.pack_uint8(static_cast<std::uint8_t>(f)); };
+  auto uint_field = [&](field f, std::uint64_t v) {
+    if (want(f, v != 0)) { key(f); pk.pack_uint64(v); }
+  };
+  auto str_field = [&](field f, std::string_view v) {
+    if (want(f, !v.empty())) { key(f); pack_sv(pk, v); }
+  };
+  key(field::version);
+  pk.pack_uint32(h.version);
+  key(field::op);
+  pk.pack_uint8(static_cast<std::uint8_t>(h.kind));
+  uint_field(field::sid, h.sid);
+  str_field(field::topic, h.topic);
+  str_field(field::queue, h.queue);
+  if (want(field::msg_id, !h.msg_id.empty())) {
+    key(field::msg_id);
+    pk.pack_bin(static_cast<std::uint32_t>(h.msg_id.size()));
+    pk.pack_bin_body(h.msg_id.data(), static_cast<std::uint32_t>(h.msg_id.size()));
+  }
+  str_field(field::reply_to, h.reply_to);
+  if (want(field::headers, !h.headers.empty())) {
+    key(field::headers);
+    if (h.headers.raw().empty()) pk.pack_map(0);
+    else sink.write(h.headers.raw().data(), h.headers.raw().size());
+  }
+  uint_field(field::deadline, h.deadline_ns);
+  str_field(field::traceparent, h.traceparent);
+  uint_field(field::flags, h.flags);
+  uint_field(field::seq, h.seq);
+  uint_field(field::delivery, h.delivery);
+  uint_field(field::credit, h.credit);
+  uint_field(field::ack_mode, static_cast<std::uint64_t>(h.ack));
+  uint_field(field::ack_wait, h.ack_wait_ms);
+  uint_field(field::max_deliver, h.max_deliver);
+  uint_field(field::action, static_cast<std::uint64_t>(h.action));
+  uint_field(field::delay, h.delay_ms);
+  uint_field(field::code, h.code);
+  str_field(field::text, h.text);
+  str_field(field::node, h.node);
+  uint_field(field::heartbeat, h.heartbeat_ms);
+  if (want(field::brokers, !h.brokers.empty())) {
+    key(field::brokers);
+    if (h.brokers.raw().empty()) pk.pack_array(0);
+    else sink.write(h.brokers.raw().data(), h.brokers.raw().size());
+  }
+  uint_field(field::max_payload, h.max_payload);
+  assert(static_cast<std::size_t>(sink.p - out.data()) <= start + bound);
+  out.resize(static_cast<std::size_t>(sink.p - out.data()));
+}
+
+void batch_writer::begin() {
+  start_ = out_.size();
+  count_ = 0;
+  // array32 with a placeholder count, patched by finish()
+  const char head[5] = {static_cast<char>(0xdd), 0, 0, 0, 0};
+  out_.append(head, sizeof head);
+}
+
+void batch_writer::add(const header& h, std::string_view payload) {
+  encode_header(h, out_);
+  add_payload(h.kind, payload);
+}
+
+void batch_writer::add_encoded(std::string_view header_bytes, op o, std::string_view payload) {
+  out_.append(header_bytes);
+  add_payload(o, payload);
+}
+
+void batch_writer::add_payload(op o, std::string_view payload) {
+  string_sink sink{out_};
+  packer pk{sink};
+  if (carries_payload(o)) {
+    pk.pack_bin(static_cast<std::uint32_t>(payload.size()));
+    pk.pack_bin_body(payload.data(), static_cast<std::uint32_t>(payload.size()));
+  } else {
+    assert(payload.empty() && "only PUB, MSG and FWD carry a payload");
+    pk.pack_nil();
+  }
+  ++count_;
+}
+
+void batch_writer::finish() noexcept {
+  auto n = static_cast<std::uint32_t>(count_ * 2);
+  auto* p = out_.data() + start_ + 1;
+  p[0] = static_cast<char>(n >> 24);
+  p[1] = static_cast<char>(n >> 16);
+  p[2] = static_cast<char>(n >> 8);
+  p[3] = static_cast<char>(n);
+}
+
+} // namespace plexus::wire
