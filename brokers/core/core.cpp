@@ -1,0 +1,492 @@
+// SPDX-License-Identifier: Apache-2.0
+// Connections, subscriptions, heartbeats, timers and the output queues.
+#include <algorithm>
+#include <cassert>
+
+#include "state.hpp"
+
+namespace plexus::broker {
+
+const char* to_string(status s) noexcept {
+  switch (s) {
+    case status::ok: return "ok";
+    case status::no_responders: return "no responders";
+    case status::no_interest: return "no interest";
+    case status::dead_lettered: return "dead-lettered";
+    case status::overloaded: return "overloaded";
+    case status::expired: return "expired";
+    case status::forbidden: return "forbidden";
+    case status::unknown_subscription: return "unknown subscription";
+    case status::too_many_subscriptions: return "too many subscriptions";
+    case status::protocol_violation: return "protocol violation";
+    case status::duplicate_sid: return "duplicate subscription id";
+  }
+  return "unknown status";
+}
+
+namespace {
+constexpr std::size_t frame_overhead = 64; // header estimate for queue accounting
+std::size_t cost(const output& o) { return o.payload.size() + frame_overhead; }
+} // namespace
+
+core::state::state(config c, const core& self)
+  : owner(&self), cfg(std::move(c)), dedup(cfg.dedup_window, cfg.dedup_entries) {
+  std::vector<std::string_view> list(cfg.advertise.begin(), cfg.advertise.end());
+  welcome_brokers.reserve(64 * (list.size() + 1));
+  welcome_list = wire::pack_string_list(list, welcome_brokers);
+}
+
+core::core(config cfg) : s_(std::make_unique<state>(std::move(cfg), *this)) {}
+core::~core() = default;
+
+const counters& core::stats() const noexcept { return s_->stats; }
+const config& core::settings() const noexcept { return s_->cfg; }
+
+// ---------------------------------------------------------------- inputs
+
+void core::receive(conn_id from, const wire::entry& e, time_point now) {
+  auto& s = *s_;
+  s.now = now;
+  auto* c = s.find(from);
+  if (!c) c = &s.open(from);
+  if (c->closing) return;
+  c->last_heard = now;
+  const auto& h = e.h;
+  if (h.kind != wire::op::hello && !c->hello) {
+    ++c->bad_frames;
+    ++s.stats.bad_frames;
+    s.send_err(*c, status::protocol_violation, "HELLO must come first", &h);
+  } else {
+    switch (h.kind) {
+      case wire::op::hello: s.on_hello(*c, h); break;
+      case wire::op::sub: s.on_sub(*c, h); break;
+      case wire::op::unsub: s.on_unsub(*c, h); break;
+      case wire::op::pub: s.on_pub(*c, e); break;
+      case wire::op::ack: s.on_ack(*c, h); break;
+      case wire::op::nack: s.on_nack(*c, h); break;
+      case wire::op::credit: s.on_credit(*c, h); break;
+      case wire::op::ping: {
+        output o;
+        o.h.kind = wire::op::pong;
+        s.enqueue(*c, std::move(o), false);
+        break;
+      }
+      case wire::op::pong: break; // liveness only
+      case wire::op::err: break;  // the client's complaint; nothing to answer
+      case wire::op::bye: s.request_close(*c, {}); break;
+      default:
+        ++c->bad_frames;
+        ++s.stats.bad_frames;
+        s.send_err(*c, status::protocol_violation,
+                   std::string{"clients may not send "} + wire::to_string(h.kind), &h);
+        break;
+    }
+  }
+  s.finish_closes();
+}
+
+void core::reject(conn_id from, const wire::decode_error& err, time_point now) {
+  auto& s = *s_;
+  s.now = now;
+  auto* c = s.find(from);
+  if (!c) c = &s.open(from);
+  if (c->closing) return;
+  c->last_heard = now;
+  ++c->bad_frames;
+  ++s.stats.bad_frames;
+  s.send_err(*c, static_cast<std::uint32_t>(err.code), wire::to_string(err), nullptr);
+  if (c->bad_frames > s.cfg.error_budget) s.request_close(*c, "error budget exceeded");
+  s.finish_closes();
+}
+
+void core::disconnected(conn_id id, time_point now) {
+  auto& s = *s_;
+  s.now = now;
+  if (auto* c = s.find(id)) {
+    c->out.items.clear(); // nobody to say BYE to
+    c->out.head = 0;
+    s.close(*c, {});
+  }
+  s.finish_closes();
+}
+
+void core::tick(time_point now) {
+  auto& s = *s_;
+  s.now = now;
+  s.ack_timeouts();
+  s.delayed_redeliveries();
+  s.heartbeats();
+  s.dedup.expire(now);
+  if (now >= s.next_stats) {
+    if (s.next_stats != time_point{}) s.publish_stats();
+    s.next_stats = now + s.cfg.stats_interval;
+  }
+  s.finish_closes();
+}
+
+void core::shutdown(time_point now) {
+  auto& s = *s_;
+  s.now = now;
+  for (auto& [id, c] : s.conns) s.request_close(*c, "broker shutting down");
+  s.finish_closes();
+}
+
+time_point core::next_tick() const noexcept {
+  // Timers are checked at 50 ms resolution: fine against ack waits and
+  // heartbeats of a second and more.
+  return s_->now + milliseconds{50};
+}
+
+// ---------------------------------------------------------------- outputs
+
+std::vector<conn_id> core::ready_connections() {
+  auto r = std::move(s_->ready);
+  s_->ready.clear();
+  for (auto id : r)
+    if (auto* c = s_->find(id)) c->ready = false;
+  return r;
+}
+
+std::span<const output> core::queued(conn_id id) {
+  auto* c = s_->find(id);
+  if (!c) return {};
+  auto& q = c->out;
+  return {q.items.data() + q.head, q.size()};
+}
+
+void core::consume(conn_id id, std::size_t n) {
+  auto* c = s_->find(id);
+  if (!c) return;
+  auto& q = c->out;
+  n = std::min(n, q.size());
+  for (std::size_t i = 0; i < n; ++i) {
+    auto& o = q.items[q.head + i];
+    q.bytes -= cost(o);
+    if (o.h.kind == wire::op::msg) ++c->msgs_out;
+    o = output{}; // release the message now, not at compaction
+  }
+  q.head += n;
+  if (q.empty()) {
+    q.items.clear();
+    q.head = 0;
+    if (c->closing) {
+      s_->forget(*c);
+      return;
+    }
+  } else {
+    if (q.head > 1024 && q.head * 2 > q.items.size()) {
+      q.items.erase(q.items.begin(), q.items.begin() + static_cast<std::ptrdiff_t>(q.head));
+      q.head = 0;
+    }
+    if (!c->ready) {
+      c->ready = true;
+      s_->ready.push_back(id);
+    }
+  }
+}
+
+bool core::has_output() const noexcept { return !s_->ready.empty(); }
+
+std::vector<conn_id> core::take_closed() {
+  auto r = std::move(s_->closed);
+  s_->closed.clear();
+  return r;
+}
+
+bool core::state::enqueue(connection& c, output o, bool droppable) {
+  if (c.closing || c.doomed) return false;
+  auto& q = c.out;
+  auto bytes = cost(o);
+  if (q.size() >= cfg.max_pending_msgs || q.bytes + bytes > cfg.max_pending_bytes) {
+    if (droppable && cfg.slow_consumer == slow_consumer_policy::drop) {
+      ++stats.slow_consumer_drops;
+      return false;
+    }
+    ++stats.slow_consumer_disconnects;
+    request_close(c, "slow consumer");
+    return false;
+  }
+  o.to = c.id;
+  q.items.push_back(std::move(o));
+  q.bytes += bytes;
+  c.last_sent = now;
+  if (!c.ready) {
+    c.ready = true;
+    ready.push_back(c.id);
+  }
+  return true;
+}
+
+void core::state::send_err(connection& c, status code, std::string_view text,
+                           const wire::header* about) {
+  send_err(c, static_cast<std::uint32_t>(code), std::string{text}, about);
+}
+
+void core::state::send_err(connection& c, std::uint32_t code, std::string text,
+                           const wire::header* about) {
+  // The ERR names what it is about (sid, msg id, reply-to) so the client
+  // can match it; those strings are copied out of the client's frame.
+  struct err_text {
+    std::string text, msg_id, reply_to;
+  };
+  auto keep = std::make_shared<err_text>();
+  keep->text = std::move(text);
+  output o;
+  o.h.kind = wire::op::err;
+  o.h.code = code;
+  if (about) {
+    keep->msg_id = about->msg_id;
+    keep->reply_to = about->reply_to;
+    o.h.sid = about->sid;
+  }
+  o.h.text = keep->text;
+  o.h.msg_id = keep->msg_id;
+  o.h.reply_to = keep->reply_to;
+  o.keep = std::move(keep);
+  enqueue(c, std::move(o), false);
+}
+
+// ---------------------------------------------------------------- connections
+
+connection* core::state::find(conn_id id) {
+  auto it = conns.find(id);
+  return it == conns.end() ? nullptr : it->second.get();
+}
+
+connection& core::state::open(conn_id id) {
+  auto c = std::make_unique<connection>();
+  c->id = id;
+  c->last_heard = c->last_sent = now;
+  ++stats.connections_opened;
+  return *conns.emplace(id, std::move(c)).first->second;
+}
+
+void core::state::request_close(connection& c, std::string_view reason) {
+  if (c.closing || c.doomed) return;
+  c.doomed = true;
+  c.close_reason = std::string{reason};
+  doomed.push_back(c.id);
+}
+
+void core::state::finish_closes() {
+  // Closing redelivers, which may doom more connections: loop until quiet.
+  while (!doomed.empty()) {
+    auto ids = std::move(doomed);
+    doomed.clear();
+    for (auto id : ids)
+      if (auto* c = find(id)) close(*c, c->close_reason);
+  }
+}
+
+void core::state::close(connection& c, std::string_view reason) {
+  if (c.closing) return;
+  // Detach every subscription first, so redelivery picks other members.
+  std::vector<std::uint32_t> sids;
+  for (auto& [sid, sub] : c.subs) sids.push_back(sid);
+  for (auto sid : sids) remove_subscription(c, *c.subs.at(sid));
+  c.closing = true;
+  // Whatever was queued for it is dropped; only the BYE goes out.
+  for (auto i = c.out.head; i < c.out.items.size(); ++i) c.out.items[i] = output{};
+  c.out.items.clear();
+  c.out.head = 0;
+  c.out.bytes = 0;
+  ++stats.connections_closed;
+  closed.push_back(c.id);
+  if (reason.empty() || !c.hello) {
+    forget(c);
+    return;
+  }
+  auto keep = std::make_shared<std::string>(reason);
+  output o;
+  o.to = c.id;
+  o.h.kind = wire::op::bye;
+  o.h.text = *keep;
+  o.keep = std::move(keep);
+  c.out.items.push_back(std::move(o));
+  if (!c.ready) {
+    c.ready = true;
+    ready.push_back(c.id);
+  }
+}
+
+void core::state::forget(connection& c) {
+  assert(c.subs.empty());
+  conns.erase(c.id); // `c` is gone after this line
+}
+
+void core::state::on_hello(connection& c, const wire::header& h) {
+  if (c.hello) { // a second HELLO starts a new session on this connection
+    std::vector<std::uint32_t> sids;
+    for (auto& [sid, sub] : c.subs) sids.push_back(sid);
+    for (auto sid : sids) remove_subscription(c, *c.subs.at(sid));
+  }
+  c.hello = true;
+  c.node = std::string{h.node};
+  output o;
+  o.h.kind = wire::op::welcome;
+  o.h.node = cfg.id;
+  o.h.heartbeat_ms = static_cast<std::uint32_t>(cfg.heartbeat.count());
+  o.h.max_payload = cfg.limits.max_payload_bytes;
+  o.h.brokers = welcome_list;
+  enqueue(c, std::move(o), false);
+}
+
+void core::state::on_sub(connection& c, const wire::header& h) {
+  if (c.subs.contains(h.sid)) {
+    send_err(c, status::duplicate_sid, "subscription id already in use", &h);
+    return;
+  }
+  if (c.subs.size() >= cfg.max_subscriptions) {
+    send_err(c, status::too_many_subscriptions, "subscription limit reached", &h);
+    return;
+  }
+  auto sub = std::make_unique<subscription>();
+  sub->conn = c.id;
+  sub->sid = h.sid;
+  sub->pattern = std::string{h.topic};
+  sub->ack = h.ack;
+  sub->ack_wait = h.ack_wait_ms ? milliseconds{h.ack_wait_ms} : cfg.ack_wait;
+  sub->max_deliver = h.max_deliver ? h.max_deliver : cfg.max_deliver;
+  sub->credit = h.credit;
+  sub->owner = &c;
+  auto* s = sub.get();
+  c.subs.emplace(h.sid, std::move(sub));
+  if (h.queue.empty()) {
+    trie.insert(s->pattern, s);
+    return;
+  }
+  auto key = s->pattern + '\0' + std::string{h.queue};
+  auto& g = groups[key];
+  if (!g) {
+    g = std::make_unique<group>();
+    g->is_group = true;
+    g->key = key;
+    g->pattern = s->pattern;
+    g->name = std::string{h.queue};
+    trie.insert(g->pattern, g.get());
+  }
+  s->grp = g.get();
+  g->members.push_back(s);
+  drain_group(*g);
+}
+
+void core::state::on_unsub(connection& c, const wire::header& h) {
+  auto it = c.subs.find(h.sid);
+  if (it == c.subs.end()) {
+    send_err(c, status::unknown_subscription, "no such subscription", &h);
+    return;
+  }
+  remove_subscription(c, *it->second);
+}
+
+void core::state::remove_subscription(connection& c, subscription& s) {
+  auto sid = s.sid;
+  auto* g = s.grp;
+  if (g) {
+    std::erase(g->members, &s);
+    if (g->next >= g->members.size()) g->next = 0;
+  } else {
+    trie.erase(s.pattern, &s);
+  }
+  // Its unacked deliveries go back to the group (or are settled).
+  if (auto u = c.unacked.find(sid); u != c.unacked.end()) {
+    auto pending = std::move(u->second);
+    c.unacked.erase(u);
+    for (auto& [seq, f] : pending) {
+      if (g && !g->members.empty() && f.delivery < s.max_deliver) {
+        ++stats.redeliveries;
+        deliver_to_group(*g, {f.msg, f.delivery, "consumer lost"}, nullptr, true);
+        settle(*f.msg, status::ok);
+      } else if (g && f.delivery >= s.max_deliver) {
+        dead_letter(f.msg, f.delivery, "consumer lost");
+        settle(*f.msg, status::dead_lettered);
+      } else {
+        settle(*f.msg, status::no_interest);
+      }
+    }
+  }
+  if (g && g->members.empty()) {
+    // Nobody left to take what waits: drop it, counted.
+    for (auto& q : g->waiting) {
+      ++stats.group_queue_drops;
+      settle(*q.msg, status::no_interest);
+    }
+    trie.erase(g->pattern, g);
+    groups.erase(g->key);
+  }
+  c.subs.erase(sid);
+}
+
+void core::state::on_credit(connection& c, const wire::header& h) {
+  auto it = c.subs.find(h.sid);
+  if (it == c.subs.end()) {
+    send_err(c, status::unknown_subscription, "credit for an unknown subscription", &h);
+    return;
+  }
+  auto& s = *it->second;
+  s.credit = static_cast<std::uint32_t>(
+    std::min<std::uint64_t>(std::uint64_t{s.credit} + h.credit, 0xffffffffu));
+  if (s.grp) drain_group(*s.grp);
+}
+
+void core::state::heartbeats() {
+  auto dead_after = cfg.heartbeat * cfg.liveness;
+  std::vector<connection*> dead;
+  for (auto& [id, c] : conns) {
+    if (c->closing) {
+      if (now - c->last_heard >= dead_after) dead.push_back(c.get()); // BYE undeliverable
+      continue;
+    }
+    if (now - c->last_heard >= dead_after) {
+      ++stats.heartbeat_timeouts;
+      dead.push_back(c.get());
+    } else if (c->hello && now - c->last_sent >= cfg.heartbeat && c->out.empty()) {
+      output o;
+      o.h.kind = wire::op::ping;
+      enqueue(*c, std::move(o), false);
+    }
+  }
+  for (auto* c : dead) {
+    if (c->closing) forget(*c);
+    else close(*c, {});
+  }
+}
+
+// ---------------------------------------------------------------- introspection
+
+gauges core::current() const {
+  gauges g;
+  auto& s = *s_;
+  g.connections = s.conns.size();
+  g.groups = s.groups.size();
+  g.dedup_entries = s.dedup.size();
+  for (auto& [id, c] : s.conns) {
+    g.subscriptions += c->subs.size();
+    g.pending_msgs += c->out.size();
+    g.pending_bytes += c->out.bytes;
+    for (auto& [sid, m] : c->unacked) g.unacked += m.size();
+  }
+  for (auto& [k, grp] : s.groups) g.group_queued += grp->waiting.size();
+  return g;
+}
+
+std::vector<connection_stats> core::connections() const {
+  std::vector<connection_stats> out;
+  for (auto& [id, c] : s_->conns) {
+    connection_stats cs;
+    cs.id = id;
+    cs.node = c->node;
+    cs.msgs_in = c->msgs_in;
+    cs.msgs_out = c->msgs_out;
+    cs.bad_frames = c->bad_frames;
+    cs.subscriptions = c->subs.size();
+    cs.pending_msgs = c->out.size();
+    cs.pending_bytes = c->out.bytes;
+    for (auto& [sid, m] : c->unacked) cs.unacked += m.size();
+    out.push_back(std::move(cs));
+  }
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.id < b.id; });
+  return out;
+}
+
+} // namespace plexus::broker

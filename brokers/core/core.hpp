@@ -1,0 +1,183 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// The broker's sans-IO state machine: every delivery rule lives here and
+// nowhere else. Input: decoded envelopes from connections, bad-frame reports,
+// disconnects and clock ticks, each with the time. Output: envelopes for
+// connections (in per-connection bounded queues the I/O shell drains) and
+// the connections the core decided to close. No sockets, no threads, no
+// clock of its own: tests drive it with a fake clock.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "plexus/wire.hpp"
+
+namespace plexus::broker {
+
+using conn_id = std::uint64_t;
+/// Time since the Unix epoch. Deadlines on the wire are in the same clock.
+using time_point = std::chrono::nanoseconds;
+using std::chrono::milliseconds;
+
+enum class slow_consumer_policy { drop, disconnect };
+
+/// Status codes the broker sends in ERR and CONFIRM (`code`). Codes below
+/// 100 are wire decode errors (wire::errc). See brokers/PROTOCOL.md.
+enum class status : std::uint32_t {
+  ok = 0,
+  no_responders = 100,     // a request matched no subscriber
+  no_interest = 101,       // CONFIRM: accepted, but nobody subscribes
+  dead_lettered = 102,     // CONFIRM: a consumer gave up on it
+  overloaded = 103,        // a bounded queue was full: the message was dropped
+  expired = 104,           // past its deadline: dropped
+  forbidden = 105,         // a topic clients may not publish on
+  unknown_subscription = 106,
+  too_many_subscriptions = 107,
+  protocol_violation = 108, // an op out of place (e.g. before HELLO)
+  duplicate_sid = 109,
+};
+[[nodiscard]] const char* to_string(status s) noexcept;
+
+struct config {
+  std::string id = "broker";
+  /// Endpoints advertised in WELCOME for failover (this broker's first).
+  std::vector<std::string> advertise;
+  wire::limits limits{};
+  /// Heartbeats as in the ZeroMQ guide's Paranoid Pirate: 1 s interval, a
+  /// peer silent for `liveness` intervals is dead.
+  milliseconds heartbeat{1000};
+  std::uint32_t liveness = 3;
+  std::size_t max_subscriptions = 1024;          // per connection
+  /// Per-connection outbound queue. NATS's per-client pending default is
+  /// 64 MiB; past it a slow consumer is handled by `slow_consumer`.
+  std::size_t max_pending_msgs = 65536;
+  std::size_t max_pending_bytes = 64u << 20;
+  slow_consumer_policy slow_consumer = slow_consumer_policy::drop;
+  /// Messages waiting in a queue group because no member has credit.
+  std::size_t group_queue_msgs = 65536;
+  std::size_t group_queue_bytes = 64u << 20;
+  /// At-least-once defaults (a SUB may override): JetStream's AckWait is
+  /// 30 s; its MaxDeliver is unlimited, plexus dead-letters after 5.
+  milliseconds ack_wait{30000};
+  std::uint32_t max_deliver = 5;
+  /// Dedup window by msg id (JetStream: 2 minutes).
+  milliseconds dedup_window{120000};
+  std::size_t dedup_entries = 262144;
+  /// Bad frames a connection may send before it is dropped.
+  std::size_t error_budget = 100;
+  milliseconds stats_interval{1000};
+};
+
+/// One envelope for one connection. `h` and `payload` point into storage
+/// kept alive by `keep` (or into the core's own config).
+struct output {
+  conn_id to = 0;
+  wire::header h;
+  std::string_view payload;
+  std::shared_ptr<const void> keep;
+};
+
+struct counters {
+  std::uint64_t msgs_in = 0, bytes_in = 0;       // PUB payloads accepted
+  std::uint64_t msgs_out = 0, bytes_out = 0;     // MSG payloads queued
+  std::uint64_t bad_frames = 0;
+  std::uint64_t slow_consumer_drops = 0;
+  std::uint64_t slow_consumer_disconnects = 0;
+  std::uint64_t group_queue_drops = 0;
+  std::uint64_t expired = 0;
+  std::uint64_t no_responders = 0;
+  std::uint64_t no_interest = 0;
+  std::uint64_t duplicates = 0;
+  std::uint64_t acks = 0, nacks = 0;
+  std::uint64_t late_acks = 0; // for a delivery already redelivered or acked
+  std::uint64_t redeliveries = 0;
+  std::uint64_t ack_timeouts = 0;
+  std::uint64_t dead_letters = 0;
+  std::uint64_t dead_letters_dropped = 0; // no subscriber on $DLQ.<topic>
+  std::uint64_t confirms = 0;
+  std::uint64_t connections_opened = 0, connections_closed = 0;
+  std::uint64_t heartbeat_timeouts = 0;
+};
+
+struct gauges {
+  std::size_t connections = 0;
+  std::size_t subscriptions = 0;
+  std::size_t groups = 0;
+  std::size_t pending_msgs = 0;   // all outbound queues
+  std::size_t pending_bytes = 0;
+  std::size_t group_queued = 0;   // waiting for credit
+  std::size_t unacked = 0;
+  std::size_t dedup_entries = 0;
+};
+
+struct connection_stats {
+  conn_id id = 0;
+  std::string node;
+  std::uint64_t msgs_in = 0, msgs_out = 0, bad_frames = 0;
+  std::size_t subscriptions = 0, pending_msgs = 0, pending_bytes = 0, unacked = 0;
+};
+
+class core {
+public:
+  explicit core(config cfg);
+  ~core();
+  core(const core&) = delete;
+  core& operator=(const core&) = delete;
+
+  /// A decoded envelope from a connection (a new id is a new connection).
+  void receive(conn_id from, const wire::entry& e, time_point now);
+  /// A frame from `from` that did not decode: answered with ERR, counted;
+  /// past the error budget the connection is closed.
+  void reject(conn_id from, const wire::decode_error& err, time_point now);
+  /// The transport lost the connection.
+  void disconnected(conn_id c, time_point now);
+  /// Timers: ack timeouts, delayed NACKs, heartbeats, dedup expiry, stats.
+  void tick(time_point now);
+  /// Says BYE to every connection (clean shutdown).
+  void shutdown(time_point now);
+
+  /// When tick() next has work to do.
+  [[nodiscard]] time_point next_tick() const noexcept;
+
+  /// Hands each connection's queued outputs to `send`, which returns how
+  /// many it took (fewer when the transport would block: the rest stay
+  /// queued for the next call).
+  template <class Send>
+  void flush(Send&& send) {
+    for (auto c : ready_connections()) {
+      auto pending = queued(c);
+      if (!pending.empty()) consume(c, send(c, pending));
+    }
+  }
+
+  /// True while some connection has outputs the transport has not taken.
+  [[nodiscard]] bool has_output() const noexcept;
+
+  /// Connections the core closed since the last call (BYE already queued).
+  [[nodiscard]] std::vector<conn_id> take_closed();
+
+  [[nodiscard]] const counters& stats() const noexcept;
+  [[nodiscard]] gauges current() const;
+  [[nodiscard]] std::vector<connection_stats> connections() const;
+  [[nodiscard]] const config& settings() const noexcept;
+
+private:
+  [[nodiscard]] std::vector<conn_id> ready_connections();
+  [[nodiscard]] std::span<const output> queued(conn_id c);
+  void consume(conn_id c, std::size_t n);
+
+  struct state;
+  std::unique_ptr<state> s_;
+};
+
+/// Counters, gauges and the first connections as one JSON object: what the
+/// core publishes on $SYS.broker.<id>.stats every stats_interval.
+[[nodiscard]] std::string stats_json(const core& b, time_point now);
+
+} // namespace plexus::broker

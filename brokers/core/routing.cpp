@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: Apache-2.0
+// Publish: dedup, deadlines, fan-out to subscriptions, one member per queue
+// group against credit, publisher confirms, request/reply.
+#include <algorithm>
+#include <cstring>
+
+#include "state.hpp"
+
+namespace plexus::broker {
+
+std::shared_ptr<message> message::copy_of(const wire::header& h, std::string_view payload,
+                                          std::string_view extra_headers,
+                                          std::uint32_t extra_count) {
+  auto m = std::make_shared<message>();
+  auto headers = extra_headers.empty() ? h.headers.raw() : extra_headers;
+  auto count = extra_headers.empty() ? h.headers.size() : extra_count;
+  m->buf.reserve(h.topic.size() + h.msg_id.size() + h.reply_to.size() + h.traceparent.size()
+                 + headers.size() + payload.size());
+  // Append everything first, then take views: `buf` never reallocates after.
+  std::size_t at[6];
+  std::string_view parts[6] = {h.topic, h.msg_id, h.reply_to, h.traceparent, headers, payload};
+  for (int i = 0; i < 6; ++i) {
+    at[i] = m->buf.size();
+    m->buf.append(parts[i]);
+  }
+  std::string_view b{m->buf};
+  m->topic = b.substr(at[0], parts[0].size());
+  m->msg_id = b.substr(at[1], parts[1].size());
+  m->reply_to = b.substr(at[2], parts[2].size());
+  m->traceparent = b.substr(at[3], parts[3].size());
+  m->headers = wire::string_map_view{b.substr(at[4], parts[4].size()), count};
+  m->payload = b.substr(at[5], parts[5].size());
+  m->deadline_ns = h.deadline_ns;
+  return m;
+}
+
+bool core::state::expired(const message& m) const {
+  return m.deadline_ns != 0 && m.deadline_ns <= static_cast<std::uint64_t>(now.count());
+}
+
+void core::state::on_pub(connection& c, const wire::entry& e) {
+  const auto& h = e.h;
+  ++c.msgs_in;
+  bool wants_confirm = (h.flags & wire::flag_confirm) != 0;
+  auto answer = [&](status st) { // a CONFIRM for a message never stored
+    if (!wants_confirm) return;
+    wire::header id_only;
+    id_only.msg_id = h.msg_id;
+    auto m = message::copy_of(id_only, {});
+    m->confirm = true;
+    m->confirm_to = c.id;
+    m->outcome = st;
+    send_confirm(m);
+  };
+  if (h.topic.starts_with("$SYS.broker.")) { // the broker's own namespace
+    ++stats.bad_frames;
+    send_err(c, status::forbidden, "clients may not publish on $SYS.broker.", &h);
+    return;
+  }
+  if (h.deadline_ns != 0 && h.deadline_ns <= static_cast<std::uint64_t>(now.count())) {
+    ++stats.expired;
+    answer(status::expired);
+    return;
+  }
+  if (!h.msg_id.empty()) {
+    if (auto* d = dedup.find(h.msg_id)) {
+      ++stats.duplicates;
+      auto original = d->msg.lock();
+      if (original && !d->settled) {
+        // Still in flight: its CONFIRM goes to whoever sent it last (a
+        // publisher that failed over re-sends on a new connection).
+        if (wants_confirm) {
+          original->confirm = true;
+          original->confirm_to = c.id;
+        }
+      } else {
+        answer(d->outcome);
+      }
+      return;
+    }
+  }
+  auto m = message::copy_of(h, e.payload);
+  m->confirm = wants_confirm;
+  m->confirm_to = c.id;
+  if (!m->msg_id.empty()) dedup.insert(m->msg_id, now, m);
+  ++stats.msgs_in;
+  stats.bytes_in += e.payload.size();
+  route_message(m);
+  if (!m->reply_to.empty() && m->outcome == status::no_interest) {
+    ++stats.no_responders;
+    send_err(c, status::no_responders, "no responders", &h);
+  }
+}
+
+void core::state::route_message(const message_ptr& m) {
+  scratch.clear();
+  trie.match(m->topic, scratch);
+  auto routes = scratch; // deliveries may change the trie (a slow consumer closed)
+  m->unsettled = 1;      // held until routing is done
+  for (auto* r : routes) {
+    if (r->is_group) {
+      deliver_to_group(*static_cast<group*>(r), {m, 0, {}}, nullptr, false);
+    } else {
+      auto* s = static_cast<subscription*>(r);
+      deliver(*s, m, 1);
+    }
+  }
+  if (routes.empty()) ++stats.no_interest;
+  settle(*m, routes.empty() ? status::no_interest : status::ok);
+}
+
+bool core::state::deliver(subscription& s, const message_ptr& m, std::uint32_t delivery) {
+  auto* c = s.owner;
+  if (c->closing || c->doomed) return false;
+  if (expired(*m)) {
+    ++stats.expired;
+    return false;
+  }
+  output o;
+  o.h.kind = wire::op::msg;
+  o.h.sid = s.sid;
+  o.h.topic = m->topic;
+  o.h.msg_id = m->msg_id;
+  o.h.reply_to = m->reply_to;
+  o.h.headers = m->headers;
+  o.h.deadline_ns = m->deadline_ns;
+  o.h.traceparent = m->traceparent;
+  o.h.delivery = delivery;
+  bool acked = s.ack == wire::ack_mode::explicit_ack;
+  if (acked) o.h.seq = c->next_seq++;
+  o.payload = m->payload;
+  o.keep = m;
+  auto seq = o.h.seq;
+  // Only fan-out to plain at-most-once subscribers may be dropped for a
+  // slow consumer: the rest is bounded by credit or must not be lost.
+  bool droppable = !acked && !s.grp;
+  if (!enqueue(*c, std::move(o), droppable)) return false;
+  ++s.delivered;
+  ++stats.msgs_out;
+  stats.bytes_out += m->payload.size();
+  if (s.grp && s.credit > 0) --s.credit;
+  if (acked) {
+    c->unacked[s.sid].emplace(seq, inflight{m, delivery, now + s.ack_wait});
+    ++m->unsettled;
+  }
+  return true;
+}
+
+namespace {
+// The next member with credit, round robin from g.next; `avoid` (the member
+// that just failed with this message) only when nobody else can take it.
+subscription* pick_member(group& g, const subscription* avoid) {
+  subscription* fallback = nullptr;
+  auto n = g.members.size();
+  for (std::size_t i = 0; i < n; ++i) {
+    auto idx = (g.next + i) % n;
+    auto* s = g.members[idx];
+    if (s->credit == 0 || s->owner->doomed) continue;
+    if (s == avoid) {
+      fallback = s;
+      continue;
+    }
+    g.next = (idx + 1) % n;
+    return s;
+  }
+  return fallback;
+}
+} // namespace
+
+void core::state::deliver_to_group(group& g, queued_msg q, const subscription* avoid,
+                                   bool front) {
+  ++q.msg->unsettled; // the group holds it until a member has it
+  if (expired(*q.msg)) {
+    ++stats.expired;
+    settle(*q.msg, status::expired);
+    return;
+  }
+  if (g.waiting.empty() || front) {
+    // A failed delivery dooms its member's connection, so pick_member
+    // moves on; the loop ends when nobody with credit is left.
+    while (auto* s = pick_member(g, avoid)) {
+      if (deliver(*s, q.msg, q.delivery + 1)) {
+        settle(*q.msg, status::ok);
+        return;
+      }
+      if (!s->owner->doomed) break;
+    }
+  }
+  auto bytes = q.msg->payload.size();
+  if (g.waiting.size() >= cfg.group_queue_msgs || g.waiting_bytes + bytes > cfg.group_queue_bytes) {
+    ++stats.group_queue_drops;
+    settle(*q.msg, status::overloaded);
+    return;
+  }
+  g.waiting_bytes += bytes;
+  if (front) g.waiting.push_front(std::move(q));
+  else g.waiting.push_back(std::move(q));
+}
+
+void core::state::drain_group(group& g) {
+  while (!g.waiting.empty()) {
+    auto* s = pick_member(g, nullptr);
+    if (!s) return;
+    auto q = std::move(g.waiting.front());
+    g.waiting.pop_front();
+    g.waiting_bytes -= q.msg->payload.size();
+    if (expired(*q.msg)) {
+      ++stats.expired;
+      settle(*q.msg, status::expired);
+      continue;
+    }
+    if (!deliver(*s, q.msg, q.delivery + 1)) {
+      g.waiting_bytes += q.msg->payload.size();
+      g.waiting.push_front(std::move(q));
+      return;
+    }
+    settle(*q.msg, status::ok);
+  }
+}
+
+void core::state::settle(message& m, status outcome) {
+  // The first failure wins over "ok"; no_interest only when nothing else.
+  if (outcome != status::ok && (m.outcome == status::ok || m.outcome == status::no_interest))
+    m.outcome = outcome;
+  if (m.unsettled == 0 || --m.unsettled > 0) return;
+  if (!m.msg_id.empty()) {
+    if (auto* d = dedup.find(m.msg_id)) {
+      d->settled = true;
+      d->outcome = m.outcome;
+    }
+  }
+  if (m.confirm) send_confirm(m.shared_from_this());
+}
+
+void core::state::send_confirm(const message_ptr& m) {
+  auto* c = find(m->confirm_to);
+  if (!c || !c->hello) return;
+  ++stats.confirms;
+  output o;
+  o.h.kind = wire::op::confirm;
+  o.h.msg_id = m->msg_id;
+  o.h.code = static_cast<std::uint32_t>(m->outcome);
+  o.keep = m;
+  enqueue(*c, std::move(o), false);
+}
+
+void core::state::publish_internal(std::string_view topic, std::string_view payload,
+                                   std::string_view headers, std::uint32_t header_count) {
+  wire::header h;
+  h.kind = wire::op::pub;
+  h.topic = topic;
+  route_message(message::copy_of(h, payload, headers, header_count));
+}
+
+} // namespace plexus::broker

@@ -1,0 +1,191 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// The core's private state, shared by core.cpp (connections, subscriptions,
+// timers), routing.cpp (publish, fan-out, queue groups, confirms) and
+// acks.cpp (at-least-once: acks, nacks, redelivery, dead letters).
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core.hpp"
+#include "dedup.hpp"
+#include "pattern_trie.hpp"
+
+namespace plexus::broker {
+
+/// A published message, stored once and shared by every delivery. All its
+/// strings live in `buf`.
+struct message : std::enable_shared_from_this<message> {
+  std::string buf;
+  std::string_view topic, msg_id, reply_to, traceparent, payload;
+  wire::string_map_view headers;
+  std::uint64_t deadline_ns = 0;
+  // Publisher confirms: CONFIRM goes to `confirm_to` once every
+  // at-least-once delivery is settled.
+  conn_id confirm_to = 0;
+  bool confirm = false;
+  std::uint32_t unsettled = 0;
+  status outcome = status::ok;
+
+  static std::shared_ptr<message> copy_of(const wire::header& h, std::string_view payload,
+                                          std::string_view extra_headers = {},
+                                          std::uint32_t extra_count = 0);
+};
+using message_ptr = std::shared_ptr<message>;
+
+struct group;
+
+/// Common base of what the trie stores: a plain subscription or a group.
+struct route {
+  bool is_group = false;
+};
+
+struct connection;
+
+struct subscription : route {
+  connection* owner = nullptr; // owns this subscription
+  conn_id conn = 0;
+  std::uint32_t sid = 0;
+  std::string pattern;
+  group* grp = nullptr;
+  wire::ack_mode ack = wire::ack_mode::none;
+  milliseconds ack_wait{0};
+  std::uint32_t max_deliver = 0;
+  std::uint32_t credit = 0;       // group members only
+  std::uint64_t delivered = 0;
+};
+
+/// An undelivered message waiting in a group for a member with credit.
+struct queued_msg {
+  message_ptr msg;
+  std::uint32_t delivery = 0; // deliveries so far
+  std::string last_error;
+};
+
+/// Members subscribed with the same (pattern, queue name). Each message
+/// goes to one member, only against that member's credit.
+struct group : route {
+  std::string key, pattern, name;
+  std::vector<subscription*> members;
+  std::size_t next = 0; // round robin
+  std::deque<queued_msg> waiting;
+  std::size_t waiting_bytes = 0;
+};
+
+/// An unacked at-least-once delivery.
+struct inflight {
+  message_ptr msg;
+  std::uint32_t delivery = 1;
+  time_point deadline{};
+};
+
+/// The outbound queue of one connection: a vector with a moving head, so
+/// the shell gets a contiguous span.
+struct out_queue {
+  std::vector<output> items;
+  std::size_t head = 0;
+  std::size_t bytes = 0;
+  [[nodiscard]] std::size_t size() const noexcept { return items.size() - head; }
+  [[nodiscard]] bool empty() const noexcept { return size() == 0; }
+};
+
+struct connection {
+  conn_id id = 0;
+  bool hello = false;
+  bool closing = false; // closed: at most a BYE still goes out
+  bool doomed = false;  // to be closed once the current input is handled
+  std::string close_reason;
+  std::string node;
+  time_point last_heard{}, last_sent{};
+  std::unordered_map<std::uint32_t, std::unique_ptr<subscription>> subs;
+  // Per subscription id, unacked deliveries by seq. Seqs grow with time and
+  // ack_wait is fixed per subscription, so begin() is the next to time out.
+  std::unordered_map<std::uint32_t, std::map<std::uint64_t, inflight>> unacked;
+  std::uint64_t next_seq = 1;
+  out_queue out;
+  bool ready = false; // listed in state::ready
+  std::uint64_t msgs_in = 0, msgs_out = 0, bad_frames = 0;
+};
+
+/// A NACK with delay: redelivered when `due`.
+struct delayed {
+  message_ptr msg;
+  conn_id conn = 0;      // the subscription it came from
+  std::uint32_t sid = 0;
+  std::string group_key; // empty for a plain subscription
+  std::uint32_t delivery = 0;
+};
+
+struct core::state {
+  state(config c, const core& self);
+
+  const core* owner; // for stats_json
+  config cfg;
+  std::string welcome_brokers; // packed once for WELCOME
+  wire::string_list_view welcome_list;
+  counters stats;
+  std::unordered_map<conn_id, std::unique_ptr<connection>> conns;
+  std::unordered_map<std::string, std::unique_ptr<group>> groups;
+  pattern_trie<route> trie;
+  dedup_window dedup;
+  std::multimap<time_point, delayed> delayed_nacks;
+  std::vector<conn_id> ready;
+  std::vector<conn_id> closed;
+  std::vector<conn_id> doomed; // see request_close
+  std::vector<route*> scratch; // reused by match
+  time_point next_stats{};
+  time_point now{};
+
+  // core.cpp
+  connection* find(conn_id c);
+  connection& open(conn_id c);
+  // Closing detaches subscriptions and redelivers, which must not happen
+  // while a delivery loop holds pointers: code inside an input asks with
+  // request_close(), and finish_closes() closes at the end of the input.
+  void request_close(connection& c, std::string_view reason);
+  void finish_closes();
+  void close(connection& c, std::string_view reason); // may destroy c
+  void forget(connection& c);
+  void on_hello(connection& c, const wire::header& h);
+  void on_sub(connection& c, const wire::header& h);
+  void on_unsub(connection& c, const wire::header& h);
+  void remove_subscription(connection& c, subscription& s);
+  void on_credit(connection& c, const wire::header& h);
+  void send_err(connection& c, status code, std::string_view text, const wire::header* about);
+  void send_err(connection& c, std::uint32_t code, std::string text, const wire::header* about);
+  bool enqueue(connection& c, output o, bool droppable);
+  void heartbeats();
+  void publish_stats();
+
+  // routing.cpp
+  void on_pub(connection& c, const wire::entry& e);
+  void route_message(const message_ptr& m);
+  bool expired(const message& m) const;
+  /// The group takes `q` (a new obligation): a member with credit gets it
+  /// now, else it waits (at the front for a redelivery).
+  void deliver_to_group(group& g, queued_msg q, const subscription* avoid, bool front);
+  void drain_group(group& g);
+  bool deliver(subscription& s, const message_ptr& m, std::uint32_t delivery);
+  void settle(message& m, status outcome);
+  void send_confirm(const message_ptr& m);
+  void publish_internal(std::string_view topic, std::string_view payload,
+                        std::string_view headers = {}, std::uint32_t header_count = 0);
+
+  // acks.cpp
+  void on_ack(connection& c, const wire::header& h);
+  void on_nack(connection& c, const wire::header& h);
+  void ack_timeouts();
+  void delayed_redeliveries();
+  void retry(subscription& s, inflight f, std::string_view why);
+  void redeliver(subscription* s, group* g, queued_msg q);
+  void dead_letter(const message_ptr& m, std::uint32_t delivery, std::string_view why);
+  void requeue_unacked(connection& c);
+};
+
+} // namespace plexus::broker

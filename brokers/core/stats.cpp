@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: Apache-2.0
+// The broker's stats, published as JSON on $SYS.broker.<id>.stats.
+#include <string>
+
+#include "state.hpp"
+
+namespace plexus::broker {
+
+namespace {
+
+void json_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (unsigned char ch : s) {
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += static_cast<char>(ch);
+    } else if (ch < 0x20) {
+      static constexpr char hex[] = "0123456789abcdef";
+      out += "\\u00";
+      out += hex[ch >> 4];
+      out += hex[ch & 15];
+    } else {
+      out += static_cast<char>(ch);
+    }
+  }
+  out += '"';
+}
+
+struct object {
+  std::string& out;
+  bool first = true;
+  explicit object(std::string& o) : out(o) { out += '{'; }
+  ~object() { out += '}'; }
+  object(const object&) = delete;
+  object& operator=(const object&) = delete;
+  void key(std::string_view k) {
+    if (!first) out += ',';
+    first = false;
+    json_string(out, k);
+    out += ':';
+  }
+  void num(std::string_view k, std::uint64_t v) {
+    key(k);
+    out += std::to_string(v);
+  }
+};
+
+constexpr std::size_t max_listed_connections = 64;
+
+} // namespace
+
+std::string stats_json(const core& b, time_point now) {
+  std::string out;
+  {
+  object root{out};
+  root.key("broker");
+  json_string(out, b.settings().id);
+  root.num("time_ns", static_cast<std::uint64_t>(now.count()));
+  const auto& c = b.stats();
+  root.key("counters");
+  {
+    object o{out};
+    o.num("msgs_in", c.msgs_in);
+    o.num("bytes_in", c.bytes_in);
+    o.num("msgs_out", c.msgs_out);
+    o.num("bytes_out", c.bytes_out);
+    o.num("bad_frames", c.bad_frames);
+    o.num("slow_consumer_drops", c.slow_consumer_drops);
+    o.num("slow_consumer_disconnects", c.slow_consumer_disconnects);
+    o.num("group_queue_drops", c.group_queue_drops);
+    o.num("expired", c.expired);
+    o.num("no_responders", c.no_responders);
+    o.num("no_interest", c.no_interest);
+    o.num("duplicates", c.duplicates);
+    o.num("acks", c.acks);
+    o.num("late_acks", c.late_acks);
+    o.num("nacks", c.nacks);
+    o.num("redeliveries", c.redeliveries);
+    o.num("ack_timeouts", c.ack_timeouts);
+    o.num("dead_letters", c.dead_letters);
+    o.num("dead_letters_dropped", c.dead_letters_dropped);
+    o.num("confirms", c.confirms);
+    o.num("connections_opened", c.connections_opened);
+    o.num("connections_closed", c.connections_closed);
+    o.num("heartbeat_timeouts", c.heartbeat_timeouts);
+  }
+  auto g = b.current();
+  root.key("gauges");
+  {
+    object o{out};
+    o.num("connections", g.connections);
+    o.num("subscriptions", g.subscriptions);
+    o.num("groups", g.groups);
+    o.num("pending_msgs", g.pending_msgs);
+    o.num("pending_bytes", g.pending_bytes);
+    o.num("group_queued", g.group_queued);
+    o.num("unacked", g.unacked);
+    o.num("dedup_entries", g.dedup_entries);
+  }
+  auto conns = b.connections();
+  root.key("connections");
+  out += '[';
+  for (std::size_t i = 0; i < conns.size() && i < max_listed_connections; ++i) {
+    if (i) out += ',';
+    const auto& cs = conns[i];
+    object o{out};
+    o.num("id", cs.id);
+    o.key("node");
+    json_string(out, cs.node);
+    o.num("msgs_in", cs.msgs_in);
+    o.num("msgs_out", cs.msgs_out);
+    o.num("bad_frames", cs.bad_frames);
+    o.num("subscriptions", cs.subscriptions);
+    o.num("pending_msgs", cs.pending_msgs);
+    o.num("pending_bytes", cs.pending_bytes);
+    o.num("unacked", cs.unacked);
+  }
+  out += ']';
+  } // closes the root object
+  return out;
+}
+
+void core::state::publish_stats() {
+  // The stats describe this core; `owner` is set by the core that owns us.
+  auto topic = "$SYS.broker." + cfg.id + ".stats";
+  if (validate_topic(topic, cfg.limits.topic) != topic_errc::ok) return;
+  publish_internal(topic, stats_json(*owner, now));
+}
+
+} // namespace plexus::broker

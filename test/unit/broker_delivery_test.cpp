@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <boost/test/unit_test.hpp>
+
+#include <set>
+
+#include "broker_harness.hpp"
+#include "print.hpp"
+
+using namespace plexus;
+using namespace plexus::test;
+using broker::status;
+using wire::nack_action;
+using wire::op;
+
+BOOST_AUTO_TEST_SUITE(broker_delivery)
+
+BOOST_AUTO_TEST_CASE(an_ack_settles_a_delivery_and_confirms_end_to_end) {
+  harness t;
+  auto pub = t.connect();
+  auto w = t.connect();
+  t.subscribe(w, 1, "jobs", {.queue = "g", .acked = true, .credit = 5});
+  t.publish(pub, "jobs", "j1", {.msg_id = "j1", .confirm = true});
+  BOOST_TEST(t.take(pub).empty()); // not before the consumer's ACK
+  auto got = t.take_msgs(w);
+  BOOST_TEST_REQUIRE(got.size() == 1u);
+  BOOST_TEST(got[0].seq != 0u);
+  BOOST_TEST(t.core().current().unacked == 1u);
+  t.simple(w, op::ack, 1, got[0].seq);
+  BOOST_TEST(t.core().current().unacked == 0u);
+  auto confirm = t.take(pub);
+  BOOST_TEST_REQUIRE(confirm.size() == 1u);
+  BOOST_TEST(confirm[0].kind == op::confirm);
+  BOOST_TEST(confirm[0].code == 0u);
+  BOOST_TEST(t.core().stats().acks == 1u);
+  t.simple(w, op::ack, 1, got[0].seq); // a second ACK is late, not an error
+  BOOST_TEST(t.take(w).empty());
+  BOOST_TEST(t.core().stats().late_acks == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(an_ack_timeout_redelivers_to_another_member) {
+  harness t;
+  auto pub = t.connect();
+  auto slow = t.connect();
+  auto fast = t.connect();
+  t.subscribe(slow, 1, "jobs", {.queue = "g", .acked = true, .credit = 1, .ack_wait_ms = 1000});
+  t.publish(pub, "jobs", "j1");
+  BOOST_TEST_REQUIRE(t.take_msgs(slow).size() == 1u);
+  t.subscribe(fast, 1, "jobs", {.queue = "g", .acked = true, .credit = 1, .ack_wait_ms = 1000});
+  t.advance(900ms);
+  BOOST_TEST(t.take_msgs(fast).empty());
+  t.advance(200ms);
+  auto again = t.take_msgs(fast);
+  BOOST_TEST_REQUIRE(again.size() == 1u);
+  BOOST_TEST(again[0].payload == "j1");
+  BOOST_TEST(again[0].delivery == 2u);
+  BOOST_TEST(t.core().stats().ack_timeouts == 1u);
+  BOOST_TEST(t.core().stats().redeliveries == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(nack_requeue_goes_to_another_member_and_delay_waits) {
+  harness t;
+  auto pub = t.connect();
+  auto a = t.connect();
+  auto b = t.connect();
+  t.subscribe(a, 1, "q", {.queue = "g", .acked = true, .credit = 10});
+  t.publish(pub, "q", "m");
+  auto got = t.take_msgs(a);
+  BOOST_TEST_REQUIRE(got.size() == 1u);
+  t.subscribe(b, 1, "q", {.queue = "g", .acked = true, .credit = 10});
+  t.nack(a, 1, got[0].seq, nack_action::requeue);
+  auto at_b = t.take_msgs(b);
+  BOOST_TEST_REQUIRE(at_b.size() == 1u);
+  BOOST_TEST(at_b[0].delivery == 2u);
+  BOOST_TEST(t.take_msgs(a).empty());
+
+  t.nack(b, 1, at_b[0].seq, nack_action::delay, 500);
+  t.advance(400ms);
+  BOOST_TEST(t.take_msgs(a).empty());
+  BOOST_TEST(t.take_msgs(b).empty());
+  t.advance(200ms);
+  auto later = t.take_msgs(a);
+  auto later_b = t.take_msgs(b);
+  BOOST_TEST(later.size() + later_b.size() == 1u);
+  BOOST_TEST(t.core().stats().nacks == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_poison_message_reaches_the_dead_letter_topic_after_max_deliver) {
+  harness t;
+  auto pub = t.connect();
+  auto w = t.connect();
+  auto dlq = t.connect();
+  t.subscribe(dlq, 1, "$DLQ.>");
+  t.subscribe(w, 1, "orders.*", {.queue = "g", .acked = true, .credit = 100, .max_deliver = 3});
+  t.publish(pub, "orders.new", "poison", {.msg_id = "p1", .confirm = true});
+  for (std::uint32_t i = 1; i <= 3; ++i) {
+    auto got = t.take_msgs(w);
+    BOOST_TEST_REQUIRE(got.size() == 1u);
+    BOOST_TEST(got[0].delivery == i);
+    t.nack(w, 1, got[0].seq, nack_action::requeue, 0, "boom " + std::to_string(i));
+  }
+  BOOST_TEST(t.take_msgs(w).empty());
+  auto dead = t.take_msgs(dlq);
+  BOOST_TEST_REQUIRE(dead.size() == 1u);
+  BOOST_TEST(dead[0].topic == "$DLQ.orders.new");
+  BOOST_TEST(dead[0].payload == "poison");
+  BOOST_TEST(dead[0].msg_id == "p1");
+  BOOST_TEST(dead[0].header("plexus-dlq-reason") == "boom 3");
+  BOOST_TEST(dead[0].header("plexus-dlq-deliveries") == "3");
+  BOOST_TEST(dead[0].header("plexus-dlq-topic") == "orders.new");
+  BOOST_TEST(!dead[0].header("plexus-dlq-time").empty());
+  auto confirm = t.take(pub);
+  BOOST_TEST_REQUIRE(confirm.size() == 1u);
+  BOOST_TEST(confirm[0].code == static_cast<std::uint32_t>(status::dead_lettered));
+  BOOST_TEST(t.core().stats().dead_letters == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(nack_with_dead_letter_skips_the_retries) {
+  harness t;
+  auto pub = t.connect();
+  auto w = t.connect();
+  t.subscribe(w, 1, "t", {.queue = "g", .acked = true, .credit = 1});
+  t.publish(pub, "t", "bad input");
+  auto got = t.take_msgs(w);
+  BOOST_TEST_REQUIRE(got.size() == 1u);
+  t.nack(w, 1, got[0].seq, nack_action::dead_letter, 0, "type mismatch");
+  BOOST_TEST(t.core().stats().dead_letters == 1u);
+  BOOST_TEST(t.core().stats().dead_letters_dropped == 1u); // nobody on $DLQ.t
+  BOOST_TEST(t.core().current().unacked == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_dead_member_hands_its_unacked_messages_to_the_others) {
+  harness t;
+  auto pub = t.connect();
+  auto doomed = t.connect();
+  auto other = t.connect();
+  t.subscribe(doomed, 1, "q", {.queue = "g", .acked = true, .credit = 100});
+  for (int i = 0; i < 10; ++i) t.publish(pub, "q", std::to_string(i));
+  BOOST_TEST(t.take_msgs(doomed).size() == 10u);
+  t.subscribe(other, 1, "q", {.queue = "g", .acked = true, .credit = 100});
+  t.core().disconnected(doomed, t.now());
+  t.flush();
+  auto got = t.take_msgs(other);
+  BOOST_TEST_REQUIRE(got.size() == 10u);
+  std::set<std::string> ids;
+  for (auto& m : got) {
+    ids.insert(m.payload);
+    BOOST_TEST(m.delivery == 2u);
+  }
+  BOOST_TEST(ids.size() == 10u);
+}
+
+BOOST_AUTO_TEST_CASE(a_silent_connection_is_declared_dead_after_the_liveness_window) {
+  broker::config cfg;
+  cfg.heartbeat = 1000ms;
+  cfg.liveness = 3;
+  harness t{cfg};
+  auto pub = t.connect();
+  auto quiet = t.connect();
+  auto other = t.connect();
+  t.subscribe(quiet, 1, "q", {.queue = "g", .acked = true, .credit = 10});
+  t.publish(pub, "q", "m");
+  BOOST_TEST_REQUIRE(t.take_msgs(quiet).size() == 1u);
+  t.subscribe(other, 1, "q", {.queue = "g", .acked = true, .credit = 10});
+  // `pub` and `other` answer; `quiet` says nothing.
+  for (int i = 0; i < 3; ++i) {
+    t.advance(1000ms);
+    t.simple(pub, op::pong, 0);
+    t.simple(other, op::pong, 0);
+  }
+  t.advance(100ms);
+  BOOST_TEST(t.was_closed(quiet));
+  BOOST_TEST(!t.was_closed(other));
+  BOOST_TEST(t.core().stats().heartbeat_timeouts == 1u);
+  auto got = t.take_msgs(other);
+  BOOST_TEST_REQUIRE(got.size() == 1u);
+  BOOST_TEST(got[0].payload == "m");
+}
+
+BOOST_AUTO_TEST_CASE(the_broker_pings_connections_it_has_not_written_to) {
+  harness t;
+  auto c = t.connect();
+  t.advance(1100ms);
+  auto got = t.take(c);
+  BOOST_TEST_REQUIRE(!got.empty());
+  BOOST_TEST(got[0].kind == op::ping);
+  t.simple(c, op::ping, 0);
+  got = t.take(c);
+  BOOST_TEST_REQUIRE(got.size() == 1u);
+  BOOST_TEST(got[0].kind == op::pong);
+}
+
+BOOST_AUTO_TEST_CASE(a_publisher_that_resends_after_reconnecting_gets_the_confirm) {
+  harness t;
+  auto first = t.connect("pub");
+  auto w = t.connect();
+  t.subscribe(w, 1, "t", {.queue = "g", .acked = true, .credit = 10});
+  t.publish(first, "t", "x", {.msg_id = "id1", .confirm = true});
+  auto got = t.take_msgs(w);
+  BOOST_TEST_REQUIRE(got.size() == 1u);
+  t.core().disconnected(first, t.now());
+  auto second = t.connect("pub"); // the same publisher, new connection
+  t.publish(second, "t", "x", {.msg_id = "id1", .confirm = true});
+  BOOST_TEST(t.take_msgs(w).empty()); // a duplicate: not delivered again
+  t.simple(w, op::ack, 1, got[0].seq);
+  auto confirm = t.take(second);
+  BOOST_TEST_REQUIRE(confirm.size() == 1u);
+  BOOST_TEST(confirm[0].kind == op::confirm);
+  BOOST_TEST(confirm[0].msg_id == "id1");
+}
+
+BOOST_AUTO_TEST_CASE(at_least_once_fan_out_redelivers_to_the_same_subscriber) {
+  harness t;
+  auto pub = t.connect();
+  auto s = t.connect();
+  t.subscribe(s, 1, "t", {.acked = true, .ack_wait_ms = 500});
+  t.publish(pub, "t", "x");
+  BOOST_TEST_REQUIRE(t.take_msgs(s).size() == 1u);
+  t.advance(600ms);
+  auto again = t.take_msgs(s);
+  BOOST_TEST_REQUIRE(again.size() == 1u);
+  BOOST_TEST(again[0].delivery == 2u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
