@@ -1,0 +1,241 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "options.hpp"
+
+#include <charconv>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <toml++/toml.h>
+
+namespace plexus::broker {
+
+namespace {
+
+// One setting: its flag (--name), TOML key (name with '_'), help, and how to
+// apply a value given as text. Integers are range-checked.
+struct setting {
+  std::string name; // flag spelling, e.g. "heartbeat-ms"
+  std::string help;
+  std::function<std::string(const command_line&)> current;
+  std::function<void(command_line&, const std::string&)> apply;
+  bool list = false;
+};
+
+std::string toml_key(std::string flag) {
+  for (auto& ch : flag)
+    if (ch == '-') ch = '_';
+  return flag;
+}
+
+std::uint64_t parse_uint(const std::string& name, const std::string& text, std::uint64_t lo,
+                         std::uint64_t hi) {
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc{} || p != text.data() + text.size())
+    throw config_error(name + ": expected a whole number, got '" + text + "'");
+  if (v < lo || v > hi)
+    throw config_error(name + ": must be between " + std::to_string(lo) + " and "
+                       + std::to_string(hi) + ", got " + text);
+  return v;
+}
+
+template <class T>
+setting number(std::string name, std::string help, std::uint64_t lo, std::uint64_t hi, std::function<T&(command_line&)> field) {
+  setting s;
+  s.name = name;
+  s.help = std::move(help);
+  s.current = [field](const command_line& c) {
+    return std::to_string(field(const_cast<command_line&>(c)));
+  };
+  s.apply = [name, lo, hi, field](command_line& c, const std::string& text) {
+    field(c) = static_cast<T>(parse_uint("--" + name, text, lo, hi));
+  };
+  return s;
+}
+
+template <class Rep, class Period>
+setting millis(std::string name, std::string help, std::uint64_t lo, std::uint64_t hi,
+               std::function<std::chrono::duration<Rep, Period>&(command_line&)> field) {
+  setting s;
+  s.name = name;
+  s.help = std::move(help);
+  s.current = [field](const command_line& c) {
+    return std::to_string(field(const_cast<command_line&>(c)).count());
+  };
+  s.apply = [name, lo, hi, field](command_line& c, const std::string& text) {
+    field(c) = std::chrono::duration<Rep, Period>{parse_uint("--" + name, text, lo, hi)};
+  };
+  return s;
+}
+
+constexpr std::uint64_t big = std::uint64_t{1} << 40;
+
+std::vector<setting> settings() {
+  using cl = command_line;
+  std::vector<setting> all;
+  all.push_back({"listen", "ZeroMQ endpoint to listen on; tcp://127.0.0.1:* picks a free port",
+                 [](const cl& c) { return c.server.listen; },
+                 [](cl& c, const std::string& v) {
+                   if (v.find("://") == std::string::npos)
+                     throw config_error("--listen: expected an endpoint like tcp://127.0.0.1:7400, got '" + v + "'");
+                   c.server.listen = v;
+                 }});
+  all.push_back({"id", "broker id: in WELCOME and in $SYS.broker.<id>.stats",
+                 [](const cl& c) { return c.server.core.id; },
+                 [](cl& c, const std::string& v) {
+                   if (validate_topic(v) != topic_errc::ok || v.find('.') != std::string::npos)
+                     throw config_error("--id: must be one topic token (no dots, spaces or wildcards), got '" + v + "'");
+                   c.server.core.id = v;
+                 }});
+  all.push_back({"advertise", "endpoints clients may fail over to (repeatable)",
+                 [](const cl& c) {
+                   std::string s;
+                   for (auto& a : c.server.core.advertise) s += (s.empty() ? "" : ",") + a;
+                   return s;
+                 },
+                 [](cl& c, const std::string& v) { c.server.core.advertise.push_back(v); }, true});
+  all.push_back({"log-level", "trace, debug, info, warn, error or off",
+                 [](const cl& c) { return c.log_level; },
+                 [](cl& c, const std::string& v) {
+                   static const std::vector<std::string> ok{"trace", "debug", "info", "warn", "error", "off"};
+                   if (std::find(ok.begin(), ok.end(), v) == ok.end())
+                     throw config_error("--log-level: expected trace, debug, info, warn, error or off, got '" + v + "'");
+                   c.log_level = v;
+                 }});
+  all.push_back({"slow-consumer", "what to do with a subscriber whose queue is full: drop or disconnect",
+                 [](const cl& c) {
+                   return c.server.core.slow_consumer == slow_consumer_policy::drop ? "drop" : "disconnect";
+                 },
+                 [](cl& c, const std::string& v) {
+                   if (v == "drop") c.server.core.slow_consumer = slow_consumer_policy::drop;
+                   else if (v == "disconnect") c.server.core.slow_consumer = slow_consumer_policy::disconnect;
+                   else throw config_error("--slow-consumer: expected drop or disconnect, got '" + v + "'");
+                 }});
+  all.push_back(millis<std::int64_t, std::milli>("heartbeat-ms", "heartbeat interval", 10, 3'600'000,
+    [](cl& c) -> milliseconds& { return c.server.core.heartbeat; }));
+  all.push_back(number<std::uint32_t>("liveness", "missed heartbeats before a peer is dead", 1, 100,
+    [](cl& c) -> std::uint32_t& { return c.server.core.liveness; }));
+  all.push_back(number<std::size_t>("max-payload", "largest payload accepted, bytes", 1, 64u << 20,
+    [](cl& c) -> std::size_t& { return c.server.core.limits.max_payload_bytes; }));
+  all.push_back(number<std::size_t>("max-subscriptions", "subscriptions per connection", 1, 1u << 20,
+    [](cl& c) -> std::size_t& { return c.server.core.max_subscriptions; }));
+  all.push_back(number<std::size_t>("max-pending-msgs", "queued messages per connection", 1, big,
+    [](cl& c) -> std::size_t& { return c.server.core.max_pending_msgs; }));
+  all.push_back(number<std::size_t>("max-pending-bytes", "queued bytes per connection", 1024, big,
+    [](cl& c) -> std::size_t& { return c.server.core.max_pending_bytes; }));
+  all.push_back(number<std::size_t>("group-queue-msgs", "messages a queue group holds while no member has credit", 0, big,
+    [](cl& c) -> std::size_t& { return c.server.core.group_queue_msgs; }));
+  all.push_back(number<std::size_t>("group-queue-bytes", "bytes a queue group holds while no member has credit", 0, big,
+    [](cl& c) -> std::size_t& { return c.server.core.group_queue_bytes; }));
+  all.push_back(millis<std::int64_t, std::milli>("ack-wait-ms", "default time before an unacked message is redelivered", 1, 86'400'000,
+    [](cl& c) -> milliseconds& { return c.server.core.ack_wait; }));
+  all.push_back(number<std::uint32_t>("max-deliver", "default deliveries before a message is dead-lettered", 1, 1'000'000,
+    [](cl& c) -> std::uint32_t& { return c.server.core.max_deliver; }));
+  all.push_back(millis<std::int64_t, std::milli>("dedup-window-ms", "how long a msg id is remembered for dedup", 0, 86'400'000,
+    [](cl& c) -> milliseconds& { return c.server.core.dedup_window; }));
+  all.push_back(number<std::size_t>("dedup-entries", "msg ids remembered at most", 0, 1u << 26,
+    [](cl& c) -> std::size_t& { return c.server.core.dedup_entries; }));
+  all.push_back(number<std::size_t>("error-budget", "bad frames before a connection is dropped", 0, big,
+    [](cl& c) -> std::size_t& { return c.server.core.error_budget; }));
+  all.push_back(millis<std::int64_t, std::milli>("stats-interval-ms", "period of $SYS.broker.<id>.stats", 100, 3'600'000,
+    [](cl& c) -> milliseconds& { return c.server.core.stats_interval; }));
+  all.push_back(number<int>("sndhwm", "ZeroMQ send high-water mark per peer, messages", 1, 10'000'000,
+    [](cl& c) -> int& { return c.server.sndhwm; }));
+  all.push_back(number<int>("rcvhwm", "ZeroMQ receive high-water mark per peer, messages", 1, 10'000'000,
+    [](cl& c) -> int& { return c.server.rcvhwm; }));
+  return all;
+}
+
+// Reads the TOML file into (key -> values as text), rejecting unknown keys
+// and values of the wrong kind.
+std::map<std::string, std::vector<std::string>> read_toml(const std::string& path,
+                                                         const std::vector<setting>& known) {
+  toml::table tbl;
+  try {
+    tbl = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream os;
+    os << path << ":" << e.source().begin.line << ":" << e.source().begin.column << ": "
+       << e.description();
+    throw config_error(os.str());
+  }
+  std::map<std::string, std::vector<std::string>> out;
+  for (auto&& [k, node] : tbl) {
+    std::string key{k.str()};
+    auto it = std::find_if(known.begin(), known.end(),
+                           [&](const setting& s) { return toml_key(s.name) == key; });
+    if (it == known.end()) throw config_error(path + ": unknown key '" + key + "'");
+    auto text = [&](const toml::node& n) -> std::string {
+      if (auto s = n.value<std::string>()) return *s;
+      if (auto i = n.value<std::int64_t>()) {
+        if (*i < 0) throw config_error(path + ": " + key + " must not be negative");
+        return std::to_string(*i);
+      }
+      throw config_error(path + ": " + key + " must be a string or a whole number");
+    };
+    if (auto* arr = node.as_array()) {
+      if (!it->list) throw config_error(path + ": " + key + " takes one value, not a list");
+      for (auto&& el : *arr) out[key].push_back(text(el));
+    } else {
+      out[key].push_back(text(node));
+    }
+  }
+  return out;
+}
+
+} // namespace
+
+command_line parse_command_line(int argc, const char* const* argv) {
+  command_line result;
+  result.server.core.id = "broker";
+  auto all = settings();
+  CLI::App app{"plexus-broker: the plexus message broker (topics, queue groups with credit, "
+               "acks and redelivery, dead letters, request/reply).\n"
+               "Settings come from --config FILE (TOML, keys as the flags with '_' for '-') "
+               "and from flags, which win."};
+  app.set_help_flag("-h,--help", "print this help and exit");
+  std::string config_path;
+  app.add_option("--config", config_path, "TOML file with any of the settings below");
+  std::map<std::string, std::vector<std::string>> given;
+  for (auto& s : all) {
+    auto* o = app.add_option("--" + s.name, given[s.name], s.help + " [default: " + s.current(result) + "]");
+    if (!s.list) o->expected(1);
+  }
+  bool version = false;
+  app.add_flag("--version", version, "print the version and exit");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    result.exit_now = true;
+    result.output = app.help();
+    return result;
+  } catch (const CLI::ParseError& e) {
+    throw config_error(e.what());
+  }
+  if (version) {
+    result.exit_now = true;
+    result.output = "plexus-broker 0.1.0 (wire protocol 1)\n";
+    return result;
+  }
+  if (!config_path.empty()) {
+    for (auto& [key, values] : read_toml(config_path, all)) {
+      auto& s = *std::find_if(all.begin(), all.end(),
+                              [&](const setting& x) { return toml_key(x.name) == key; });
+      for (auto& v : values) s.apply(result, v);
+    }
+  }
+  for (auto& s : all) {
+    auto& values = given[s.name];
+    if (values.empty()) continue;
+    if (s.list) result.server.core.advertise.clear(); // flags replace the file's list
+    for (auto& v : values) s.apply(result, v);
+  }
+  if (result.server.core.advertise.empty() && result.server.listen.find('*') == std::string::npos)
+    result.server.core.advertise.push_back(result.server.listen);
+  return result;
+}
+
+} // namespace plexus::broker

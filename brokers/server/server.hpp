@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// The broker's I/O shell: one ZeroMQ ROUTER socket and a single-threaded
+// event loop around the sans-IO core (which holds every delivery rule).
+// It runs as `plexus-broker` or inside another process on any endpoint,
+// inproc included (the node's embedded broker).
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "core.hpp"
+
+namespace zmq {
+class context_t;
+}
+
+namespace plexus::broker {
+
+struct server_options {
+  config core{};
+  /// Where to listen. `tcp://127.0.0.1:*` picks a free port (see endpoint()).
+  std::string listen = "tcp://127.0.0.1:7400";
+  /// ZeroMQ queue limits per peer (messages). Past them ROUTER would drop
+  /// silently; plexus sets ZMQ_ROUTER_MANDATORY and keeps the excess in the
+  /// core's bounded per-connection queue instead.
+  int sndhwm = 10000;
+  int rcvhwm = 10000;
+  /// Outputs per batch frame, at most (also bounded by limits' batch bytes).
+  std::size_t batch_max = 256;
+};
+
+class server {
+public:
+  /// Binds at once; throws std::runtime_error with the endpoint and the
+  /// reason when it cannot. `ctx` is shared for inproc endpoints.
+  explicit server(server_options opts, zmq::context_t* ctx = nullptr);
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  /// The endpoint actually bound (with the port picked for `:*`).
+  [[nodiscard]] const std::string& endpoint() const noexcept;
+
+  /// Serves until `stop` becomes true (checked at least every 50 ms), then
+  /// says BYE to every client and returns.
+  void run(const std::atomic<bool>& stop);
+
+  /// run() on a thread of its own, for embedding; stop() ends it.
+  void start();
+  void stop();
+
+  [[nodiscard]] const core& state() const noexcept; // only while not running
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+} // namespace plexus::broker

@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: Apache-2.0
+// `plexus`: publish, subscribe and request from the command line.
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <iterator>
+#include <mutex>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "plexus/client.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using ms = std::chrono::milliseconds;
+
+std::atomic<bool> interrupted{false};
+extern "C" void on_signal(int) { interrupted = true; }
+
+/// "250ms", "2s", "1m" or a plain number of milliseconds.
+ms parse_duration(const std::string& text) {
+  std::uint64_t n = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  std::string_view unit{p, static_cast<std::size_t>(text.data() + text.size() - p)};
+  if (ec != std::errc{} || text.empty()) throw CLI::ValidationError("bad duration '" + text + "'");
+  if (unit.empty() || unit == "ms") return ms{n};
+  if (unit == "s") return ms{n * 1000};
+  if (unit == "m") return ms{n * 60'000};
+  throw CLI::ValidationError("bad duration '" + text + "' (use ms, s or m)");
+}
+
+struct common {
+  std::string broker;
+  std::string connect_timeout = "3s";
+
+  plexus::client connect() const {
+    plexus::client_options o;
+    o.endpoint = broker;
+    o.connect_timeout = parse_duration(connect_timeout);
+    return plexus::client{o};
+  }
+};
+
+std::string printable(std::string_view payload) {
+  bool text = true;
+  for (unsigned char c : payload)
+    if ((c < 0x20 && c != '\n' && c != '\t' && c != '\r') || c == 0x7f) text = false;
+  if (text) return std::string{payload};
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out = "0x";
+  for (unsigned char c : payload) {
+    out += hex[c >> 4];
+    out += hex[c & 15];
+  }
+  return out;
+}
+
+int run_pub(const common& c, const std::string& topic, std::string data, bool data_given,
+            std::uint64_t count, bool confirm) {
+  if (!data_given) data.assign(std::istreambuf_iterator<char>(std::cin), {});
+  auto cl = c.connect();
+  if (!confirm) {
+    for (std::uint64_t i = 0; i < count; ++i) cl.publish(topic, data);
+    if (!cl.flush(10s)) {
+      std::cerr << "plexus: could not hand every message to the broker within 10 s\n";
+      return 1;
+    }
+    return 0;
+  }
+  std::mutex m;
+  std::condition_variable cv;
+  std::uint64_t done = 0, failed = 0;
+  for (std::uint64_t i = 0; i < count; ++i)
+    cl.publish_confirmed(topic, data, [&](std::uint32_t code) {
+      std::lock_guard lock{m};
+      ++done;
+      if (code == 101) {
+        std::cerr << "plexus: warning: " << plexus::status_text(code) << "\n";
+      } else if (code != 0) {
+        ++failed;
+        std::cerr << "plexus: not confirmed: " << plexus::status_text(code) << "\n";
+      }
+      cv.notify_all();
+    });
+  std::unique_lock lock{m};
+  if (!cv.wait_for(lock, 30s, [&] { return done == count; })) {
+    std::cerr << "plexus: " << (count - done) << " of " << count
+              << " messages unconfirmed after 30 s\n";
+    return 1;
+  }
+  return failed ? 1 : 0;
+}
+
+int run_sub(const common& c, const std::string& pattern, const std::string& queue,
+            std::uint64_t count, bool acked, bool raw) {
+  auto cl = c.connect();
+  std::mutex m;
+  std::condition_variable cv;
+  std::uint64_t seen = 0;
+  plexus::subscribe_options o;
+  o.queue = queue;
+  o.acked = acked;
+  o.credit = queue.empty() ? 0 : 256;
+  std::uint32_t sid = 0;
+  std::atomic<std::uint32_t> sid_ready{0};
+  sid = cl.subscribe(pattern, [&](const plexus::message_view& v) {
+    {
+      std::lock_guard lock{m};
+      if (count && seen >= count) return; // past --count: the broker redelivers
+      ++seen;
+      if (raw) std::cout << printable(v.payload) << "\n";
+      else std::cout << v.topic << (v.delivery > 1 ? " (delivery " + std::to_string(v.delivery) + ")" : "")
+                     << ": " << printable(v.payload) << "\n";
+      std::cout.flush();
+    }
+    auto s = sid_ready.load();
+    if (acked) cl.ack(s, v.seq);
+    if (!queue.empty()) cl.grant_credit(s, 1);
+    cv.notify_all();
+  }, o);
+  sid_ready = sid;
+  std::unique_lock lock{m};
+  while (!interrupted && (count == 0 || seen < count)) cv.wait_for(lock, 100ms);
+  return 0;
+}
+
+int run_req(const common& c, const std::string& topic, const std::string& data, ms timeout) {
+  auto cl = c.connect();
+  auto r = cl.request(topic, data, timeout);
+  if (r.code == 0) {
+    std::cout << printable(r.payload) << "\n";
+    return 0;
+  }
+  if (r.code == 100) std::cerr << "plexus: no responders for " << topic << "\n";
+  else if (r.code == plexus::status_timeout)
+    std::cerr << "plexus: no reply to " << topic << " within " << timeout.count() << " ms\n";
+  else std::cerr << "plexus: request failed: " << plexus::status_text(r.code) << ": " << r.text << "\n";
+  return 1;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"plexus: talk to a plexus broker from the shell"};
+  app.require_subcommand(1);
+  common c;
+  const char* env = std::getenv("PLEXUS_BROKER");
+  c.broker = env && *env ? env : "tcp://127.0.0.1:7400";
+  app.add_option("--broker", c.broker, "broker endpoint (or $PLEXUS_BROKER)")->capture_default_str();
+  app.add_option("--connect-timeout", c.connect_timeout,
+                 "give up when the broker has not answered within this (e.g. 500ms, 3s)")
+    ->capture_default_str();
+
+  auto* pub = app.add_subcommand("pub", "publish a message (DATA, or standard input)");
+  std::string pub_topic, pub_data;
+  std::uint64_t pub_count = 1;
+  bool confirm = false;
+  pub->add_option("TOPIC", pub_topic, "topic to publish on")->required();
+  auto* data_opt = pub->add_option("DATA", pub_data, "payload; read from standard input when absent");
+  pub->add_option("--count", pub_count, "publish it this many times")->capture_default_str();
+  pub->add_flag("--confirm", confirm, "wait for the broker's confirms; exit 1 if any fails");
+
+  auto* sub = app.add_subcommand("sub", "print messages on a pattern until Ctrl-C or --count");
+  std::string sub_pattern, queue;
+  std::uint64_t sub_count = 0;
+  bool acked = false, raw = false;
+  sub->add_option("PATTERN", sub_pattern, "pattern: '*' matches one token, '>' the rest")->required();
+  sub->add_option("--queue", queue, "join this queue group (each message to one member)");
+  sub->add_option("--count", sub_count, "exit after this many messages (0 = never)");
+  sub->add_flag("--ack", acked, "at-least-once: acknowledge each message after printing it");
+  sub->add_flag("--raw", raw, "print payloads only");
+
+  auto* req = app.add_subcommand("req", "send a request and print the reply");
+  std::string req_topic, req_data, req_timeout = "2s";
+  req->add_option("TOPIC", req_topic, "topic of the service")->required();
+  req->add_option("DATA", req_data, "request payload")->required();
+  req->add_option("--timeout", req_timeout, "how long to wait for the reply")->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "plexus: " << e.what() << " (see --help)\n";
+    return 2;
+  }
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  try {
+    parse_duration(c.connect_timeout);
+    if (*pub) return run_pub(c, pub_topic, pub_data, data_opt->count() > 0, pub_count, confirm);
+    if (*sub) return run_sub(c, sub_pattern, queue, sub_count, acked, raw);
+    if (*req) return run_req(c, req_topic, req_data, parse_duration(req_timeout));
+  } catch (const CLI::ValidationError& e) {
+    std::cerr << "plexus: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "plexus: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,684 @@
+// SPDX-License-Identifier: Apache-2.0
+// The client connector: the I/O thread and the API that feeds it.
+#include "plexus/client.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <deque>
+#include <future>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "outbox.hpp"
+
+namespace plexus {
+
+namespace {
+
+using steady = std::chrono::steady_clock;
+using detail::envelope;
+
+constexpr std::uint32_t inbox_sid = 0xffffffffu; // never handed to users
+
+std::string random_hex(std::size_t bytes) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::random_device rd;
+  std::mt19937_64 gen{(std::uint64_t{rd()} << 32) ^ rd()};
+  std::string s;
+  for (std::size_t i = 0; i < bytes; ++i) {
+    auto b = static_cast<unsigned>(gen() & 0xff);
+    s += hex[b >> 4];
+    s += hex[b & 15];
+  }
+  return s;
+}
+
+struct subscription_record {
+  std::string pattern;
+  subscribe_options opts;
+  client::batch_handler on_batch;
+  client::message_handler on_message;
+};
+
+} // namespace
+
+struct client::impl {
+  explicit impl(client_options o)
+    : opts(std::move(o)), box(opts.outbox_limit),
+      owned_ctx(opts.zmq_context ? nullptr : std::make_unique<zmq::context_t>(1)),
+      ctx(opts.zmq_context ? *static_cast<zmq::context_t*>(opts.zmq_context) : *owned_ctx) {
+    if (opts.node_id.empty()) opts.node_id = "n" + random_hex(8);
+    if (validate_topic(opts.node_id) != topic_errc::ok || opts.node_id.find('.') != std::string::npos)
+      throw std::invalid_argument("node id must be one topic token: '" + opts.node_id + "'");
+    inbox_prefix = "_INBOX." + opts.node_id + ".";
+    id_prefix = random_hex(8);
+    endpoints.push_back(opts.endpoint);
+    for (auto& f : opts.fallback) endpoints.push_back(f);
+  }
+
+  // ------------------------------------------------------------ caller side
+
+  envelope make(wire::op kind, const wire::header& h, std::string_view payload = {}) {
+    envelope e;
+    e.kind = kind;
+    wire::encode_header(h, e.header);
+    if (wire::carries_payload(kind)) e.payload.assign(payload);
+    return e;
+  }
+
+  bool on_io_thread() const { return std::this_thread::get_id() == io.get_id(); }
+
+  bool enqueue(envelope e, bool wait, bool control = false) {
+    return box.push(std::move(e), wait && !on_io_thread(), control || on_io_thread());
+  }
+
+  wire::header pub_header(std::string_view topic, const publish_options& o) {
+    wire::header h;
+    h.kind = wire::op::pub;
+    h.topic = topic;
+    h.reply_to = o.reply_to;
+    h.deadline_ns = o.deadline_ns;
+    h.traceparent = o.traceparent;
+    h.headers = o.headers;
+    h.msg_id = o.msg_id;
+    return h;
+  }
+
+  std::string next_msg_id() {
+    return id_prefix + std::to_string(msg_counter.fetch_add(1, std::memory_order_relaxed));
+  }
+
+  // ------------------------------------------------------------ I/O thread
+
+  void connect_socket() {
+    sock.reset();
+    sock = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::dealer);
+    sock->set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(opts.limits.max_message_bytes()));
+    sock->set(zmq::sockopt::linger, 0);
+    sock->set(zmq::sockopt::sndhwm, 100000);
+    sock->set(zmq::sockopt::rcvhwm, 100000);
+    sock->set(zmq::sockopt::immediate, 1); // queue only on a live connection
+    auto hb = static_cast<int>(opts.heartbeat.count());
+    sock->set(zmq::sockopt::heartbeat_ivl, hb);
+    sock->set(zmq::sockopt::heartbeat_timeout, hb * static_cast<int>(opts.liveness));
+    auto& ep = endpoints[current % endpoints.size()];
+    sock->connect(ep);
+    welcomed = false;
+    hello_sent = false;
+    last_heard = steady::now();
+    last_attempt = steady::now();
+  }
+
+  bool send_frames(std::string_view header, std::string_view payload, bool with_payload) {
+    auto flags = zmq::send_flags::dontwait;
+    if (!sock->send(zmq::buffer(header.data(), header.size()),
+                    with_payload ? flags | zmq::send_flags::sndmore : flags))
+      return false;
+    if (with_payload) sock->send(zmq::buffer(payload.data(), payload.size()), flags);
+    last_sent = steady::now();
+    return true;
+  }
+
+  void send_control(const wire::header& h) {
+    std::string bytes;
+    wire::encode_header(h, bytes);
+    send_frames(bytes, {}, false);
+  }
+
+  void say_hello() {
+    wire::header h;
+    h.kind = wire::op::hello;
+    h.node = opts.node_id;
+    h.heartbeat_ms = static_cast<std::uint32_t>(opts.heartbeat.count());
+    // A DEALER with immediate=1 refuses until the TCP link is up: retry.
+    std::string bytes;
+    wire::encode_header(h, bytes);
+    hello_sent = send_frames(bytes, {}, false);
+  }
+
+  // After WELCOME: subscriptions again, then unconfirmed publishes again.
+  void restore_session() {
+    std::vector<std::pair<std::uint32_t, std::shared_ptr<subscription_record>>> subs_now;
+    {
+      std::lock_guard lock{subs_mutex};
+      subs_now.assign(subs.begin(), subs.end());
+    }
+    std::deque<envelope> again;
+    for (auto& [sid, rec] : subs_now) again.push_back(sub_envelope(sid, *rec));
+    for (auto& [id, e] : unconfirmed) {
+      envelope copy;
+      copy.kind = e.kind;
+      copy.header = e.header;
+      copy.payload = e.payload;
+      again.push_back(std::move(copy));
+      if (reconnects > 0) ++resent;
+    }
+    for (auto it = again.rbegin(); it != again.rend(); ++it) pending.push_front(std::move(*it));
+  }
+
+  envelope sub_envelope(std::uint32_t sid, const subscription_record& r) {
+    wire::header h;
+    h.kind = wire::op::sub;
+    h.sid = sid;
+    h.topic = r.pattern;
+    h.queue = r.opts.queue;
+    h.ack = r.opts.acked ? wire::ack_mode::explicit_ack : wire::ack_mode::none;
+    h.credit = r.opts.credit;
+    h.ack_wait_ms = r.opts.ack_wait_ms;
+    h.max_deliver = r.opts.max_deliver;
+    return make(wire::op::sub, h);
+  }
+
+  // Moves envelopes from the outbox to `pending`, registering callbacks.
+  void drain_outbox() {
+    taken.clear();
+    box.take(taken);
+    for (auto& e : taken) {
+      if (e.on_confirm) {
+        envelope keep;
+        keep.kind = e.kind;
+        keep.header = e.header;
+        keep.payload = e.payload;
+        keep.on_confirm = std::move(e.on_confirm);
+        unconfirmed.emplace(e.msg_id, std::move(keep));
+      }
+      if (e.on_reply) requests.emplace(e.request_id, std::make_pair(e.request_deadline, std::move(e.on_reply)));
+      pending.push_back(std::move(e));
+    }
+    taken.clear();
+  }
+
+  // Writes pending envelopes: one plain message when there is one, batches
+  // when several are waiting. Stops when ZeroMQ would block.
+  void send_pending() {
+    if (!welcomed) return;
+    std::uint64_t sent = 0;
+    while (!pending.empty()) {
+      if (pending.size() == 1) {
+        auto& e = pending.front();
+        if (!send_frames(e.header, e.payload, wire::carries_payload(e.kind))) break;
+        sent += e.counted;
+        pending.pop_front();
+        continue;
+      }
+      batch.clear();
+      wire::batch_writer w{batch};
+      w.begin();
+      std::size_t n = 0;
+      const auto max_bytes = opts.limits.max_batch_bytes / 2;
+      std::uint64_t counted = 0;
+      for (auto& e : pending) {
+        if (n == 256 || (n > 0 && w.bytes() + e.header.size() + e.payload.size() > max_bytes)) break;
+        w.add_encoded(e.header, e.kind, e.payload);
+        counted += e.counted;
+        ++n;
+      }
+      w.finish();
+      if (!sock->send(zmq::buffer(batch), zmq::send_flags::dontwait)) break;
+      last_sent = steady::now();
+      pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(n));
+      sent += counted;
+    }
+    if (sent) box.mark_sent(sent);
+  }
+
+  void receive_all() {
+    for (int i = 0; i < 4096 && !want_reconnect; ++i) {
+      parts.clear();
+      if (!zmq::recv_multipart(*sock, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
+      last_heard = steady::now();
+      if (parts.empty()) continue;
+      std::string_view first{static_cast<const char*>(parts[0].data()), parts[0].size()};
+      entries.clear();
+      if (parts.size() == 1 && wire::is_batch_frame(first)) {
+        if (wire::decode_batch(first, opts.limits, entries)) {
+          ++errors;
+          continue;
+        }
+      } else {
+        frames.clear();
+        for (auto& p : parts) frames.emplace_back(static_cast<const char*>(p.data()), p.size());
+        entries.resize(1);
+        if (wire::decode_message(frames, opts.limits, entries[0])) {
+          ++errors;
+          continue;
+        }
+      }
+      dispatch();
+    }
+  }
+
+  static message_view view_of(const wire::entry& e) {
+    message_view v;
+    v.sid = e.h.sid;
+    v.topic = e.h.topic;
+    v.payload = e.payload;
+    v.msg_id = e.h.msg_id;
+    v.reply_to = e.h.reply_to;
+    v.traceparent = e.h.traceparent;
+    v.headers = e.h.headers;
+    v.seq = e.h.seq;
+    v.delivery = e.h.delivery;
+    v.deadline_ns = e.h.deadline_ns;
+    return v;
+  }
+
+  void dispatch() {
+    for (std::size_t i = 0; i < entries.size();) {
+      auto& e = entries[i];
+      if (e.h.kind == wire::op::msg) {
+        // A run of consecutive MSGs for one subscription: one handler call.
+        std::size_t j = i;
+        views.clear();
+        while (j < entries.size() && entries[j].h.kind == wire::op::msg
+               && entries[j].h.sid == e.h.sid)
+          views.push_back(view_of(entries[j++]));
+        received += views.size();
+        deliver(e.h.sid, views);
+        i = j;
+        continue;
+      }
+      control(e.h);
+      ++i;
+    }
+  }
+
+  void deliver(std::uint32_t sid, std::span<const message_view> batch_views) {
+    if (sid == inbox_sid) {
+      for (auto& v : batch_views) complete_request(v.topic, {0, std::string{v.payload}, {}});
+      return;
+    }
+    std::shared_ptr<subscription_record> rec;
+    {
+      std::lock_guard lock{subs_mutex};
+      if (auto it = subs.find(sid); it != subs.end()) rec = it->second;
+    }
+    if (!rec) return; // unsubscribed meanwhile
+    if (rec->on_batch) rec->on_batch(batch_views);
+    else for (auto& v : batch_views) rec->on_message(v);
+  }
+
+  void complete_request(std::string_view inbox, reply r) {
+    if (!inbox.starts_with(inbox_prefix)) return;
+    std::uint64_t id = 0;
+    auto tail = inbox.substr(inbox_prefix.size());
+    std::from_chars(tail.data(), tail.data() + tail.size(), id);
+    auto it = requests.find(id);
+    if (it == requests.end()) return; // late reply after a timeout
+    auto done = std::move(it->second.second);
+    requests.erase(it);
+    done(std::move(r));
+  }
+
+  void control(const wire::header& h) {
+    switch (h.kind) {
+      case wire::op::welcome: {
+        welcomed = true;
+        {
+          std::lock_guard lock{state_mutex};
+          broker = std::string{h.node};
+        }
+        for (auto b : h.brokers.items())
+          if (std::find(endpoints.begin(), endpoints.end(), b) == endpoints.end())
+            endpoints.emplace_back(b);
+        backoff = opts.reconnect_min;
+        restore_session();
+        {
+          std::lock_guard lock{state_mutex};
+          connected_once = true;
+        }
+        state_cv.notify_all();
+        break;
+      }
+      case wire::op::confirm: {
+        auto it = unconfirmed.find(std::string{h.msg_id});
+        if (it == unconfirmed.end()) break; // a duplicate's second confirm
+        auto done = std::move(it->second.on_confirm);
+        unconfirmed.erase(it);
+        done(h.code);
+        break;
+      }
+      case wire::op::err:
+        if (h.code == 108 && welcomed) {
+          // "HELLO must come first": ZeroMQ reconnected us underneath to a
+          // broker that never saw our HELLO (a restart on the same
+          // endpoint). Start the session again on this socket.
+          welcomed = false;
+          hello_sent = false;
+          ++reconnects;
+          break;
+        }
+        if (h.reply_to.starts_with(inbox_prefix)) {
+          complete_request(h.reply_to, {h.code, {}, std::string{h.text}});
+        } else {
+          ++errors;
+          error_handler cb;
+          {
+            std::lock_guard lock{state_mutex};
+            cb = error_cb;
+          }
+          if (cb) cb(h.code, h.text);
+        }
+        break;
+      case wire::op::ping: {
+        wire::header pong;
+        pong.kind = wire::op::pong;
+        send_control(pong);
+        break;
+      }
+      case wire::op::bye: want_reconnect = true; break;
+      default: break; // PONG: liveness only
+    }
+  }
+
+  void reconnect() {
+    want_reconnect = false;
+    ++reconnects;
+    ++current;
+    // Unsent envelopes go: subscriptions and unconfirmed publishes are
+    // restored after the next WELCOME; plain publishes are at most once.
+    std::uint64_t dropped = 0;
+    for (auto& e : pending) dropped += e.counted;
+    pending.clear();
+    box.mark_sent(dropped);
+    next_attempt = steady::now() + backoff;
+    backoff = std::min(backoff * 2, opts.reconnect_max);
+    sock.reset();
+  }
+
+  void timers() {
+    auto now = steady::now();
+    if (!sock) {
+      if (now >= next_attempt) connect_socket();
+      return;
+    }
+    if (want_reconnect) {
+      reconnect();
+      return;
+    }
+    if (!hello_sent) say_hello();
+    if (welcomed && now - last_sent >= opts.heartbeat) {
+      wire::header ping;
+      ping.kind = wire::op::ping;
+      send_control(ping);
+    }
+    if (now - last_heard >= opts.heartbeat * opts.liveness) {
+      reconnect();
+      return;
+    }
+    for (auto it = requests.begin(); it != requests.end();) {
+      if (it->second.first <= now) {
+        auto done = std::move(it->second.second);
+        it = requests.erase(it);
+        done({status_timeout, {}, "request timed out"});
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  void run() {
+    connect_socket();
+    while (!stopping.load(std::memory_order_acquire)) {
+      zmq::pollitem_t items[] = {{sock ? sock->handle() : nullptr, 0, ZMQ_POLLIN, 0},
+                                 {nullptr, box.fd(), ZMQ_POLLIN, 0}};
+      long wait = pending.empty() || !welcomed ? 50 : 1;
+      try {
+        if (sock) zmq::poll(items, 2, std::chrono::milliseconds{wait});
+        else zmq::poll(&items[1], 1, std::chrono::milliseconds{wait});
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) throw;
+      }
+      drain_outbox();
+      if (sock) receive_all();
+      timers();
+      if (sock) send_pending();
+    }
+    // Graceful: what is queued goes out, then BYE.
+    drain_outbox();
+    if (sock && welcomed) {
+      send_pending();
+      wire::header bye;
+      bye.kind = wire::op::bye;
+      send_control(bye);
+      sock->set(zmq::sockopt::linger, 1000);
+    }
+    std::uint64_t left = 0;
+    for (auto& e : pending) left += e.counted;
+    box.mark_sent(left);
+    for (auto& [id, r] : requests) r.second({status_disconnected, {}, "client closed"});
+    requests.clear();
+    sock.reset();
+  }
+
+  client_options opts;
+  detail::outbox box;
+  std::unique_ptr<zmq::context_t> owned_ctx;
+  zmq::context_t& ctx;
+  std::unique_ptr<zmq::socket_t> sock;
+  std::thread io;
+  std::atomic<bool> stopping{false};
+
+  std::vector<std::string> endpoints;
+  std::size_t current = 0;
+  std::string inbox_prefix, id_prefix, broker;
+  std::atomic<std::uint64_t> msg_counter{0}, request_counter{1};
+  std::atomic<std::uint32_t> next_sid{1};
+
+  std::mutex subs_mutex;
+  std::unordered_map<std::uint32_t, std::shared_ptr<subscription_record>> subs;
+  std::mutex state_mutex;
+  std::condition_variable state_cv;
+  bool connected_once = false;
+  error_handler error_cb;
+
+  // I/O thread only
+  bool welcomed = false, hello_sent = false, want_reconnect = false;
+  steady::time_point last_heard{}, last_sent{}, last_attempt{}, next_attempt{};
+  std::chrono::milliseconds backoff{100};
+  std::deque<envelope> pending;
+  std::vector<envelope> taken;
+  std::map<std::string, envelope> unconfirmed;
+  std::unordered_map<std::uint64_t, std::pair<steady::time_point, reply_handler>> requests;
+  std::vector<zmq::message_t> parts;
+  std::vector<std::string_view> frames;
+  std::vector<wire::entry> entries;
+  std::vector<message_view> views;
+  std::string batch;
+  std::atomic<std::uint64_t> published{0}, received{0}, errors{0}, reconnects{0}, resent{0};
+};
+
+// ---------------------------------------------------------------- API
+
+const char* status_text(std::uint32_t code) noexcept {
+  switch (code) {
+    case 0: return "ok";
+    case 100: return "no responders";
+    case 101: return "no interest (accepted, but nobody subscribes)";
+    case 102: return "dead-lettered";
+    case 103: return "overloaded (dropped)";
+    case 104: return "expired";
+    case 105: return "forbidden";
+    case 106: return "unknown subscription";
+    case 107: return "too many subscriptions";
+    case 108: return "protocol violation";
+    case 109: return "duplicate subscription id";
+    case status_timeout: return "timeout";
+    case status_disconnected: return "disconnected";
+    default: break;
+  }
+  if (code < 100) return wire::to_string(static_cast<wire::errc>(code));
+  return "unknown status";
+}
+
+client::client(client_options opts) : impl_(std::make_unique<impl>(std::move(opts))) {
+  auto& i = *impl_;
+  i.backoff = i.opts.reconnect_min;
+  // The inbox for replies: one wildcard subscription per client.
+  auto rec = std::make_shared<subscription_record>();
+  rec->pattern = i.inbox_prefix + ">";
+  i.subs.emplace(inbox_sid, rec);
+  i.io = std::thread([&i] { i.run(); });
+  std::unique_lock lock{i.state_mutex};
+  if (!i.state_cv.wait_for(lock, i.opts.connect_timeout, [&] { return i.connected_once; })) {
+    lock.unlock();
+    i.stopping = true;
+    i.box.close();
+    i.io.join();
+    throw connect_error("no answer from broker at " + i.opts.endpoint + " within "
+                        + std::to_string(i.opts.connect_timeout.count()) + " ms");
+  }
+}
+
+client::~client() {
+  impl_->stopping.store(true, std::memory_order_release);
+  impl_->box.close();
+  if (impl_->io.joinable()) impl_->io.join();
+}
+
+void client::publish(std::string_view topic, std::string_view payload, const publish_options& o) {
+  auto h = impl_->pub_header(topic, o);
+  impl_->enqueue(impl_->make(wire::op::pub, h, payload), true);
+  ++impl_->published;
+}
+
+bool client::try_publish(std::string_view topic, std::string_view payload,
+                         const publish_options& o) {
+  auto h = impl_->pub_header(topic, o);
+  if (!impl_->enqueue(impl_->make(wire::op::pub, h, payload), false)) return false;
+  ++impl_->published;
+  return true;
+}
+
+void client::publish_confirmed(std::string_view topic, std::string_view payload,
+                               confirm_handler done, const publish_options& o) {
+  auto h = impl_->pub_header(topic, o);
+  std::string id = o.msg_id.empty() ? impl_->next_msg_id() : std::string{o.msg_id};
+  h.msg_id = id;
+  h.flags = wire::flag_confirm;
+  auto e = impl_->make(wire::op::pub, h, payload);
+  e.msg_id = id;
+  e.on_confirm = std::move(done);
+  impl_->enqueue(std::move(e), true);
+  ++impl_->published;
+}
+
+std::uint32_t client::subscribe(std::string_view pattern, message_handler h, subscribe_options o) {
+  auto rec = std::make_shared<subscription_record>();
+  rec->pattern = std::string{pattern};
+  rec->opts = std::move(o);
+  rec->on_message = std::move(h);
+  auto sid = impl_->next_sid++;
+  {
+    std::lock_guard lock{impl_->subs_mutex};
+    impl_->subs.emplace(sid, rec);
+  }
+  impl_->enqueue(impl_->sub_envelope(sid, *rec), false, true);
+  return sid;
+}
+
+std::uint32_t client::subscribe_batch(std::string_view pattern, batch_handler h,
+                                      subscribe_options o) {
+  auto rec = std::make_shared<subscription_record>();
+  rec->pattern = std::string{pattern};
+  rec->opts = std::move(o);
+  rec->on_batch = std::move(h);
+  auto sid = impl_->next_sid++;
+  {
+    std::lock_guard lock{impl_->subs_mutex};
+    impl_->subs.emplace(sid, rec);
+  }
+  impl_->enqueue(impl_->sub_envelope(sid, *rec), false, true);
+  return sid;
+}
+
+void client::unsubscribe(std::uint32_t sid) {
+  {
+    std::lock_guard lock{impl_->subs_mutex};
+    if (!impl_->subs.erase(sid)) return;
+  }
+  wire::header h;
+  h.kind = wire::op::unsub;
+  h.sid = sid;
+  impl_->enqueue(impl_->make(wire::op::unsub, h), false, true);
+}
+
+void client::ack(std::uint32_t sid, std::uint64_t seq) {
+  wire::header h;
+  h.kind = wire::op::ack;
+  h.sid = sid;
+  h.seq = seq;
+  impl_->enqueue(impl_->make(wire::op::ack, h), false, true);
+}
+
+void client::nack(std::uint32_t sid, std::uint64_t seq, wire::nack_action action,
+                  std::uint32_t delay_ms, std::string_view reason) {
+  wire::header h;
+  h.kind = wire::op::nack;
+  h.sid = sid;
+  h.seq = seq;
+  h.action = action;
+  h.delay_ms = delay_ms;
+  h.text = reason.substr(0, impl_->opts.limits.max_text_bytes);
+  impl_->enqueue(impl_->make(wire::op::nack, h), false, true);
+}
+
+void client::grant_credit(std::uint32_t sid, std::uint32_t n) {
+  wire::header h;
+  h.kind = wire::op::credit;
+  h.sid = sid;
+  h.credit = n;
+  impl_->enqueue(impl_->make(wire::op::credit, h), false, true);
+}
+
+void client::request_async(std::string_view topic, std::string_view payload,
+                           std::chrono::milliseconds timeout, reply_handler done,
+                           const publish_options& o) {
+  auto id = impl_->request_counter++;
+  auto inbox = impl_->inbox_prefix + std::to_string(id);
+  auto h = impl_->pub_header(topic, o);
+  h.reply_to = inbox;
+  auto e = impl_->make(wire::op::pub, h, payload);
+  e.on_reply = std::move(done);
+  e.request_id = id;
+  e.request_deadline = steady::now() + timeout;
+  impl_->enqueue(std::move(e), true);
+  ++impl_->published;
+}
+
+reply client::request(std::string_view topic, std::string_view payload,
+                      std::chrono::milliseconds timeout, const publish_options& o) {
+  std::promise<reply> p;
+  auto f = p.get_future();
+  request_async(topic, payload, timeout, [&p](reply r) { p.set_value(std::move(r)); }, o);
+  return f.get(); // the I/O thread completes it: reply, no responders or timeout
+}
+
+void client::on_error(error_handler h) {
+  std::lock_guard lock{impl_->state_mutex};
+  impl_->error_cb = std::move(h);
+}
+
+bool client::flush(std::chrono::milliseconds timeout) { return impl_->box.wait_sent(timeout); }
+
+const std::string& client::node_id() const noexcept { return impl_->opts.node_id; }
+
+std::string client::broker_id() const {
+  std::lock_guard lock{impl_->state_mutex};
+  return impl_->broker;
+}
+
+client_stats client::stats() const {
+  auto& i = *impl_;
+  return {i.published.load(), i.received.load(), i.errors.load(), i.reconnects.load(),
+          i.resent.load()};
+}
+
+} // namespace plexus

@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// The bounded multi-producer queue between caller threads and the I/O
+// thread, with an eventfd doorbell the I/O thread polls beside its socket.
+// The doorbell rings only when the queue goes from empty to non-empty, so a
+// burst of publishes costs one wake-up.
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "plexus/client.hpp"
+
+namespace plexus::detail {
+
+/// One encoded envelope plus what the I/O thread must remember about it.
+struct envelope {
+  wire::op kind = wire::op::pub;
+  std::string header;  // encoded
+  std::string payload; // PUB only
+  std::string msg_id;  // confirmed PUBs: the key for CONFIRM
+  client::confirm_handler on_confirm;
+  client::reply_handler on_reply;
+  std::uint64_t request_id = 0;
+  bool counted = false; // came through the outbox: counts for flush()
+  std::chrono::steady_clock::time_point request_deadline{};
+};
+
+class outbox {
+public:
+  explicit outbox(std::size_t limit) : limit_(limit), fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+    if (fd_ < 0) throw std::runtime_error("eventfd failed");
+  }
+  ~outbox() { ::close(fd_); }
+  outbox(const outbox&) = delete;
+  outbox& operator=(const outbox&) = delete;
+
+  /// Queues `e`. With `wait`, blocks while full (unless closed); without,
+  /// returns false when full. `force` ignores the limit (the I/O thread
+  /// itself, and control ops that must not be refused).
+  bool push(envelope e, bool wait, bool force = false) {
+    std::unique_lock lock{m_};
+    while (!force && items_.size() >= limit_ && !closed_) {
+      if (!wait) return false;
+      not_full_.wait(lock);
+    }
+    bool ring = items_.empty();
+    e.counted = true;
+    items_.push_back(std::move(e));
+    ++pushed_;
+    lock.unlock();
+    if (ring) {
+      std::uint64_t one = 1;
+      [[maybe_unused]] auto n = ::write(fd_, &one, sizeof one);
+    }
+    return true;
+  }
+
+  /// Moves everything queued into `out` (which is empty) and clears the bell.
+  void take(std::vector<envelope>& out) {
+    std::uint64_t count = 0;
+    [[maybe_unused]] auto n = ::read(fd_, &count, sizeof count);
+    std::lock_guard lock{m_};
+    out.swap(items_);
+    not_full_.notify_all();
+  }
+
+  /// The I/O thread reports envelopes as written to the socket.
+  void mark_sent(std::uint64_t n) {
+    std::lock_guard lock{m_};
+    sent_ += n;
+    drained_.notify_all();
+  }
+
+  /// Waits until everything pushed before the call is sent.
+  bool wait_sent(std::chrono::milliseconds timeout) {
+    std::unique_lock lock{m_};
+    auto target = pushed_;
+    return drained_.wait_for(lock, timeout, [&] { return sent_ >= target || closed_; });
+  }
+
+  void close() {
+    std::lock_guard lock{m_};
+    closed_ = true;
+    not_full_.notify_all();
+    drained_.notify_all();
+  }
+
+  [[nodiscard]] int fd() const noexcept { return fd_; }
+
+private:
+  std::mutex m_;
+  std::condition_variable not_full_, drained_;
+  std::vector<envelope> items_;
+  std::size_t limit_;
+  std::uint64_t pushed_ = 0, sent_ = 0;
+  bool closed_ = false;
+  int fd_;
+};
+
+} // namespace plexus::detail
