@@ -93,10 +93,12 @@ void core::state::on_pub(connection& c, const wire::entry& e) {
 }
 
 void core::state::route_message(const message_ptr& m) {
-  scratch.clear();
-  trie.match(m->topic, scratch);
-  auto routes = scratch; // deliveries may change the trie (a slow consumer closed)
-  m->unsettled = 1;      // held until routing is done
+  // Deliveries never change the trie while we walk the matches: a
+  // connection that must close is only doomed here (see request_close).
+  auto& routes = scratch;
+  routes.clear();
+  trie.match(m->topic, routes);
+  m->unsettled = 1; // held until routing is done
   for (auto* r : routes) {
     if (r->is_group) {
       deliver_to_group(*static_cast<group*>(r), {m, 0, {}}, nullptr, false);

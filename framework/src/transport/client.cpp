@@ -68,8 +68,12 @@ struct client::impl {
   envelope make(wire::op kind, const wire::header& h, std::string_view payload = {}) {
     envelope e;
     e.kind = kind;
-    wire::encode_header(h, e.header);
-    if (wire::carries_payload(kind)) e.payload.assign(payload);
+    bool with_payload = wire::carries_payload(kind);
+    e.bytes.reserve(64 + h.topic.size() + h.reply_to.size() + h.headers.raw().size()
+                    + h.traceparent.size() + h.msg_id.size() + (with_payload ? payload.size() : 0));
+    wire::encode_header(h, e.bytes);
+    e.header_size = static_cast<std::uint32_t>(e.bytes.size());
+    if (with_payload) e.bytes.append(payload);
     return e;
   }
 
@@ -153,11 +157,7 @@ struct client::impl {
     std::deque<envelope> again;
     for (auto& [sid, rec] : subs_now) again.push_back(sub_envelope(sid, *rec));
     for (auto& [id, e] : unconfirmed) {
-      envelope copy;
-      copy.kind = e.kind;
-      copy.header = e.header;
-      copy.payload = e.payload;
-      again.push_back(std::move(copy));
+      again.push_back(e.copy());
       if (reconnects > 0) ++resent;
     }
     for (auto it = again.rbegin(); it != again.rend(); ++it) pending.push_front(std::move(*it));
@@ -181,15 +181,15 @@ struct client::impl {
     taken.clear();
     box.take(taken);
     for (auto& e : taken) {
-      if (e.on_confirm) {
-        envelope keep;
-        keep.kind = e.kind;
-        keep.header = e.header;
-        keep.payload = e.payload;
-        keep.on_confirm = std::move(e.on_confirm);
-        unconfirmed.emplace(e.msg_id, std::move(keep));
+      if (e.extras && e.extras->on_confirm) {
+        auto keep = e.copy();
+        auto id = e.extras->msg_id;
+        keep.extras = std::move(e.extras);
+        unconfirmed.emplace(std::move(id), std::move(keep));
+      } else if (e.extras && e.extras->on_reply) {
+        requests.emplace(e.extras->request_id,
+                         std::make_pair(e.extras->request_deadline, std::move(e.extras->on_reply)));
       }
-      if (e.on_reply) requests.emplace(e.request_id, std::make_pair(e.request_deadline, std::move(e.on_reply)));
       pending.push_back(std::move(e));
     }
     taken.clear();
@@ -203,7 +203,7 @@ struct client::impl {
     while (!pending.empty()) {
       if (pending.size() == 1) {
         auto& e = pending.front();
-        if (!send_frames(e.header, e.payload, wire::carries_payload(e.kind))) break;
+        if (!send_frames(e.header(), e.payload(), wire::carries_payload(e.kind))) break;
         sent += e.counted;
         pending.pop_front();
         continue;
@@ -215,8 +215,8 @@ struct client::impl {
       const auto max_bytes = opts.limits.max_batch_bytes / 2;
       std::uint64_t counted = 0;
       for (auto& e : pending) {
-        if (n == 256 || (n > 0 && w.bytes() + e.header.size() + e.payload.size() > max_bytes)) break;
-        w.add_encoded(e.header, e.kind, e.payload);
+        if (n == 256 || (n > 0 && w.bytes() + e.bytes.size() > max_bytes)) break;
+        w.add_encoded(e.header(), e.kind, e.payload());
         counted += e.counted;
         ++n;
       }
@@ -340,7 +340,7 @@ struct client::impl {
       case wire::op::confirm: {
         auto it = unconfirmed.find(std::string{h.msg_id});
         if (it == unconfirmed.end()) break; // a duplicate's second confirm
-        auto done = std::move(it->second.on_confirm);
+        auto done = std::move(it->second.extras->on_confirm);
         unconfirmed.erase(it);
         done(h.code);
         break;
@@ -564,8 +564,9 @@ void client::publish_confirmed(std::string_view topic, std::string_view payload,
   h.msg_id = id;
   h.flags = wire::flag_confirm;
   auto e = impl_->make(wire::op::pub, h, payload);
-  e.msg_id = id;
-  e.on_confirm = std::move(done);
+  e.extras = std::make_unique<detail::envelope_extras>();
+  e.extras->msg_id = id;
+  e.extras->on_confirm = std::move(done);
   impl_->enqueue(std::move(e), true);
   ++impl_->published;
 }
@@ -646,9 +647,10 @@ void client::request_async(std::string_view topic, std::string_view payload,
   auto h = impl_->pub_header(topic, o);
   h.reply_to = inbox;
   auto e = impl_->make(wire::op::pub, h, payload);
-  e.on_reply = std::move(done);
-  e.request_id = id;
-  e.request_deadline = steady::now() + timeout;
+  e.extras = std::make_unique<detail::envelope_extras>();
+  e.extras->on_reply = std::move(done);
+  e.extras->request_id = id;
+  e.extras->request_deadline = steady::now() + timeout;
   impl_->enqueue(std::move(e), true);
   ++impl_->published;
 }

@@ -11,6 +11,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -20,17 +21,35 @@
 
 namespace plexus::detail {
 
-/// One encoded envelope plus what the I/O thread must remember about it.
-struct envelope {
-  wire::op kind = wire::op::pub;
-  std::string header;  // encoded
-  std::string payload; // PUB only
-  std::string msg_id;  // confirmed PUBs: the key for CONFIRM
+/// What only confirmed publishes and requests carry.
+struct envelope_extras {
+  std::string msg_id; // confirmed PUBs: the key for CONFIRM
   client::confirm_handler on_confirm;
   client::reply_handler on_reply;
   std::uint64_t request_id = 0;
-  bool counted = false; // came through the outbox: counts for flush()
   std::chrono::steady_clock::time_point request_deadline{};
+};
+
+/// One encoded envelope: header and payload in one buffer (one allocation
+/// per publish), plus what the I/O thread must remember about it.
+struct envelope {
+  wire::op kind = wire::op::pub;
+  std::uint32_t header_size = 0;
+  std::string bytes; // the encoded header, then the payload (PUB only)
+  bool counted = false; // came through the outbox: counts for flush()
+  std::unique_ptr<envelope_extras> extras;
+
+  [[nodiscard]] std::string_view header() const noexcept { return {bytes.data(), header_size}; }
+  [[nodiscard]] std::string_view payload() const noexcept {
+    return std::string_view{bytes}.substr(header_size);
+  }
+  [[nodiscard]] envelope copy() const {
+    envelope e;
+    e.kind = kind;
+    e.header_size = header_size;
+    e.bytes = bytes;
+    return e;
+  }
 };
 
 class outbox {
