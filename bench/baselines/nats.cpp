@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "baselines/nats.hpp"
+
+#include <cstdlib>
+#include <memory>
+#include <stop_token>
+#include <thread>
+#include <vector>
+
+#include <nats/nats.h>
+
+namespace plexus::bench {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+// ---------------------------------------------------------------- libnats
+
+[[noreturn]] void nats_failed(std::string_view what, natsStatus s) {
+  std::string text = std::string{what} + ": " + natsStatus_GetText(s);
+  natsStatus last = NATS_OK;
+  if (const char* detail = nats_GetLastError(&last); detail != nullptr && *detail != '\0')
+    text += std::string{" ("} + detail + ")";
+  throw std::runtime_error(text);
+}
+
+void check(natsStatus s, std::string_view what) {
+  if (s != NATS_OK) [[unlikely]] nats_failed(what, s);
+}
+
+struct nats_free {
+  void operator()(natsOptions* p) const noexcept { natsOptions_Destroy(p); }
+  // Closes the connection first if still open.
+  void operator()(natsConnection* p) const noexcept { natsConnection_Destroy(p); }
+  // Removes the interest on the server first if still subscribed.
+  void operator()(natsSubscription* p) const noexcept { natsSubscription_Destroy(p); }
+  void operator()(natsMsg* p) const noexcept { natsMsg_Destroy(p); }
+};
+using options_ptr = std::unique_ptr<natsOptions, nats_free>;
+using connection_ptr = std::unique_ptr<natsConnection, nats_free>;
+using subscription_ptr = std::unique_ptr<natsSubscription, nats_free>;
+using message_ptr = std::unique_ptr<natsMsg, nats_free>;
+
+constexpr std::int64_t connect_timeout_ms = 1000;
+constexpr std::int64_t flush_timeout_ms = 30'000;
+constexpr std::int64_t write_deadline_ms = 10'000;
+constexpr std::int64_t next_msg_timeout_ms = 20; // how often a receiver sees a stop request
+
+/// One connection, no reconnects: a benchmark connection that drops is a
+/// failed run, not something to paper over.
+natsStatus try_connect(const std::string& url, connection_ptr& out) {
+  natsOptions* raw = nullptr;
+  check(natsOptions_Create(&raw), "natsOptions_Create");
+  options_ptr opts{raw};
+  check(natsOptions_SetURL(opts.get(), url.c_str()), "natsOptions_SetURL");
+  check(natsOptions_SetTimeout(opts.get(), connect_timeout_ms), "natsOptions_SetTimeout");
+  check(natsOptions_SetAllowReconnect(opts.get(), false), "natsOptions_SetAllowReconnect");
+  // Without one a publisher blocks forever in send() on a stalled server;
+  // 10 s is nats-server's own write deadline towards clients.
+  check(natsOptions_SetWriteDeadline(opts.get(), write_deadline_ms), "natsOptions_SetWriteDeadline");
+  natsConnection* nc = nullptr;
+  auto s = natsConnection_Connect(&nc, opts.get());
+  if (s == NATS_OK) out.reset(nc);
+  return s;
+}
+
+connection_ptr connect(const std::string& url) {
+  connection_ptr nc;
+  check(try_connect(url, nc), "cannot connect to nats-server at " + url);
+  return nc;
+}
+
+// ---------------------------------------------------------------- server
+
+std::filesystem::path nats_server_binary() {
+  // PLEXUS_NATS_SERVER overrides the path found at configure time.
+  if (const char* env = std::getenv("PLEXUS_NATS_SERVER"); env != nullptr && *env != '\0')
+    return env;
+  std::filesystem::path configured{PLEXUS_BENCH_NATS_SERVER};
+  if (configured.empty())
+    throw std::runtime_error("nats-server was not found when plexus was configured; install "
+                             "the Debian package nats-server (or set PLEXUS_NATS_SERVER)");
+  return configured;
+}
+
+std::vector<std::string> server_argv(const std::filesystem::path& dir) {
+  auto binary = nats_server_binary();
+  if (!std::filesystem::exists(binary))
+    throw std::runtime_error(binary.string() + " does not exist; install the Debian package "
+                             "nats-server (or set PLEXUS_NATS_SERVER)");
+  // -p -1: the server picks a free port and writes it to a ports file in
+  // --ports_file_dir once it listens. Defaults otherwise (max payload 1 MB,
+  // per-client pending 64 MB, as nats-server ships).
+  return {binary.string(), "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", dir.string()};
+}
+
+/// The client URL in a ports file ({"nats":["nats://127.0.0.1:4222"],...}),
+/// "" if there is none (yet).
+std::string url_in_ports_file(const std::filesystem::path& dir) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator{dir, ec}) {
+    if (entry.path().extension() != ".ports") continue;
+    auto text = tail_of(entry.path(), 4096);
+    auto begin = text.find("nats://");
+    auto end = text.find('"', begin);
+    if (begin != std::string::npos && end != std::string::npos)
+      return text.substr(begin, end - begin);
+  }
+  return {};
+}
+
+} // namespace
+
+nats_server::nats_server(std::chrono::milliseconds ready_within)
+  : dir_("plexus-bench-nats-"), process_(server_argv(dir_.path()), dir_.path() / "nats-server.log") {
+  const auto log = dir_.path() / "nats-server.log";
+  const auto until = steady::now() + ready_within;
+  natsStatus last = NATS_OK;
+  // Ready means a client connected; polled, with a deadline.
+  while (steady::now() < until) {
+    if (!process_.running())
+      throw std::runtime_error("nats-server " + process_.describe() +
+                               " before it was ready; its log:\n" + tail_of(log));
+    if (auto url = url_in_ports_file(dir_.path()); !url.empty()) {
+      connection_ptr probe;
+      last = try_connect(url, probe);
+      if (last == NATS_OK) {
+        url_ = url;
+        return;
+      }
+    }
+    std::this_thread::sleep_for(5ms);
+  }
+  throw std::runtime_error("nats-server was not ready within " +
+                           std::to_string(ready_within.count()) + " ms (last connect: " +
+                           natsStatus_GetText(last) + "); its log:\n" + tail_of(log));
+}
+
+namespace {
+
+// ---------------------------------------------------------------- runs
+
+constexpr const char* subject = "bench.throughput";
+constexpr const char* queue_group = "bench-workers";
+
+/// A sync subscription read by our own thread: we own the thread, so it is
+/// joined before the sink it feeds goes away.
+void receive(std::stop_token stop, natsSubscription* sub, message_sink& sink,
+             std::size_t receiver) noexcept {
+  try {
+    while (!stop.stop_requested()) {
+      natsMsg* raw = nullptr;
+      auto s = natsSubscription_NextMsg(&raw, sub, next_msg_timeout_ms);
+      if (s == NATS_OK) {
+        message_ptr msg{raw};
+        const char* data = natsMsg_GetData(msg.get());
+        sink.on_message(receiver, natsMsg_GetDataLength(msg.get()) > 0 ? data[0] : '\0');
+      } else if (s == NATS_TIMEOUT) {
+        continue;
+      } else if (s == NATS_SLOW_CONSUMER) {
+        continue; // the library dropped messages: they show up as loss
+      } else {
+        nats_failed("nats subscriber " + std::to_string(receiver), s);
+      }
+    }
+  } catch (...) {
+    sink.fail(std::current_exception());
+  }
+}
+
+run_result run_nats(std::size_t subscribers, const char* group, std::size_t size,
+                    std::size_t count, std::vector<std::size_t>* per_subscriber) {
+  // Declaration order is teardown order, reversed: the publisher goes, the
+  // receivers are joined, then the subscriber connections close (which
+  // stops their reader threads) and only then the subscriptions are freed.
+  // Freeing a subscription first races with a reader thread still parsing
+  // MSGs for it when the connection is dying (libnats 3.4: use after free).
+  nats_server server;
+  std::vector<subscription_ptr> subs;
+  std::vector<connection_ptr> sub_conns;
+  for (std::size_t i = 0; i < subscribers; ++i) {
+    sub_conns.push_back(connect(server.url()));
+    natsSubscription* raw = nullptr;
+    check(group == nullptr
+            ? natsConnection_SubscribeSync(&raw, sub_conns.back().get(), subject)
+            : natsConnection_QueueSubscribeSync(&raw, sub_conns.back().get(), subject, group),
+          "subscribe");
+    subs.emplace_back(raw);
+    // No client-side limit (the default, 65536 messages / 64 MB, drops as a
+    // slow consumer when the subscriber lags): like ZeroMQ's HWM 0.
+    check(natsSubscription_SetPendingLimits(raw, -1, -1), "natsSubscription_SetPendingLimits");
+    // The server has the interest once it answers this PING.
+    check(natsConnection_FlushTimeout(sub_conns.back().get(), flush_timeout_ms), "flush SUB");
+  }
+  message_sink sink{subscribers, warmup_count(count), count};
+  std::vector<std::jthread> receivers; // joined before the sink and subscriptions go
+  for (std::size_t i = 0; i < subscribers; ++i)
+    receivers.emplace_back(receive, subs[i].get(), std::ref(sink), i);
+  auto pub = connect(server.url());
+
+  natsConnection* nc = pub.get();
+  auto result = drive(
+    sink, size, count,
+    [nc](std::span<const char> m) {
+      if (auto s = natsConnection_Publish(nc, subject, m.data(), static_cast<int>(m.size()));
+          s != NATS_OK) [[unlikely]]
+        nats_failed("natsConnection_Publish", s);
+    },
+    [nc] { check(natsConnection_FlushTimeout(nc, flush_timeout_ms), "flush PUB"); });
+  if (per_subscriber != nullptr) *per_subscriber = sink.measured_per_receiver();
+  if (sink.malformed() != 0)
+    throw std::runtime_error("nats: " + std::to_string(sink.malformed()) +
+                             " messages arrived with a payload not sent");
+  return result;
+}
+
+} // namespace
+
+run_result nats_pubsub_once(std::size_t size, std::size_t count) {
+  return run_nats(1, nullptr, size, count, nullptr);
+}
+
+run_result nats_queue_once(std::size_t subscribers, std::size_t size, std::size_t count,
+                           std::vector<std::size_t>* per_subscriber) {
+  return run_nats(subscribers, queue_group, size, count, per_subscriber);
+}
+
+} // namespace plexus::bench

@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// The nats-server baseline: a real nats-server started per run on a free
+// loopback port, driven with libnats (the NATS C client).
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+
+#include "baselines/child_process.hpp"
+#include "scenarios/throughput.hpp"
+
+namespace plexus::bench {
+
+/// A nats-server child process listening on 127.0.0.1 on a port it picked
+/// itself (-p -1, read back from its ports file: no window in which another
+/// process can take the port). Its log goes to a scratch file, quoted when
+/// it fails to start. Destruction stops it (SIGTERM, then SIGKILL).
+class nats_server {
+public:
+  /// Starts it and waits until a client can connect, up to `ready_within`.
+  /// Throws with an actionable message (no binary, exited, not ready).
+  explicit nats_server(std::chrono::milliseconds ready_within = std::chrono::seconds{10});
+
+  /// "nats://127.0.0.1:<port>".
+  [[nodiscard]] const std::string& url() const noexcept { return url_; }
+
+private:
+  scratch_dir dir_;
+  child_process process_;
+  std::string url_;
+};
+
+/// One publisher -> nats-server -> one subscriber: one timed run.
+[[nodiscard]] run_result nats_pubsub_once(std::size_t size, std::size_t count);
+
+/// One publisher -> nats-server -> `subscribers` subscribers of one queue
+/// group, each on its own connection: one timed run, counting every member.
+/// `per_subscriber`, if given, receives each member's share of the run.
+[[nodiscard]] run_result nats_queue_once(std::size_t subscribers, std::size_t size,
+                                         std::size_t count,
+                                         std::vector<std::size_t>* per_subscriber = nullptr);
+
+} // namespace plexus::bench

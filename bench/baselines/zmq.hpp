@@ -1,0 +1,17 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// The raw ZeroMQ baseline: PUB -> zmq_proxy (XSUB/XPUB on its own thread)
+// -> SUB over tcp on loopback, no framing of ours: the floor a broker built
+// on ZeroMQ pays nothing over.
+
+#include <cstddef>
+
+#include "scenarios/throughput.hpp"
+
+namespace plexus::bench {
+
+/// One publisher -> zmq_proxy -> one subscriber: one timed run.
+[[nodiscard]] run_result zmq_proxy_pubsub_once(std::size_t size, std::size_t count);
+
+} // namespace plexus::bench

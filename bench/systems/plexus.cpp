@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "systems/plexus.hpp"
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <spdlog/spdlog.h>
+#include <zmq.hpp>
+
+#include "plexus/client.hpp"
+#include "server.hpp"
+
+namespace plexus::bench {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+/// The broker on its own context and thread. Its per-connection queues are
+/// raised to "unlimited" for the bench, as the zmq (HWM 0) and nats
+/// (pending -1) baselines are: this measures throughput, not the
+/// slow-consumer policy.
+class broker_under_test {
+public:
+  broker_under_test() : server_(options(), &ctx_) {
+    spdlog::set_level(spdlog::level::warn); // the table owns stdout
+    server_.start();
+  }
+  ~broker_under_test() { server_.stop(); }
+  broker_under_test(const broker_under_test&) = delete;
+  broker_under_test& operator=(const broker_under_test&) = delete;
+
+  [[nodiscard]] client_options client() const {
+    client_options o;
+    o.endpoint = server_.endpoint();
+    return o;
+  }
+
+private:
+  static broker::server_options options() {
+    broker::server_options o;
+    o.listen = "tcp://127.0.0.1:*";
+    o.core.id = "bench";
+    o.core.max_pending_msgs = std::size_t{1} << 24;
+    o.core.max_pending_bytes = std::size_t{4} << 30;
+    o.core.group_queue_msgs = std::size_t{1} << 24;
+    o.core.group_queue_bytes = std::size_t{4} << 30;
+    o.core.dedup_entries = 0; // no msg ids in this traffic
+    return o;
+  }
+
+  zmq::context_t ctx_{1};
+  broker::server server_;
+};
+
+constexpr std::string_view topic = "bench.load";
+
+run_result publish_run(const broker_under_test& b, message_sink& sink, std::size_t size,
+                       std::size_t count) {
+  plexus::client pub{b.client()};
+  auto result = drive(
+    sink, size, count,
+    [&pub](std::span<const char> m) { pub.publish(topic, {m.data(), m.size()}); },
+    [&pub] { pub.flush(30s); });
+  if (sink.malformed() != 0)
+    throw std::runtime_error("plexus: " + std::to_string(sink.malformed()) +
+                             " messages arrived with a payload not sent");
+  return result;
+}
+
+} // namespace
+
+run_result plexus_pubsub_once(std::size_t size, std::size_t count) {
+  broker_under_test b;
+  message_sink sink{1, warmup_count(count), count};
+  plexus::client sub{b.client()};
+  sub.subscribe_batch(topic, [&sink](std::span<const message_view> batch) {
+    for (auto& m : batch) sink.on_message(0, m.payload.empty() ? '\0' : m.payload[0]);
+  });
+  return publish_run(b, sink, size, count);
+}
+
+run_result plexus_queue_once(std::size_t subscribers, std::size_t size, std::size_t count,
+                             bool acked, std::vector<std::size_t>* per_subscriber) {
+  constexpr std::uint32_t credit = 1024; // per member, granted back as it consumes
+  broker_under_test b;
+  message_sink sink{subscribers, warmup_count(count), count};
+  std::vector<std::unique_ptr<plexus::client>> members;
+  for (std::size_t i = 0; i < subscribers; ++i) {
+    auto& c = *members.emplace_back(std::make_unique<plexus::client>(b.client()));
+    subscribe_options o;
+    o.queue = "workers";
+    o.acked = acked;
+    o.credit = credit;
+    c.subscribe_batch(topic, [&c, &sink, i, acked](std::span<const message_view> batch) {
+      for (auto& m : batch) {
+        sink.on_message(i, m.payload.empty() ? '\0' : m.payload[0]);
+        if (acked) c.ack(m.sid, m.seq);
+      }
+      c.grant_credit(batch.front().sid, static_cast<std::uint32_t>(batch.size()));
+    }, o);
+  }
+  auto result = publish_run(b, sink, size, count);
+  if (per_subscriber) *per_subscriber = sink.measured_per_receiver();
+  return result;
+}
+
+} // namespace plexus::bench

@@ -1,0 +1,26 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// plexus itself as a system under test: a broker server on a free loopback
+// port (its own ZeroMQ context and thread, as a separate process would
+// have) and plexus::client publishers and subscribers, each with its own
+// I/O thread.
+
+#include <cstddef>
+#include <vector>
+
+#include "scenarios/throughput.hpp"
+
+namespace plexus::bench {
+
+/// One publisher -> plexus broker -> one subscriber: one timed run.
+[[nodiscard]] run_result plexus_pubsub_once(std::size_t size, std::size_t count);
+
+/// One publisher -> plexus broker -> `subscribers` members of one queue
+/// group, receiving against credit (granted back per message). With
+/// `acked`, members are at-least-once and ACK every message.
+[[nodiscard]] run_result plexus_queue_once(std::size_t subscribers, std::size_t size,
+                                           std::size_t count, bool acked,
+                                           std::vector<std::size_t>* per_subscriber = nullptr);
+
+} // namespace plexus::bench
