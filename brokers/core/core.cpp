@@ -44,13 +44,19 @@ const config& core::settings() const noexcept { return s_->cfg; }
 
 // ---------------------------------------------------------------- inputs
 
+connection* core::state::heard_from(conn_id from, time_point t) {
+  now = t;
+  auto* c = find(from);
+  if (!c) c = &open(from);
+  if (c->closing) return nullptr;
+  c->last_heard = t;
+  return c;
+}
+
 void core::receive(conn_id from, const wire::entry& e, time_point now) {
   auto& s = *s_;
-  s.now = now;
-  auto* c = s.find(from);
-  if (!c) c = &s.open(from);
-  if (c->closing) return;
-  c->last_heard = now;
+  auto* c = s.heard_from(from, now);
+  if (!c) return;
   const auto& h = e.h;
   if (h.kind != wire::op::hello && !c->hello) {
     ++c->bad_frames;
@@ -87,11 +93,8 @@ void core::receive(conn_id from, const wire::entry& e, time_point now) {
 
 void core::reject(conn_id from, const wire::decode_error& err, time_point now) {
   auto& s = *s_;
-  s.now = now;
-  auto* c = s.find(from);
-  if (!c) c = &s.open(from);
-  if (c->closing) return;
-  c->last_heard = now;
+  auto* c = s.heard_from(from, now);
+  if (!c) return;
   ++c->bad_frames;
   ++s.stats.bad_frames;
   s.send_err(*c, static_cast<std::uint32_t>(err.code), wire::to_string(err), nullptr);

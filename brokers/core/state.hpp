@@ -143,6 +143,9 @@ struct core::state {
   time_point now{};
 
   // core.cpp
+  /// The connection an input came from (opened on first sight), its
+  /// liveness updated; null when it is already closed.
+  connection* heard_from(conn_id c, time_point t);
   connection* find(conn_id c);
   connection& open(conn_id c);
   // Closing detaches subscriptions and redelivers, which must not happen

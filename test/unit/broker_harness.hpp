@@ -59,6 +59,13 @@ public:
   [[nodiscard]] broker::time_point now() const { return now_; }
 
   void send(conn_id c, const wire::header& h, std::string_view payload = {}) {
+    receive_only(c, h, payload);
+    flush();
+  }
+
+  /// Hands an envelope to the core without draining its outputs (a
+  /// transport that is not sending).
+  void receive_only(conn_id c, const wire::header& h, std::string_view payload = {}) {
     // Through the codec, as the server would: encode, decode, hand over.
     std::string bytes;
     wire::encode_header(h, bytes);
@@ -69,7 +76,14 @@ public:
     auto err = wire::decode_message(frames, {}, e);
     BOOST_TEST_REQUIRE(err.ok(), "test sent a bad frame: " << wire::to_string(err));
     core_.receive(c, e, now_);
-    flush();
+  }
+
+  /// A PUB of `payload` on `topic`, not drained.
+  void publish_only(conn_id c, std::string_view topic, std::string_view payload) {
+    wire::header h;
+    h.kind = wire::op::pub;
+    h.topic = topic;
+    receive_only(c, h, payload);
   }
 
   conn_id connect(std::string node = "client") {

@@ -262,17 +262,7 @@ BOOST_AUTO_TEST_CASE(a_slow_consumer_is_dropped_and_counted_without_growing_memo
   auto slow = t.connect();
   t.subscribe(slow, 1, "flood");
   t.core().flush([](conn_id, std::span<const broker::output>) { return std::size_t{0}; });
-  for (int i = 0; i < 1000; ++i) {
-    wire::header h;
-    h.kind = op::pub;
-    h.topic = "flood";
-    std::string bytes;
-    wire::encode_header(h, bytes);
-    wire::entry e;
-    std::array<std::string_view, 2> frames{bytes, "payload"};
-    BOOST_REQUIRE(wire::decode_message(frames, {}, e).ok());
-    t.core().receive(pub, e, t.now()); // nobody drains `slow`
-  }
+  for (int i = 0; i < 1000; ++i) t.publish_only(pub, "flood", "payload");
   BOOST_TEST(t.core().current().pending_msgs <= 100u + 2u);
   BOOST_TEST(t.core().stats().slow_consumer_drops >= 900u);
   BOOST_TEST(!t.was_closed(slow));
@@ -286,17 +276,7 @@ BOOST_AUTO_TEST_CASE(a_slow_consumer_is_disconnected_when_the_policy_says_so) {
   auto pub = t.connect();
   auto slow = t.connect();
   t.subscribe(slow, 1, "flood");
-  for (int i = 0; i < 20; ++i) {
-    wire::header h;
-    h.kind = op::pub;
-    h.topic = "flood";
-    std::string bytes;
-    wire::encode_header(h, bytes);
-    wire::entry e;
-    std::array<std::string_view, 2> frames{bytes, "p"};
-    BOOST_REQUIRE(wire::decode_message(frames, {}, e).ok());
-    t.core().receive(pub, e, t.now());
-  }
+  for (int i = 0; i < 20; ++i) t.publish_only(pub, "flood", "p");
   t.flush();
   BOOST_TEST(t.was_closed(slow));
   BOOST_TEST(t.core().stats().slow_consumer_disconnects == 1u);
@@ -312,18 +292,7 @@ BOOST_AUTO_TEST_CASE(a_blocked_transport_keeps_the_rest_queued_in_order) {
   auto a = t.connect();
   t.subscribe(a, 1, "t");
   t.core().flush([](conn_id, std::span<const broker::output>) { return std::size_t{0}; });
-  for (int i = 0; i < 5; ++i) {
-    wire::header h;
-    h.kind = op::pub;
-    h.topic = "t";
-    std::string bytes;
-    wire::encode_header(h, bytes);
-    wire::entry e;
-    auto payload = std::to_string(i);
-    std::array<std::string_view, 2> frames{bytes, payload};
-    BOOST_REQUIRE(wire::decode_message(frames, {}, e).ok());
-    t.core().receive(pub, e, t.now());
-  }
+  for (int i = 0; i < 5; ++i) t.publish_only(pub, "t", std::to_string(i));
   t.flush(2);
   BOOST_TEST(t.take_msgs(a).size() == 2u);
   BOOST_TEST(t.core().current().pending_msgs == 3u);
