@@ -142,9 +142,9 @@ std::vector<setting> settings() {
     [](cl& c) -> std::size_t& { return c.server.core.error_budget; }));
   all.push_back(millis<std::int64_t, std::milli>("stats-interval-ms", "period of $SYS.broker.<id>.stats", 100, 3'600'000,
     [](cl& c) -> milliseconds& { return c.server.core.stats_interval; }));
-  all.push_back(number<int>("sndhwm", "ZeroMQ send high-water mark per peer, messages", 1, 10'000'000,
+  all.push_back(number<int>("sndhwm", "ZeroMQ send high-water mark per peer, frames (batch frames carry up to max-pending-bytes / sndhwm)", 1, 10'000'000,
     [](cl& c) -> int& { return c.server.sndhwm; }));
-  all.push_back(number<int>("rcvhwm", "ZeroMQ receive high-water mark per peer, messages", 1, 10'000'000,
+  all.push_back(number<int>("rcvhwm", "ZeroMQ receive high-water mark per peer, frames (clients send frames of at most 32 KiB)", 1, 10'000'000,
     [](cl& c) -> int& { return c.server.rcvhwm; }));
   return all;
 }

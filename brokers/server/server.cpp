@@ -121,9 +121,10 @@ struct server::impl {
     scratch.clear();
     wire::batch_writer w{scratch};
     w.begin();
-    const auto max_bytes = opts.core.limits.max_batch_bytes / 2;
+    const auto max_bytes = std::min(opts.frame_bytes(), opts.core.limits.max_batch_bytes / 2);
     std::size_t n = 0;
-    while (n < outs.size() && n < opts.batch_max && (n == 0 || w.bytes() < max_bytes)) {
+    while (n < outs.size() && n < opts.batch_max
+           && (n == 0 || w.bytes() + outs[n].payload.size() + 64 <= max_bytes)) {
       w.add(outs[n].h, outs[n].payload);
       ++n;
     }

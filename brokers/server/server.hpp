@@ -6,6 +6,7 @@
 // It runs as `plexus-broker` or inside another process on any endpoint,
 // inproc included (the node's embedded broker).
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <string>
@@ -23,13 +24,27 @@ struct server_options {
   config core{};
   /// Where to listen. `tcp://127.0.0.1:*` picks a free port (see endpoint()).
   std::string listen = "tcp://127.0.0.1:7400";
-  /// ZeroMQ queue limits per peer (messages). Past them ROUTER would drop
+  /// ZeroMQ queue limits per peer, in frames. Past them ROUTER would drop
   /// silently; plexus sets ZMQ_ROUTER_MANDATORY and keeps the excess in the
   /// core's bounded per-connection queue instead.
   int sndhwm = 10000;
-  int rcvhwm = 10000;
-  /// Outputs per batch frame, at most (also bounded by limits' batch bytes).
+  /// Inbound frames queued per peer before ZeroMQ pushes back on the
+  /// sender. Clients send frames of at most 32 KiB, so a fast publisher
+  /// costs at most rcvhwm x 32 KiB (32 MiB by default) before it is slowed.
+  int rcvhwm = 1000;
+  /// Outputs per batch frame, at most.
   std::size_t batch_max = 256;
+
+  /// Bytes one batch frame may carry: max_pending_bytes / sndhwm (at least
+  /// 4 KiB), so what ZeroMQ holds for a peer that stopped reading is
+  /// bounded like the core's own queue. Per slow connection the broker
+  /// then holds at most about 2 x max_pending_bytes plus kernel socket
+  /// buffers; a message larger than this cap still goes alone, so with
+  /// large payloads lower sndhwm.
+  [[nodiscard]] std::size_t frame_bytes() const noexcept {
+    auto per_frame = core.max_pending_bytes / static_cast<std::size_t>(sndhwm > 0 ? sndhwm : 1);
+    return std::max<std::size_t>(per_frame, 4096);
+  }
 };
 
 class server {

@@ -107,9 +107,7 @@ int run_sub(const common& c, const std::string& pattern, const std::string& queu
   o.queue = queue;
   o.acked = acked;
   o.credit = queue.empty() ? 0 : 256;
-  std::uint32_t sid = 0;
-  std::atomic<std::uint32_t> sid_ready{0};
-  sid = cl.subscribe(pattern, [&](const plexus::message_view& v) {
+  cl.subscribe(pattern, [&](const plexus::message_view& v) {
     {
       std::lock_guard lock{m};
       if (count && seen >= count) return; // past --count: the broker redelivers
@@ -119,12 +117,10 @@ int run_sub(const common& c, const std::string& pattern, const std::string& queu
                      << ": " << printable(v.payload) << "\n";
       std::cout.flush();
     }
-    auto s = sid_ready.load();
-    if (acked) cl.ack(s, v.seq);
-    if (!queue.empty()) cl.grant_credit(s, 1);
+    if (acked) cl.ack(v.sid, v.seq);
+    if (!queue.empty()) cl.grant_credit(v.sid, 1);
     cv.notify_all();
   }, o);
-  sid_ready = sid;
   std::unique_lock lock{m};
   while (!interrupted && (count == 0 || seen < count)) cv.wait_for(lock, 100ms);
   return 0;

@@ -26,6 +26,7 @@ using steady = std::chrono::steady_clock;
 using detail::envelope;
 
 constexpr std::uint32_t inbox_sid = 0xffffffffu; // never handed to users
+constexpr std::size_t batch_frame_bytes = 32 * 1024;
 
 std::string random_hex(std::size_t bytes) {
   static constexpr char hex[] = "0123456789abcdef";
@@ -212,7 +213,10 @@ struct client::impl {
       wire::batch_writer w{batch};
       w.begin();
       std::size_t n = 0;
-      const auto max_bytes = opts.limits.max_batch_bytes / 2;
+      // Small enough that a broker's receive queue (rcvhwm frames) stays
+      // bounded in bytes; large enough to amortise a frame over hundreds of
+      // small envelopes.
+      const auto max_bytes = std::min<std::size_t>(batch_frame_bytes, opts.limits.max_batch_bytes / 2);
       std::uint64_t counted = 0;
       for (auto& e : pending) {
         if (n == 256 || (n > 0 && w.bytes() + e.bytes.size() > max_bytes)) break;

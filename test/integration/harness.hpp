@@ -1,0 +1,237 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// What every integration suite needs: a real plexus-broker process on
+// 127.0.0.1 (endpoint read from its first stdout line), clients connected to
+// it, waiting on conditions with deadlines, a barrier through the broker,
+// and the broker's stats JSON from $SYS.broker.<id>.stats.
+
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <boost/test/unit_test.hpp>
+
+#include "plexus/client.hpp"
+#include "process.hpp"
+
+namespace plexus::itest {
+
+using namespace std::chrono_literals;
+using std::chrono::milliseconds;
+
+inline constexpr milliseconds default_wait = 10s;
+
+inline const std::string broker_bin = PLEXUS_BROKER_BIN;
+inline const std::string cli_bin = PLEXUS_CLI_BIN;
+
+/// Polls `pred` until it holds or `timeout` passes; for conditions nobody
+/// can notify about (a file's size, another process's memory).
+template <class Pred>
+[[nodiscard]] bool poll_until(Pred&& pred, milliseconds timeout = default_wait) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (pred()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(1ms); // polling period, not synchronisation
+  }
+}
+
+/// Shared state guarded by a mutex, with a condition variable for waiting
+/// on it: handlers change it through update(), tests wait_until().
+template <class T>
+class guarded {
+public:
+  template <class F>
+  void update(F&& f) {
+    {
+      std::lock_guard lock{m_};
+      f(value_);
+    }
+    cv_.notify_all();
+  }
+  template <class F>
+  auto read(F&& f) const {
+    std::lock_guard lock{m_};
+    return f(value_);
+  }
+  T snapshot() const {
+    std::lock_guard lock{m_};
+    return value_;
+  }
+  template <class Pred>
+  [[nodiscard]] bool wait_until(Pred&& pred, milliseconds timeout = default_wait) const {
+    std::unique_lock lock{m_};
+    return cv_.wait_for(lock, timeout, [&] { return pred(value_); });
+  }
+
+private:
+  mutable std::mutex m_;
+  mutable std::condition_variable cv_;
+  T value_{};
+};
+
+/// One received message, copied out of the handler's views.
+struct received {
+  std::string topic, payload, msg_id;
+  std::uint64_t seq = 0;
+  std::uint32_t delivery = 0;
+  std::map<std::string, std::string, std::less<>> headers;
+};
+
+inline received copy_of(const message_view& v) {
+  received r{std::string{v.topic}, std::string{v.payload}, std::string{v.msg_id}, v.seq,
+             v.delivery, {}};
+  for (auto [k, val] : v.headers.items()) r.headers.emplace(k, val);
+  return r;
+}
+
+/// Collects what one subscription receives. Declare it before the client
+/// whose handler feeds it: the client (and its I/O thread) must go first.
+class collector {
+public:
+  client::message_handler handler() {
+    return [this](const message_view& v) { log_.update([&](auto& l) { l.push_back(copy_of(v)); }); };
+  }
+  [[nodiscard]] bool wait_count(std::size_t n, milliseconds timeout = default_wait) const {
+    return log_.wait_until([n](const auto& l) { return l.size() >= n; }, timeout);
+  }
+  std::vector<received> messages() const { return log_.snapshot(); }
+  std::vector<std::string> payloads() const {
+    return log_.read([](const auto& l) {
+      std::vector<std::string> p;
+      for (auto& m : l) p.push_back(m.payload);
+      return p;
+    });
+  }
+  std::size_t size() const { return log_.read([](const auto& l) { return l.size(); }); }
+
+private:
+  guarded<std::vector<received>> log_;
+};
+
+/// A real plexus-broker on 127.0.0.1 with a port of its own; killed and
+/// reaped when the fixture goes.
+class broker_process {
+public:
+  explicit broker_process(std::vector<std::string> extra = {}) {
+    spawn_options o;
+    o.args = {broker_bin, "--listen", "tcp://127.0.0.1:*", "--log-level", "warn"};
+    o.args.insert(o.args.end(), extra.begin(), extra.end());
+    o.out = redirect::pipe;
+    proc_ = std::make_unique<child_process>(o);
+    auto line = proc_->read_line(default_wait);
+    if (!line) {
+      auto code = proc_->wait(100ms);
+      BOOST_FAIL("plexus-broker printed no 'listening on' line within 10 s"
+                 << (code ? "; it exited with " + std::to_string(*code)
+                              + (*code == 127 ? " (exec failed: binary missing or being relinked?)" : "")
+                          : std::string{}));
+    }
+    const std::string prefix = "listening on ";
+    BOOST_REQUIRE_MESSAGE(line->rfind(prefix, 0) == 0, "unexpected first line: " << *line);
+    endpoint_ = line->substr(prefix.size());
+  }
+
+  [[nodiscard]] const std::string& endpoint() const noexcept { return endpoint_; }
+  [[nodiscard]] child_process& process() noexcept { return *proc_; }
+
+  [[nodiscard]] std::unique_ptr<client> connect(std::string node_id = {}) const {
+    client_options o;
+    o.endpoint = endpoint_;
+    o.node_id = std::move(node_id);
+    o.connect_timeout = 5s;
+    return std::make_unique<client>(o);
+  }
+
+private:
+  std::unique_ptr<child_process> proc_;
+  std::string endpoint_;
+};
+
+/// Returns once the broker has handled everything `c` sent before the call
+/// (subscriptions included): a request nobody serves comes back as
+/// no_responders only after the broker read it, and a connection is FIFO.
+/// The topic starts with '$' so no `>` or `*.…` subscription matches it.
+inline void sync_with_broker(client& c) {
+  auto r = c.request("$itest.barrier", "", default_wait);
+  BOOST_REQUIRE_MESSAGE(r.code == 100, "barrier request: expected no responders (100), got "
+                                         << r.code << " " << status_text(r.code));
+}
+
+/// A number from the broker's stats JSON: `"name":<digits>`.
+inline std::optional<std::uint64_t> json_number(std::string_view json, std::string_view name) {
+  std::string key = "\"" + std::string{name} + "\":";
+  auto at = json.find(key);
+  if (at == std::string_view::npos) return std::nullopt;
+  auto digits = json.substr(at + key.size());
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+  if (ec != std::errc{}) return std::nullopt;
+  return v;
+}
+
+/// The latest stats JSON a broker published on $SYS.broker.<id>.stats,
+/// through a client of its own (declared after the state its handler uses,
+/// so it stops first).
+class stats_watch {
+public:
+  stats_watch(const broker_process& b, const std::string& broker_id) : client_(b.connect()) {
+    client_->subscribe("$SYS.broker." + broker_id + ".stats", [this](const message_view& v) {
+      last_.update([&](std::string& s) { s.assign(v.payload); });
+    });
+    sync_with_broker(*client_);
+  }
+  /// Waits for a stats message whose counter `name` satisfies `pred`.
+  template <class Pred>
+  [[nodiscard]] bool wait_for(std::string_view name, Pred&& pred, milliseconds timeout = default_wait) {
+    return last_.wait_until([&](const std::string& s) {
+      auto v = json_number(s, name);
+      return v && pred(*v);
+    }, timeout);
+  }
+  [[nodiscard]] std::string json() const { return last_.snapshot(); }
+  [[nodiscard]] std::uint64_t counter(std::string_view name) const {
+    return json_number(json(), name).value_or(0);
+  }
+
+private:
+  guarded<std::string> last_;
+  std::unique_ptr<client> client_;
+};
+
+/// A file in the test's scratch directory, removed afterwards.
+class temp_file {
+public:
+  explicit temp_file(const std::string& stem) {
+    auto dir = std::filesystem::temp_directory_path();
+    path_ = (dir / (stem + "-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++))).string();
+  }
+  ~temp_file() {
+    std::error_code ec;
+    std::filesystem::remove(path_, ec);
+  }
+  temp_file(const temp_file&) = delete;
+  temp_file& operator=(const temp_file&) = delete;
+  [[nodiscard]] const std::string& path() const noexcept { return path_; }
+
+private:
+  static std::atomic<int>& counter() {
+    static std::atomic<int> n{0};
+    return n;
+  }
+  std::string path_;
+};
+
+} // namespace plexus::itest
