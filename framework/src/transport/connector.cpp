@@ -1,0 +1,427 @@
+// SPDX-License-Identifier: Apache-2.0
+// The client connector's I/O thread: the only code that touches its socket.
+#include "connector.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <random>
+
+#include <zmq_addon.hpp>
+
+namespace plexus {
+
+std::string detail::random_hex(std::size_t bytes) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::random_device rd;
+  std::mt19937_64 gen{(std::uint64_t{rd()} << 32) ^ rd()};
+  std::string s;
+  for (std::size_t i = 0; i < bytes; ++i) {
+    auto b = static_cast<unsigned>(gen() & 0xff);
+    s += hex[b >> 4];
+    s += hex[b & 15];
+  }
+  return s;
+}
+
+client::impl::impl(client_options o)
+  : opts(std::move(o)), box(opts.outbox_limit),
+    owned_ctx(opts.zmq_context ? nullptr : std::make_unique<zmq::context_t>(1)),
+    ctx(opts.zmq_context ? *static_cast<zmq::context_t*>(opts.zmq_context) : *owned_ctx) {
+  if (opts.node_id.empty()) opts.node_id = "n" + detail::random_hex(8);
+  if (validate_topic(opts.node_id) != topic_errc::ok || opts.node_id.find('.') != std::string::npos)
+    throw std::invalid_argument("node id must be one topic token: '" + opts.node_id + "'");
+  inbox_prefix = "_INBOX." + opts.node_id + ".";
+  id_prefix = detail::random_hex(8);
+  endpoints.push_back(opts.endpoint);
+  for (auto& f : opts.fallback) endpoints.push_back(f);
+}
+
+client::impl::envelope client::impl::make(wire::op kind, const wire::header& h, std::string_view payload) {
+  envelope e;
+  e.kind = kind;
+  bool with_payload = wire::carries_payload(kind);
+  e.bytes.reserve(64 + h.topic.size() + h.reply_to.size() + h.headers.raw().size()
+                  + h.traceparent.size() + h.msg_id.size() + (with_payload ? payload.size() : 0));
+  wire::encode_header(h, e.bytes);
+  e.header_size = static_cast<std::uint32_t>(e.bytes.size());
+  if (with_payload) e.bytes.append(payload);
+  return e;
+}
+
+bool client::impl::enqueue(envelope e, bool wait, bool control) {
+  return box.push(std::move(e), wait && !on_io_thread(), control || on_io_thread());
+}
+
+wire::header client::impl::pub_header(std::string_view topic, const publish_options& o) {
+  wire::header h;
+  h.kind = wire::op::pub;
+  h.topic = topic;
+  h.reply_to = o.reply_to;
+  h.deadline_ns = o.deadline_ns;
+  h.traceparent = o.traceparent;
+  h.headers = o.headers;
+  h.msg_id = o.msg_id;
+  return h;
+}
+
+std::string client::impl::next_msg_id() {
+  return id_prefix + std::to_string(msg_counter.fetch_add(1, std::memory_order_relaxed));
+}
+
+void client::impl::connect_socket() {
+  sock.reset();
+  sock = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::dealer);
+  sock->set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(opts.limits.max_message_bytes()));
+  sock->set(zmq::sockopt::linger, 0);
+  sock->set(zmq::sockopt::sndhwm, 100000);
+  sock->set(zmq::sockopt::rcvhwm, 100000);
+  sock->set(zmq::sockopt::immediate, 1); // queue only on a live connection
+  auto hb = static_cast<int>(opts.heartbeat.count());
+  sock->set(zmq::sockopt::heartbeat_ivl, hb);
+  sock->set(zmq::sockopt::heartbeat_timeout, hb * static_cast<int>(opts.liveness));
+  auto& ep = endpoints[current % endpoints.size()];
+  sock->connect(ep);
+  welcomed = false;
+  hello_sent = false;
+  last_heard = steady::now();
+  last_attempt = steady::now();
+}
+
+bool client::impl::send_frames(std::string_view header, std::string_view payload, bool with_payload) {
+  auto flags = zmq::send_flags::dontwait;
+  if (!sock->send(zmq::buffer(header.data(), header.size()),
+                  with_payload ? flags | zmq::send_flags::sndmore : flags))
+    return false;
+  if (with_payload) sock->send(zmq::buffer(payload.data(), payload.size()), flags);
+  last_sent = steady::now();
+  return true;
+}
+
+void client::impl::send_control(const wire::header& h) {
+  std::string bytes;
+  wire::encode_header(h, bytes);
+  send_frames(bytes, {}, false);
+}
+
+void client::impl::say_hello() {
+  wire::header h;
+  h.kind = wire::op::hello;
+  h.node = opts.node_id;
+  h.heartbeat_ms = static_cast<std::uint32_t>(opts.heartbeat.count());
+  // A DEALER with immediate=1 refuses until the TCP link is up: retry.
+  std::string bytes;
+  wire::encode_header(h, bytes);
+  hello_sent = send_frames(bytes, {}, false);
+}
+
+void client::impl::restore_session() {
+  std::vector<std::pair<std::uint32_t, std::shared_ptr<subscription_record>>> subs_now;
+  {
+    std::lock_guard lock{subs_mutex};
+    subs_now.assign(subs.begin(), subs.end());
+  }
+  std::deque<envelope> again;
+  for (auto& [sid, rec] : subs_now) again.push_back(sub_envelope(sid, *rec));
+  for (auto& [id, e] : unconfirmed) {
+    again.push_back(e.copy());
+    if (reconnects > 0) ++resent;
+  }
+  for (auto it = again.rbegin(); it != again.rend(); ++it) pending.push_front(std::move(*it));
+}
+
+client::impl::envelope client::impl::sub_envelope(std::uint32_t sid, const subscription_record& r) {
+  wire::header h;
+  h.kind = wire::op::sub;
+  h.sid = sid;
+  h.topic = r.pattern;
+  h.queue = r.opts.queue;
+  h.ack = r.opts.acked ? wire::ack_mode::explicit_ack : wire::ack_mode::none;
+  h.credit = r.opts.credit;
+  h.ack_wait_ms = r.opts.ack_wait_ms;
+  h.max_deliver = r.opts.max_deliver;
+  return make(wire::op::sub, h);
+}
+
+void client::impl::drain_outbox() {
+  taken.clear();
+  box.take(taken);
+  for (auto& e : taken) {
+    if (e.extras && e.extras->on_confirm) {
+      auto keep = e.copy();
+      auto id = e.extras->msg_id;
+      keep.extras = std::move(e.extras);
+      unconfirmed.emplace(std::move(id), std::move(keep));
+    } else if (e.extras && e.extras->on_reply) {
+      requests.emplace(e.extras->request_id,
+                       std::make_pair(e.extras->request_deadline, std::move(e.extras->on_reply)));
+    }
+    pending.push_back(std::move(e));
+  }
+  taken.clear();
+}
+
+void client::impl::send_pending() {
+  if (!welcomed) return;
+  std::uint64_t sent = 0;
+  while (!pending.empty()) {
+    if (pending.size() == 1) {
+      auto& e = pending.front();
+      if (!send_frames(e.header(), e.payload(), wire::carries_payload(e.kind))) break;
+      sent += e.counted;
+      pending.pop_front();
+      continue;
+    }
+    batch.clear();
+    wire::batch_writer w{batch};
+    w.begin();
+    std::size_t n = 0;
+    // Small enough that a broker's receive queue (rcvhwm frames) stays
+    // bounded in bytes; large enough to amortise a frame over hundreds of
+    // small envelopes.
+    const auto max_bytes = std::min<std::size_t>(detail::batch_frame_bytes, opts.limits.max_batch_bytes / 2);
+    std::uint64_t counted = 0;
+    for (auto& e : pending) {
+      if (n == 256 || (n > 0 && w.bytes() + e.bytes.size() > max_bytes)) break;
+      w.add_encoded(e.header(), e.kind, e.payload());
+      counted += e.counted;
+      ++n;
+    }
+    w.finish();
+    if (!sock->send(zmq::buffer(batch), zmq::send_flags::dontwait)) break;
+    last_sent = steady::now();
+    pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(n));
+    sent += counted;
+  }
+  if (sent) box.mark_sent(sent);
+}
+
+void client::impl::receive_all() {
+  for (int i = 0; i < 4096 && !want_reconnect; ++i) {
+    parts.clear();
+    if (!zmq::recv_multipart(*sock, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
+    last_heard = steady::now();
+    if (parts.empty()) continue;
+    std::string_view first{static_cast<const char*>(parts[0].data()), parts[0].size()};
+    entries.clear();
+    if (parts.size() == 1 && wire::is_batch_frame(first)) {
+      if (wire::decode_batch(first, opts.limits, entries)) {
+        ++errors;
+        continue;
+      }
+    } else {
+      frames.clear();
+      for (auto& p : parts) frames.emplace_back(static_cast<const char*>(p.data()), p.size());
+      entries.resize(1);
+      if (wire::decode_message(frames, opts.limits, entries[0])) {
+        ++errors;
+        continue;
+      }
+    }
+    dispatch();
+  }
+}
+
+message_view client::impl::view_of(const wire::entry& e) {
+  message_view v;
+  v.sid = e.h.sid;
+  v.topic = e.h.topic;
+  v.payload = e.payload;
+  v.msg_id = e.h.msg_id;
+  v.reply_to = e.h.reply_to;
+  v.traceparent = e.h.traceparent;
+  v.headers = e.h.headers;
+  v.seq = e.h.seq;
+  v.delivery = e.h.delivery;
+  v.deadline_ns = e.h.deadline_ns;
+  return v;
+}
+
+void client::impl::dispatch() {
+  for (std::size_t i = 0; i < entries.size();) {
+    auto& e = entries[i];
+    if (e.h.kind == wire::op::msg) {
+      // A run of consecutive MSGs for one subscription: one handler call.
+      std::size_t j = i;
+      views.clear();
+      while (j < entries.size() && entries[j].h.kind == wire::op::msg
+             && entries[j].h.sid == e.h.sid)
+        views.push_back(view_of(entries[j++]));
+      received += views.size();
+      deliver(e.h.sid, views);
+      i = j;
+      continue;
+    }
+    control(e.h);
+    ++i;
+  }
+}
+
+void client::impl::deliver(std::uint32_t sid, std::span<const message_view> batch_views) {
+  if (sid == detail::inbox_sid) {
+    for (auto& v : batch_views) complete_request(v.topic, {0, std::string{v.payload}, {}});
+    return;
+  }
+  std::shared_ptr<subscription_record> rec;
+  {
+    std::lock_guard lock{subs_mutex};
+    if (auto it = subs.find(sid); it != subs.end()) rec = it->second;
+  }
+  if (!rec) return; // unsubscribed meanwhile
+  if (rec->on_batch) rec->on_batch(batch_views);
+  else for (auto& v : batch_views) rec->on_message(v);
+}
+
+void client::impl::complete_request(std::string_view inbox, reply r) {
+  if (!inbox.starts_with(inbox_prefix)) return;
+  std::uint64_t id = 0;
+  auto tail = inbox.substr(inbox_prefix.size());
+  std::from_chars(tail.data(), tail.data() + tail.size(), id);
+  auto it = requests.find(id);
+  if (it == requests.end()) return; // late reply after a timeout
+  auto done = std::move(it->second.second);
+  requests.erase(it);
+  done(std::move(r));
+}
+
+void client::impl::control(const wire::header& h) {
+  switch (h.kind) {
+    case wire::op::welcome: {
+      welcomed = true;
+      {
+        std::lock_guard lock{state_mutex};
+        broker = std::string{h.node};
+      }
+      for (auto b : h.brokers.items())
+        if (std::find(endpoints.begin(), endpoints.end(), b) == endpoints.end())
+          endpoints.emplace_back(b);
+      backoff = opts.reconnect_min;
+      restore_session();
+      {
+        std::lock_guard lock{state_mutex};
+        connected_once = true;
+      }
+      state_cv.notify_all();
+      break;
+    }
+    case wire::op::confirm: {
+      auto it = unconfirmed.find(std::string{h.msg_id});
+      if (it == unconfirmed.end()) break; // a duplicate's second confirm
+      auto done = std::move(it->second.extras->on_confirm);
+      unconfirmed.erase(it);
+      done(h.code);
+      break;
+    }
+    case wire::op::err:
+      if (h.code == 108 && welcomed) {
+        // "HELLO must come first": ZeroMQ reconnected us underneath to a
+        // broker that never saw our HELLO (a restart on the same
+        // endpoint). Start the session again on this socket.
+        welcomed = false;
+        hello_sent = false;
+        ++reconnects;
+        break;
+      }
+      if (h.reply_to.starts_with(inbox_prefix)) {
+        complete_request(h.reply_to, {h.code, {}, std::string{h.text}});
+      } else {
+        ++errors;
+        error_handler cb;
+        {
+          std::lock_guard lock{state_mutex};
+          cb = error_cb;
+        }
+        if (cb) cb(h.code, h.text);
+      }
+      break;
+    case wire::op::ping: {
+      wire::header pong;
+      pong.kind = wire::op::pong;
+      send_control(pong);
+      break;
+    }
+    case wire::op::bye: want_reconnect = true; break;
+    default: break; // PONG: liveness only
+  }
+}
+
+void client::impl::reconnect() {
+  want_reconnect = false;
+  ++reconnects;
+  ++current;
+  // Unsent envelopes go: subscriptions and unconfirmed publishes are
+  // restored after the next WELCOME; plain publishes are at most once.
+  std::uint64_t dropped = 0;
+  for (auto& e : pending) dropped += e.counted;
+  pending.clear();
+  box.mark_sent(dropped);
+  next_attempt = steady::now() + backoff;
+  backoff = std::min(backoff * 2, opts.reconnect_max);
+  sock.reset();
+}
+
+void client::impl::timers() {
+  auto now = steady::now();
+  if (!sock) {
+    if (now >= next_attempt) connect_socket();
+    return;
+  }
+  if (want_reconnect) {
+    reconnect();
+    return;
+  }
+  if (!hello_sent) say_hello();
+  if (welcomed && now - last_sent >= opts.heartbeat) {
+    wire::header ping;
+    ping.kind = wire::op::ping;
+    send_control(ping);
+  }
+  if (now - last_heard >= opts.heartbeat * opts.liveness) {
+    reconnect();
+    return;
+  }
+  for (auto it = requests.begin(); it != requests.end();) {
+    if (it->second.first <= now) {
+      auto done = std::move(it->second.second);
+      it = requests.erase(it);
+      done({status_timeout, {}, "request timed out"});
+    } else {
+      ++it;
+    }
+  }
+}
+
+void client::impl::run() {
+  connect_socket();
+  while (!stopping.load(std::memory_order_acquire)) {
+    zmq::pollitem_t items[] = {{sock ? sock->handle() : nullptr, 0, ZMQ_POLLIN, 0},
+                               {nullptr, box.fd(), ZMQ_POLLIN, 0}};
+    long wait = pending.empty() || !welcomed ? 50 : 1;
+    try {
+      if (sock) zmq::poll(items, 2, std::chrono::milliseconds{wait});
+      else zmq::poll(&items[1], 1, std::chrono::milliseconds{wait});
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EINTR) throw;
+    }
+    drain_outbox();
+    if (sock) receive_all();
+    timers();
+    if (sock) send_pending();
+  }
+  // Graceful: what is queued goes out, then BYE.
+  drain_outbox();
+  if (sock && welcomed) {
+    send_pending();
+    wire::header bye;
+    bye.kind = wire::op::bye;
+    send_control(bye);
+    sock->set(zmq::sockopt::linger, 1000);
+  }
+  std::uint64_t left = 0;
+  for (auto& e : pending) left += e.counted;
+  box.mark_sent(left);
+  for (auto& [id, r] : requests) r.second({status_disconnected, {}, "client closed"});
+  requests.clear();
+  sock.reset();
+}
+
+} // namespace plexus
