@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "server.hpp"
 
+#include <pthread.h>
+
 #include <chrono>
 #include <stdexcept>
 #include <unordered_map>
@@ -212,7 +214,10 @@ void server::run(const std::atomic<bool>& stop) { impl_->run(stop); }
 
 void server::start() {
   stop_ = false;
-  thread_ = std::thread([this] { impl_->run(stop_); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "plexus-broker"); // for top -H, perf, gdb
+    impl_->run(stop_);
+  });
 }
 
 void server::stop() {

@@ -3,6 +3,8 @@
 // envelope to the I/O thread (connector.cpp).
 #include "plexus/client.hpp"
 
+#include <pthread.h>
+
 #include <future>
 
 #include "connector.hpp"
@@ -41,7 +43,10 @@ client::client(client_options opts) : impl_(std::make_unique<impl>(std::move(opt
   auto rec = std::make_shared<detail::subscription_record>();
   rec->pattern = i.inbox_prefix + ">";
   i.subs.emplace(detail::inbox_sid, rec);
-  i.io = std::thread([&i] { i.run(); });
+  i.io = std::thread([&i] {
+    pthread_setname_np(pthread_self(), "plexus-io"); // for top -H, perf, gdb
+    i.run();
+  });
   std::unique_lock lock{i.state_mutex};
   if (!i.state_cv.wait_for(lock, i.opts.connect_timeout, [&] { return i.connected_once; })) {
     lock.unlock();
