@@ -25,6 +25,7 @@ class broker_under_test {
 public:
   broker_under_test() : server_(options(), &ctx_) {
     spdlog::set_level(spdlog::level::warn); // the table owns stdout
+    broker::tune_allocator(); // as plexus-broker's main does
     server_.start();
   }
   ~broker_under_test() { server_.stop(); }

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   spdlog::set_level(spdlog::level::from_str(cl.log_level));
+  plexus::broker::tune_allocator();
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   try {

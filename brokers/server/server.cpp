@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "server.hpp"
 
+#include <malloc.h>
 #include <pthread.h>
 
 #include <chrono>
@@ -201,6 +202,11 @@ struct server::impl {
   std::vector<conn_id> unreachable;
   bool blocked = false;
 };
+
+void tune_allocator() {
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
+  mallopt(M_TOP_PAD, 64 << 20);
+}
 
 server::server(server_options opts, zmq::context_t* ctx)
   : impl_(std::make_unique<impl>(std::move(opts), ctx)) {}
