@@ -214,7 +214,6 @@ server::server(server_options opts, zmq::context_t* ctx)
 server::~server() { stop(); }
 
 const std::string& server::endpoint() const noexcept { return impl_->bound; }
-const core& server::state() const noexcept { return impl_->b; }
 
 void server::run(const std::atomic<bool>& stop) { impl_->run(stop); }
 

@@ -76,7 +76,6 @@ public:
   void start();
   void stop();
 
-  [[nodiscard]] const core& state() const noexcept; // only while not running
 
 private:
   struct impl;

@@ -262,6 +262,19 @@ BOOST_AUTO_TEST_CASE(connecting_to_nobody_fails_with_a_clear_error_after_the_tim
   }
 }
 
+BOOST_AUTO_TEST_CASE(errors_nobody_waits_for_reach_the_error_handler) {
+  embedded b;
+  client c{b.client_opts()};
+  waiter w;
+  std::vector<std::uint32_t> codes;
+  c.on_error([&](std::uint32_t code, std::string_view) { w.update([&] { codes.push_back(code); }); });
+  BOOST_TEST(c.try_publish("$SYS.broker.spoofed", "{}")); // the broker's own namespace
+  BOOST_TEST_REQUIRE(w.until([&] { return !codes.empty(); }));
+  BOOST_TEST(codes.front() == 105u);
+  BOOST_TEST(std::string{status_text(codes.front())} == "forbidden");
+  BOOST_TEST(c.stats().errors == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(flush_returns_once_everything_queued_is_on_the_socket) {
   embedded b;
   client c{b.client_opts()};

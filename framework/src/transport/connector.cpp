@@ -84,7 +84,6 @@ void client::impl::connect_socket() {
   welcomed = false;
   hello_sent = false;
   last_heard = steady::now();
-  last_attempt = steady::now();
 }
 
 bool client::impl::send_frames(std::string_view header, std::string_view payload, bool with_payload) {

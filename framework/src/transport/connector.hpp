@@ -128,7 +128,7 @@ struct client::impl {
 
   // I/O thread only
   bool welcomed = false, hello_sent = false, want_reconnect = false;
-  steady::time_point last_heard{}, last_sent{}, last_attempt{}, next_attempt{};
+  steady::time_point last_heard{}, last_sent{}, next_attempt{};
   std::chrono::milliseconds backoff{100};
   std::deque<envelope> pending;
   std::vector<envelope> taken;
