@@ -197,6 +197,9 @@ int main(int argc, char** argv) {
   } catch (const CLI::ValidationError& e) {
     std::cerr << "plexus: " << e.what() << "\n";
     return 2;
+  } catch (const std::invalid_argument& e) { // a bad topic or pattern
+    std::cerr << "plexus: " << e.what() << "\n";
+    return 2;
   } catch (const std::exception& e) {
     std::cerr << "plexus: " << e.what() << "\n";
     return 1;

@@ -275,6 +275,20 @@ BOOST_AUTO_TEST_CASE(errors_nobody_waits_for_reach_the_error_handler) {
   BOOST_TEST(c.stats().errors == 1u);
 }
 
+BOOST_AUTO_TEST_CASE(bad_topics_and_patterns_are_refused_before_they_leave_the_process) {
+  embedded b;
+  client c{b.client_opts()};
+  BOOST_CHECK_THROW(c.publish("orders.*", "x"), std::invalid_argument);
+  BOOST_CHECK_THROW(c.publish("", "x"), std::invalid_argument);
+  BOOST_CHECK_THROW(c.subscribe("orders.>.x", [](const message_view&) {}), std::invalid_argument);
+  try {
+    c.publish("a..b", "x");
+  } catch (const std::invalid_argument& e) {
+    BOOST_TEST(std::string{e.what()} == "bad topic 'a..b': empty token");
+  }
+  BOOST_TEST(c.stats().published == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(flush_returns_once_everything_queued_is_on_the_socket) {
   embedded b;
   client c{b.client_opts()};

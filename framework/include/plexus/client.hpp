@@ -110,7 +110,8 @@ public:
   client(const client&) = delete;
   client& operator=(const client&) = delete;
 
-  /// Queues a PUB; blocks while the outbox is full.
+  /// Queues a PUB; blocks while the outbox is full. An invalid topic throws
+  /// std::invalid_argument (as does an invalid pattern in subscribe).
   void publish(std::string_view topic, std::string_view payload, const publish_options& o = {});
   /// Queues a PUB unless the outbox is full.
   [[nodiscard]] bool try_publish(std::string_view topic, std::string_view payload,

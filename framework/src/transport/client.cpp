@@ -93,21 +93,15 @@ void client::publish_confirmed(std::string_view topic, std::string_view payload,
 }
 
 std::uint32_t client::subscribe(std::string_view pattern, message_handler h, subscribe_options o) {
-  auto rec = std::make_shared<detail::subscription_record>();
-  rec->pattern = std::string{pattern};
-  rec->opts = std::move(o);
-  rec->on_message = std::move(h);
-  auto sid = impl_->next_sid++;
-  {
-    std::lock_guard lock{impl_->subs_mutex};
-    impl_->subs.emplace(sid, rec);
-  }
-  impl_->enqueue(impl_->sub_envelope(sid, *rec), false, true);
-  return sid;
+  return subscribe_batch(pattern, [h = std::move(h)](std::span<const message_view> batch) {
+    for (auto& v : batch) h(v);
+  }, std::move(o));
 }
 
 std::uint32_t client::subscribe_batch(std::string_view pattern, batch_handler h,
                                       subscribe_options o) {
+  if (auto e = validate_pattern(pattern, impl_->opts.limits.topic); e != topic_errc::ok)
+    throw std::invalid_argument("bad pattern '" + std::string{pattern} + "': " + to_string(e));
   auto rec = std::make_shared<detail::subscription_record>();
   rec->pattern = std::string{pattern};
   rec->opts = std::move(o);

@@ -53,6 +53,9 @@ bool client::impl::enqueue(envelope e, bool wait, bool control) {
 }
 
 wire::header client::impl::pub_header(std::string_view topic, const publish_options& o) {
+  // A bad topic is the caller's bug: say so here, not as a broker ERR later.
+  if (auto e = validate_topic(topic, opts.limits.topic); e != topic_errc::ok)
+    throw std::invalid_argument("bad topic '" + std::string{topic} + "': " + to_string(e));
   wire::header h;
   h.kind = wire::op::pub;
   h.topic = topic;
@@ -266,8 +269,7 @@ void client::impl::deliver(std::uint32_t sid, std::span<const message_view> batc
     if (auto it = subs.find(sid); it != subs.end()) rec = it->second;
   }
   if (!rec) return; // unsubscribed meanwhile
-  if (rec->on_batch) rec->on_batch(batch_views);
-  else for (auto& v : batch_views) rec->on_message(v);
+  rec->on_batch(batch_views);
 }
 
 void client::impl::complete_request(std::string_view inbox, reply r) {

@@ -34,8 +34,7 @@ inline constexpr std::size_t batch_frame_bytes = 32 * 1024;
 struct subscription_record {
   std::string pattern;
   subscribe_options opts;
-  client::batch_handler on_batch;
-  client::message_handler on_message;
+  client::batch_handler on_batch; // null for the reply inbox
 };
 
 /// `bytes` random bytes as hex.
