@@ -11,6 +11,14 @@ using namespace plexus::itest;
 namespace {
 
 constexpr std::size_t payload_bytes = 1024;
+// Under AddressSanitizer freed memory sits in its quarantine (256 MiB by
+// default), so RSS says nothing about the broker's bounds: the drop and
+// still-serving checks run, the RSS bound does not.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool rss_meaningful = false;
+#else
+constexpr bool rss_meaningful = true;
+#endif
 constexpr std::size_t rss_bound = 64u << 20;
 
 struct flood_result {
@@ -97,7 +105,7 @@ BOOST_AUTO_TEST_CASE(a_stopped_subscriber_does_not_grow_the_brokers_memory) {
   });
   BOOST_TEST(json_number(r.stats, "slow_consumer_drops").value_or(0) > 0u, r.stats);
   auto grew = r.peak - r.baseline;
-  BOOST_TEST(grew < rss_bound, "broker RSS grew by " << grew / (1024 * 1024) << " MiB (bound "
+  BOOST_TEST((!rss_meaningful || grew < rss_bound), "broker RSS grew by " << grew / (1024 * 1024) << " MiB (bound "
                                                      << rss_bound / (1024 * 1024) << " MiB)");
 }
 
@@ -107,7 +115,7 @@ BOOST_AUTO_TEST_CASE(a_stopped_subscriber_does_not_grow_the_brokers_memory) {
 BOOST_AUTO_TEST_CASE(a_long_flood_at_a_stopped_subscriber_stays_within_the_same_bound) {
   auto r = flood_a_stopped_subscriber(1000000, [](const broker_process&, plexus::client&) {});
   auto grew = r.peak - r.baseline;
-  BOOST_TEST(grew < rss_bound, "broker RSS grew by " << grew / (1024 * 1024) << " MiB (bound "
+  BOOST_TEST((!rss_meaningful || grew < rss_bound), "broker RSS grew by " << grew / (1024 * 1024) << " MiB (bound "
                                                      << rss_bound / (1024 * 1024) << " MiB)");
 }
 
