@@ -26,14 +26,60 @@ const char* to_string(status s) noexcept {
 
 namespace {
 constexpr std::size_t frame_overhead = 64; // header estimate for queue accounting
-std::size_t cost(const output& o) { return o.payload.size() + frame_overhead; }
+std::size_t cost(const output& o) { return o.payload().size() + frame_overhead; }
 } // namespace
 
 core::state::state(config c, const core& self)
   : owner(&self), cfg(std::move(c)), dedup(cfg.dedup_window, cfg.dedup_entries) {
+  auto w = std::make_shared<welcome_info>();
+  w->node = cfg.id;
+  w->heartbeat_ms = static_cast<std::uint32_t>(cfg.heartbeat.count());
+  w->max_payload = cfg.limits.max_payload_bytes;
   std::vector<std::string_view> list(cfg.advertise.begin(), cfg.advertise.end());
-  welcome_brokers.reserve(64 * (list.size() + 1));
-  welcome_list = wire::pack_string_list(list, welcome_brokers);
+  w->brokers = wire::pack_string_list(list, w->brokers_raw); // no later appends: views stay
+  welcome = std::move(w);
+}
+
+wire::header output::header() const {
+  wire::header h;
+  h.kind = kind;
+  h.sid = sid;
+  h.delivery = delivery;
+  h.code = code;
+  h.seq = seq;
+  switch (kind) {
+    case wire::op::msg:
+      h.topic = msg->topic;
+      h.msg_id = msg->msg_id;
+      h.reply_to = msg->reply_to;
+      h.headers = msg->headers;
+      h.deadline_ns = msg->deadline_ns;
+      h.traceparent = msg->traceparent;
+      break;
+    case wire::op::confirm: h.msg_id = msg->msg_id; break;
+    case wire::op::err:
+    case wire::op::bye: {
+      const auto& t = *static_cast<const control_text*>(aux.get());
+      h.text = t.text;
+      h.msg_id = t.msg_id;
+      h.reply_to = t.reply_to;
+      break;
+    }
+    case wire::op::welcome: {
+      const auto& w = *static_cast<const welcome_info*>(aux.get());
+      h.node = w.node;
+      h.heartbeat_ms = w.heartbeat_ms;
+      h.max_payload = w.max_payload;
+      h.brokers = w.brokers;
+      break;
+    }
+    default: break;
+  }
+  return h;
+}
+
+std::string_view output::payload() const noexcept {
+  return kind == wire::op::msg ? msg->payload : std::string_view{};
 }
 
 core::core(config cfg) : s_(std::make_unique<state>(std::move(cfg), *this)) {}
@@ -73,7 +119,7 @@ void core::receive(conn_id from, const wire::entry& e, time_point now) {
       case wire::op::credit: s.on_credit(*c, h); break;
       case wire::op::ping: {
         output o;
-        o.h.kind = wire::op::pong;
+        o.kind = wire::op::pong;
         s.enqueue(*c, std::move(o), false);
         break;
       }
@@ -165,7 +211,7 @@ void core::consume(conn_id id, std::size_t n) {
   for (std::size_t i = 0; i < n; ++i) {
     auto& o = q.items[q.head + i];
     q.bytes -= cost(o);
-    if (o.h.kind == wire::op::msg) ++c->msgs_out;
+    if (o.kind == wire::op::msg) ++c->msgs_out;
     o = output{}; // release the message now, not at compaction
   }
   q.head += n;
@@ -229,23 +275,17 @@ void core::state::send_err(connection& c, std::uint32_t code, std::string text,
                            const wire::header* about) {
   // The ERR names what it is about (sid, msg id, reply-to) so the client
   // can match it; those strings are copied out of the client's frame.
-  struct err_text {
-    std::string text, msg_id, reply_to;
-  };
-  auto keep = std::make_shared<err_text>();
-  keep->text = std::move(text);
+  auto t = std::make_shared<control_text>();
+  t->text = std::move(text);
   output o;
-  o.h.kind = wire::op::err;
-  o.h.code = code;
+  o.kind = wire::op::err;
+  o.code = code;
   if (about) {
-    keep->msg_id = about->msg_id;
-    keep->reply_to = about->reply_to;
-    o.h.sid = about->sid;
+    t->msg_id = about->msg_id;
+    t->reply_to = about->reply_to;
+    o.sid = about->sid;
   }
-  o.h.text = keep->text;
-  o.h.msg_id = keep->msg_id;
-  o.h.reply_to = keep->reply_to;
-  o.keep = std::move(keep);
+  o.aux = std::move(t);
   enqueue(c, std::move(o), false);
 }
 
@@ -299,12 +339,12 @@ void core::state::close(connection& c, std::string_view reason) {
     forget(c);
     return;
   }
-  auto keep = std::make_shared<std::string>(reason);
+  auto t = std::make_shared<control_text>();
+  t->text = std::string{reason};
   output o;
   o.to = c.id;
-  o.h.kind = wire::op::bye;
-  o.h.text = *keep;
-  o.keep = std::move(keep);
+  o.kind = wire::op::bye;
+  o.aux = std::move(t);
   c.out.items.push_back(std::move(o));
   if (!c.ready) {
     c.ready = true;
@@ -326,11 +366,8 @@ void core::state::on_hello(connection& c, const wire::header& h) {
   c.hello = true;
   c.node = std::string{h.node};
   output o;
-  o.h.kind = wire::op::welcome;
-  o.h.node = cfg.id;
-  o.h.heartbeat_ms = static_cast<std::uint32_t>(cfg.heartbeat.count());
-  o.h.max_payload = cfg.limits.max_payload_bytes;
-  o.h.brokers = welcome_list;
+  o.kind = wire::op::welcome;
+  o.aux = welcome;
   enqueue(c, std::move(o), false);
 }
 
@@ -445,7 +482,7 @@ void core::state::heartbeats() {
       dead.push_back(c.get());
     } else if (c->hello && now - c->last_sent >= cfg.heartbeat && c->out.empty()) {
       output o;
-      o.h.kind = wire::op::ping;
+      o.kind = wire::op::ping;
       enqueue(*c, std::move(o), false);
     }
   }

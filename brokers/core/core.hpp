@@ -74,13 +74,23 @@ struct config {
   milliseconds stats_interval{1000};
 };
 
-/// One envelope for one connection. `h` and `payload` point into storage
-/// kept alive by `keep` (or into the core's own config).
+struct message; // a published message, shared by all its deliveries
+
+/// One envelope for one connection. Compact (64 bytes: queues hold many);
+/// header() builds its wire header when it is sent, with views into `msg`
+/// or `aux`, which keep what they point to alive.
 struct output {
   conn_id to = 0;
-  wire::header h;
-  std::string_view payload;
-  std::shared_ptr<const void> keep;
+  wire::op kind = wire::op::ping;
+  std::uint32_t sid = 0;
+  std::uint32_t delivery = 0;
+  std::uint32_t code = 0;
+  std::uint64_t seq = 0;
+  std::shared_ptr<const message> msg; // MSG and CONFIRM
+  std::shared_ptr<const void> aux;    // ERR and BYE texts, WELCOME details
+
+  [[nodiscard]] wire::header header() const;
+  [[nodiscard]] std::string_view payload() const noexcept;
 };
 
 struct counters {

@@ -119,20 +119,13 @@ bool core::state::deliver(subscription& s, const message_ptr& m, std::uint32_t d
     return false;
   }
   output o;
-  o.h.kind = wire::op::msg;
-  o.h.sid = s.sid;
-  o.h.topic = m->topic;
-  o.h.msg_id = m->msg_id;
-  o.h.reply_to = m->reply_to;
-  o.h.headers = m->headers;
-  o.h.deadline_ns = m->deadline_ns;
-  o.h.traceparent = m->traceparent;
-  o.h.delivery = delivery;
+  o.kind = wire::op::msg;
+  o.sid = s.sid;
+  o.delivery = delivery;
   bool acked = s.ack == wire::ack_mode::explicit_ack;
-  if (acked) o.h.seq = c->next_seq++;
-  o.payload = m->payload;
-  o.keep = m;
-  auto seq = o.h.seq;
+  if (acked) o.seq = c->next_seq++;
+  o.msg = m;
+  auto seq = o.seq;
   // Only fan-out to plain at-most-once subscribers may be dropped for a
   // slow consumer: the rest is bounded by credit or must not be lost.
   bool droppable = !acked && !s.grp;
@@ -239,10 +232,9 @@ void core::state::send_confirm(const message_ptr& m) {
   if (!c || !c->hello) return;
   ++stats.confirms;
   output o;
-  o.h.kind = wire::op::confirm;
-  o.h.msg_id = m->msg_id;
-  o.h.code = static_cast<std::uint32_t>(m->outcome);
-  o.keep = m;
+  o.kind = wire::op::confirm;
+  o.code = static_cast<std::uint32_t>(m->outcome);
+  o.msg = m;
   enqueue(*c, std::move(o), false);
 }
 

@@ -39,6 +39,20 @@ struct message : std::enable_shared_from_this<message> {
 };
 using message_ptr = std::shared_ptr<message>;
 
+/// What an ERR or BYE says (the aux of its output).
+struct control_text {
+  std::string text, msg_id, reply_to;
+};
+
+/// What every WELCOME says (the aux of its outputs), built once.
+struct welcome_info {
+  std::string node;
+  std::uint32_t heartbeat_ms = 0;
+  std::uint64_t max_payload = 0;
+  std::string brokers_raw;
+  wire::string_list_view brokers;
+};
+
 struct group;
 
 /// Common base of what the trie stores: a plain subscription or a group.
@@ -127,8 +141,7 @@ struct core::state {
 
   const core* owner; // for stats_json
   config cfg;
-  std::string welcome_brokers; // packed once for WELCOME
-  wire::string_list_view welcome_list;
+  std::shared_ptr<const welcome_info> welcome;
   counters stats;
   std::unordered_map<conn_id, std::unique_ptr<connection>> conns;
   std::unordered_map<std::string, std::unique_ptr<group>> groups;

@@ -109,13 +109,13 @@ struct server::impl {
 
   bool send_single(const std::string& routing, const output& o) {
     scratch.clear();
-    wire::encode_header(o.h, scratch);
-    bool with_payload = wire::carries_payload(o.h.kind);
+    wire::encode_header(o.header(), scratch);
+    bool with_payload = wire::carries_payload(o.kind);
     auto more = zmq::send_flags::sndmore | zmq::send_flags::dontwait;
     if (!router.send(zmq::buffer(routing), more)) return false;
     // Once the id is accepted, the rest of the message cannot block.
     router.send(zmq::buffer(scratch), with_payload ? more : zmq::send_flags::dontwait);
-    if (with_payload) router.send(zmq::buffer(o.payload.data(), o.payload.size()),
+    if (with_payload) router.send(zmq::buffer(o.payload().data(), o.payload().size()),
                                   zmq::send_flags::dontwait);
     return true;
   }
@@ -127,8 +127,8 @@ struct server::impl {
     const auto max_bytes = std::min(opts.frame_bytes(), opts.core.limits.max_batch_bytes / 2);
     std::size_t n = 0;
     while (n < outs.size() && n < opts.batch_max
-           && (n == 0 || w.bytes() + outs[n].payload.size() + 64 <= max_bytes)) {
-      w.add(outs[n].h, outs[n].payload);
+           && (n == 0 || w.bytes() + outs[n].payload().size() + 64 <= max_bytes)) {
+      w.add(outs[n].header(), outs[n].payload());
       ++n;
     }
     w.finish();

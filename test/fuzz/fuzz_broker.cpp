@@ -97,11 +97,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       auto n = std::min(budget, outs.size());
       for (std::size_t i = 0; i < n; ++i) {
         check_bytes.clear();
-        wire::encode_header(outs[i].h, check_bytes);
+        wire::encode_header(outs[i].header(), check_bytes);
         wire::header back;
         auto err = wire::decode_header(check_bytes, {}, back);
         PLEXUS_FUZZ_CHECK((err.ok()) && "the core produced an envelope that does not decode");
-        PLEXUS_FUZZ_CHECK((back.kind == outs[i].h.kind) && "op changed in the round trip");
+        PLEXUS_FUZZ_CHECK((back.kind == outs[i].kind) && "op changed in the round trip");
       }
       return n;
     });

@@ -183,7 +183,7 @@ private:
   void record(conn_id c, const broker::output& o) {
     BOOST_TEST_REQUIRE(o.to == c);
     std::string bytes;
-    wire::encode_header(o.h, bytes);
+    wire::encode_header(o.header(), bytes);
     wire::header h;
     auto err = wire::decode_header(bytes, {}, h);
     BOOST_TEST_REQUIRE(err.ok(), "core produced a bad frame: " << wire::to_string(err));
@@ -199,7 +199,7 @@ private:
     s.reply_to = h.reply_to;
     s.text = h.text;
     s.node = h.node;
-    s.payload = o.payload;
+    s.payload = o.payload();
     for (auto& [k, v] : h.headers.items()) s.headers.emplace_back(k, v);
     inbox_[c].push_back(std::move(s));
   }
