@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""Writes the fuzz seed corpus: corpus/envelope/ and corpus/topic/.
+"""Writes the fuzz seed corpus: corpus/envelope/, corpus/topic/ and corpus/broker/.
 
 msgpack is written by hand (no packages), following encode_header: a map with
 integer keys, 0 = version (1), 1 = op, plus the fields the op requires (see
@@ -317,6 +317,35 @@ def topic_seeds():
     return seeds
 
 
+def broker_seeds():
+    """Step sequences for fuzz_broker (see its header comment): a step byte
+    (bits 0-1 the connection, bits 2-4 the action) and its arguments.
+    Actions 5-7 build a well-formed envelope from five bytes: the op index,
+    (pattern/topic index << 2) | sid - 1, options, seq/action, msg id flags."""
+    def env(conn, op, b=0, c=0, d=0, e=0):
+        return [20 + conn, op, b, c, d, e]
+    hello0, hello1, hello2 = env(0, 0), env(1, 0), env(2, 0)
+    # "a.>" in a queue group, acked, credit 7, max_deliver 3
+    group_acked = lambda conn: env(conn, 1, 3 << 2, 1 | 2 | (7 << 2) | (2 << 5))
+    pub_confirm = env(0, 3, 1 << 2, 0, 0, 1 | 16)  # "a.b", msg id, confirm
+    nack = env(1, 5)                                 # NACK seq 1, requeue
+    dlq_sub = env(0, 1, (5 << 2) | 1)                # "$DLQ.>"
+    tick, long_tick, flush, disconnect1 = [8, 50], [8, 255], [16, 7], [12 + 1]
+    seeds = {
+        "session": hello0 + hello1 + group_acked(1) + pub_confirm + flush + tick + flush,
+        "redelivery": hello0 + hello1 + hello2 + group_acked(1) + group_acked(2) + pub_confirm
+                      + flush + nack + flush + long_tick * 4 + flush,
+        "dead-letter": hello0 + hello1 + dlq_sub + group_acked(1) + pub_confirm + flush
+                       + nack + nack + nack + long_tick + flush,
+        "no-hello": env(0, 3, 4) + flush,
+        "raw-garbage": [0, 5, 0xdd, 0xff, 0xff, 0xff, 0xff, 0] + [4, 5, 0x91, 0x91, 0x91, 0x91, 0x91]
+                       + flush,
+        "disconnect": hello0 + hello1 + group_acked(1) + pub_confirm + disconnect1 + flush + long_tick,
+        "request": hello0 + env(0, 3, 4 << 2, 0, 0, 32) + flush,
+    }
+    return {name: bytes(steps) for name, steps in seeds.items()}
+
+
 def write(dirname, seeds):
     out = HERE / "corpus" / dirname
     out.mkdir(parents=True, exist_ok=True)
@@ -328,3 +357,4 @@ def write(dirname, seeds):
 if __name__ == "__main__":
     write("envelope", envelope_seeds())
     write("topic", topic_seeds())
+    write("broker", broker_seeds())
