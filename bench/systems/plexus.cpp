@@ -5,7 +5,6 @@
 #include <memory>
 #include <string>
 
-#include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
 #include "plexus/client.hpp"
@@ -24,7 +23,6 @@ using namespace std::chrono_literals;
 class broker_under_test {
 public:
   broker_under_test() : server_(options(), &ctx_) {
-    spdlog::set_level(spdlog::level::warn); // the table owns stdout
     broker::tune_allocator(); // as plexus-broker's main does
     server_.start();
   }
@@ -48,6 +46,7 @@ private:
     o.core.group_queue_msgs = std::size_t{1} << 24;
     o.core.group_queue_bytes = std::size_t{4} << 30;
     o.core.dedup_entries = 0; // no msg ids in this traffic
+    o.quiet = true;
     return o;
   }
 

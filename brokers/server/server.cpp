@@ -152,7 +152,7 @@ struct server::impl {
   }
 
   void run(const std::atomic<bool>& stop) {
-    spdlog::info("plexus-broker {} listening on {}", opts.core.id, bound);
+    if (!opts.quiet) spdlog::info("plexus-broker {} listening on {}", opts.core.id, bound);
     auto next_tick = wall_now();
     std::vector<zmq::message_t> parts;
     while (!stop.load(std::memory_order_relaxed)) {
@@ -183,7 +183,7 @@ struct server::impl {
     auto now = wall_now();
     b.shutdown(now);
     flush(now);
-    spdlog::info("plexus-broker {} stopped", opts.core.id);
+    if (!opts.quiet) spdlog::info("plexus-broker {} stopped", opts.core.id);
   }
 
   server_options opts;

@@ -34,6 +34,8 @@ struct server_options {
   int rcvhwm = 1000;
   /// Outputs per batch frame, at most.
   std::size_t batch_max = 256;
+  /// No info lines on start and stop (an embedded broker is not news).
+  bool quiet = false;
 
   /// Bytes one batch frame may carry: max_pending_bytes / sndhwm (at least
   /// 4 KiB), so what ZeroMQ holds for a peer that stopped reading is

@@ -15,37 +15,14 @@
 #include <zmq.hpp>
 
 #include "plexus/client.hpp"
+#include "waiter.hpp"
 #include "server.hpp"
 
 using namespace std::chrono_literals;
 using namespace plexus;
+using plexus::test::waiter;
 
 namespace {
-
-/// Waits for `pred` (re-checked on every notify and every 10 ms) with a
-/// deadline; the test fails when the deadline passes.
-struct waiter {
-  std::mutex m;
-  std::condition_variable cv;
-  template <class Pred>
-  bool until(Pred pred, std::chrono::milliseconds deadline = 10s) {
-    std::unique_lock lock{m};
-    auto end = std::chrono::steady_clock::now() + deadline;
-    while (!pred()) {
-      if (std::chrono::steady_clock::now() >= end) return false;
-      cv.wait_for(lock, 10ms);
-    }
-    return true;
-  }
-  template <class Fn>
-  void update(Fn fn) {
-    {
-      std::lock_guard lock{m};
-      fn();
-    }
-    cv.notify_all();
-  }
-};
 
 struct embedded {
   zmq::context_t ctx{1};
@@ -59,6 +36,7 @@ struct embedded {
     broker::server_options o;
     o.listen = std::move(endpoint);
     o.core.id = "embedded";
+    o.quiet = true;
     return o;
   }
   client_options client_opts() {

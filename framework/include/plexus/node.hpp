@@ -1,0 +1,248 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// What a service author writes against: a node hosts services; a service
+// is a supervised group of functions; a function is a pool of CAF actors
+// subscribed to a topic as one queue group, taking work only against the
+// credit its free instances give.
+//
+//   plexus::node node{argc, argv};
+//   auto& shop = node.service("shipping");
+//   shop.function("validate-address").on("orders.shipped")
+//       .handle([](const order& o, plexus::context& ctx) -> plexus::result<void> {
+//         ctx.publish("address.validated", o);
+//         return {};
+//       });
+//   return node.run();
+//
+// No CAF here: the runtime lives in framework/src/runtime.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include "plexus/client.hpp"
+#include "plexus/payload.hpp"
+
+namespace plexus {
+
+/// A handler's failure: the message is NACKed and redelivered (to another
+/// instance or node), and dead-lettered with this text after max_deliver.
+struct error {
+  std::string text;
+};
+
+/// A failure no retry can fix (e.g. a payload of the wrong type): the
+/// message goes to $DLQ.<topic> at once with this text.
+struct reject {
+  std::string text;
+};
+
+template <class T = void>
+class result;
+
+template <>
+class result<void> {
+public:
+  result() = default; // ok
+  result(error e) : why_(std::move(e.text)), kind_(kind::error) {}   // NOLINT: implicit by design
+  result(reject r) : why_(std::move(r.text)), kind_(kind::reject) {} // NOLINT
+  [[nodiscard]] bool ok() const noexcept { return kind_ == kind::ok; }
+  [[nodiscard]] bool rejected() const noexcept { return kind_ == kind::reject; }
+  [[nodiscard]] const std::string& why() const noexcept { return why_; }
+
+private:
+  enum class kind { ok, error, reject };
+  std::string why_;
+  kind kind_ = kind::ok;
+};
+
+namespace detail {
+struct delivery;
+}
+
+/// What a handler can do besides computing: publish, reply, and read the
+/// message's envelope. Valid during the handler call.
+class context {
+public:
+  context(client& c, const detail::delivery& d) noexcept : client_(c), d_(d) {}
+
+  [[nodiscard]] std::string_view topic() const noexcept;
+  [[nodiscard]] std::string_view msg_id() const noexcept;
+  [[nodiscard]] std::string_view reply_to() const noexcept;
+  [[nodiscard]] std::uint32_t delivery() const noexcept; // 1 on first delivery
+
+  void publish(std::string_view topic, std::string_view payload);
+  template <class T>
+    requires(!std::is_convertible_v<const T&, std::string_view>)
+  void publish(std::string_view topic, const T& value) {
+    publish(topic, std::string_view{encode_payload(value)});
+  }
+  /// Answers a request (publishes on its reply-to); no-op without one.
+  void reply(std::string_view payload);
+  template <class T>
+    requires(!std::is_convertible_v<const T&, std::string_view>)
+  void reply(const T& value) {
+    reply(std::string_view{encode_payload(value)});
+  }
+
+private:
+  client& client_;
+  const detail::delivery& d_;
+};
+
+/// The raw form every handler is turned into.
+using raw_handler = std::function<result<void>(std::string_view payload, context&)>;
+
+namespace detail {
+template <class F>
+struct handler_traits : handler_traits<decltype(&F::operator())> {};
+template <class C, class R, class A, class B>
+struct handler_traits<R (C::*)(A, B) const> {
+  using payload = std::decay_t<A>;
+};
+template <class R, class A, class B>
+struct handler_traits<R (*)(A, B)> {
+  using payload = std::decay_t<A>;
+};
+} // namespace detail
+
+struct function_options {
+  std::string pattern;
+  std::string queue;             // queue group; default: "<service>.<function>"
+  std::uint32_t instances = 4;   // actors, i.e. messages handled at once
+  std::uint32_t max_deliver = 5; // then $DLQ.<topic>
+  std::uint32_t poison_after = 3; // crashes on one msg id before it is quarantined
+  std::uint32_t ack_wait_ms = 30000;
+};
+
+class function_builder {
+public:
+  explicit function_builder(std::string name) : name_(std::move(name)) {}
+
+  function_builder& on(std::string pattern) {
+    opts_.pattern = std::move(pattern);
+    return *this;
+  }
+  function_builder& queue(std::string group) {
+    opts_.queue = std::move(group);
+    return *this;
+  }
+  function_builder& instances(std::uint32_t n) {
+    opts_.instances = n;
+    return *this;
+  }
+  function_builder& max_deliver(std::uint32_t n) {
+    opts_.max_deliver = n;
+    return *this;
+  }
+  function_builder& poison_after(std::uint32_t n) {
+    opts_.poison_after = n;
+    return *this;
+  }
+
+  /// `f(const T&, context&) -> result<void>`; T is decoded with msgpack
+  /// (or std::string_view for the raw bytes). A payload that does not decode
+  /// as T is dead-lettered with the reason, never handed to `f`.
+  template <class F>
+  function_builder& handle(F f) {
+    using T = typename detail::handler_traits<F>::payload;
+    if constexpr (std::is_same_v<T, std::string_view> || std::is_same_v<T, std::string>) {
+      handler_ = [f = std::move(f)](std::string_view bytes, context& ctx) {
+        return f(T{bytes}, ctx);
+      };
+    } else {
+      handler_ = [f = std::move(f)](std::string_view bytes, context& ctx) -> result<void> {
+        T value{};
+        if (auto why = decode_payload(bytes, value)) return reject{*why};
+        return f(value, ctx);
+      };
+    }
+    return *this;
+  }
+
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  [[nodiscard]] const function_options& options() const noexcept { return opts_; }
+  [[nodiscard]] const raw_handler& handler() const noexcept { return handler_; }
+
+private:
+  std::string name_;
+  function_options opts_;
+  raw_handler handler_;
+};
+
+struct service_options {
+  /// Restart intensity (OTP's default is 1 within 5 s): when more than
+  /// max_restarts different messages crash a function within `within` with
+  /// no success in between, it stops cleanly (it unsubscribes, so other
+  /// nodes take the work). Unlike OTP a success resets the count and a
+  /// message counts once however often it is redelivered: poison messages
+  /// among successes are quarantined and never stop the function.
+  std::uint32_t max_restarts = 5;
+  std::chrono::milliseconds within{10000};
+};
+
+class service {
+public:
+  service(std::string name, service_options o) : name_(std::move(name)), opts_(o) {}
+  function_builder& function(std::string name);
+
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  [[nodiscard]] const service_options& options() const noexcept { return opts_; }
+  [[nodiscard]] const std::vector<std::unique_ptr<function_builder>>& functions() const noexcept {
+    return functions_;
+  }
+
+private:
+  std::string name_;
+  service_options opts_;
+  std::vector<std::unique_ptr<function_builder>> functions_;
+};
+
+/// Counters a node keeps per function (for tests, the demo's summary).
+struct function_stats {
+  std::string service, function;
+  std::uint64_t ok = 0, errors = 0, crashes = 0, restarts = 0, rejected = 0, quarantined = 0;
+  bool stopped = false; // restart intensity exceeded
+};
+
+struct node_options {
+  std::string broker;            // empty: an embedded broker in this process
+  std::chrono::seconds duration{0}; // 0: until SIGINT/SIGTERM
+};
+
+class node {
+public:
+  /// Parses the node's standard flags: --broker ENDPOINT, --duration SECONDS,
+  /// --help. --help prints the help and exits 0; a bad flag, one line and 2.
+  node(int argc, const char* const* argv);
+  explicit node(node_options opts);
+  ~node();
+  node(const node&) = delete;
+  node& operator=(const node&) = delete;
+
+  plexus::service& service(std::string name, service_options o = {});
+
+  /// Starts every function, serves until SIGINT/SIGTERM or --duration,
+  /// then stops; returns the process exit code.
+  int run();
+  /// run() in two halves, for tests and embedding.
+  void start();
+  void stop();
+
+  /// The node's connection, for publishing and requests from outside a
+  /// handler (available after start()).
+  plexus::client& client();
+  [[nodiscard]] std::vector<function_stats> stats() const;
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace plexus
