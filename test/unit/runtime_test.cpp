@@ -13,7 +13,13 @@
 #include <stdexcept>
 #include <string>
 
+#include <cctype>
+#include <thread>
+
+#include <zmq.hpp>
+
 #include "plexus/node.hpp"
+#include "server.hpp"
 #include "waiter.hpp"
 
 using namespace std::chrono_literals;
@@ -159,6 +165,62 @@ BOOST_AUTO_TEST_CASE(past_its_restart_intensity_a_broken_function_stops_and_unsu
   BOOST_TEST(s.crashes >= 4u); // four different messages crashed: more than 3
   // It left its queue group: new work finds nobody (no interest).
   BOOST_TEST_REQUIRE(w.until([&] { return confirmed(n.client(), "tasks", "later") == 101u; }));
+}
+
+BOOST_AUTO_TEST_CASE(a_node_serves_through_a_separate_broker_over_tcp) {
+  zmq::context_t zctx{1};
+  broker::server_options so;
+  so.listen = "tcp://127.0.0.1:*";
+  so.quiet = true;
+  broker::server b{so, &zctx};
+  b.start();
+  node n{node_options{.broker = b.endpoint(), .duration = {}}};
+  n.service("echo").function("upper").on("echo.*")
+    .handle([](std::string_view s, context& ctx) -> result<void> {
+      std::string out{s};
+      for (auto& ch : out) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+      ctx.reply(out);
+      return {};
+    });
+  n.start();
+  // A second process would do the same: a client of its own on the broker.
+  client_options co;
+  co.endpoint = b.endpoint();
+  client caller{co};
+  BOOST_TEST_REQUIRE(confirmed(caller, "echo.warmup", "x") == 0u); // the function is subscribed
+  auto r = caller.request("echo.one", "plexus", 5s);
+  BOOST_TEST(r.code == 0u);
+  BOOST_TEST(r.payload == "PLEXUS");
+  n.stop();
+  b.stop();
+}
+
+BOOST_AUTO_TEST_CASE(stopping_a_node_finishes_what_its_functions_run) {
+  node n{node_options{}};
+  std::atomic<int> started{0}, finished{0};
+  std::atomic<bool> release{false};
+  n.service("svc").function("slow").on("slow").instances(2)
+    .handle([&](std::string_view, context&) -> result<void> {
+      ++started;
+      while (!release) std::this_thread::yield(); // held until the test lets go
+      ++finished;
+      return {};
+    });
+  n.start();
+  n.client().publish("slow", "a");
+  n.client().publish("slow", "b");
+  waiter w;
+  BOOST_TEST_REQUIRE(w.until([&] { return started == 2; }));
+  std::atomic<bool> stopping{false};
+  std::thread releaser{[&] {
+    while (!stopping) std::this_thread::yield();
+    release = true; // the handlers end only once stop() has begun
+  }};
+  stopping = true;
+  n.stop(); // must wait for the two in flight
+  releaser.join();
+  BOOST_TEST(finished == 2);
+  BOOST_TEST(stats_of(n, "slow").ok == 2u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -25,6 +25,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "plexus/client.hpp"
 #include "plexus/payload.hpp"
@@ -211,6 +212,14 @@ struct function_stats {
   bool stopped = false; // restart intensity exceeded
 };
 
+/// A program's own flag, parsed with the node's: `--name VALUE` into *value
+/// (kept when absent), listed in --help.
+struct flag {
+  std::string name;
+  std::string help;
+  std::string* value = nullptr;
+};
+
 struct node_options {
   std::string broker;            // empty: an embedded broker in this process
   std::chrono::seconds duration{0}; // 0: until SIGINT/SIGTERM
@@ -220,7 +229,7 @@ class node {
 public:
   /// Parses the node's standard flags: --broker ENDPOINT, --duration SECONDS,
   /// --help. --help prints the help and exits 0; a bad flag, one line and 2.
-  node(int argc, const char* const* argv);
+  node(int argc, const char* const* argv, std::vector<flag> extra = {});
   explicit node(node_options opts);
   ~node();
   node(const node&) = delete;
@@ -231,8 +240,13 @@ public:
   /// Starts every function, serves until SIGINT/SIGTERM or --duration,
   /// then stops; returns the process exit code.
   int run();
-  /// run() in two halves, for tests and embedding.
+  /// run() in parts, for programs with threads of their own and for tests:
+  /// start(), wait() (until SIGINT/SIGTERM or --duration), stop(). stop()
+  /// unsubscribes, lets every function finish what it runs, then closes;
+  /// call it on the thread that called start() (CAF 0.17's actor system
+  /// hung when destroyed from another thread).
   void start();
+  void wait();
   void stop();
 
   /// The node's connection, for publishing and requests from outside a

@@ -129,7 +129,8 @@ struct node::impl {
   }
 };
 
-node::node(int argc, const char* const* argv) : impl_(std::make_unique<impl>()) {
+node::node(int argc, const char* const* argv, std::vector<flag> extra)
+  : impl_(std::make_unique<impl>()) {
   CLI::App app{"a plexus node: hosts services of functions"};
   app.set_help_flag("-h,--help", "print this help and exit");
   std::string broker;
@@ -138,6 +139,8 @@ node::node(int argc, const char* const* argv) : impl_(std::make_unique<impl>()) 
                  "a plexus-broker to connect to (e.g. tcp://127.0.0.1:7400); without it the node "
                  "runs an embedded broker");
   app.add_option("--duration", duration, "seconds to run; 0 = until Ctrl-C")->capture_default_str();
+  for (auto& f : extra)
+    if (f.value) app.add_option("--" + f.name, *f.value, f.help)->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -185,6 +188,12 @@ int node::run() {
     std::fprintf(stderr, "plexus node: %s\n", e.what());
     return 1;
   }
+  wait();
+  stop();
+  return 0;
+}
+
+void node::wait() {
   signalled = false;
   std::signal(SIGINT, on_node_signal);
   std::signal(SIGTERM, on_node_signal);
@@ -194,8 +203,6 @@ int node::run() {
   std::unique_lock lock{m};
   while (!signalled && (impl_->opts.duration.count() == 0 || std::chrono::steady_clock::now() < until))
     cv.wait_for(lock, std::chrono::milliseconds{50}); // a signal handler cannot notify
-  stop();
-  return 0;
 }
 
 } // namespace plexus
