@@ -114,14 +114,16 @@ struct node::impl {
 
   void stop() {
     if (!started) return;
-    // Stop intake first, then let each pool finish what it runs and exit.
-    for (auto& p : pools) conn->unsubscribe(p.sid);
+    // Pools stop granting credit, hand back what never started, finish what
+    // runs and ACK it; only then does the subscription go (an UNSUB first
+    // would make the broker requeue work that is being finished here).
     for (auto& p : pools) detail::post_stop(p.actor);
     for (auto& p : pools) p.actor = caf::actor{}; // no handle may outlive the system
     sys->await_all_actors_done();
     sys.reset();
     cfg.reset();
-    conn->flush(std::chrono::seconds{5}); // ACKs out before BYE
+    for (auto& p : pools) conn->unsubscribe(p.sid);
+    conn->flush(std::chrono::seconds{5}); // ACKs and UNSUBs out before BYE
     conn.reset();
     if (embedded) embedded->stop();
     embedded.reset();
