@@ -8,6 +8,7 @@
 #include <zmq.hpp>
 
 #include "plexus/client.hpp"
+#include "plexus/node.hpp"
 #include "server.hpp"
 
 namespace plexus::bench {
@@ -29,6 +30,8 @@ public:
   ~broker_under_test() { server_.stop(); }
   broker_under_test(const broker_under_test&) = delete;
   broker_under_test& operator=(const broker_under_test&) = delete;
+
+  [[nodiscard]] const std::string& endpoint() const { return server_.endpoint(); }
 
   [[nodiscard]] client_options client() const {
     client_options o;
@@ -103,6 +106,21 @@ run_result plexus_queue_once(std::size_t subscribers, std::size_t size, std::siz
   }
   auto result = publish_run(b, sink, size, count);
   if (per_subscriber) *per_subscriber = sink.measured_per_receiver();
+  return result;
+}
+
+run_result plexus_function_once(std::size_t size, std::size_t count, std::uint32_t instances) {
+  broker_under_test b;
+  message_sink sink{1, warmup_count(count), count};
+  plexus::node n{node_options{.broker = b.endpoint(), .duration = {}}};
+  n.service("bench").function("sink").on(std::string{topic}).instances(instances)
+    .handle([&sink](std::string_view payload, context&) -> plexus::result<void> {
+      sink.on_message(0, payload.empty() ? '\0' : payload[0]);
+      return {};
+    });
+  n.start();
+  auto result = publish_run(b, sink, size, count);
+  n.stop();
   return result;
 }
 

@@ -23,4 +23,9 @@ namespace plexus::bench {
                                            std::size_t count, bool acked,
                                            std::vector<std::size_t>* per_subscriber = nullptr);
 
+/// One publisher -> plexus broker -> a node's function (a pool of CAF
+/// actors, acking every message, `instances` of them): one timed run.
+[[nodiscard]] run_result plexus_function_once(std::size_t size, std::size_t count,
+                                              std::uint32_t instances);
+
 } // namespace plexus::bench

@@ -1,0 +1,42 @@
+// SPDX-License-Identifier: Apache-2.0
+// Scenario `function`: 1 publisher -> broker -> a function on a node (a
+// pool of CAF actors, credit-driven, every message ACKed), 128 B, tcp on
+// 127.0.0.1; beside the raw ZeroMQ proxy hop (PUB -> zmq_proxy -> SUB) in
+// the same run. #4's target: plexus >= 60% of the zmq hop.
+
+#include <array>
+#include <cstddef>
+#include <string>
+
+#include "baselines/zmq.hpp"
+#include "scenario.hpp"
+#include "scenarios/throughput.hpp"
+#include "systems/plexus.hpp"
+
+namespace plexus::bench {
+
+namespace {
+
+constexpr std::size_t payload_bytes = 128;
+constexpr std::size_t full_count = 500'000;
+constexpr std::size_t quick_count = 20'000;
+constexpr std::array<std::uint32_t, 2> instance_counts{1, 4};
+
+void run_function(const run_config& cfg, recorder& rec) {
+  const auto count = cfg.quick ? quick_count : full_count;
+  for (auto n : instance_counts) {
+    const auto name = std::to_string(payload_bytes) + "B-" + std::to_string(n) + "inst";
+    record_throughput(cfg, rec, name, "plexus", payload_bytes,
+                      [&] { return plexus_function_once(payload_bytes, count, n); });
+    record_throughput(cfg, rec, name, "zmq", payload_bytes,
+                      [&] { return zmq_proxy_pubsub_once(payload_bytes, count); });
+  }
+}
+
+const registration function_registration{
+  {"function", "1 publisher -> broker -> function actors (acked), 128 B, beside zmq_proxy",
+   &run_function}};
+
+} // namespace
+
+} // namespace plexus::bench
