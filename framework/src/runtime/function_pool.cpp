@@ -5,6 +5,7 @@
 #include <chrono>
 #include <deque>
 #include <exception>
+#include <optional>
 #include <unordered_map>
 
 #include <caf/actor_system.hpp>
@@ -43,11 +44,15 @@ caf::behavior instance(caf::event_based_actor* self, caf::actor pool, const raw_
     }
   });
   return {
-    [=](run_atom, const delivery_ptr& d) {
-      context ctx{*conn, *d};
-      auto r = (*handler)(d->payload, ctx);
-      auto kind = r.ok() ? outcome::ok : r.rejected() ? outcome::rejected : outcome::failed;
-      self->send(pool, done_atom::value, static_cast<std::uint8_t>(kind), r.why());
+    [=](run_atom, const work_run_ptr& run) {
+      for (auto& d : run->items) {
+        context ctx{*conn, *d};
+        auto r = (*handler)(d->payload, ctx); // may throw: the pool sees how far we got
+        auto kind = r.ok() ? outcome::ok : r.rejected() ? outcome::rejected : outcome::failed;
+        run->outcomes.emplace_back(static_cast<std::uint8_t>(kind), r.why());
+        ++run->finished;
+      }
+      self->send(pool, done_atom::value);
     },
   };
 }
@@ -63,7 +68,7 @@ std::string crash_text(const caf::error& reason) {
 struct pool_state {
   pool_spec spec;
   std::vector<caf::actor> idle;
-  std::unordered_map<caf::actor_addr, delivery_ptr> busy;
+  std::unordered_map<caf::actor_addr, work_run_ptr> busy;
   std::deque<delivery_ptr> waiting;
   // Fresh messages (first delivery) that crashed since the last success,
   // within the intensity window.
@@ -84,15 +89,23 @@ void spawn_instance(pool_actor* self) {
   s.idle.push_back(inst);
 }
 
+// Hands waiting messages to idle instances, a run each: one actor message
+// for many deliveries, spread evenly, at most 32 per run.
 void dispatch(pool_actor* self) {
   auto& s = self->state;
   while (!s.waiting.empty() && !s.idle.empty()) {
     auto inst = s.idle.back();
     s.idle.pop_back();
-    auto d = std::move(s.waiting.front());
-    s.waiting.pop_front();
-    s.busy.emplace(inst.address(), d);
-    self->send(inst, run_atom::value, d);
+    auto n = std::clamp<std::size_t>(s.waiting.size() / (s.idle.size() + 1), 1, 32);
+    auto run = std::make_shared<work_run>();
+    run->items.reserve(n);
+    run->outcomes.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      run->items.push_back(std::move(s.waiting.front()));
+      s.waiting.pop_front();
+    }
+    s.busy.emplace(inst.address(), run);
+    self->send(inst, run_atom::value, run);
   }
 }
 
@@ -164,6 +177,47 @@ void crashed(pool_actor* self, const delivery_ptr& d, const std::string& why) {
   finished(self, *d);
 }
 
+// ACKs or NACKs what a run finished; with `crash` (the instance died), the
+// item it was on crashed and the rest never started: they wait here again,
+// in order, for the next instance (the broker never sees them fail).
+void settle_run(pool_actor* self, const work_run& run, std::optional<std::string> crash) {
+  auto& s = self->state;
+  auto& c = *s.spec.counters;
+  for (std::size_t i = run.items.size(); i-- > run.finished + 1;) {
+    const auto& d = run.items[i];
+    if (s.stopping || s.stopped) {
+      s.spec.conn->nack(d->sid, d->seq, wire::nack_action::requeue, 0, "function stopping");
+      finished(self, *d);
+    } else {
+      s.waiting.push_front(d);
+    }
+  }
+  for (std::size_t i = 0; i < run.items.size() && i <= run.finished; ++i) {
+    const auto& d = run.items[i];
+    if (i < run.finished) {
+      const auto& [kind, why] = run.outcomes[i];
+      switch (kind) {
+        case outcome::ok:
+          ++c.ok;
+          s.crashes.clear(); // a success: the function works
+          s.spec.conn->ack(d->sid, d->seq);
+          break;
+        case outcome::rejected:
+          ++c.rejected;
+          s.spec.conn->nack(d->sid, d->seq, wire::nack_action::dead_letter, 0, why);
+          break;
+        default:
+          ++c.errors;
+          s.spec.conn->nack(d->sid, d->seq, wire::nack_action::requeue, 0, why);
+          break;
+      }
+      finished(self, *d);
+    } else if (crash) { // i == run.finished: the one it died on
+      crashed(self, d, *crash);
+    }
+  }
+}
+
 caf::behavior pool(pool_actor* self, pool_spec spec) {
   self->state.spec = std::move(spec);
   for (std::uint32_t i = 0; i < self->state.spec.fn->options().instances; ++i) spawn_instance(self);
@@ -172,9 +226,9 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
     std::erase_if(s.idle, [&](const caf::actor& a) { return a.address() == dm.source; });
     auto it = s.busy.find(dm.source);
     if (it != s.busy.end()) {
-      auto d = it->second;
+      auto run = it->second;
       s.busy.erase(it);
-      crashed(self, d, crash_text(dm.reason));
+      settle_run(self, *run, crash_text(dm.reason));
     }
     if (!s.stopping && !s.stopped) {
       ++s.spec.counters->restarts;
@@ -196,30 +250,14 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
       }
       dispatch(self);
     },
-    [self](done_atom, std::uint8_t kind, const std::string& why) {
+    [self](done_atom) {
       auto& s = self->state;
       auto sender = caf::actor_cast<caf::actor>(self->current_sender());
       auto it = s.busy.find(sender.address());
       if (it == s.busy.end()) return;
-      auto d = it->second;
+      auto run = it->second;
       s.busy.erase(it);
-      auto& c = *s.spec.counters;
-      switch (kind) {
-        case outcome::ok:
-          ++c.ok;
-          s.crashes.clear(); // a success: the function works
-          s.spec.conn->ack(d->sid, d->seq);
-          break;
-        case outcome::rejected:
-          ++c.rejected;
-          s.spec.conn->nack(d->sid, d->seq, wire::nack_action::dead_letter, 0, why);
-          break;
-        default:
-          ++c.errors;
-          s.spec.conn->nack(d->sid, d->seq, wire::nack_action::requeue, 0, why);
-          break;
-      }
-      finished(self, *d);
+      settle_run(self, *run, {});
       if (s.stopped || s.stopping) self->send_exit(sender, caf::exit_reason::user_shutdown);
       else s.idle.push_back(sender);
       dispatch(self);

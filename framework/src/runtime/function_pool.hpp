@@ -33,6 +33,16 @@ struct delivery {
 using delivery_ptr = std::shared_ptr<const delivery>;
 using delivery_batch = std::shared_ptr<const std::vector<delivery_ptr>>;
 
+/// A run of messages handed to one instance in one actor message. The
+/// instance records each outcome and how far it got, so when it crashes
+/// the pool knows which message did it and which never started.
+struct work_run {
+  std::vector<delivery_ptr> items;
+  std::vector<std::pair<std::uint8_t, std::string>> outcomes; // per item, once run
+  std::size_t finished = 0; // items with an outcome
+};
+using work_run_ptr = std::shared_ptr<work_run>;
+
 /// Counters shared with the node (read from other threads).
 struct pool_counters {
   std::atomic<std::uint64_t> ok{0}, errors{0}, crashes{0}, restarts{0}, rejected{0},
@@ -61,3 +71,4 @@ void post_stop(const caf::actor& pool);
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(plexus::detail::delivery_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(plexus::detail::delivery_batch)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(plexus::detail::work_run_ptr)
