@@ -101,6 +101,17 @@ void check_group(const std::vector<std::unique_ptr<member>>& group, std::size_t 
   for (std::size_t i = 0; i < total; ++i) BOOST_REQUIRE_EQUAL(seen.count(std::to_string(i)), 1u);
 }
 
+/// A broker and three members of "workers", each with `credit`.
+struct three_members {
+  broker_process broker;
+  guarded<std::size_t> progress;
+  std::vector<std::unique_ptr<member>> group;
+  explicit three_members(std::uint32_t credit) {
+    for (std::size_t i = 0; i < 3; ++i)
+      group.push_back(std::make_unique<member>(broker, "workers", credit, &progress));
+  }
+};
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(queue_group)
@@ -108,12 +119,9 @@ BOOST_AUTO_TEST_SUITE(queue_group)
 
 BOOST_AUTO_TEST_CASE(a_queue_group_spreads_messages_fairly_over_its_members) {
   constexpr std::uint32_t credit = 8;
-  constexpr std::size_t total = 10000, members = 3;
-  broker_process broker;
-  guarded<std::size_t> progress;
-  std::vector<std::unique_ptr<member>> group;
-  for (std::size_t i = 0; i < members; ++i)
-    group.push_back(std::make_unique<member>(broker, "workers", credit, &progress));
+  constexpr std::size_t total = 10000;
+  three_members f{credit};
+  auto& [broker, progress, group] = f;
 
   // Windows of `credit` messages, each processed before the next: a member
   // then always has credit for its turn (at most 3 per window, at most 3
@@ -133,12 +141,9 @@ BOOST_AUTO_TEST_CASE(a_queue_group_spreads_messages_fairly_over_its_members) {
 
 BOOST_AUTO_TEST_CASE(a_queue_group_member_never_holds_more_than_its_credit) {
   constexpr std::uint32_t credit = 8;
-  constexpr std::size_t total = 10000, members = 3;
-  broker_process broker;
-  guarded<std::size_t> progress;
-  std::vector<std::unique_ptr<member>> group;
-  for (std::size_t i = 0; i < members; ++i)
-    group.push_back(std::make_unique<member>(broker, "workers", credit, &progress));
+  constexpr std::size_t total = 10000;
+  three_members f{credit};
+  auto& [broker, progress, group] = f;
 
   // All at once: the group queue holds the backlog and each member gets a
   // message only for a credit it gave back. Shares follow how fast each

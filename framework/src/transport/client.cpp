@@ -66,14 +66,14 @@ client::~client() {
 
 void client::publish(std::string_view topic, std::string_view payload, const publish_options& o) {
   auto h = impl_->pub_header(topic, o);
-  impl_->enqueue(impl_->make(wire::op::pub, h, payload), true);
+  impl_->enqueue(impl_->make(h, payload), true);
   ++impl_->published;
 }
 
 bool client::try_publish(std::string_view topic, std::string_view payload,
                          const publish_options& o) {
   auto h = impl_->pub_header(topic, o);
-  if (!impl_->enqueue(impl_->make(wire::op::pub, h, payload), false)) return false;
+  if (!impl_->enqueue(impl_->make(h, payload), false)) return false;
   ++impl_->published;
   return true;
 }
@@ -84,7 +84,7 @@ void client::publish_confirmed(std::string_view topic, std::string_view payload,
   std::string id = o.msg_id.empty() ? impl_->next_msg_id() : std::string{o.msg_id};
   h.msg_id = id;
   h.flags = wire::flag_confirm;
-  auto e = impl_->make(wire::op::pub, h, payload);
+  auto e = impl_->make(h, payload);
   e.extras = std::make_unique<detail::envelope_extras>();
   e.extras->msg_id = id;
   e.extras->on_confirm = std::move(done);
@@ -123,7 +123,7 @@ void client::unsubscribe(std::uint32_t sid) {
   wire::header h;
   h.kind = wire::op::unsub;
   h.sid = sid;
-  impl_->enqueue(impl_->make(wire::op::unsub, h), false, true);
+  impl_->enqueue_control(h);
 }
 
 void client::ack(std::uint32_t sid, std::uint64_t seq) {
@@ -131,7 +131,7 @@ void client::ack(std::uint32_t sid, std::uint64_t seq) {
   h.kind = wire::op::ack;
   h.sid = sid;
   h.seq = seq;
-  impl_->enqueue(impl_->make(wire::op::ack, h), false, true);
+  impl_->enqueue_control(h);
 }
 
 void client::nack(std::uint32_t sid, std::uint64_t seq, wire::nack_action action,
@@ -143,7 +143,7 @@ void client::nack(std::uint32_t sid, std::uint64_t seq, wire::nack_action action
   h.action = action;
   h.delay_ms = delay_ms;
   h.text = reason.substr(0, impl_->opts.limits.max_text_bytes);
-  impl_->enqueue(impl_->make(wire::op::nack, h), false, true);
+  impl_->enqueue_control(h);
 }
 
 void client::grant_credit(std::uint32_t sid, std::uint32_t n) {
@@ -151,7 +151,7 @@ void client::grant_credit(std::uint32_t sid, std::uint32_t n) {
   h.kind = wire::op::credit;
   h.sid = sid;
   h.credit = n;
-  impl_->enqueue(impl_->make(wire::op::credit, h), false, true);
+  impl_->enqueue_control(h);
 }
 
 void client::request_async(std::string_view topic, std::string_view payload,
@@ -161,7 +161,7 @@ void client::request_async(std::string_view topic, std::string_view payload,
   auto inbox = impl_->inbox_prefix + std::to_string(id);
   auto h = impl_->pub_header(topic, o);
   h.reply_to = inbox;
-  auto e = impl_->make(wire::op::pub, h, payload);
+  auto e = impl_->make(h, payload);
   e.extras = std::make_unique<detail::envelope_extras>();
   e.extras->on_reply = std::move(done);
   e.extras->request_id = id;

@@ -36,10 +36,10 @@ client::impl::impl(client_options o)
   for (auto& f : opts.fallback) endpoints.push_back(f);
 }
 
-client::impl::envelope client::impl::make(wire::op kind, const wire::header& h, std::string_view payload) {
+client::impl::envelope client::impl::make(const wire::header& h, std::string_view payload) {
   envelope e;
-  e.kind = kind;
-  bool with_payload = wire::carries_payload(kind);
+  e.kind = h.kind;
+  bool with_payload = wire::carries_payload(h.kind);
   e.bytes.reserve(64 + h.topic.size() + h.reply_to.size() + h.headers.raw().size()
                   + h.traceparent.size() + h.msg_id.size() + (with_payload ? payload.size() : 0));
   wire::encode_header(h, e.bytes);
@@ -141,7 +141,7 @@ client::impl::envelope client::impl::sub_envelope(std::uint32_t sid, const subsc
   h.credit = r.opts.credit;
   h.ack_wait_ms = r.opts.ack_wait_ms;
   h.max_deliver = r.opts.max_deliver;
-  return make(wire::op::sub, h);
+  return make(h);
 }
 
 void client::impl::drain_outbox() {

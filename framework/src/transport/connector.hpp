@@ -54,7 +54,9 @@ struct client::impl {
 
   // ------------------------------------------------------------ caller side
 
-  envelope make(wire::op kind, const wire::header& h, std::string_view payload = {});
+  envelope make(const wire::header& h, std::string_view payload = {});
+  /// Queues a control envelope (SUB, ACK, CREDIT, ...): never refused.
+  void enqueue_control(const wire::header& h) { enqueue(make(h), false, true); }
 
   bool on_io_thread() const { return std::this_thread::get_id() == io.get_id(); }
 
