@@ -147,25 +147,199 @@ BOOST_AUTO_TEST_CASE(a_poison_message_is_quarantined_and_the_function_lives_on) 
   BOOST_TEST(confirmed(n.client(), "work", "still alive") == 0u);
 }
 
-BOOST_AUTO_TEST_CASE(past_its_restart_intensity_a_broken_function_stops_and_unsubscribes) {
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---------------------------------------------------------------- supervision
+
+namespace {
+
+/// Collects $SYS.supervisor.* events.
+struct event_log {
+  waiter w;
+  std::vector<supervisor_event> events;
+
+  explicit event_log(client& c) {
+    c.subscribe("$SYS.supervisor.>", [this](const message_view& m) {
+      supervisor_event e;
+      if (decode_payload(m.payload, e)) return;
+      w.update([&] { events.push_back(e); });
+    });
+    // Live once our own probe comes back through the broker.
+    c.publish("$SYS.supervisor.probe.test", encode_payload(supervisor_event{.kind = "probe"}));
+    BOOST_TEST_REQUIRE(w.until([&] { return count("probe") == 1; }));
+  }
+  std::size_t count(std::string_view kind, std::string_view function = {}) {
+    std::size_t n = 0;
+    for (auto& e : events)
+      if (e.kind == kind && (function.empty() || e.function == function)) ++n;
+    return n;
+  }
+  bool wait_for(std::string_view kind, std::size_t n, std::string_view function = {}) {
+    return w.until([&] { return count(kind, function) >= n; });
+  }
+};
+
+/// A handler that crashes on payload "crash" at its first delivery only.
+result<void> crash_once(std::string_view payload, context& ctx) {
+  if (payload == "crash" && ctx.delivery() == 1) throw std::runtime_error("crash requested");
+  return {};
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(supervision)
+
+BOOST_AUTO_TEST_CASE(one_for_all_replaces_every_instance_of_every_function_in_the_service) {
   node n{node_options{}};
+  auto& svc = n.service("svc", {.strategy = one_for_all});
+  svc.function("steady").on("steady").instances(3).handle(crash_once);
+  svc.function("flaky").on("flaky").instances(2).handle(crash_once);
+  n.start();
+  event_log log{n.client()};
+  BOOST_TEST(confirmed(n.client(), "flaky", "crash") == 0u); // crashed once, then redelivered
+  BOOST_TEST_REQUIRE(log.wait_for("recycle", 1, "steady"));
+  BOOST_TEST_REQUIRE(log.wait_for("recycle", 1, "flaky"));
+  BOOST_TEST(log.count("restart", "flaky") == 1u);
+  waiter w;
+  BOOST_TEST_REQUIRE(w.until([&] { return stats_of(n, "steady").recycled == 3; }));
+  BOOST_TEST_REQUIRE(w.until([&] { return stats_of(n, "flaky").recycled == 1; })); // its other one
+  BOOST_TEST(stats_of(n, "flaky").restarts == 1u);
+  BOOST_TEST(confirmed(n.client(), "steady", "after") == 0u); // the new instances serve
+}
+
+BOOST_AUTO_TEST_CASE(rest_for_one_replaces_the_crashed_function_and_those_declared_after_it) {
+  node n{node_options{}};
+  auto& svc = n.service("chain", {.strategy = rest_for_one});
+  svc.function("first").on("first").instances(2).handle(crash_once);
+  svc.function("second").on("second").instances(2).handle(crash_once);
+  svc.function("third").on("third").instances(2).handle(crash_once);
+  n.start();
+  event_log log{n.client()};
+  BOOST_TEST(confirmed(n.client(), "second", "crash") == 0u);
+  BOOST_TEST_REQUIRE(log.wait_for("recycle", 1, "third"));
+  waiter w;
+  BOOST_TEST_REQUIRE(w.until([&] { return stats_of(n, "third").recycled == 2; }));
+  BOOST_TEST(stats_of(n, "second").recycled == 1u);
+  BOOST_TEST(stats_of(n, "first").recycled == 0u); // declared before: untouched
+  BOOST_TEST(log.count("recycle", "first") == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(one_for_one_leaves_the_siblings_alone) {
+  node n{node_options{}};
+  auto& svc = n.service("svc");
+  svc.function("steady").on("steady").instances(2).handle(crash_once);
+  svc.function("flaky").on("flaky").instances(2).handle(crash_once);
+  n.start();
+  event_log log{n.client()};
+  BOOST_TEST(confirmed(n.client(), "flaky", "crash") == 0u);
+  BOOST_TEST_REQUIRE(log.wait_for("restart", 1, "flaky"));
+  BOOST_TEST(confirmed(n.client(), "steady", "x") == 0u);
+  BOOST_TEST(log.count("recycle") == 0u);
+  BOOST_TEST(stats_of(n, "steady").recycled == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(crashes_in_a_row_are_restarted_after_a_growing_backoff) {
+  node n{node_options{}};
+  n.service("svc", {.max_restarts = 100, .backoff_initial = 40ms, .backoff_max = 1s})
+    .function("broken").on("tasks").instances(1).max_deliver(1)
+    .handle([](std::string_view, context&) -> result<void> { throw std::runtime_error("down"); });
+  n.start();
+  event_log log{n.client()};
+  for (int i = 0; i < 4; ++i) n.client().publish("tasks", "t" + std::to_string(i));
+  BOOST_TEST_REQUIRE(log.wait_for("restart", 4));
+  std::vector<std::uint64_t> delays;
+  for (auto& e : log.events)
+    if (e.kind == "restart") delays.push_back(e.delay_ms);
+  BOOST_TEST(delays[0] == 0u);  // the first restart is immediate
+  BOOST_TEST(delays[1] >= 20u); // then [d/2, d] with d = 40, 80, 160 ms
+  BOOST_TEST(delays[1] <= 40u);
+  BOOST_TEST(delays[2] >= 40u);
+  BOOST_TEST(delays[3] >= 80u);
+}
+
+BOOST_AUTO_TEST_CASE(a_temporary_function_is_not_restarted_and_leaves_its_queue_group) {
+  node n{node_options{}};
+  n.service("svc").function("once").on("once").instances(1).restart(temporary).max_deliver(1)
+    .handle([](std::string_view, context&) -> result<void> { throw std::runtime_error("gone"); });
+  n.start();
+  BOOST_TEST(confirmed(n.client(), "once", "x") == 102u); // max_deliver 1: dead-lettered
+  waiter w;
+  BOOST_TEST_REQUIRE(w.until([&] { return stats_of(n, "once").stopped; }));
+  BOOST_TEST(stats_of(n, "once").restarts == 0u);
+  BOOST_TEST_REQUIRE(w.until([&] { return confirmed(n.client(), "once", "later") == 101u; }));
+}
+
+BOOST_AUTO_TEST_CASE(past_its_intensity_a_service_escalates_and_the_root_restarts_it) {
+  node n{node_options{.restart_initial = 50ms}};
   std::atomic<bool> broken{true};
-  n.service("svc", {.max_restarts = 3, .within = 60s}).function("broken").on("tasks").instances(1)
+  auto& svc = n.service("svc", {.max_restarts = 3, .within = 60s});
+  svc.function("broken").on("tasks").instances(1)
     .handle([&](std::string_view, context&) -> result<void> {
       if (broken) throw std::runtime_error("database down");
       return {};
     });
+  svc.function("sibling").on("other").handle(crash_once);
   n.start();
-  std::atomic<int> answered{0};
-  for (int i = 0; i < 10; ++i)
-    n.client().publish_confirmed("tasks", "task " + std::to_string(i), [&](std::uint32_t) { ++answered; });
+  event_log log{n.client()};
+  for (int i = 0; i < 10; ++i) n.client().publish("tasks", "task " + std::to_string(i));
+  BOOST_TEST_REQUIRE(log.wait_for("escalate", 1, "broken"));
   waiter w;
-  BOOST_TEST_REQUIRE(w.until([&] { return stats_of(n, "broken").stopped; }));
-  auto s = stats_of(n, "broken");
-  BOOST_TEST(s.crashes >= 4u); // four different messages crashed: more than 3
-  // It left its queue group: new work finds nobody (no interest).
-  BOOST_TEST_REQUIRE(w.until([&] { return confirmed(n.client(), "tasks", "later") == 101u; }));
+  BOOST_TEST(stats_of(n, "broken").crashes >= 4u); // more than 3 fresh messages crashed
+  BOOST_TEST(stats_of(n, "broken").escalations == 1u);
+  BOOST_TEST(stats_of(n, "sibling").escalations == 1u); // the whole service stops
+  broken = false; // the database is back
+  BOOST_TEST_REQUIRE(log.wait_for("revive", 1));
+  for (auto& e : log.events)
+    if (e.kind == "revive") BOOST_TEST(e.delay_ms == 50u); // the root's first backoff
+  BOOST_TEST_REQUIRE(w.until([&] { return confirmed(n.client(), "tasks", "after") == 0u; }));
+  BOOST_TEST(!stats_of(n, "broken").stopped);
+  BOOST_TEST(stats_of(n, "broken").revivals == 1u);
+  BOOST_TEST(confirmed(n.client(), "other", "x") == 0u);
 }
+
+BOOST_AUTO_TEST_CASE(under_the_stop_node_policy_a_failed_service_ends_run_with_exit_code_3) {
+  zmq::context_t zctx{1};
+  broker::server_options so;
+  so.listen = "tcp://127.0.0.1:*";
+  so.quiet = true;
+  broker::server b{so, &zctx};
+  b.start();
+  node n{node_options{.broker = b.endpoint(), .on_failure = node_options::failure_policy::stop_node}};
+  n.service("svc", {.max_restarts = 1}).function("broken").on("tasks").instances(1)
+    .handle([](std::string_view, context&) -> result<void> { throw std::runtime_error("down"); });
+  auto code = std::async(std::launch::async, [&] { return n.run(); });
+  client_options co;
+  co.endpoint = b.endpoint();
+  client c{co};
+  // Publish fresh tasks until the function is there and has failed twice.
+  int i = 0;
+  while (code.wait_for(20ms) != std::future_status::ready && i < 2000)
+    c.publish("tasks", "task " + std::to_string(i++));
+  BOOST_TEST_REQUIRE((code.wait_for(20s) == std::future_status::ready));
+  BOOST_TEST(code.get() == exit_service_failed);
+  b.stop();
+}
+
+BOOST_AUTO_TEST_CASE(bad_names_and_options_are_refused_with_the_reason) {
+  node n{node_options{}};
+  BOOST_CHECK_THROW(n.service("bad.name"), std::invalid_argument);
+  BOOST_CHECK_THROW(n.service("$sys"), std::invalid_argument);
+  auto& svc = n.service("svc");
+  BOOST_CHECK_THROW(svc.function("has space"), std::invalid_argument);
+  svc.function("no-pattern").handle(crash_once);
+  try {
+    n.start();
+    BOOST_FAIL("start() accepted a function without a topic");
+  } catch (const std::invalid_argument& e) {
+    BOOST_TEST(std::string{e.what()}.find("svc.no-pattern has no topic") != std::string::npos);
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---------------------------------------------------------------- node
+
+BOOST_AUTO_TEST_SUITE(node_lifecycle)
 
 BOOST_AUTO_TEST_CASE(a_node_serves_through_a_separate_broker_over_tcp) {
   zmq::context_t zctx{1};

@@ -113,6 +113,19 @@ struct handler_traits<R (*)(A, B)> {
 };
 } // namespace detail
 
+/// How a service restarts its functions when an instance crashes (OTP's
+/// strategies): the crashed instance alone; every instance of every
+/// function in the service; or those of the crashed function and of the
+/// functions declared after it (for chains where later steps depend on
+/// earlier ones). Siblings are replaced once they finish the message in
+/// hand: nothing in flight is lost.
+enum restart_strategy : std::uint8_t { one_for_one, one_for_all, rest_for_one };
+
+/// When an instance that ended is replaced: always; only after a crash
+/// (a raw actor may also quit normally); never (the function stops when
+/// its last instance ends).
+enum restart_type : std::uint8_t { permanent, transient, temporary };
+
 struct function_options {
   std::string pattern;
   std::string queue;             // queue group; default: "<service>.<function>"
@@ -125,6 +138,7 @@ struct function_options {
   std::uint32_t max_deliver = 5; // then $DLQ.<topic>
   std::uint32_t poison_after = 3; // crashes on one msg id before it is quarantined
   std::uint32_t ack_wait_ms = 30000;
+  restart_type restart = permanent;
 };
 
 class function_builder {
@@ -153,6 +167,10 @@ public:
   }
   function_builder& poison_after(std::uint32_t n) {
     opts_.poison_after = n;
+    return *this;
+  }
+  function_builder& restart(restart_type r) {
+    opts_.restart = r;
     return *this;
   }
 
@@ -187,14 +205,33 @@ private:
 };
 
 struct service_options {
+  restart_strategy strategy = one_for_one;
   /// Restart intensity (OTP's default is 1 within 5 s): when more than
-  /// max_restarts fresh messages (first delivery) crash a function within
-  /// `within` with no success in between, it stops cleanly (it
-  /// unsubscribes, so other nodes take the work). Unlike OTP a success
+  /// max_restarts fresh messages (first delivery) crash the service's
+  /// functions within `within` with no success in between, the service
+  /// escalates: it stops cleanly (unsubscribes, so other nodes take the
+  /// work) and the node's root supervisor restarts it after a backoff or
+  /// stops the node (node_options::on_failure). Unlike OTP a success
   /// clears the count and redelivered messages, poison suspects, never
-  /// count: poison is quarantined and never stops the function.
+  /// count: poison is quarantined and never stops a service.
   std::uint32_t max_restarts = 5;
   std::chrono::milliseconds within{10000};
+  /// Crashes in a row (no success between) delay the next restart: the
+  /// first restart is immediate, then backoff_initial doubling up to
+  /// backoff_max, each drawn from [d/2, d] (jitter).
+  std::chrono::milliseconds backoff_initial{10};
+  std::chrono::milliseconds backoff_max{1000};
+};
+
+/// A supervision event, published as msgpack on
+/// `$SYS.supervisor.<kind>.<service>[.<function>]`, kind one of restart,
+/// recycle, quarantine, escalate, revive, stop.
+struct supervisor_event {
+  std::string kind{}, node{}, service{}, function{}, reason{};
+  std::uint64_t delay_ms = 0;  // restart, revive: the backoff applied
+  std::uint32_t intensity = 0; // fresh crashes in the window (restart, escalate)
+  std::uint32_t attempt = 0;   // revive: restarts of the service in a row
+  MSGPACK_DEFINE_MAP(kind, node, service, function, reason, delay_ms, intensity, attempt)
 };
 
 class service {
@@ -218,7 +255,9 @@ private:
 struct function_stats {
   std::string service, function;
   std::uint64_t ok = 0, errors = 0, crashes = 0, restarts = 0, rejected = 0, quarantined = 0;
-  bool stopped = false; // restart intensity exceeded
+  std::uint64_t recycled = 0; // instances replaced because a sibling crashed
+  std::uint64_t escalations = 0, revivals = 0; // the service's, past its intensity
+  bool stopped = false; // escalated and not (yet) restarted, or temporary and ended
 };
 
 /// A program's own flag, parsed with the node's: `--name VALUE` into *value
@@ -230,9 +269,25 @@ struct flag {
 };
 
 struct node_options {
-  std::string broker;            // empty: an embedded broker in this process
+  std::string broker{};          // empty: an embedded broker in this process
   std::chrono::seconds duration{0}; // 0: until SIGINT/SIGTERM
+  /// What the root supervisor does with a service past its restart
+  /// intensity: restart it after restart_initial, doubling up to
+  /// restart_max while it keeps failing (the node's other services run
+  /// on); or stop the node, run() returning exit_service_failed, so a
+  /// process supervisor (systemd, Kubernetes) takes over.
+  enum class failure_policy : std::uint8_t { restart_service, stop_node };
+  failure_policy on_failure = failure_policy::restart_service;
+  std::chrono::milliseconds restart_initial{1000};
+  std::chrono::milliseconds restart_max{30000};
+  /// On stop, how long in-flight handlers may run on; past it their
+  /// messages go back to the broker (redelivered elsewhere) and stop()
+  /// returns without them.
+  std::chrono::milliseconds drain_timeout{10000};
 };
+
+/// run()'s exit code when a service failed under failure_policy::stop_node.
+inline constexpr int exit_service_failed = 3;
 
 class node {
 public:

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "function_pool.hpp"
+#include "supervisor.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -7,6 +8,7 @@
 #include <exception>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <caf/actor_system.hpp>
 #include <caf/atom.hpp>
@@ -23,7 +25,6 @@ namespace {
 using batch_atom = caf::atom_constant<caf::atom("batch")>;
 using run_atom = caf::atom_constant<caf::atom("run")>;
 using done_atom = caf::atom_constant<caf::atom("done")>;
-using stop_atom = caf::atom_constant<caf::atom("stop")>;
 using steady = std::chrono::steady_clock;
 
 enum outcome : std::uint8_t { ok = 0, failed = 1, rejected = 2 };
@@ -65,28 +66,65 @@ std::string crash_text(const caf::error& reason) {
 
 // ---------------------------------------------------------------- pool
 
+using spawn_atom = caf::atom_constant<caf::atom("spawn")>;
+
 struct pool_state {
   pool_spec spec;
   std::vector<caf::actor> idle;
   std::unordered_map<caf::actor_addr, work_run_ptr> busy;
+  // Live instances by the generation they were spawned in: a recycle or a
+  // stop starts a new one, and older instances retire once idle.
+  std::unordered_map<caf::actor_addr, std::uint64_t> born;
+  std::unordered_set<caf::actor_addr> retired; // told to exit by the pool
   std::deque<delivery_ptr> waiting;
-  // Fresh messages (first delivery) that crashed since the last success,
-  // within the intensity window.
-  std::deque<std::pair<steady::time_point, std::string>> crashes;
+  std::uint64_t generation = 0;
+  std::uint64_t epoch = 0; // bumped when the function stops: pending restarts lapse
+  bool replace_retired = true; // false: a temporary function winding down
   std::uint32_t sid = 0;
   std::uint32_t owed_credit = 0; // finished messages not yet credited back
+  bool crashed_since_ok = false; // the service hears of the next success
   bool stopping = false; // draining for a node stop
-  bool stopped = false;  // past restart intensity
+  bool stopped = false;  // escalated, or temporary with no instance left
   static inline const char* name = "plexus.pool";
 };
 
 using pool_actor = caf::stateful_actor<pool_state>;
 
+void post_batch(const caf::actor_addr& pool, std::span<const message_view> batch);
+void wind_down(pool_actor* self, const char* why);
+
+} // namespace
+
+std::uint32_t subscribe_pool(const pool_spec& spec, const caf::actor& pool_handle) {
+  auto pool = pool_handle.address(); // weak: the connector must not keep the pool alive
+  const auto& o = spec.fn->options();
+  subscribe_options so;
+  so.queue = o.queue.empty() ? spec.service + "." + spec.fn->name() : o.queue;
+  so.acked = true;
+  so.credit = o.instances + o.prefetch; // one more granted per finished message
+  so.ack_wait_ms = o.ack_wait_ms;
+  so.max_deliver = o.max_deliver;
+  auto sid = spec.conn->subscribe_batch(
+    o.pattern, [pool](std::span<const message_view> b) { post_batch(pool, b); }, so);
+  spec.counters->sid = sid;
+  return sid;
+}
+
+namespace {
+
 void spawn_instance(pool_actor* self) {
   auto& s = self->state;
   auto inst = self->spawn(instance, caf::actor{self}, &s.spec.fn->handler(), s.spec.conn);
   self->monitor(inst);
+  s.born.emplace(inst.address(), s.generation);
   s.idle.push_back(inst);
+}
+
+void retire(pool_actor* self, const caf::actor& inst) {
+  auto& s = self->state;
+  s.born.erase(inst.address());
+  s.retired.insert(inst.address());
+  self->send_exit(inst, caf::exit_reason::user_shutdown);
 }
 
 // Hands waiting messages to idle instances, a run each: one actor message
@@ -109,12 +147,31 @@ void dispatch(pool_actor* self) {
   }
 }
 
+// An instance is free again: back to work, or retired if it belongs to an
+// older generation (replaced, when the function still runs).
+void freed(pool_actor* self, const caf::actor& inst) {
+  auto& s = self->state;
+  auto it = s.born.find(inst.address());
+  if (it != s.born.end() && it->second == s.generation && !s.stopping && !s.stopped) {
+    s.idle.push_back(inst);
+    return;
+  }
+  retire(self, inst);
+  if (s.stopping || s.stopped) return;
+  if (s.replace_retired) {
+    ++s.spec.counters->recycled;
+    spawn_instance(self);
+  } else if (s.born.empty()) {
+    wind_down(self, "function ended"); // temporary: its last instance is gone
+  }
+}
+
 void maybe_quit(pool_actor* self) {
   auto& s = self->state;
-  if ((s.stopping || s.stopped) && s.busy.empty()) {
-    for (auto& a : s.idle) self->send_exit(a, caf::exit_reason::user_shutdown);
+  if (s.stopping && s.busy.empty()) {
+    for (auto& a : s.idle) retire(self, a);
     s.idle.clear();
-    if (s.stopping) self->quit();
+    self->quit();
   }
 }
 
@@ -132,14 +189,24 @@ void finished(pool_actor* self, const delivery& d) {
   }
 }
 
-void escalate(pool_actor* self) {
+// The function stops taking work (escalated, or temporary and out of
+// instances): unsubscribe, so other nodes' members take it; what waits
+// here was never started and goes back at once; running work finishes.
+void wind_down(pool_actor* self, const char* why) {
   auto& s = self->state;
+  if (s.stopped) return;
   s.stopped = true;
   s.spec.counters->stopped = true;
-  s.spec.conn->unsubscribe(s.sid); // other nodes' members take the work
-  // What still waits here was never started: hand it back at once.
-  for (auto& d : s.waiting) s.spec.conn->nack(d->sid, d->seq, wire::nack_action::requeue, 0, "function stopped");
+  ++s.generation; // whatever runs now retires when done
+  ++s.epoch;
+  auto sid = s.sid ? s.sid : s.spec.counters->sid.load();
+  if (sid) s.spec.conn->unsubscribe(sid);
+  s.spec.counters->sid = 0;
+  s.sid = 0;
+  for (auto& d : s.waiting) s.spec.conn->nack(d->sid, d->seq, wire::nack_action::requeue, 0, why);
   s.waiting.clear();
+  for (auto& a : s.idle) retire(self, a);
+  s.idle.clear();
 }
 
 // Which message crashed, across redeliveries: its msg id, else its content.
@@ -148,42 +215,39 @@ std::string message_key(const delivery& d) {
   return d.topic + '\0' + std::to_string(std::hash<std::string>{}(d.payload));
 }
 
-void crashed(pool_actor* self, const delivery_ptr& d, const std::string& why) {
+// The message an instance died on: NACKed for a retry, or quarantined on
+// $DLQ once it has crashed `poison_after` deliveries (poison is the
+// message's fault; the service's intensity never counts redeliveries).
+crash_report crashed(pool_actor* self, const delivery& d, const std::string& why) {
   auto& s = self->state;
   auto& c = *s.spec.counters;
-  ++c.crashes;
-  auto key = message_key(*d);
-  auto now = steady::now();
-  while (!s.crashes.empty() && now - s.crashes.front().first > s.spec.supervision.within)
-    s.crashes.pop_front();
-  // A message that has crashed on `poison_after` deliveries is quarantined
-  // on $DLQ. Poison is a message's fault, a broken function crashes on
-  // everything: intensity counts only crashes on a message's first
-  // delivery (a redelivered message is a poison suspect, whatever else is
-  // in flight), and a success clears the count. So poison never stops the
-  // function, and more than max_restarts fresh messages crashing in a row
-  // within the window does.
-  if (d->count == 1 && std::none_of(s.crashes.begin(), s.crashes.end(),
-                                    [&](const auto& e) { return e.second == key; }))
-    s.crashes.emplace_back(now, key);
-  if (d->count >= s.spec.fn->options().poison_after) {
+  if (d.count >= s.spec.fn->options().poison_after) {
     ++c.quarantined;
-    s.spec.conn->nack(d->sid, d->seq, wire::nack_action::dead_letter, 0,
-                      "crashed on " + std::to_string(d->count) + " deliveries: " + why);
+    auto text = "crashed on " + std::to_string(d.count) + " deliveries: " + why;
+    s.spec.conn->nack(d.sid, d.seq, wire::nack_action::dead_letter, 0, text);
+    supervisor_event e;
+    e.kind = "quarantine";
+    e.node = s.spec.conn->node_id();
+    e.service = s.spec.service;
+    e.function = s.spec.fn->name();
+    e.reason = d.msg_id.empty() ? text : "msg " + d.msg_id + " " + text;
+    publish_event(*s.spec.conn, e);
   } else {
-    s.spec.conn->nack(d->sid, d->seq, wire::nack_action::requeue, 0, "crash: " + why);
+    s.spec.conn->nack(d.sid, d.seq, wire::nack_action::requeue, 0, "crash: " + why);
   }
-  if (s.crashes.size() > s.spec.supervision.max_restarts) escalate(self);
-  finished(self, *d);
+  finished(self, d);
+  return {s.spec.index, d.count, message_key(d)};
 }
 
-// ACKs or NACKs what a run finished; with `crash` (the instance died), the
-// item it was on crashed and the rest never started: they wait here again,
-// in order, for the next instance (the broker never sees them fail).
-void settle_run(pool_actor* self, const work_run& run, std::optional<std::string> crash) {
+// ACKs or NACKs what a run finished. With `crash` (the instance died) the
+// item it was on crashed; items it never started wait here again, in
+// order, for the next instance (the broker never sees them fail).
+std::optional<crash_report> settle_run(pool_actor* self, const work_run& run,
+                                       const std::optional<std::string>& crash) {
   auto& s = self->state;
   auto& c = *s.spec.counters;
-  for (std::size_t i = run.items.size(); i-- > run.finished + 1;) {
+  auto unstarted = run.finished + (crash ? 1 : 0);
+  for (std::size_t i = run.items.size(); i-- > unstarted;) {
     const auto& d = run.items[i];
     if (s.stopping || s.stopped) {
       s.spec.conn->nack(d->sid, d->seq, wire::nack_action::requeue, 0, "function stopping");
@@ -192,60 +256,85 @@ void settle_run(pool_actor* self, const work_run& run, std::optional<std::string
       s.waiting.push_front(d);
     }
   }
-  for (std::size_t i = 0; i < run.items.size() && i <= run.finished; ++i) {
+  for (std::size_t i = 0; i < run.finished; ++i) {
     const auto& d = run.items[i];
-    if (i < run.finished) {
-      const auto& [kind, why] = run.outcomes[i];
-      switch (kind) {
-        case outcome::ok:
-          ++c.ok;
-          s.crashes.clear(); // a success: the function works
-          s.spec.conn->ack(d->sid, d->seq);
-          break;
-        case outcome::rejected:
-          ++c.rejected;
-          s.spec.conn->nack(d->sid, d->seq, wire::nack_action::dead_letter, 0, why);
-          break;
-        default:
-          ++c.errors;
-          s.spec.conn->nack(d->sid, d->seq, wire::nack_action::requeue, 0, why);
-          break;
-      }
-      finished(self, *d);
-    } else if (crash) { // i == run.finished: the one it died on
-      crashed(self, d, *crash);
+    const auto& [kind, why] = run.outcomes[i];
+    switch (kind) {
+      case outcome::ok:
+        ++c.ok;
+        if (s.crashed_since_ok) { // the service's intensity and backoff start over
+          s.crashed_since_ok = false;
+          self->send(s.spec.supervisor, healthy_atom::value);
+        }
+        s.spec.conn->ack(d->sid, d->seq);
+        break;
+      case outcome::rejected:
+        ++c.rejected;
+        s.spec.conn->nack(d->sid, d->seq, wire::nack_action::dead_letter, 0, why);
+        break;
+      default:
+        ++c.errors;
+        s.spec.conn->nack(d->sid, d->seq, wire::nack_action::requeue, 0, why);
+        break;
     }
+    finished(self, *d);
   }
+  if (crash && run.finished < run.items.size()) return crashed(self, *run.items[run.finished], *crash);
+  return std::nullopt;
+}
+
+bool is_crash(const caf::error& reason) {
+  return reason && reason != caf::make_error(caf::exit_reason::normal);
+}
+
+void instance_down(pool_actor* self, const caf::down_msg& dm) {
+  auto& s = self->state;
+  std::erase_if(s.idle, [&](const caf::actor& a) { return a.address() == dm.source; });
+  if (s.retired.erase(dm.source) > 0) { // the pool's own doing
+    maybe_quit(self);
+    return;
+  }
+  s.born.erase(dm.source);
+  std::optional<std::string> why;
+  if (is_crash(dm.reason)) why = crash_text(dm.reason);
+  std::optional<crash_report> report;
+  if (auto it = s.busy.find(dm.source); it != s.busy.end()) {
+    auto run = it->second;
+    s.busy.erase(it);
+    report = settle_run(self, *run, why);
+  }
+  if (why) {
+    ++s.spec.counters->crashes;
+    s.crashed_since_ok = true;
+    if (!report) report = crash_report{s.spec.index, 1, "idle:" + caf::to_string(dm.source)};
+    self->send(s.spec.supervisor, crash_atom::value, report->function, report->delivery,
+               report->key, *why);
+  } else {
+    self->send(s.spec.supervisor, exited_atom::value, s.spec.index);
+  }
+  // A temporary function is never restarted: with its last instance gone,
+  // it stops taking work.
+  if (s.spec.fn->options().restart == temporary && s.born.empty() && !s.stopping)
+    wind_down(self, "function ended");
+  dispatch(self);
+  maybe_quit(self);
 }
 
 caf::behavior pool(pool_actor* self, pool_spec spec) {
   self->state.spec = std::move(spec);
+  if (auto on_exit = self->state.spec.on_exit)
+    self->attach_functor([on_exit] { on_exit(); });
   for (std::uint32_t i = 0; i < self->state.spec.fn->options().instances; ++i) spawn_instance(self);
-  self->set_down_handler([self](caf::down_msg& dm) {
-    auto& s = self->state;
-    std::erase_if(s.idle, [&](const caf::actor& a) { return a.address() == dm.source; });
-    auto it = s.busy.find(dm.source);
-    if (it != s.busy.end()) {
-      auto run = it->second;
-      s.busy.erase(it);
-      settle_run(self, *run, crash_text(dm.reason));
-    }
-    if (!s.stopping && !s.stopped) {
-      ++s.spec.counters->restarts;
-      spawn_instance(self);
-      dispatch(self);
-    }
-    maybe_quit(self);
-  });
+  self->set_down_handler([self](caf::down_msg& dm) { instance_down(self, dm); });
   return {
     [self](batch_atom, const delivery_batch& b) {
       auto& s = self->state;
       for (auto& d : *b) {
-        s.sid = d->sid;
         if (s.stopped || s.stopping) {
           s.spec.conn->nack(d->sid, d->seq, wire::nack_action::requeue, 0, "function stopping");
           continue;
         }
+        s.sid = d->sid;
         s.waiting.push_back(d);
       }
       dispatch(self);
@@ -257,11 +346,47 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
       if (it == s.busy.end()) return;
       auto run = it->second;
       s.busy.erase(it);
-      settle_run(self, *run, {});
-      if (s.stopped || s.stopping) self->send_exit(sender, caf::exit_reason::user_shutdown);
-      else s.idle.push_back(sender);
+      settle_run(self, *run, std::nullopt);
+      freed(self, sender);
       dispatch(self);
       maybe_quit(self);
+    },
+    // The service's plans.
+    [self](restart_atom, std::uint64_t delay_ms) {
+      auto& s = self->state;
+      if (delay_ms == 0) {
+        self->send(self, spawn_atom::value, s.epoch);
+      } else {
+        self->delayed_send(self, std::chrono::milliseconds{delay_ms}, spawn_atom::value, s.epoch);
+      }
+    },
+    [self](spawn_atom, std::uint64_t epoch) {
+      auto& s = self->state;
+      if (s.stopping || s.stopped || epoch != s.epoch) return; // stopped meanwhile
+      ++s.spec.counters->restarts;
+      spawn_instance(self);
+      dispatch(self);
+    },
+    [self](recycle_atom, bool replace) {
+      auto& s = self->state;
+      if (s.stopping || s.stopped) return;
+      ++s.generation;
+      s.replace_retired = replace;
+      auto idle = std::move(s.idle);
+      s.idle.clear();
+      for (auto& a : idle) freed(self, a); // busy ones follow when done
+      dispatch(self);
+    },
+    [self](escalate_atom) { wind_down(self, "service stopped: past its restart intensity"); },
+    [self](revive_atom) {
+      auto& s = self->state;
+      if (s.stopping || !s.stopped) return;
+      s.stopped = false;
+      s.spec.counters->stopped = false;
+      s.replace_retired = true;
+      s.owed_credit = 0;
+      for (std::uint32_t i = 0; i < s.spec.fn->options().instances; ++i) spawn_instance(self);
+      s.sid = subscribe_pool(s.spec, caf::actor{self});
     },
     [self](stop_atom) {
       auto& s = self->state;
@@ -275,13 +400,9 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
   };
 }
 
-} // namespace
-
-caf::actor spawn_pool(caf::actor_system& sys, pool_spec spec) {
-  return sys.spawn(pool, std::move(spec));
-}
-
-void post_batch(const caf::actor& p, std::span<const message_view> batch) {
+void post_batch(const caf::actor_addr& pool, std::span<const message_view> batch) {
+  auto p = caf::actor_cast<caf::actor>(pool);
+  if (!p) return; // ended: unacked, the broker redelivers elsewhere
   auto out = std::make_shared<std::vector<delivery_ptr>>();
   out->reserve(batch.size());
   for (auto& v : batch) {
@@ -289,15 +410,21 @@ void post_batch(const caf::actor& p, std::span<const message_view> batch) {
     d->sid = v.sid;
     d->seq = v.seq;
     d->count = v.delivery;
+    d->deadline_ns = v.deadline_ns;
     d->topic = v.topic;
     d->payload = v.payload;
     d->msg_id = v.msg_id;
     d->reply_to = v.reply_to;
+    d->traceparent = v.traceparent;
     out->push_back(std::move(d));
   }
   caf::anon_send(p, batch_atom::value, delivery_batch{std::move(out)});
 }
 
-void post_stop(const caf::actor& p) { caf::anon_send(p, stop_atom::value); }
+} // namespace
+
+caf::actor spawn_pool(caf::actor_system& sys, pool_spec spec) {
+  return sys.spawn(pool, std::move(spec));
+}
 
 } // namespace plexus::detail

@@ -1,16 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
-// A function's pool: a CAF actor supervising the function's instances (one
-// CAF actor each). It takes the connector's batches, hands each message to
-// an idle instance, ACKs or NACKs by the outcome, grants the broker one
+// A function's pool: a CAF actor over the function's instances (one CAF
+// actor each). It takes the connector's batches, hands runs of messages to
+// idle instances, ACKs or NACKs by the outcome, grants the broker one
 // credit per finished message (so the broker never pushes more than the
-// instances can run), restarts crashed instances (one_for_one), quarantines
-// poison messages and stops the function past its restart intensity.
+// instances can run), quarantines poison messages, and reports crashes to
+// its service (supervision.cpp), whose plan it carries out: restart an
+// instance after a backoff, replace every instance, stop, start again.
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -19,6 +22,7 @@
 #include <caf/fwd.hpp>
 
 #include "plexus/node.hpp"
+#include "supervision.hpp"
 
 namespace plexus::detail {
 
@@ -28,7 +32,8 @@ struct delivery {
   std::uint32_t sid = 0;
   std::uint64_t seq = 0;
   std::uint32_t count = 1; // delivery count
-  std::string topic, payload, msg_id, reply_to;
+  std::uint64_t deadline_ns = 0;
+  std::string topic, payload, msg_id, reply_to, traceparent;
 };
 using delivery_ptr = std::shared_ptr<const delivery>;
 using delivery_batch = std::shared_ptr<const std::vector<delivery_ptr>>;
@@ -43,29 +48,21 @@ struct work_run {
 };
 using work_run_ptr = std::shared_ptr<work_run>;
 
-/// Counters shared with the node (read from other threads).
-struct pool_counters {
-  std::atomic<std::uint64_t> ok{0}, errors{0}, crashes{0}, restarts{0}, rejected{0},
-    quarantined{0};
-  std::atomic<bool> stopped{false};
-};
-
 struct pool_spec {
   std::string service;
+  std::size_t index = 0; // among its service's functions
   const function_builder* fn = nullptr;
-  service_options supervision;
   client* conn = nullptr;
   std::shared_ptr<pool_counters> counters;
+  caf::actor supervisor; // its service
+  std::function<void()> on_exit; // runs when the pool has ended (node stop)
 };
 
-/// Spawns the pool (which spawns its instances).
+/// Spawns the pool, which spawns its instances.
 caf::actor spawn_pool(caf::actor_system& sys, pool_spec spec);
-
-/// Hands a batch from the connector's thread to the pool.
-void post_batch(const caf::actor& pool, std::span<const message_view> batch);
-
-/// Asks the pool to finish what it holds and exit.
-void post_stop(const caf::actor& pool);
+/// Subscribes the pool's queue group (SUB is queued before this returns:
+/// what is published afterwards on the same connection reaches it).
+std::uint32_t subscribe_pool(const pool_spec& spec, const caf::actor& pool);
 
 } // namespace plexus::detail
 

@@ -15,6 +15,7 @@
 #include <zmq.hpp>
 
 #include "function_pool.hpp"
+#include "supervision.hpp"
 #include "server.hpp"
 
 namespace plexus {
@@ -34,7 +35,20 @@ void context::reply(std::string_view payload) {
   if (!d_.reply_to.empty()) client_.publish(d_.reply_to, payload);
 }
 
+namespace {
+// A service's or function's name is a topic token of $SYS.supervisor.*
+// events and of the default queue group.
+void check_name(const char* what, const std::string& name) {
+  auto bad = name.empty() || name.find_first_of(".*> \t\r\n") != std::string::npos ||
+             name.front() == '$' || validate_topic(name) != topic_errc::ok;
+  if (bad)
+    throw std::invalid_argument(std::string{what} + " name '" + name +
+                                "' is not one topic token (no '.', '*', '>', spaces or leading '$')");
+}
+} // namespace
+
 function_builder& service::function(std::string name) {
+  check_name("function", name);
   return *functions_.emplace_back(std::make_unique<function_builder>(std::move(name)));
 }
 
@@ -49,85 +63,196 @@ struct node::impl {
   node_options opts;
   std::vector<std::unique_ptr<plexus::service>> services;
 
-  zmq::context_t zctx{1};
+  std::unique_ptr<zmq::context_t> zctx = std::make_unique<zmq::context_t>(1);
   std::unique_ptr<broker::server> embedded;
   std::unique_ptr<plexus::client> conn;
   std::unique_ptr<caf::actor_system_config> cfg;
   std::unique_ptr<caf::actor_system> sys;
+  caf::actor root;
   struct pool_entry {
     std::string service, function;
-    caf::actor actor;
-    std::uint32_t sid = 0;
     std::shared_ptr<detail::pool_counters> counters;
   };
   std::vector<pool_entry> pools;
   bool started = false;
 
+  // Pools still running (stop() waits for none, up to the drain timeout),
+  // and whether the root supervisor stopped the node.
+  struct shared_state {
+    std::mutex m;
+    std::condition_variable cv;
+    std::size_t live_pools = 0;
+    bool failed = false;
+  };
+  std::shared_ptr<shared_state> shared = std::make_shared<shared_state>();
+
+  void validate() const {
+    for (auto& s : services) {
+      check_name("service", s->name());
+      for (auto& f : s->functions()) {
+        check_name("function", f->name());
+        auto where = "function " + s->name() + "." + f->name();
+        if (f->options().pattern.empty()) throw std::invalid_argument(where + " has no topic: call on()");
+        if (validate_pattern(f->options().pattern) != topic_errc::ok)
+          throw std::invalid_argument(where + ": bad topic pattern '" + f->options().pattern + "': " +
+                                      to_string(validate_pattern(f->options().pattern)));
+        if (!f->handler()) throw std::invalid_argument(where + " has no handler");
+        if (f->options().instances == 0) throw std::invalid_argument(where + ": instances must be >= 1");
+      }
+    }
+  }
+
   void start() {
     if (started) return;
-    for (auto& s : services)
-      for (auto& f : s->functions()) {
-        if (f->options().pattern.empty())
-          throw std::invalid_argument("function " + s->name() + "." + f->name() + " has no topic: call on()");
-        if (!f->handler())
-          throw std::invalid_argument("function " + s->name() + "." + f->name() + " has no handler");
-      }
+    if (abandoned) throw std::logic_error("node::start(): handlers of the last run never returned");
+    validate();
     pools.clear();
+    {
+      std::lock_guard lock{shared->m};
+      shared->failed = false;
+      shared->live_pools = 0;
+    }
     client_options co;
     if (opts.broker.empty()) {
       broker::server_options so;
       so.listen = "inproc://plexus-node-" + std::to_string(reinterpret_cast<std::uintptr_t>(this));
       so.core.id = "embedded";
       so.quiet = true;
-      embedded = std::make_unique<broker::server>(so, &zctx);
+      embedded = std::make_unique<broker::server>(so, zctx.get());
       embedded->start();
       co.endpoint = embedded->endpoint();
-      co.zmq_context = &zctx;
+      co.zmq_context = zctx.get();
     } else {
       co.endpoint = opts.broker;
     }
     conn = std::make_unique<plexus::client>(co);
     cfg = std::make_unique<caf::actor_system_config>();
     sys = std::make_unique<caf::actor_system>(*cfg);
-    for (auto& s : services)
-      for (auto& f : s->functions()) {
-        pool_entry e;
-        e.service = s->name();
-        e.function = f->name();
-        e.counters = std::make_shared<detail::pool_counters>();
-        e.actor = detail::spawn_pool(*sys, {s->name(), f.get(), s->options(), conn.get(), e.counters});
-        const auto& o = f->options();
-        subscribe_options so;
-        so.queue = o.queue.empty() ? s->name() + "." + f->name() : o.queue;
-        so.acked = true;
-        so.credit = o.instances + o.prefetch; // one more granted per finished message
-        so.ack_wait_ms = o.ack_wait_ms;
-        so.max_deliver = o.max_deliver;
-        auto actor = e.actor;
-        e.sid = conn->subscribe_batch(o.pattern, [actor](std::span<const message_view> batch) {
-          detail::post_batch(actor, batch);
-        }, so);
-        pools.push_back(std::move(e));
+
+    // The tree top down; children are told who they are before the first
+    // subscription, so no crash report can overtake them.
+    detail::root_spec rs;
+    rs.opts = opts;
+    rs.conn = conn.get();
+    for (auto& s : services) rs.services.push_back(s->name());
+    rs.stop_node = [sh = shared] {
+      std::lock_guard lock{sh->m};
+      sh->failed = true;
+      sh->cv.notify_all();
+    };
+    root = detail::spawn_root(*sys, std::move(rs));
+    std::vector<caf::actor> service_actors;
+    std::vector<std::pair<detail::pool_spec, caf::actor>> to_subscribe;
+    for (std::size_t si = 0; si < services.size(); ++si) {
+      auto& s = *services[si];
+      detail::service_spec ss;
+      ss.name = s.name();
+      ss.index = si;
+      ss.opts = s.options();
+      ss.conn = conn.get();
+      ss.root = root;
+      for (auto& f : s.functions()) {
+        ss.functions.push_back(f->name());
+        ss.restarts.push_back(f->options().restart);
+        ss.counters.push_back(std::make_shared<detail::pool_counters>());
       }
+      auto counters = ss.counters;
+      auto svc = detail::spawn_service(*sys, std::move(ss));
+      std::vector<caf::actor> pool_actors;
+      for (std::size_t fi = 0; fi < s.functions().size(); ++fi) {
+        detail::pool_spec ps;
+        ps.service = s.name();
+        ps.index = fi;
+        ps.fn = s.functions()[fi].get();
+        ps.conn = conn.get();
+        ps.counters = counters[fi];
+        ps.supervisor = svc;
+        ps.on_exit = [sh = shared] {
+          std::lock_guard lock{sh->m};
+          --sh->live_pools;
+          sh->cv.notify_all();
+        };
+        {
+          std::lock_guard lock{shared->m};
+          ++shared->live_pools;
+        }
+        auto p = detail::spawn_pool(*sys, ps);
+        pool_actors.push_back(p);
+        to_subscribe.emplace_back(std::move(ps), p);
+        pools.push_back({s.name(), s.functions()[fi]->name(), counters[fi]});
+      }
+      caf::anon_send(svc, detail::children_atom::value, std::move(pool_actors));
+      service_actors.push_back(std::move(svc));
+    }
+    caf::anon_send(root, detail::children_atom::value, std::move(service_actors));
+    for (auto& [ps, p] : to_subscribe) detail::subscribe_pool(ps, p);
     started = true;
   }
 
   void stop() {
     if (!started) return;
+    started = false;
     // Pools stop granting credit, hand back what never started, finish what
     // runs and ACK it; only then does the subscription go (an UNSUB first
     // would make the broker requeue work that is being finished here).
-    for (auto& p : pools) detail::post_stop(p.actor);
-    for (auto& p : pools) p.actor = caf::actor{}; // no handle may outlive the system
+    caf::anon_send(root, detail::stop_atom::value);
+    root = caf::actor{}; // no handle may outlive the system
+    bool drained = false;
+    {
+      std::unique_lock lock{shared->m};
+      drained = shared->cv.wait_for(lock, opts.drain_timeout, [&] { return shared->live_pools == 0; });
+    }
+    for (auto& p : pools)
+      if (auto sid = p.counters->sid.exchange(0)) conn->unsubscribe(sid);
+    if (!drained) {
+      // A handler overran the drain timeout. UNSUB makes the broker requeue
+      // its message for another member; the handler still holds this
+      // node's connection and actor system, so the node keeps both until
+      // it is destroyed (and past one more drain timeout, leaves them to
+      // the process's exit rather than destroy them under the handler).
+      std::fprintf(stderr,
+                   "plexus node: handlers still running after the %lld ms drain timeout; their "
+                   "messages go back to the broker\n",
+                   static_cast<long long>(opts.drain_timeout.count()));
+      conn->flush(std::chrono::seconds{5});
+      abandoned = true;
+      return;
+    }
+    tear_down();
+  }
+
+  void tear_down() {
     sys->await_all_actors_done();
     sys.reset();
     cfg.reset();
-    for (auto& p : pools) conn->unsubscribe(p.sid);
     conn->flush(std::chrono::seconds{5}); // ACKs and UNSUBs out before BYE
     conn.reset();
     if (embedded) embedded->stop();
     embedded.reset();
-    started = false;
+    abandoned = false;
+  }
+
+  bool abandoned = false; // stop() timed out: handlers still run on sys and conn
+
+  ~impl() {
+    if (!abandoned) return;
+    std::unique_lock lock{shared->m};
+    if (shared->cv.wait_for(lock, opts.drain_timeout, [&] { return shared->live_pools == 0; })) {
+      lock.unlock();
+      tear_down();
+      return;
+    }
+    std::fprintf(stderr, "plexus node: handlers never returned; leaving them to the process exit\n");
+    static_cast<void>(sys.release());
+    static_cast<void>(cfg.release());
+    static_cast<void>(conn.release());
+    static_cast<void>(embedded.release());
+    static_cast<void>(zctx.release());
+  }
+
+  [[nodiscard]] bool failed() {
+    std::lock_guard lock{shared->m};
+    return shared->failed;
   }
 };
 
@@ -141,6 +266,18 @@ node::node(int argc, const char* const* argv, std::vector<flag> extra)
                  "a plexus-broker to connect to (e.g. tcp://127.0.0.1:7400); without it the node "
                  "runs an embedded broker");
   app.add_option("--duration", duration, "seconds to run; 0 = until Ctrl-C")->capture_default_str();
+  std::string on_failure = "restart";
+  app.add_option("--on-failure", on_failure,
+                 "a service past its restart intensity: 'restart' it after a growing backoff, or "
+                 "'stop' the node (exit code 3)")
+    ->check(CLI::IsMember({"restart", "stop"}))
+    ->capture_default_str();
+  double drain = 10;
+  app.add_option("--drain-timeout", drain,
+                 "seconds running handlers may take to finish on shutdown; then their messages go "
+                 "back to the broker")
+    ->check(CLI::Range(0.0, 3600.0))
+    ->capture_default_str();
   for (auto& f : extra)
     if (f.value) app.add_option("--" + f.name, *f.value, f.help)->capture_default_str();
   try {
@@ -155,6 +292,9 @@ node::node(int argc, const char* const* argv, std::vector<flag> extra)
   }
   impl_->opts.broker = broker;
   impl_->opts.duration = std::chrono::seconds{duration};
+  impl_->opts.on_failure = on_failure == "stop" ? node_options::failure_policy::stop_node
+                                                : node_options::failure_policy::restart_service;
+  impl_->opts.drain_timeout = std::chrono::milliseconds{static_cast<std::int64_t>(drain * 1000)};
 }
 
 node::node(node_options opts) : impl_(std::make_unique<impl>()) { impl_->opts = std::move(opts); }
@@ -162,6 +302,7 @@ node::node(node_options opts) : impl_(std::make_unique<impl>()) { impl_->opts = 
 node::~node() { stop(); }
 
 plexus::service& node::service(std::string name, service_options o) {
+  check_name("service", name);
   return *impl_->services.emplace_back(std::make_unique<plexus::service>(std::move(name), o));
 }
 
@@ -178,7 +319,7 @@ std::vector<function_stats> node::stats() const {
   for (auto& p : impl_->pools) {
     auto& c = *p.counters;
     out.push_back({p.service, p.function, c.ok, c.errors, c.crashes, c.restarts, c.rejected,
-                   c.quarantined, c.stopped});
+                   c.quarantined, c.recycled, c.escalations, c.revivals, c.stopped});
   }
   return out;
 }
@@ -191,8 +332,10 @@ int node::run() {
     return 1;
   }
   wait();
+  auto failed = impl_->failed();
   stop();
-  return 0;
+  if (failed) std::fprintf(stderr, "plexus node: a service failed past its restart intensity\n");
+  return failed ? exit_service_failed : 0;
 }
 
 void node::wait() {
@@ -200,11 +343,11 @@ void node::wait() {
   std::signal(SIGINT, on_node_signal);
   std::signal(SIGTERM, on_node_signal);
   auto until = std::chrono::steady_clock::now() + impl_->opts.duration;
-  std::mutex m;
-  std::condition_variable cv;
-  std::unique_lock lock{m};
-  while (!signalled && (impl_->opts.duration.count() == 0 || std::chrono::steady_clock::now() < until))
-    cv.wait_for(lock, std::chrono::milliseconds{50}); // a signal handler cannot notify
+  auto& sh = *impl_->shared;
+  std::unique_lock lock{sh.m};
+  while (!signalled && !sh.failed &&
+         (impl_->opts.duration.count() == 0 || std::chrono::steady_clock::now() < until))
+    sh.cv.wait_for(lock, std::chrono::milliseconds{50}); // a signal handler cannot notify
 }
 
 } // namespace plexus
