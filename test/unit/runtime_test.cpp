@@ -397,4 +397,44 @@ BOOST_AUTO_TEST_CASE(stopping_a_node_finishes_what_its_functions_run) {
   BOOST_TEST(stats_of(n, "slow").ok == 2u);
 }
 
+BOOST_AUTO_TEST_CASE(past_the_drain_timeout_stop_returns_and_the_message_goes_to_another_member) {
+  zmq::context_t zctx{1};
+  broker::server_options so;
+  so.listen = "tcp://127.0.0.1:*";
+  so.quiet = true;
+  broker::server b{so, &zctx};
+  b.start();
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  waiter w;
+  int started = 0;
+  auto n = std::make_unique<node>(node_options{.broker = b.endpoint(), .drain_timeout = 200ms});
+  n->service("svc").function("stuck").on("jobs").instances(1)
+    .handle([&](std::string_view, context&) -> result<void> {
+      w.update([&] { ++started; });
+      released.wait(); // a handler that ignores the shutdown
+      return {};
+    });
+  n->start();
+  client_options co;
+  co.endpoint = b.endpoint();
+  client other{co};
+  other.publish("jobs", "job-1");
+  BOOST_TEST_REQUIRE(w.until([&] { return started == 1; }));
+  // Another member of the same queue group joins while the node holds job-1.
+  std::string got;
+  other.subscribe("jobs", [&](const message_view& m) {
+    other.ack(m.sid, m.seq);
+    w.update([&] { got = std::string{m.payload}; });
+  }, {.queue = "svc.stuck", .acked = true, .credit = 10});
+  BOOST_TEST_REQUIRE(other.flush(5s));
+  auto t0 = std::chrono::steady_clock::now();
+  n->stop(); // returns at the drain timeout, the handler still running
+  BOOST_TEST((std::chrono::steady_clock::now() - t0) < 5s);
+  BOOST_TEST_REQUIRE(w.until([&] { return got == "job-1"; })); // requeued to the other member
+  release.set_value();
+  n.reset(); // the handler returned: the node tears down cleanly
+  b.stop();
+}
+
 BOOST_AUTO_TEST_SUITE_END()
