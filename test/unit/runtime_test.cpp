@@ -10,6 +10,7 @@
 #include <mutex>
 #include <future>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -145,6 +146,85 @@ BOOST_AUTO_TEST_CASE(a_poison_message_is_quarantined_and_the_function_lives_on) 
   BOOST_TEST(s.crashes == 30u);
   BOOST_TEST(!s.stopped); // poison never counts against restart intensity
   BOOST_TEST(confirmed(n.client(), "work", "still alive") == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_handler_requests_another_function_and_goes_on_when_it_answers) {
+  node n{node_options{}};
+  n.service("rates").function("quote").on("rates.quote")
+    .handle([](std::string_view city, context& ctx) -> result<void> {
+      ctx.reply(city == "Lyon" ? "12.50" : "9.90");
+      return {};
+    });
+  // One instance: while it waits on its request the scheduler thread is
+  // free, and its own message stays in flight until the continuation ends.
+  n.service("shop").function("price").on("price").instances(1)
+    .handle([](const order& o, context& ctx) -> result<void> {
+      return ctx.request("rates.quote", o.city, 5s, [id = o.id](const reply& r, context& c) -> result<void> {
+        if (r.code != 0) return error{std::string{"no quote: "} + status_text(r.code)};
+        c.reply("order " + std::to_string(id) + " ships for " + r.payload);
+        return {};
+      });
+    });
+  n.start();
+  BOOST_TEST(confirmed(n.client(), "rates.quote", "warm-up") == 0u);
+  for (int i = 0; i < 20; ++i) {
+    auto r = n.client().request("price", encode_payload(order{i, i % 2 ? "Lyon" : "Oslo"}), 10s);
+    BOOST_TEST_REQUIRE(r.code == 0u);
+    BOOST_TEST(r.payload == "order " + std::to_string(i) + " ships for " + (i % 2 ? "12.50" : "9.90"));
+  }
+  BOOST_TEST(stats_of(n, "price").ok == 20u);
+}
+
+BOOST_AUTO_TEST_CASE(a_request_nobody_answers_reaches_the_continuation_as_a_failure) {
+  node n{node_options{}};
+  waiter w;
+  std::vector<std::uint32_t> codes;
+  n.service("shop").function("price").on("price").max_deliver(2)
+    .handle([&](std::string_view, context& ctx) -> result<void> {
+      return ctx.request("rates.nobody", "x", 5s, [&](const reply& r, context&) -> result<void> {
+        w.update([&] { codes.push_back(r.code); });
+        return error{"no quote"};
+      });
+    });
+  n.start();
+  BOOST_TEST(confirmed(n.client(), "price", "p") == 102u); // retried once, then dead-lettered
+  BOOST_TEST_REQUIRE(w.until([&] { return codes.size() == 2; }));
+  BOOST_TEST(codes[0] == 100u); // no responders, at once (not after the 5 s timeout)
+  BOOST_TEST(stats_of(n, "price").errors == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_request_carries_the_deadline_and_the_trace_on) {
+  node n{node_options{}};
+  n.service("rates").function("quote").on("rates.quote")
+    .handle([](std::string_view, context& ctx) -> result<void> {
+      ctx.reply(std::to_string(ctx.deadline_ns()) + " " + std::string{ctx.traceparent()});
+      return {};
+    });
+  std::string front_trace;
+  n.service("shop").function("price").on("price")
+    .handle([&](std::string_view, context& ctx) -> result<void> {
+      front_trace = std::string{ctx.trace_id()};
+      auto span = std::string{ctx.span_id()};
+      return ctx.request("rates.quote", "x", 60s, [span](const reply& r, context& c) -> result<void> {
+        c.reply(r.payload + " " + span);
+        return {};
+      });
+    });
+  n.start();
+  BOOST_TEST(confirmed(n.client(), "rates.quote", "warm-up") == 0u);
+  auto now = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch()).count());
+  auto deadline = now + 3'000'000'000u; // the caller gives 3 s, the handler asks for 60
+  std::string tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  auto r = n.client().request("price", "p", 10s, {.deadline_ns = deadline, .traceparent = tp});
+  BOOST_TEST_REQUIRE(r.code == 0u);
+  std::istringstream in{r.payload};
+  std::uint64_t seen_deadline = 0;
+  std::string seen_tp, front_span;
+  in >> seen_deadline >> seen_tp >> front_span;
+  BOOST_TEST(seen_deadline == deadline); // the caller's, not now + 60 s
+  BOOST_TEST(front_trace == "4bf92f3577b34da6a3ce929d0e0e4736");
+  BOOST_TEST(seen_tp == "00-4bf92f3577b34da6a3ce929d0e0e4736-" + front_span + "-01");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

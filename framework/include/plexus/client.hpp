@@ -61,15 +61,15 @@ struct client_options {
 };
 
 struct publish_options {
-  std::string_view reply_to;
+  std::string_view reply_to{};
   std::uint64_t deadline_ns = 0; // unix epoch ns
-  std::string_view traceparent;
-  wire::string_map_view headers; // see wire::pack_string_map
-  std::string_view msg_id;       // generated for confirmed publishes when empty
+  std::string_view traceparent{};
+  wire::string_map_view headers{}; // see wire::pack_string_map
+  std::string_view msg_id{};       // generated for confirmed publishes when empty
 };
 
 struct subscribe_options {
-  std::string queue;         // queue group; empty = plain fan-out
+  std::string queue{};       // queue group; empty = plain fan-out
   bool acked = false;        // at-least-once: ack()/nack() every message
   std::uint32_t credit = 0;  // initial credit (queue groups receive only against credit)
   std::uint32_t ack_wait_ms = 0;  // 0 = the broker's default

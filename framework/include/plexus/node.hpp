@@ -47,36 +47,59 @@ struct reject {
 template <class T = void>
 class result;
 
+namespace detail {
+struct pending_tag {};
+struct delivery;
+struct invocation;
+} // namespace detail
+
 template <>
 class result<void> {
 public:
   result() = default; // ok
   result(error e) : why_(std::move(e.text)), kind_(kind::error) {}   // NOLINT: implicit by design
   result(reject r) : why_(std::move(r.text)), kind_(kind::reject) {} // NOLINT
+  explicit result(detail::pending_tag) : kind_(kind::pending) {}
   [[nodiscard]] bool ok() const noexcept { return kind_ == kind::ok; }
   [[nodiscard]] bool rejected() const noexcept { return kind_ == kind::reject; }
+  /// Waiting on a request the handler made (see context::request).
+  [[nodiscard]] bool pending() const noexcept { return kind_ == kind::pending; }
   [[nodiscard]] const std::string& why() const noexcept { return why_; }
 
 private:
-  enum class kind { ok, error, reject };
+  enum class kind { ok, error, reject, pending };
   std::string why_;
   kind kind_ = kind::ok;
 };
 
-namespace detail {
-struct delivery;
-}
+class context;
 
-/// What a handler can do besides computing: publish, reply, and read the
-/// message's envelope. Valid during the handler call.
+/// What runs when a request made in a handler is answered: the reply, or
+/// reply.code status_timeout / no responders (100) / status_disconnected.
+using continuation = std::function<result<void>(const reply&, context&)>;
+
+enum class log_level : std::uint8_t { debug, info, warn, error };
+
+/// What a handler can do besides computing: publish, request, reply, log,
+/// and read the message's envelope. Valid during the handler call (and
+/// during a continuation, for the same message).
 class context {
 public:
-  context(client& c, const detail::delivery& d) noexcept : client_(c), d_(d) {}
+  context(client& c, const detail::delivery& d, detail::invocation* inv = nullptr) noexcept
+    : client_(c), d_(d), inv_(inv) {}
 
   [[nodiscard]] std::string_view topic() const noexcept;
   [[nodiscard]] std::string_view msg_id() const noexcept;
   [[nodiscard]] std::string_view reply_to() const noexcept;
   [[nodiscard]] std::uint32_t delivery() const noexcept; // 1 on first delivery
+  /// Unix epoch ns by which the caller wants an answer; 0 = none.
+  [[nodiscard]] std::uint64_t deadline_ns() const noexcept;
+  /// W3C trace context: the incoming traceparent, and this invocation's
+  /// trace id and span id (new ones when the message carried none). What
+  /// the handler publishes or requests carries this span as its parent.
+  [[nodiscard]] std::string_view traceparent() const noexcept;
+  [[nodiscard]] std::string_view trace_id();
+  [[nodiscard]] std::string_view span_id();
 
   void publish(std::string_view topic, std::string_view payload);
   template <class T>
@@ -92,9 +115,36 @@ public:
     reply(std::string_view{encode_payload(value)});
   }
 
+  /// Asks another function and goes on in `then` when it answers, inside
+  /// this instance: no scheduler thread waits, and the message stays in
+  /// flight (unACKed) until `then` returns a result other than pending.
+  /// The handler returns what this returns. The timeout is cut to the
+  /// message's own deadline, which the request carries on. One request at
+  /// a time per message (`then` may make the next one).
+  ///
+  ///   return ctx.request("rates.quote", o, 200ms, [](const reply& r, context& ctx) {
+  ///     if (r.code != 0) return result<void>{error{"no quote: " + r.text}};
+  ///     ...
+  ///   });
+  result<void> request(std::string_view topic, std::string_view payload,
+                       std::chrono::milliseconds timeout, continuation then);
+  template <class T>
+    requires(!std::is_convertible_v<const T&, std::string_view>)
+  result<void> request(std::string_view topic, const T& value, std::chrono::milliseconds timeout,
+                       continuation then) {
+    return request(topic, std::string_view{encode_payload(value)}, timeout, std::move(then));
+  }
+
+  /// One line on stderr: level, service.function, msg id, trace id, text.
+  void log(log_level level, std::string_view text);
+
 private:
+  std::string outgoing_traceparent();
+
   client& client_;
   const detail::delivery& d_;
+  detail::invocation* inv_;
+  std::string trace_id_, span_id_; // made on first use
 };
 
 /// The raw form every handler is turned into.

@@ -31,10 +31,45 @@ enum outcome : std::uint8_t { ok = 0, failed = 1, rejected = 2 };
 
 // ---------------------------------------------------------------- instance
 
+using reply_atom = caf::atom_constant<caf::atom("reply")>;
+
+struct instance_state {
+  work_run_ptr run; // the run in hand
+  invocation inv;   // what its context reaches: a pending request
+  static inline const char* name = "plexus.instance";
+};
+
+using instance_actor = caf::stateful_actor<instance_state>;
+
+// Records a handler's (or continuation's) outcome for the item in hand;
+// false when it waits on a request.
+bool record(instance_state& st, const result<void>& r) {
+  if (r.pending()) return false;
+  st.inv.then = nullptr; // a request whose result was not returned is dropped
+  auto kind = r.ok() ? outcome::ok : r.rejected() ? outcome::rejected : outcome::failed;
+  st.run->outcomes.emplace_back(static_cast<std::uint8_t>(kind), r.why());
+  ++st.run->finished;
+  return true;
+}
+
+// Runs the run's items from where it stands; stops at a pending request
+// (the reply resumes it) and reports the run done at its end.
+void work(instance_actor* self, const caf::actor& pool, const raw_handler& handler, client& conn) {
+  auto& st = self->state;
+  auto& run = *st.run;
+  while (run.finished < run.items.size()) {
+    const auto& d = *run.items[run.finished];
+    context ctx{conn, d, &st.inv};
+    if (!record(st, handler(d.payload, ctx))) return; // may throw: the pool sees how far we got
+  }
+  st.run.reset();
+  self->send(pool, done_atom::value);
+}
+
 // Runs the handler for one message at a time. An escaping exception kills
 // the instance (its text becomes the exit reason); the pool decides.
-caf::behavior instance(caf::event_based_actor* self, caf::actor pool, const raw_handler* handler,
-                       client* conn) {
+caf::behavior instance(instance_actor* self, caf::actor pool, const raw_handler* handler,
+                       client* conn, std::string name) {
   self->set_exception_handler([](caf::scheduled_actor*, std::exception_ptr& p) -> caf::error {
     try {
       std::rethrow_exception(p);
@@ -44,16 +79,21 @@ caf::behavior instance(caf::event_based_actor* self, caf::actor pool, const raw_
       return caf::make_error(caf::sec::runtime_error, std::string{"unknown exception"});
     }
   });
+  self->state.inv.instance = self->address();
+  self->state.inv.name = std::move(name);
   return {
     [=](run_atom, const work_run_ptr& run) {
-      for (auto& d : run->items) {
-        context ctx{*conn, *d};
-        auto r = (*handler)(d->payload, ctx); // may throw: the pool sees how far we got
-        auto kind = r.ok() ? outcome::ok : r.rejected() ? outcome::rejected : outcome::failed;
-        run->outcomes.emplace_back(static_cast<std::uint8_t>(kind), r.why());
-        ++run->finished;
-      }
-      self->send(pool, done_atom::value);
+      self->state.run = run;
+      work(self, pool, *handler, *conn);
+    },
+    [=](reply_atom, std::uint64_t token, const reply_ptr& r) {
+      auto& st = self->state;
+      if (!st.run || !st.inv.then || token != st.inv.token) return; // stale
+      auto then = std::move(st.inv.then);
+      st.inv.then = nullptr;
+      context ctx{*conn, *st.run->items[st.run->finished], &st.inv};
+      if (!record(st, then(*r, ctx))) return; // another request
+      work(self, pool, *handler, *conn);
     },
   };
 }
@@ -71,7 +111,13 @@ using spawn_atom = caf::atom_constant<caf::atom("spawn")>;
 struct pool_state {
   pool_spec spec;
   std::vector<caf::actor> idle;
-  std::unordered_map<caf::actor_addr, work_run_ptr> busy;
+  // Instances at work, held strongly: one waiting on a request has an
+  // empty mailbox, and CAF ends an actor nobody holds as unreachable.
+  struct at_work {
+    caf::actor instance;
+    work_run_ptr run;
+  };
+  std::unordered_map<caf::actor_addr, at_work> busy;
   // Live instances by the generation they were spawned in: a recycle or a
   // stop starts a new one, and older instances retire once idle.
   std::unordered_map<caf::actor_addr, std::uint64_t> born;
@@ -114,7 +160,8 @@ namespace {
 
 void spawn_instance(pool_actor* self) {
   auto& s = self->state;
-  auto inst = self->spawn(instance, caf::actor{self}, &s.spec.fn->handler(), s.spec.conn);
+  auto inst = self->spawn(instance, caf::actor{self}, &s.spec.fn->handler(), s.spec.conn,
+                          s.spec.service + "." + s.spec.fn->name());
   self->monitor(inst);
   s.born.emplace(inst.address(), s.generation);
   s.idle.push_back(inst);
@@ -142,7 +189,7 @@ void dispatch(pool_actor* self) {
       run->items.push_back(std::move(s.waiting.front()));
       s.waiting.pop_front();
     }
-    s.busy.emplace(inst.address(), run);
+    s.busy.emplace(inst.address(), pool_state::at_work{inst, run});
     self->send(inst, run_atom::value, run);
   }
 }
@@ -299,7 +346,7 @@ void instance_down(pool_actor* self, const caf::down_msg& dm) {
   if (is_crash(dm.reason)) why = crash_text(dm.reason);
   std::optional<crash_report> report;
   if (auto it = s.busy.find(dm.source); it != s.busy.end()) {
-    auto run = it->second;
+    auto run = it->second.run;
     s.busy.erase(it);
     report = settle_run(self, *run, why);
   }
@@ -344,7 +391,7 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
       auto sender = caf::actor_cast<caf::actor>(self->current_sender());
       auto it = s.busy.find(sender.address());
       if (it == s.busy.end()) return;
-      auto run = it->second;
+      auto run = it->second.run;
       s.busy.erase(it);
       settle_run(self, *run, std::nullopt);
       freed(self, sender);
@@ -422,6 +469,11 @@ void post_batch(const caf::actor_addr& pool, std::span<const message_view> batch
 }
 
 } // namespace
+
+void post_reply(const caf::actor_addr& instance, std::uint64_t token, reply r) {
+  if (auto inst = caf::actor_cast<caf::actor>(instance))
+    caf::anon_send(inst, reply_atom::value, token, std::make_shared<const reply>(std::move(r)));
+}
 
 caf::actor spawn_pool(caf::actor_system& sys, pool_spec spec) {
   return sys.spawn(pool, std::move(spec));

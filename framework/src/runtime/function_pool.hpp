@@ -18,6 +18,7 @@
 #include <vector>
 
 #include <caf/actor.hpp>
+#include <caf/actor_addr.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/fwd.hpp>
 
@@ -48,6 +49,19 @@ struct work_run {
 };
 using work_run_ptr = std::shared_ptr<work_run>;
 
+/// An instance's side of the message in hand, reached through its context:
+/// the continuation of a pending request.
+struct invocation {
+  continuation then;       // set by context::request
+  std::uint64_t token = 0; // the request the next reply must answer
+  caf::actor_addr instance;
+  std::string name; // "service.function", for log lines
+};
+using reply_ptr = std::shared_ptr<const reply>;
+
+/// Hands a request's reply from the I/O thread to the instance waiting on it.
+void post_reply(const caf::actor_addr& instance, std::uint64_t token, reply r);
+
 struct pool_spec {
   std::string service;
   std::size_t index = 0; // among its service's functions
@@ -69,3 +83,4 @@ std::uint32_t subscribe_pool(const pool_spec& spec, const caf::actor& pool);
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(plexus::detail::delivery_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(plexus::detail::delivery_batch)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(plexus::detail::work_run_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(plexus::detail::reply_ptr)

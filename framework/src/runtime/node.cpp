@@ -20,21 +20,6 @@
 
 namespace plexus {
 
-// ---------------------------------------------------------------- context
-
-std::string_view context::topic() const noexcept { return d_.topic; }
-std::string_view context::msg_id() const noexcept { return d_.msg_id; }
-std::string_view context::reply_to() const noexcept { return d_.reply_to; }
-std::uint32_t context::delivery() const noexcept { return d_.count; }
-
-void context::publish(std::string_view topic, std::string_view payload) {
-  client_.publish(topic, payload);
-}
-
-void context::reply(std::string_view payload) {
-  if (!d_.reply_to.empty()) client_.publish(d_.reply_to, payload);
-}
-
 namespace {
 // A service's or function's name is a topic token of $SYS.supervisor.*
 // events and of the default queue group.

@@ -1,0 +1,144 @@
+// SPDX-License-Identifier: Apache-2.0
+// What a handler reaches through its context: the envelope, publishing,
+// replies, requests with a continuation, trace context and a log line.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <random>
+#include <stdexcept>
+
+#include "function_pool.hpp"
+#include "plexus/node.hpp"
+
+namespace plexus {
+
+namespace {
+
+std::string random_hex(std::size_t bytes) {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes * 2);
+  std::uint64_t bits = 0;
+  for (std::size_t i = 0; i < bytes * 2; ++i) {
+    if (i % 16 == 0) bits = rng();
+    out.push_back(digits[bits & 0xf]);
+    bits >>= 4;
+  }
+  return out;
+}
+
+bool is_hex(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+  });
+}
+
+// The trace id of a W3C traceparent "00-<32 hex>-<16 hex>-<2 hex>", or
+// empty when it is not one (an all-zero id is invalid too).
+std::string_view trace_id_of(std::string_view tp) {
+  if (tp.size() != 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-') return {};
+  auto id = tp.substr(3, 32);
+  if (!is_hex(id) || id.find_first_not_of('0') == std::string_view::npos) return {};
+  return id;
+}
+
+std::uint64_t now_ns() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                      std::chrono::system_clock::now().time_since_epoch())
+                                      .count());
+}
+
+} // namespace
+
+std::string_view context::topic() const noexcept { return d_.topic; }
+std::string_view context::msg_id() const noexcept { return d_.msg_id; }
+std::string_view context::reply_to() const noexcept { return d_.reply_to; }
+std::uint32_t context::delivery() const noexcept { return d_.count; }
+std::uint64_t context::deadline_ns() const noexcept { return d_.deadline_ns; }
+std::string_view context::traceparent() const noexcept { return d_.traceparent; }
+
+std::string_view context::trace_id() {
+  if (trace_id_.empty()) {
+    auto incoming = trace_id_of(d_.traceparent);
+    trace_id_ = incoming.empty() ? random_hex(16) : std::string{incoming};
+  }
+  return trace_id_;
+}
+
+std::string_view context::span_id() {
+  if (span_id_.empty()) span_id_ = random_hex(8);
+  return span_id_;
+}
+
+std::string context::outgoing_traceparent() {
+  std::string tp = "00-";
+  tp += trace_id();
+  tp += '-';
+  tp += span_id();
+  tp += "-01";
+  return tp;
+}
+
+void context::publish(std::string_view topic, std::string_view payload) {
+  auto tp = outgoing_traceparent();
+  publish_options o;
+  o.traceparent = tp;
+  client_.publish(topic, payload, o);
+}
+
+void context::reply(std::string_view payload) {
+  if (d_.reply_to.empty()) return;
+  auto tp = outgoing_traceparent();
+  publish_options o;
+  o.traceparent = tp;
+  client_.publish(d_.reply_to, payload, o);
+}
+
+result<void> context::request(std::string_view topic, std::string_view payload,
+                              std::chrono::milliseconds timeout, continuation then) {
+  if (!inv_) throw std::logic_error("context::request outside a function instance");
+  if (inv_->then) throw std::logic_error("context::request: one request at a time per message");
+  if (!then) throw std::invalid_argument("context::request: no continuation");
+  // The caller's deadline bounds ours, and travels on.
+  auto now = now_ns();
+  auto budget = std::max(timeout, std::chrono::milliseconds{0});
+  auto deadline = now + static_cast<std::uint64_t>(budget.count()) * 1'000'000u;
+  if (d_.deadline_ns != 0) {
+    deadline = std::min(deadline, d_.deadline_ns);
+    auto left = d_.deadline_ns > now ? d_.deadline_ns - now : 0;
+    budget = std::min(budget, std::chrono::milliseconds{(left + 999'999) / 1'000'000});
+  }
+  auto tp = outgoing_traceparent();
+  publish_options o;
+  o.deadline_ns = deadline;
+  o.traceparent = tp;
+  auto token = ++inv_->token;
+  client_.request_async(topic, payload, budget,
+                        [inst = inv_->instance, token](plexus::reply r) {
+                          detail::post_reply(inst, token, std::move(r));
+                        },
+                        o);
+  inv_->then = std::move(then); // the reply is handled after this handler returns
+  return result<void>{detail::pending_tag{}};
+}
+
+void context::log(log_level level, std::string_view text) {
+  static constexpr const char* names[] = {"debug", "info", "warn", "error"};
+  auto t = std::chrono::system_clock::now();
+  auto secs = std::chrono::system_clock::to_time_t(t);
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+  auto id = trace_id();
+  std::fprintf(stderr, "%s.%03lldZ %-5s %s msg=%.*s trace=%.*s %.*s\n", stamp,
+               static_cast<long long>(ms), names[static_cast<int>(level) & 3],
+               inv_ ? inv_->name.c_str() : "-", static_cast<int>(d_.msg_id.size()),
+               d_.msg_id.data(), static_cast<int>(id.size()), id.data(),
+               static_cast<int>(text.size()), text.data());
+}
+
+} // namespace plexus
