@@ -355,13 +355,20 @@ public:
   /// then stops; returns the process exit code.
   int run();
   /// run() in parts, for programs with threads of their own and for tests:
-  /// start(), wait() (until SIGINT/SIGTERM or --duration), stop(). stop()
+  /// start() (returns once the broker has the subscriptions, and from then
+  /// SIGINT/SIGTERM mean a graceful stop), wait() (until a signal,
+  /// --duration or request_stop()), stop(). stop()
   /// unsubscribes, lets every function finish what it runs, then closes;
   /// call it on the thread that called start() (CAF 0.17's actor system
   /// hung when destroyed from another thread).
   void start();
   void wait();
   void stop();
+  /// Makes wait() (and so run()) return, from any thread, handlers too.
+  void request_stop();
+  /// True when the node runs its own broker (no --broker): nobody outside
+  /// this process can reach its functions.
+  [[nodiscard]] bool embedded_broker() const noexcept;
 
   /// The node's connection, for publishing and requests from outside a
   /// handler (available after start()).

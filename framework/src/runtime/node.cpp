@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <future>
 #include <csignal>
 #include <cstdio>
 #include <mutex>
@@ -68,6 +69,7 @@ struct node::impl {
     std::condition_variable cv;
     std::size_t live_pools = 0;
     bool failed = false;
+    bool stop_requested = false;
   };
   std::shared_ptr<shared_state> shared = std::make_shared<shared_state>();
 
@@ -95,8 +97,13 @@ struct node::impl {
     {
       std::lock_guard lock{shared->m};
       shared->failed = false;
+      shared->stop_requested = false;
       shared->live_pools = 0;
     }
+    // From here a SIGINT/SIGTERM means a graceful stop, even before wait().
+    signalled = false;
+    std::signal(SIGINT, on_node_signal);
+    std::signal(SIGTERM, on_node_signal);
     client_options co;
     if (opts.broker.empty()) {
       broker::server_options so;
@@ -172,6 +179,21 @@ struct node::impl {
     caf::anon_send(root, detail::children_atom::value, std::move(service_actors));
     for (auto& [ps, p] : to_subscribe) detail::subscribe_pool(ps, p);
     started = true;
+    announce_ready();
+  }
+
+  // The broker handles a connection's envelopes in order: once it confirms
+  // this one, it has every SUB before it, and what anyone publishes from
+  // now on reaches the node's functions. Announced on $SYS.node.<id>.up.
+  void announce_ready() {
+    std::vector<std::string> functions;
+    for (auto& p : pools) functions.push_back(p.service + "." + p.function);
+    std::promise<std::uint32_t> confirmed;
+    auto done = confirmed.get_future();
+    conn->publish_confirmed("$SYS.node." + conn->node_id() + ".up", encode_payload(functions),
+                            [&confirmed](std::uint32_t code) { confirmed.set_value(code); });
+    if (done.wait_for(std::chrono::seconds{10}) != std::future_status::ready)
+      throw std::runtime_error("the broker did not confirm the node's subscriptions within 10 s");
   }
 
   void stop() {
@@ -323,14 +345,20 @@ int node::run() {
   return failed ? exit_service_failed : 0;
 }
 
+void node::request_stop() {
+  auto& sh = *impl_->shared;
+  std::lock_guard lock{sh.m};
+  sh.stop_requested = true;
+  sh.cv.notify_all();
+}
+
+bool node::embedded_broker() const noexcept { return impl_->opts.broker.empty(); }
+
 void node::wait() {
-  signalled = false;
-  std::signal(SIGINT, on_node_signal);
-  std::signal(SIGTERM, on_node_signal);
   auto until = std::chrono::steady_clock::now() + impl_->opts.duration;
   auto& sh = *impl_->shared;
   std::unique_lock lock{sh.m};
-  while (!signalled && !sh.failed &&
+  while (!signalled && !sh.failed && !sh.stop_requested &&
          (impl_->opts.duration.count() == 0 || std::chrono::steady_clock::now() < until))
     sh.cv.wait_for(lock, std::chrono::milliseconds{50}); // a signal handler cannot notify
 }
