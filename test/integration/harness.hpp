@@ -12,10 +12,12 @@
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <utility>
@@ -37,15 +39,33 @@ inline const std::string broker_bin = PLEXUS_BROKER_BIN;
 inline const std::string cli_bin = PLEXUS_CLI_BIN;
 
 /// Polls `pred` until it holds or `timeout` passes; for conditions nobody
-/// can notify about (a file's size, another process's memory).
+/// can notify about (a file's size, another process's memory). A `period`
+/// longer than 1 ms suits a predicate that reads a whole file.
 template <class Pred>
-[[nodiscard]] bool poll_until(Pred&& pred, milliseconds timeout = default_wait) {
+[[nodiscard]] bool poll_until(Pred&& pred, milliseconds timeout = default_wait,
+                              milliseconds period = 1ms) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     if (pred()) return true;
     if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(1ms); // polling period, not synchronisation
+    std::this_thread::sleep_for(period); // polling period, not synchronisation
   }
+}
+
+/// The complete lines a file holds so far (a torn last line is left out):
+/// what a child process has written to it.
+inline std::vector<std::string> complete_lines(const std::string& path) {
+  std::ifstream f{path};
+  std::stringstream ss;
+  ss << f.rdbuf();
+  auto text = ss.str();
+  std::vector<std::string> lines;
+  std::size_t at = 0;
+  for (auto nl = text.find('\n'); nl != std::string::npos; nl = text.find('\n', at)) {
+    lines.push_back(text.substr(at, nl - at));
+    at = nl + 1;
+  }
+  return lines;
 }
 
 /// Shared state guarded by a mutex, with a condition variable for waiting

@@ -2,31 +2,14 @@
 // At least once across a crash: a queue-group member process is killed with
 // SIGKILL in the middle of a stream; whatever it had not acked goes to the
 // surviving member, and every publisher confirm still says ok.
-#include <fstream>
 #include <future>
 #include <set>
-#include <sstream>
 
 #include "harness.hpp"
 
 using namespace plexus::itest;
 
 namespace {
-
-// Complete lines the child printed so far (a torn last line is ignored).
-std::vector<std::string> printed_lines(const std::string& path) {
-  std::ifstream f{path};
-  std::stringstream ss;
-  ss << f.rdbuf();
-  auto text = ss.str();
-  std::vector<std::string> lines;
-  std::size_t at = 0;
-  for (auto nl = text.find('\n'); nl != std::string::npos; nl = text.find('\n', at)) {
-    lines.push_back(text.substr(at, nl - at));
-    at = nl + 1;
-  }
-  return lines;
-}
 
 std::size_t ids_in(const std::vector<std::string>& lines) {
   std::size_t n = 0;
@@ -85,7 +68,7 @@ void lose_a_member_mid_stream(failure how) {
       });
   };
   publish(0, n / 2);
-  BOOST_REQUIRE_MESSAGE(poll_until([&] { return ids_in(printed_lines(out.path())) >= 10; }),
+  BOOST_REQUIRE_MESSAGE(poll_until([&] { return ids_in(complete_lines(out.path())) >= 10; }),
                         "the member process printed no ids within 10 s");
   // Stopped first, so it surely holds deliveries it has not acked when it dies.
   child.signal(SIGSTOP);
@@ -112,7 +95,7 @@ void lose_a_member_mid_stream(failure how) {
   BOOST_TEST(codes[0] == n);
 
   std::set<std::string> by_child, by_survivor;
-  for (auto& l : printed_lines(out.path()))
+  for (auto& l : complete_lines(out.path()))
     if (l.rfind("id-", 0) == 0) by_child.insert(l);
   std::size_t redelivered = 0;
   for (auto& m : mine.snapshot()) {

@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: Apache-2.0
+// samples/shipping split over processes against a real plexus-broker: the
+// order generator and each function of the chain in a process of its own.
+// Every order that is not poison ends as a confirmation in the outbox and
+// every poison one on $DLQ.orders.shipped, also when the create-label
+// process is killed mid-stream and replaced (at least once: some orders are
+// confirmed twice, none is lost).
+#include <algorithm>
+#include <csignal>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "harness.hpp"
+#include "plexus/payload.hpp"
+
+using namespace plexus::itest;
+
+namespace {
+
+const std::string shipping_bin = PLEXUS_SHIPPING_BIN;
+
+// The fields of the sample's order the test looks at (a msgpack map
+// converts into a struct with fewer keys).
+struct order {
+  int id = 0;
+  bool poison = false;
+  MSGPACK_DEFINE_MAP(id, poison)
+};
+
+/// `shipping --broker <broker> --role <role> ...`, its stdout in a file.
+class shipping_process {
+public:
+  shipping_process(const broker_process& b, const std::string& role, std::vector<std::string> extra = {})
+    : out_("plexus-itest-shipping-" + role) {
+    spawn_options o;
+    o.args = {shipping_bin, "--broker", b.endpoint(), "--role", role};
+    o.args.insert(o.args.end(), extra.begin(), extra.end());
+    o.out = redirect::file;
+    o.out_path = out_.path();
+    proc_ = std::make_unique<child_process>(o);
+  }
+
+  [[nodiscard]] child_process& process() noexcept { return *proc_; }
+
+  /// SIGTERM; the exit code, or -1 when it is still running after 10 s.
+  int terminate() {
+    proc_->signal(SIGTERM);
+    return proc_->wait(default_wait).value_or(-1);
+  }
+
+  /// What it printed so far: the live lines, and the summary once it exited.
+  [[nodiscard]] std::string output() const {
+    std::string all;
+    for (auto& l : complete_lines(out_.path())) all += l + "\n";
+    return all;
+  }
+
+private:
+  temp_file out_; // outlives the process, which proc_ kills first
+  std::unique_ptr<child_process> proc_;
+};
+
+/// How often each order id was confirmed in the outbox.
+std::map<int, std::size_t> confirmations(const std::string& outbox) {
+  static const std::string marker = "Your order ";
+  std::map<int, std::size_t> n;
+  for (auto& l : complete_lines(outbox))
+    if (auto at = l.find(marker); at != std::string::npos) ++n[std::stoi(l.substr(at + marker.size()))];
+  return n;
+}
+
+/// A counter from the summary's line for `function`
+/// (`<function> ok 270 errors 0 ... quarantined 30`), -1 when there is none.
+long long summary_count(const std::string& output, const std::string& function,
+                        const std::string& name) {
+  auto at = output.find("\nsummary");
+  if (at == std::string::npos) return -1;
+  std::istringstream in{output.substr(at)};
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream words{line};
+    std::string w;
+    if (!(words >> w) || w != function) continue;
+    for (std::string key, value; words >> key >> value;)
+      if (key == name) return std::stoll(value);
+  }
+  return -1;
+}
+
+constexpr auto chain_deadline = 30s;
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(shipping)
+
+// 300 orders, every 10th poison, through four processes: 270 confirmed,
+// 30 quarantined by validate-address, and each process's summary tells
+// what that process did and nothing else.
+BOOST_AUTO_TEST_CASE(every_order_is_confirmed_or_dead_lettered_across_processes) {
+  constexpr int n = 300, poison_every = 10;
+  broker_process broker{{"--id", "ship", "--stats-interval-ms", "100"}};
+  collector dead;
+  auto watcher = broker.connect("dlq-watcher");
+  watcher->subscribe("$DLQ.>", dead.handler());
+  sync_with_broker(*watcher);
+  stats_watch stats{broker, "ship"};
+  temp_file outbox{"plexus-itest-outbox"};
+
+  shipping_process validate{broker, "validate-address"};
+  shipping_process label{broker, "create-label"};
+  shipping_process confirm{broker, "send-confirmation", {"--outbox", outbox.path()}};
+  // The broker keeps no store: the chain must be subscribed before orders flow.
+  BOOST_REQUIRE_MESSAGE(stats.wait_for("groups", [](std::uint64_t g) { return g >= 3; }),
+                        "the three function processes did not join their groups within 10 s");
+  shipping_process generator{broker, "generator",
+                             {"--orders", std::to_string(n), "--rate", "1000", "--poison-every",
+                              std::to_string(poison_every)}};
+
+  std::set<int> expected, poison;
+  for (int i = 1; i <= n; ++i) (i % poison_every == 0 ? poison : expected).insert(i);
+  auto started = std::chrono::steady_clock::now();
+  bool done = poll_until([&] {
+    return confirmations(outbox.path()).size() >= expected.size() && dead.size() >= poison.size();
+  }, chain_deadline, 20ms);
+  BOOST_TEST_MESSAGE("chain done in " << std::chrono::duration_cast<milliseconds>(
+                       std::chrono::steady_clock::now() - started).count() << " ms");
+  // Not fatal: the comparisons below name the missing orders.
+  BOOST_CHECK_MESSAGE(done, "within 30 s: " << confirmations(outbox.path()).size() << " of "
+                      << expected.size() << " orders confirmed, " << dead.size() << " of "
+                      << poison.size() << " poison orders dead-lettered");
+
+  std::set<int> confirmed;
+  for (auto& [id, times] : confirmations(outbox.path())) confirmed.insert(id);
+  BOOST_TEST(confirmed == expected, boost::test_tools::per_element());
+  std::set<int> dead_ids;
+  for (auto& m : dead.messages()) {
+    BOOST_TEST(m.topic == "$DLQ.orders.shipped");
+    order o;
+    BOOST_TEST(!plexus::decode_payload(m.payload, o).has_value());
+    dead_ids.insert(o.id);
+  }
+  BOOST_TEST(dead.size() == poison.size()); // each quarantined once
+  BOOST_TEST(dead_ids == poison, boost::test_tools::per_element());
+
+  for (auto* p : {&generator, &validate, &label, &confirm}) BOOST_TEST(p->terminate() == 0);
+  auto v = validate.output(), l = label.output(), c = confirm.output(), g = generator.output();
+  BOOST_TEST_MESSAGE("validate-address:\n" << v << "create-label:\n" << l
+                     << "send-confirmation:\n" << c << "generator:\n" << g);
+  const long long ok = std::ssize(expected);
+  BOOST_TEST(summary_count(v, "validate-address", "ok") == ok);
+  BOOST_TEST(summary_count(v, "validate-address", "quarantined") == std::ssize(poison));
+  BOOST_TEST(summary_count(l, "create-label", "ok") == ok);
+  BOOST_TEST(summary_count(c, "send-confirmation", "ok") == ok);
+  BOOST_TEST(g.find("\n  300 orders generated") != std::string::npos);
+  // A process reports only what it hosts.
+  BOOST_TEST(v.find("create-label") == std::string::npos);
+  BOOST_TEST(l.find("validate-address") == std::string::npos);
+  BOOST_TEST(c.find("create-label") == std::string::npos);
+  BOOST_TEST(g.find("send-confirmation") == std::string::npos);
+}
+
+// create-label is replaced mid-stream: a second create-label process joins
+// the group, then the first is stopped (SIGSTOP, so it surely holds
+// deliveries it has not acked) and killed (SIGKILL). What it held is
+// redelivered to its replacement; all 3000 orders are confirmed.
+BOOST_AUTO_TEST_CASE(a_create_label_process_killed_mid_stream_loses_no_order) {
+  constexpr int n = 3000;
+  broker_process broker{{"--id", "ship", "--stats-interval-ms", "100"}};
+  collector dead;
+  auto watcher = broker.connect("dlq-watcher");
+  watcher->subscribe("$DLQ.>", dead.handler());
+  sync_with_broker(*watcher);
+  stats_watch stats{broker, "ship"};
+  temp_file outbox{"plexus-itest-outbox"};
+
+  shipping_process validate{broker, "validate-address"};
+  shipping_process first{broker, "create-label"};
+  shipping_process confirm{broker, "send-confirmation", {"--outbox", outbox.path()}};
+  BOOST_REQUIRE_MESSAGE(stats.wait_for("groups", [](std::uint64_t g) { return g >= 3; }),
+                        "the three function processes did not join their groups within 10 s");
+  // The subscriptions so far: the watcher's, the stats watch's, the functions';
+  // the generator adds one ($DLQ.> for its live line), the replacement one.
+  const auto subscriptions = stats.counter("subscriptions");
+  shipping_process generator{broker, "generator", {"--orders", std::to_string(n), "--rate", "1000"}};
+  auto confirmed = [&] { return confirmations(outbox.path()).size(); };
+  BOOST_REQUIRE_MESSAGE(poll_until([&] { return confirmed() >= 100; }, default_wait, 20ms),
+                        "no 100 orders confirmed within 10 s");
+
+  // The replacement joins first: a queue group that loses its last member
+  // drops what waits in it, and what validate-address publishes meanwhile
+  // has nobody to go to.
+  auto subscribed = [&](std::uint64_t more) {
+    return stats.wait_for("subscriptions", [&](std::uint64_t s) { return s >= subscriptions + more; });
+  };
+  BOOST_REQUIRE(subscribed(1)); // the generator's, in since its first order (one connection is FIFO)
+  shipping_process replacement{broker, "create-label"};
+  BOOST_REQUIRE_MESSAGE(subscribed(2), "the replacement create-label did not subscribe within 10 s");
+  first.process().signal(SIGSTOP);
+  // More than the replacement's credit (4 instances + 128 prefetch) goes
+  // through while the first is stopped: round robin gave it its share.
+  auto at_stop = confirmed();
+  BOOST_REQUIRE_MESSAGE(at_stop + 500 < std::size_t{n},
+                        "the stream had nearly ended when create-label was stopped: make it longer");
+  BOOST_REQUIRE_MESSAGE(poll_until([&] { return confirmed() >= at_stop + 300; }, default_wait, 20ms),
+                        "the chain stalled with the first create-label stopped");
+  first.process().signal(SIGKILL);
+  BOOST_REQUIRE_EQUAL(first.process().wait(default_wait).value_or(-1), 128 + SIGKILL);
+  auto killed_at = std::chrono::steady_clock::now();
+
+  bool done = poll_until([&] { return confirmed() >= std::size_t{n}; }, chain_deadline, 20ms);
+  BOOST_TEST_MESSAGE("all confirmed " << std::chrono::duration_cast<milliseconds>(
+                       std::chrono::steady_clock::now() - killed_at).count() << " ms after the kill");
+  auto seen = confirmations(outbox.path());
+  std::vector<int> lost;
+  std::size_t twice = 0;
+  for (int i = 1; i <= n; ++i) {
+    auto it = seen.find(i);
+    if (it == seen.end()) lost.push_back(i);
+    else twice += it->second > 1;
+  }
+  BOOST_TEST_MESSAGE(seen.size() << " orders confirmed, " << twice << " of them more than once");
+  BOOST_TEST(done);
+  BOOST_TEST(lost.empty(), lost.size() << " orders lost, the first " << (lost.empty() ? 0 : lost.front()));
+  BOOST_TEST(seen.size() == std::size_t{n}); // and no id that was never ordered
+  // The killed process did hold deliveries: the broker handed them on.
+  BOOST_TEST(stats.wait_for("redeliveries", [](std::uint64_t r) { return r > 0; }));
+  BOOST_TEST(stats.counter("dead_letters") == 0u);
+  BOOST_TEST(dead.size() == 0u);
+
+  for (auto* p : {&generator, &validate, &replacement, &confirm}) BOOST_TEST(p->terminate() == 0);
+  auto r = replacement.output();
+  BOOST_TEST_MESSAGE("replacement create-label:\n" << r);
+  BOOST_TEST(summary_count(r, "create-label", "ok") > 0);
+}
+
+// A role the sample does not know is one line on stderr and exit code 2,
+// before anything connects.
+BOOST_AUTO_TEST_CASE(an_unknown_role_is_one_line_on_stderr_and_exit_2) {
+  spawn_options o;
+  o.args = {shipping_bin, "--broker", "tcp://127.0.0.1:1", "--role", "create-labels"};
+  o.out = redirect::null;
+  o.err = redirect::pipe;
+  child_process p{o};
+  auto err = p.read_stderr(default_wait);
+  BOOST_TEST(p.wait(default_wait).value_or(-1) == 2);
+  BOOST_TEST(err.find("--role") != std::string::npos);
+  BOOST_TEST(err.find("create-labels") != std::string::npos);
+  BOOST_TEST(std::count(err.begin(), err.end(), '\n') == 1);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
