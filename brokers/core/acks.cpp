@@ -24,14 +24,28 @@ bool take_inflight(connection& c, std::uint32_t sid, std::uint64_t seq, inflight
 } // namespace
 
 void core::state::on_ack(connection& c, const wire::header& h) {
-  inflight f;
-  if (!take_inflight(c, h.sid, h.seq, f)) {
+  // ACK settles seq .. seq+count-1 (count 0 or 1: just seq). The walk is
+  // over what is unacked in that range, never over the range itself, so a
+  // huge count costs no more than the deliveries it names.
+  const std::uint64_t n = h.count > 1 ? h.count : 1;
+  const std::uint64_t last = h.seq + std::min(n - 1, ~std::uint64_t{0} - h.seq);
+  auto u = c.unacked.find(h.sid);
+  if (u == c.unacked.end()) {
     if (!c.subs.contains(h.sid)) send_err(c, status::unknown_subscription, "ACK for an unknown subscription", &h);
     else ++stats.late_acks; // already timed out and redelivered, or acked twice
     return;
   }
-  ++stats.acks;
-  settle(*f.msg, status::ok);
+  auto& pending = u->second;
+  std::uint64_t found = 0;
+  for (auto it = pending.lower_bound(h.seq); it != pending.end() && it->first <= last;) {
+    auto m = std::move(it->second.msg);
+    it = pending.erase(it);
+    ++found;
+    settle(*m, status::ok);
+  }
+  if (pending.empty()) c.unacked.erase(u);
+  stats.acks += found;
+  if (found < n) ++stats.late_acks; // one per envelope: a huge count cannot inflate it
 }
 
 void core::state::on_nack(connection& c, const wire::header& h) {

@@ -37,6 +37,36 @@ BOOST_AUTO_TEST_CASE(an_ack_settles_a_delivery_and_confirms_end_to_end) {
   BOOST_TEST(t.core().stats().late_acks == 1u);
 }
 
+BOOST_AUTO_TEST_CASE(an_ack_with_a_count_settles_a_range_of_deliveries) {
+  harness t;
+  auto pub = t.connect();
+  auto w = t.connect();
+  t.subscribe(w, 1, "jobs", {.queue = "g", .acked = true, .credit = 10});
+  for (int i = 0; i < 5; ++i) t.publish(pub, "jobs", "j" + std::to_string(i));
+  auto got = t.take_msgs(w);
+  BOOST_TEST_REQUIRE(got.size() == 5u);
+  for (std::size_t i = 1; i < got.size(); ++i) BOOST_TEST(got[i].seq == got[0].seq + i);
+  auto ack = [&](std::uint64_t seq, std::uint32_t count) {
+    wire::header h;
+    h.kind = op::ack;
+    h.sid = 1;
+    h.seq = seq;
+    h.count = count;
+    t.send(w, h);
+  };
+  ack(got[1].seq, 3); // the middle three
+  BOOST_TEST(t.core().current().unacked == 2u);
+  BOOST_TEST(t.core().stats().acks == 3u);
+  // Overlapping what is settled, and past the end: only the rest counts.
+  ack(got[0].seq, 1000);
+  BOOST_TEST(t.core().current().unacked == 0u);
+  BOOST_TEST(t.core().stats().acks == 5u);
+  BOOST_TEST(t.core().stats().late_acks == 1u); // one envelope, whatever its count
+  ack(~std::uint64_t{0}, 0xffffffffu); // no overflow, nothing to settle
+  BOOST_TEST(t.take(w).empty());
+  BOOST_TEST(t.core().stats().late_acks == 2u);
+}
+
 BOOST_AUTO_TEST_CASE(an_ack_timeout_redelivers_to_another_member) {
   harness t;
   auto pub = t.connect();

@@ -94,6 +94,7 @@ header full_header(op kind, std::string& storage) {
   h.heartbeat_ms = 1000;
   h.brokers = pack_string_list({"tcp://127.0.0.1:4222", "tcp://127.0.0.1:4223"}, storage);
   h.max_payload = 1 << 20;
+  h.count = 32;
   return h;
 }
 
@@ -123,6 +124,7 @@ void check_equal(const header& a, const header& b) {
   BOOST_TEST(a.heartbeat_ms == b.heartbeat_ms);
   BOOST_TEST(a.brokers.items() == b.brokers.items(), boost::test_tools::per_element());
   BOOST_TEST(a.max_payload == b.max_payload);
+  BOOST_TEST(a.count == b.count);
 }
 
 constexpr std::array all_ops{op::hello, op::welcome, op::sub, op::unsub, op::pub, op::msg,
@@ -227,7 +229,7 @@ BOOST_AUTO_TEST_CASE(unknown_fields_are_skipped_for_forward_compatibility) {
   auto r = pub_prefix(3);
   r.u(99).s("a later version's field");
   r.u(100).map(1).s("nested").array(2).u(1).u(2);
-  r.u(25).nil();
+  r.u(26).nil();
   auto bytes = r.str();
   header h;
   auto e = decode_header(bytes, {}, h);

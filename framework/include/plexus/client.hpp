@@ -126,7 +126,9 @@ public:
   /// Handlers of this kind get every run of consecutive messages in one call.
   std::uint32_t subscribe_batch(std::string_view pattern, batch_handler h, subscribe_options o = {});
   void unsubscribe(std::uint32_t sid);
-  void ack(std::uint32_t sid, std::uint64_t seq);
+  /// ACKs `count` consecutive deliveries from `seq` in one envelope (one
+  /// per message cost the broker and the sender more than the message).
+  void ack(std::uint32_t sid, std::uint64_t seq, std::uint32_t count = 1);
   void nack(std::uint32_t sid, std::uint64_t seq, wire::nack_action action,
             std::uint32_t delay_ms = 0, std::string_view reason = {});
   void grant_credit(std::uint32_t sid, std::uint32_t n);

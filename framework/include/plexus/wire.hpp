@@ -76,6 +76,7 @@ enum class field : std::uint8_t {
   heartbeat = 22,
   brokers = 23,
   max_payload = 24,
+  count = 25, // ACK: how many consecutive seqs from `seq`
   // not header keys: where an error was found
   none = 200,
   key = 201,     // a map key that is not a non-negative integer
@@ -84,7 +85,7 @@ enum class field : std::uint8_t {
   frame = 204, // the frame as a whole
   batch = 205,
 };
-inline constexpr std::size_t field_count = 25; // keys 0 .. 24
+inline constexpr std::size_t field_count = 26; // keys 0 .. 25
 
 [[nodiscard]] const char* to_string(field f) noexcept;
 
@@ -168,6 +169,7 @@ struct header {
   std::uint32_t heartbeat_ms = 0;
   string_list_view brokers;
   std::uint64_t max_payload = 0;
+  std::uint32_t count = 0; // ACK: seqs seq .. seq+count-1; 0 = just seq
 };
 
 /// Decoder limits. Defaults follow NATS where it has one (1 MiB payload).

@@ -303,6 +303,14 @@ std::optional<crash_report> settle_run(pool_actor* self, const work_run& run,
       s.waiting.push_front(d);
     }
   }
+  // Successes are ACKed a run of consecutive seqs at a time: one envelope
+  // for what the broker delivered back to back (usually the whole run).
+  std::uint32_t ack_sid = 0, ack_count = 0;
+  std::uint64_t ack_first = 0;
+  auto flush_acks = [&] {
+    if (ack_count) s.spec.conn->ack(ack_sid, ack_first, ack_count);
+    ack_count = 0;
+  };
   for (std::size_t i = 0; i < run.finished; ++i) {
     const auto& d = run.items[i];
     const auto& [kind, why] = run.outcomes[i];
@@ -313,7 +321,12 @@ std::optional<crash_report> settle_run(pool_actor* self, const work_run& run,
           s.crashed_since_ok = false;
           self->send(s.spec.supervisor, healthy_atom::value);
         }
-        s.spec.conn->ack(d->sid, d->seq);
+        if (ack_count && (d->sid != ack_sid || d->seq != ack_first + ack_count)) flush_acks();
+        if (!ack_count) {
+          ack_sid = d->sid;
+          ack_first = d->seq;
+        }
+        ++ack_count;
         break;
       case outcome::rejected:
         ++c.rejected;
@@ -326,6 +339,7 @@ std::optional<crash_report> settle_run(pool_actor* self, const work_run& run,
     }
     finished(self, *d);
   }
+  flush_acks(); // before a crash can stop the function and unsubscribe
   if (crash && run.finished < run.items.size()) return crashed(self, *run.items[run.finished], *crash);
   return std::nullopt;
 }

@@ -126,11 +126,13 @@ void client::unsubscribe(std::uint32_t sid) {
   impl_->enqueue_control(h);
 }
 
-void client::ack(std::uint32_t sid, std::uint64_t seq) {
+void client::ack(std::uint32_t sid, std::uint64_t seq, std::uint32_t count) {
+  if (count == 0) return;
   wire::header h;
   h.kind = wire::op::ack;
   h.sid = sid;
   h.seq = seq;
+  h.count = count > 1 ? count : 0; // a single ACK stays as it always was
   impl_->enqueue_control(h);
 }
 

@@ -158,6 +158,7 @@ decode_error read_field(reader& r, field f, const limits& lim, header& h,
     case field::heartbeat: return read_uint_as(r, f, u32_max, h.heartbeat_ms);
     case field::brokers: return read_string_list(r, lim, h.brokers);
     case field::max_payload: return read_uint(r, f, u64_max, h.max_payload);
+    case field::count: return read_uint_as(r, f, u32_max, h.count);
     default: break;
   }
   assert(false && "read_field called with a non-key field");
@@ -440,6 +441,7 @@ void encode_header(const header& h, std::string& out) {
   n += want(field::heartbeat, h.heartbeat_ms != 0);
   n += want(field::brokers, !h.brokers.empty());
   n += want(field::max_payload, h.max_payload != 0);
+  n += want(field::count, h.count != 0);
 
   // An upper bound: map header 5 bytes; per field a 1-byte key and a value
   // of at most 9 bytes (uint64) or a 5-byte string header plus the bytes.
@@ -498,6 +500,7 @@ void encode_header(const header& h, std::string& out) {
     else sink.write(h.brokers.raw().data(), h.brokers.raw().size());
   }
   uint_field(field::max_payload, h.max_payload);
+  uint_field(field::count, h.count);
   assert(static_cast<std::size_t>(sink.p - out.data()) <= start + bound);
   out.resize(static_cast<std::size_t>(sink.p - out.data()));
 }
