@@ -52,33 +52,49 @@ bool record(instance_state& st, const result<void>& r) {
   return true;
 }
 
+// Runs `f` (a handler or a continuation) for the item in hand. An
+// exception is the instance's crash: recorded, and the run ends there.
+template <class F>
+bool attempt(instance_state& st, F&& f, result<void>& out) {
+  try {
+    out = f();
+    return true;
+  } catch (const std::exception& e) {
+    st.run->crash = e.what();
+  } catch (...) {
+    st.run->crash = "unknown exception";
+  }
+  st.inv.then = nullptr;
+  return false;
+}
+
+void end_run(instance_actor* self, const caf::actor& pool) {
+  self->state.run.reset();
+  self->send(pool, done_atom::value);
+}
+
 // Runs the run's items from where it stands; stops at a pending request
-// (the reply resumes it) and reports the run done at its end.
+// (the reply resumes it) or a crash, and reports the run done.
 void work(instance_actor* self, const caf::actor& pool, const raw_handler& handler, client& conn) {
   auto& st = self->state;
   auto& run = *st.run;
   while (run.finished < run.items.size()) {
     const auto& d = *run.items[run.finished];
     context ctx{conn, d, &st.inv};
-    if (!record(st, handler(d.payload, ctx))) return; // may throw: the pool sees how far we got
+    result<void> r;
+    if (!attempt(st, [&] { return handler(d.payload, ctx); }, r)) break;
+    if (!record(st, r)) return; // waits on a request
   }
-  st.run.reset();
-  self->send(pool, done_atom::value);
+  end_run(self, pool);
 }
 
-// Runs the handler for one message at a time. An escaping exception kills
-// the instance (its text becomes the exit reason); the pool decides.
+// Runs the handler for one message at a time. A handler's exception ends
+// the run and the pool decides: the instance holds no state of its own
+// (the handler is shared and const), so a restart reuses it, and a crash
+// costs about what a message does. Anything else that fails the actor
+// kills it, and the pool replaces it.
 caf::behavior instance(instance_actor* self, caf::actor pool, const raw_handler* handler,
                        client* conn, std::string name) {
-  self->set_exception_handler([](caf::scheduled_actor*, std::exception_ptr& p) -> caf::error {
-    try {
-      std::rethrow_exception(p);
-    } catch (const std::exception& e) {
-      return caf::make_error(caf::sec::runtime_error, std::string{e.what()});
-    } catch (...) {
-      return caf::make_error(caf::sec::runtime_error, std::string{"unknown exception"});
-    }
-  });
   self->state.inv.instance = self->address();
   self->state.inv.name = std::move(name);
   return {
@@ -92,7 +108,9 @@ caf::behavior instance(instance_actor* self, caf::actor pool, const raw_handler*
       auto then = std::move(st.inv.then);
       st.inv.then = nullptr;
       context ctx{*conn, *st.run->items[st.run->finished], &st.inv};
-      if (!record(st, then(*r, ctx))) return; // another request
+      result<void> out;
+      if (!attempt(st, [&] { return then(*r, ctx); }, out)) return end_run(self, pool);
+      if (!record(st, out)) return; // another request
       work(self, pool, *handler, *conn);
     },
   };
@@ -256,44 +274,27 @@ void wind_down(pool_actor* self, const char* why) {
   s.idle.clear();
 }
 
+supervisor_event event(const pool_state& s, std::string kind, std::string reason) {
+  supervisor_event e;
+  e.kind = std::move(kind);
+  e.node = s.spec.conn->node_id();
+  e.service = s.spec.service;
+  e.function = s.spec.fn->name();
+  e.reason = std::move(reason);
+  return e;
+}
+
 // Which message crashed, across redeliveries: its msg id, else its content.
 std::string message_key(const delivery& d) {
   if (!d.msg_id.empty()) return d.msg_id;
   return d.topic + '\0' + std::to_string(std::hash<std::string>{}(d.payload));
 }
 
-// The message an instance died on: NACKed for a retry, or quarantined on
-// $DLQ once it has crashed `poison_after` deliveries (poison is the
-// message's fault; the service's intensity never counts redeliveries).
-crash_report crashed(pool_actor* self, const delivery& d, const std::string& why) {
+// Items of a run its instance never started wait here again, in order,
+// for the next instance (the broker never sees them fail).
+void requeue_unstarted(pool_actor* self, const work_run& run, bool died_on_one) {
   auto& s = self->state;
-  auto& c = *s.spec.counters;
-  if (d.count >= s.spec.fn->options().poison_after) {
-    ++c.quarantined;
-    auto text = "crashed on " + std::to_string(d.count) + " deliveries: " + why;
-    s.spec.conn->nack(d.sid, d.seq, wire::nack_action::dead_letter, 0, text);
-    supervisor_event e;
-    e.kind = "quarantine";
-    e.node = s.spec.conn->node_id();
-    e.service = s.spec.service;
-    e.function = s.spec.fn->name();
-    e.reason = d.msg_id.empty() ? text : "msg " + d.msg_id + " " + text;
-    publish_event(*s.spec.conn, e);
-  } else {
-    s.spec.conn->nack(d.sid, d.seq, wire::nack_action::requeue, 0, "crash: " + why);
-  }
-  finished(self, d);
-  return {s.spec.index, d.count, message_key(d)};
-}
-
-// ACKs or NACKs what a run finished. With `crash` (the instance died) the
-// item it was on crashed; items it never started wait here again, in
-// order, for the next instance (the broker never sees them fail).
-std::optional<crash_report> settle_run(pool_actor* self, const work_run& run,
-                                       const std::optional<std::string>& crash) {
-  auto& s = self->state;
-  auto& c = *s.spec.counters;
-  auto unstarted = run.finished + (crash ? 1 : 0);
+  auto unstarted = run.finished + (died_on_one ? 1 : 0);
   for (std::size_t i = run.items.size(); i-- > unstarted;) {
     const auto& d = run.items[i];
     if (s.stopping || s.stopped) {
@@ -303,6 +304,12 @@ std::optional<crash_report> settle_run(pool_actor* self, const work_run& run,
       s.waiting.push_front(d);
     }
   }
+}
+
+// ACKs or NACKs what a run finished.
+void settle_finished(pool_actor* self, const work_run& run) {
+  auto& s = self->state;
+  auto& c = *s.spec.counters;
   // Successes are ACKed a run of consecutive seqs at a time: one envelope
   // for what the broker delivered back to back (usually the whole run).
   std::uint32_t ack_sid = 0, ack_count = 0;
@@ -319,7 +326,7 @@ std::optional<crash_report> settle_run(pool_actor* self, const work_run& run,
         ++c.ok;
         if (s.crashed_since_ok) { // the service's intensity and backoff start over
           s.crashed_since_ok = false;
-          self->send(s.spec.supervisor, healthy_atom::value);
+          if (s.spec.sup->succeeded()) self->send(s.spec.service_actor, recovered_atom::value);
         }
         if (ack_count && (d->sid != ack_sid || d->seq != ack_first + ack_count)) flush_acks();
         if (!ack_count) {
@@ -339,15 +346,106 @@ std::optional<crash_report> settle_run(pool_actor* self, const work_run& run,
     }
     finished(self, *d);
   }
-  flush_acks(); // before a crash can stop the function and unsubscribe
-  if (crash && run.finished < run.items.size()) return crashed(self, *run.items[run.finished], *crash);
-  return std::nullopt;
+  flush_acks();
+}
+
+// The message an instance died on: NACKed for a retry, or quarantined on
+// $DLQ once it has crashed `poison_after` deliveries (poison is the
+// message's fault; the service's intensity never counts redeliveries).
+void settle_crashed(pool_actor* self, const delivery& d, const std::string& why) {
+  auto& s = self->state;
+  if (d.count >= s.spec.fn->options().poison_after) {
+    ++s.spec.counters->quarantined;
+    auto text = "crashed on " + std::to_string(d.count) + " deliveries: " + why;
+    s.spec.conn->nack(d.sid, d.seq, wire::nack_action::dead_letter, 0, text);
+    auto e = event(s, "quarantine", d.msg_id.empty() ? text : "msg " + d.msg_id + " " + text);
+    publish_event(*s.spec.conn, e);
+  } else {
+    s.spec.conn->nack(d.sid, d.seq, wire::nack_action::requeue, 0, "crash: " + why);
+  }
+  finished(self, d);
+}
+
+// Replaces every instance (or, for a temporary function, ends them): idle
+// ones now, busy ones when they finish what they hold.
+void recycle(pool_actor* self, bool replace) {
+  auto& s = self->state;
+  if (s.stopping || s.stopped) return;
+  ++s.generation;
+  s.replace_retired = replace;
+  auto idle = std::move(s.idle);
+  s.idle.clear();
+  for (auto& a : idle) freed(self, a);
 }
 
 bool is_crash(const caf::error& reason) {
   return reason && reason != caf::make_error(caf::exit_reason::normal);
 }
 
+// A run ended in a crash (`why`), or its instance ended (down). The
+// supervisor core decides at once and the replacement gets the waiting
+// work before anything else: the broker side (ACKs, the NACK, events) is
+// settled while it runs. `survivor` is an instance that caught its
+// handler's exception: stateless, it is its own replacement.
+void run_ended(pool_actor* self, const work_run_ptr& run, const std::optional<std::string>& why,
+               const caf::actor& survivor, const caf::actor_addr& source) {
+  auto& s = self->state;
+  const delivery* victim = why && run && run->finished < run->items.size()
+                             ? run->items[run->finished].get() : nullptr;
+  if (run) requeue_unstarted(self, *run, victim != nullptr);
+
+  supervisor_plan plan;
+  if (why) {
+    ++s.spec.counters->crashes;
+    s.crashed_since_ok = true;
+    auto report = victim ? crash_report{s.spec.index, victim->count, message_key(*victim)}
+                         : crash_report{s.spec.index, 1, "idle:" + caf::to_string(source)};
+    plan = s.spec.sup->crashed(report, steady::now());
+  } else {
+    plan = s.spec.sup->exited(s.spec.index);
+  }
+  bool live = !s.stopping && !s.stopped;
+  // This function's own part of a one_for_all / rest_for_one restart is
+  // done first; the service does the siblings'.
+  bool recycled_here = live && std::erase(plan.recycle, s.spec.index) > 0;
+  if (recycled_here) recycle(self, s.spec.fn->options().restart != temporary);
+  bool now = live && plan.restart && plan.delay.count() == 0;
+  if (now) ++s.spec.counters->restarts;
+  if (now && survivor && !recycled_here) {
+    freed(self, survivor); // back to work (or replaced, if recycled while busy)
+  } else {
+    if (survivor) retire(self, survivor);
+    if (now) spawn_instance(self);
+  }
+  dispatch(self);
+
+  if (run) settle_finished(self, *run);
+  if (victim) settle_crashed(self, *victim, *why);
+  if (live && plan.escalate) {
+    wind_down(self, "service stopped: past its restart intensity");
+    self->send(s.spec.service_actor, escalate_atom::value, s.spec.index, *why, plan.intensity);
+  } else if (live) {
+    if (plan.restart && plan.delay.count() > 0)
+      self->delayed_send(self, plan.delay, spawn_atom::value, s.epoch);
+    if (why && plan.restart) {
+      auto e = event(s, "restart", *why);
+      e.delay_ms = static_cast<std::uint64_t>(plan.delay.count());
+      e.intensity = plan.intensity;
+      publish_event(*s.spec.conn, e);
+    }
+    if (why && recycled_here)
+      publish_event(*s.spec.conn, event(s, "recycle", s.spec.fn->name() + " crashed: " + *why));
+    if (why && !plan.recycle.empty())
+      self->send(s.spec.service_actor, recycle_atom::value, plan.recycle, s.spec.index, *why);
+  }
+  // A temporary function is never restarted: with its last instance gone,
+  // it stops taking work.
+  if (s.spec.fn->options().restart == temporary && s.born.empty() && !s.stopping)
+    wind_down(self, "function ended");
+  maybe_quit(self);
+}
+
+// An instance actor ended (killed, or failed outside a handler).
 void instance_down(pool_actor* self, const caf::down_msg& dm) {
   auto& s = self->state;
   std::erase_if(s.idle, [&](const caf::actor& a) { return a.address() == dm.source; });
@@ -356,29 +454,14 @@ void instance_down(pool_actor* self, const caf::down_msg& dm) {
     return;
   }
   s.born.erase(dm.source);
+  work_run_ptr run;
+  if (auto it = s.busy.find(dm.source); it != s.busy.end()) {
+    run = it->second.run;
+    s.busy.erase(it);
+  }
   std::optional<std::string> why;
   if (is_crash(dm.reason)) why = crash_text(dm.reason);
-  std::optional<crash_report> report;
-  if (auto it = s.busy.find(dm.source); it != s.busy.end()) {
-    auto run = it->second.run;
-    s.busy.erase(it);
-    report = settle_run(self, *run, why);
-  }
-  if (why) {
-    ++s.spec.counters->crashes;
-    s.crashed_since_ok = true;
-    if (!report) report = crash_report{s.spec.index, 1, "idle:" + caf::to_string(dm.source)};
-    self->send(s.spec.supervisor, crash_atom::value, report->function, report->delivery,
-               report->key, *why);
-  } else {
-    self->send(s.spec.supervisor, exited_atom::value, s.spec.index);
-  }
-  // A temporary function is never restarted: with its last instance gone,
-  // it stops taking work.
-  if (s.spec.fn->options().restart == temporary && s.born.empty() && !s.stopping)
-    wind_down(self, "function ended");
-  dispatch(self);
-  maybe_quit(self);
+  run_ended(self, run, why, caf::actor{}, dm.source);
 }
 
 caf::behavior pool(pool_actor* self, pool_spec spec) {
@@ -407,20 +490,13 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
       if (it == s.busy.end()) return;
       auto run = it->second.run;
       s.busy.erase(it);
-      settle_run(self, *run, std::nullopt);
+      if (run->crash) return run_ended(self, run, run->crash, sender, sender.address());
+      settle_finished(self, *run);
       freed(self, sender);
       dispatch(self);
       maybe_quit(self);
     },
-    // The service's plans.
-    [self](restart_atom, std::uint64_t delay_ms) {
-      auto& s = self->state;
-      if (delay_ms == 0) {
-        self->send(self, spawn_atom::value, s.epoch);
-      } else {
-        self->delayed_send(self, std::chrono::milliseconds{delay_ms}, spawn_atom::value, s.epoch);
-      }
-    },
+    // A restart after a backoff (the service's supervisor core decided).
     [self](spawn_atom, std::uint64_t epoch) {
       auto& s = self->state;
       if (s.stopping || s.stopped || epoch != s.epoch) return; // stopped meanwhile
@@ -429,13 +505,7 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
       dispatch(self);
     },
     [self](recycle_atom, bool replace) {
-      auto& s = self->state;
-      if (s.stopping || s.stopped) return;
-      ++s.generation;
-      s.replace_retired = replace;
-      auto idle = std::move(s.idle);
-      s.idle.clear();
-      for (auto& a : idle) freed(self, a); // busy ones follow when done
+      recycle(self, replace);
       dispatch(self);
     },
     [self](escalate_atom) { wind_down(self, "service stopped: past its restart intensity"); },

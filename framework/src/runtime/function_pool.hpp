@@ -5,14 +5,15 @@
 // actor each). It takes the connector's batches, hands runs of messages to
 // idle instances, ACKs or NACKs by the outcome, grants the broker one
 // credit per finished message (so the broker never pushes more than the
-// instances can run), quarantines poison messages, and reports crashes to
-// its service (supervision.cpp), whose plan it carries out: restart an
-// instance after a backoff, replace every instance, stop, start again.
+// instances can run), quarantines poison messages, and restarts crashed
+// instances as its service's supervisor core decides (supervision.hpp);
+// the service actor tells it to replace every instance, stop, start again.
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -40,12 +41,13 @@ using delivery_ptr = std::shared_ptr<const delivery>;
 using delivery_batch = std::shared_ptr<const std::vector<delivery_ptr>>;
 
 /// A run of messages handed to one instance in one actor message. The
-/// instance records each outcome and how far it got, so when it crashes
+/// instance records each outcome and how far it got, so after a crash
 /// the pool knows which message did it and which never started.
 struct work_run {
   std::vector<delivery_ptr> items;
   std::vector<std::pair<std::uint8_t, std::string>> outcomes; // per item, once run
   std::size_t finished = 0; // items with an outcome
+  std::optional<std::string> crash; // the handler threw on items[finished]
 };
 using work_run_ptr = std::shared_ptr<work_run>;
 
@@ -68,7 +70,8 @@ struct pool_spec {
   const function_builder* fn = nullptr;
   client* conn = nullptr;
   std::shared_ptr<pool_counters> counters;
-  caf::actor supervisor; // its service
+  std::shared_ptr<shared_supervisor> sup; // its service's decisions
+  caf::actor service_actor;                // its service, for what spans pools
   std::function<void()> on_exit; // runs when the pool has ended (node stop)
 };
 

@@ -159,7 +159,10 @@ struct node::impl {
         ss.restarts.push_back(f->options().restart);
         ss.counters.push_back(std::make_shared<detail::pool_counters>());
       }
+      ss.sup = std::make_shared<detail::shared_supervisor>(s.options(), ss.restarts,
+                                                           detail::fresh_seed());
       auto counters = ss.counters;
+      auto sup = ss.sup;
       auto svc = detail::spawn_service(*sys, std::move(ss));
       std::vector<caf::actor> pool_actors;
       for (std::size_t fi = 0; fi < s.functions().size(); ++fi) {
@@ -169,7 +172,8 @@ struct node::impl {
         ps.fn = s.functions()[fi].get();
         ps.conn = conn.get();
         ps.counters = counters[fi];
-        ps.supervisor = svc;
+        ps.sup = sup;
+        ps.service_actor = svc;
         ps.on_exit = [sh = shared] {
           std::lock_guard lock{sh->m};
           --sh->live_pools;

@@ -16,18 +16,11 @@ namespace plexus::detail {
 
 namespace {
 
-std::uint64_t fresh_seed() {
-  std::random_device rd;
-  return (std::uint64_t{rd()} << 32) ^ rd();
-}
-
 // ---------------------------------------------------------------- service
 
 struct service_state {
   service_spec spec;
-  std::optional<supervisor> core;
   std::vector<caf::actor> pools;
-  bool revived = false; // restarted by the root, no success since
   static inline const char* name = "plexus.service";
 };
 
@@ -47,56 +40,35 @@ supervisor_event event(const service_state& s, std::string kind, std::size_t fun
 constexpr std::size_t no_function = static_cast<std::size_t>(-1);
 
 caf::behavior service_behavior(service_actor* self, service_spec spec) {
-  auto& st = self->state;
-  st.spec = std::move(spec);
-  st.core.emplace(st.spec.opts, st.spec.restarts, fresh_seed());
+  self->state.spec = std::move(spec);
   return {
     [self](children_atom, const std::vector<caf::actor>& pools) { self->state.pools = pools; },
-    [self](crash_atom, std::size_t fn, std::uint32_t delivery, const std::string& key,
+    // one_for_all / rest_for_one: a pool's crash replaces these functions' instances.
+    [self](recycle_atom, const std::vector<std::size_t>& functions, std::size_t crashed,
            const std::string& why) {
       auto& s = self->state;
-      auto plan = s.core->crashed({fn, delivery, key}, steady::now());
-      if (plan.escalate) {
-        for (auto& p : s.pools) self->send(p, escalate_atom::value);
-        for (auto& c : s.spec.counters) ++c->escalations;
-        auto e = event(s, "escalate", fn, why);
-        e.intensity = plan.intensity;
-        publish_event(*s.spec.conn, e);
-        self->send(s.spec.root, escalate_atom::value, s.spec.index, why);
-        return;
-      }
-      if (plan.restart) {
-        auto pool = caf::actor_cast<caf::actor>(self->current_sender());
-        self->send(pool, restart_atom::value, static_cast<std::uint64_t>(plan.delay.count()));
-        auto e = event(s, "restart", fn, why);
-        e.delay_ms = static_cast<std::uint64_t>(plan.delay.count());
-        e.intensity = plan.intensity;
-        publish_event(*s.spec.conn, e);
-      }
-      for (auto i : plan.recycle) {
+      for (auto i : functions) {
         if (i >= s.pools.size()) continue;
         self->send(s.pools[i], recycle_atom::value, s.spec.restarts[i] != temporary);
-        publish_event(*s.spec.conn, event(s, "recycle", i, "sibling " + s.spec.functions[fn] + " crashed"));
+        auto name = crashed < s.spec.functions.size() ? s.spec.functions[crashed] : "?";
+        publish_event(*s.spec.conn, event(s, "recycle", i, name + " crashed: " + why));
       }
     },
-    [self](exited_atom, std::size_t fn) {
-      if (self->state.core->exited(fn).restart)
-        self->send(caf::actor_cast<caf::actor>(self->current_sender()), restart_atom::value,
-                   std::uint64_t{0});
-    },
-    [self](healthy_atom) {
+    [self](escalate_atom, std::size_t fn, const std::string& why, std::uint32_t intensity) {
       auto& s = self->state;
-      s.core->succeeded();
-      if (s.revived) {
-        s.revived = false;
-        self->send(s.spec.root, recovered_atom::value, s.spec.index);
-      }
+      for (auto& p : s.pools) self->send(p, escalate_atom::value);
+      for (auto& c : s.spec.counters) ++c->escalations;
+      auto e = event(s, "escalate", fn, why);
+      e.intensity = intensity;
+      publish_event(*s.spec.conn, e);
+      self->send(s.spec.root, escalate_atom::value, s.spec.index, why);
+    },
+    [self](recovered_atom) {
+      self->send(self->state.spec.root, recovered_atom::value, self->state.spec.index);
     },
     [self](revive_atom, std::uint64_t delay_ms, std::uint32_t attempt) {
       auto& s = self->state;
-      if (!s.core->escalated()) return;
-      s.core->reset();
-      s.revived = true;
+      if (!s.spec.sup->revive()) return;
       for (auto& p : s.pools) self->send(p, revive_atom::value);
       for (auto& c : s.spec.counters) ++c->revivals;
       auto e = event(s, "revive", no_function, "restarted by the node's root supervisor");
@@ -163,6 +135,11 @@ caf::actor spawn_service(caf::actor_system& sys, service_spec spec) {
 
 caf::actor spawn_root(caf::actor_system& sys, root_spec spec) {
   return sys.spawn(root_behavior, std::move(spec));
+}
+
+std::uint64_t fresh_seed() {
+  std::random_device rd;
+  return (std::uint64_t{rd()} << 32) ^ rd();
 }
 
 bool publish_event(client& conn, const supervisor_event& e) {

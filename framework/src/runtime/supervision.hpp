@@ -5,16 +5,18 @@
 //
 //   root (node policy) ── service (strategy, intensity, backoff) ── pool ── instances
 //
-// Pools (function_pool.cpp) report crashes up; a service asks its
-// supervisor core (supervisor.hpp) what to do and tells its pools; a
-// service past its intensity escalates to the root, which restarts it
-// after a backoff or stops the node. Every decision is published on
-// $SYS.supervisor.*.
+// A pool (function_pool.cpp) decides on its own instance's crash with the
+// service's shared supervisor core (supervisor.hpp) and restarts it; what
+// spans pools (replacing siblings, escalating) goes to the service actor,
+// which tells its pools; a service past its intensity escalates to the
+// root, which restarts it after a backoff or stops the node. Every
+// decision is published on $SYS.supervisor.*.
 
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -23,29 +25,63 @@
 #include <caf/fwd.hpp>
 
 #include "plexus/node.hpp"
+#include "supervisor.hpp"
 
 namespace plexus::detail {
 
-// pool -> service: (crash, function index, delivery count, message key, why)
-using crash_atom = caf::atom_constant<caf::atom("crash")>;
-// pool -> service: (exited, function index): an instance quit normally
-using exited_atom = caf::atom_constant<caf::atom("exited")>;
-// pool -> service: the first success after a crash
-using healthy_atom = caf::atom_constant<caf::atom("healthy")>;
-// service -> pool: (restart, delay ms): replace the instance that ended
-using restart_atom = caf::atom_constant<caf::atom("restart")>;
-// service -> pool: (recycle, replace): replace (or, if not, end) every instance
+// pool -> service: (recycle, functions, crashed function, why): replace
+// every instance of those; service -> pool: (recycle, replace)
 using recycle_atom = caf::atom_constant<caf::atom("recycle")>;
-// service -> pools, service -> root (escalate, service index, why)
+// pool -> service (escalate, function, why, intensity); service -> pools
+// (escalate); service -> root (escalate, service index, why)
 using escalate_atom = caf::atom_constant<caf::atom("escalate")>;
 // root -> service (revive, delay ms, attempt); service -> pools (revive)
 using revive_atom = caf::atom_constant<caf::atom("revive")>;
+// pool -> service (recovered): a revived service works again;
 // service -> root (recovered, service index)
 using recovered_atom = caf::atom_constant<caf::atom("recovered")>;
 // node -> root / service: (children, actors) in declaration order
 using children_atom = caf::atom_constant<caf::atom("children")>;
 // node -> root -> services -> pools: drain and quit
 using stop_atom = caf::atom_constant<caf::atom("stop")>;
+
+/// A service's supervisor core, shared by its pools: a pool decides on its
+/// own instance's crash at once (no message round trip before the
+/// replacement starts), and only what spans pools goes through the
+/// service actor.
+class shared_supervisor {
+public:
+  shared_supervisor(service_options opts, std::vector<restart_type> restarts, std::uint64_t seed)
+    : core_(opts, std::move(restarts), seed) {}
+
+  supervisor_plan crashed(const crash_report& c, steady::time_point now) {
+    std::lock_guard lock{m_};
+    return core_.crashed(c, now);
+  }
+  supervisor_plan exited(std::size_t function) {
+    std::lock_guard lock{m_};
+    return core_.exited(function);
+  }
+  /// True for the first success after the root revived the service.
+  bool succeeded() {
+    std::lock_guard lock{m_};
+    core_.succeeded();
+    return std::exchange(revived_, false);
+  }
+  /// The root's restart; false when the service had not escalated.
+  bool revive() {
+    std::lock_guard lock{m_};
+    if (!core_.escalated()) return false;
+    core_.reset();
+    revived_ = true;
+    return true;
+  }
+
+private:
+  std::mutex m_;
+  supervisor core_;
+  bool revived_ = false;
+};
 
 /// Counters a pool keeps for the node (read from other threads).
 struct pool_counters {
@@ -62,6 +98,7 @@ struct service_spec {
   std::vector<std::string> functions;  // in declaration order
   std::vector<restart_type> restarts;  // per function
   std::vector<std::shared_ptr<pool_counters>> counters; // per function
+  std::shared_ptr<shared_supervisor> sup;
   client* conn = nullptr;
   caf::actor root;
 };
@@ -75,6 +112,9 @@ struct root_spec {
 
 caf::actor spawn_service(caf::actor_system& sys, service_spec spec);
 caf::actor spawn_root(caf::actor_system& sys, root_spec spec);
+
+/// A seed for backoff jitter.
+std::uint64_t fresh_seed();
 
 /// Best effort (an event never blocks an actor): false when the outbox is full.
 bool publish_event(client& conn, const supervisor_event& e);
