@@ -359,7 +359,7 @@ void settle_crashed(pool_actor* self, const delivery& d, const std::string& why)
     auto text = "crashed on " + std::to_string(d.count) + " deliveries: " + why;
     s.spec.conn->nack(d.sid, d.seq, wire::nack_action::dead_letter, 0, text);
     auto e = event(s, "quarantine", d.msg_id.empty() ? text : "msg " + d.msg_id + " " + text);
-    publish_event(*s.spec.conn, e);
+    publish_event(s.spec.conn, e);
   } else {
     s.spec.conn->nack(d.sid, d.seq, wire::nack_action::requeue, 0, "crash: " + why);
   }
@@ -431,10 +431,10 @@ void run_ended(pool_actor* self, const work_run_ptr& run, const std::optional<st
       auto e = event(s, "restart", *why);
       e.delay_ms = static_cast<std::uint64_t>(plan.delay.count());
       e.intensity = plan.intensity;
-      publish_event(*s.spec.conn, e);
+      publish_event(s.spec.conn, e);
     }
     if (why && recycled_here)
-      publish_event(*s.spec.conn, event(s, "recycle", s.spec.fn->name() + " crashed: " + *why));
+      publish_event(s.spec.conn, event(s, "recycle", s.spec.fn->name() + " crashed: " + *why));
     if (why && !plan.recycle.empty())
       self->send(s.spec.service_actor, recycle_atom::value, plan.recycle, s.spec.index, *why);
   }

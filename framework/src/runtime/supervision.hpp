@@ -117,6 +117,6 @@ caf::actor spawn_root(caf::actor_system& sys, root_spec spec);
 std::uint64_t fresh_seed();
 
 /// Best effort (an event never blocks an actor): false when the outbox is full.
-bool publish_event(client& conn, const supervisor_event& e);
+bool publish_event(client* conn, const supervisor_event& e);
 
 } // namespace plexus::detail
