@@ -269,6 +269,39 @@ result<void> crash_once(std::string_view payload, context& ctx) {
 
 BOOST_AUTO_TEST_SUITE(supervision)
 
+BOOST_AUTO_TEST_CASE(a_function_crashing_on_one_message_in_100_leaves_its_neighbours_untouched) {
+  node n{node_options{}};
+  auto& svc = n.service("shop");
+  waiter w;
+  std::set<int> flaky_ids, steady_ids;
+  svc.function("flaky").on("flaky")
+    .handle([&](const order& o, context& ctx) -> result<void> {
+      if (o.id % 100 == 7 && ctx.delivery() == 1) throw std::runtime_error("crash on " + std::to_string(o.id));
+      w.update([&] { flaky_ids.insert(o.id); });
+      return {};
+    });
+  svc.function("steady").on("steady")
+    .handle([&](const order& o, context&) -> result<void> {
+      w.update([&] { steady_ids.insert(o.id); });
+      return {};
+    });
+  n.start();
+  for (int i = 0; i < 1000; ++i) {
+    n.client().publish("flaky", encode_payload(order{i, "Lyon"}));
+    n.client().publish("steady", encode_payload(order{i, "Oslo"}));
+  }
+  // Every message processed at least once, by id.
+  BOOST_TEST_REQUIRE(w.until([&] { return flaky_ids.size() == 1000 && steady_ids.size() == 1000; }, 60s));
+  auto flaky = stats_of(n, "flaky"), steady = stats_of(n, "steady");
+  BOOST_TEST(flaky.crashes == 10u);
+  BOOST_TEST(flaky.restarts == 10u);
+  BOOST_TEST(flaky.quarantined == 0u);
+  BOOST_TEST(!flaky.stopped);
+  BOOST_TEST(steady.crashes == 0u);
+  BOOST_TEST(steady.recycled == 0u); // one_for_one: the neighbour never noticed
+  BOOST_TEST(steady.ok == 1000u);
+}
+
 BOOST_AUTO_TEST_CASE(one_for_all_replaces_every_instance_of_every_function_in_the_service) {
   node n{node_options{}};
   auto& svc = n.service("svc", {.strategy = one_for_all});
