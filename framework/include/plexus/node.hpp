@@ -51,6 +51,7 @@ namespace detail {
 struct pending_tag {};
 struct delivery;
 struct invocation;
+struct actor_hook; // plexus/actor.hpp
 } // namespace detail
 
 template <>
@@ -251,11 +252,18 @@ public:
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
   [[nodiscard]] const function_options& options() const noexcept { return opts_; }
   [[nodiscard]] const raw_handler& handler() const noexcept { return handler_; }
+  /// Set by plexus::actor_function (plexus/actor.hpp): the function's
+  /// instances are raw CAF actors instead of a handler.
+  void set_actor(std::shared_ptr<const detail::actor_hook> hook) { actor_ = std::move(hook); }
+  [[nodiscard]] const std::shared_ptr<const detail::actor_hook>& actor() const noexcept {
+    return actor_;
+  }
 
 private:
   std::string name_;
   function_options opts_;
   raw_handler handler_;
+  std::shared_ptr<const detail::actor_hook> actor_;
 };
 
 struct service_options {

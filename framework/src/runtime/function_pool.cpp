@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "function_pool.hpp"
+#include "plexus/actor.hpp"
 #include "supervisor.hpp"
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include <caf/exit_reason.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
+#include <caf/spawn_options.hpp>
 
 namespace plexus::detail {
 
@@ -36,6 +38,7 @@ using reply_atom = caf::atom_constant<caf::atom("reply")>;
 struct instance_state {
   work_run_ptr run; // the run in hand
   invocation inv;   // what its context reaches: a pending request
+  caf::actor user;  // a raw-actor function's own actor
   static inline const char* name = "plexus.instance";
 };
 
@@ -116,6 +119,56 @@ caf::behavior instance(instance_actor* self, caf::actor pool, const raw_handler*
   };
 }
 
+// ---------------------------------------------------------------- raw actor instance
+
+// Hands the run's next message to the user's actor and waits for its
+// result (a request: the user may answer later through a promise).
+void feed(instance_actor* self, const caf::actor& pool) {
+  auto& st = self->state;
+  if (st.run->finished == st.run->items.size()) return end_run(self, pool);
+  const auto& d = *st.run->items[st.run->finished];
+  envelope e{d.topic, d.payload, d.msg_id, d.reply_to, d.traceparent, d.count, d.deadline_ns};
+  self->request(st.user, caf::infinite, handle_atom::value, std::move(e))
+    .then(
+      [self, pool](const result<void>& r) {
+        auto& s = self->state;
+        if (!s.run) return;
+        record(s, r.pending() ? result<void>{error{"a raw actor answered pending"}} : r);
+        feed(self, pool);
+      },
+      // The user's actor failed on this message: so does this instance,
+      // and the pool counts a crash on it (a fresh actor replaces both).
+      [self](caf::error& err) { self->quit(std::move(err)); });
+}
+
+// An instance of a raw-actor function: the user's actor runs beside it,
+// linked (if either ends, so does the other, and the pool replaces both:
+// a restart starts from fresh state).
+caf::behavior actor_instance(instance_actor* self, caf::actor pool, const actor_hook* hook,
+                             client* conn) {
+  self->state.user = self->spawn<caf::linked>(
+    [hook, conn](caf::event_based_actor* user) {
+      // Its exception is a crash like a handler's: the text is the reason.
+      user->set_exception_handler([](caf::scheduled_actor*, std::exception_ptr& p) -> caf::error {
+        try {
+          std::rethrow_exception(p);
+        } catch (const std::exception& e) {
+          return caf::make_error(caf::sec::runtime_error, std::string{e.what()});
+        } catch (...) {
+          return caf::make_error(caf::sec::runtime_error, std::string{"unknown exception"});
+        }
+      });
+      return hook->make(user, *conn);
+    });
+  self->set_exit_handler([self](caf::exit_msg& m) { self->quit(std::move(m.reason)); });
+  return {
+    [=](run_atom, const work_run_ptr& run) {
+      self->state.run = run;
+      feed(self, pool);
+    },
+  };
+}
+
 std::string crash_text(const caf::error& reason) {
   const auto& ctx = reason.context();
   if (ctx.size() == 1 && ctx.match_element<std::string>(0)) return ctx.get_as<std::string>(0);
@@ -178,8 +231,10 @@ namespace {
 
 void spawn_instance(pool_actor* self) {
   auto& s = self->state;
-  auto inst = self->spawn(instance, caf::actor{self}, &s.spec.fn->handler(), s.spec.conn,
-                          s.spec.service + "." + s.spec.fn->name());
+  auto inst = s.spec.fn->actor()
+                ? self->spawn(actor_instance, caf::actor{self}, s.spec.fn->actor().get(), s.spec.conn)
+                : self->spawn(instance, caf::actor{self}, &s.spec.fn->handler(), s.spec.conn,
+                              s.spec.service + "." + s.spec.fn->name());
   self->monitor(inst);
   s.born.emplace(inst.address(), s.generation);
   s.idle.push_back(inst);

@@ -83,7 +83,10 @@ struct node::impl {
         if (validate_pattern(f->options().pattern) != topic_errc::ok)
           throw std::invalid_argument(where + ": bad topic pattern '" + f->options().pattern + "': " +
                                       to_string(validate_pattern(f->options().pattern)));
-        if (!f->handler()) throw std::invalid_argument(where + " has no handler");
+        if (!f->handler() && !f->actor())
+          throw std::invalid_argument(where + " has no handler: call handle() or plexus::actor_function()");
+        if (f->handler() && f->actor())
+          throw std::invalid_argument(where + " has both a handler and an actor: choose one");
         if (f->options().instances == 0) throw std::invalid_argument(where + ": instances must be >= 1");
       }
     }
