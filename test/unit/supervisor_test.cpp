@@ -147,6 +147,11 @@ BOOST_AUTO_TEST_CASE(the_root_restarts_a_failed_service_after_a_growing_backoff)
   for (int i = 0; i < 10; ++i) BOOST_TEST(r.escalated(1).delay <= 8000ms);
 }
 
+BOOST_AUTO_TEST_CASE(the_roots_backoff_never_passes_its_max) {
+  root_supervisor r{node_options::failure_policy::restart_service, 1000ms, 1000ms, 1, 5};
+  for (int i = 0; i < 10; ++i) BOOST_TEST(r.escalated(0).delay <= 1000ms);
+}
+
 BOOST_AUTO_TEST_CASE(the_root_stops_the_node_when_its_policy_says_so) {
   root_supervisor r{node_options::failure_policy::stop_node, 1000ms, 8000ms, 1, 3};
   BOOST_TEST(r.escalated(0).stop_node);

@@ -85,7 +85,8 @@ root_supervisor::root_supervisor(node_options::failure_policy policy,
   : policy_(policy) {
   backoff_.reserve(services);
   for (std::size_t i = 0; i < services; ++i)
-    backoff_.emplace_back(initial, initial * 2, max, seed + i); // initial, then doubling
+    backoff_.emplace_back(std::min(initial, max), std::min(initial * 2, max), max,
+                          seed + i); // initial, then doubling, never past max
 }
 
 root_supervisor::decision root_supervisor::escalated(std::size_t service) {
