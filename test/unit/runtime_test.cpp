@@ -478,6 +478,106 @@ BOOST_AUTO_TEST_CASE(bad_names_and_options_are_refused_with_the_reason) {
 
 BOOST_AUTO_TEST_SUITE_END()
 
+// ---------------------------------------------------------------- scaling
+
+BOOST_AUTO_TEST_SUITE(scaling)
+
+namespace {
+/// Collects $SYS.scale.* events.
+struct scale_log {
+  waiter w;
+  std::vector<scale_event> events;
+  explicit scale_log(client& c) {
+    c.subscribe("$SYS.scale.>", [this](const message_view& m) {
+      scale_event e;
+      if (decode_payload(m.payload, e)) return;
+      w.update([&] { events.push_back(e); });
+    });
+    BOOST_TEST_REQUIRE(c.flush(5s));
+    BOOST_TEST_REQUIRE(confirmed(c, "$SYS.scale.probe", "x") == 0u); // subscribed
+  }
+  std::uint32_t peak(std::string_view fn) {
+    std::lock_guard lock{w.m};
+    std::uint32_t p = 0;
+    for (auto& e : events)
+      if (e.function == fn) p = std::max(p, e.to);
+    return p;
+  }
+};
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_function_at_zero_cold_starts_on_its_first_message) {
+  node n{node_options{}};
+  scale_options sc;
+  sc.min = 0;
+  sc.max = 4;
+  std::vector<bool> cold;
+  waiter w;
+  n.service("svc").function("lazy").on("lazy").scale(sc)
+    .handle([&](std::string_view, context& ctx) -> result<void> {
+      w.update([&] { cold.push_back(ctx.cold_start()); });
+      return {};
+    });
+  n.start();
+  scale_log log{n.client()};
+  BOOST_TEST(stats_of(n, "lazy").instances == 0u);
+  BOOST_TEST(confirmed(n.client(), "lazy", "first") == 0u);
+  BOOST_TEST(confirmed(n.client(), "lazy", "second") == 0u);
+  BOOST_TEST_REQUIRE(w.until([&] { return cold.size() == 2; }));
+  BOOST_TEST(cold[0]);  // the first invocation is flagged
+  BOOST_TEST(!cold[1]); // the instance is warm now
+  auto st = stats_of(n, "lazy");
+  BOOST_TEST(st.cold_starts == 1u);
+  BOOST_TEST(st.instances >= 1u);
+  BOOST_TEST(st.cold_start_ns_max > 0u);
+  BOOST_TEST(st.cold_start_ns_max < 1'000'000'000u);
+  BOOST_TEST_REQUIRE(log.w.until([&] { return !log.events.empty(); }));
+  std::lock_guard lock{log.w.m};
+  BOOST_TEST(log.events[0].from == 0u);
+  BOOST_TEST(log.events[0].to == 1u);
+  BOOST_TEST(log.events[0].why == "cold start");
+}
+
+BOOST_AUTO_TEST_CASE(a_slow_function_scales_up_while_its_neighbour_stays_small_and_nothing_is_lost) {
+  node n{node_options{}};
+  scale_options sc;
+  sc.min = 1;
+  sc.max = 16;
+  sc.tick = 20ms;
+  sc.panic_window = 200ms;
+  sc.stable_window = 1s;
+  sc.idle_grace = 1s;
+  std::atomic<int> slow_done{0}, fast_done{0};
+  auto& svc = n.service("svc");
+  svc.function("slow").on("slow").scale(sc).prefetch(64)
+    .handle([&](std::string_view, context&) -> result<void> {
+      std::this_thread::sleep_for(2ms); // the work: waiting on something slow
+      ++slow_done;
+      return {};
+    });
+  svc.function("fast").on("fast").scale(sc)
+    .handle([&](std::string_view, context&) -> result<void> {
+      ++fast_done;
+      return {};
+    });
+  n.start();
+  scale_log log{n.client()};
+  for (int i = 0; i < 600; ++i) {
+    n.client().publish("slow", std::to_string(i));
+    n.client().publish("fast", std::to_string(i));
+  }
+  waiter w;
+  BOOST_TEST_REQUIRE(w.until([&] { return slow_done == 600 && fast_done == 600; }, 60s));
+  BOOST_TEST(log.peak("slow") >= 4u); // it scaled up for its backlog
+  BOOST_TEST(log.peak("fast") <= 2u); // its neighbour had none
+  // Idle again: back down to min, draining (never dropping) what ran.
+  BOOST_TEST_REQUIRE(w.until([&] { return stats_of(n, "slow").instances == 1u; }, 30s));
+  BOOST_TEST(stats_of(n, "slow").ok == 600u);
+  BOOST_TEST(stats_of(n, "slow").errors + stats_of(n, "slow").crashes == 0u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
 // ---------------------------------------------------------------- node
 
 BOOST_AUTO_TEST_SUITE(node_lifecycle)

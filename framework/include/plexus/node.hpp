@@ -93,6 +93,8 @@ public:
   [[nodiscard]] std::string_view msg_id() const noexcept;
   [[nodiscard]] std::string_view reply_to() const noexcept;
   [[nodiscard]] std::uint32_t delivery() const noexcept; // 1 on first delivery
+  /// True when this invocation is a cold start (the function was at zero).
+  [[nodiscard]] bool cold_start() const noexcept;
   /// Unix epoch ns by which the caller wants an answer; 0 = none.
   [[nodiscard]] std::uint64_t deadline_ns() const noexcept;
   /// W3C trace context: the incoming traceparent, and this invocation's
@@ -177,10 +179,28 @@ enum restart_strategy : std::uint8_t { one_for_one, one_for_all, rest_for_one };
 /// its last instance ends).
 enum restart_type : std::uint8_t { permanent, transient, temporary };
 
+/// How many instances (actors, i.e. messages handled at once) a function
+/// runs: between min and max, following its demand (messages at work or
+/// waiting in the pool) with Knative's autoscaler: a stable window for
+/// scaling down, a short panic window for bursts, scale to zero after
+/// idle_grace when min is 0 (the next message pays a cold start, which is
+/// measured). min == max is a fixed pool; min > 0 is provisioned
+/// concurrency, always warm.
+struct scale_options {
+  std::uint32_t min = 4;
+  std::uint32_t max = 4;
+  double target = 1.0; // demand per instance the scaler aims at
+  std::chrono::milliseconds tick{100};          // one demand sample
+  std::chrono::milliseconds panic_window{1000}; // Knative: 6 s (10% of stable)
+  std::chrono::milliseconds stable_window{10000}; // Knative: 60 s
+  double panic_threshold = 2.0; // a burst: the panic window wants 2x what runs
+  std::chrono::milliseconds idle_grace{30000};  // Knative's scale-to-zero grace
+};
+
 struct function_options {
   std::string pattern;
   std::string queue;             // queue group; default: "<service>.<function>"
-  std::uint32_t instances = 4;   // actors, i.e. messages handled at once
+  scale_options scale;
   /// Messages the pool may hold beyond those running, so the next one is
   /// already here when an instance frees up: credit covers the round trip
   /// to the broker (measured: with credit = instances only, 1 instance ran
@@ -208,8 +228,19 @@ public:
     opts_.queue = std::move(group);
     return *this;
   }
+  /// A fixed pool of n instances.
   function_builder& instances(std::uint32_t n) {
-    opts_.instances = n;
+    opts_.scale.min = opts_.scale.max = n;
+    return *this;
+  }
+  /// Autoscaled between min (0 = scale to zero) and max instances.
+  function_builder& scale(std::uint32_t min, std::uint32_t max) {
+    opts_.scale.min = min;
+    opts_.scale.max = max;
+    return *this;
+  }
+  function_builder& scale(scale_options o) {
+    opts_.scale = o;
     return *this;
   }
   function_builder& prefetch(std::uint32_t n) {
@@ -313,6 +344,15 @@ private:
   std::vector<std::unique_ptr<function_builder>> functions_;
 };
 
+/// A scaling decision, published as msgpack on
+/// `$SYS.scale.<service>.<function>`.
+struct scale_event {
+  std::string node{}, service{}, function{};
+  std::uint32_t from = 0, to = 0;
+  std::string why{}; // load, burst, steady, idle, min, max, cold start
+  MSGPACK_DEFINE_MAP(node, service, function, from, to, why)
+};
+
 /// Counters a node keeps per function (for tests, the demo's summary).
 struct function_stats {
   std::string service, function;
@@ -320,6 +360,9 @@ struct function_stats {
   std::uint64_t recycled = 0; // instances replaced because a sibling crashed
   std::uint64_t escalations = 0, revivals = 0; // the service's, past its intensity
   bool stopped = false; // escalated and not (yet) restarted, or temporary and ended
+  std::uint32_t instances = 0;     // running now (the autoscaler's target)
+  std::uint64_t cold_starts = 0;   // messages that found the function at zero
+  std::uint64_t cold_start_ns_total = 0, cold_start_ns_max = 0; // arrival -> handler start
 };
 
 /// A program's own flag, parsed with the node's: `--name VALUE` into *value

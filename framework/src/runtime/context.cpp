@@ -57,6 +57,7 @@ std::string_view context::msg_id() const noexcept { return d_.msg_id; }
 std::string_view context::reply_to() const noexcept { return d_.reply_to; }
 std::uint32_t context::delivery() const noexcept { return d_.count; }
 std::uint64_t context::deadline_ns() const noexcept { return d_.deadline_ns; }
+bool context::cold_start() const noexcept { return inv_ && inv_->cold; }
 std::string_view context::traceparent() const noexcept { return d_.traceparent; }
 
 std::string_view context::trace_id() {

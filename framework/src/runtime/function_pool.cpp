@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "function_pool.hpp"
 #include "plexus/actor.hpp"
+#include "autoscaler.hpp"
 #include "supervisor.hpp"
 
 #include <algorithm>
@@ -83,6 +84,8 @@ void work(instance_actor* self, const caf::actor& pool, const raw_handler& handl
   auto& run = *st.run;
   while (run.finished < run.items.size()) {
     const auto& d = *run.items[run.finished];
+    st.inv.cold = run.cold && run.finished == 0;
+    if (st.inv.cold && run.started_ns == 0) run.started_ns = steady_ns();
     context ctx{conn, d, &st.inv};
     result<void> r;
     if (!attempt(st, [&] { return handler(d.payload, ctx); }, r)) break;
@@ -178,6 +181,7 @@ std::string crash_text(const caf::error& reason) {
 // ---------------------------------------------------------------- pool
 
 using spawn_atom = caf::atom_constant<caf::atom("spawn")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
 
 struct pool_state {
   pool_spec spec;
@@ -202,6 +206,12 @@ struct pool_state {
   bool crashed_since_ok = false; // the service hears of the next success
   bool stopping = false; // draining for a node stop
   bool stopped = false;  // escalated, or temporary with no instance left
+  // Autoscaling (min < max): the instance count to run, and credit to hold
+  // back after a scale-down (finished messages not credited back).
+  std::optional<autoscaler> scaler;
+  std::uint32_t target = 0;
+  std::uint32_t credit_debt = 0;
+  bool cold_pending = false; // the next run is the first after a cold start
   static inline const char* name = "plexus.pool";
 };
 
@@ -218,7 +228,7 @@ std::uint32_t subscribe_pool(const pool_spec& spec, const caf::actor& pool_handl
   subscribe_options so;
   so.queue = o.queue.empty() ? spec.service + "." + spec.fn->name() : o.queue;
   so.acked = true;
-  so.credit = o.instances + o.prefetch; // one more granted per finished message
+  so.credit = o.scale.min + o.prefetch; // one more granted per finished message
   so.ack_wait_ms = o.ack_wait_ms;
   so.max_deliver = o.max_deliver;
   auto sid = spec.conn->subscribe_batch(
@@ -262,6 +272,7 @@ void dispatch(pool_actor* self) {
       run->items.push_back(std::move(s.waiting.front()));
       s.waiting.pop_front();
     }
+    run->cold = std::exchange(s.cold_pending, false);
     s.busy.emplace(inst.address(), pool_state::at_work{inst, run});
     self->send(inst, run_atom::value, run);
   }
@@ -272,8 +283,13 @@ void dispatch(pool_actor* self) {
 void freed(pool_actor* self, const caf::actor& inst) {
   auto& s = self->state;
   auto it = s.born.find(inst.address());
-  if (it != s.born.end() && it->second == s.generation && !s.stopping && !s.stopped) {
+  bool excess = s.born.size() > s.target; // scaled down: drained, never dropped
+  if (it != s.born.end() && it->second == s.generation && !s.stopping && !s.stopped && !excess) {
     s.idle.push_back(inst);
+    return;
+  }
+  if (excess && it != s.born.end() && !s.stopping && !s.stopped) {
+    retire(self, inst);
     return;
   }
   retire(self, inst);
@@ -301,6 +317,10 @@ void maybe_quit(pool_actor* self) {
 void finished(pool_actor* self, const delivery& d) {
   auto& s = self->state;
   if (s.stopping || s.stopped) return;
+  if (s.credit_debt > 0) { // capacity went down: this credit is not given back
+    --s.credit_debt;
+    return;
+  }
   ++s.owed_credit;
   auto batch = std::max<std::uint32_t>(1, s.spec.fn->options().prefetch / 4);
   if (s.owed_credit >= batch || (s.waiting.empty() && s.busy.empty())) {
@@ -365,6 +385,11 @@ void requeue_unstarted(pool_actor* self, const work_run& run, bool died_on_one) 
 void settle_finished(pool_actor* self, const work_run& run) {
   auto& s = self->state;
   auto& c = *s.spec.counters;
+  if (run.cold && run.started_ns != 0 && !run.items.empty()) {
+    auto ns = static_cast<std::uint64_t>(std::max<std::int64_t>(0, run.started_ns - run.items[0]->arrived_ns));
+    c.cold_start_ns_total += ns;
+    if (ns > c.cold_start_ns_max) c.cold_start_ns_max = ns;
+  }
   // Successes are ACKed a run of consecutive seqs at a time: one envelope
   // for what the broker delivered back to back (usually the whole run).
   std::uint32_t ack_sid = 0, ack_count = 0;
@@ -519,11 +544,72 @@ void instance_down(pool_actor* self, const caf::down_msg& dm) {
   run_ended(self, run, why, caf::actor{}, dm.source);
 }
 
+// ---------------------------------------------------------------- scaling
+
+void publish_scale(pool_actor* self, std::uint32_t from, std::uint32_t to, const char* why) {
+  auto& s = self->state;
+  if (!s.spec.conn) return;
+  scale_event e;
+  e.node = s.spec.conn->node_id();
+  e.service = s.spec.service;
+  e.function = s.spec.fn->name();
+  e.from = from;
+  e.to = to;
+  e.why = why;
+  // Best effort, as supervision events: a full outbox never blocks the pool.
+  static_cast<void>(s.spec.conn->try_publish(
+    "$SYS.scale." + s.spec.service + "." + s.spec.fn->name(), encode_payload(e)));
+}
+
+// Runs `to` instances: new ones are spawned and the broker granted their
+// credit; excess ones retire once idle (in freed), and their credit is
+// held back.
+void scale_to(pool_actor* self, std::uint32_t to, const char* why) {
+  auto& s = self->state;
+  auto from = s.target;
+  if (to == from || s.stopping || s.stopped) return;
+  s.target = to;
+  s.spec.counters->instances = to;
+  if (to > from) {
+    for (auto live = static_cast<std::uint32_t>(s.born.size()); live < to; ++live) spawn_instance(self);
+    auto more = to - from;
+    auto repaid = std::min(more, s.credit_debt);
+    s.credit_debt -= repaid;
+    if (more > repaid && s.sid) s.spec.conn->grant_credit(s.sid, more - repaid);
+  } else {
+    s.credit_debt += from - to;
+    std::vector<caf::actor> keep;
+    for (auto& a : s.idle) {
+      if (s.born.size() > to) retire(self, a);
+      else keep.push_back(a);
+    }
+    s.idle = std::move(keep);
+  }
+  publish_scale(self, from, to, why);
+  dispatch(self);
+}
+
+// A message for a function scaled to zero: one instance, now. Its first
+// run is timed from the message's arrival at the node (a cold start).
+void cold_start(pool_actor* self) {
+  auto& s = self->state;
+  if (s.target > 0 || s.stopping || s.stopped || s.waiting.empty()) return;
+  ++s.spec.counters->cold_starts;
+  s.cold_pending = true;
+  scale_to(self, 1, "cold start");
+}
+
 caf::behavior pool(pool_actor* self, pool_spec spec) {
   self->state.spec = std::move(spec);
   if (auto on_exit = self->state.spec.on_exit)
     self->attach_functor([on_exit] { on_exit(); });
-  for (std::uint32_t i = 0; i < self->state.spec.fn->options().instances; ++i) spawn_instance(self);
+  const auto& scale = self->state.spec.fn->options().scale;
+  self->state.target = scale.min;
+  for (std::uint32_t i = 0; i < scale.min; ++i) spawn_instance(self);
+  if (scale.min < scale.max) {
+    self->state.scaler.emplace(scale);
+    self->delayed_send(self, scale.tick, tick_atom::value);
+  }
   self->set_down_handler([self](caf::down_msg& dm) { instance_down(self, dm); });
   return {
     [self](batch_atom, const delivery_batch& b) {
@@ -536,7 +622,19 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
         s.sid = d->sid;
         s.waiting.push_back(d);
       }
+      if (s.target == 0) cold_start(self);
       dispatch(self);
+    },
+    // One demand sample for the autoscaler.
+    [self](tick_atom) {
+      auto& s = self->state;
+      if (s.stopping) return;
+      if (!s.stopped) {
+        auto demand = static_cast<std::uint32_t>(s.busy.size() + s.waiting.size());
+        auto d = s.scaler->sample(s.target, demand, steady::now());
+        scale_to(self, d.instances, d.why);
+      }
+      self->delayed_send(self, s.spec.fn->options().scale.tick, tick_atom::value);
     },
     [self](done_atom) {
       auto& s = self->state;
@@ -571,7 +669,9 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
       s.spec.counters->stopped = false;
       s.replace_retired = true;
       s.owed_credit = 0;
-      for (std::uint32_t i = 0; i < s.spec.fn->options().instances; ++i) spawn_instance(self);
+      s.credit_debt = 0;
+      s.target = s.spec.fn->options().scale.min;
+      for (std::uint32_t i = 0; i < s.target; ++i) spawn_instance(self);
       s.sid = subscribe_pool(s.spec, caf::actor{self});
     },
     [self](stop_atom) {
@@ -591,12 +691,14 @@ void post_batch(const caf::actor_addr& pool, std::span<const message_view> batch
   if (!p) return; // ended: unacked, the broker redelivers elsewhere
   auto out = std::make_shared<std::vector<delivery_ptr>>();
   out->reserve(batch.size());
+  auto now = steady_ns();
   for (auto& v : batch) {
     auto d = std::make_shared<delivery>();
     d->sid = v.sid;
     d->seq = v.seq;
     d->count = v.delivery;
     d->deadline_ns = v.deadline_ns;
+    d->arrived_ns = now;
     d->topic = v.topic;
     d->payload = v.payload;
     d->msg_id = v.msg_id;

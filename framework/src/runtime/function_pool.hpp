@@ -10,6 +10,7 @@
 // the service actor tells it to replace every instance, stop, start again.
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -35,6 +36,7 @@ struct delivery {
   std::uint64_t seq = 0;
   std::uint32_t count = 1; // delivery count
   std::uint64_t deadline_ns = 0;
+  std::int64_t arrived_ns = 0; // steady clock, when the node took it in
   std::string topic, payload, msg_id, reply_to, traceparent;
 };
 using delivery_ptr = std::shared_ptr<const delivery>;
@@ -48,6 +50,8 @@ struct work_run {
   std::vector<std::pair<std::uint8_t, std::string>> outcomes; // per item, once run
   std::size_t finished = 0; // items with an outcome
   std::optional<std::string> crash; // the handler threw on items[finished]
+  bool cold = false;        // the first run of a function started from zero
+  std::int64_t started_ns = 0; // steady clock, when its first handler began
 };
 using work_run_ptr = std::shared_ptr<work_run>;
 
@@ -58,8 +62,15 @@ struct invocation {
   std::uint64_t token = 0; // the request the next reply must answer
   caf::actor_addr instance;
   std::string name; // "service.function", for log lines
+  bool cold = false; // the item in hand is a cold start
 };
 using reply_ptr = std::shared_ptr<const reply>;
+
+[[nodiscard]] inline std::int64_t steady_ns() noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+           std::chrono::steady_clock::now().time_since_epoch())
+    .count();
+}
 
 /// Hands a request's reply from the I/O thread to the instance waiting on it.
 void post_reply(const caf::actor_addr& instance, std::uint64_t token, reply r);

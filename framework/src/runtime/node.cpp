@@ -87,7 +87,13 @@ struct node::impl {
           throw std::invalid_argument(where + " has no handler: call handle() or plexus::actor_function()");
         if (f->handler() && f->actor())
           throw std::invalid_argument(where + " has both a handler and an actor: choose one");
-        if (f->options().instances == 0) throw std::invalid_argument(where + ": instances must be >= 1");
+        const auto& sc = f->options().scale;
+        if (sc.max == 0) throw std::invalid_argument(where + ": at most 0 instances: max must be >= 1");
+        if (sc.min > sc.max)
+          throw std::invalid_argument(where + ": scale min " + std::to_string(sc.min) + " > max " +
+                                      std::to_string(sc.max));
+        if (!(sc.target > 0) || sc.tick.count() <= 0 || sc.stable_window < sc.tick)
+          throw std::invalid_argument(where + ": scale target must be > 0, tick > 0, stable window >= tick");
       }
     }
   }
@@ -161,6 +167,7 @@ struct node::impl {
         ss.functions.push_back(f->name());
         ss.restarts.push_back(f->options().restart);
         ss.counters.push_back(std::make_shared<detail::pool_counters>());
+        ss.counters.back()->instances = f->options().scale.min;
       }
       ss.sup = std::make_shared<detail::shared_supervisor>(s.options(), ss.restarts,
                                                            detail::fresh_seed());
@@ -344,7 +351,8 @@ std::vector<function_stats> node::stats() const {
   for (auto& p : impl_->pools) {
     auto& c = *p.counters;
     out.push_back({p.service, p.function, c.ok, c.errors, c.crashes, c.restarts, c.rejected,
-                   c.quarantined, c.recycled, c.escalations, c.revivals, c.stopped});
+                   c.quarantined, c.recycled, c.escalations, c.revivals, c.stopped, c.instances,
+                   c.cold_starts, c.cold_start_ns_total, c.cold_start_ns_max});
   }
   return out;
 }
