@@ -512,10 +512,14 @@ BOOST_AUTO_TEST_CASE(a_function_at_zero_cold_starts_on_its_first_message) {
   sc.min = 0;
   sc.max = 4;
   std::vector<bool> cold;
+  std::vector<std::uint64_t> cold_ns;
   waiter w;
   n.service("svc").function("lazy").on("lazy").scale(sc)
     .handle([&](std::string_view, context& ctx) -> result<void> {
-      w.update([&] { cold.push_back(ctx.cold_start()); });
+      w.update([&] {
+        cold.push_back(ctx.cold_start());
+        cold_ns.push_back(ctx.cold_start_ns());
+      });
       return {};
     });
   n.start();
@@ -526,6 +530,8 @@ BOOST_AUTO_TEST_CASE(a_function_at_zero_cold_starts_on_its_first_message) {
   BOOST_TEST_REQUIRE(w.until([&] { return cold.size() == 2; }));
   BOOST_TEST(cold[0]);  // the first invocation is flagged
   BOOST_TEST(!cold[1]); // the instance is warm now
+  BOOST_TEST(cold_ns[0] > 0u);
+  BOOST_TEST(cold_ns[1] == 0u);
   auto st = stats_of(n, "lazy");
   BOOST_TEST(st.cold_starts == 1u);
   BOOST_TEST(st.instances >= 1u);

@@ -95,6 +95,9 @@ public:
   [[nodiscard]] std::uint32_t delivery() const noexcept; // 1 on first delivery
   /// True when this invocation is a cold start (the function was at zero).
   [[nodiscard]] bool cold_start() const noexcept;
+  /// A cold start's cost: from the message's arrival at the node to this
+  /// handler's start, in ns; 0 when warm.
+  [[nodiscard]] std::uint64_t cold_start_ns() const noexcept;
   /// Unix epoch ns by which the caller wants an answer; 0 = none.
   [[nodiscard]] std::uint64_t deadline_ns() const noexcept;
   /// W3C trace context: the incoming traceparent, and this invocation's

@@ -58,6 +58,7 @@ std::string_view context::reply_to() const noexcept { return d_.reply_to; }
 std::uint32_t context::delivery() const noexcept { return d_.count; }
 std::uint64_t context::deadline_ns() const noexcept { return d_.deadline_ns; }
 bool context::cold_start() const noexcept { return inv_ && inv_->cold; }
+std::uint64_t context::cold_start_ns() const noexcept { return inv_ && inv_->cold ? inv_->cold_ns : 0; }
 std::string_view context::traceparent() const noexcept { return d_.traceparent; }
 
 std::string_view context::trace_id() {

@@ -85,7 +85,10 @@ void work(instance_actor* self, const caf::actor& pool, const raw_handler& handl
   while (run.finished < run.items.size()) {
     const auto& d = *run.items[run.finished];
     st.inv.cold = run.cold && run.finished == 0;
-    if (st.inv.cold && run.started_ns == 0) run.started_ns = steady_ns();
+    if (st.inv.cold && run.started_ns == 0) {
+      run.started_ns = steady_ns();
+      st.inv.cold_ns = static_cast<std::uint64_t>(std::max<std::int64_t>(0, run.started_ns - d.arrived_ns));
+    }
     context ctx{conn, d, &st.inv};
     result<void> r;
     if (!attempt(st, [&] { return handler(d.payload, ctx); }, r)) break;

@@ -63,6 +63,7 @@ struct invocation {
   caf::actor_addr instance;
   std::string name; // "service.function", for log lines
   bool cold = false; // the item in hand is a cold start
+  std::uint64_t cold_ns = 0; // its arrival -> handler start
 };
 using reply_ptr = std::shared_ptr<const reply>;
 
