@@ -555,7 +555,7 @@ BOOST_AUTO_TEST_CASE(a_slow_function_scales_up_while_its_neighbour_stays_small_a
   sc.idle_grace = 1s;
   std::atomic<int> slow_done{0}, fast_done{0};
   auto& svc = n.service("svc");
-  svc.function("slow").on("slow").scale(sc).prefetch(64)
+  svc.function("slow").on("slow").scale(sc).prefetch(64).blocking()
     .handle([&](std::string_view, context&) -> result<void> {
       std::this_thread::sleep_for(2ms); // the work: waiting on something slow
       ++slow_done;

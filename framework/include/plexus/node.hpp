@@ -217,6 +217,10 @@ struct function_options {
   std::uint32_t poison_after = 3; // crashes on one msg id before it is quarantined
   std::uint32_t ack_wait_ms = 30000;
   restart_type restart = permanent;
+  /// Handlers that block (sleep, synchronous I/O) get a thread per
+  /// instance (CAF's detached actors): instances then scale past the
+  /// cores; non-blocking ones share the scheduler's threads.
+  bool blocking = false;
 };
 
 class function_builder {
@@ -260,6 +264,10 @@ public:
   }
   function_builder& restart(restart_type r) {
     opts_.restart = r;
+    return *this;
+  }
+  function_builder& blocking(bool b = true) {
+    opts_.blocking = b;
     return *this;
   }
 

@@ -244,10 +244,17 @@ namespace {
 
 void spawn_instance(pool_actor* self) {
   auto& s = self->state;
-  auto inst = s.spec.fn->actor()
-                ? self->spawn(actor_instance, caf::actor{self}, s.spec.fn->actor().get(), s.spec.conn)
-                : self->spawn(instance, caf::actor{self}, &s.spec.fn->handler(), s.spec.conn,
-                              s.spec.service + "." + s.spec.fn->name());
+  auto name = s.spec.service + "." + s.spec.fn->name();
+  caf::actor inst;
+  if (s.spec.fn->actor()) {
+    inst = s.spec.fn->options().blocking
+             ? self->spawn<caf::detached>(actor_instance, caf::actor{self}, s.spec.fn->actor().get(), s.spec.conn)
+             : self->spawn(actor_instance, caf::actor{self}, s.spec.fn->actor().get(), s.spec.conn);
+  } else {
+    inst = s.spec.fn->options().blocking
+             ? self->spawn<caf::detached>(instance, caf::actor{self}, &s.spec.fn->handler(), s.spec.conn, name)
+             : self->spawn(instance, caf::actor{self}, &s.spec.fn->handler(), s.spec.conn, name);
+  }
   self->monitor(inst);
   s.born.emplace(inst.address(), s.generation);
   s.idle.push_back(inst);
