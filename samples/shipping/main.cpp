@@ -49,13 +49,14 @@ double to_double(const std::string& s, const char* what) {
 
 int main(int argc, char** argv) {
   std::string role = "all", rate_s = "500", orders_s = "0", fail_s = "0", poison_s = "0",
-              outbox_path = "shipping-outbox.txt";
+              label_ms_s = "4", outbox_path = "shipping-outbox.txt";
   plexus::node node{argc, argv,
                     {{"role", "what this process runs: all, generator, functions, validate-address, "
                               "create-label or send-confirmation", &role},
                      {"rate", "orders generated per second", &rate_s},
                      {"orders", "orders to generate, then stop (0 = no limit)", &orders_s},
                      {"fail-rate", "chance that create-label crashes on a message (0..1)", &fail_s},
+                     {"label-ms", "ms the label printer takes per order (create-label scales for it)", &label_ms_s},
                      {"poison-every", "every Nth order crashes validation forever (0 = none)", &poison_s},
                      {"outbox", "file the confirmation e-mails are written to", &outbox_path}}};
   // A role is everything, the order generator, the three functions or one.
@@ -63,7 +64,7 @@ int main(int argc, char** argv) {
   auto hosts = [&role](const std::string& function) {
     return role == "all" || role == "functions" || role == function;
   };
-  double rate = 0, fail_rate = 0;
+  double rate = 0, fail_rate = 0, label_ms = 0;
   long max_orders = 0, poison_every = 0;
   try {
     if (!(generates || hosts("validate-address") || hosts("create-label") || hosts("send-confirmation")))
@@ -75,9 +76,11 @@ int main(int argc, char** argv) {
     max_orders = static_cast<long>(to_double(orders_s, "orders"));
     fail_rate = to_double(fail_s, "fail-rate");
     poison_every = static_cast<long>(to_double(poison_s, "poison-every"));
-    if (rate <= 0 || max_orders < 0 || fail_rate < 0 || fail_rate > 1 || poison_every < 0)
+    label_ms = to_double(label_ms_s, "label-ms");
+    if (rate <= 0 || max_orders < 0 || fail_rate < 0 || fail_rate > 1 || poison_every < 0 ||
+        label_ms < 0 || label_ms > 1000)
       throw std::invalid_argument("--rate > 0, --orders >= 0, --fail-rate in 0..1, "
-                                  "--poison-every >= 0");
+                                  "--poison-every >= 0, --label-ms in 0..1000");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "shipping: %s\n", e.what());
     return 2;
@@ -102,10 +105,14 @@ int main(int argc, char** argv) {
         ctx.publish("address.validated", o);
         return {};
       });
+  // The label printer is slow (--label-ms, a blocking call): create-label
+  // scales between 1 and 32 instances, a thread each, while the others stay
+  // at their fixed 4.
   if (hosts("create-label"))
-    shipping.function("create-label").on("address.validated")
-      .handle([fail_rate](const order& o, plexus::context& ctx) -> plexus::result<void> {
+    shipping.function("create-label").on("address.validated").scale(1, 32).blocking()
+      .handle([fail_rate, label_ms](const order& o, plexus::context& ctx) -> plexus::result<void> {
         thread_local std::mt19937 rng{std::random_device{}()};
+        std::this_thread::sleep_for(std::chrono::duration<double, std::milli>{label_ms});
         if (std::uniform_real_distribution<>{0, 1}(rng) < fail_rate)
           throw std::runtime_error("label printer jammed");
         ctx.publish("label.created", label{o.id, o.customer, "PX" + std::to_string(100000 + o.id)});
@@ -154,6 +161,7 @@ int main(int argc, char** argv) {
       std::string line = generates ? "orders " + std::to_string(generated.load()) : "";
       for (auto& s : node.stats())
         line += (line.empty() ? "" : " | ") + s.function + " " + std::to_string(s.ok) +
+                " [x" + std::to_string(s.instances) + "]" +
                 (s.crashes ? " (crashes " + std::to_string(s.crashes) + ")" : "") +
                 (s.stopped ? " STOPPED" : "");
       if (generates) line += " | dead letters " + std::to_string(dead_letters.load());
