@@ -514,7 +514,9 @@ BOOST_AUTO_TEST_CASE(a_function_at_zero_cold_starts_on_its_first_message) {
   std::vector<bool> cold;
   std::vector<std::uint64_t> cold_ns;
   waiter w;
+  std::atomic<int> inits{0};
   n.service("svc").function("lazy").on("lazy").scale(sc)
+    .init([&] { ++inits; }) // e.g. open a connection: once per new instance
     .handle([&](std::string_view, context& ctx) -> result<void> {
       w.update([&] {
         cold.push_back(ctx.cold_start());
@@ -537,11 +539,29 @@ BOOST_AUTO_TEST_CASE(a_function_at_zero_cold_starts_on_its_first_message) {
   BOOST_TEST(st.instances >= 1u);
   BOOST_TEST(st.cold_start_ns_max > 0u);
   BOOST_TEST(st.cold_start_ns_max < 1'000'000'000u);
+  BOOST_TEST(inits == 1);
+  BOOST_TEST(st.inits == 1u);
   BOOST_TEST_REQUIRE(log.w.until([&] { return !log.events.empty(); }));
   std::lock_guard lock{log.w.m};
   BOOST_TEST(log.events[0].from == 0u);
   BOOST_TEST(log.events[0].to == 1u);
   BOOST_TEST(log.events[0].why == "cold start");
+}
+
+BOOST_AUTO_TEST_CASE(an_init_that_throws_is_a_crash_and_runs_again_with_the_retry) {
+  node n{node_options{}};
+  std::atomic<int> attempts{0};
+  n.service("svc").function("needs-db").on("db").instances(1)
+    .init([&] {
+      if (attempts++ == 0) throw std::runtime_error("database not up yet");
+    })
+    .handle([](std::string_view, context&) -> result<void> { return {}; });
+  n.start();
+  BOOST_TEST(confirmed(n.client(), "db", "x") == 0u); // NACKed once, then handled
+  BOOST_TEST(attempts == 2);
+  auto st = stats_of(n, "needs-db");
+  BOOST_TEST(st.crashes == 1u);
+  BOOST_TEST(st.inits == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(a_slow_function_scales_up_while_its_neighbour_stays_small_and_nothing_is_lost) {

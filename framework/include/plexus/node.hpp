@@ -270,6 +270,14 @@ public:
     opts_.blocking = b;
     return *this;
   }
+  /// Runs once in each new instance before its first message (load
+  /// config, open a connection): part of a cold start, timed apart
+  /// (function_stats::init_ns_max). If it throws, the message is retried
+  /// and the next message tries the init again.
+  function_builder& init(std::function<void()> f) {
+    init_ = std::move(f);
+    return *this;
+  }
 
   /// `f(const T&, context&) -> result<void>`; T is decoded with msgpack
   /// (or std::string_view for the raw bytes). A payload that does not decode
@@ -294,6 +302,7 @@ public:
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
   [[nodiscard]] const function_options& options() const noexcept { return opts_; }
   [[nodiscard]] const raw_handler& handler() const noexcept { return handler_; }
+  [[nodiscard]] const std::function<void()>& init_hook() const noexcept { return init_; }
   /// Set by plexus::actor_function (plexus/actor.hpp): the function's
   /// instances are raw CAF actors instead of a handler.
   void set_actor(std::shared_ptr<const detail::actor_hook> hook) { actor_ = std::move(hook); }
@@ -306,6 +315,7 @@ private:
   function_options opts_;
   raw_handler handler_;
   std::shared_ptr<const detail::actor_hook> actor_;
+  std::function<void()> init_;
 };
 
 struct service_options {
@@ -374,6 +384,7 @@ struct function_stats {
   std::uint32_t instances = 0;     // running now (the autoscaler's target)
   std::uint64_t cold_starts = 0;   // messages that found the function at zero
   std::uint64_t cold_start_ns_total = 0, cold_start_ns_max = 0; // arrival -> handler start
+  std::uint64_t inits = 0, init_ns_max = 0; // the init hook's runs (part of cold starts)
 };
 
 /// A program's own flag, parsed with the node's: `--name VALUE` into *value

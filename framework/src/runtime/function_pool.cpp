@@ -40,6 +40,8 @@ struct instance_state {
   work_run_ptr run; // the run in hand
   invocation inv;   // what its context reaches: a pending request
   caf::actor user;  // a raw-actor function's own actor
+  const std::function<void()>* init = nullptr; // the function's init hook
+  bool initialized = false;
   static inline const char* name = "plexus.instance";
 };
 
@@ -82,6 +84,22 @@ void end_run(instance_actor* self, const caf::actor& pool) {
 void work(instance_actor* self, const caf::actor& pool, const raw_handler& handler, client& conn) {
   auto& st = self->state;
   auto& run = *st.run;
+  if (!st.initialized) { // a new instance: the function's init hook first
+    if (st.init && *st.init) {
+      auto t0 = steady_ns();
+      try {
+        (*st.init)();
+      } catch (const std::exception& e) {
+        run.crash = std::string{"init: "} + e.what();
+        return end_run(self, pool);
+      } catch (...) {
+        run.crash = "init: unknown exception";
+        return end_run(self, pool);
+      }
+      run.init_ns = static_cast<std::uint64_t>(steady_ns() - t0);
+    }
+    st.initialized = true;
+  }
   while (run.finished < run.items.size()) {
     const auto& d = *run.items[run.finished];
     st.inv.cold = run.cold && run.finished == 0;
@@ -103,7 +121,8 @@ void work(instance_actor* self, const caf::actor& pool, const raw_handler& handl
 // costs about what a message does. Anything else that fails the actor
 // kills it, and the pool replaces it.
 caf::behavior instance(instance_actor* self, caf::actor pool, const raw_handler* handler,
-                       client* conn, std::string name) {
+                       const std::function<void()>* init, client* conn, std::string name) {
+  self->state.init = init;
   self->state.inv.instance = self->address();
   self->state.inv.name = std::move(name);
   return {
@@ -252,8 +271,10 @@ void spawn_instance(pool_actor* self) {
              : self->spawn(actor_instance, caf::actor{self}, s.spec.fn->actor().get(), s.spec.conn);
   } else {
     inst = s.spec.fn->options().blocking
-             ? self->spawn<caf::detached>(instance, caf::actor{self}, &s.spec.fn->handler(), s.spec.conn, name)
-             : self->spawn(instance, caf::actor{self}, &s.spec.fn->handler(), s.spec.conn, name);
+             ? self->spawn<caf::detached>(instance, caf::actor{self}, &s.spec.fn->handler(),
+                                          &s.spec.fn->init_hook(), s.spec.conn, name)
+             : self->spawn(instance, caf::actor{self}, &s.spec.fn->handler(), &s.spec.fn->init_hook(),
+                           s.spec.conn, name);
   }
   self->monitor(inst);
   s.born.emplace(inst.address(), s.generation);
@@ -395,6 +416,10 @@ void requeue_unstarted(pool_actor* self, const work_run& run, bool died_on_one) 
 void settle_finished(pool_actor* self, const work_run& run) {
   auto& s = self->state;
   auto& c = *s.spec.counters;
+  if (run.init_ns != 0) {
+    ++c.inits;
+    if (run.init_ns > c.init_ns_max) c.init_ns_max = run.init_ns;
+  }
   if (run.cold && run.started_ns != 0 && !run.items.empty()) {
     auto ns = static_cast<std::uint64_t>(std::max<std::int64_t>(0, run.started_ns - run.items[0]->arrived_ns));
     c.cold_start_ns_total += ns;

@@ -52,6 +52,7 @@ struct work_run {
   std::optional<std::string> crash; // the handler threw on items[finished]
   bool cold = false;        // the first run of a function started from zero
   std::int64_t started_ns = 0; // steady clock, when its first handler began
+  std::uint64_t init_ns = 0;   // the init hook ran first, this long
 };
 using work_run_ptr = std::shared_ptr<work_run>;
 

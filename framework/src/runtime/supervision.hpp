@@ -91,6 +91,7 @@ struct pool_counters {
   std::atomic<std::uint32_t> sid{0}; // the pool's current subscription
   std::atomic<std::uint32_t> instances{0};
   std::atomic<std::uint64_t> cold_starts{0}, cold_start_ns_total{0}, cold_start_ns_max{0};
+  std::atomic<std::uint64_t> inits{0}, init_ns_max{0};
 };
 
 struct service_spec {
