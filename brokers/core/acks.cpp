@@ -12,14 +12,8 @@ namespace plexus::broker {
 namespace {
 // Takes the unacked delivery (sid, seq) out of `c`, if it is there.
 bool take_inflight(connection& c, std::uint32_t sid, std::uint64_t seq, inflight& out) {
-  auto u = c.unacked.find(sid);
-  if (u == c.unacked.end()) return false;
-  auto it = u->second.find(seq);
-  if (it == u->second.end()) return false;
-  out = std::move(it->second);
-  u->second.erase(it);
-  if (u->second.empty()) c.unacked.erase(u);
-  return true;
+  auto it = c.subs.find(sid);
+  return it != c.subs.end() && it->second->unacked.take(seq, out);
 }
 } // namespace
 
@@ -29,21 +23,14 @@ void core::state::on_ack(connection& c, const wire::header& h) {
   // huge count costs no more than the deliveries it names.
   const std::uint64_t n = h.count > 1 ? h.count : 1;
   const std::uint64_t last = h.seq + std::min(n - 1, ~std::uint64_t{0} - h.seq);
-  auto u = c.unacked.find(h.sid);
-  if (u == c.unacked.end()) {
-    if (!c.subs.contains(h.sid)) send_err(c, status::unknown_subscription, "ACK for an unknown subscription", &h);
-    else ++stats.late_acks; // already timed out and redelivered, or acked twice
+  auto it = c.subs.find(h.sid);
+  if (it == c.subs.end()) {
+    send_err(c, status::unknown_subscription, "ACK for an unknown subscription", &h);
     return;
   }
-  auto& pending = u->second;
-  std::uint64_t found = 0;
-  for (auto it = pending.lower_bound(h.seq); it != pending.end() && it->first <= last;) {
-    auto m = std::move(it->second.msg);
-    it = pending.erase(it);
-    ++found;
-    settle(*m, status::ok);
-  }
-  if (pending.empty()) c.unacked.erase(u);
+  auto found = it->second->unacked.take_range(h.seq, last, [&](inflight&& f) {
+    settle(*f.msg, status::ok);
+  });
   stats.acks += found;
   if (found < n) ++stats.late_acks; // one per envelope: a huge count cannot inflate it
 }
@@ -97,15 +84,16 @@ void core::state::retry(subscription& s, inflight f, std::string_view why) {
 }
 
 void core::state::ack_timeouts() {
-  // Collect first: redelivery may add unacked entries to these maps.
+  // Collect first: redelivery may add unacked entries.
   std::vector<std::tuple<connection*, std::uint32_t, std::uint64_t>> due;
   for (auto& [id, c] : conns) {
     if (c->closing || c->doomed) continue;
-    for (auto& [sid, pending] : c->unacked)
-      for (auto& [seq, f] : pending) {
-        if (f.deadline > now) break; // ordered by seq, hence by deadline
-        due.emplace_back(c.get(), sid, seq);
-      }
+    for (auto& [sid, sub] : c->subs)
+      sub->unacked.scan([&, cp = c.get(), sid = sid](std::uint64_t seq, const inflight& f) {
+        if (f.deadline > now) return false; // ordered by seq, hence by deadline
+        due.emplace_back(cp, sid, seq);
+        return true;
+      });
   }
   for (auto& [c, sid, seq] : due) {
     inflight f;

@@ -429,9 +429,8 @@ void core::state::remove_subscription(connection& c, subscription& s) {
     trie.erase(s.pattern, &s);
   }
   // Its unacked deliveries go back to the group (or are settled).
-  if (auto u = c.unacked.find(sid); u != c.unacked.end()) {
-    auto pending = std::move(u->second);
-    c.unacked.erase(u);
+  if (!s.unacked.empty()) {
+    auto pending = s.unacked.take_all();
     for (auto& [seq, f] : pending) {
       if (g && !g->members.empty() && f.delivery < s.max_deliver) {
         ++stats.redeliveries;
@@ -504,7 +503,7 @@ gauges core::current() const {
     g.subscriptions += c->subs.size();
     g.pending_msgs += c->out.size();
     g.pending_bytes += c->out.bytes;
-    for (auto& [sid, m] : c->unacked) g.unacked += m.size();
+    for (auto& [sid, sub] : c->subs) g.unacked += sub->unacked.size();
   }
   for (auto& [k, grp] : s.groups) g.group_queued += grp->waiting.size();
   return g;
@@ -522,7 +521,7 @@ std::vector<connection_stats> core::connections() const {
     cs.subscriptions = c->subs.size();
     cs.pending_msgs = c->out.size();
     cs.pending_bytes = c->out.bytes;
-    for (auto& [sid, m] : c->unacked) cs.unacked += m.size();
+    for (auto& [sid, sub] : c->subs) cs.unacked += sub->unacked.size();
     out.push_back(std::move(cs));
   }
   std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.id < b.id; });

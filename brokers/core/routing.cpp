@@ -135,7 +135,7 @@ bool core::state::deliver(subscription& s, const message_ptr& m, std::uint32_t d
   stats.bytes_out += m->payload.size();
   if (s.grp && s.credit > 0) --s.credit;
   if (acked) {
-    c->unacked[s.sid].emplace(seq, inflight{m, delivery, now + s.ack_wait});
+    s.unacked.push(seq, inflight{m, delivery, now + s.ack_wait});
     ++m->unsettled;
   }
   return true;

@@ -16,6 +16,7 @@
 #include "core.hpp"
 #include "dedup.hpp"
 #include "pattern_trie.hpp"
+#include "unacked.hpp"
 
 namespace plexus::broker {
 
@@ -62,6 +63,13 @@ struct route {
 
 struct connection;
 
+/// An unacked at-least-once delivery.
+struct inflight {
+  message_ptr msg;
+  std::uint32_t delivery = 1;
+  time_point deadline{};
+};
+
 struct subscription : route {
   connection* owner = nullptr; // owns this subscription
   conn_id conn = 0;
@@ -73,6 +81,9 @@ struct subscription : route {
   std::uint32_t max_deliver = 0;
   std::uint32_t credit = 0;       // group members only
   std::uint64_t delivered = 0;
+  // Unacked deliveries by seq. Seqs grow with time and ack_wait is fixed
+  // per subscription, so the first is the next to time out.
+  seq_ring<inflight> unacked;
 };
 
 /// An undelivered message waiting in a group for a member with credit.
@@ -90,13 +101,6 @@ struct group : route {
   std::size_t next = 0; // round robin
   std::deque<queued_msg> waiting;
   std::size_t waiting_bytes = 0;
-};
-
-/// An unacked at-least-once delivery.
-struct inflight {
-  message_ptr msg;
-  std::uint32_t delivery = 1;
-  time_point deadline{};
 };
 
 /// The outbound queue of one connection: a vector with a moving head, so
@@ -118,9 +122,6 @@ struct connection {
   std::string node;
   time_point last_heard{}, last_sent{};
   std::unordered_map<std::uint32_t, std::unique_ptr<subscription>> subs;
-  // Per subscription id, unacked deliveries by seq. Seqs grow with time and
-  // ack_wait is fixed per subscription, so begin() is the next to time out.
-  std::unordered_map<std::uint32_t, std::map<std::uint64_t, inflight>> unacked;
   std::uint64_t next_seq = 1;
   out_queue out;
   bool ready = false; // listed in state::ready
