@@ -75,7 +75,7 @@ void core::state::retry(subscription& s, inflight f, std::string_view why) {
   // The new delivery takes its obligation before the old one is settled,
   // so a publisher's CONFIRM cannot slip out in between.
   if (s.grp) {
-    deliver_to_group(*s.grp, {f.msg, f.delivery, std::string{why}}, &s, true);
+    deliver_to_group(*s.grp, {f.msg, f.delivery}, &s, true);
     settle(*f.msg, status::ok);
   } else {
     bool sent = deliver(s, f.msg, f.delivery + 1);
@@ -110,7 +110,7 @@ void core::state::delayed_redeliveries() {
     ++stats.redeliveries;
     if (!d.group_key.empty()) {
       if (auto g = groups.find(d.group_key); g != groups.end()) {
-        deliver_to_group(*g->second, {d.msg, d.delivery, "nack"}, nullptr, true);
+        deliver_to_group(*g->second, {d.msg, d.delivery}, nullptr, true);
         settle(*d.msg, status::ok);
       } else {
         settle(*d.msg, status::no_interest);

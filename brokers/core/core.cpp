@@ -434,7 +434,7 @@ void core::state::remove_subscription(connection& c, subscription& s) {
     for (auto& [seq, f] : pending) {
       if (g && !g->members.empty() && f.delivery < s.max_deliver) {
         ++stats.redeliveries;
-        deliver_to_group(*g, {f.msg, f.delivery, "consumer lost"}, nullptr, true);
+        deliver_to_group(*g, {f.msg, f.delivery}, nullptr, true);
         settle(*f.msg, status::ok);
       } else if (g && f.delivery >= s.max_deliver) {
         dead_letter(f.msg, f.delivery, "consumer lost");

@@ -8,28 +8,52 @@
 
 namespace plexus::broker {
 
+namespace {
+// Allocates the shared_ptr control block with the message in it and
+// `extra` bytes after it, where the message's strings go: one allocation
+// per message. `tail` learns where the extra bytes start.
+template <class T>
+struct with_tail {
+  using value_type = T;
+  std::size_t extra;
+  char** tail;
+  with_tail(std::size_t e, char** t) noexcept : extra(e), tail(t) {}
+  template <class U>
+  with_tail(const with_tail<U>& o) noexcept : extra(o.extra), tail(o.tail) {}
+  T* allocate(std::size_t n) {
+    static_assert(alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+    auto* p = static_cast<char*>(::operator new(n * sizeof(T) + extra));
+    *tail = p + n * sizeof(T);
+    return reinterpret_cast<T*>(p);
+  }
+  void deallocate(T* p, std::size_t n) noexcept { ::operator delete(p, n * sizeof(T) + extra); }
+  template <class U>
+  bool operator==(const with_tail<U>& o) const noexcept { return extra == o.extra; }
+};
+} // namespace
+
 std::shared_ptr<message> message::copy_of(const wire::header& h, std::string_view payload,
                                           std::string_view extra_headers,
                                           std::uint32_t extra_count) {
-  auto m = std::make_shared<message>();
   auto headers = extra_headers.empty() ? h.headers.raw() : extra_headers;
   auto count = extra_headers.empty() ? h.headers.size() : extra_count;
-  m->buf.reserve(h.topic.size() + h.msg_id.size() + h.reply_to.size() + h.traceparent.size()
-                 + headers.size() + payload.size());
-  // Append everything first, then take views: `buf` never reallocates after.
-  std::size_t at[6];
   std::string_view parts[6] = {h.topic, h.msg_id, h.reply_to, h.traceparent, headers, payload};
+  std::size_t total = 0;
+  for (auto& p : parts) total += p.size();
+  char* tail = nullptr;
+  auto m = std::allocate_shared<message>(with_tail<message>{total, &tail});
+  std::string_view views[6];
   for (int i = 0; i < 6; ++i) {
-    at[i] = m->buf.size();
-    m->buf.append(parts[i]);
+    if (!parts[i].empty()) std::memcpy(tail, parts[i].data(), parts[i].size());
+    views[i] = {tail, parts[i].size()};
+    tail += parts[i].size();
   }
-  std::string_view b{m->buf};
-  m->topic = b.substr(at[0], parts[0].size());
-  m->msg_id = b.substr(at[1], parts[1].size());
-  m->reply_to = b.substr(at[2], parts[2].size());
-  m->traceparent = b.substr(at[3], parts[3].size());
-  m->headers = wire::string_map_view{b.substr(at[4], parts[4].size()), count};
-  m->payload = b.substr(at[5], parts[5].size());
+  m->topic = views[0];
+  m->msg_id = views[1];
+  m->reply_to = views[2];
+  m->traceparent = views[3];
+  m->headers = wire::string_map_view{views[4], count};
+  m->payload = views[5];
   m->deadline_ns = h.deadline_ns;
   return m;
 }
@@ -101,7 +125,7 @@ void core::state::route_message(const message_ptr& m) {
   m->unsettled = 1; // held until routing is done
   for (auto* r : routes) {
     if (r->is_group) {
-      deliver_to_group(*static_cast<group*>(r), {m, 0, {}}, nullptr, false);
+      deliver_to_group(*static_cast<group*>(r), {m, 0}, nullptr, false);
     } else {
       auto* s = static_cast<subscription*>(r);
       deliver(*s, m, 1);

@@ -21,9 +21,8 @@
 namespace plexus::broker {
 
 /// A published message, stored once and shared by every delivery. All its
-/// strings live in `buf`.
+/// strings live in the same allocation, right after it (see copy_of).
 struct message : std::enable_shared_from_this<message> {
-  std::string buf;
   std::string_view topic, msg_id, reply_to, traceparent, payload;
   wire::string_map_view headers;
   std::uint64_t deadline_ns = 0;
@@ -90,7 +89,6 @@ struct subscription : route {
 struct queued_msg {
   message_ptr msg;
   std::uint32_t delivery = 0; // deliveries so far
-  std::string last_error;
 };
 
 /// Members subscribed with the same (pattern, queue name). Each message
