@@ -17,6 +17,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <caf/actor.hpp>
@@ -29,18 +30,26 @@
 
 namespace plexus::detail {
 
-/// An owned copy of a delivered message (the connector's views die with
-/// its callback).
+/// A delivered message. Its strings are views into the delivery_block it
+/// came in, which every delivery_ptr to it keeps alive.
 struct delivery {
   std::uint32_t sid = 0;
   std::uint64_t seq = 0;
   std::uint32_t count = 1; // delivery count
   std::uint64_t deadline_ns = 0;
   std::int64_t arrived_ns = 0; // steady clock, when the node took it in
-  std::string topic, payload, msg_id, reply_to, traceparent;
+  std::string_view topic, payload, msg_id, reply_to, traceparent;
 };
+/// Points into a delivery_block (an aliasing shared_ptr: no allocation).
 using delivery_ptr = std::shared_ptr<const delivery>;
-using delivery_batch = std::shared_ptr<const std::vector<delivery_ptr>>;
+
+/// An owned copy of a batch the connector delivered (its views die with
+/// its callback): the deliveries and, in one buffer, all their strings.
+struct delivery_block {
+  std::vector<delivery> items;
+  std::unique_ptr<char[]> bytes;
+};
+using delivery_batch = std::shared_ptr<const delivery_block>;
 
 /// A run of messages handed to one instance in one actor message. The
 /// instance records each outcome and how far it got, so after a crash
