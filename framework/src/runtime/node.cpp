@@ -92,8 +92,10 @@ struct node::impl {
         if (sc.min > sc.max)
           throw std::invalid_argument(where + ": scale min " + std::to_string(sc.min) + " > max " +
                                       std::to_string(sc.max));
-        if (!(sc.target > 0) || sc.tick.count() <= 0 || sc.stable_window < sc.tick)
-          throw std::invalid_argument(where + ": scale target must be > 0, tick > 0, stable window >= tick");
+        if (!(sc.target > 0) || sc.tick.count() <= 0 || sc.panic_window < sc.tick ||
+            sc.stable_window < sc.panic_window || sc.idle_grace.count() < 0)
+          throw std::invalid_argument(where + ": scale needs target > 0, tick > 0, tick <= panic "
+                                              "window <= stable window, idle grace >= 0");
       }
     }
   }
