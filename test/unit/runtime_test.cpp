@@ -235,21 +235,27 @@ BOOST_AUTO_TEST_SUITE_END()
 
 namespace {
 
-/// Collects $SYS.supervisor.* events.
-struct event_log {
+/// Collects the msgpack events published under a $SYS pattern ("$SYS.x.>").
+template <class Event>
+struct sys_log {
   waiter w;
-  std::vector<supervisor_event> events;
+  std::vector<Event> events;
 
-  explicit event_log(client& c) {
-    c.subscribe("$SYS.supervisor.>", [this](const message_view& m) {
-      supervisor_event e;
-      if (decode_payload(m.payload, e)) return;
+  sys_log(client& c, const std::string& pattern) {
+    c.subscribe(pattern, [this](const message_view& m) {
+      Event e;
+      if (decode_payload(m.payload, e)) return; // our probe, or not one of ours
       w.update([&] { events.push_back(e); });
     });
-    // Live once our own probe comes back through the broker.
-    c.publish("$SYS.supervisor.probe.test", encode_payload(supervisor_event{.kind = "probe"}));
-    BOOST_TEST_REQUIRE(w.until([&] { return count("probe") == 1; }));
+    // Live once a probe under the pattern is confirmed delivered (code 0).
+    auto probe = pattern.substr(0, pattern.size() - 1) + "probe";
+    BOOST_TEST_REQUIRE(confirmed(c, probe, "x") == 0u);
   }
+};
+
+/// $SYS.supervisor.* events.
+struct event_log : sys_log<supervisor_event> {
+  explicit event_log(client& c) : sys_log(c, "$SYS.supervisor.>") {}
   std::size_t count(std::string_view kind, std::string_view function = {}) {
     std::size_t n = 0;
     for (auto& e : events)
@@ -483,19 +489,9 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_SUITE(scaling)
 
 namespace {
-/// Collects $SYS.scale.* events.
-struct scale_log {
-  waiter w;
-  std::vector<scale_event> events;
-  explicit scale_log(client& c) {
-    c.subscribe("$SYS.scale.>", [this](const message_view& m) {
-      scale_event e;
-      if (decode_payload(m.payload, e)) return;
-      w.update([&] { events.push_back(e); });
-    });
-    BOOST_TEST_REQUIRE(c.flush(5s));
-    BOOST_TEST_REQUIRE(confirmed(c, "$SYS.scale.probe", "x") == 0u); // subscribed
-  }
+/// $SYS.scale.* events.
+struct scale_log : sys_log<scale_event> {
+  explicit scale_log(client& c) : sys_log(c, "$SYS.scale.>") {}
   std::uint32_t peak(std::string_view fn) {
     std::lock_guard lock{w.m};
     std::uint32_t p = 0;
