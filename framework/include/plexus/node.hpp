@@ -366,7 +366,7 @@ private:
 };
 
 /// A scaling decision, published as msgpack on
-/// `$SYS.scale.<service>.<function>`.
+/// `$SYS.scale.<service>.<function>` at the pool's next tick.
 struct scale_event {
   std::string node{}, service{}, function{};
   std::uint32_t from = 0, to = 0;
@@ -381,7 +381,8 @@ struct function_stats {
   std::uint64_t recycled = 0; // instances replaced because a sibling crashed
   std::uint64_t escalations = 0, revivals = 0; // the service's, past its intensity
   bool stopped = false; // escalated and not (yet) restarted, or temporary and ended
-  std::uint32_t instances = 0;     // running now (the autoscaler's target)
+  std::uint32_t instances = 0;     // the instance count to run (the autoscaler's target)
+  std::uint32_t live = 0;          // instance actors alive now (retiring ones aside)
   std::uint64_t cold_starts = 0;   // messages that found the function at zero
   std::uint64_t cold_start_ns_total = 0, cold_start_ns_max = 0; // arrival -> handler start
   std::uint64_t inits = 0, init_ns_max = 0; // the init hook's runs (part of cold starts)

@@ -237,6 +237,8 @@ struct pool_state {
   std::uint32_t target = 0;
   std::uint32_t credit_debt = 0;
   bool cold_pending = false; // the next run is the first after a cold start
+  std::uint64_t taken_since_tick = 0; // messages taken in since the last demand sample
+  std::vector<scale_event> unannounced; // published at the next tick, off the hot path
   static inline const char* name = "plexus.pool";
 };
 
@@ -281,12 +283,14 @@ void spawn_instance(pool_actor* self) {
   }
   self->monitor(inst);
   s.born.emplace(inst.address(), s.generation);
+  s.spec.counters->live = static_cast<std::uint32_t>(s.born.size());
   s.idle.push_back(inst);
 }
 
 void retire(pool_actor* self, const caf::actor& inst) {
   auto& s = self->state;
   s.born.erase(inst.address());
+  s.spec.counters->live = static_cast<std::uint32_t>(s.born.size());
   s.retired.insert(inst.address());
   self->send_exit(inst, caf::exit_reason::user_shutdown);
 }
@@ -572,6 +576,7 @@ void instance_down(pool_actor* self, const caf::down_msg& dm) {
     return;
   }
   s.born.erase(dm.source);
+  s.spec.counters->live = static_cast<std::uint32_t>(s.born.size());
   work_run_ptr run;
   if (auto it = s.busy.find(dm.source); it != s.busy.end()) {
     run = it->second.run;
@@ -584,19 +589,28 @@ void instance_down(pool_actor* self, const caf::down_msg& dm) {
 
 // ---------------------------------------------------------------- scaling
 
-void publish_scale(pool_actor* self, std::uint32_t from, std::uint32_t to, const char* why) {
+// A scaling decision is announced at the next tick, not now: publishing
+// sat on a cold start's critical path (measured ~20 us p50, 40-50 us p99).
+void note_scale(pool_actor* self, std::uint32_t from, std::uint32_t to, const char* why) {
   auto& s = self->state;
-  if (!s.spec.conn) return;
   scale_event e;
-  e.node = s.spec.conn->node_id();
   e.service = s.spec.service;
   e.function = s.spec.fn->name();
   e.from = from;
   e.to = to;
   e.why = why;
-  // Best effort, as supervision events: a full outbox never blocks the pool.
-  static_cast<void>(s.spec.conn->try_publish(
-    "$SYS.scale." + s.spec.service + "." + s.spec.fn->name(), encode_payload(e)));
+  s.unannounced.push_back(std::move(e));
+}
+
+void announce_scaling(pool_actor* self) {
+  auto& s = self->state;
+  for (auto& e : s.unannounced) {
+    e.node = s.spec.conn->node_id();
+    // Best effort, as supervision events: a full outbox never blocks the pool.
+    static_cast<void>(s.spec.conn->try_publish(
+      "$SYS.scale." + s.spec.service + "." + s.spec.fn->name(), encode_payload(e)));
+  }
+  s.unannounced.clear();
 }
 
 // Runs `to` instances: new ones are spawned and the broker granted their
@@ -623,7 +637,7 @@ void scale_to(pool_actor* self, std::uint32_t to, const char* why) {
     }
     s.idle = std::move(keep);
   }
-  publish_scale(self, from, to, why);
+  note_scale(self, from, to, why);
   dispatch(self);
 }
 
@@ -659,6 +673,7 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
         }
         s.sid = d.sid;
         s.waiting.emplace_back(b, &d); // shares the block
+        ++s.taken_since_tick;
       }
       if (s.target == 0) cold_start(self);
       dispatch(self);
@@ -668,10 +683,16 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
       auto& s = self->state;
       if (s.stopping) return;
       if (!s.stopped) {
+        // Demand: messages at work or waiting now; at least 1 if any came
+        // in since the last tick (work that starts and ends between ticks
+        // is demand too: idle_grace counts from the last message).
         auto demand = static_cast<std::uint32_t>(s.busy.size() + s.waiting.size());
+        if (demand == 0 && s.taken_since_tick > 0) demand = 1;
+        s.taken_since_tick = 0;
         auto d = s.scaler->sample(s.target, demand, steady::now());
         scale_to(self, d.instances, d.why);
       }
+      announce_scaling(self);
       self->delayed_send(self, s.spec.fn->options().scale.tick, tick_atom::value);
     },
     [self](done_atom) {

@@ -354,6 +354,7 @@ std::vector<function_stats> node::stats() const {
     auto& c = *p.counters;
     out.push_back({p.service, p.function, c.ok, c.errors, c.crashes, c.restarts, c.rejected,
                    c.quarantined, c.recycled, c.escalations, c.revivals, c.stopped, c.instances,
+                   c.live,
                    c.cold_starts, c.cold_start_ns_total, c.cold_start_ns_max, c.inits,
                    c.init_ns_max});
   }

@@ -89,7 +89,7 @@ struct pool_counters {
     quarantined{0}, recycled{0}, escalations{0}, revivals{0};
   std::atomic<bool> stopped{false};
   std::atomic<std::uint32_t> sid{0}; // the pool's current subscription
-  std::atomic<std::uint32_t> instances{0};
+  std::atomic<std::uint32_t> instances{0}, live{0}; // the target, and actors alive
   std::atomic<std::uint64_t> cold_starts{0}, cold_start_ns_total{0}, cold_start_ns_max{0};
   std::atomic<std::uint64_t> inits{0}, init_ns_max{0};
 };

@@ -394,7 +394,11 @@ void client::impl::timers() {
 void client::impl::run() {
   connect_socket();
   while (!stopping.load(std::memory_order_acquire)) {
-    zmq::pollitem_t items[] = {{sock ? sock->handle() : nullptr, 0, ZMQ_POLLIN, 0},
+    // Until HELLO is out, wake when the socket can send (with immediate
+    // set, ZeroMQ takes no message before the connection is up): not at
+    // the next 50 ms poll timeout, which every node start used to wait.
+    short events = hello_sent ? ZMQ_POLLIN : static_cast<short>(ZMQ_POLLIN | ZMQ_POLLOUT);
+    zmq::pollitem_t items[] = {{sock ? sock->handle() : nullptr, 0, events, 0},
                                {nullptr, box.fd(), ZMQ_POLLIN, 0}};
     long wait = pending.empty() || !welcomed ? 50 : 1;
     try {
