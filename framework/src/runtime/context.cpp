@@ -138,7 +138,7 @@ void context::log(log_level level, std::string_view text) {
   auto id = trace_id();
   std::fprintf(stderr, "%s.%03lldZ %-5s %s msg=%.*s trace=%.*s %.*s\n", stamp,
                static_cast<long long>(ms), names[static_cast<int>(level) & 3],
-               inv_ ? inv_->name.c_str() : "-", static_cast<int>(d_.msg_id.size()),
+               inv_ && inv_->name ? inv_->name->c_str() : "-", static_cast<int>(d_.msg_id.size()),
                d_.msg_id.data(), static_cast<int>(id.size()), id.data(),
                static_cast<int>(text.size()), text.data());
 }

@@ -71,7 +71,7 @@ struct invocation {
   continuation then;       // set by context::request
   std::uint64_t token = 0; // the request the next reply must answer
   caf::actor_addr instance;
-  std::string name; // "service.function", for log lines
+  const std::string* name = nullptr; // "service.function", for log lines (the pool's)
   bool cold = false; // the item in hand is a cold start
   std::uint64_t cold_ns = 0; // its arrival -> handler start
 };
