@@ -36,6 +36,17 @@ void add_scenarios(std::string_view list, std::vector<std::string>& out) {
   }
 }
 
+// "NAME:ARG" where NAME is a scenario that runs parts in a child process.
+std::string parse_child(std::string_view text) {
+  auto colon = text.find(':');
+  auto name = text.substr(0, colon);
+  const auto* s = find_scenario(name);
+  if (colon == std::string_view::npos || s == nullptr || s->child == nullptr)
+    throw usage_error("--child needs SCENARIO:ARG for a scenario with child processes, got " +
+                      quoted(text));
+  return std::string{text};
+}
+
 int parse_runs(std::string_view text) {
   int n = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
@@ -106,6 +117,8 @@ options parse_cli(std::span<const std::string_view> args) {
     } else if (flag == "--json") {
       opt.json_path = std::string{cur.value()};
       if (opt.json_path.empty()) throw usage_error("--json needs a file name");
+    } else if (flag == "--child") {
+      opt.child = parse_child(cur.value());
     } else if (flag.starts_with("-")) {
       throw usage_error("unknown flag " + quoted(flag));
     } else {
@@ -129,6 +142,8 @@ void print_help(std::ostream& out) {
          "  --runs N          timed runs per case, 3 to 1000 (default 5)\n"
          "  --json FILE       also write the header and results as JSON to FILE\n"
          "  -h, --help        show this help and exit\n"
+         "  --child NAME:ARG  internal: one part of scenario NAME, in the process the\n"
+         "                    scenario started; prints its figures on stdout\n"
          "\n"
          "Exit status: 0 ok; 1 a scenario failed or its numbers are not sane\n"
          "(not finite, <= 0, fewer than 3 runs); 2 bad usage.\n"

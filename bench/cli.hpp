@@ -25,6 +25,7 @@ struct options {
   std::vector<std::string> scenarios; // validated names, in order given; empty = all
   run_config run;
   std::string json_path; // empty = no JSON
+  std::string child;     // --child NAME:ARG, validated NAME; empty = the driver
 };
 
 /// Parses the arguments after the program name. Throws usage_error.

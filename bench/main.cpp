@@ -42,6 +42,16 @@ void run_one(const scenario& s, const run_config& cfg, std::vector<result>& resu
   results.insert(results.end(), rec.results().begin(), rec.results().end());
 }
 
+// plexus-bench --child NAME:ARG: one part of a scenario, in a process of
+// its own; no header, only what the part prints.
+int run_child(const options& opt) {
+  auto colon = opt.child.find(':');
+  const auto* s = find_scenario(std::string_view{opt.child}.substr(0, colon));
+  s->child(std::string_view{opt.child}.substr(colon + 1), std::cout);
+  std::cout.flush();
+  return 0;
+}
+
 int run(const options& opt) {
   auto machine = describe_machine();
   print_header(std::cout, machine);
@@ -86,7 +96,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   try {
-    return pb::run(opt);
+    return opt.child.empty() ? pb::run(opt) : pb::run_child(opt);
   } catch (const std::exception& e) {
     std::cerr << "plexus-bench: error: " << e.what() << '\n';
     return pb::exit_failed;

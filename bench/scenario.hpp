@@ -44,10 +44,17 @@ private:
 /// if the code under test misbehaves: a benchmark of a failing call is void.
 using scenario_fn = void (*)(const run_config&, recorder&);
 
+/// One part of a scenario run in a fresh process, for what a process keeps
+/// between runs (its heap, so memory figures): the scenario starts
+/// `plexus-bench --child NAME:ARG` (child_process) and reads what this
+/// writes to `out`. Throws like scenario_fn; the child then exits 1.
+using child_fn = void (*)(std::string_view arg, std::ostream& out);
+
 struct scenario {
   std::string_view name;
   std::string_view description;
   scenario_fn run = nullptr;
+  child_fn child = nullptr; // none: the scenario runs in the driver's process only
 };
 
 /// Every registered scenario, sorted by name.

@@ -116,6 +116,17 @@ bool child_process::running() noexcept {
   return !reaped_;
 }
 
+bool child_process::wait_for_exit(std::chrono::milliseconds timeout) noexcept {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  while (running() && std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds{1});
+  return reaped_;
+}
+
+bool child_process::succeeded() const noexcept {
+  return reaped_ && WIFEXITED(status_) && WEXITSTATUS(status_) == 0;
+}
+
 void child_process::terminate(std::chrono::milliseconds grace) noexcept {
   if (!running()) return;
   ::kill(pid_, SIGTERM);
@@ -133,6 +144,13 @@ std::string child_process::describe() const {
   if (WIFEXITED(status_)) return "exited with status " + std::to_string(WEXITSTATUS(status_));
   if (WIFSIGNALED(status_)) return "killed by signal " + std::to_string(WTERMSIG(status_));
   return "stopped";
+}
+
+std::filesystem::path self_executable() {
+  std::error_code ec;
+  auto path = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) throw std::system_error(ec, "cannot read /proc/self/exe");
+  return path;
 }
 
 std::string tail_of(const std::filesystem::path& file, std::size_t max_bytes) {

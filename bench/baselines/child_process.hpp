@@ -48,6 +48,10 @@ public:
   [[nodiscard]] pid_t pid() const noexcept { return pid_; }
   /// Whether it still runs; reaps it if it has exited.
   [[nodiscard]] bool running() noexcept;
+  /// Up to `timeout` for it to exit on its own; true (reaped) if it did.
+  [[nodiscard]] bool wait_for_exit(std::chrono::milliseconds timeout) noexcept;
+  /// True once reaped with exit status 0.
+  [[nodiscard]] bool succeeded() const noexcept;
   /// SIGTERM, up to `grace` for it to exit, then SIGKILL; always reaps.
   /// Does nothing once it has been reaped.
   void terminate(std::chrono::milliseconds grace = std::chrono::seconds{5}) noexcept;
@@ -59,6 +63,10 @@ private:
   bool reaped_ = false;
   int status_ = 0; // from waitpid, once reaped
 };
+
+/// This program's own executable, to start it again as a child.
+/// Throws std::system_error if /proc/self/exe cannot be read.
+[[nodiscard]] std::filesystem::path self_executable();
 
 /// The last `max_bytes` of a text file, "" if it cannot be read; for error
 /// messages that quote a child's log.

@@ -18,11 +18,9 @@
 // ends only when it has been handled, so it never queues behind the next
 // round's probe. Rounds of both kinds alternate.
 
-#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <chrono>
-#include <cmath>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -35,6 +33,7 @@
 #include <utility>
 #include <vector>
 
+#include "latency.hpp"
 #include "plexus/node.hpp"
 #include "scenario.hpp"
 
@@ -239,42 +238,18 @@ run_gaps restart_once(std::size_t crashes) {
   return gaps;
 }
 
-/// Nearest-rank percentile of a sorted, non-empty range; q in (0, 1].
-double percentile(const std::vector<double>& sorted, double q) {
-  auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(sorted.size())));
-  return sorted[std::clamp<std::size_t>(rank, 1, sorted.size()) - 1];
-}
-
-/// Per-run p50, p99 and max of one system's gaps.
-struct percentiles {
-  std::vector<double> p50, p99, max;
-
-  void add_run(std::vector<double> gaps) {
-    std::sort(gaps.begin(), gaps.end());
-    p50.push_back(percentile(gaps, 0.50));
-    p99.push_back(percentile(gaps, 0.99));
-    max.push_back(gaps.back());
-  }
-
-  void record(recorder& rec, std::string_view system) const {
-    rec.add(case_name, system, "p50_us", "us", p50);
-    rec.add(case_name, system, "p99_us", "us", p99);
-    rec.add(case_name, system, "max_us", "us", max);
-  }
-};
-
 void run_restart(const run_config& cfg, recorder& rec) {
   const auto crashes = cfg.quick ? quick_crashes : full_crashes;
   rec.note(std::to_string(cfg.runs) + " runs x " + std::to_string(crashes) +
            " crashes and as many handoffs, alternating; per run: p50, p99, max");
-  percentiles crash, handoff;
+  latency_percentiles crash, handoff;
   for (int run = 0; run < cfg.runs; ++run) {
     auto gaps = restart_once(crashes);
     crash.add_run(std::move(gaps.crash));
     handoff.add_run(std::move(gaps.handoff));
   }
-  crash.record(rec, crash_system);
-  handoff.record(rec, handoff_system);
+  crash.record(rec, case_name, crash_system);
+  handoff.record(rec, case_name, handoff_system);
 }
 
 const registration restart_registration{

@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "systems/plexus.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <memory>
+#include <stdexcept>
 #include <string>
+#include <thread>
 
 #include <zmq.hpp>
 
@@ -121,6 +124,60 @@ run_result plexus_function_once(std::size_t size, std::size_t count, std::uint32
   n.start();
   auto result = publish_run(b, sink, size, count);
   n.stop();
+  return result;
+}
+
+run_result plexus_worker_pool_once(std::size_t size, std::size_t count, std::uint32_t instances,
+                                   std::chrono::microseconds work, bool blocking) {
+  broker_under_test b;
+  message_sink sink{1, warmup_count(count), count};
+  std::atomic<std::size_t> handled{0};
+  plexus::node n{node_options{.broker = b.endpoint(), .duration = {}}};
+  n.service("bench").function("worker").on(std::string{topic}).instances(instances)
+    .blocking(blocking)
+    .handle([&sink, &handled, work](std::string_view payload, context&) -> plexus::result<void> {
+      std::this_thread::sleep_for(work); // the work: waiting on something slow
+      handled.fetch_add(1, std::memory_order_relaxed);
+      sink.on_message(0, payload.empty() ? '\0' : payload[0]);
+      return {};
+    });
+  n.start();
+
+  plexus::client pub{b.client()};
+  std::size_t published = 0; // probes and warm-up included
+  auto result = drive(
+    sink, size, count,
+    [&pub, &published](std::span<const char> m) {
+      pub.publish(topic, {m.data(), m.size()});
+      ++published;
+    },
+    [&pub] { pub.flush(30s); });
+  if (sink.malformed() != 0)
+    throw std::runtime_error(std::to_string(sink.malformed()) +
+                             " messages arrived with a payload not sent");
+  if (result.received != count)
+    throw std::runtime_error(std::to_string(result.received) + " of " + std::to_string(count) +
+                             " measured messages were handled in time");
+
+  // Every message, probes and warm-up too, handled once and ACKed: the
+  // pool counts a success once its handler returned, so it may lag a little.
+  const auto deadline = steady::now() + 10s;
+  auto settled = [&] {
+    auto st = n.stats();
+    return st.size() == 1 ? st.front() : function_stats{};
+  };
+  auto st = settled();
+  while (st.ok < published && steady::now() < deadline) {
+    std::this_thread::sleep_for(1ms); // a poll with a deadline
+    st = settled();
+  }
+  n.stop();
+  if (handled.load() != published || st.ok != published ||
+      st.errors + st.crashes + st.rejected != 0)
+    throw std::runtime_error("published " + std::to_string(published) + ", handled " +
+                             std::to_string(handled.load()) + ", acked as ok " +
+                             std::to_string(st.ok) + ", failed " +
+                             std::to_string(st.errors + st.crashes + st.rejected));
   return result;
 }
 

@@ -6,7 +6,9 @@
 // have) and plexus::client publishers and subscribers, each with its own
 // I/O thread.
 
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "scenarios/throughput.hpp"
@@ -27,5 +29,15 @@ namespace plexus::bench {
 /// actors, acking every message, `instances` of them): one timed run.
 [[nodiscard]] run_result plexus_function_once(std::size_t size, std::size_t count,
                                               std::uint32_t instances);
+
+/// One publisher -> plexus broker -> a node's function whose handler takes
+/// `work` per message (a sleep: waiting on something slow), on a fixed
+/// pool of `instances`; `blocking` ones get a thread each. One timed run,
+/// from the first measured send to the last measured handler's end.
+/// Throws unless every message published was handled once and ACKed, and
+/// none failed.
+[[nodiscard]] run_result plexus_worker_pool_once(std::size_t size, std::size_t count,
+                                                 std::uint32_t instances,
+                                                 std::chrono::microseconds work, bool blocking);
 
 } // namespace plexus::bench
