@@ -26,7 +26,8 @@ struct with_tail {
     *tail = p + n * sizeof(T);
     return reinterpret_cast<T*>(p);
   }
-  void deallocate(T* p, std::size_t n) noexcept { ::operator delete(p, n * sizeof(T) + extra); }
+  // Unsized: clang 14 has no sized deallocation unless asked (the fuzz build).
+  void deallocate(T* p, std::size_t) noexcept { ::operator delete(static_cast<void*>(p)); }
   template <class U>
   bool operator==(const with_tail<U>& o) const noexcept { return extra == o.extra; }
 };
