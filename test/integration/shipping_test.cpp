@@ -89,6 +89,27 @@ long long summary_count(const std::string& output, const std::string& function,
 
 constexpr auto chain_deadline = 30s;
 
+/// A broker with a $DLQ watcher, its stats and an outbox, and the three
+/// functions of the chain, one process each, joined to their groups (the
+/// broker keeps no store: the chain must be subscribed before orders flow).
+struct chain {
+  broker_process broker{{"--id", "ship", "--stats-interval-ms", "100"}};
+  collector dead;
+  decltype(broker.connect("")) watcher = broker.connect("dlq-watcher");
+  stats_watch stats{broker, "ship"};
+  temp_file outbox{"plexus-itest-outbox"};
+  shipping_process validate{broker, "validate-address"};
+  shipping_process label{broker, "create-label"};
+  shipping_process confirm{broker, "send-confirmation", {"--outbox", outbox.path()}};
+
+  chain() {
+    watcher->subscribe("$DLQ.>", dead.handler());
+    sync_with_broker(*watcher);
+    BOOST_REQUIRE_MESSAGE(stats.wait_for("groups", [](std::uint64_t g) { return g >= 3; }),
+                          "the three function processes did not join their groups within 10 s");
+  }
+};
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(shipping)
@@ -96,22 +117,8 @@ BOOST_AUTO_TEST_SUITE(shipping)
 // 300 orders, every 10th poison, through four processes: 270 confirmed,
 // 30 quarantined by validate-address, and each process's summary tells
 // what that process did and nothing else.
-BOOST_AUTO_TEST_CASE(every_order_is_confirmed_or_dead_lettered_across_processes) {
+BOOST_FIXTURE_TEST_CASE(every_order_is_confirmed_or_dead_lettered_across_processes, chain) {
   constexpr int n = 300, poison_every = 10;
-  broker_process broker{{"--id", "ship", "--stats-interval-ms", "100"}};
-  collector dead;
-  auto watcher = broker.connect("dlq-watcher");
-  watcher->subscribe("$DLQ.>", dead.handler());
-  sync_with_broker(*watcher);
-  stats_watch stats{broker, "ship"};
-  temp_file outbox{"plexus-itest-outbox"};
-
-  shipping_process validate{broker, "validate-address"};
-  shipping_process label{broker, "create-label"};
-  shipping_process confirm{broker, "send-confirmation", {"--outbox", outbox.path()}};
-  // The broker keeps no store: the chain must be subscribed before orders flow.
-  BOOST_REQUIRE_MESSAGE(stats.wait_for("groups", [](std::uint64_t g) { return g >= 3; }),
-                        "the three function processes did not join their groups within 10 s");
   shipping_process generator{broker, "generator",
                              {"--orders", std::to_string(n), "--rate", "1000", "--poison-every",
                               std::to_string(poison_every)}};
@@ -163,21 +170,9 @@ BOOST_AUTO_TEST_CASE(every_order_is_confirmed_or_dead_lettered_across_processes)
 // the group, then the first is stopped (SIGSTOP, so it surely holds
 // deliveries it has not acked) and killed (SIGKILL). What it held is
 // redelivered to its replacement; all 3000 orders are confirmed.
-BOOST_AUTO_TEST_CASE(a_create_label_process_killed_mid_stream_loses_no_order) {
+BOOST_FIXTURE_TEST_CASE(a_create_label_process_killed_mid_stream_loses_no_order, chain) {
+  auto& first = label; // the create-label that will be killed
   constexpr int n = 3000;
-  broker_process broker{{"--id", "ship", "--stats-interval-ms", "100"}};
-  collector dead;
-  auto watcher = broker.connect("dlq-watcher");
-  watcher->subscribe("$DLQ.>", dead.handler());
-  sync_with_broker(*watcher);
-  stats_watch stats{broker, "ship"};
-  temp_file outbox{"plexus-itest-outbox"};
-
-  shipping_process validate{broker, "validate-address"};
-  shipping_process first{broker, "create-label"};
-  shipping_process confirm{broker, "send-confirmation", {"--outbox", outbox.path()}};
-  BOOST_REQUIRE_MESSAGE(stats.wait_for("groups", [](std::uint64_t g) { return g >= 3; }),
-                        "the three function processes did not join their groups within 10 s");
   // The subscriptions so far: the watcher's, the stats watch's, the functions';
   // the generator adds one ($DLQ.> for its live line), the replacement one.
   const auto subscriptions = stats.counter("subscriptions");
