@@ -36,6 +36,7 @@
 #include "latency.hpp"
 #include "plexus/node.hpp"
 #include "scenario.hpp"
+#include "tagged.hpp"
 
 namespace plexus::bench {
 
@@ -57,21 +58,12 @@ constexpr auto round_deadline = 10s;         // one step of a round, else the ru
 /// The first payload byte; the rest is the round number in decimal.
 enum class message_kind : char { crash_gate = 'c', handoff_gate = 'h', probe = 'p', fence = 'f' };
 
-std::string payload_of(message_kind kind, std::uint64_t round) {
-  return static_cast<char>(kind) + std::to_string(round);
-}
+using parsed = tagged<message_kind>;
 
-struct parsed {
-  message_kind kind{};
-  std::uint64_t round = 0;
-};
+std::string payload_of(message_kind kind, std::uint64_t round) { return tagged_payload(kind, round); }
 
 [[nodiscard]] std::optional<parsed> parse(std::string_view payload) {
-  if (payload.size() < 2) return std::nullopt;
-  parsed p{static_cast<message_kind>(payload[0]), 0};
-  auto [end, ec] = std::from_chars(payload.data() + 1, payload.data() + payload.size(), p.round);
-  if (ec != std::errc{} || end != payload.data() + payload.size()) return std::nullopt;
-  return p;
+  return parse_tagged<message_kind>(payload);
 }
 
 /// What the handler (on a CAF worker), the fence subscriber (on the
