@@ -52,6 +52,24 @@ std::uint32_t confirmed(client& c, std::string_view topic, std::string_view payl
   return f.wait_for(20s) == std::future_status::ready ? f.get() : 999u;
 }
 
+/// A broker of its own on a free loopback port, as another process would see it.
+struct tcp_broker {
+  zmq::context_t zctx{1};
+  broker::server server{options(), &zctx};
+
+  tcp_broker() { server.start(); }
+  [[nodiscard]] std::string endpoint() const { return server.endpoint(); }
+  void stop() { server.stop(); }
+
+private:
+  static broker::server_options options() {
+    broker::server_options so;
+    so.listen = "tcp://127.0.0.1:*";
+    so.quiet = true;
+    return so;
+  }
+};
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(runtime)
@@ -445,12 +463,7 @@ BOOST_AUTO_TEST_CASE(past_its_intensity_a_service_escalates_and_the_root_restart
 }
 
 BOOST_AUTO_TEST_CASE(under_the_stop_node_policy_a_failed_service_ends_run_with_exit_code_3) {
-  zmq::context_t zctx{1};
-  broker::server_options so;
-  so.listen = "tcp://127.0.0.1:*";
-  so.quiet = true;
-  broker::server b{so, &zctx};
-  b.start();
+  tcp_broker b;
   node n{node_options{.broker = b.endpoint(), .on_failure = node_options::failure_policy::stop_node}};
   n.service("svc", {.max_restarts = 1}).function("broken").on("tasks").instances(1)
     .handle([](std::string_view, context&) -> result<void> { throw std::runtime_error("down"); });
@@ -605,12 +618,7 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_SUITE(node_lifecycle)
 
 BOOST_AUTO_TEST_CASE(a_node_serves_through_a_separate_broker_over_tcp) {
-  zmq::context_t zctx{1};
-  broker::server_options so;
-  so.listen = "tcp://127.0.0.1:*";
-  so.quiet = true;
-  broker::server b{so, &zctx};
-  b.start();
+  tcp_broker b;
   node n{node_options{.broker = b.endpoint(), .duration = {}}};
   n.service("echo").function("upper").on("echo.*")
     .handle([](std::string_view s, context& ctx) -> result<void> {
@@ -661,12 +669,7 @@ BOOST_AUTO_TEST_CASE(stopping_a_node_finishes_what_its_functions_run) {
 }
 
 BOOST_AUTO_TEST_CASE(past_the_drain_timeout_stop_returns_and_the_message_goes_to_another_member) {
-  zmq::context_t zctx{1};
-  broker::server_options so;
-  so.listen = "tcp://127.0.0.1:*";
-  so.quiet = true;
-  broker::server b{so, &zctx};
-  b.start();
+  tcp_broker b;
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
   waiter w;
