@@ -169,25 +169,28 @@ void feed(instance_actor* self, const caf::actor& pool) {
       [self](caf::error& err) { self->quit(std::move(err)); });
 }
 
+// The user's actor: its behavior, with an exception a crash like a
+// handler's (the text is the reason). Arguments, not captures: CAF 0.17
+// dereferences a null tuple for argument-less behavior functions (UBSan).
+caf::behavior user_actor(caf::event_based_actor* user, const actor_hook* hook, client* conn) {
+  user->set_exception_handler([](caf::scheduled_actor*, std::exception_ptr& p) -> caf::error {
+    try {
+      std::rethrow_exception(p);
+    } catch (const std::exception& e) {
+      return caf::make_error(caf::sec::runtime_error, std::string{e.what()});
+    } catch (...) {
+      return caf::make_error(caf::sec::runtime_error, std::string{"unknown exception"});
+    }
+  });
+  return hook->make(user, *conn);
+}
+
 // An instance of a raw-actor function: the user's actor runs beside it,
 // linked (if either ends, so does the other, and the pool replaces both:
 // a restart starts from fresh state).
 caf::behavior actor_instance(instance_actor* self, caf::actor pool, const actor_hook* hook,
                              client* conn) {
-  self->state.user = self->spawn<caf::linked>(
-    [hook, conn](caf::event_based_actor* user) {
-      // Its exception is a crash like a handler's: the text is the reason.
-      user->set_exception_handler([](caf::scheduled_actor*, std::exception_ptr& p) -> caf::error {
-        try {
-          std::rethrow_exception(p);
-        } catch (const std::exception& e) {
-          return caf::make_error(caf::sec::runtime_error, std::string{e.what()});
-        } catch (...) {
-          return caf::make_error(caf::sec::runtime_error, std::string{"unknown exception"});
-        }
-      });
-      return hook->make(user, *conn);
-    });
+  self->state.user = self->spawn<caf::linked>(user_actor, hook, conn);
   self->set_exit_handler([self](caf::exit_msg& m) { self->quit(std::move(m.reason)); });
   return {
     [=](run_atom, const work_run_ptr& run) {
