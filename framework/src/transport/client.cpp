@@ -64,16 +64,56 @@ client::~client() {
   if (impl_->io.joinable()) impl_->io.join();
 }
 
+namespace {
+
+bool plain(const publish_options& o) noexcept {
+  return o.reply_to.empty() && o.deadline_ns == 0 && o.traceparent.empty() && o.headers.empty()
+         && o.msg_id.empty();
+}
+
+// The last topic this thread published on with default options, validated
+// against these limits, and its encoded PUB header (which depends on
+// nothing else): a publisher that keeps to one topic validates and encodes
+// it once, then copies bytes.
+struct last_pub {
+  std::string topic;
+  topic_limits limits{0, 0};
+  std::string header;
+};
+thread_local last_pub last_plain_pub;
+
+} // namespace
+
+detail::envelope client::impl::make_pub(std::string_view topic, std::string_view payload,
+                                        const publish_options& o) {
+  if (!plain(o)) return make(pub_header(topic, o), payload);
+  auto& last = last_plain_pub;
+  const auto& lim = opts.limits.topic;
+  if (topic != last.topic || lim.max_bytes != last.limits.max_bytes
+      || lim.max_tokens != last.limits.max_tokens) {
+    auto h = pub_header(topic, o); // throws on a bad topic: nothing cached
+    last.header.clear();
+    wire::encode_header(h, last.header);
+    last.topic.assign(topic);
+    last.limits = lim;
+  }
+  envelope e;
+  e.kind = wire::op::pub;
+  e.bytes.reserve(last.header.size() + payload.size());
+  e.bytes.append(last.header);
+  e.header_size = static_cast<std::uint32_t>(last.header.size());
+  e.bytes.append(payload);
+  return e;
+}
+
 void client::publish(std::string_view topic, std::string_view payload, const publish_options& o) {
-  auto h = impl_->pub_header(topic, o);
-  impl_->enqueue(impl_->make(h, payload), true);
+  impl_->enqueue(impl_->make_pub(topic, payload, o), true);
   ++impl_->published;
 }
 
 bool client::try_publish(std::string_view topic, std::string_view payload,
                          const publish_options& o) {
-  auto h = impl_->pub_header(topic, o);
-  if (!impl_->enqueue(impl_->make(h, payload), false)) return false;
+  if (!impl_->enqueue(impl_->make_pub(topic, payload, o), false)) return false;
   ++impl_->published;
   return true;
 }

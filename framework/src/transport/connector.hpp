@@ -63,6 +63,8 @@ struct client::impl {
   bool enqueue(envelope e, bool wait, bool control = false);
 
   wire::header pub_header(std::string_view topic, const publish_options& o);
+  /// A plain PUB's envelope; repeated topics are validated and encoded once.
+  envelope make_pub(std::string_view topic, std::string_view payload, const publish_options& o);
 
   std::string next_msg_id();
 
