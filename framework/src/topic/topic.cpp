@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "plexus/topic.hpp"
 
+#include <array>
+
 namespace plexus {
 
 const char* to_string(topic_errc e) noexcept {
@@ -20,38 +22,51 @@ const char* to_string(topic_errc e) noexcept {
 
 namespace {
 
-bool bad_byte(unsigned char c) noexcept { return c <= 0x20 || c == 0x7f; }
+// What a byte means to a topic: most bytes are ordinary and cost one table
+// lookup each.
+constexpr unsigned char ordinary = 0, dot = 1, wildcard = 2, bad = 3;
 
-// One pass over the bytes: token count, empty tokens, characters, wildcards.
+constexpr std::array<unsigned char, 256> byte_classes = [] {
+  std::array<unsigned char, 256> t{};
+  for (unsigned c = 0; c <= 0x20; ++c) t[c] = bad; // controls and space
+  t[0x7f] = bad;
+  t['.'] = dot;
+  t['*'] = wildcard;
+  t['>'] = wildcard;
+  return t;
+}();
+
+// One pass over the bytes: token count, empty tokens, characters, wildcards;
+// errors in the order of their position.
 topic_errc validate(std::string_view s, const topic_limits& limits,
                     bool allow_wildcards) noexcept {
   if (s.empty()) return topic_errc::empty;
   if (s.size() > limits.max_bytes) return topic_errc::too_long;
+  const auto n = s.size();
   std::size_t tokens = 1;
-  std::size_t token_len = 0;
+  std::size_t token_start = 0;
   bool token_wild = false; // current token contains a wildcard byte
   bool after_tail = false; // a `>` token has ended
-  for (std::size_t i = 0; i <= s.size(); ++i) {
-    if (i == s.size() || s[i] == '.') {
+  for (std::size_t i = 0;; ++i) {
+    unsigned char cls = i == n ? dot : byte_classes[static_cast<unsigned char>(s[i])];
+    if (cls == ordinary) continue;
+    if (cls == dot) { // a token ends: at a '.' or at the end
+      auto token_len = i - token_start;
       if (token_len == 0) return topic_errc::empty_token;
       if (after_tail) return topic_errc::tail_not_last;
       if (token_wild) {
         if (token_len != 1) return topic_errc::partial_wildcard;
         if (s[i - 1] == '>') after_tail = true;
       }
-      if (i == s.size()) break;
+      if (i == n) break;
       if (++tokens > limits.max_tokens) return topic_errc::too_many_tokens;
-      token_len = 0;
+      token_start = i + 1;
       token_wild = false;
       continue;
     }
-    auto c = static_cast<unsigned char>(s[i]);
-    if (bad_byte(c)) return topic_errc::bad_character;
-    if (c == '*' || c == '>') {
-      if (!allow_wildcards) return topic_errc::wildcard_in_topic;
-      token_wild = true;
-    }
-    ++token_len;
+    if (cls == bad) return topic_errc::bad_character;
+    if (!allow_wildcards) return topic_errc::wildcard_in_topic;
+    token_wild = true;
   }
   // A partial wildcard in the final token was caught above; `>` may only end.
   return topic_errc::ok;

@@ -166,8 +166,8 @@ decode_error read_field(reader& r, field f, const limits& lim, header& h,
 }
 
 // Decodes the header map at the reader's position; the reader ends after it.
-decode_error decode_header_at(reader& r, const limits& lim, header& h) noexcept {
-  h = header{};
+// `h` must hold a default header{} (decode_batch's fresh entries do).
+decode_error decode_fresh_header_at(reader& r, const limits& lim, header& h) noexcept {
   scalar s;
   if (auto e = r.next(s); e != errc::ok) return fail(e, field::frame);
   if (s.type != kind::map) return fail(errc::not_a_map, field::frame);
@@ -214,6 +214,11 @@ decode_error decode_header_at(reader& r, const limits& lim, header& h) noexcept 
     if (auto t = validate_topic(h.reply_to, lim.topic); t != topic_errc::ok)
       return fail(errc::bad_topic, field::reply_to, t);
   return {};
+}
+
+decode_error decode_header_at(reader& r, const limits& lim, header& h) noexcept {
+  h = header{};
+  return decode_fresh_header_at(r, lim, h);
 }
 
 } // namespace
@@ -267,14 +272,14 @@ decode_error decode_batch(std::string_view frame, const limits& lim,
     // lie, rejected before reserve() believes it.
     if (n > frame.size() / 3) return fail(errc::truncated, field::batch);
     try {
-      out.resize(n);
+      out.resize(n); // default entries: their headers need no reset
     } catch (...) {
       return fail(errc::batch_too_many, field::batch);
     }
     for (std::uint64_t i = 0; i < n; ++i) {
       auto& en = out[i];
       auto start = r.offset();
-      auto e = decode_header_at(r, lim, en.h);
+      auto e = decode_fresh_header_at(r, lim, en.h);
       if (!e && r.offset() - start > lim.max_header_bytes)
         e = fail(errc::header_too_large, field::frame);
       if (!e) {
