@@ -292,8 +292,11 @@ void core::state::send_err(connection& c, std::uint32_t code, std::string text,
 // ---------------------------------------------------------------- connections
 
 connection* core::state::find(conn_id id) {
+  if (last_found && last_found->id == id) return last_found;
   auto it = conns.find(id);
-  return it == conns.end() ? nullptr : it->second.get();
+  if (it == conns.end()) return nullptr;
+  last_found = it->second.get();
+  return last_found;
 }
 
 connection& core::state::open(conn_id id) {
@@ -354,6 +357,7 @@ void core::state::close(connection& c, std::string_view reason) {
 
 void core::state::forget(connection& c) {
   assert(c.subs.empty());
+  if (last_found == &c) last_found = nullptr;
   conns.erase(c.id); // `c` is gone after this line
 }
 

@@ -20,6 +20,7 @@ class pattern_trie {
 public:
   /// `pattern` must be valid (plexus::validate_pattern).
   void insert(std::string_view pattern, T* value) {
+    memo_valid_ = false;
     node* n = &root_;
     walk_tokens(pattern, [&](std::string_view tok, bool last) {
       if (tok == ">" && last) {
@@ -37,6 +38,7 @@ public:
   /// Removes one (pattern, value) pair; false if it was not there. Empty
   /// nodes are pruned, so memory follows the live subscriptions.
   bool erase(std::string_view pattern, T* value) {
+    memo_valid_ = false;
     std::vector<std::string_view> tokens;
     walk_tokens(pattern, [&](std::string_view tok, bool) { tokens.push_back(tok); });
     if (!erase_at(root_, tokens, 0, value)) return false;
@@ -49,6 +51,21 @@ public:
   void match(std::string_view topic, std::vector<T*>& out) const {
     bool dollar = !topic.empty() && topic[0] == '$';
     match_at(root_, topic, 0, !dollar, out);
+  }
+
+  /// match(), remembering the last topic's answer until the trie changes:
+  /// a topic published again costs one comparison instead of a hash lookup
+  /// per token.
+  void match_cached(std::string_view topic, std::vector<T*>& out) {
+    if (memo_valid_ && topic == memo_topic_) {
+      out.insert(out.end(), memo_.begin(), memo_.end());
+      return;
+    }
+    auto from = out.size();
+    match(topic, out);
+    memo_topic_.assign(topic);
+    memo_.assign(out.begin() + static_cast<std::ptrdiff_t>(from), out.end());
+    memo_valid_ = true;
   }
 
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
@@ -132,6 +149,10 @@ private:
 
   node root_;
   std::size_t size_ = 0;
+  // match_cached()'s last topic and its matches; insert() and erase() clear it.
+  bool memo_valid_ = false;
+  std::string memo_topic_;
+  std::vector<T*> memo_;
 };
 
 } // namespace plexus::broker

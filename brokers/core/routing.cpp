@@ -122,7 +122,7 @@ void core::state::route_message(const message_ptr& m) {
   // connection that must close is only doomed here (see request_close).
   auto& routes = scratch;
   routes.clear();
-  trie.match(m->topic, routes);
+  trie.match_cached(m->topic, routes);
   m->unsettled = 1; // held until routing is done
   for (auto* r : routes) {
     if (r->is_group) {

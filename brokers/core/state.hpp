@@ -143,6 +143,9 @@ struct core::state {
   std::shared_ptr<const welcome_info> welcome;
   counters stats;
   std::unordered_map<conn_id, std::unique_ptr<connection>> conns;
+  /// The connection find() returned last: a batch's entries all come from
+  /// one connection, one hash lookup for all. forget() clears it.
+  connection* last_found = nullptr;
   std::unordered_map<std::string, std::unique_ptr<group>> groups;
   pattern_trie<route> trie;
   dedup_window dedup;

@@ -49,12 +49,16 @@ struct server::impl {
   }
 
   conn_id id_of(const zmq::message_t& routing) {
+    // Consecutive messages mostly come from one peer: no string, no hash.
+    if (last_conn && routing.to_string_view() == last_routing) return last_conn;
     auto key = routing.to_string();
     auto [it, fresh] = by_routing.try_emplace(key, 0);
     if (fresh) {
       it->second = next_conn++;
       routing_of.emplace(it->second, key);
     }
+    last_routing = key;
+    last_conn = it->second;
     return it->second;
   }
 
@@ -144,6 +148,7 @@ struct server::impl {
     for (auto c : unreachable) b.disconnected(c, now);
     unreachable.clear();
     for (auto c : b.take_closed()) {
+      if (c == last_conn) last_conn = 0;
       if (auto r = routing_of.find(c); r != routing_of.end()) {
         by_routing.erase(r->second);
         routing_of.erase(r);
@@ -195,6 +200,8 @@ struct server::impl {
   std::unordered_map<std::string, conn_id> by_routing;
   std::unordered_map<conn_id, std::string> routing_of;
   conn_id next_conn = 1;
+  std::string last_routing; // id_of's last answer (0: none)
+  conn_id last_conn = 0;
   std::vector<wire::entry> batch;
   std::vector<std::string_view> frames;
   wire::entry entry;
