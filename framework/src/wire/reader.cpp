@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "reader.hpp"
 
+#include <cassert>
 
 namespace plexus::wire::detail {
 
@@ -11,12 +12,7 @@ using kind = scalar::kind;
 errc reader::next_any(scalar& out) noexcept {
   if (off_ >= bytes_.size()) return errc::truncated;
   auto b = static_cast<unsigned char>(bytes_[off_]);
-  if (b <= 0x7f) {
-    out.type = scalar::kind::uint;
-    out.u = b;
-    ++off_;
-    return errc::ok;
-  }
+  assert(b > 0x7f && "next() takes positive fixints itself");
   if (b >= 0xe0) {
     out.type = scalar::kind::nint;
     ++off_;

@@ -36,15 +36,15 @@ public:
   /// Reads any value's first element. For a map or an array only the
   /// container header is consumed and `out.u` holds its element count.
   [[nodiscard]] errc next(scalar& out) noexcept;
-  /// next() for any format byte: next() itself inlines only the formats a
-  /// header is made of (positive fixint keys and values, fixstr strings).
-  [[nodiscard]] errc next_any(scalar& out) noexcept;
 
   /// Skips one complete value, enforcing depth and container-size limits.
   /// `depth` is the nesting level the value sits at.
   [[nodiscard]] errc skip(std::size_t depth, const limits& lim) noexcept;
 
 private:
+  /// next() for the formats it does not inline (it inlines those a header
+  /// is made of: positive fixint keys and values, fixstr strings).
+  [[nodiscard]] errc next_any(scalar& out) noexcept;
   [[nodiscard]] errc container(scalar::kind k, std::size_t len_bytes, std::uint64_t inline_count,
                                scalar& out) noexcept;
   [[nodiscard]] errc sized(scalar::kind k, std::size_t len_bytes, std::size_t fixed_len,
