@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "function_pool.hpp"
-#include "plexus/actor.hpp"
+#include "instance.hpp"
 #include "autoscaler.hpp"
 #include "supervisor.hpp"
 
@@ -20,185 +20,13 @@
 #include <caf/exit_reason.hpp>
 #include <caf/send.hpp>
 #include <caf/stateful_actor.hpp>
-#include <caf/spawn_options.hpp>
 
 namespace plexus::detail {
 
 namespace {
 
 using batch_atom = caf::atom_constant<caf::atom("batch")>;
-using run_atom = caf::atom_constant<caf::atom("run")>;
-using done_atom = caf::atom_constant<caf::atom("done")>;
 using steady = std::chrono::steady_clock;
-
-enum outcome : std::uint8_t { ok = 0, failed = 1, rejected = 2 };
-
-// ---------------------------------------------------------------- instance
-
-using reply_atom = caf::atom_constant<caf::atom("reply")>;
-
-struct instance_state {
-  work_run_ptr run; // the run in hand
-  invocation inv;   // what its context reaches: a pending request
-  caf::actor user;  // a raw-actor function's own actor
-  const std::function<void()>* init = nullptr; // the function's init hook
-  bool initialized = false;
-  static inline const char* name = "plexus.instance";
-};
-
-using instance_actor = caf::stateful_actor<instance_state>;
-
-// Records a handler's (or continuation's) outcome for the item in hand;
-// false when it waits on a request.
-bool record(instance_state& st, const result<void>& r) {
-  if (r.pending()) return false;
-  st.inv.then = nullptr; // a request whose result was not returned is dropped
-  auto kind = r.ok() ? outcome::ok : r.rejected() ? outcome::rejected : outcome::failed;
-  st.run->outcomes.emplace_back(static_cast<std::uint8_t>(kind), r.why());
-  ++st.run->finished;
-  return true;
-}
-
-// Runs `f` (a handler or a continuation) for the item in hand. An
-// exception is the instance's crash: recorded, and the run ends there.
-template <class F>
-bool attempt(instance_state& st, F&& f, result<void>& out) {
-  try {
-    out = f();
-    return true;
-  } catch (const std::exception& e) {
-    st.run->crash = e.what();
-  } catch (...) {
-    st.run->crash = "unknown exception";
-  }
-  st.inv.then = nullptr;
-  return false;
-}
-
-void end_run(instance_actor* self, const caf::actor& pool) {
-  self->state.run.reset();
-  self->send(pool, done_atom::value);
-}
-
-// Runs the run's items from where it stands; stops at a pending request
-// (the reply resumes it) or a crash, and reports the run done.
-void work(instance_actor* self, const caf::actor& pool, const raw_handler& handler, client& conn) {
-  auto& st = self->state;
-  auto& run = *st.run;
-  if (!st.initialized) { // a new instance: the function's init hook first
-    if (st.init && *st.init) {
-      auto t0 = steady_ns();
-      try {
-        (*st.init)();
-      } catch (const std::exception& e) {
-        run.crash = std::string{"init: "} + e.what();
-        return end_run(self, pool);
-      } catch (...) {
-        run.crash = "init: unknown exception";
-        return end_run(self, pool);
-      }
-      run.init_ns = static_cast<std::uint64_t>(steady_ns() - t0);
-    }
-    st.initialized = true;
-  }
-  while (run.finished < run.items.size()) {
-    const auto& d = *run.items[run.finished];
-    st.inv.cold = run.cold && run.finished == 0;
-    if (st.inv.cold && run.started_ns == 0) {
-      run.started_ns = steady_ns();
-      st.inv.cold_ns = static_cast<std::uint64_t>(std::max<std::int64_t>(0, run.started_ns - d.arrived_ns));
-    }
-    context ctx{conn, d, &st.inv};
-    result<void> r;
-    if (!attempt(st, [&] { return handler(d.payload, ctx); }, r)) break;
-    if (!record(st, r)) return; // waits on a request
-  }
-  end_run(self, pool);
-}
-
-// Runs the handler for one message at a time. A handler's exception ends
-// the run and the pool decides: the instance holds no state of its own
-// (the handler is shared and const), so a restart reuses it, and a crash
-// costs about what a message does. Anything else that fails the actor
-// kills it, and the pool replaces it.
-caf::behavior instance(instance_actor* self, caf::actor pool, const raw_handler* handler,
-                       const std::function<void()>* init, client* conn, const std::string* name) {
-  self->state.init = init;
-  self->state.inv.instance = self->address();
-  self->state.inv.name = name;
-  return {
-    [=](run_atom, const work_run_ptr& run) {
-      self->state.run = run;
-      work(self, pool, *handler, *conn);
-    },
-    [=](reply_atom, std::uint64_t token, const reply_ptr& r) {
-      auto& st = self->state;
-      if (!st.run || !st.inv.then || token != st.inv.token) return; // stale
-      auto then = std::move(st.inv.then);
-      st.inv.then = nullptr;
-      context ctx{*conn, *st.run->items[st.run->finished], &st.inv};
-      result<void> out;
-      if (!attempt(st, [&] { return then(*r, ctx); }, out)) return end_run(self, pool);
-      if (!record(st, out)) return; // another request
-      work(self, pool, *handler, *conn);
-    },
-  };
-}
-
-// ---------------------------------------------------------------- raw actor instance
-
-// Hands the run's next message to the user's actor and waits for its
-// result (a request: the user may answer later through a promise).
-void feed(instance_actor* self, const caf::actor& pool) {
-  auto& st = self->state;
-  if (st.run->finished == st.run->items.size()) return end_run(self, pool);
-  const auto& d = *st.run->items[st.run->finished];
-  envelope e{std::string{d.topic},       std::string{d.payload},     std::string{d.msg_id},
-             std::string{d.reply_to},    std::string{d.traceparent}, d.count,
-             d.deadline_ns};
-  self->request(st.user, caf::infinite, handle_atom::value, std::move(e))
-    .then(
-      [self, pool](const result<void>& r) {
-        auto& s = self->state;
-        if (!s.run) return;
-        record(s, r.pending() ? result<void>{error{"a raw actor answered pending"}} : r);
-        feed(self, pool);
-      },
-      // The user's actor failed on this message: so does this instance,
-      // and the pool counts a crash on it (a fresh actor replaces both).
-      [self](caf::error& err) { self->quit(std::move(err)); });
-}
-
-// The user's actor: its behavior, with an exception a crash like a
-// handler's (the text is the reason). Arguments, not captures: CAF 0.17
-// dereferences a null tuple for argument-less behavior functions (UBSan).
-caf::behavior user_actor(caf::event_based_actor* user, const actor_hook* hook, client* conn) {
-  user->set_exception_handler([](caf::scheduled_actor*, std::exception_ptr& p) -> caf::error {
-    try {
-      std::rethrow_exception(p);
-    } catch (const std::exception& e) {
-      return caf::make_error(caf::sec::runtime_error, std::string{e.what()});
-    } catch (...) {
-      return caf::make_error(caf::sec::runtime_error, std::string{"unknown exception"});
-    }
-  });
-  return hook->make(user, *conn);
-}
-
-// An instance of a raw-actor function: the user's actor runs beside it,
-// linked (if either ends, so does the other, and the pool replaces both:
-// a restart starts from fresh state).
-caf::behavior actor_instance(instance_actor* self, caf::actor pool, const actor_hook* hook,
-                             client* conn) {
-  self->state.user = self->spawn<caf::linked>(user_actor, hook, conn);
-  self->set_exit_handler([self](caf::exit_msg& m) { self->quit(std::move(m.reason)); });
-  return {
-    [=](run_atom, const work_run_ptr& run) {
-      self->state.run = run;
-      feed(self, pool);
-    },
-  };
-}
 
 std::string crash_text(const caf::error& reason) {
   const auto& ctx = reason.context();
@@ -272,21 +100,7 @@ namespace {
 
 void spawn_instance(pool_actor* self) {
   auto& s = self->state;
-  // Spawned lazily: an instance that never gets work never allocates its
-  // behavior (measured ~190 B of the ~1.8 KiB an instance costs).
-  const auto* name = &s.fn_name;
-  caf::actor inst;
-  if (s.spec.fn->actor()) {
-    inst = s.spec.fn->options().blocking
-             ? self->spawn<caf::detached>(actor_instance, caf::actor{self}, s.spec.fn->actor().get(), s.spec.conn)
-             : self->spawn(actor_instance, caf::actor{self}, s.spec.fn->actor().get(), s.spec.conn);
-  } else {
-    inst = s.spec.fn->options().blocking
-             ? self->spawn<caf::detached>(instance, caf::actor{self}, &s.spec.fn->handler(),
-                                          &s.spec.fn->init_hook(), s.spec.conn, name)
-             : self->spawn<caf::lazy_init>(instance, caf::actor{self}, &s.spec.fn->handler(),
-                                           &s.spec.fn->init_hook(), s.spec.conn, name);
-  }
+  auto inst = spawn_instance_of(self, *s.spec.fn, s.spec.conn, &s.fn_name);
   self->monitor(inst);
   s.born.emplace(inst.address(), s.generation);
   s.spec.counters->live = static_cast<std::uint32_t>(s.born.size());
@@ -790,11 +604,6 @@ void post_batch(const caf::actor_addr& pool, std::span<const message_view> batch
 }
 
 } // namespace
-
-void post_reply(const caf::actor_addr& instance, std::uint64_t token, reply r) {
-  if (auto inst = caf::actor_cast<caf::actor>(instance))
-    caf::anon_send(inst, reply_atom::value, token, std::make_shared<const reply>(std::move(r)));
-}
 
 caf::actor spawn_pool(caf::actor_system& sys, pool_spec spec) {
   return sys.spawn(pool, std::move(spec));
