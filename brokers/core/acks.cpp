@@ -31,6 +31,7 @@ void core::state::on_ack(connection& c, const wire::header& h) {
   auto found = it->second->unacked.take_range(h.seq, last, [&](inflight&& f) {
     settle(*f.msg, status::ok);
   });
+  if (found && it->second->grp) mark_dirty(*it->second->grp);
   stats.acks += found;
   if (found < n) ++stats.late_acks; // one per envelope: a huge count cannot inflate it
 }

@@ -20,6 +20,8 @@ const char* to_string(status s) noexcept {
     case status::too_many_subscriptions: return "too many subscriptions";
     case status::protocol_violation: return "protocol violation";
     case status::duplicate_sid: return "duplicate subscription id";
+    case status::peer_lost: return "peer lost";
+    case status::returned: return "returned";
   }
   return "unknown status";
 }
@@ -31,13 +33,13 @@ std::size_t cost(const output& o) { return o.payload().size() + frame_overhead; 
 
 core::state::state(config c, const core& self)
   : owner(&self), cfg(std::move(c)), dedup(cfg.dedup_window, cfg.dedup_entries) {
-  auto w = std::make_shared<welcome_info>();
-  w->node = cfg.id;
-  w->heartbeat_ms = static_cast<std::uint32_t>(cfg.heartbeat.count());
-  w->max_payload = cfg.limits.max_payload_bytes;
-  std::vector<std::string_view> list(cfg.advertise.begin(), cfg.advertise.end());
-  w->brokers = wire::pack_string_list(list, w->brokers_raw); // no later appends: views stay
-  welcome = std::move(w);
+  // A restart must look different to peers (they drop what it held).
+  incarnation = static_cast<std::uint64_t>(
+    std::chrono::system_clock::now().time_since_epoch().count()) | 1;
+  auto f = std::make_shared<forward_info>();
+  f->origin = cfg.id;
+  plain_fwd = std::move(f);
+  rebuild_welcome();
 }
 
 wire::header output::header() const {
@@ -65,7 +67,8 @@ wire::header output::header() const {
       h.reply_to = t.reply_to;
       break;
     }
-    case wire::op::welcome: {
+    case wire::op::welcome:
+    case wire::op::peer_hello: {
       const auto& w = *static_cast<const welcome_info*>(aux.get());
       h.node = w.node;
       h.heartbeat_ms = w.heartbeat_ms;
@@ -73,13 +76,37 @@ wire::header output::header() const {
       h.brokers = w.brokers;
       break;
     }
+    case wire::op::fwd: {
+      const auto& f = *static_cast<const forward_info*>(aux.get());
+      h.topic = msg->topic;
+      h.msg_id = msg->msg_id;
+      h.reply_to = msg->reply_to;
+      h.headers = msg->headers;
+      h.deadline_ns = msg->deadline_ns;
+      h.traceparent = msg->traceparent;
+      h.node = f.origin;
+      h.queue = f.queue;
+      h.flags = seq != 0 ? wire::flag_confirm : 0; // a relay is wanted
+      break;
+    }
+    case wire::op::interest_add:
+    case wire::op::interest_remove: {
+      const auto& t = *static_cast<const interest_text*>(aux.get());
+      h.topic = t.pattern;
+      h.queue = t.queue;
+      h.credit = t.credit;
+      break;
+    }
+    case wire::op::confirm_relay:
+      h.node = static_cast<const welcome_info*>(aux.get())->node;
+      break;
     default: break;
   }
   return h;
 }
 
 std::string_view output::payload() const noexcept {
-  return kind == wire::op::msg ? msg->payload : std::string_view{};
+  return kind == wire::op::msg || kind == wire::op::fwd ? msg->payload : std::string_view{};
 }
 
 core::core(config cfg) : s_(std::make_unique<state>(std::move(cfg), *this)) {}
@@ -104,7 +131,9 @@ void core::receive(conn_id from, const wire::entry& e, time_point now) {
   auto* c = s.heard_from(from, now);
   if (!c) return;
   const auto& h = e.h;
-  if (h.kind != wire::op::hello && !c->hello) {
+  if (c->role != conn_role::client || h.kind == wire::op::peer_hello) {
+    s.on_peer_op(*c, e);
+  } else if (h.kind != wire::op::hello && !c->hello) {
     ++c->bad_frames;
     ++s.stats.bad_frames;
     s.send_err(*c, status::protocol_violation, "HELLO must come first", &h);
@@ -173,6 +202,20 @@ void core::tick(time_point now) {
   s.finish_closes();
 }
 
+void core::dial(conn_id id, time_point now) {
+  auto& s = *s_;
+  s.now = now;
+  auto* c = s.find(id);
+  if (!c) c = &s.open(id);
+  s.dial(*c);
+}
+
+std::vector<conn_id> core::take_self_links() {
+  auto r = std::move(s_->self_links);
+  s_->self_links.clear();
+  return r;
+}
+
 void core::shutdown(time_point now) {
   auto& s = *s_;
   s.now = now;
@@ -189,6 +232,8 @@ time_point core::next_tick() const noexcept {
 // ---------------------------------------------------------------- outputs
 
 std::vector<conn_id> core::ready_connections() {
+  // Capacity changes of this flush's inputs go to peers once, coalesced.
+  s_->advertise_dirty();
   auto r = std::move(s_->ready);
   s_->ready.clear();
   for (auto id : r)
@@ -330,6 +375,7 @@ void core::state::close(connection& c, std::string_view reason) {
   std::vector<std::uint32_t> sids;
   for (auto& [sid, sub] : c.subs) sids.push_back(sid);
   for (auto sid : sids) remove_subscription(c, *c.subs.at(sid));
+  unlink(c);
   c.closing = true;
   // Whatever was queued for it is dropped; only the BYE goes out.
   for (auto i = c.out.head; i < c.out.items.size(); ++i) c.out.items[i] = output{};
@@ -397,21 +443,32 @@ void core::state::on_sub(connection& c, const wire::header& h) {
   c.subs.emplace(h.sid, std::move(sub));
   if (h.queue.empty()) {
     trie.insert(s->pattern, s);
+    if (++local_patterns[s->pattern] == 1) advertise_pattern(s->pattern, true);
     return;
   }
-  auto key = s->pattern + '\0' + std::string{h.queue};
+  auto& g = group_of(s->pattern, h.queue);
+  s->grp = &g;
+  g.members.push_back(s);
+  advertise_group(g);
+  drain_group(g);
+}
+
+group& core::state::group_of(std::string_view pattern, std::string_view queue) {
+  auto key = std::string{pattern} + '\0' + std::string{queue};
   auto& g = groups[key];
   if (!g) {
     g = std::make_unique<group>();
-    g->is_group = true;
+    g->kind = route_kind::group;
     g->key = key;
-    g->pattern = s->pattern;
-    g->name = std::string{h.queue};
+    g->pattern = std::string{pattern};
+    g->name = std::string{queue};
+    auto f = std::make_shared<forward_info>();
+    f->origin = cfg.id;
+    f->queue = g->name;
+    g->fwd = std::move(f);
     trie.insert(g->pattern, g.get());
   }
-  s->grp = g.get();
-  g->members.push_back(s);
-  drain_group(*g);
+  return *g;
 }
 
 void core::state::on_unsub(connection& c, const wire::header& h) {
@@ -431,12 +488,16 @@ void core::state::remove_subscription(connection& c, subscription& s) {
     if (g->next >= g->members.size()) g->next = 0;
   } else {
     trie.erase(s.pattern, &s);
+    if (auto it = local_patterns.find(s.pattern); it != local_patterns.end() && --it->second == 0) {
+      local_patterns.erase(it);
+      advertise_pattern(s.pattern, false);
+    }
   }
   // Its unacked deliveries go back to the group (or are settled).
   if (!s.unacked.empty()) {
     auto pending = s.unacked.take_all();
     for (auto& [seq, f] : pending) {
-      if (g && !g->members.empty() && f.delivery < s.max_deliver) {
+      if (g && (!g->members.empty() || !g->remote.empty()) && f.delivery < s.max_deliver) {
         ++stats.redeliveries;
         deliver_to_group(*g, {f.msg, f.delivery}, nullptr, true);
         settle(*f.msg, status::ok);
@@ -448,16 +509,11 @@ void core::state::remove_subscription(connection& c, subscription& s) {
       }
     }
   }
-  if (g && g->members.empty()) {
-    // Nobody left to take what waits: drop it, counted.
-    for (auto& q : g->waiting) {
-      ++stats.group_queue_drops;
-      settle(*q.msg, status::no_interest);
-    }
-    trie.erase(g->pattern, g);
-    groups.erase(g->key);
+  c.subs.erase(sid); // `s` is gone after this line
+  if (g) {
+    advertise_group(*g);
+    maybe_erase_group(*g);
   }
-  c.subs.erase(sid);
 }
 
 void core::state::on_credit(connection& c, const wire::header& h) {
@@ -469,7 +525,10 @@ void core::state::on_credit(connection& c, const wire::header& h) {
   auto& s = *it->second;
   s.credit = static_cast<std::uint32_t>(
     std::min<std::uint64_t>(std::uint64_t{s.credit} + h.credit, 0xffffffffu));
-  if (s.grp) drain_group(*s.grp);
+  if (s.grp) {
+    mark_dirty(*s.grp);
+    drain_group(*s.grp);
+  }
 }
 
 void core::state::heartbeats() {
@@ -503,6 +562,11 @@ gauges core::current() const {
   g.connections = s.conns.size();
   g.groups = s.groups.size();
   g.dedup_entries = s.dedup.size();
+  for (auto& [id, p] : s.peers) {
+    if (!p->links.empty()) ++g.peers;
+    g.peer_routes += p->interests.size() + p->groups.size();
+    g.forwards_unsettled += p->unsettled.size();
+  }
   for (auto& [id, c] : s.conns) {
     g.subscriptions += c->subs.size();
     g.pending_msgs += c->out.size();
@@ -530,6 +594,22 @@ std::vector<connection_stats> core::connections() const {
   }
   std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.id < b.id; });
   return out;
+}
+
+std::vector<peer_stats> core::peers() const {
+  std::vector<peer_stats> out;
+  for (auto& [id, p] : s_->peers) {
+    peer_stats ps;
+    ps.id = id;
+    ps.links = p->links.size();
+    ps.interests = p->interests.size();
+    ps.groups = p->groups.size();
+    ps.unsettled = p->unsettled.size();
+    ps.fwd_out = p->fwd_out;
+    ps.fwd_in = p->fwd_in;
+    out.push_back(std::move(ps));
+  }
+  return out; // std::map: by id
 }
 
 } // namespace plexus::broker

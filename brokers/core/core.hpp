@@ -41,6 +41,8 @@ enum class status : std::uint32_t {
   too_many_subscriptions = 107,
   protocol_violation = 108, // an op out of place (e.g. before HELLO)
   duplicate_sid = 109,
+  peer_lost = 110,         // CONFIRM: a peer broker holding deliveries died
+  returned = 111,          // CONFIRM_RELAY only: the peer has no member left
 };
 [[nodiscard]] const char* to_string(status s) noexcept;
 
@@ -113,6 +115,14 @@ struct counters {
   std::uint64_t confirms = 0;
   std::uint64_t connections_opened = 0, connections_closed = 0;
   std::uint64_t heartbeat_timeouts = 0;
+  // The mesh.
+  std::uint64_t forwarded = 0;     // FWDs sent to peers
+  std::uint64_t forwards_in = 0;   // FWDs received from peers
+  std::uint64_t relays = 0;        // CONFIRM_RELAYs sent
+  std::uint64_t late_relays = 0;   // for a forward already settled or routed again
+  std::uint64_t rerouted = 0;      // forwards routed again: the peer was lost or returned them
+  std::uint64_t peer_links_lost = 0;
+  std::uint64_t self_links = 0;    // a seed that was this broker
 };
 
 struct gauges {
@@ -124,6 +134,15 @@ struct gauges {
   std::size_t group_queued = 0;   // waiting for credit
   std::size_t unacked = 0;
   std::size_t dedup_entries = 0;
+  std::size_t peers = 0;           // peer brokers with a live link
+  std::size_t peer_routes = 0;     // their interests and group shares
+  std::size_t forwards_unsettled = 0;
+};
+
+struct peer_stats {
+  std::string id;
+  std::size_t links = 0, interests = 0, groups = 0, unsettled = 0;
+  std::uint64_t fwd_out = 0, fwd_in = 0;
 };
 
 struct connection_stats {
@@ -151,6 +170,13 @@ public:
   void tick(time_point now);
   /// Says BYE to every connection (clean shutdown).
   void shutdown(time_point now);
+  /// The shell connected a link to a peer broker (a seed) as `c`: the core
+  /// says PEER_HELLO and its interest on it. Inbound links need no call:
+  /// a connection whose first envelope is PEER_HELLO is one.
+  void dial(conn_id c, time_point now);
+  /// Links that turned out to reach this very broker (a seed naming
+  /// itself) since the last call: the shell stops dialing them.
+  [[nodiscard]] std::vector<conn_id> take_self_links();
 
   /// When tick() next has work to do.
   [[nodiscard]] time_point next_tick() const noexcept;
@@ -175,6 +201,7 @@ public:
   [[nodiscard]] const counters& stats() const noexcept;
   [[nodiscard]] gauges current() const;
   [[nodiscard]] std::vector<connection_stats> connections() const;
+  [[nodiscard]] std::vector<peer_stats> peers() const;
   [[nodiscard]] const config& settings() const noexcept;
 
 private:

@@ -124,12 +124,14 @@ void core::state::route_message(const message_ptr& m) {
   routes.clear();
   trie.match_cached(m->topic, routes);
   m->unsettled = 1; // held until routing is done
+  ++route_gen;
   for (auto* r : routes) {
-    if (r->is_group) {
-      deliver_to_group(*static_cast<group*>(r), {m, 0}, nullptr, false);
-    } else {
-      auto* s = static_cast<subscription*>(r);
-      deliver(*s, m, 1);
+    switch (r->kind) {
+      case route_kind::group:
+        deliver_to_group(*static_cast<group*>(r), {m, 0}, nullptr, false);
+        break;
+      case route_kind::subscription: deliver(*static_cast<subscription*>(r), m, 1); break;
+      case route_kind::interest: forward(*static_cast<interest*>(r)->owner, m); break;
     }
   }
   if (routes.empty()) ++stats.no_interest;
@@ -158,7 +160,10 @@ bool core::state::deliver(subscription& s, const message_ptr& m, std::uint32_t d
   ++s.delivered;
   ++stats.msgs_out;
   stats.bytes_out += m->payload.size();
-  if (s.grp && s.credit > 0) --s.credit;
+  if (s.grp && s.credit > 0) {
+    --s.credit;
+    mark_dirty(*s.grp);
+  }
   if (acked) {
     s.unacked.push(seq, inflight{m, delivery, now + s.ack_wait});
     ++m->unsettled;
@@ -205,6 +210,11 @@ void core::state::deliver_to_group(group& g, queued_msg q, const subscription* a
       }
       if (!s->owner->doomed) break;
     }
+    // No local member with credit: a peer broker with capacity left.
+    if (forward_to_group(g, q)) {
+      settle(*q.msg, status::ok);
+      return;
+    }
   }
   auto bytes = q.msg->payload.size();
   if (g.waiting.size() >= cfg.group_queue_msgs || g.waiting_bytes + bytes > cfg.group_queue_bytes) {
@@ -220,7 +230,14 @@ void core::state::deliver_to_group(group& g, queued_msg q, const subscription* a
 void core::state::drain_group(group& g) {
   while (!g.waiting.empty()) {
     auto* s = pick_member(g, nullptr);
-    if (!s) return;
+    if (!s) {
+      if (!forward_to_group(g, g.waiting.front())) return;
+      auto q = std::move(g.waiting.front());
+      g.waiting.pop_front();
+      g.waiting_bytes -= q.msg->payload.size();
+      settle(*q.msg, status::ok);
+      continue;
+    }
     auto q = std::move(g.waiting.front());
     g.waiting.pop_front();
     g.waiting_bytes -= q.msg->payload.size();
@@ -250,6 +267,7 @@ void core::state::settle(message& m, status outcome) {
     }
   }
   if (m.confirm) send_confirm(m.shared_from_this());
+  if (m.relay) send_relay(m);
 }
 
 void core::state::send_confirm(const message_ptr& m) {

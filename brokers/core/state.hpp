@@ -2,8 +2,9 @@
 #pragma once
 
 // The core's private state, shared by core.cpp (connections, subscriptions,
-// timers), routing.cpp (publish, fan-out, queue groups, confirms) and
-// acks.cpp (at-least-once: acks, nacks, redelivery, dead letters).
+// timers), routing.cpp (publish, fan-out, queue groups, confirms), acks.cpp
+// (at-least-once: acks, nacks, redelivery, dead letters) and
+// ../cluster/peers.cpp (the peer mesh: interest, forwarding, relays).
 
 #include <cstdint>
 #include <deque>
@@ -22,6 +23,8 @@ namespace plexus::broker {
 
 /// A published message, stored once and shared by every delivery. All its
 /// strings live in the same allocation, right after it (see copy_of).
+struct peer;
+
 struct message : std::enable_shared_from_this<message> {
   std::string_view topic, msg_id, reply_to, traceparent, payload;
   wire::string_map_view headers;
@@ -32,6 +35,11 @@ struct message : std::enable_shared_from_this<message> {
   bool confirm = false;
   std::uint32_t unsettled = 0;
   status outcome = status::ok;
+  // A message a peer forwarded (FWD): it goes to local clients only, and
+  // with `relay` its outcome goes back as CONFIRM_RELAY(relay_seq).
+  peer* from = nullptr;
+  std::uint64_t relay_seq = 0;
+  bool relay = false;
 
   static std::shared_ptr<message> copy_of(const wire::header& h, std::string_view payload,
                                           std::string_view extra_headers = {},
@@ -44,7 +52,14 @@ struct control_text {
   std::string text, msg_id, reply_to;
 };
 
-/// What every WELCOME says (the aux of its outputs), built once.
+/// What an INTEREST+ or INTEREST- says (its aux).
+struct interest_text {
+  std::string pattern, queue;
+  std::uint32_t credit = 0;
+};
+
+/// What every WELCOME says (the aux of its outputs), built once; also the
+/// aux of PEER_HELLO and CONFIRM_RELAY, which need the broker's id.
 struct welcome_info {
   std::string node;
   std::uint32_t heartbeat_ms = 0;
@@ -55,9 +70,27 @@ struct welcome_info {
 
 struct group;
 
-/// Common base of what the trie stores: a plain subscription or a group.
+/// What the trie stores: a local plain subscription, a queue group (local
+/// and peer members), or a peer's plain interest in a pattern.
+enum class route_kind : std::uint8_t { subscription, group, interest };
 struct route {
-  bool is_group = false;
+  route_kind kind = route_kind::subscription;
+};
+
+/// A peer broker's interest in one pattern: some of its clients subscribe
+/// (plainly) to it, so matching messages are forwarded there once.
+struct interest : route {
+  peer* owner = nullptr;
+  std::string pattern;
+};
+
+/// A peer's share of a queue group: its members' aggregate capacity (what
+/// it advertised) against which this broker forwards, and the forwards not
+/// yet settled. Credit-based flow control, one hop away.
+struct remote_member {
+  peer* owner = nullptr;
+  std::uint32_t capacity = 0;
+  std::uint32_t outstanding = 0;
 };
 
 struct connection;
@@ -91,14 +124,27 @@ struct queued_msg {
   std::uint32_t delivery = 0; // deliveries so far
 };
 
+/// What a FWD for a group says besides the message (its aux), built once.
+struct forward_info {
+  std::string origin; // this broker's id
+  std::string queue;  // the group's name; empty for plain interest
+};
+
 /// Members subscribed with the same (pattern, queue name). Each message
-/// goes to one member, only against that member's credit.
+/// goes to one member, only against that member's credit: a local member
+/// first, else a peer broker with capacity left (`remote`).
 struct group : route {
   std::string key, pattern, name;
   std::vector<subscription*> members;
   std::size_t next = 0; // round robin
+  std::vector<remote_member> remote;
+  std::size_t next_remote = 0;
   std::deque<queued_msg> waiting;
   std::size_t waiting_bytes = 0;
+  std::shared_ptr<const forward_info> fwd; // aux of this group's FWDs
+  std::uint32_t advertised = 0;            // capacity last told to peers
+  bool announced = false;                  // peers know this group here
+  bool dirty = false;                      // listed in state::dirty_groups
 };
 
 /// The outbound queue of one connection: a vector with a moving head, so
@@ -111,8 +157,45 @@ struct out_queue {
   [[nodiscard]] bool empty() const noexcept { return size() == 0; }
 };
 
+/// A forward awaiting the peer's CONFIRM_RELAY.
+struct forwarded {
+  message_ptr msg;
+  std::string group_key; // empty for plain interest
+  std::uint32_t delivery = 0;
+};
+
+/// A connection is a client's, or one of the (at most two) links to a peer
+/// broker: the one it dialed to us, or the one our server dialed to it.
+enum class conn_role : std::uint8_t { client, peer_in, peer_out };
+
+/// A peer broker, known by id for as long as this broker runs. It is up
+/// while it has identified links; when one goes, all go (see unlink), its
+/// interest goes and what was forwarded to it and not settled is routed
+/// again. Every PEER_HELLO carries a number, higher each time its sender
+/// says hello, and is followed by the sender's whole interest on that
+/// link: a peer's interest is what followed its latest hello, plus the
+/// updates after it on the same link (two links cannot reorder it).
+struct peer {
+  std::string id;
+  std::uint64_t incarnation = 0; // from PEER_HELLO: a restart changes it
+  std::vector<connection*> links; // identified links
+  connection* send_link = nullptr; // where our latest hello went: we send here
+  connection* recv_link = nullptr; // where its latest hello came: its interest
+  std::uint32_t send_hello = 0, recv_hello = 0;
+  std::unordered_map<std::string, std::unique_ptr<interest>> interests; // by pattern
+  std::vector<std::string> groups; // keys of groups it is a remote member of
+  std::vector<std::string> endpoints; // where its clients may fail over to
+  seq_ring<forwarded> unsettled;
+  std::uint64_t next_fwd = 1;
+  std::uint64_t last_route = 0; // route_gen of its last FWD: one per message
+  std::uint64_t fwd_out = 0, fwd_in = 0;
+};
+
 struct connection {
   conn_id id = 0;
+  conn_role role = conn_role::client;
+  peer* link_of = nullptr; // identified peer links
+  std::uint32_t hello_no = 0; // the number of the PEER_HELLO we sent on it
   bool hello = false;
   bool closing = false; // closed: at most a BYE still goes out
   bool doomed = false;  // to be closed once the current input is handled
@@ -148,6 +231,18 @@ struct core::state {
   connection* last_found = nullptr;
   std::unordered_map<std::string, std::unique_ptr<group>> groups;
   pattern_trie<route> trie;
+  // The mesh (../cluster/peers.cpp).
+  std::map<std::string, std::unique_ptr<peer>, std::less<>> peers;
+  std::uint64_t incarnation = 0;
+  std::shared_ptr<const forward_info> plain_fwd;
+  /// Local plain subscriptions per pattern: a pattern is advertised to
+  /// peers while its count is above zero.
+  std::unordered_map<std::string, std::uint32_t> local_patterns;
+  std::vector<group*> dirty_groups; // capacity changed: tell peers at flush
+  std::vector<conn_id> self_links;  // links that reached this very broker
+  std::uint64_t route_gen = 0;      // one per route_message: one FWD per peer
+  std::uint32_t hellos = 0;         // PEER_HELLOs said: their numbers
+  std::vector<connection*> dialing; // links we dialed, not yet answered
   dedup_window dedup;
   std::multimap<time_point, delayed> delayed_nacks;
   std::vector<conn_id> ready;
@@ -178,6 +273,7 @@ struct core::state {
   void send_err(connection& c, status code, std::string_view text, const wire::header* about);
   void send_err(connection& c, std::uint32_t code, std::string text, const wire::header* about);
   bool enqueue(connection& c, output o, bool droppable);
+  group& group_of(std::string_view pattern, std::string_view queue);
   void heartbeats();
   void publish_stats();
 
@@ -194,6 +290,32 @@ struct core::state {
   void send_confirm(const message_ptr& m);
   void publish_internal(std::string_view topic, std::string_view payload,
                         std::string_view headers = {}, std::uint32_t header_count = 0);
+
+  // ../cluster/peers.cpp
+  void dial(connection& c);
+  void on_peer_op(connection& c, const wire::entry& e);
+  void on_peer_hello(connection& c, const wire::header& h);
+  void on_interest(connection& c, const wire::header& h, bool add);
+  void on_fwd(connection& c, const wire::entry& e);
+  void on_relay(connection& c, const wire::header& h);
+  void unlink(connection& c); // a closing link leaves its peer
+  void peer_lost(peer& p);
+  void say_peer_hello(connection& c);
+  void forget_interest(peer& p);
+  bool send_to_peer(peer& p, output o);
+  void to_all_peers(const output& o); // interest updates
+  void send_interest(connection& to); // our whole interest, after PEER_HELLO
+  void advertise_pattern(std::string_view pattern, bool add);
+  void advertise_group(group& g);
+  void mark_dirty(group& g);
+  void advertise_dirty();
+  [[nodiscard]] std::uint32_t capacity(const group& g) const;
+  void forward(peer& p, const message_ptr& m); // plain interest
+  bool forward_to_group(group& g, const queued_msg& q);
+  void route_from_peer(const message_ptr& m, std::string_view queue, std::uint32_t delivery);
+  void send_relay(message& m);
+  void maybe_erase_group(group& g);
+  void rebuild_welcome();
 
   // acks.cpp
   void on_ack(connection& c, const wire::header& h);

@@ -83,6 +83,13 @@ std::string stats_json(const core& b, time_point now) {
     o.num("connections_opened", c.connections_opened);
     o.num("connections_closed", c.connections_closed);
     o.num("heartbeat_timeouts", c.heartbeat_timeouts);
+    o.num("forwarded", c.forwarded);
+    o.num("forwards_in", c.forwards_in);
+    o.num("relays", c.relays);
+    o.num("late_relays", c.late_relays);
+    o.num("rerouted", c.rerouted);
+    o.num("peer_links_lost", c.peer_links_lost);
+    o.num("self_links", c.self_links);
   }
   auto g = b.current();
   root.key("gauges");
@@ -96,7 +103,27 @@ std::string stats_json(const core& b, time_point now) {
     o.num("group_queued", g.group_queued);
     o.num("unacked", g.unacked);
     o.num("dedup_entries", g.dedup_entries);
+    o.num("peers", g.peers);
+    o.num("peer_routes", g.peer_routes);
+    o.num("forwards_unsettled", g.forwards_unsettled);
   }
+  root.key("peers");
+  out += '[';
+  auto peers = b.peers();
+  for (std::size_t i = 0; i < peers.size(); ++i) {
+    if (i) out += ',';
+    const auto& ps = peers[i];
+    object o{out};
+    o.key("id");
+    json_string(out, ps.id);
+    o.num("links", ps.links);
+    o.num("interests", ps.interests);
+    o.num("groups", ps.groups);
+    o.num("unsettled", ps.unsettled);
+    o.num("fwd_out", ps.fwd_out);
+    o.num("fwd_in", ps.fwd_in);
+  }
+  out += ']';
   auto conns = b.connections();
   root.key("connections");
   out += '[';

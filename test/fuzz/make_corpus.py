@@ -151,8 +151,7 @@ def valid_headers():
         "interest-remove": header(INTEREST_REMOVE, (TOPIC, s("orders.*"))),
         "fwd": header(FWD, (TOPIC, s("orders.eu.shipped")), (NODE, s("broker-a")),
                       (MSG_ID, binary(b"m-0001"))),
-        "confirm-relay": header(CONFIRM_RELAY, (MSG_ID, binary(b"m-0001")),
-                                (NODE, s("broker-a"))),
+        "confirm-relay": header(CONFIRM_RELAY, (SEQ, uint(17)), (NODE, s("broker-a"))),
     }
 
 

@@ -42,7 +42,7 @@ constexpr std::uint32_t required(op o) noexcept {
     case op::interest_add: return bit(field::topic);
     case op::interest_remove: return bit(field::topic);
     case op::fwd: return bit(field::topic) | bit(field::node);
-    case op::confirm_relay: return bit(field::msg_id) | bit(field::node);
+    case op::confirm_relay: return bit(field::seq) | bit(field::node);
   }
   return 0;
 }
