@@ -11,10 +11,11 @@ BENCH_ARGS ?=
 SHA := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 DATE := $(shell date -u +%Y-%m-%d)
 
-.PHONY: help deps build build-fuzz demo test test-asan bench fuzz clean
+.PHONY: help deps build build-fuzz demo cluster test test-asan bench fuzz clean
 
 help:
 	@echo "make demo       install deps, build, run the shipping sample for DURATION s (20; 0 = until Ctrl-C)"
+	@echo "make cluster    build, run a local 3-broker cluster on ports 7401-7403 until Ctrl-C"
 	@echo "make test       install deps, build, run every test (unit, fuzz smoke, bench smoke)"
 	@echo "make test-asan  the same tests under ASan + UBSan"
 	@echo "make bench      release build, run the bench suite, write bench/results/"
@@ -37,6 +38,9 @@ demo: deps build/dev/build.ninja
 	cmake --build build/dev -j $(JOBS) --target shipping
 	build/dev/samples/shipping --duration $(DURATION) --fail-rate 0.02 --poison-every 200 \
 	  --outbox build/demo-outbox.txt
+
+cluster: build
+	scripts/cluster.sh build/dev/brokers/plexus-broker 7400
 
 test: build build-fuzz
 	ctest --test-dir build/fuzz --output-on-failure -L fuzz -E replay

@@ -22,7 +22,19 @@ struct setting {
   std::function<std::string(const command_line&)> current;
   std::function<void(command_line&, const std::string&)> apply;
   bool list = false;
+  std::function<void(command_line&)> clear{}; // lists: flags replace the file's list
 };
+
+std::string joined(const std::vector<std::string>& v) {
+  std::string s;
+  for (auto& a : v) s += (s.empty() ? "" : ",") + a;
+  return s;
+}
+
+void check_endpoint(const std::string& flag, const std::string& v) {
+  if (v.find("://") == std::string::npos)
+    throw config_error(flag + ": expected an endpoint like tcp://127.0.0.1:7400, got '" + v + "'");
+}
 
 std::string toml_key(std::string flag) {
   for (auto& ch : flag)
@@ -79,8 +91,7 @@ std::vector<setting> settings() {
   all.push_back({"listen", "ZeroMQ endpoint to listen on; tcp://127.0.0.1:* picks a free port",
                  [](const cl& c) { return c.server.listen; },
                  [](cl& c, const std::string& v) {
-                   if (v.find("://") == std::string::npos)
-                     throw config_error("--listen: expected an endpoint like tcp://127.0.0.1:7400, got '" + v + "'");
+                   check_endpoint("--listen", v);
                    c.server.listen = v;
                  }});
   all.push_back({"id", "broker id: in WELCOME and in $SYS.broker.<id>.stats",
@@ -90,13 +101,22 @@ std::vector<setting> settings() {
                      throw config_error("--id: must be one topic token (no dots, spaces or wildcards), got '" + v + "'");
                    c.server.core.id = v;
                  }});
-  all.push_back({"advertise", "endpoints clients may fail over to (repeatable)",
-                 [](const cl& c) {
-                   std::string s;
-                   for (auto& a : c.server.core.advertise) s += (s.empty() ? "" : ",") + a;
-                   return s;
+  all.push_back({"advertise", "this broker's endpoints for clients to fail over to (repeatable); "
+                 "WELCOME lists them with the peers' [default: the listen endpoint]",
+                 [](const cl& c) { return joined(c.server.core.advertise); },
+                 [](cl& c, const std::string& v) {
+                   check_endpoint("--advertise", v);
+                   c.server.core.advertise.push_back(v);
                  },
-                 [](cl& c, const std::string& v) { c.server.core.advertise.push_back(v); }, true});
+                 true, [](cl& c) { c.server.core.advertise.clear(); }});
+  all.push_back({"peer", "a seed broker of the cluster to link with (repeatable; the same list "
+                 "on every broker is fine: a broker skips itself)",
+                 [](const cl& c) { return joined(c.server.peers); },
+                 [](cl& c, const std::string& v) {
+                   check_endpoint("--peer", v);
+                   c.server.peers.push_back(v);
+                 },
+                 true, [](cl& c) { c.server.peers.clear(); }});
   all.push_back({"log-level", "trace, debug, info, warn, error or off",
                  [](const cl& c) { return c.log_level; },
                  [](cl& c, const std::string& v) {
@@ -230,7 +250,7 @@ command_line parse_command_line(int argc, const char* const* argv) {
   for (auto& s : all) {
     auto& values = given[s.name];
     if (values.empty()) continue;
-    if (s.list) result.server.core.advertise.clear(); // flags replace the file's list
+    if (s.clear) s.clear(result); // flags replace the file's list
     for (auto& v : values) s.apply(result, v);
   }
   if (result.server.core.advertise.empty() && result.server.listen.find('*') == std::string::npos)

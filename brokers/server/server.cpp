@@ -5,6 +5,7 @@
 #include <pthread.h>
 
 #include <chrono>
+#include <cstring>
 #include <stdexcept>
 #include <unordered_map>
 #include <vector>
@@ -21,6 +22,22 @@ time_point wall_now() {
   return std::chrono::duration_cast<time_point>(
     std::chrono::system_clock::now().time_since_epoch());
 }
+
+using steady = std::chrono::steady_clock;
+
+/// A link this broker dials to a seed: a DEALER, and a monitor socket
+/// that reports the TCP connection coming up (the core then says
+/// PEER_HELLO) and going down (a killed peer is noticed at once, not after
+/// the heartbeat window). A link that drops is dropped whole and dialed
+/// again: ZeroMQ's silent reconnect would hide a restarted peer.
+struct link {
+  std::string endpoint;
+  std::unique_ptr<zmq::socket_t> sock, monitor;
+  conn_id conn = 0; // while connected
+  bool self = false; // the seed turned out to be this broker
+  steady::time_point next_attempt{};
+  std::chrono::milliseconds backoff{0};
+};
 
 } // namespace
 
@@ -46,6 +63,91 @@ struct server::impl {
     }
     bound = router.get(zmq::sockopt::last_endpoint);
     if (bound.empty()) bound = opts.listen; // inproc reports nothing
+    for (auto& ep : opts.peers) {
+      if (ep == bound || ep == opts.listen) continue; // ourselves
+      links.push_back(std::make_unique<link>());
+      links.back()->endpoint = ep;
+    }
+  }
+
+  // ---------------------------------------------------------------- links
+
+  void open_link(link& l) {
+    const auto& lim = opts.core.limits;
+    l.sock = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::dealer);
+    l.sock->set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(lim.max_message_bytes()));
+    l.sock->set(zmq::sockopt::linger, 0);
+    l.sock->set(zmq::sockopt::sndhwm, opts.sndhwm);
+    l.sock->set(zmq::sockopt::rcvhwm, opts.rcvhwm);
+    l.sock->set(zmq::sockopt::immediate, 1);
+    auto addr = "inproc://plexus-link-" + std::to_string(reinterpret_cast<std::uintptr_t>(&l)) + "-"
+                + std::to_string(++monitors);
+    if (zmq_socket_monitor(l.sock->handle(), addr.c_str(),
+                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0)
+      throw std::runtime_error("cannot monitor the link to " + l.endpoint);
+    l.monitor = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::pair);
+    l.monitor->connect(addr);
+    try {
+      l.sock->connect(l.endpoint);
+    } catch (const zmq::error_t& e) {
+      spdlog::error("plexus-broker {}: cannot dial peer {}: {}", opts.core.id, l.endpoint, e.what());
+      l.self = true; // a malformed seed: never again
+      close_link(l, wall_now());
+    }
+  }
+
+  void close_link(link& l, time_point now) {
+    if (l.conn) {
+      conn_of_link.erase(l.conn);
+      b.disconnected(l.conn, now);
+      l.conn = 0;
+    }
+    if (l.sock) zmq_socket_monitor(l.sock->handle(), nullptr, 0);
+    l.monitor.reset();
+    l.sock.reset();
+    l.backoff = l.backoff.count() == 0
+                  ? opts.peer_retry_min
+                  : std::min(l.backoff * 2, opts.peer_retry_max);
+    l.next_attempt = steady::now() + l.backoff;
+  }
+
+  // Connection events of one link's socket.
+  void link_events(link& l, time_point now) {
+    while (l.monitor) {
+      zmq::message_t event, where;
+      if (!l.monitor->recv(event, zmq::recv_flags::dontwait)) return;
+      if (event.more()) (void)l.monitor->recv(where, zmq::recv_flags::dontwait);
+      std::uint16_t id = 0;
+      if (event.size() >= sizeof id) std::memcpy(&id, event.data(), sizeof id);
+      if (id == ZMQ_EVENT_CONNECTED && !l.conn) {
+        l.conn = next_conn++;
+        conn_of_link.emplace(l.conn, &l);
+        l.backoff = {};
+        b.dial(l.conn, now);
+      } else if (id == ZMQ_EVENT_DISCONNECTED) {
+        if (!opts.quiet && l.conn)
+          spdlog::warn("plexus-broker {}: link to peer {} lost", opts.core.id, l.endpoint);
+        close_link(l, now);
+      }
+    }
+  }
+
+  void tend_links(time_point now) {
+    auto t = steady::now();
+    for (auto& l : links) {
+      if (l->self) continue;
+      if (!l->sock && t >= l->next_attempt) open_link(*l);
+      link_events(*l, now);
+    }
+  }
+
+  void receive_link(link& l, std::vector<zmq::message_t>& parts, time_point now) {
+    for (int i = 0; i < 4096 && l.sock; ++i) {
+      parts.clear();
+      if (!zmq::recv_multipart(*l.sock, std::back_inserter(parts), zmq::recv_flags::dontwait))
+        return;
+      if (l.conn) handle(l.conn, parts, 0, now);
+    }
   }
 
   conn_id id_of(const zmq::message_t& routing) {
@@ -62,11 +164,12 @@ struct server::impl {
     return it->second;
   }
 
-  void handle(std::vector<zmq::message_t>& parts, time_point now) {
-    if (parts.size() < 2) return; // ROUTER always prepends the id
-    auto c = id_of(parts[0]);
-    std::string_view first{static_cast<const char*>(parts[1].data()), parts[1].size()};
-    if (parts.size() == 2 && wire::is_batch_frame(first)) {
+  // A message from a client or a peer's link (through the ROUTER, which
+  // prepends the routing id) or from one of our links (`skip` 0).
+  void handle(conn_id c, std::vector<zmq::message_t>& parts, std::size_t skip, time_point now) {
+    if (parts.size() <= skip) return;
+    std::string_view first{static_cast<const char*>(parts[skip].data()), parts[skip].size()};
+    if (parts.size() == skip + 1 && wire::is_batch_frame(first)) {
       auto err = wire::decode_batch(first, opts.core.limits, batch);
       if (err) {
         b.reject(c, err, now);
@@ -76,7 +179,7 @@ struct server::impl {
       return;
     }
     frames.clear();
-    for (std::size_t i = 1; i < parts.size(); ++i)
+    for (std::size_t i = skip; i < parts.size(); ++i)
       frames.emplace_back(static_cast<const char*>(parts[i].data()), parts[i].size());
     if (auto err = wire::decode_message(frames, opts.core.limits, entry)) {
       b.reject(c, err, now);
@@ -88,18 +191,25 @@ struct server::impl {
   // Sends as many of `outs` as the peer takes; a batch when there are
   // several, a plain message when there is one.
   std::size_t send(conn_id c, std::span<const output> outs) {
-    auto r = routing_of.find(c);
-    if (r == routing_of.end()) return outs.size();
+    zmq::socket_t* sock = &router;
+    const std::string* routing = nullptr;
+    if (auto l = conn_of_link.find(c); l != conn_of_link.end()) {
+      sock = l->second->sock.get();
+    } else if (auto r = routing_of.find(c); r != routing_of.end()) {
+      routing = &r->second;
+    } else {
+      return outs.size(); // gone
+    }
     std::size_t sent = 0;
     try {
       while (sent < outs.size()) {
         auto n = outs.size() - sent;
         if (n == 1) {
-          if (!send_single(r->second, outs[sent])) return sent;
+          if (!send_single(*sock, routing, outs[sent])) return sent;
           ++sent;
           continue;
         }
-        auto taken = send_batch(r->second, outs.subspan(sent));
+        auto taken = send_batch(*sock, routing, outs.subspan(sent));
         if (taken == 0) return sent;
         sent += taken;
       }
@@ -111,20 +221,23 @@ struct server::impl {
     return sent;
   }
 
-  bool send_single(const std::string& routing, const output& o) {
+  // `routing` is the ROUTER's id for the peer; null on a link's DEALER.
+  bool send_single(zmq::socket_t& sock, const std::string* routing, const output& o) {
     scratch.clear();
     wire::encode_header(o.header(), scratch);
     bool with_payload = wire::carries_payload(o.kind);
     auto more = zmq::send_flags::sndmore | zmq::send_flags::dontwait;
-    if (!router.send(zmq::buffer(routing), more)) return false;
-    // Once the id is accepted, the rest of the message cannot block.
-    router.send(zmq::buffer(scratch), with_payload ? more : zmq::send_flags::dontwait);
-    if (with_payload) router.send(zmq::buffer(o.payload().data(), o.payload().size()),
-                                  zmq::send_flags::dontwait);
+    if (routing && !sock.send(zmq::buffer(*routing), more)) return false;
+    // Once the first frame is accepted, the rest of the message cannot block.
+    auto last = with_payload ? more : zmq::send_flags::dontwait;
+    if (!sock.send(zmq::buffer(scratch), last)) return false; // a DEALER that would block
+    if (with_payload) sock.send(zmq::buffer(o.payload().data(), o.payload().size()),
+                                zmq::send_flags::dontwait);
     return true;
   }
 
-  std::size_t send_batch(const std::string& routing, std::span<const output> outs) {
+  std::size_t send_batch(zmq::socket_t& sock, const std::string* routing,
+                         std::span<const output> outs) {
     scratch.clear();
     wire::batch_writer w{scratch};
     w.begin();
@@ -136,9 +249,10 @@ struct server::impl {
       ++n;
     }
     w.finish();
-    if (!router.send(zmq::buffer(routing), zmq::send_flags::sndmore | zmq::send_flags::dontwait))
+    if (routing
+        && !sock.send(zmq::buffer(*routing), zmq::send_flags::sndmore | zmq::send_flags::dontwait))
       return 0;
-    router.send(zmq::buffer(scratch), zmq::send_flags::dontwait);
+    if (!sock.send(zmq::buffer(scratch), zmq::send_flags::dontwait)) return 0;
     return n;
   }
 
@@ -147,8 +261,23 @@ struct server::impl {
     blocked = b.has_output();
     for (auto c : unreachable) b.disconnected(c, now);
     unreachable.clear();
+    for (auto c : b.take_self_links())
+      if (auto l = conn_of_link.find(c); l != conn_of_link.end()) {
+        if (!opts.quiet)
+          spdlog::info("plexus-broker {}: seed {} is this broker; not dialing it",
+                       opts.core.id, l->second->endpoint);
+        l->second->self = true;
+      }
     for (auto c : b.take_closed()) {
       if (c == last_conn) last_conn = 0;
+      if (auto l = conn_of_link.find(c); l != conn_of_link.end()) {
+        // The core gave up on this link (silence, BYE, a peer lost): dial anew.
+        auto& dead = *l->second;
+        conn_of_link.erase(l);
+        dead.conn = 0;
+        close_link(dead, now);
+        continue;
+      }
       if (auto r = routing_of.find(c); r != routing_of.end()) {
         by_routing.erase(r->second);
         routing_of.erase(r);
@@ -158,15 +287,24 @@ struct server::impl {
 
   void run(const std::atomic<bool>& stop) {
     if (!opts.quiet) spdlog::info("plexus-broker {} listening on {}", opts.core.id, bound);
+    if (!opts.quiet && !links.empty())
+      spdlog::info("plexus-broker {}: linking with {} peer(s)", opts.core.id, links.size());
     auto next_tick = wall_now();
     std::vector<zmq::message_t> parts;
+    std::vector<zmq::pollitem_t> items;
     while (!stop.load(std::memory_order_relaxed)) {
       auto now = wall_now();
+      tend_links(now);
       auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - now);
       long timeout = blocked ? 1 : std::clamp<long>(wait.count(), 0, 50);
-      zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0}};
+      items.assign(1, {router.handle(), 0, ZMQ_POLLIN, 0});
+      for (auto& l : links) {
+        if (!l->sock) continue;
+        items.push_back({l->sock->handle(), 0, ZMQ_POLLIN, 0});
+        items.push_back({l->monitor->handle(), 0, ZMQ_POLLIN, 0});
+      }
       try {
-        zmq::poll(items, 1, std::chrono::milliseconds{timeout});
+        zmq::poll(items.data(), items.size(), std::chrono::milliseconds{timeout});
       } catch (const zmq::error_t& e) {
         if (e.num() != EINTR) throw;
       }
@@ -177,8 +315,9 @@ struct server::impl {
         auto got = zmq::recv_multipart(router, std::back_inserter(parts),
                                        zmq::recv_flags::dontwait);
         if (!got) break;
-        handle(parts, now);
+        if (parts.size() >= 2) handle(id_of(parts[0]), parts, 1, now); // the id comes first
       }
+      for (auto& l : links) receive_link(*l, parts, now);
       if (now >= next_tick) {
         b.tick(now);
         next_tick = b.next_tick();
@@ -188,6 +327,13 @@ struct server::impl {
     auto now = wall_now();
     b.shutdown(now);
     flush(now);
+    for (auto& l : links) { // the BYEs on our links get a moment to leave
+      if (!l->sock) continue;
+      l->sock->set(zmq::sockopt::linger, 200);
+      zmq_socket_monitor(l->sock->handle(), nullptr, 0);
+      l->monitor.reset();
+      l->sock.reset();
+    }
     if (!opts.quiet) spdlog::info("plexus-broker {} stopped", opts.core.id);
   }
 
@@ -208,6 +354,9 @@ struct server::impl {
   std::string scratch;
   std::vector<conn_id> unreachable;
   bool blocked = false;
+  std::vector<std::unique_ptr<link>> links;
+  std::unordered_map<conn_id, link*> conn_of_link;
+  std::uint64_t monitors = 0;
 };
 
 void tune_allocator() {

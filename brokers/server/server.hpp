@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <vector>
 #include <memory>
 #include <string>
 #include <thread>
@@ -36,6 +38,12 @@ struct server_options {
   std::size_t batch_max = 256;
   /// No info lines on start and stop (an embedded broker is not news).
   bool quiet = false;
+  /// Seed brokers to link with (a full mesh: every broker dials every seed;
+  /// its own endpoint is recognised and skipped). A link that drops is
+  /// dialed again after `peer_retry_min`, doubling to `peer_retry_max`.
+  std::vector<std::string> peers;
+  std::chrono::milliseconds peer_retry_min{100};
+  std::chrono::milliseconds peer_retry_max{2000};
 
   /// Bytes one batch frame may carry: max_pending_bytes / sndhwm (at least
   /// 4 KiB), so what ZeroMQ holds for a peer that stopped reading is
