@@ -253,8 +253,6 @@ command_line parse_command_line(int argc, const char* const* argv) {
     if (s.clear) s.clear(result); // flags replace the file's list
     for (auto& v : values) s.apply(result, v);
   }
-  if (result.server.core.advertise.empty() && result.server.listen.find('*') == std::string::npos)
-    result.server.core.advertise.push_back(result.server.listen);
   return result;
 }
 

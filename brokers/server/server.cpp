@@ -44,7 +44,23 @@ struct link {
 struct server::impl {
   impl(server_options o, zmq::context_t* shared)
     : opts(std::move(o)), owned(shared ? nullptr : std::make_unique<zmq::context_t>(1)),
-      ctx(shared ? *shared : *owned), router(ctx, zmq::socket_type::router), b(opts.core) {
+      ctx(shared ? *shared : *owned), router(ctx, zmq::socket_type::router),
+      bound(bind_router()), b(advertised(opts.core, bound)) {
+    for (auto& ep : opts.peers) {
+      if (ep == bound || ep == opts.listen) continue; // ourselves
+      links.push_back(std::make_unique<link>());
+      links.back()->endpoint = ep;
+    }
+  }
+
+  // Clients fail over to what WELCOME lists: with nothing configured, the
+  // endpoint actually bound (a port picked for `:*` included).
+  static config advertised(config c, const std::string& bound) {
+    if (c.advertise.empty() && !bound.starts_with("inproc://")) c.advertise.push_back(bound);
+    return c;
+  }
+
+  std::string bind_router() {
     const auto& lim = opts.core.limits;
     router.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(lim.max_message_bytes()));
     router.set(zmq::sockopt::router_mandatory, 1);
@@ -61,13 +77,8 @@ struct server::impl {
     } catch (const zmq::error_t& e) {
       throw std::runtime_error("cannot listen on " + opts.listen + ": " + e.what());
     }
-    bound = router.get(zmq::sockopt::last_endpoint);
-    if (bound.empty()) bound = opts.listen; // inproc reports nothing
-    for (auto& ep : opts.peers) {
-      if (ep == bound || ep == opts.listen) continue; // ourselves
-      links.push_back(std::make_unique<link>());
-      links.back()->endpoint = ep;
-    }
+    auto at = router.get(zmq::sockopt::last_endpoint);
+    return at.empty() ? opts.listen : at; // inproc reports nothing
   }
 
   // ---------------------------------------------------------------- links
@@ -341,8 +352,8 @@ struct server::impl {
   std::unique_ptr<zmq::context_t> owned;
   zmq::context_t& ctx;
   zmq::socket_t router;
+  std::string bound; // before `b`, which is built with it
   core b;
-  std::string bound;
   std::unordered_map<std::string, conn_id> by_routing;
   std::unordered_map<conn_id, std::string> routing_of;
   conn_id next_conn = 1;
