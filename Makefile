@@ -11,12 +11,13 @@ BENCH_ARGS ?=
 SHA := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 DATE := $(shell date -u +%Y-%m-%d)
 
-.PHONY: help deps build build-fuzz demo cluster test test-asan bench fuzz clean
+.PHONY: help deps build build-fuzz demo cluster test test-fault test-asan bench fuzz clean
 
 help:
 	@echo "make demo       install deps, build, run the shipping sample for DURATION s (20; 0 = until Ctrl-C)"
 	@echo "make cluster    build, run a local 3-broker cluster on ports 7401-7403 until Ctrl-C"
 	@echo "make test       install deps, build, run every test (unit, fuzz smoke, bench smoke)"
+	@echo "make test-fault the fault suite at full scale (100k messages, 10 worker kills, partition)"
 	@echo "make test-asan  the same tests under ASan + UBSan"
 	@echo "make bench      release build, run the bench suite, write bench/results/"
 	@echo "make fuzz       run every libFuzzer target for FUZZ_SECONDS (default 60) each"
@@ -44,7 +45,10 @@ cluster: build
 
 test: build build-fuzz
 	ctest --test-dir build/fuzz --output-on-failure -L fuzz -E replay
-	ctest --test-dir build/dev --output-on-failure -j $(JOBS)
+	ctest --test-dir build/dev --output-on-failure -j $(JOBS) -LE '^fault$$'
+
+test-fault: build
+	ctest --test-dir build/dev --output-on-failure -L '^fault$$'
 
 test-asan: deps build/asan/build.ninja
 	cmake --build build/asan -j $(JOBS)

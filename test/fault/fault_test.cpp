@@ -65,7 +65,7 @@ class worker {
 public:
   worker(const std::string& broker, const std::string& out) {
     spawn_options o;
-    o.args = {worker_bin, "--broker", broker, "--out", out};
+    o.args = {worker_bin, "--broker", broker, "--out", out, "--work-us", "500"};
     o.out = redirect::pipe;
     proc_ = std::make_unique<child_process>(o);
     auto line = proc_->read_line(default_wait);
@@ -224,7 +224,14 @@ BOOST_AUTO_TEST_CASE(workers_killed_mid_stream_lose_nothing) {
   BOOST_TEST_REQUIRE(pub.settle_until(steady::now() + sc.deadline),
                      "confirmed " << pub.confirmed() << " of " << sc.messages);
   check_none_lost(processed(files), sc.messages, "worker kills");
-  BOOST_TEST_MESSAGE("kills: " << sc.kills << ", outcomes not ok (published again): " << pub.not_ok());
+  std::uint64_t redelivered = 0;
+  for (int i = 1; i < 3; ++i) { // what the workers' brokers redelivered
+    stats_watch w{*cl.b[i], "b" + std::to_string(i + 1)};
+    BOOST_TEST_REQUIRE(w.wait_for("redeliveries", [](auto) { return true; }));
+    redelivered += w.counter("redeliveries");
+  }
+  BOOST_TEST_MESSAGE("kills: " << sc.kills << ", redelivered by the brokers: " << redelivered
+                               << ", outcomes not ok (published again): " << pub.not_ok());
 }
 
 BOOST_AUTO_TEST_CASE(a_broker_killed_mid_stream_loses_nothing_confirmed) {
