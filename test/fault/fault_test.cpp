@@ -281,3 +281,119 @@ BOOST_AUTO_TEST_CASE(a_broker_stopped_for_5_seconds_loses_nothing) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+namespace {
+
+/// Three brokers, each in a network namespace of its own with a veth to a
+/// bridge in this namespace (10.77.0.0/24; this process is 10.77.0.254):
+/// cutting one veth partitions that broker, with the workers in its
+/// namespace, from everyone else. Needs root and `ip` (iproute2).
+const std::string ip_bin = "/usr/sbin/ip"; // iproute2; the child spawner takes a path
+
+/// The namespaces and links, removed when it goes (also when building them
+/// failed half-way).
+struct netns_scope {
+  std::string tag = std::to_string(::getpid() % 100000);
+  ~netns_scope() {
+    for (int i = 1; i <= 3; ++i) {
+      auto n = std::to_string(i) + "-" + tag;
+      (void)std::system((ip_bin + " link del plxh" + n + " 2>/dev/null").c_str());
+      (void)std::system((ip_bin + " netns del plxns" + n + " 2>/dev/null").c_str());
+    }
+    (void)std::system((ip_bin + " link del plxbr" + tag + " 2>/dev/null").c_str());
+  }
+};
+
+class netns_cluster {
+public:
+  netns_cluster() {
+    tag_ = scope_.tag;
+    run("ip link add plxbr" + tag_ + " type bridge");
+    run("ip addr add 10.77.0.254/24 dev plxbr" + tag_);
+    run("ip link set plxbr" + tag_ + " up");
+    for (int i = 1; i <= 3; ++i) {
+      auto ns = name(i), host = "plxh" + std::to_string(i) + "-" + tag_;
+      run("ip netns add " + ns);
+      run("ip link add " + host + " type veth peer name eth0 netns " + ns);
+      run("ip link set " + host + " master plxbr" + tag_ + " up");
+      run("ip -n " + ns + " addr add 10.77.0." + std::to_string(i) + "/24 dev eth0");
+      run("ip -n " + ns + " link set eth0 up");
+      run("ip -n " + ns + " link set lo up");
+    }
+    for (int i = 1; i <= 3; ++i) {
+      spawn_options o;
+      o.args = {ip_bin, "netns", "exec", name(i), broker_bin, "--id", "b" + std::to_string(i),
+                "--listen", endpoint(i), "--log-level", "warn"};
+      for (int j = 1; j <= 3; ++j) {
+        o.args.push_back("--peer");
+        o.args.push_back(endpoint(j));
+      }
+      o.out = redirect::pipe;
+      brokers_.push_back(std::make_unique<child_process>(o));
+      auto line = brokers_.back()->read_line(default_wait);
+      BOOST_REQUIRE_MESSAGE(line && line->starts_with("listening on"), "broker b" << i << " did not start");
+    }
+  }
+  ~netns_cluster() {
+    workers_.clear(); // the processes go before their namespaces
+    brokers_.clear();
+  }
+
+  [[nodiscard]] static std::string endpoint(int i) {
+    return "tcp://10.77.0." + std::to_string(i) + ":7400";
+  }
+  [[nodiscard]] std::string name(int i) const { return "plxns" + std::to_string(i) + "-" + tag_; }
+
+  /// A worker in broker i's namespace, connected to it.
+  void add_worker(int i, const std::string& out) {
+    spawn_options o;
+    o.args = {ip_bin, "netns", "exec", name(i), worker_bin, "--broker", endpoint(i),
+              "--out", out, "--work-us", "500"};
+    o.out = redirect::pipe;
+    workers_.push_back(std::make_unique<child_process>(o));
+    auto line = workers_.back()->read_line(default_wait);
+    BOOST_REQUIRE_MESSAGE(line && *line == "ready", "a worker did not start in " << name(i));
+  }
+
+  /// Cuts (or heals) broker i's veth: its packets are dropped both ways.
+  void cut(int i, bool down) {
+    run("ip link set plxh" + std::to_string(i) + "-" + tag_ + (down ? " down" : " up"));
+  }
+
+private:
+  static void run(const std::string& cmd) {
+    auto full = "/usr/sbin/" + cmd;
+    BOOST_REQUIRE_MESSAGE(std::system(full.c_str()) == 0, "failed: " << full);
+  }
+  netns_scope scope_; // first: removed last
+  std::string tag_;
+  std::vector<std::unique_ptr<child_process>> brokers_, workers_;
+};
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(partition)
+
+// Run by the ctest entry fault.partition (label fault) only where the
+// machine allows: root and `ip netns`; it is skipped elsewhere.
+BOOST_AUTO_TEST_CASE(a_broker_partitioned_away_for_5_seconds_loses_nothing) {
+  auto sc = current_scale();
+  netns_cluster cl;
+  std::vector<std::unique_ptr<temp_file>> files;
+  for (int i : {2, 3, 3}) {
+    files.push_back(std::make_unique<temp_file>("fault-worker"));
+    cl.add_worker(i, files.back()->path());
+  }
+  publisher pub{netns_cluster::endpoint(1), sc.messages};
+  pub.publish_paced(0, sc.messages / 2, sc.rate);
+  cl.cut(3, true); // b3 and its two workers are cut off from b1 and b2
+  auto heal = steady::now() + 5s;
+  pub.publish_paced(sc.messages / 2, sc.messages, sc.rate);
+  std::this_thread::sleep_until(heal); // the partition lasts 5 s: the scenario, not a wait
+  cl.cut(3, false);
+  BOOST_TEST_REQUIRE(pub.settle_until(steady::now() + sc.deadline),
+                     "confirmed " << pub.confirmed() << " of " << sc.messages);
+  check_none_lost(processed(files), sc.messages, "partition 5 s");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
