@@ -38,9 +38,12 @@ struct input {
 
 constexpr std::array<const char*, 8> patterns{"a", "a.b", "a.*", "a.>", ">", "$DLQ.>", "b.c", "*.c"};
 constexpr std::array<const char*, 5> topics{"a", "a.b", "a.c", "b.c", "_INBOX.n.1"};
-constexpr std::array<wire::op, 10> kinds{wire::op::hello, wire::op::sub, wire::op::unsub, wire::op::pub,
-                                         wire::op::ack, wire::op::nack, wire::op::credit, wire::op::ping,
-                                         wire::op::bye, wire::op::msg};
+constexpr std::array<wire::op, 15> kinds{
+  wire::op::hello, wire::op::sub, wire::op::unsub, wire::op::pub, wire::op::ack,
+  wire::op::nack, wire::op::credit, wire::op::ping, wire::op::bye, wire::op::msg,
+  // the mesh: a connection may turn out to be a peer broker's link
+  wire::op::peer_hello, wire::op::interest_add, wire::op::interest_remove, wire::op::fwd,
+  wire::op::confirm_relay};
 
 wire::header structured(input& in, std::string& storage) {
   wire::header h;
@@ -48,8 +51,8 @@ wire::header structured(input& in, std::string& storage) {
   auto b = in.byte();
   h.sid = 1 + (b & 3);
   h.node = "n";
-  h.topic = h.kind == wire::op::pub || h.kind == wire::op::msg ? topics[(b >> 2) % topics.size()]
-                                                               : patterns[(b >> 2) % patterns.size()];
+  h.topic = wire::carries_payload(h.kind) ? topics[(b >> 2) % topics.size()]
+                                          : patterns[(b >> 2) % patterns.size()];
   auto c = in.byte();
   if (c & 1) h.queue = "g";
   if (c & 2) h.ack = wire::ack_mode::explicit_ack;
@@ -68,6 +71,12 @@ wire::header structured(input& in, std::string& storage) {
   if (e & 32) h.reply_to = "_INBOX.n.1";
   if (e & 64) h.deadline_ns = 1'700'000'000'000'000'000ull + (e & 128 ? 10'000'000'000ull : 0);
   h.ack_wait_ms = 200;
+  if (h.kind == wire::op::peer_hello) {
+    h.node = (b & 1) ? "peer" : "broker"; // "broker": the core itself (a self link)
+    h.delivery = 1 + (d & 3);             // the hello's number
+    h.seq = 1 + (e & 1);                  // the incarnation: 2 is a restart
+  }
+  if (h.kind == wire::op::fwd) h.delivery = d & 3;
   return h;
 }
 
@@ -134,7 +143,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         now += std::chrono::milliseconds{in.byte() * 8};
         core.tick(now);
         break;
-      case 3: core.disconnected(c, now); break;
+      case 3:
+        if (step & 32) core.dial(c, now); // the shell dialed a seed on c
+        else core.disconnected(c, now);
+        break;
       case 4: flush(in.byte() & 7); break;
       default: { // a well-formed envelope, through the codec
         auto h = structured(in, storage);
