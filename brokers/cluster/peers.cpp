@@ -214,9 +214,9 @@ void core::state::forget_interest(peer& p) {
   }
 }
 
-bool core::state::send_to_peer(peer& p, output o) {
+bool core::state::send_to_peer(peer& p, output o, bool droppable) {
   if (!p.send_link) return false;
-  return enqueue(*p.send_link, std::move(o), false);
+  return enqueue(*p.send_link, std::move(o), droppable);
 }
 
 void core::state::to_all_peers(const output& o) {
@@ -361,7 +361,9 @@ void core::state::forward(peer& p, const message_ptr& m) {
   o.aux = plain_fwd;
   bool tracked = m->confirm; // the publisher waits for the peer's outcome
   if (tracked) o.seq = p.next_fwd;
-  if (!send_to_peer(p, std::move(o))) return;
+  // At most once, as to a plain local subscriber: a full link queue drops
+  // it (counted) rather than close the link.
+  if (!send_to_peer(p, std::move(o), !tracked)) return;
   if (tracked) {
     p.unsettled.push(p.next_fwd++, forwarded{m, {}, 0});
     ++m->unsettled;

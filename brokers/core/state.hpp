@@ -302,7 +302,7 @@ struct core::state {
   void peer_lost(peer& p);
   void say_peer_hello(connection& c);
   void forget_interest(peer& p);
-  bool send_to_peer(peer& p, output o);
+  bool send_to_peer(peer& p, output o, bool droppable = false);
   void to_all_peers(const output& o); // interest updates
   void send_interest(connection& to); // our whole interest, after PEER_HELLO
   void advertise_pattern(std::string_view pattern, bool add);
