@@ -505,6 +505,38 @@ BOOST_AUTO_TEST_CASE(peer_ops_from_clients_and_client_ops_from_peers_are_refused
   BOOST_TEST(m.at(0).stats().bad_frames == 2u);
 }
 
+BOOST_AUTO_TEST_CASE(interest_counts_only_from_the_link_of_the_peer_s_latest_hello) {
+  harness t; // one broker; a peer "x" speaks over two links by hand
+  auto hello = [&](conn_id link, std::uint32_t number) {
+    wire::header h;
+    h.kind = op::peer_hello;
+    h.node = "x";
+    h.seq = 7; // its incarnation
+    h.delivery = number;
+    t.send(link, h);
+  };
+  auto interest = [&](conn_id link, std::string pattern) {
+    wire::header h;
+    h.kind = op::interest_add;
+    h.topic = pattern;
+    t.send(link, h);
+  };
+  hello(500, 1);
+  interest(500, "old.*");
+  hello(501, 2); // a newer hello: its whole interest follows on 501
+  BOOST_TEST(t.core().peers()[0].interests == 0u);
+  interest(500, "stale.*"); // sent before hello 2, arriving after it: superseded
+  interest(501, "new.*");
+  auto p = t.core().peers();
+  BOOST_TEST_REQUIRE(p.size() == 1u);
+  BOOST_TEST(p[0].links == 2u);
+  BOOST_TEST(p[0].interests == 1u);
+  auto c = t.connect();
+  t.publish(c, "stale.x", "no");
+  t.publish(c, "new.x", "yes");
+  BOOST_TEST(t.core().stats().forwarded == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(a_seed_naming_this_broker_is_recognised_and_closed) {
   mesh m{1};
   m.dial(0, 0); // both ends on broker a
