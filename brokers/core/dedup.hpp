@@ -25,14 +25,18 @@ public:
     std::weak_ptr<message> msg; // alive while deliveries are unsettled
     status outcome = status::ok;
     bool settled = false;
+    // Settled without reaching anyone (no interest, overloaded, expired,
+    // peer lost): a re-send is a new attempt, not a duplicate.
+    bool undelivered = false;
   };
 
   dedup_window(milliseconds window, std::size_t max_entries)
     : window_(window), max_entries_(max_entries) {}
 
+  /// The entry of a message seen (and not undelivered), or null.
   [[nodiscard]] entry* find(std::string_view id) {
     auto it = entries_.find(id);
-    return it == entries_.end() ? nullptr : &it->second;
+    return it == entries_.end() || it->second.undelivered ? nullptr : &it->second;
   }
 
   void insert(std::string_view id, time_point at, std::weak_ptr<message> msg) {

@@ -261,9 +261,11 @@ void core::state::settle(message& m, status outcome) {
     m.outcome = outcome;
   if (m.unsettled == 0 || --m.unsettled > 0) return;
   if (!m.msg_id.empty()) {
-    if (auto* d = dedup.find(m.msg_id)) {
+    if (auto* d = dedup.find(m.msg_id); d && d->msg.lock().get() == &m) {
       d->settled = true;
       d->outcome = m.outcome;
+      d->undelivered = m.outcome == status::no_interest || m.outcome == status::overloaded
+                       || m.outcome == status::expired || m.outcome == status::peer_lost;
     }
   }
   if (m.confirm) send_confirm(m.shared_from_this());

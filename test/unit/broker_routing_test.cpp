@@ -225,6 +225,25 @@ BOOST_AUTO_TEST_CASE(a_resent_duplicate_is_dropped_and_confirmed_again_until_the
   BOOST_TEST(t.take_msgs(a).size() == 1u); // outside the window: a new message
 }
 
+BOOST_AUTO_TEST_CASE(a_resend_of_a_message_that_reached_nobody_is_a_new_attempt) {
+  harness t;
+  auto pub = t.connect();
+  t.publish(pub, "t", "x", {.msg_id = "again", .confirm = true});
+  auto got = t.take(pub);
+  BOOST_TEST_REQUIRE(got.size() == 1u);
+  BOOST_TEST(got[0].code == static_cast<std::uint32_t>(status::no_interest));
+  auto a = t.connect(); // a subscriber appears (a worker restarted)
+  t.subscribe(a, 1, "t");
+  t.publish(pub, "t", "x", {.msg_id = "again", .confirm = true});
+  BOOST_TEST(t.take_msgs(a).size() == 1u); // not dropped as a duplicate
+  got = t.take(pub);
+  BOOST_TEST_REQUIRE(got.size() == 1u);
+  BOOST_TEST(got[0].code == 0u);
+  t.publish(pub, "t", "x", {.msg_id = "again", .confirm = true});
+  BOOST_TEST(t.take_msgs(a).empty()); // delivered once: now it is a duplicate
+  BOOST_TEST(t.core().stats().duplicates == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(bad_frames_get_err_and_past_the_budget_the_connection_is_closed) {
   broker::config cfg;
   cfg.error_budget = 3;
