@@ -7,6 +7,8 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <zmq.hpp>
 
@@ -23,10 +25,14 @@ using namespace std::chrono_literals;
 /// The broker on its own context and thread. Its per-connection queues are
 /// raised to "unlimited" for the bench, as the zmq (HWM 0) and nats
 /// (pending -1) baselines are: this measures throughput, not the
-/// slow-consumer policy.
+/// slow-consumer policy. A link to a peer broker is a connection like any
+/// other, with the same limits.
 class broker_under_test {
 public:
-  broker_under_test() : server_(options(), &ctx_) {
+  /// `id` names it in WELCOME and in the cluster; `peers` are the seeds it
+  /// dials (none: a broker alone).
+  explicit broker_under_test(std::string id = "bench", std::vector<std::string> peers = {})
+    : server_(options(std::move(id), std::move(peers)), &ctx_) {
     broker::tune_allocator(); // as plexus-broker's main does
     server_.start();
   }
@@ -43,10 +49,11 @@ public:
   }
 
 private:
-  static broker::server_options options() {
+  static broker::server_options options(std::string id, std::vector<std::string> peers) {
     broker::server_options o;
     o.listen = "tcp://127.0.0.1:*";
-    o.core.id = "bench";
+    o.peers = std::move(peers);
+    o.core.id = std::move(id);
     o.core.max_pending_msgs = std::size_t{1} << 24;
     o.core.max_pending_bytes = std::size_t{4} << 30;
     o.core.group_queue_msgs = std::size_t{1} << 24;
@@ -75,26 +82,28 @@ run_result publish_run(const broker_under_test& b, message_sink& sink, std::size
   return result;
 }
 
-} // namespace
-
-run_result plexus_pubsub_once(std::size_t size, std::size_t count) {
-  broker_under_test b;
+/// One subscriber on `sub_broker`, the publisher on `pub_broker` (the same
+/// broker, or a peer of it).
+run_result pubsub_run(const broker_under_test& pub_broker, const broker_under_test& sub_broker,
+                      std::size_t size, std::size_t count) {
   message_sink sink{1, warmup_count(count), count};
-  plexus::client sub{b.client()};
+  plexus::client sub{sub_broker.client()};
   sub.subscribe_batch(topic, [&sink](std::span<const message_view> batch) {
     for (auto& m : batch) sink.on_message(0, m.payload.empty() ? '\0' : m.payload[0]);
   });
-  return publish_run(b, sink, size, count);
+  return publish_run(pub_broker, sink, size, count);
 }
 
-run_result plexus_queue_once(std::size_t subscribers, std::size_t size, std::size_t count,
-                             bool acked, std::vector<std::size_t>* per_subscriber) {
+/// `subscribers` queue-group members on `sub_broker`, the publisher on
+/// `pub_broker` (the same broker, or a peer of it).
+run_result queue_run(const broker_under_test& pub_broker, const broker_under_test& sub_broker,
+                     std::size_t subscribers, std::size_t size, std::size_t count, bool acked,
+                     std::vector<std::size_t>* per_subscriber) {
   constexpr std::uint32_t credit = 1024; // per member, granted back as it consumes
-  broker_under_test b;
   message_sink sink{subscribers, warmup_count(count), count};
   std::vector<std::unique_ptr<plexus::client>> members;
   for (std::size_t i = 0; i < subscribers; ++i) {
-    auto& c = *members.emplace_back(std::make_unique<plexus::client>(b.client()));
+    auto& c = *members.emplace_back(std::make_unique<plexus::client>(sub_broker.client()));
     subscribe_options o;
     o.queue = "workers";
     o.acked = acked;
@@ -107,9 +116,39 @@ run_result plexus_queue_once(std::size_t subscribers, std::size_t size, std::siz
       c.grant_credit(batch.front().sid, static_cast<std::uint32_t>(batch.size()));
     }, o);
   }
-  auto result = publish_run(b, sink, size, count);
+  auto result = publish_run(pub_broker, sink, size, count);
   if (per_subscriber) *per_subscriber = sink.measured_per_receiver();
   return result;
+}
+
+} // namespace
+
+run_result plexus_pubsub_once(std::size_t size, std::size_t count) {
+  broker_under_test b;
+  return pubsub_run(b, b, size, count);
+}
+
+run_result plexus_queue_once(std::size_t subscribers, std::size_t size, std::size_t count,
+                             bool acked, std::vector<std::size_t>* per_subscriber) {
+  broker_under_test b;
+  return queue_run(b, b, subscribers, size, count, acked, per_subscriber);
+}
+
+// Two brokers, each on its own context and thread: `b` dials `a` (one link,
+// used both ways). drive()'s probes wait until the subscriber's interest
+// has crossed the link, as they wait for any subscription to be live.
+
+run_result plexus_cluster_pubsub_once(std::size_t size, std::size_t count) {
+  broker_under_test a{"a"};
+  broker_under_test b{"b", {a.endpoint()}};
+  return pubsub_run(a, b, size, count);
+}
+
+run_result plexus_cluster_queue_once(std::size_t subscribers, std::size_t size, std::size_t count,
+                                     bool acked, std::vector<std::size_t>* per_subscriber) {
+  broker_under_test a{"a"};
+  broker_under_test b{"b", {a.endpoint()}};
+  return queue_run(a, b, subscribers, size, count, acked, per_subscriber);
 }
 
 run_result plexus_function_once(std::size_t size, std::size_t count, std::uint32_t instances) {

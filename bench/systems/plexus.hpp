@@ -3,8 +3,8 @@
 
 // plexus itself as a system under test: a broker server on a free loopback
 // port (its own ZeroMQ context and thread, as a separate process would
-// have) and plexus::client publishers and subscribers, each with its own
-// I/O thread.
+// have), or two of them linked as a cluster, and plexus::client publishers
+// and subscribers, each with its own I/O thread.
 
 #include <chrono>
 #include <cstddef>
@@ -24,6 +24,17 @@ namespace plexus::bench {
 [[nodiscard]] run_result plexus_queue_once(std::size_t subscribers, std::size_t size,
                                            std::size_t count, bool acked,
                                            std::vector<std::size_t>* per_subscriber = nullptr);
+
+/// One publisher on broker A -> broker B -> one subscriber on B: two
+/// brokers linked as a cluster (B dials A), over tcp loopback.
+[[nodiscard]] run_result plexus_cluster_pubsub_once(std::size_t size, std::size_t count);
+
+/// As plexus_queue_once, with the publisher on broker A and the members on
+/// broker B, linked as a cluster: A forwards against the group's capacity
+/// on B, and B relays each outcome back to A.
+[[nodiscard]] run_result plexus_cluster_queue_once(std::size_t subscribers, std::size_t size,
+                                                   std::size_t count, bool acked,
+                                                   std::vector<std::size_t>* per_subscriber = nullptr);
 
 /// One publisher -> plexus broker -> a node's function (a pool of CAF
 /// actors, acking every message, `instances` of them): one timed run.
