@@ -4,6 +4,12 @@
 #define BOOST_TEST_MODULE plexus_transport
 #include <boost/test/unit_test.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -13,6 +19,7 @@
 #include <thread>
 
 #include <zmq.hpp>
+#include <zmq_addon.hpp>
 
 #include "plexus/client.hpp"
 #include "waiter.hpp"
@@ -45,6 +52,176 @@ struct embedded {
     o.zmq_context = &ctx;
     return o;
   }
+};
+
+std::unique_ptr<broker::server> tcp_broker(zmq::context_t& ctx, std::string id) {
+  auto o = embedded::make_options("tcp://127.0.0.1:*");
+  o.core.id = std::move(id);
+  auto s = std::make_unique<broker::server>(o, &ctx);
+  s->start();
+  return s;
+}
+
+client_options tcp_client(std::string endpoint, std::vector<std::string> fallback = {}) {
+  client_options o;
+  o.endpoint = std::move(endpoint);
+  o.fallback = std::move(fallback);
+  return o;
+}
+
+// What a handler keeps of a delivery (the view ends with the call).
+struct held_message {
+  std::uint32_t sid = 0;
+  std::uint64_t seq = 0;
+  std::string payload;
+};
+
+// Returns once every subscription `sub` made so far is live at the broker:
+// one connection keeps its order, so when `pub`'s publish on a fresh
+// subscription comes back, the earlier SUBs were handled.
+void await_subscriptions(client& sub, client& pub) {
+  auto ready = std::make_shared<std::atomic<bool>>(false); // outlives a late delivery
+  auto sid = sub.subscribe("ready", [ready](const message_view&) { *ready = true; });
+  waiter w;
+  BOOST_TEST_REQUIRE(w.until([&] {
+    pub.publish("ready", "?");
+    return ready->load();
+  }));
+  sub.unsubscribe(sid);
+}
+
+// A broker that welcomes and then says nothing: it answers a connection's
+// first envelope (HELLO) with WELCOME and ignores the rest, PINGs
+// included, while ZeroMQ still answers its heartbeats (a broker whose loop
+// is stuck). vanish() closes its socket without BYE, as the kernel does
+// for a process that was killed.
+class mute_broker {
+public:
+  mute_broker() {
+    router_.set(zmq::sockopt::linger, 0);
+    router_.bind("tcp://127.0.0.1:*");
+    endpoint_ = router_.get(zmq::sockopt::last_endpoint);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~mute_broker() { vanish(); }
+  [[nodiscard]] const std::string& endpoint() const { return endpoint_; }
+  void vanish() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+private:
+  void serve() {
+    std::set<std::string> welcomed;
+    std::vector<zmq::message_t> parts;
+    while (!stop_) {
+      zmq::pollitem_t items[] = {{router_.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 1, 10ms);
+      while (zmq::recv_multipart(router_, std::back_inserter(parts), zmq::recv_flags::dontwait)) {
+        if (welcomed.insert(parts[0].to_string()).second) welcome(parts[0]);
+        parts.clear();
+      }
+    }
+    router_.close();
+  }
+  void welcome(zmq::message_t& routing) {
+    wire::header h;
+    h.kind = wire::op::welcome;
+    h.node = "mute";
+    h.heartbeat_ms = 1000;
+    h.max_payload = wire::limits{}.max_payload_bytes;
+    std::string bytes;
+    wire::encode_header(h, bytes);
+    router_.send(routing, zmq::send_flags::sndmore);
+    router_.send(zmq::buffer(bytes));
+  }
+
+  zmq::context_t ctx_{1};
+  zmq::socket_t router_{ctx_, zmq::socket_type::router};
+  std::string endpoint_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// A TCP relay in front of a broker that can freeze: it stops moving bytes
+// either way, and accepts nobody new, while its connections stay open.
+// What a broker stopped with SIGSTOP looks like from outside.
+class freezable_relay {
+public:
+  explicit freezable_relay(const std::string& upstream) : upstream_port_(port_of(upstream)) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a = loopback(0);
+    BOOST_TEST_REQUIRE(::bind(listener_, address(a), sizeof a) == 0);
+    BOOST_TEST_REQUIRE(::listen(listener_, 4) == 0);
+    socklen_t len = sizeof a;
+    ::getsockname(listener_, address(a), &len);
+    endpoint_ = "tcp://127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~freezable_relay() {
+    stop_ = true;
+    thread_.join();
+    for (int fd : {listener_, down_, up_})
+      if (fd >= 0) ::close(fd);
+  }
+  [[nodiscard]] const std::string& endpoint() const { return endpoint_; }
+  void freeze() { frozen_ = true; }
+
+private:
+  static sockaddr_in loopback(int port) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return a;
+  }
+  static sockaddr* address(sockaddr_in& a) { return reinterpret_cast<sockaddr*>(&a); }
+  static int port_of(const std::string& endpoint) {
+    return std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+  }
+  // Moves what one side has to the other; false when either end closed.
+  static bool pass(int from, int to) {
+    char buf[64 * 1024];
+    auto n = ::read(from, buf, sizeof buf);
+    for (ssize_t off = 0; n > 0 && off < n;) {
+      auto w = ::write(to, buf + off, static_cast<std::size_t>(n - off));
+      if (w <= 0) return false;
+      off += w;
+    }
+    return n > 0;
+  }
+  void serve() {
+    while (!stop_) {
+      if (frozen_) {
+        std::this_thread::sleep_for(10ms); // frozen for good: only stop_ can change
+        continue;
+      }
+      if (down_ < 0) {
+        pollfd p{listener_, POLLIN, 0};
+        if (::poll(&p, 1, 10) <= 0) continue;
+        down_ = ::accept(listener_, nullptr, nullptr);
+        up_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a = loopback(upstream_port_);
+        if (::connect(up_, address(a), sizeof a) != 0) close_pair(); // the client retries
+        continue;
+      }
+      pollfd p[] = {{down_, POLLIN, 0}, {up_, POLLIN, 0}};
+      if (::poll(p, 2, 10) <= 0) continue;
+      bool open = (!p[0].revents || pass(down_, up_)) && (!p[1].revents || pass(up_, down_));
+      if (!open) close_pair();
+    }
+  }
+  void close_pair() {
+    ::close(down_);
+    ::close(up_);
+    down_ = up_ = -1;
+  }
+
+  int upstream_port_;
+  int listener_ = -1, down_ = -1, up_ = -1;
+  std::string endpoint_;
+  std::atomic<bool> frozen_{false}, stop_{false};
+  std::thread thread_;
 };
 
 } // namespace
@@ -226,6 +403,323 @@ BOOST_AUTO_TEST_CASE(a_client_reconnects_resubscribes_and_resends_unconfirmed_pu
   BOOST_TEST_REQUIRE(done);
   BOOST_TEST(c.stats().reconnects >= 1u);
   second->stop();
+}
+
+// State the clients' handlers touch is declared before the clients in
+// these tests, so it outlives a delivery that comes while a client closes.
+
+BOOST_AUTO_TEST_CASE(a_client_fails_over_to_the_next_broker_resubscribes_and_resends_what_is_unconfirmed) {
+  constexpr int n = 5;
+  waiter w;
+  int held = 0, confirmed = 0, ok = 0;
+  std::set<std::string> got;
+  zmq::context_t ctx{1};
+  auto a = tcp_broker(ctx, "a");
+  auto b = tcp_broker(ctx, "b");
+  // On a, a consumer that never ACKs: what reaches it stays unconfirmed.
+  client holder{tcp_client(a->endpoint())};
+  holder.subscribe("jobs", [&](const message_view&) { w.update([&] { ++held; }); }, {.acked = true});
+  // On b, one that ACKs everything.
+  client acker{tcp_client(b->endpoint())};
+  acker.subscribe("jobs", [&](const message_view& v) { acker.ack(v.sid, v.seq); }, {.acked = true});
+  await_subscriptions(acker, acker);
+  client c{tcp_client(a->endpoint(), {b->endpoint()})};
+  await_subscriptions(holder, c);
+  c.subscribe("events", [&](const message_view& v) { w.update([&] { got.emplace(v.payload); }); });
+  for (int i = 0; i < n; ++i)
+    c.publish_confirmed("jobs", std::to_string(i), [&](std::uint32_t code) {
+      w.update([&] {
+        ++confirmed;
+        ok += code == 0;
+      });
+    });
+  BOOST_TEST_REQUIRE(w.until([&] { return held == n; }));
+  BOOST_TEST(confirmed == 0);
+
+  auto t0 = std::chrono::steady_clock::now();
+  a->stop(); // BYE to its clients
+  BOOST_TEST_REQUIRE(w.until([&] { return c.broker_id() == "b"; }));
+  BOOST_TEST((std::chrono::steady_clock::now() - t0 < 5s));
+  // Re-sent on b (same msg ids), consumed and ACKed there, then confirmed.
+  BOOST_TEST_REQUIRE(w.until([&] { return confirmed == n; }));
+  BOOST_TEST(ok == n);
+  // Re-subscribed: a publish on b reaches the subscription.
+  BOOST_TEST_REQUIRE(w.until([&] {
+    acker.publish("events", "on b");
+    return got.contains("on b");
+  }));
+  auto st = c.stats();
+  BOOST_TEST(st.reconnects >= 1u);
+  BOOST_TEST(st.failovers == 1u);
+  BOOST_TEST(st.resent == std::uint64_t{n});
+}
+
+BOOST_AUTO_TEST_CASE(a_broker_process_that_dies_is_left_at_once_not_after_the_heartbeat) {
+  zmq::context_t ctx{1};
+  auto next = tcp_broker(ctx, "next");
+  mute_broker first;
+  auto co = tcp_client(first.endpoint(), {next->endpoint()});
+  co.heartbeat = 10s; // neither heartbeat, ZeroMQ's or a PING's, tells within 10 s
+  client c{co};
+  BOOST_TEST_REQUIRE(c.broker_id() == "mute");
+  first.vanish(); // its TCP connection closes, no BYE: the socket monitor tells
+  waiter w;
+  BOOST_TEST(w.until([&] { return c.broker_id() == "next"; }, 5s));
+  BOOST_TEST(c.stats().failovers == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_stopped_broker_is_left_within_a_second_with_the_defaults) {
+  client_options defaults;
+  BOOST_TEST((defaults.heartbeat * defaults.liveness < 1s));
+  zmq::context_t ctx{1};
+  auto a = tcp_broker(ctx, "a");
+  auto next = tcp_broker(ctx, "next");
+  freezable_relay relay{a->endpoint()};
+  client c{tcp_client(relay.endpoint(), {next->endpoint()})};
+  BOOST_TEST_REQUIRE(c.broker_id() == "a");
+  relay.freeze(); // a SIGSTOP: the connection stays, nothing moves
+  auto t0 = std::chrono::steady_clock::now();
+  waiter w;
+  BOOST_TEST_REQUIRE(w.until([&] { return c.broker_id() == "next"; }, 5s));
+  // Loose: the heartbeat of old (1 s x 3) took over 3 s; so does the
+  // application-level silence timeout.
+  BOOST_TEST((std::chrono::steady_clock::now() - t0 < 2s));
+}
+
+BOOST_AUTO_TEST_CASE(a_broker_that_stops_answering_pings_is_left_after_the_silence_timeout) {
+  zmq::context_t ctx{1};
+  auto next = tcp_broker(ctx, "next");
+  mute_broker stuck; // its ZeroMQ answers heartbeats, its loop nothing
+  auto co = tcp_client(stuck.endpoint(), {next->endpoint()});
+  co.silence_timeout = 500ms;
+  client c{co};
+  BOOST_TEST_REQUIRE(c.broker_id() == "mute");
+  waiter w;
+  // Publishing all along: the client writes, yet it must PING to know.
+  BOOST_TEST(w.until([&] {
+    c.publish("nobody", "x");
+    return c.broker_id() == "next";
+  }, 5s));
+}
+
+BOOST_AUTO_TEST_CASE(a_client_that_only_publishes_keeps_a_healthy_broker_that_has_nothing_to_say) {
+  // The broker writes nothing to a pure publisher and PINGs it only after
+  // its own heartbeat (1 s), here longer than the client's silence
+  // timeout: the client's PING, sent for the silence it hears, gets the
+  // PONG that keeps the session.
+  embedded b;
+  auto co = b.client_opts();
+  co.silence_timeout = 600ms;
+  client c{co};
+  auto end = std::chrono::steady_clock::now() + 2s;
+  while (std::chrono::steady_clock::now() < end) {
+    c.publish("nobody", "x");
+    std::this_thread::sleep_for(10ms); // pacing, not synchronisation
+  }
+  BOOST_TEST(c.stats().reconnects == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_slow_handler_is_not_mistaken_for_a_dead_broker) {
+  waiter w;
+  std::vector<std::string> got;
+  zmq::context_t ctx{1};
+  auto o = embedded::make_options("inproc://plexus-slow-handler");
+  o.core.heartbeat = 10s; // no PING from the broker while the handler runs
+  broker::server srv{o, &ctx};
+  srv.start();
+  client_options co;
+  co.endpoint = srv.endpoint();
+  co.zmq_context = &ctx;
+  co.silence_timeout = 300ms;
+  client c{co};
+  c.subscribe("work", [&](const message_view& v) {
+    // The behaviour under test: the I/O thread is away for three silence
+    // timeouts, hearing nothing.
+    if (v.payload == "slow") std::this_thread::sleep_for(3 * co.silence_timeout);
+    w.update([&] { got.emplace_back(v.payload); });
+  });
+  c.publish("work", "slow");
+  BOOST_TEST_REQUIRE(w.until([&] { return got.size() == 1; }));
+  // A round trip after the stall: the I/O loop has judged the silence.
+  c.publish("work", "after");
+  BOOST_TEST_REQUIRE(w.until([&] { return got.size() == 2; }));
+  BOOST_TEST(c.stats().reconnects == 0u);
+  srv.stop();
+}
+
+BOOST_AUTO_TEST_CASE(an_ack_from_before_a_failover_settles_nothing_on_the_new_broker) {
+  waiter w;
+  std::vector<held_message> deliveries;
+  int probes = 0, confirmed = 0, ok = 0;
+  zmq::context_t ctx{1};
+  auto a = tcp_broker(ctx, "a");
+  auto b = tcp_broker(ctx, "b");
+  client c{tcp_client(a->endpoint(), {b->endpoint()})};
+  c.subscribe("work", [&](const message_view& v) {
+    w.update([&] { deliveries.push_back({v.sid, v.seq, std::string{v.payload}}); });
+  }, {.acked = true});
+  c.subscribe("probe", [&](const message_view&) { w.update([&] { ++probes; }); });
+  // Its own consumer: ACK, CONFIRM and probe share one connection, in order.
+  c.publish_confirmed("work", "m1", [&](std::uint32_t code) {
+    w.update([&] {
+      ++confirmed;
+      ok += code == 0;
+    });
+  });
+  BOOST_TEST_REQUIRE(w.until([&] { return deliveries.size() == 1; }));
+  a->stop();
+  // On b the re-sent m1 is delivered again: the first delivery on a new
+  // connection, broker seq 1 as on a.
+  BOOST_TEST_REQUIRE(w.until([&] { return deliveries.size() == 2; }));
+  held_message before, after;
+  w.update([&] {
+    before = deliveries[0];
+    after = deliveries[1];
+  });
+  BOOST_TEST(before.seq != after.seq);
+  c.ack(before.sid, before.seq); // say, a function that finished late
+  c.publish("probe", "after the stale ack");
+  BOOST_TEST_REQUIRE(w.until([&] { return probes == 1; }));
+  // Had the ACK reached b, its CONFIRM would have come before the probe.
+  BOOST_TEST(confirmed == 0);
+  BOOST_TEST(c.stats().stale_acks == 1u);
+  c.ack(after.sid, after.seq);
+  BOOST_TEST_REQUIRE(w.until([&] { return confirmed == 1; }));
+  BOOST_TEST(ok == 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_full_unconfirmed_outbox_refuses_at_once_when_told_to_fail) {
+  waiter w;
+  std::vector<held_message> held;
+  std::vector<std::uint32_t> codes;
+  embedded b;
+  client holder{b.client_opts()}; // ACKs only when told: nothing confirms
+  holder.subscribe("jobs", [&](const message_view& v) {
+    w.update([&] { held.push_back({v.sid, v.seq, std::string{v.payload}}); });
+  }, {.acked = true});
+  auto co = b.client_opts();
+  co.max_unconfirmed = 3;
+  co.when_unconfirmed_full = unconfirmed_full::fail;
+  client pub{co};
+  await_subscriptions(holder, pub);
+  auto record = [&](std::uint32_t code) { w.update([&] { codes.push_back(code); }); };
+  auto published_before = pub.stats().published;
+  for (int i = 0; i < 5; ++i) pub.publish_confirmed("jobs", std::to_string(i), record);
+  // The two beyond the bound were answered before publish_confirmed returned.
+  std::vector<std::uint32_t> at_once;
+  w.update([&] { at_once = codes; });
+  BOOST_TEST(at_once == (std::vector<std::uint32_t>{status_outbox_full, status_outbox_full}),
+             boost::test_tools::per_element());
+  BOOST_TEST(pub.stats().outbox_full == 2u);
+  BOOST_TEST(pub.stats().published == published_before + 3);
+  BOOST_TEST(std::string{status_text(status_outbox_full)} == "unconfirmed outbox full");
+  BOOST_TEST_REQUIRE(w.until([&] { return held.size() == 3; }));
+  std::vector<held_message> to_ack;
+  w.update([&] { to_ack = held; });
+  for (auto& m : to_ack) holder.ack(m.sid, m.seq);
+  BOOST_TEST_REQUIRE(w.until([&] { return codes.size() == 5; }));
+  BOOST_TEST(codes[2] == 0u);
+  BOOST_TEST(codes[4] == 0u);
+  // Room again, and the two refused never left: the next delivery is this.
+  pub.publish_confirmed("jobs", "again", record);
+  BOOST_TEST_REQUIRE(w.until([&] { return held.size() == 4; }));
+  BOOST_TEST(held[3].payload == "again");
+  BOOST_TEST(pub.stats().outbox_full == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_full_unconfirmed_outbox_blocks_until_a_confirm_makes_room) {
+  waiter w;
+  std::vector<held_message> held;
+  int confirmed = 0;
+  bool returned = false;
+  embedded b;
+  client holder{b.client_opts()};
+  holder.subscribe("jobs", [&](const message_view& v) {
+    w.update([&] { held.push_back({v.sid, v.seq, std::string{v.payload}}); });
+  }, {.acked = true});
+  auto co = b.client_opts();
+  co.max_unconfirmed = 2; // unconfirmed_full::block is the default
+  client pub{co};
+  await_subscriptions(holder, pub);
+  auto count = [&](std::uint32_t) { w.update([&] { ++confirmed; }); };
+  pub.publish_confirmed("jobs", "1", count);
+  pub.publish_confirmed("jobs", "2", count);
+  BOOST_TEST_REQUIRE(w.until([&] { return held.size() == 2; }));
+  std::thread third([&] {
+    pub.publish_confirmed("jobs", "3", count);
+    w.update([&] { returned = true; });
+  });
+  // Nothing confirms while the holder holds both: the third waits.
+  BOOST_TEST(!w.until([&] { return returned; }, 300ms));
+  held_message first;
+  w.update([&] { first = held[0]; });
+  holder.ack(first.sid, first.seq);
+  // Not a REQUIRE: the thread is joined first (a test that hangs here fails
+  // on ctest's timeout).
+  BOOST_TEST(w.until([&] { return returned && held.size() == 3; }));
+  third.join();
+  BOOST_TEST_REQUIRE(held.size() == 3u);
+  BOOST_TEST(held[2].payload == "3");
+  BOOST_TEST(confirmed == 1);
+  // Full again ("2" and "3"), but a handler on the I/O thread goes through:
+  // it would wait for the very thread that reads CONFIRMs.
+  pub.subscribe("kick", [&](const message_view&) {
+    pub.publish_confirmed("jobs", "from a handler", count);
+  });
+  pub.publish("kick", "");
+  BOOST_TEST_REQUIRE(w.until([&] { return held.size() == 4; }));
+  BOOST_TEST(held[3].payload == "from a handler");
+}
+
+BOOST_AUTO_TEST_CASE(a_confirmed_publish_the_broker_refuses_is_settled_by_its_err) {
+  waiter w;
+  std::vector<std::uint32_t> codes;
+  int errors_reported = 0;
+  embedded b;
+  auto co = b.client_opts();
+  co.max_unconfirmed = 1;
+  co.when_unconfirmed_full = unconfirmed_full::fail;
+  client c{co};
+  c.on_error([&](std::uint32_t, std::string_view) { w.update([&] { ++errors_reported; }); });
+  auto record = [&](std::uint32_t code) { w.update([&] { codes.push_back(code); }); };
+  c.publish_confirmed("$SYS.broker.spoofed", "{}", record); // ERR 105, no CONFIRM
+  BOOST_TEST_REQUIRE(w.until([&] { return codes.size() == 1; }));
+  BOOST_TEST(codes[0] == 105u);
+  // Its slot is free again, and the ERR had someone waiting for it.
+  c.publish_confirmed("nobody", "x", record);
+  BOOST_TEST_REQUIRE(w.until([&] { return codes.size() == 2; }));
+  BOOST_TEST(codes[1] == 101u); // no interest, not status_outbox_full
+  BOOST_TEST(errors_reported == 0);
+}
+
+BOOST_AUTO_TEST_CASE(two_publishes_with_one_msg_id_share_its_confirm_and_one_slot) {
+  waiter w;
+  std::vector<held_message> held;
+  std::vector<std::uint32_t> codes;
+  embedded b;
+  client holder{b.client_opts()};
+  holder.subscribe("jobs", [&](const message_view& v) {
+    w.update([&] { held.push_back({v.sid, v.seq, std::string{v.payload}}); });
+  }, {.acked = true});
+  auto co = b.client_opts();
+  co.max_unconfirmed = 2;
+  co.when_unconfirmed_full = unconfirmed_full::fail;
+  client pub{co};
+  await_subscriptions(holder, pub);
+  auto record = [&](std::uint32_t code) { w.update([&] { codes.push_back(code); }); };
+  pub.publish_confirmed("jobs", "once", record, {.msg_id = "job-1"});
+  pub.publish_confirmed("jobs", "once", record, {.msg_id = "job-1"}); // a retry
+  BOOST_TEST_REQUIRE(pub.flush(5s)); // both taken by the I/O thread
+  // One entry awaits the CONFIRM: a second id still fits.
+  pub.publish_confirmed("jobs", "other", record, {.msg_id = "job-2"});
+  BOOST_TEST_REQUIRE(w.until([&] { return held.size() == 2; })); // the broker dropped the retry
+  BOOST_TEST(codes.empty());
+  std::vector<held_message> to_ack;
+  w.update([&] { to_ack = held; });
+  for (auto& m : to_ack) holder.ack(m.sid, m.seq);
+  BOOST_TEST_REQUIRE(w.until([&] { return codes.size() == 3; }));
+  BOOST_TEST(codes == (std::vector<std::uint32_t>{0, 0, 0}), boost::test_tools::per_element());
+  BOOST_TEST(pub.stats().outbox_full == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(connecting_to_nobody_fails_with_a_clear_error_after_the_timeout) {

@@ -33,9 +33,21 @@ struct message_view {
   std::uint32_t sid = 0;
   std::string_view topic, payload, msg_id, reply_to, traceparent;
   wire::string_map_view headers;
-  std::uint64_t seq = 0;       // for ack()/nack() on acked subscriptions
+  /// For ack()/nack() on acked subscriptions (0 otherwise). The broker
+  /// numbers deliveries per connection, from 1 on each; this tag adds the
+  /// client's session (high 16 bits, the broker's seq in the low 48), so a
+  /// tag from before a reconnect never names a delivery of the next broker.
+  /// Consecutive deliveries of one session have consecutive tags.
+  std::uint64_t seq = 0;
   std::uint32_t delivery = 1;  // 1 on first delivery
   std::uint64_t deadline_ns = 0;
+};
+
+/// What publish_confirmed does when `max_unconfirmed` publishes await
+/// their CONFIRM.
+enum class unconfirmed_full {
+  block, // wait for a CONFIRM to make room (the I/O thread is let through)
+  fail,  // call `done` at once with status_outbox_full
 };
 
 struct client_options {
@@ -45,16 +57,39 @@ struct client_options {
   /// One topic token naming this node; generated when empty.
   std::string node_id;
   std::chrono::milliseconds connect_timeout{3000};
-  /// Heartbeats as the broker's: PING after `heartbeat` of silence, the
-  /// broker is dead after `liveness` silent intervals, then reconnect.
-  std::chrono::milliseconds heartbeat{1000};
+  /// ZeroMQ heartbeats: a PING every `heartbeat`, and a connection silent
+  /// for `liveness` - 1 heartbeats after one is dropped: a broker that is
+  /// stopped (SIGSTOP) or unreachable is left within `liveness` heartbeats,
+  /// under a second with 250 ms x 3. ZeroMQ's own threads send these ahead
+  /// of queued messages and answer them, so a broker busy with a backlog
+  /// is not taken for dead. A broker process that dies is left at once (its
+  /// connection closes). `heartbeat` x `liveness` is also the time an
+  /// endpoint has to take the connection before the next one is tried.
+  std::chrono::milliseconds heartbeat{250};
   std::uint32_t liveness = 3;
-  /// Reconnect backoff doubles from min to max (ZeroMQ guide: 1 s -> 32 s;
-  /// plexus starts lower for sub-second failover).
+  /// Application heartbeats: PING after `heartbeat` without hearing from
+  /// the broker (or writing to it), answered by PONG. A broker that says
+  /// nothing, to HELLO or to PINGs, for `silence_timeout` is stuck (its
+  /// loop, or an inproc broker, which has no ZeroMQ heartbeats): the client
+  /// fails over. Seconds, not heartbeats: a PING waits behind everything
+  /// the client queued before it (publishing 1 KiB messages flat out at a
+  /// broker on two busy cores, PONGs came up to 0.9 s late).
+  std::chrono::milliseconds silence_timeout{3000};
+  /// After a lost session the next endpoint is tried at once; while
+  /// attempts keep failing, the wait between them doubles from min to max
+  /// (ZeroMQ guide: 1 s -> 32 s; plexus starts lower for sub-second
+  /// failover).
   std::chrono::milliseconds reconnect_min{100};
   std::chrono::milliseconds reconnect_max{5000};
   /// Envelopes queued for the I/O thread before publish() blocks.
   std::size_t outbox_limit = 65536;
+  /// Confirmed publishes kept until their CONFIRM (and re-sent after a
+  /// reconnect). 64 Ki, as outbox_limit and a broker's queue-group and
+  /// per-connection queues: a window wide enough to keep consumers busy
+  /// across round trips, while a stalled consumer costs the publisher at
+  /// most 64 Ki messages (64 MiB at 1 KiB, the broker's pending-bytes cap).
+  std::size_t max_unconfirmed = 65536;
+  unconfirmed_full when_unconfirmed_full = unconfirmed_full::block;
   /// A zmq::context_t* to share (needed for inproc endpoints); own one if null.
   void* zmq_context = nullptr;
   wire::limits limits{};
@@ -77,9 +112,12 @@ struct subscribe_options {
 };
 
 /// Outcome codes (CONFIRM and request results): 0 = ok; 100+ as in
-/// brokers/PROTOCOL.md; these two are the client's own.
+/// brokers/PROTOCOL.md; 900+ are the client's own.
 inline constexpr std::uint32_t status_timeout = 900;
 inline constexpr std::uint32_t status_disconnected = 901;
+/// publish_confirmed with `max_unconfirmed` awaiting CONFIRM and
+/// unconfirmed_full::fail: nothing was sent.
+inline constexpr std::uint32_t status_outbox_full = 902;
 
 /// A short name for any outcome code: "ok", "no responders", "timeout", a
 /// wire decode error (codes below 100), ...
@@ -92,7 +130,16 @@ struct reply {
 };
 
 struct client_stats {
-  std::uint64_t published = 0, received = 0, errors = 0, reconnects = 0, resent = 0;
+  std::uint64_t published = 0, received = 0, errors = 0;
+  /// Connection attempts after the first; failovers: sessions welcomed by
+  /// another endpoint than the last one; resent: unconfirmed publishes sent
+  /// again after a reconnect.
+  std::uint64_t reconnects = 0, failovers = 0, resent = 0;
+  /// ACKs and NACKs dropped because their delivery belongs to a session
+  /// that ended (the broker redelivers those messages itself).
+  std::uint64_t stale_acks = 0;
+  /// publish_confirmed calls refused with status_outbox_full.
+  std::uint64_t outbox_full = 0;
 };
 
 class client {
@@ -118,7 +165,9 @@ public:
                                  const publish_options& o = {});
   /// A PUB the broker confirms (end to end for at-least-once consumers).
   /// Kept until confirmed and re-sent after a reconnect; `done` runs on the
-  /// I/O thread with the CONFIRM code.
+  /// I/O thread with the CONFIRM code (or an ERR's, e.g. 105). With
+  /// `max_unconfirmed` awaiting CONFIRM it blocks, or calls `done` at once
+  /// on this thread with status_outbox_full (see client_options).
   void publish_confirmed(std::string_view topic, std::string_view payload, confirm_handler done,
                          const publish_options& o = {});
 
@@ -128,6 +177,8 @@ public:
   void unsubscribe(std::uint32_t sid);
   /// ACKs `count` consecutive deliveries from `seq` in one envelope (one
   /// per message cost the broker and the sender more than the message).
+  /// ACK and NACK of a delivery from before a reconnect do nothing but
+  /// count in stats().stale_acks: that broker connection is gone.
   void ack(std::uint32_t sid, std::uint64_t seq, std::uint32_t count = 1);
   void nack(std::uint32_t sid, std::uint64_t seq, wire::nack_action action,
             std::uint32_t delay_ms = 0, std::string_view reason = {});

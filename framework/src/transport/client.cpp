@@ -30,6 +30,7 @@ const char* status_text(std::uint32_t code) noexcept {
     case 109: return "duplicate subscription id";
     case status_timeout: return "timeout";
     case status_disconnected: return "disconnected";
+    case status_outbox_full: return "unconfirmed outbox full";
     default: break;
   }
   if (code < 100) return wire::to_string(static_cast<wire::errc>(code));
@@ -61,6 +62,7 @@ client::client(client_options opts) : impl_(std::make_unique<impl>(std::move(opt
 client::~client() {
   impl_->stopping.store(true, std::memory_order_release);
   impl_->box.close();
+  impl_->window.close();
   if (impl_->io.joinable()) impl_->io.join();
 }
 
@@ -125,11 +127,20 @@ void client::publish_confirmed(std::string_view topic, std::string_view payload,
   h.msg_id = id;
   h.flags = wire::flag_confirm;
   auto e = impl_->make(h, payload);
+  auto& i = *impl_;
+  // The I/O thread goes through even when full: it would wait for itself.
+  bool io = i.on_io_thread();
+  bool wait = i.opts.when_unconfirmed_full == unconfirmed_full::block;
+  if (!i.window.acquire(wait, io)) {
+    ++i.outbox_full;
+    done(status_outbox_full);
+    return;
+  }
   e.extras = std::make_unique<detail::envelope_extras>();
   e.extras->msg_id = id;
   e.extras->on_confirm = std::move(done);
-  impl_->enqueue(std::move(e), true);
-  ++impl_->published;
+  i.enqueue(std::move(e), true);
+  ++i.published;
 }
 
 std::uint32_t client::subscribe(std::string_view pattern, message_handler h, subscribe_options o) {
@@ -171,9 +182,9 @@ void client::ack(std::uint32_t sid, std::uint64_t seq, std::uint32_t count) {
   wire::header h;
   h.kind = wire::op::ack;
   h.sid = sid;
-  h.seq = seq;
+  h.seq = seq & detail::broker_seq_mask;
   h.count = count > 1 ? count : 0; // a single ACK stays as it always was
-  impl_->enqueue_control(h);
+  impl_->enqueue_settlement(h, detail::session_of(seq));
 }
 
 void client::nack(std::uint32_t sid, std::uint64_t seq, wire::nack_action action,
@@ -181,11 +192,11 @@ void client::nack(std::uint32_t sid, std::uint64_t seq, wire::nack_action action
   wire::header h;
   h.kind = wire::op::nack;
   h.sid = sid;
-  h.seq = seq;
+  h.seq = seq & detail::broker_seq_mask;
   h.action = action;
   h.delay_ms = delay_ms;
   h.text = reason.substr(0, impl_->opts.limits.max_text_bytes);
-  impl_->enqueue_control(h);
+  impl_->enqueue_settlement(h, detail::session_of(seq));
 }
 
 void client::grant_credit(std::uint32_t sid, std::uint32_t n) {
@@ -236,8 +247,16 @@ std::string client::broker_id() const {
 
 client_stats client::stats() const {
   auto& i = *impl_;
-  return {i.published.load(), i.received.load(), i.errors.load(), i.reconnects.load(),
-          i.resent.load()};
+  client_stats s;
+  s.published = i.published.load();
+  s.received = i.received.load();
+  s.errors = i.errors.load();
+  s.reconnects = i.reconnects.load();
+  s.failovers = i.failovers.load();
+  s.resent = i.resent.load();
+  s.stale_acks = i.stale_acks.load();
+  s.outbox_full = i.outbox_full.load();
+  return s;
 }
 
 } // namespace plexus

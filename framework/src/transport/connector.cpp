@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <random>
 
 #include <zmq_addon.hpp>
@@ -24,7 +25,7 @@ std::string detail::random_hex(std::size_t bytes) {
 }
 
 client::impl::impl(client_options o)
-  : opts(std::move(o)), box(opts.outbox_limit),
+  : opts(std::move(o)), box(opts.outbox_limit), window(opts.max_unconfirmed),
     owned_ctx(opts.zmq_context ? nullptr : std::make_unique<zmq::context_t>(1)),
     ctx(opts.zmq_context ? *static_cast<zmq::context_t*>(opts.zmq_context) : *owned_ctx) {
   if (opts.node_id.empty()) opts.node_id = "n" + detail::random_hex(8);
@@ -72,21 +73,67 @@ std::string client::impl::next_msg_id() {
 }
 
 void client::impl::connect_socket() {
-  sock.reset();
+  close_socket();
   sock = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::dealer);
   sock->set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(opts.limits.max_message_bytes()));
   sock->set(zmq::sockopt::linger, 0);
   sock->set(zmq::sockopt::sndhwm, 100000);
   sock->set(zmq::sockopt::rcvhwm, 100000);
   sock->set(zmq::sockopt::immediate, 1); // queue only on a live connection
+  // ZeroMQ arms the timeout with a PING, itself sent up to a heartbeat
+  // into a silence: dead within `liveness` heartbeats.
   auto hb = static_cast<int>(opts.heartbeat.count());
   sock->set(zmq::sockopt::heartbeat_ivl, hb);
-  sock->set(zmq::sockopt::heartbeat_timeout, hb * static_cast<int>(opts.liveness));
-  auto& ep = endpoints[current % endpoints.size()];
-  sock->connect(ep);
+  sock->set(zmq::sockopt::heartbeat_timeout, hb * static_cast<int>(std::max(opts.liveness, 2u) - 1));
+  watch_socket();
+  connected_to = endpoints[current % endpoints.size()];
+  sock->connect(connected_to);
   welcomed = false;
   hello_sent = false;
   last_heard = steady::now();
+  last_ping = first_unanswered_ping = {};
+  begin_session();
+}
+
+void client::impl::watch_socket() {
+  auto addr = "inproc://plexus-monitor." + id_prefix + "." + std::to_string(++monitors);
+  if (zmq_socket_monitor(sock->handle(), addr.c_str(), ZMQ_EVENT_DISCONNECTED) != 0)
+    throw zmq::error_t();
+  monitor = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::pair);
+  monitor->set(zmq::sockopt::linger, 0);
+  monitor->connect(addr);
+}
+
+void client::impl::read_monitor() {
+  zmq::message_t event, address;
+  // Each event is two frames: a 16-bit event id and a 32-bit value, then
+  // the endpoint.
+  while (monitor->recv(event, zmq::recv_flags::dontwait)) {
+    static_cast<void>(monitor->recv(address));
+    std::uint16_t id = 0;
+    std::memcpy(&id, event.data(), sizeof id);
+    // Before WELCOME a broken attempt is the handshake timeout's to judge.
+    if (id == ZMQ_EVENT_DISCONNECTED && welcomed) want_reconnect = true;
+  }
+}
+
+void client::impl::close_socket() {
+  if (!sock) return;
+  zmq_socket_monitor(sock->handle(), nullptr, 0);
+  monitor.reset();
+  sock.reset();
+}
+
+void client::impl::begin_session() {
+  session = static_cast<std::uint16_t>(session % 0xffff + 1); // 1 .. 65535: never 0
+  std::uint64_t dropped = 0;
+  std::erase_if(pending, [&](const envelope& e) {
+    if (!e.settles()) return false;
+    ++stale_acks;
+    dropped += e.counted;
+    return true;
+  });
+  if (dropped) box.mark_sent(dropped);
 }
 
 bool client::impl::send_frames(std::string_view header, std::string_view payload, bool with_payload) {
@@ -99,10 +146,10 @@ bool client::impl::send_frames(std::string_view header, std::string_view payload
   return true;
 }
 
-void client::impl::send_control(const wire::header& h) {
+bool client::impl::send_control(const wire::header& h) {
   std::string bytes;
   wire::encode_header(h, bytes);
-  send_frames(bytes, {}, false);
+  return send_frames(bytes, {}, false);
 }
 
 void client::impl::say_hello() {
@@ -147,12 +194,14 @@ client::impl::envelope client::impl::sub_envelope(std::uint32_t sid, const subsc
 void client::impl::drain_outbox() {
   taken.clear();
   box.take(taken);
+  std::uint64_t stale = 0;
   for (auto& e : taken) {
+    if (e.settles() && e.session != session) {
+      ++stale;
+      continue;
+    }
     if (e.extras && e.extras->on_confirm) {
-      auto keep = e.copy();
-      auto id = e.extras->msg_id;
-      keep.extras = std::move(e.extras);
-      unconfirmed.emplace(std::move(id), std::move(keep));
+      remember_unconfirmed(e);
     } else if (e.extras && e.extras->on_reply) {
       requests.emplace(e.extras->request_id,
                        std::make_pair(e.extras->request_deadline, std::move(e.extras->on_reply)));
@@ -160,6 +209,33 @@ void client::impl::drain_outbox() {
     pending.push_back(std::move(e));
   }
   taken.clear();
+  if (stale) {
+    stale_acks += stale;
+    box.mark_sent(stale);
+  }
+}
+
+void client::impl::remember_unconfirmed(envelope& e) {
+  auto [it, fresh] = unconfirmed.try_emplace(e.extras->msg_id);
+  if (fresh) {
+    it->second = e.copy();
+    it->second.extras = std::move(e.extras);
+    return;
+  }
+  auto& done = it->second.extras->on_confirm;
+  done = [first = std::move(done), second = std::move(e.extras->on_confirm)](std::uint32_t code) {
+    first(code);
+    second(code);
+  };
+  window.release(); // one entry, one CONFIRM: one slot
+}
+
+void client::impl::settle(std::map<std::string, envelope, std::less<>>::iterator it,
+                          std::uint32_t code) {
+  auto done = std::move(it->second.extras->on_confirm);
+  unconfirmed.erase(it);
+  window.release();
+  done(code);
 }
 
 void client::impl::send_pending() {
@@ -223,7 +299,7 @@ void client::impl::receive_all() {
   }
 }
 
-message_view client::impl::view_of(const wire::entry& e) {
+message_view client::impl::view_of(const wire::entry& e) const {
   message_view v;
   v.sid = e.h.sid;
   v.topic = e.h.topic;
@@ -232,7 +308,7 @@ message_view client::impl::view_of(const wire::entry& e) {
   v.reply_to = e.h.reply_to;
   v.traceparent = e.h.traceparent;
   v.headers = e.h.headers;
-  v.seq = e.h.seq;
+  v.seq = detail::delivery_tag(session, e.h.seq);
   v.delivery = e.h.delivery;
   v.deadline_ns = e.h.deadline_ns;
   return v;
@@ -288,6 +364,8 @@ void client::impl::control(const wire::header& h) {
   switch (h.kind) {
     case wire::op::welcome: {
       welcomed = true;
+      if (!last_welcomed.empty() && connected_to != last_welcomed) ++failovers;
+      last_welcomed = connected_to;
       {
         std::lock_guard lock{state_mutex};
         broker = std::string{h.node};
@@ -305,14 +383,11 @@ void client::impl::control(const wire::header& h) {
       break;
     }
     case wire::op::confirm: {
-      auto it = unconfirmed.find(std::string{h.msg_id});
-      if (it == unconfirmed.end()) break; // a duplicate's second confirm
-      auto done = std::move(it->second.extras->on_confirm);
-      unconfirmed.erase(it);
-      done(h.code);
+      auto it = unconfirmed.find(h.msg_id);
+      if (it != unconfirmed.end()) settle(it, h.code); // else a duplicate's second confirm
       break;
     }
-    case wire::op::err:
+    case wire::op::err: {
       if (h.code == 108 && welcomed) {
         // "HELLO must come first": ZeroMQ reconnected us underneath to a
         // broker that never saw our HELLO (a restart on the same
@@ -320,20 +395,31 @@ void client::impl::control(const wire::header& h) {
         welcomed = false;
         hello_sent = false;
         ++reconnects;
+        begin_session();
         break;
+      }
+      // A confirmed publish the broker refused (e.g. 105) gets no CONFIRM:
+      // the ERR is its outcome.
+      bool settled = false;
+      if (!h.msg_id.empty()) {
+        if (auto it = unconfirmed.find(h.msg_id); it != unconfirmed.end()) {
+          settle(it, h.code);
+          settled = true;
+        }
       }
       if (h.reply_to.starts_with(inbox_prefix)) {
         complete_request(h.reply_to, {h.code, {}, std::string{h.text}});
       } else {
         ++errors;
         error_handler cb;
-        {
+        if (!settled) {
           std::lock_guard lock{state_mutex};
           cb = error_cb;
         }
         if (cb) cb(h.code, h.text);
       }
       break;
+    }
     case wire::op::ping: {
       wire::header pong;
       pong.kind = wire::op::pong;
@@ -350,14 +436,61 @@ void client::impl::reconnect() {
   ++reconnects;
   ++current;
   // Unsent envelopes go: subscriptions and unconfirmed publishes are
-  // restored after the next WELCOME; plain publishes are at most once.
+  // restored after the next WELCOME; plain publishes are at most once,
+  // and the broker redelivers what ACKs and NACKs would have settled.
   std::uint64_t dropped = 0;
-  for (auto& e : pending) dropped += e.counted;
+  for (auto& e : pending) {
+    dropped += e.counted;
+    stale_acks += e.settles();
+  }
   pending.clear();
   box.mark_sent(dropped);
-  next_attempt = steady::now() + backoff;
-  backoff = std::min(backoff * 2, opts.reconnect_max);
-  sock.reset();
+  // A session that ends moves on to the next endpoint at once; only an
+  // attempt that fails waits, longer each time.
+  if (welcomed) {
+    backoff = opts.reconnect_min;
+    next_attempt = steady::now();
+  } else {
+    next_attempt = steady::now() + backoff;
+    backoff = std::min(backoff * 2, opts.reconnect_max);
+  }
+  close_socket();
+}
+
+void client::impl::keep_alive(steady::time_point now) {
+  // Silence either way calls for a PING: the broker's liveness of us, and
+  // ours of it (its PONG is all an idle broker has to say).
+  bool quiet_out = now - last_sent >= opts.heartbeat;
+  bool quiet_in = now - last_heard >= opts.heartbeat && now - last_ping >= opts.heartbeat;
+  if (!quiet_out && !quiet_in) return;
+  // Asked, even if the PING cannot go out (a full socket): no answer is
+  // coming either way.
+  if (first_unanswered_ping <= last_heard) first_unanswered_ping = now;
+  wire::header ping;
+  ping.kind = wire::op::ping;
+  if (send_control(ping)) last_ping = now;
+}
+
+bool client::impl::broker_silent(steady::time_point now) const {
+  // With immediate set, HELLO goes out once the connection is up.
+  if (!hello_sent) return now - last_heard >= opts.heartbeat * opts.liveness;
+  if (now - last_heard < opts.silence_timeout) return false;
+  if (!welcomed) return true;
+  // And deaf to a PING for a heartbeat: after this thread stalled (a slow
+  // handler), the broker gets a PING and the time to answer it first.
+  return first_unanswered_ping > last_heard && now - first_unanswered_ping >= opts.heartbeat;
+}
+
+void client::impl::expire_requests(steady::time_point now) {
+  for (auto it = requests.begin(); it != requests.end();) {
+    if (it->second.first <= now) {
+      auto done = std::move(it->second.second);
+      it = requests.erase(it);
+      done({status_timeout, {}, "request timed out"});
+    } else {
+      ++it;
+    }
+  }
 }
 
 void client::impl::timers() {
@@ -371,24 +504,12 @@ void client::impl::timers() {
     return;
   }
   if (!hello_sent) say_hello();
-  if (welcomed && now - last_sent >= opts.heartbeat) {
-    wire::header ping;
-    ping.kind = wire::op::ping;
-    send_control(ping);
-  }
-  if (now - last_heard >= opts.heartbeat * opts.liveness) {
+  if (welcomed) keep_alive(now);
+  if (broker_silent(now)) {
     reconnect();
     return;
   }
-  for (auto it = requests.begin(); it != requests.end();) {
-    if (it->second.first <= now) {
-      auto done = std::move(it->second.second);
-      it = requests.erase(it);
-      done({status_timeout, {}, "request timed out"});
-    } else {
-      ++it;
-    }
-  }
+  expire_requests(now);
 }
 
 void client::impl::run() {
@@ -398,17 +519,18 @@ void client::impl::run() {
     // set, ZeroMQ takes no message before the connection is up): not at
     // the next 50 ms poll timeout, which every node start used to wait.
     short events = hello_sent ? ZMQ_POLLIN : static_cast<short>(ZMQ_POLLIN | ZMQ_POLLOUT);
-    zmq::pollitem_t items[] = {{sock ? sock->handle() : nullptr, 0, events, 0},
-                               {nullptr, box.fd(), ZMQ_POLLIN, 0}};
+    zmq::pollitem_t items[] = {{nullptr, box.fd(), ZMQ_POLLIN, 0},
+                               {sock ? sock->handle() : nullptr, 0, events, 0},
+                               {monitor ? monitor->handle() : nullptr, 0, ZMQ_POLLIN, 0}};
     long wait = pending.empty() || !welcomed ? 50 : 1;
     try {
-      if (sock) zmq::poll(items, 2, std::chrono::milliseconds{wait});
-      else zmq::poll(&items[1], 1, std::chrono::milliseconds{wait});
+      zmq::poll(items, sock ? 3 : 1, std::chrono::milliseconds{wait});
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) throw;
     }
     drain_outbox();
-    if (sock) receive_all();
+    if (sock) receive_all(); // what arrived before a disconnect still counts
+    if (sock && (items[2].revents & ZMQ_POLLIN)) read_monitor();
     timers();
     if (sock) send_pending();
   }
@@ -426,7 +548,7 @@ void client::impl::run() {
   box.mark_sent(left);
   for (auto& [id, r] : requests) r.second({status_disconnected, {}, "client closed"});
   requests.clear();
-  sock.reset();
+  close_socket();
 }
 
 } // namespace plexus

@@ -31,6 +31,20 @@ inline constexpr std::uint32_t inbox_sid = 0xffffffffu; // never handed to users
 /// frame over hundreds of small envelopes.
 inline constexpr std::size_t batch_frame_bytes = 32 * 1024;
 
+/// Delivery tags handed to users: the session in the high 16 bits, the
+/// broker's per-connection seq in the low 48 (a broker would need 2^48
+/// deliveries on one connection to reach the session's bits).
+inline constexpr int session_shift = 48;
+inline constexpr std::uint64_t broker_seq_mask = (std::uint64_t{1} << session_shift) - 1;
+
+[[nodiscard]] constexpr std::uint64_t delivery_tag(std::uint16_t session, std::uint64_t broker_seq) {
+  if (broker_seq == 0) return 0; // not an acked delivery
+  return std::uint64_t{session} << session_shift | (broker_seq & broker_seq_mask);
+}
+[[nodiscard]] constexpr std::uint16_t session_of(std::uint64_t tag) {
+  return static_cast<std::uint16_t>(tag >> session_shift);
+}
+
 struct subscription_record {
   std::string pattern;
   subscribe_options opts;
@@ -57,6 +71,13 @@ struct client::impl {
   envelope make(const wire::header& h, std::string_view payload = {});
   /// Queues a control envelope (SUB, ACK, CREDIT, ...): never refused.
   void enqueue_control(const wire::header& h) { enqueue(make(h), false, true); }
+  /// An ACK or NACK for a delivery of `session_tag`: the I/O thread sends
+  /// it only while that session lasts.
+  void enqueue_settlement(const wire::header& h, std::uint16_t session_tag) {
+    auto e = make(h);
+    e.session = session_tag;
+    enqueue(std::move(e), false, true);
+  }
 
   bool on_io_thread() const { return std::this_thread::get_id() == io.get_id(); }
 
@@ -72,9 +93,23 @@ struct client::impl {
 
   void connect_socket();
 
+  // Asks ZeroMQ to report the socket's disconnects on an inproc PAIR that
+  // run() polls beside it: a broker process that dies closes its TCP
+  // connections, and that is news at once, not after the heartbeat.
+  void watch_socket();
+
+  // Reads the monitor's events: a disconnect ends the session.
+  void read_monitor();
+
+  void close_socket();
+
+  // A new broker connection: its seqs start again at 1, so deliveries get
+  // a new session number and settlements of earlier ones go nowhere.
+  void begin_session();
+
   bool send_frames(std::string_view header, std::string_view payload, bool with_payload);
 
-  void send_control(const wire::header& h);
+  bool send_control(const wire::header& h);
 
   void say_hello();
 
@@ -83,8 +118,16 @@ struct client::impl {
 
   envelope sub_envelope(std::uint32_t sid, const subscription_record& r);
 
-  // Moves envelopes from the outbox to `pending`, registering callbacks.
+  // Moves envelopes from the outbox to `pending`, registering callbacks;
+  // ACKs and NACKs of an ended session are dropped and counted.
   void drain_outbox();
+
+  // Keeps a confirmed publish until its CONFIRM. A second publish with the
+  // same msg id gets the one CONFIRM the broker sends for both.
+  void remember_unconfirmed(envelope& e);
+
+  // Runs an unconfirmed publish's handler with `code` and frees its slot.
+  void settle(std::map<std::string, envelope, std::less<>>::iterator it, std::uint32_t code);
 
   // Writes pending envelopes: one plain message when there is one, batches
   // when several are waiting. Stops when ZeroMQ would block.
@@ -92,7 +135,7 @@ struct client::impl {
 
   void receive_all();
 
-  static message_view view_of(const wire::entry& e);
+  message_view view_of(const wire::entry& e) const;
 
   void dispatch();
 
@@ -104,15 +147,22 @@ struct client::impl {
 
   void reconnect();
 
+  void keep_alive(steady::time_point now);
+
+  [[nodiscard]] bool broker_silent(steady::time_point now) const;
+
+  void expire_requests(steady::time_point now);
+
   void timers();
 
   void run();
 
   client_options opts;
   detail::outbox box;
+  detail::confirm_window window;
   std::unique_ptr<zmq::context_t> owned_ctx;
   zmq::context_t& ctx;
-  std::unique_ptr<zmq::socket_t> sock;
+  std::unique_ptr<zmq::socket_t> sock, monitor;
   std::thread io;
   std::atomic<bool> stopping{false};
 
@@ -131,18 +181,22 @@ struct client::impl {
 
   // I/O thread only
   bool welcomed = false, hello_sent = false, want_reconnect = false;
-  steady::time_point last_heard{}, last_sent{}, next_attempt{};
+  steady::time_point last_heard{}, last_sent{}, last_ping{}, first_unanswered_ping{}, next_attempt{};
   std::chrono::milliseconds backoff{100};
+  std::uint16_t session = 0;
+  std::uint64_t monitors = 0;
+  std::string connected_to, last_welcomed;
   std::deque<envelope> pending;
   std::vector<envelope> taken;
-  std::map<std::string, envelope> unconfirmed;
+  std::map<std::string, envelope, std::less<>> unconfirmed;
   std::unordered_map<std::uint64_t, std::pair<steady::time_point, reply_handler>> requests;
   std::vector<zmq::message_t> parts;
   std::vector<std::string_view> frames;
   std::vector<wire::entry> entries;
   std::vector<message_view> views;
   std::string batch;
-  std::atomic<std::uint64_t> published{0}, received{0}, errors{0}, reconnects{0}, resent{0};
+  std::atomic<std::uint64_t> published{0}, received{0}, errors{0}, reconnects{0}, failovers{0},
+    resent{0}, stale_acks{0}, outbox_full{0};
 };
 
 } // namespace plexus

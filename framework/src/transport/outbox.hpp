@@ -9,6 +9,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <cassert>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -37,8 +38,12 @@ struct envelope {
   std::uint32_t header_size = 0;
   std::string bytes; // the encoded header, then the payload (PUB only)
   bool counted = false; // came through the outbox: counts for flush()
+  std::uint16_t session = 0; // ACK/NACK: the session of the delivery they settle
   std::unique_ptr<envelope_extras> extras;
 
+  [[nodiscard]] bool settles() const noexcept {
+    return kind == wire::op::ack || kind == wire::op::nack;
+  }
   [[nodiscard]] std::string_view header() const noexcept { return {bytes.data(), header_size}; }
   [[nodiscard]] std::string_view payload() const noexcept {
     return std::string_view{bytes}.substr(header_size);
@@ -122,6 +127,52 @@ private:
   std::uint64_t pushed_ = 0, sent_ = 0;
   bool closed_ = false;
   int fd_;
+};
+
+/// Room for confirmed publishes awaiting CONFIRM: caller threads take a
+/// slot per publish, the I/O thread gives it back when the publish is
+/// settled. A bound apart from the outbox's: the outbox empties on every
+/// turn of the I/O loop, this only as CONFIRMs arrive.
+class confirm_window {
+public:
+  explicit confirm_window(std::size_t limit) : limit_(limit) {}
+
+  /// Takes a slot. With `wait`, blocks while full (unless closed); without,
+  /// returns false when full. `force` takes one beyond the limit (the I/O
+  /// thread, which would wait for itself).
+  bool acquire(bool wait, bool force = false) {
+    std::unique_lock lock{m_};
+    while (!force && used_ >= limit_ && !closed_) {
+      if (!wait) return false;
+      freed_.wait(lock);
+    }
+    ++used_;
+    return true;
+  }
+
+  void release() {
+    {
+      std::lock_guard lock{m_};
+      assert(used_ > 0);
+      --used_;
+    }
+    freed_.notify_one();
+  }
+
+  /// Lets every waiter through (the client is closing).
+  void close() {
+    {
+      std::lock_guard lock{m_};
+      closed_ = true;
+    }
+    freed_.notify_all();
+  }
+
+private:
+  std::mutex m_;
+  std::condition_variable freed_;
+  std::size_t used_ = 0, limit_;
+  bool closed_ = false;
 };
 
 } // namespace plexus::detail
