@@ -95,9 +95,12 @@ int main(int argc, char** argv) {
   }
   std::mutex outbox_mutex;
 
+  // validate-address and create-label are reliable: what they publish is
+  // confirmed before their order is ACKed, so an order lost between two
+  // functions (a process or a broker dying) is run again, not dropped.
   auto& shipping = node.service("shipping");
   if (hosts("validate-address"))
-    shipping.function("validate-address").on("orders.shipped")
+    shipping.function("validate-address").on("orders.shipped").reliable()
       .handle([](const order& o, plexus::context& ctx) -> plexus::result<void> {
         if (o.poison)
           throw std::runtime_error("address parser crashed on order " + std::to_string(o.id));
@@ -109,7 +112,7 @@ int main(int argc, char** argv) {
   // scales between 1 and 32 instances, a thread each, while the others stay
   // at their fixed 4.
   if (hosts("create-label"))
-    shipping.function("create-label").on("address.validated").scale(1, 32).blocking()
+    shipping.function("create-label").on("address.validated").scale(1, 32).blocking().reliable()
       .handle([fail_rate, label_ms](const order& o, plexus::context& ctx) -> plexus::result<void> {
         thread_local std::mt19937 rng{std::random_device{}()};
         std::this_thread::sleep_for(std::chrono::duration<double, std::milli>{label_ms});

@@ -221,6 +221,15 @@ struct function_options {
   /// instance (CAF's detached actors): instances then scale past the
   /// cores; non-blocking ones share the scheduler's threads.
   bool blocking = false;
+  /// What the handler publishes is confirmed before its message is ACKed:
+  /// a chain of functions then loses nothing when any process or broker
+  /// dies (at least once, end to end). Each publish gets a msg id derived
+  /// from the message's, so when the message is run again (its worker
+  /// died before the ACK) the broker drops the repeat within its dedup
+  /// window instead of passing it on. Costs: the message stays unACKed
+  /// (and holds its credit) until downstream consumers ACK what it
+  /// published (a confirm is end to end).
+  bool reliable = false;
 };
 
 class function_builder {
@@ -264,6 +273,11 @@ public:
   }
   function_builder& restart(restart_type r) {
     opts_.restart = r;
+    return *this;
+  }
+  /// See function_options::reliable.
+  function_builder& reliable(bool on = true) {
+    opts_.reliable = on;
     return *this;
   }
   function_builder& blocking(bool b = true) {

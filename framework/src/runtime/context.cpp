@@ -15,6 +15,11 @@ namespace plexus {
 
 namespace {
 
+// The msg id of a reliable function's n-th publish for one message: the
+// message's id, the function and n (hashed when that would not fit the
+// wire's 64 bytes). A message without an id gets a random one each time.
+std::string derived_msg_id(std::string_view input, const std::string& function, std::uint32_t n);
+
 std::string random_hex(std::size_t bytes) {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   static constexpr char digits[] = "0123456789abcdef";
@@ -83,11 +88,39 @@ std::string context::outgoing_traceparent() {
   return tp;
 }
 
+namespace {
+std::string derived_msg_id(std::string_view input, const std::string& function, std::uint32_t n) {
+  if (input.empty()) return random_hex(16);
+  auto id = std::string{input} + '/' + function + '#' + std::to_string(n);
+  if (id.size() <= 64) return id;
+  std::uint64_t h = 1469598103934665603ull; // FNV-1a 64
+  for (unsigned char ch : id) h = (h ^ ch) * 1099511628211ull;
+  char out[17];
+  std::snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
+  return std::string{input.substr(0, 40)} + '/' + out;
+}
+} // namespace
+
 void context::publish(std::string_view topic, std::string_view payload) {
   auto tp = outgoing_traceparent();
   publish_options o;
   o.traceparent = tp;
-  client_.publish(topic, payload, o);
+  if (!inv_ || !inv_->reliable) {
+    client_.publish(topic, payload, o);
+    return;
+  }
+  // Confirmed, under an id the same run of this message gives again: a
+  // repeat after a crash is dropped by the broker, not passed on.
+  auto& t = inv_->tracker;
+  if (!t) t = std::make_shared<detail::publish_tracker>();
+  auto id = derived_msg_id(d_.msg_id, inv_->name ? *inv_->name : std::string{}, t->published++);
+  o.msg_id = id;
+  t->pending.fetch_add(1, std::memory_order_relaxed);
+  client_.publish_confirmed(topic, payload, [t, pool = inv_->pool](std::uint32_t code) {
+    // Delivered to nobody is not delivered: the message is run again later.
+    if (code != 0) t->failed.store(code, std::memory_order_relaxed);
+    if (t->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) detail::post_published(pool, t);
+  }, o);
 }
 
 void context::reply(std::string_view payload) {

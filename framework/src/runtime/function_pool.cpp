@@ -37,6 +37,7 @@ std::string crash_text(const caf::error& reason) {
 // ---------------------------------------------------------------- pool
 
 using spawn_atom = caf::atom_constant<caf::atom("spawn")>;
+using published_atom = caf::atom_constant<caf::atom("published")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 
 struct pool_state {
@@ -54,6 +55,10 @@ struct pool_state {
   std::unordered_map<caf::actor_addr, std::uint64_t> born;
   std::unordered_set<caf::actor_addr> retired; // told to exit by the pool
   std::deque<delivery_ptr> waiting;
+  // Reliable functions: messages whose handler succeeded, waiting for the
+  // confirms of what it published before they are ACKed (their credit is
+  // held meanwhile, so at most `prefetch` wait).
+  std::unordered_map<const publish_tracker*, delivery_ptr> deferred;
   std::uint64_t generation = 0;
   std::uint64_t epoch = 0; // bumped when the function stops: pending restarts lapse
   bool replace_retired = true; // false: a temporary function winding down
@@ -78,6 +83,8 @@ using pool_actor = caf::stateful_actor<pool_state>;
 
 void post_batch(const caf::actor_addr& pool, std::span<const message_view> batch);
 void wind_down(pool_actor* self, const char* why);
+void unconfirmed_publish(pool_actor* self, const delivery& d, std::uint32_t code);
+void succeeded(pool_actor* self);
 
 } // namespace
 
@@ -162,7 +169,7 @@ void freed(pool_actor* self, const caf::actor& inst) {
 
 void maybe_quit(pool_actor* self) {
   auto& s = self->state;
-  if (s.stopping && s.busy.empty()) {
+  if (s.stopping && s.busy.empty() && s.deferred.empty()) {
     for (auto& a : s.idle) retire(self, a);
     s.idle.clear();
     self->quit();
@@ -263,13 +270,18 @@ void settle_finished(pool_actor* self, const work_run& run) {
   for (std::size_t i = 0; i < run.finished; ++i) {
     const auto& d = run.items[i];
     const auto& [kind, why] = run.outcomes[i];
+    auto* t = i < run.trackers.size() ? run.trackers[i].get() : nullptr;
+    if (kind == outcome::ok && t && t->pending.fetch_sub(1, std::memory_order_acq_rel) != 1) {
+      s.deferred.emplace(t, d); // the last confirm settles it (published_atom)
+      continue;
+    }
+    if (kind == outcome::ok && t && t->failed.load(std::memory_order_relaxed) != 0) {
+      unconfirmed_publish(self, *d, t->failed.load(std::memory_order_relaxed));
+      continue;
+    }
     switch (kind) {
       case outcome::ok:
-        ++c.ok;
-        if (s.crashed_since_ok) { // the service's intensity and backoff start over
-          s.crashed_since_ok = false;
-          if (s.spec.sup->succeeded()) self->send(s.spec.service_actor, recovered_atom::value);
-        }
+        succeeded(self);
         if (ack_count && (d->sid != ack_sid || d->seq != ack_first + ack_count)) flush_acks();
         if (!ack_count) {
           ack_sid = d->sid;
@@ -289,6 +301,27 @@ void settle_finished(pool_actor* self, const work_run& run) {
     finished(self, *d);
   }
   flush_acks();
+}
+
+// One more message handled: the service's intensity and backoff start over.
+void succeeded(pool_actor* self) {
+  auto& s = self->state;
+  ++s.spec.counters->ok;
+  if (s.crashed_since_ok) {
+    s.crashed_since_ok = false;
+    if (s.spec.sup->succeeded()) self->send(s.spec.service_actor, recovered_atom::value);
+  }
+}
+
+// A reliable invocation's publish was not confirmed ok (nobody subscribes
+// yet, a broker lost it, ...): its message runs again after a second, and
+// the publishes it repeats keep their ids (the broker drops those it has).
+void unconfirmed_publish(pool_actor* self, const delivery& d, std::uint32_t code) {
+  auto& s = self->state;
+  ++s.spec.counters->errors;
+  s.spec.conn->nack(d.sid, d.seq, wire::nack_action::delay, 1000,
+                    std::string{"a publish was not confirmed: "} + status_text(code));
+  finished(self, d);
 }
 
 // The message an instance died on: NACKed for a retry, or quarantined on
@@ -529,6 +562,22 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
       dispatch(self);
       maybe_quit(self);
     },
+    // The last confirm of a deferred reliable invocation is in.
+    [self](published_atom, const tracker_ptr& t) {
+      auto& s = self->state;
+      auto it = s.deferred.find(t.get());
+      if (it == s.deferred.end()) return;
+      auto d = std::move(it->second);
+      s.deferred.erase(it);
+      if (auto code = t->failed.load(std::memory_order_relaxed); code != 0) {
+        unconfirmed_publish(self, *d, code);
+      } else {
+        succeeded(self);
+        s.spec.conn->ack(d->sid, d->seq);
+        finished(self, *d);
+      }
+      maybe_quit(self);
+    },
     // A restart after a backoff (the service's supervisor core decided).
     [self](spawn_atom, std::uint64_t epoch) {
       auto& s = self->state;
@@ -607,6 +656,10 @@ void post_batch(const caf::actor_addr& pool, std::span<const message_view> batch
 
 caf::actor spawn_pool(caf::actor_system& sys, pool_spec spec) {
   return sys.spawn(pool, std::move(spec));
+}
+
+void post_published(const caf::actor& pool, tracker_ptr t) {
+  caf::anon_send(pool, published_atom::value, std::move(t));
 }
 
 } // namespace plexus::detail

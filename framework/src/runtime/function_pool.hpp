@@ -51,6 +51,17 @@ struct delivery_block {
 };
 using delivery_batch = std::shared_ptr<const delivery_block>;
 
+/// The confirmed publishes of one reliable invocation. `pending` starts at
+/// 1 for the pool's settle and counts each publish not yet confirmed;
+/// whoever takes it to 0 settles the message: the pool at once when every
+/// confirm is in, else the last confirm, through the pool (published_atom).
+struct publish_tracker {
+  std::atomic<std::uint32_t> pending{1};
+  std::atomic<std::uint32_t> failed{0}; // a confirm's code other than ok / no interest
+  std::uint32_t published = 0;          // the instance's count, for derived msg ids
+};
+using tracker_ptr = std::shared_ptr<publish_tracker>;
+
 /// A run of messages handed to one instance in one actor message. The
 /// instance records each outcome and how far it got, so after a crash
 /// the pool knows which message did it and which never started.
@@ -58,12 +69,14 @@ struct work_run {
   std::vector<delivery_ptr> items;
   std::vector<std::pair<std::uint8_t, std::string>> outcomes; // per item, once run
   std::size_t finished = 0; // items with an outcome
+  std::vector<tracker_ptr> trackers; // per item, for reliable functions that published
   std::optional<std::string> crash; // the handler threw on items[finished]
   bool cold = false;        // the first run of a function started from zero
   std::int64_t started_ns = 0; // steady clock, when its first handler began
   std::uint64_t init_ns = 0;   // the init hook ran first, this long
 };
 using work_run_ptr = std::shared_ptr<work_run>;
+
 
 /// An instance's side of the message in hand, reached through its context:
 /// the continuation of a pending request.
@@ -74,6 +87,13 @@ struct invocation {
   const std::string* name = nullptr; // "service.function", for log lines (the pool's)
   bool cold = false; // the item in hand is a cold start
   std::uint64_t cold_ns = 0; // its arrival -> handler start
+  // Reliable functions: the pool that settles, the tracker of the item in
+  // hand (made at its first publish) and the function's place in its
+  // service (part of derived msg ids).
+  bool reliable = false;
+  caf::actor pool;
+  tracker_ptr tracker;
+  std::size_t fn_index = 0;
 };
 using reply_ptr = std::shared_ptr<const reply>;
 
@@ -85,6 +105,10 @@ using reply_ptr = std::shared_ptr<const reply>;
 
 /// Hands a request's reply from the I/O thread to the instance waiting on it.
 void post_reply(const caf::actor_addr& instance, std::uint64_t token, reply r);
+
+/// Tells a pool that the last publish of a deferred reliable invocation is
+/// confirmed (from the I/O thread).
+void post_published(const caf::actor& pool, tracker_ptr t);
 
 struct pool_spec {
   std::string service;
@@ -109,3 +133,4 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(plexus::detail::delivery_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(plexus::detail::delivery_batch)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(plexus::detail::work_run_ptr)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(plexus::detail::reply_ptr)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(plexus::detail::tracker_ptr)

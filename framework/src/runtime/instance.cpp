@@ -40,6 +40,10 @@ bool record(instance_state& st, const result<void>& r) {
   st.inv.then = nullptr; // a request whose result was not returned is dropped
   auto kind = r.ok() ? outcome::ok : r.rejected() ? outcome::rejected : outcome::failed;
   st.run->outcomes.emplace_back(static_cast<std::uint8_t>(kind), r.why());
+  if (st.inv.tracker) { // a reliable invocation published: the pool waits for the confirms
+    st.run->trackers.resize(st.run->items.size());
+    st.run->trackers[st.run->finished] = std::move(st.inv.tracker);
+  }
   ++st.run->finished;
   return true;
 }
@@ -57,6 +61,7 @@ bool attempt(instance_state& st, F&& f, result<void>& out) {
     st.run->crash = "unknown exception";
   }
   st.inv.then = nullptr;
+  st.inv.tracker.reset(); // its publishes' confirms settle nothing: the message is NACKed
   return false;
 }
 
@@ -107,10 +112,13 @@ void work(instance_actor* self, const caf::actor& pool, const raw_handler& handl
 // costs about what a message does. Anything else that fails the actor
 // kills it, and the pool replaces it.
 caf::behavior instance(instance_actor* self, caf::actor pool, const raw_handler* handler,
-                       const std::function<void()>* init, client* conn, const std::string* name) {
+                       const std::function<void()>* init, client* conn, const std::string* name,
+                       bool reliable) {
   self->state.init = init;
   self->state.inv.instance = self->address();
   self->state.inv.name = name;
+  self->state.inv.reliable = reliable;
+  self->state.inv.pool = pool;
   return {
     [=](run_atom, const work_run_ptr& run) {
       self->state.run = run;
@@ -193,9 +201,12 @@ caf::actor spawn_instance_of(caf::event_based_actor* pool, const function_builde
   if (fn.actor())
     return fn.options().blocking ? pool->spawn<caf::detached>(actor_instance, self, fn.actor().get(), conn)
                                  : pool->spawn(actor_instance, self, fn.actor().get(), conn);
+  auto reliable = fn.options().reliable;
   return fn.options().blocking
-           ? pool->spawn<caf::detached>(instance, self, &fn.handler(), &fn.init_hook(), conn, name)
-           : pool->spawn<caf::lazy_init>(instance, self, &fn.handler(), &fn.init_hook(), conn, name);
+           ? pool->spawn<caf::detached>(instance, self, &fn.handler(), &fn.init_hook(), conn, name,
+                                        reliable)
+           : pool->spawn<caf::lazy_init>(instance, self, &fn.handler(), &fn.init_hook(), conn,
+                                         name, reliable);
 }
 
 void post_reply(const caf::actor_addr& instance, std::uint64_t token, reply r) {
