@@ -42,6 +42,18 @@ core::state::state(config c, const core& self)
   rebuild_welcome();
 }
 
+namespace {
+// What MSG and FWD carry of a message.
+void carry_message(const message& m, wire::header& h) {
+  h.topic = m.topic;
+  h.msg_id = m.msg_id;
+  h.reply_to = m.reply_to;
+  h.headers = m.headers;
+  h.deadline_ns = m.deadline_ns;
+  h.traceparent = m.traceparent;
+}
+} // namespace
+
 wire::header output::header() const {
   wire::header h;
   h.kind = kind;
@@ -50,14 +62,7 @@ wire::header output::header() const {
   h.code = code;
   h.seq = seq;
   switch (kind) {
-    case wire::op::msg:
-      h.topic = msg->topic;
-      h.msg_id = msg->msg_id;
-      h.reply_to = msg->reply_to;
-      h.headers = msg->headers;
-      h.deadline_ns = msg->deadline_ns;
-      h.traceparent = msg->traceparent;
-      break;
+    case wire::op::msg: carry_message(*msg, h); break;
     case wire::op::confirm: h.msg_id = msg->msg_id; break;
     case wire::op::err:
     case wire::op::bye: {
@@ -78,12 +83,7 @@ wire::header output::header() const {
     }
     case wire::op::fwd: {
       const auto& f = *static_cast<const forward_info*>(aux.get());
-      h.topic = msg->topic;
-      h.msg_id = msg->msg_id;
-      h.reply_to = msg->reply_to;
-      h.headers = msg->headers;
-      h.deadline_ns = msg->deadline_ns;
-      h.traceparent = msg->traceparent;
+      carry_message(*msg, h);
       h.node = f.origin;
       h.queue = f.queue;
       h.flags = seq != 0 ? wire::flag_confirm : 0; // a relay is wanted

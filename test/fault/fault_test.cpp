@@ -168,6 +168,26 @@ private:
   std::unique_ptr<client> c_; // last: its I/O thread stops before the state above goes
 };
 
+/// Worker processes, and the files they record into (a killed worker's
+/// file stays: what it processed counts).
+struct worker_set {
+  std::vector<std::unique_ptr<temp_file>> files;
+  std::vector<std::unique_ptr<worker>> procs;
+  std::vector<std::string> brokers;
+
+  void start(const std::string& broker) {
+    files.push_back(std::make_unique<temp_file>("fault-worker"));
+    procs.push_back(std::make_unique<worker>(broker, files.back()->path()));
+    brokers.push_back(broker);
+  }
+  /// kill -9 worker i, and a new process takes its place.
+  void replace(std::size_t i) {
+    procs[i]->kill();
+    files.push_back(std::make_unique<temp_file>("fault-worker"));
+    procs[i] = std::make_unique<worker>(brokers[i], files.back()->path());
+  }
+};
+
 /// Every id the workers wrote, with how many times.
 std::map<std::size_t, int> processed(const std::vector<std::unique_ptr<temp_file>>& files) {
   std::map<std::size_t, int> seen;
@@ -199,14 +219,8 @@ BOOST_AUTO_TEST_SUITE(fault)
 BOOST_AUTO_TEST_CASE(workers_killed_mid_stream_lose_nothing) {
   auto sc = current_scale();
   cluster cl;
-  std::vector<std::unique_ptr<temp_file>> files;
-  std::vector<std::unique_ptr<worker>> workers;
-  // Three instances over b2 and b3; the publisher on b1.
-  const std::string where[] = {cl.b[1]->endpoint(), cl.b[2]->endpoint(), cl.b[1]->endpoint()};
-  for (auto& ep : where) {
-    files.push_back(std::make_unique<temp_file>("fault-worker"));
-    workers.push_back(std::make_unique<worker>(ep, files.back()->path()));
-  }
+  worker_set workers; // three over b2 and b3; the publisher on b1
+  for (int i : {1, 2, 1}) workers.start(cl.b[i]->endpoint());
   publisher pub{cl.b[0]->endpoint(), sc.messages};
   auto per_step = static_cast<std::size_t>(sc.rate * sc.kill_every.count() / 1000.0);
   std::size_t sent = 0;
@@ -214,16 +228,12 @@ BOOST_AUTO_TEST_CASE(workers_killed_mid_stream_lose_nothing) {
     auto next = std::min(sc.messages, sent + per_step);
     pub.publish_paced(sent, next, sc.rate);
     sent = next;
-    // kill -9 one worker, and a new process takes its place.
-    auto i = static_cast<std::size_t>(k) % workers.size();
-    workers[i]->kill();
-    files.push_back(std::make_unique<temp_file>("fault-worker"));
-    workers[i] = std::make_unique<worker>(where[i], files.back()->path());
+    workers.replace(static_cast<std::size_t>(k) % workers.procs.size());
   }
   pub.publish_paced(sent, sc.messages, sc.rate);
   BOOST_TEST_REQUIRE(pub.settle_until(steady::now() + sc.deadline),
                      "confirmed " << pub.confirmed() << " of " << sc.messages);
-  check_none_lost(processed(files), sc.messages, "worker kills");
+  check_none_lost(processed(workers.files), sc.messages, "worker kills");
   std::uint64_t redelivered = 0;
   for (int i = 1; i < 3; ++i) { // what the workers' brokers redelivered
     stats_watch w{*cl.b[i], "b" + std::to_string(i + 1)};
@@ -237,12 +247,8 @@ BOOST_AUTO_TEST_CASE(workers_killed_mid_stream_lose_nothing) {
 BOOST_AUTO_TEST_CASE(a_broker_killed_mid_stream_loses_nothing_confirmed) {
   auto sc = current_scale();
   cluster cl;
-  std::vector<std::unique_ptr<temp_file>> files;
-  std::vector<std::unique_ptr<worker>> workers;
-  for (int i = 0; i < 3; ++i) { // one worker per broker
-    files.push_back(std::make_unique<temp_file>("fault-worker"));
-    workers.push_back(std::make_unique<worker>(cl.b[i]->endpoint(), files.back()->path()));
-  }
+  worker_set workers;
+  for (int i = 0; i < 3; ++i) workers.start(cl.b[i]->endpoint()); // one per broker
   // The publisher's broker is the one that dies: it must fail over.
   publisher pub{cl.b[1]->endpoint(), sc.messages};
   pub.publish_paced(0, sc.messages / 3, sc.rate);
@@ -251,7 +257,7 @@ BOOST_AUTO_TEST_CASE(a_broker_killed_mid_stream_loses_nothing_confirmed) {
   pub.publish_paced(sc.messages / 3, sc.messages, sc.rate);
   BOOST_TEST_REQUIRE(pub.settle_until(steady::now() + sc.deadline),
                      "confirmed " << pub.confirmed() << " of " << sc.messages);
-  check_none_lost(processed(files), sc.messages, "broker kill");
+  check_none_lost(processed(workers.files), sc.messages, "broker kill");
   auto st = pub.stats();
   BOOST_TEST(st.reconnects >= 1u);
   if (auto t = pub.resumed_after_kill())
@@ -262,12 +268,8 @@ BOOST_AUTO_TEST_CASE(a_broker_killed_mid_stream_loses_nothing_confirmed) {
 BOOST_AUTO_TEST_CASE(a_broker_stopped_for_5_seconds_loses_nothing) {
   auto sc = current_scale();
   cluster cl;
-  std::vector<std::unique_ptr<temp_file>> files;
-  std::vector<std::unique_ptr<worker>> workers;
-  for (int i : {0, 2, 2}) {
-    files.push_back(std::make_unique<temp_file>("fault-worker"));
-    workers.push_back(std::make_unique<worker>(cl.b[i]->endpoint(), files.back()->path()));
-  }
+  worker_set workers;
+  for (int i : {0, 2, 2}) workers.start(cl.b[i]->endpoint());
   publisher pub{cl.b[0]->endpoint(), sc.messages};
   pub.publish_paced(0, sc.messages / 2, sc.rate);
   cl.b[2]->process().signal(SIGSTOP);
@@ -277,7 +279,7 @@ BOOST_AUTO_TEST_CASE(a_broker_stopped_for_5_seconds_loses_nothing) {
   cl.b[2]->process().signal(SIGCONT);
   BOOST_TEST_REQUIRE(pub.settle_until(steady::now() + sc.deadline),
                      "confirmed " << pub.confirmed() << " of " << sc.messages);
-  check_none_lost(processed(files), sc.messages, "broker SIGSTOP 5 s");
+  check_none_lost(processed(workers.files), sc.messages, "broker SIGSTOP 5 s");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

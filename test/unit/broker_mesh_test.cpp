@@ -240,6 +240,27 @@ std::multiset<std::string> payloads(const std::vector<seen>& v) {
   return out;
 }
 
+/// Members of queue group "g" on `q` (acked, credit 100) on b and c, and a
+/// publisher on a that has published `n` confirmed messages; what b's and
+/// c's members got, unacked.
+struct spread_group {
+  mesh m{3};
+  conn_id wb = m.connect(1), wc = m.connect(2), pub = 0;
+  std::vector<seen> at_b, at_c;
+
+  explicit spread_group(int n) {
+    sub_options o{.queue = "g", .acked = true, .credit = 100};
+    m.subscribe(1, wb, 1, "q", o);
+    m.subscribe(2, wc, 1, "q", o);
+    pub = m.connect(0);
+    for (int i = 0; i < n; ++i)
+      m.publish(0, pub, "q", std::to_string(i), {.msg_id = "m" + std::to_string(i), .confirm = true});
+    at_b = m.take(1, wb, op::msg);
+    at_c = m.take(2, wc, op::msg);
+    BOOST_TEST_REQUIRE(!at_b.empty());
+  }
+};
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(broker_mesh)
@@ -351,43 +372,25 @@ BOOST_AUTO_TEST_CASE(a_peer_gets_no_more_than_its_members_can_hold) {
 }
 
 BOOST_AUTO_TEST_CASE(a_dead_broker_s_unsettled_forwards_go_to_another_member) {
-  mesh m{3};
-  auto w1 = m.connect(1), w2 = m.connect(2);
-  sub_options o{.queue = "g", .acked = true, .credit = 100};
-  m.subscribe(1, w1, 1, "q", o);
-  m.subscribe(2, w2, 1, "q", o);
-  auto pub = m.connect(0);
-  for (int i = 0; i < 10; ++i)
-    m.publish(0, pub, "q", std::to_string(i), {.msg_id = "m" + std::to_string(i), .confirm = true});
-  auto held_by_b = m.take(1, w1, op::msg);
-  auto at_c = m.take(2, w2, op::msg);
-  BOOST_TEST_REQUIRE(!held_by_b.empty());
+  spread_group g{10};
+  auto& m = g.m;
   m.kill(1); // b dies holding unacked forwards
-  auto again = m.take(2, w2, op::msg);
-  BOOST_TEST(payloads(again) == payloads(held_by_b)); // every one of them, to c
-  BOOST_TEST(m.at(0).stats().rerouted == held_by_b.size());
-  for (auto& s : at_c) m.ack(2, w2, 1, s.seq);
-  for (auto& s : again) m.ack(2, w2, 1, s.seq);
-  auto confirms = m.take(0, pub, op::confirm);
+  auto again = m.take(2, g.wc, op::msg);
+  BOOST_TEST(payloads(again) == payloads(g.at_b)); // every one of them, to c
+  BOOST_TEST(m.at(0).stats().rerouted == g.at_b.size());
+  for (auto& s : g.at_c) m.ack(2, g.wc, 1, s.seq);
+  for (auto& s : again) m.ack(2, g.wc, 1, s.seq);
+  auto confirms = m.take(0, g.pub, op::confirm);
   BOOST_TEST(confirms.size() == 10u); // nothing lost, all confirmed ok
   for (auto& c : confirms) BOOST_TEST(c.code == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(a_peer_whose_last_member_died_returns_what_it_held_to_the_origin) {
-  mesh m{3};
-  auto w1 = m.connect(1), w2 = m.connect(2);
-  sub_options o{.queue = "g", .acked = true, .credit = 100};
-  m.subscribe(1, w1, 1, "q", o);
-  m.subscribe(2, w2, 1, "q", o);
-  auto pub = m.connect(0);
-  for (int i = 0; i < 10; ++i)
-    m.publish(0, pub, "q", std::to_string(i), {.msg_id = "m" + std::to_string(i), .confirm = true});
-  auto held = m.take(1, w1, op::msg);
-  BOOST_TEST_REQUIRE(!held.empty());
-  (void)m.take(2, w2, op::msg);
-  m.drop(1, w1); // the worker process on b died; b has no member left
-  auto again = m.take(2, w2, op::msg);
-  BOOST_TEST(payloads(again) == payloads(held));
+  spread_group g{10};
+  auto& m = g.m;
+  m.drop(1, g.wb); // the worker process on b died; b has no member left
+  auto again = m.take(2, g.wc, op::msg);
+  BOOST_TEST(payloads(again) == payloads(g.at_b));
   BOOST_TEST(m.at(0).peers()[0].groups == 0u); // b is no longer a member anywhere
 }
 
@@ -445,19 +448,10 @@ BOOST_AUTO_TEST_CASE(a_forward_to_a_dead_peer_with_the_last_member_is_settled_no
 }
 
 BOOST_AUTO_TEST_CASE(a_restarted_peer_is_a_new_one_and_what_the_old_one_held_is_routed_again) {
-  mesh m{3};
-  auto w1 = m.connect(1), w2 = m.connect(2);
-  sub_options o{.queue = "g", .acked = true, .credit = 100};
-  m.subscribe(1, w1, 1, "q", o);
-  m.subscribe(2, w2, 1, "q", o);
-  auto pub = m.connect(0);
-  for (int i = 0; i < 6; ++i)
-    m.publish(0, pub, "q", std::to_string(i), {.msg_id = "r" + std::to_string(i), .confirm = true});
-  auto held = m.take(1, w1, op::msg);
-  BOOST_TEST_REQUIRE(!held.empty());
-  (void)m.take(2, w2, op::msg);
+  spread_group g{6};
+  auto& m = g.m;
   m.restart(1); // before a's heartbeats could notice
-  BOOST_TEST(payloads(m.take(2, w2, op::msg)) == payloads(held));
+  BOOST_TEST(payloads(m.take(2, g.wc, op::msg)) == payloads(g.at_b));
   auto peers = m.at(0).peers();
   BOOST_TEST(peers[0].id == "b");
   BOOST_TEST(peers[0].links == 1u); // the new process's link (a's shell dials it anew)
