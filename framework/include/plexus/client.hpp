@@ -118,6 +118,9 @@ inline constexpr std::uint32_t status_disconnected = 901;
 /// publish_confirmed with `max_unconfirmed` awaiting CONFIRM and
 /// unconfirmed_full::fail: nothing was sent.
 inline constexpr std::uint32_t status_outbox_full = 902;
+/// A request's responder failed (it answered with the failure instead of
+/// a reply: see reply::from and reply::text).
+inline constexpr std::uint32_t status_failed = 903;
 
 /// A short name for any outcome code: "ok", "no responders", "timeout", a
 /// wire decode error (codes below 100), ...
@@ -127,7 +130,16 @@ struct reply {
   std::uint32_t code = 0;
   std::string payload;
   std::string text; // why, when code != 0
+  /// status_failed: the responder ("service.function") and how it ended
+  /// (a span_status name: "crash", "error", "timeout", ...).
+  std::string from, failure;
 };
+
+/// The headers of a failure answered instead of a reply (a plexus function
+/// whose invocation for a request failed sends them on the reply-to).
+inline constexpr std::string_view failure_header = "plexus-failure"; // how it ended
+inline constexpr std::string_view failure_from_header = "plexus-from"; // service.function
+inline constexpr std::string_view failure_cause_header = "plexus-cause"; // why
 
 struct client_stats {
   std::uint64_t published = 0, received = 0, errors = 0;

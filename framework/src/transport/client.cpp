@@ -31,6 +31,7 @@ const char* status_text(std::uint32_t code) noexcept {
     case status_timeout: return "timeout";
     case status_disconnected: return "disconnected";
     case status_outbox_full: return "unconfirmed outbox full";
+    case status_failed: return "the responder failed";
     default: break;
   }
   if (code < 100) return wire::to_string(static_cast<wire::errc>(code));

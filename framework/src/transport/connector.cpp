@@ -336,7 +336,16 @@ void client::impl::dispatch() {
 
 void client::impl::deliver(std::uint32_t sid, std::span<const message_view> batch_views) {
   if (sid == detail::inbox_sid) {
-    for (auto& v : batch_views) complete_request(v.topic, {0, std::string{v.payload}, {}});
+    for (auto& v : batch_views) {
+      if (auto failure = v.headers.find(failure_header); !failure.empty()) {
+        reply r{status_failed, std::string{v.payload},
+                std::string{v.headers.find(failure_cause_header)},
+                std::string{v.headers.find(failure_from_header)}, std::string{failure}};
+        complete_request(v.topic, std::move(r));
+        continue;
+      }
+      complete_request(v.topic, {0, std::string{v.payload}, {}, {}, {}});
+    }
     return;
   }
   std::shared_ptr<subscription_record> rec;
@@ -408,7 +417,7 @@ void client::impl::control(const wire::header& h) {
         }
       }
       if (h.reply_to.starts_with(inbox_prefix)) {
-        complete_request(h.reply_to, {h.code, {}, std::string{h.text}});
+        complete_request(h.reply_to, {h.code, {}, std::string{h.text}, {}, {}});
       } else {
         ++errors;
         error_handler cb;
@@ -486,7 +495,7 @@ void client::impl::expire_requests(steady::time_point now) {
     if (it->second.first <= now) {
       auto done = std::move(it->second.second);
       it = requests.erase(it);
-      done({status_timeout, {}, "request timed out"});
+      done({status_timeout, {}, "request timed out", {}, {}});
     } else {
       ++it;
     }
@@ -546,7 +555,7 @@ void client::impl::run() {
   std::uint64_t left = 0;
   for (auto& e : pending) left += e.counted;
   box.mark_sent(left);
-  for (auto& [id, r] : requests) r.second({status_disconnected, {}, "client closed"});
+  for (auto& [id, r] : requests) r.second({status_disconnected, {}, "client closed", {}, {}});
   requests.clear();
   close_socket();
 }
