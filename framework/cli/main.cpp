@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // `plexus`: publish, subscribe and request from the command line.
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <chrono>
@@ -14,6 +15,7 @@
 #include <CLI/CLI.hpp>
 
 #include "plexus/client.hpp"
+#include "plexus/trace.hpp"
 
 namespace {
 
@@ -140,6 +142,72 @@ int run_req(const common& c, const std::string& topic, const std::string& data, 
   return 1;
 }
 
+// Without an id: failed spans as they happen (all with --all). With one:
+// that trace as a tree, from what every node still keeps of it (asked on
+// $SYS.trace-query) and what arrives within --wait.
+int run_trace(const common& c, const std::string& id, bool all, ms wait, std::uint64_t count) {
+  auto cl = c.connect();
+  std::mutex m;
+  std::condition_variable cv;
+  std::vector<plexus::span> kept;
+  std::uint64_t shown = 0, bad = 0;
+  cl.subscribe("$SYS.trace.>", [&](const plexus::message_view& v) {
+    std::vector<plexus::span> batch;
+    try {
+      batch = plexus::decode_spans(v.payload);
+    } catch (const std::exception&) {
+      std::lock_guard lock{m};
+      ++bad; // not spans: counted, skipped
+      return;
+    }
+    std::lock_guard lock{m};
+    for (auto& s : batch) {
+      if (!id.empty()) {
+        if (s.trace_id == id) kept.push_back(std::move(s));
+      } else if ((all || s.status != plexus::span_status::ok) && (count == 0 || shown < count)) {
+        std::cout << plexus::describe(s) << "\n";
+        ++shown;
+      }
+    }
+    std::cout.flush();
+    cv.notify_all();
+  });
+  if (!id.empty()) { // nodes answer on our own topic, each with what it keeps (the SUB
+                     // goes before the PUB on this connection: it is in when they answer)
+    auto inbox = "_INBOX." + cl.node_id() + ".trace";
+    cl.subscribe(inbox, [&](const plexus::message_view& v) {
+      std::lock_guard lock{m};
+      try {
+        for (auto& s : plexus::decode_spans(v.payload)) kept.push_back(std::move(s));
+      } catch (const std::exception&) {
+        ++bad;
+      }
+    });
+    plexus::publish_options o;
+    o.reply_to = inbox;
+    cl.publish("$SYS.trace-query", id, o);
+  }
+  std::unique_lock lock{m};
+  if (id.empty()) {
+    while (!interrupted && (count == 0 || shown < count)) cv.wait_for(lock, 100ms);
+  } else {
+    auto until = std::chrono::steady_clock::now() + wait;
+    while (!interrupted && std::chrono::steady_clock::now() < until) cv.wait_until(lock, until);
+    if (kept.empty()) {
+      std::cerr << "plexus: no span of trace " << id << " within " << wait.count() << " ms\n";
+      return 1;
+    }
+    // A span both kept by a node and seen live counts once.
+    std::sort(kept.begin(), kept.end(), [](auto& a, auto& b) { return a.span_id < b.span_id; });
+    kept.erase(std::unique(kept.begin(), kept.end(),
+                           [](auto& a, auto& b) { return a.span_id == b.span_id; }),
+               kept.end());
+    std::cout << plexus::render_trace(std::move(kept));
+  }
+  if (bad) std::cerr << "plexus: " << bad << " payloads on $SYS.trace.> were not spans\n";
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -178,6 +246,17 @@ int main(int argc, char** argv) {
   req->add_option("DATA", req_data, "request payload")->required();
   req->add_option("--timeout", req_timeout, "how long to wait for the reply")->capture_default_str();
 
+  auto* trace = app.add_subcommand(
+    "trace", "failed spans as they happen, with their cause; with ID, that trace as a tree");
+  std::string trace_id, trace_wait = "2s";
+  std::uint64_t trace_count = 0;
+  bool trace_all = false;
+  trace->add_option("ID", trace_id, "a trace id (32 hex): print its spans as a tree");
+  trace->add_flag("--all", trace_all, "print successful spans too (as sampled by the nodes)");
+  trace->add_option("--wait", trace_wait, "with ID: how long to collect its spans")
+    ->capture_default_str();
+  trace->add_option("--count", trace_count, "exit after this many spans (0 = never)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -194,6 +273,7 @@ int main(int argc, char** argv) {
     if (*pub) return run_pub(c, pub_topic, pub_data, data_opt->count() > 0, pub_count, confirm);
     if (*sub) return run_sub(c, sub_pattern, queue, sub_count, acked, raw);
     if (*req) return run_req(c, req_topic, req_data, parse_duration(req_timeout));
+    if (*trace) return run_trace(c, trace_id, trace_all, parse_duration(trace_wait), trace_count);
   } catch (const CLI::ValidationError& e) {
     std::cerr << "plexus: " << e.what() << "\n";
     return 2;

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "harness.hpp"
+#include "plexus/trace.hpp"
 #include "plexus/payload.hpp"
 
 using namespace plexus::itest;
@@ -226,6 +227,37 @@ BOOST_FIXTURE_TEST_CASE(a_create_label_process_killed_mid_stream_loses_no_order,
   auto r = replacement.output();
   BOOST_TEST_MESSAGE("replacement create-label:\n" << r);
   BOOST_TEST(summary_count(r, "create-label", "ok") > 0);
+}
+
+// `plexus trace ID` prints a shipping order's trace as a tree: the three
+// functions of the chain, each the child of the one before, from the spans
+// the node keeps (asked after the fact, not caught live).
+BOOST_AUTO_TEST_CASE(plexus_trace_shows_an_order_s_way_through_the_chain) {
+  broker_process b;
+  shipping_process functions{b, "functions", {"--trace-sample", "1"}};
+  auto watcher = b.connect();
+  guarded<std::string> trace_id;
+  watcher->subscribe("$SYS.trace.>", [&](const plexus::message_view& v) {
+    for (auto& s : plexus::decode_spans(v.payload))
+      if (s.function == "send-confirmation")
+        trace_id.update([&](std::string& id) { if (id.empty()) id = s.trace_id; });
+  });
+  sync_with_broker(*watcher);
+  shipping_process generator{b, "generator", {"--orders", "3"}};
+  BOOST_TEST_REQUIRE(trace_id.wait_until([](const std::string& id) { return !id.empty(); }));
+  spawn_options o;
+  o.args = {cli_bin, "--broker", b.endpoint(), "trace", trace_id.snapshot(), "--wait", "500ms"};
+  o.out = redirect::pipe;
+  child_process cli{o};
+  BOOST_TEST(cli.wait(default_wait).value_or(-1) == 0);
+  std::vector<std::string> lines;
+  while (auto line = cli.read_line(0ms)) lines.push_back(*line);
+  BOOST_TEST_REQUIRE(lines.size() == 3u);
+  BOOST_TEST(lines[0].find("ok shipping.validate-address on orders.shipped") == 0u, lines[0]);
+  BOOST_TEST(lines[1].find("  ok shipping.create-label on address.validated") == 0u, lines[1]);
+  BOOST_TEST(lines[2].find("    ok shipping.send-confirmation on label.created") == 0u, lines[2]);
+  BOOST_TEST(generator.terminate() == 0);
+  BOOST_TEST(functions.terminate() == 0);
 }
 
 // A role the sample does not know is one line on stderr and exit code 2,

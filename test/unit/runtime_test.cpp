@@ -21,6 +21,7 @@
 
 #include "plexus/actor.hpp"
 #include "plexus/node.hpp"
+#include "plexus/trace.hpp"
 #include "server.hpp"
 #include "waiter.hpp"
 
@@ -246,7 +247,11 @@ BOOST_AUTO_TEST_CASE(a_request_carries_the_deadline_and_the_trace_on) {
   in >> seen_deadline >> seen_tp >> front_span;
   BOOST_TEST(seen_deadline == deadline); // the caller's, not now + 60 s
   BOOST_TEST(front_trace == "4bf92f3577b34da6a3ce929d0e0e4736");
-  BOOST_TEST(seen_tp == "00-4bf92f3577b34da6a3ce929d0e0e4736-" + front_span + "-01");
+  // The callee's parent is the request's own span (a child of the
+  // caller's invocation span): same trace, a new span id.
+  BOOST_TEST(seen_tp.substr(0, 36) == "00-4bf92f3577b34da6a3ce929d0e0e4736-");
+  BOOST_TEST(seen_tp.substr(36, 16) != front_span);
+  BOOST_TEST(seen_tp.size() == 55u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -388,6 +393,147 @@ BOOST_AUTO_TEST_CASE(a_publish_that_reaches_nobody_runs_the_message_again_later)
   BOOST_TEST(f.get() == 0u);
   BOOST_TEST(runs >= 2);
   BOOST_TEST(received == 1);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// Spans: every invocation and every request says how it ended and why,
+// derived from what happened; the table of causes from issue #7.
+BOOST_AUTO_TEST_SUITE(spans)
+
+namespace {
+
+/// Every span the node publishes on $SYS.trace.<node>.
+class span_log {
+public:
+  explicit span_log(client& c) {
+    c.subscribe("$SYS.trace.>", [this](const message_view& v) {
+      auto batch = decode_spans(v.payload);
+      w_.update([&] { for (auto& s : batch) spans_.push_back(std::move(s)); });
+    });
+  }
+  /// The first span of `function` (and `kind`) with `status`, waiting for it.
+  span find(std::string_view function, span_status status, std::string_view kind = "invocation") {
+    span out;
+    bool found = w_.until([&] {
+      for (auto& s : spans_)
+        if (s.function == function && s.status == status && s.kind == kind) {
+          out = s;
+          return true;
+        }
+      return false;
+    });
+    BOOST_TEST_REQUIRE(found, "no " << kind << " span of " << function << " with status "
+                                    << to_string(status) << " arrived");
+    return out;
+  }
+
+private:
+  waiter w_;
+  std::vector<span> spans_;
+};
+
+result<void> fail_if_failed(const reply& r, context&) {
+  if (r.code != 0) return error{std::string{"the request failed: "} + status_text(r.code)};
+  return {};
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(each_failure_is_classified_on_the_right_span_with_its_cause) {
+  node n{node_options{}};
+  auto& svc = n.service("svc");
+  svc.function("fails").on("t.error").max_deliver(1)
+    .handle([](std::string_view, context&) -> result<void> { return error{"bad input"}; });
+  svc.function("refuses").on("t.reject")
+    .handle([](std::string_view, context&) -> result<void> { return reject{"not an order"}; });
+  svc.function("crashes").on("t.crash").poison_after(2)
+    .handle([](std::string_view, context&) -> result<void> { throw std::runtime_error("boom"); });
+  svc.function("slow").on("t.slow").blocking()
+    .handle([](std::string_view, context&) -> result<void> {
+      std::this_thread::sleep_for(300ms); // past the 100 ms its requester gives it
+      return {};
+    });
+  svc.function("caller").on("t.call").max_deliver(1) // no retry: one span per case
+    .handle([](std::string_view target, context& ctx) -> result<void> {
+      return ctx.request(target, "x", 100ms, &fail_if_failed);
+    });
+  n.start();
+  span_log log{n.client()};
+  BOOST_TEST(confirmed(n.client(), "$sync", "") == 101u); // the log's SUB is in
+
+  (void)n.client().request("t.error", "x", 5s);
+  auto err = log.find("fails", span_status::error);
+  BOOST_TEST(err.cause == "bad input");
+  BOOST_TEST(err.service == "svc");
+  BOOST_TEST(err.topic == "t.error");
+
+  (void)n.client().request("t.reject", "x", 5s);
+  BOOST_TEST(log.find("refuses", span_status::dead_lettered).cause == "not an order");
+
+  n.client().publish("t.crash", "x");
+  BOOST_TEST(log.find("crashes", span_status::crash).cause == "boom");
+  auto poison = log.find("crashes", span_status::dead_lettered); // its 2nd crash: quarantined
+  BOOST_TEST(poison.delivery == 2u);
+  BOOST_TEST(poison.cause.find("poison") == 0u);
+
+  publish_options with_deadline; // as a plexus caller sends: the deadline travels
+  with_deadline.deadline_ns = static_cast<std::uint64_t>(
+    std::chrono::duration_cast<std::chrono::nanoseconds>(
+      (std::chrono::system_clock::now() + 100ms).time_since_epoch()).count());
+  auto own = n.client().request("t.slow", "x", 100ms, with_deadline); // the callee overruns it
+  BOOST_TEST(own.code == status_timeout);
+  BOOST_TEST(log.find("slow", span_status::timeout).cause.find("past its deadline") != std::string::npos);
+
+  // Downstream: a crash there comes back as the cause, at once.
+  (void)n.client().request("t.call", "t.crash", 5s);
+  auto req = log.find("caller", span_status::downstream, "request");
+  BOOST_TEST(req.callee == "svc.crashes");
+  BOOST_TEST(req.cause == "crash in svc.crashes: boom");
+  auto inv = log.find("caller", span_status::downstream);
+  BOOST_TEST(inv.cause == "crash in svc.crashes: boom");
+  BOOST_TEST(req.parent_id == inv.span_id);
+  BOOST_TEST(req.trace_id == inv.trace_id);
+
+  // Downstream timeout: the callee overran; the caller's request timed out.
+  (void)n.client().request("t.call", "t.slow", 5s);
+  auto late = log.find("caller", span_status::timeout, "request");
+  BOOST_TEST(late.cause.find("no reply from t.slow within") == 0u, late.cause);
+
+  // No responders: nobody serves the topic.
+  (void)n.client().request("t.call", "t.nobody", 5s);
+  BOOST_TEST(log.find("caller", span_status::no_responders, "request").cause == "nobody serves t.nobody");
+  BOOST_TEST(log.find("caller", span_status::no_responders).cause == "nobody serves t.nobody");
+}
+
+BOOST_AUTO_TEST_CASE(a_callee_s_span_is_the_child_of_the_request_that_called_it) {
+  node_options every_span;
+  every_span.trace_sample = 1; // successful spans too (failed ones always go out)
+  node n{every_span};
+  n.service("a").function("front").on("front")
+    .handle([](std::string_view, context& ctx) -> result<void> {
+      return ctx.request("back", "x", 5s, [](const reply&, context& c) -> result<void> {
+        c.reply("done");
+        return {};
+      });
+    });
+  n.service("b").function("back").on("back")
+    .handle([](std::string_view, context& ctx) -> result<void> {
+      ctx.reply("ok");
+      return {};
+    });
+  n.start();
+  span_log log{n.client()};
+  BOOST_TEST(confirmed(n.client(), "$sync", "") == 101u);
+  BOOST_TEST(n.client().request("front", "x", 5s).payload == "done");
+  auto front = log.find("front", span_status::ok);
+  auto request = log.find("front", span_status::ok, "request");
+  auto back = log.find("back", span_status::ok);
+  BOOST_TEST(back.trace_id == front.trace_id);
+  BOOST_TEST(request.parent_id == front.span_id);
+  BOOST_TEST(back.parent_id == request.span_id);
+  BOOST_TEST(request.topic == "back");
+  BOOST_TEST(back.duration_ns <= request.duration_ns);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -426,6 +426,12 @@ struct node_options {
   /// messages go back to the broker (redelivered elsewhere) and stop()
   /// returns without them.
   std::chrono::milliseconds drain_timeout{10000};
+  /// The share of traces whose successful spans are published on
+  /// `$SYS.trace.<node>` (failed spans always are); 0 publishes failures
+  /// only. 1% by default: at a million invocations a second, every span
+  /// out costs more than the invocations (measured in the bench's
+  /// `function` scenario, `traced` beside `plexus`).
+  double trace_sample = 0.01;
 };
 
 /// run()'s exit code when a service failed under failure_policy::stop_node.

@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "function_pool.hpp"
+#include "instance.hpp"
 #include "plexus/node.hpp"
 
 namespace plexus {
@@ -67,16 +68,29 @@ std::uint64_t context::cold_start_ns() const noexcept { return inv_ && inv_->col
 std::string_view context::traceparent() const noexcept { return d_.traceparent; }
 
 std::string_view context::trace_id() {
-  if (trace_id_.empty()) {
+  auto& id = inv_ ? inv_->trace_id : trace_id_; // an instance's: shared by its continuations
+  if (id.empty()) {
     auto incoming = trace_id_of(d_.traceparent);
-    trace_id_ = incoming.empty() ? random_hex(16) : std::string{incoming};
+    id = incoming.empty() ? random_hex(16) : std::string{incoming};
   }
-  return trace_id_;
+  return id;
 }
 
 std::string_view context::span_id() {
-  if (span_id_.empty()) span_id_ = random_hex(8);
-  return span_id_;
+  auto& id = inv_ ? inv_->span_id : span_id_;
+  if (id.empty()) id = random_hex(8);
+  return id;
+}
+
+void detail::begin_span(invocation& inv, const delivery& d) {
+  auto incoming = trace_id_of(d.traceparent);
+  inv.trace_id = incoming.empty() ? random_hex(16) : std::string{incoming};
+  inv.parent_id = incoming.empty() ? std::string{} : std::string{d.traceparent.substr(36, 16)};
+  inv.span_id = random_hex(8);
+  inv.start_ns = now_ns();
+  inv.request_failure = span_status::ok;
+  inv.request_cause.clear();
+  inv.request_callee.clear();
 }
 
 std::string context::outgoing_traceparent() {
@@ -145,7 +159,15 @@ result<void> context::request(std::string_view topic, std::string_view payload,
     auto left = d_.deadline_ns > now ? d_.deadline_ns - now : 0;
     budget = std::min(budget, std::chrono::milliseconds{(left + 999'999) / 1'000'000});
   }
-  auto tp = outgoing_traceparent();
+  // The request is a span of its own, the callee's parent.
+  inv_->request_topic = std::string{topic};
+  inv_->request_span_id = random_hex(8);
+  inv_->request_start_ns = now;
+  std::string tp = "00-";
+  tp += trace_id();
+  tp += '-';
+  tp += inv_->request_span_id;
+  tp += "-01";
   publish_options o;
   o.deadline_ns = deadline;
   o.traceparent = tp;

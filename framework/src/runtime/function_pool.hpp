@@ -26,7 +26,12 @@
 #include <caf/fwd.hpp>
 
 #include "plexus/node.hpp"
+#include "plexus/trace.hpp"
 #include "supervision.hpp"
+
+namespace plexus::detail {
+class span_sink;
+}
 
 namespace plexus::detail {
 
@@ -93,7 +98,17 @@ struct invocation {
   bool reliable = false;
   caf::actor pool;
   tracker_ptr tracker;
-  std::size_t fn_index = 0;
+  // The item's span: its ids (the context's trace_id() and span_id()),
+  // when its handler started, and what its last failed request said (the
+  // cause when the handler then fails). The request in flight has a span
+  // of its own, ended by the reply.
+  span_sink* spans = nullptr;
+  std::string trace_id, span_id, parent_id;
+  std::uint64_t start_ns = 0;
+  span_status request_failure = span_status::ok;
+  std::string request_cause, request_callee;
+  std::string request_topic, request_span_id;
+  std::uint64_t request_start_ns = 0;
 };
 using reply_ptr = std::shared_ptr<const reply>;
 
@@ -111,6 +126,7 @@ void post_reply(const caf::actor_addr& instance, std::uint64_t token, reply r);
 void post_published(const caf::actor& pool, tracker_ptr t);
 
 struct pool_spec {
+  span_sink* spans = nullptr; // the node's; null: no spans
   std::string service;
   std::size_t index = 0; // among its service's functions
   const function_builder* fn = nullptr;

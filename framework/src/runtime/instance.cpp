@@ -13,6 +13,7 @@
 #include <caf/system_messages.hpp>
 
 #include "plexus/actor.hpp"
+#include "span_sink.hpp"
 
 namespace plexus::detail {
 
@@ -25,6 +26,7 @@ using reply_atom = caf::atom_constant<caf::atom("reply")>;
 struct instance_state {
   work_run_ptr run; // the run in hand
   invocation inv;   // what its context reaches: a pending request
+  std::uint32_t poison_after = 0; // a crash on this delivery is a quarantine
   caf::actor user;  // a raw-actor function's own actor
   const std::function<void()>* init = nullptr; // the function's init hook
   bool initialized = false;
@@ -32,6 +34,147 @@ struct instance_state {
 };
 
 using instance_actor = caf::stateful_actor<instance_state>;
+
+std::uint64_t wall_ns() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                      std::chrono::system_clock::now().time_since_epoch())
+                                      .count());
+}
+
+// A span of this instance's function, with the item's ids.
+span make_span(const instance_state& st, const delivery& d, const char* kind) {
+  span s;
+  s.trace_id = st.inv.trace_id;
+  s.kind = kind;
+  if (st.inv.name) {
+    auto dot = st.inv.name->find('.');
+    s.service = st.inv.name->substr(0, dot);
+    s.function = dot == std::string::npos ? std::string{} : st.inv.name->substr(dot + 1);
+  }
+  s.msg_id = std::string{d.msg_id};
+  s.delivery = d.count;
+  return s;
+}
+
+// How the item's invocation ended, and why: from its result (or the
+// exception's text in `crash`), its deadline and its last failed request.
+span_status classify(const instance_state& st, const delivery& d, const result<void>* r,
+                     const std::string* crash, std::string& cause, std::string& callee) {
+  if (crash) {
+    if (d.count >= st.poison_after) {
+      cause = "poison: crashed on " + std::to_string(d.count) + " deliveries: " + *crash;
+      return span_status::dead_lettered;
+    }
+    cause = *crash;
+    return span_status::crash;
+  }
+  if (r->rejected()) {
+    cause = r->why();
+    return span_status::dead_lettered;
+  }
+  if (!r->ok() && st.inv.request_failure != span_status::ok) {
+    cause = st.inv.request_cause; // the request it made failed, and so did it
+    callee = st.inv.request_callee;
+    auto f = st.inv.request_failure;
+    return f == span_status::no_responders || f == span_status::rejected ? f : span_status::downstream;
+  }
+  if (d.deadline_ns != 0 && wall_ns() > d.deadline_ns) {
+    cause = "ran " + std::to_string((wall_ns() - d.deadline_ns) / 1'000'000) + " ms past its deadline";
+    if (!r->ok()) cause += ": " + r->why();
+    return span_status::timeout;
+  }
+  if (!r->ok()) {
+    cause = r->why();
+    return span_status::error;
+  }
+  return span_status::ok;
+}
+
+// The item's invocation ended: its span goes out, and a request whose
+// handler failed gets the failure as its answer at once (the requester
+// learns the cause instead of waiting out its timeout).
+void end_span(instance_state& st, client& conn, const delivery& d, const result<void>* r,
+              const std::string* crash) {
+  std::string cause, callee;
+  auto status = classify(st, d, r, crash, cause, callee);
+  bool failed = crash || !r->ok();
+  if (failed && !d.reply_to.empty() && st.inv.name) {
+    std::string storage;
+    auto how = to_string(status);
+    auto headers = wire::pack_string_map(
+      {{failure_header, how}, {failure_from_header, *st.inv.name}, {failure_cause_header, cause}},
+      storage);
+    publish_options o;
+    o.headers = headers;
+    conn.publish(d.reply_to, {}, o);
+  }
+  // An ok span of a trace not sampled is never built.
+  if (!st.inv.spans || (status == span_status::ok && !st.inv.spans->sampled(st.inv.trace_id)))
+    return;
+  auto s = make_span(st, d, "invocation");
+  s.span_id = st.inv.span_id;
+  s.parent_id = st.inv.parent_id;
+  s.node = conn.node_id();
+  s.topic = std::string{d.topic};
+  s.cold_start = st.inv.cold;
+  s.start_ns = st.inv.start_ns;
+  s.duration_ns = wall_ns() - st.inv.start_ns;
+  s.status = status;
+  s.cause = std::move(cause);
+  s.callee = std::move(callee);
+  st.inv.spans->record(std::move(s));
+}
+
+// A request the handler made has its answer: the request's span ends, and
+// a failure is remembered as the cause should the handler fail on it.
+void end_request_span(instance_state& st, client& conn, const delivery& d, const reply& r) {
+  auto status = span_status::ok;
+  std::string cause, callee = st.inv.request_topic;
+  auto ms = (wall_ns() - st.inv.request_start_ns) / 1'000'000;
+  switch (r.code) {
+    case 0: break;
+    case status_timeout:
+      status = span_status::timeout;
+      cause = "no reply from " + st.inv.request_topic + " within " + std::to_string(ms) + " ms";
+      break;
+    case 100:
+      status = span_status::no_responders;
+      cause = "nobody serves " + st.inv.request_topic;
+      break;
+    case 103:
+    case status_outbox_full:
+      status = span_status::rejected;
+      cause = std::string{"overloaded on the way to "} + st.inv.request_topic;
+      break;
+    case status_failed:
+      status = span_status::downstream;
+      callee = r.from;
+      cause = r.failure + " in " + r.from + ": " + r.text;
+      break;
+    default:
+      status = span_status::error;
+      cause = std::string{status_text(r.code)} + (r.text.empty() ? "" : ": " + r.text);
+      break;
+  }
+  if (status != span_status::ok) {
+    st.inv.request_failure = status;
+    st.inv.request_cause = cause;
+    st.inv.request_callee = callee;
+  }
+  if (!st.inv.spans || (status == span_status::ok && !st.inv.spans->sampled(st.inv.trace_id)))
+    return;
+  auto s = make_span(st, d, "request");
+  s.span_id = st.inv.request_span_id;
+  s.parent_id = st.inv.span_id;
+  s.node = conn.node_id();
+  s.topic = st.inv.request_topic;
+  s.start_ns = st.inv.request_start_ns;
+  s.duration_ns = wall_ns() - st.inv.request_start_ns;
+  s.status = status;
+  s.cause = std::move(cause);
+  s.callee = std::move(callee);
+  st.inv.spans->record(std::move(s));
+}
 
 // Records a handler's (or continuation's) outcome for the item in hand;
 // false when it waits on a request.
@@ -98,10 +241,16 @@ void work(instance_actor* self, const caf::actor& pool, const raw_handler& handl
       run.started_ns = steady_ns();
       st.inv.cold_ns = static_cast<std::uint64_t>(std::max<std::int64_t>(0, run.started_ns - d.arrived_ns));
     }
+    begin_span(st.inv, d);
     context ctx{conn, d, &st.inv};
     result<void> r;
-    if (!attempt(st, [&] { return handler(d.payload, ctx); }, r)) break;
-    if (!record(st, r)) return; // waits on a request
+    if (!attempt(st, [&] { return handler(d.payload, ctx); }, r)) {
+      end_span(st, conn, d, nullptr, &*run.crash);
+      break;
+    }
+    if (r.pending()) return; // waits on a request
+    end_span(st, conn, d, &r, nullptr);
+    record(st, r);
   }
   end_run(self, pool);
 }
@@ -113,8 +262,10 @@ void work(instance_actor* self, const caf::actor& pool, const raw_handler& handl
 // kills it, and the pool replaces it.
 caf::behavior instance(instance_actor* self, caf::actor pool, const raw_handler* handler,
                        const std::function<void()>* init, client* conn, const std::string* name,
-                       bool reliable) {
+                       bool reliable, span_sink* spans, std::uint32_t poison_after) {
   self->state.init = init;
+  self->state.inv.spans = spans;
+  self->state.poison_after = poison_after;
   self->state.inv.instance = self->address();
   self->state.inv.name = name;
   self->state.inv.reliable = reliable;
@@ -129,10 +280,17 @@ caf::behavior instance(instance_actor* self, caf::actor pool, const raw_handler*
       if (!st.run || !st.inv.then || token != st.inv.token) return; // stale
       auto then = std::move(st.inv.then);
       st.inv.then = nullptr;
-      context ctx{*conn, *st.run->items[st.run->finished], &st.inv};
+      const auto& d = *st.run->items[st.run->finished];
+      end_request_span(st, *conn, d, *r);
+      context ctx{*conn, d, &st.inv};
       result<void> out;
-      if (!attempt(st, [&] { return then(*r, ctx); }, out)) return end_run(self, pool);
-      if (!record(st, out)) return; // another request
+      if (!attempt(st, [&] { return then(*r, ctx); }, out)) {
+        end_span(st, *conn, d, nullptr, &*st.run->crash);
+        return end_run(self, pool);
+      }
+      if (out.pending()) return; // another request
+      end_span(st, *conn, d, &out, nullptr);
+      record(st, out);
       work(self, pool, *handler, *conn);
     },
   };
@@ -196,17 +354,18 @@ caf::behavior actor_instance(instance_actor* self, caf::actor pool, const actor_
 } // namespace
 
 caf::actor spawn_instance_of(caf::event_based_actor* pool, const function_builder& fn,
-                             client* conn, const std::string* name) {
+                             client* conn, const std::string* name, span_sink* spans) {
   caf::actor self{pool};
   if (fn.actor())
     return fn.options().blocking ? pool->spawn<caf::detached>(actor_instance, self, fn.actor().get(), conn)
                                  : pool->spawn(actor_instance, self, fn.actor().get(), conn);
   auto reliable = fn.options().reliable;
+  auto poison = fn.options().poison_after;
   return fn.options().blocking
            ? pool->spawn<caf::detached>(instance, self, &fn.handler(), &fn.init_hook(), conn, name,
-                                        reliable)
+                                        reliable, spans, poison)
            : pool->spawn<caf::lazy_init>(instance, self, &fn.handler(), &fn.init_hook(), conn,
-                                         name, reliable);
+                                         name, reliable, spans, poison);
 }
 
 void post_reply(const caf::actor_addr& instance, std::uint64_t token, reply r) {

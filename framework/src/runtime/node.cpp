@@ -16,6 +16,7 @@
 #include <zmq.hpp>
 
 #include "function_pool.hpp"
+#include "span_sink.hpp"
 #include "supervision.hpp"
 #include "server.hpp"
 
@@ -52,6 +53,7 @@ struct node::impl {
   std::unique_ptr<zmq::context_t> zctx = std::make_unique<zmq::context_t>(1);
   std::unique_ptr<broker::server> embedded;
   std::unique_ptr<plexus::client> conn;
+  std::unique_ptr<detail::span_sink> spans; // after conn: goes before it
   std::unique_ptr<caf::actor_system_config> cfg;
   std::unique_ptr<caf::actor_system> sys;
   caf::actor root;
@@ -129,6 +131,7 @@ struct node::impl {
       co.endpoint = opts.broker;
     }
     conn = std::make_unique<plexus::client>(co);
+    spans = std::make_unique<detail::span_sink>(*conn, conn->node_id(), opts.trace_sample);
     cfg = std::make_unique<caf::actor_system_config>();
     // CAF's work-stealing workers, when idle, spin (aggressive), then sleep
     // 50 us at a time up to 500 times (moderate), then wait on a condition
@@ -183,6 +186,7 @@ struct node::impl {
         ps.index = fi;
         ps.fn = s.functions()[fi].get();
         ps.conn = conn.get();
+        ps.spans = spans.get();
         ps.counters = counters[fi];
         ps.sup = sup;
         ps.service_actor = svc;
@@ -259,6 +263,8 @@ struct node::impl {
     sys->await_all_actors_done();
     sys.reset();
     cfg.reset();
+    spans->stop(); // the last spans out, before the connection goes
+    spans.reset();
     conn->flush(std::chrono::seconds{5}); // ACKs and UNSUBs out before BYE
     conn.reset();
     if (embedded) embedded->stop();
@@ -279,6 +285,7 @@ struct node::impl {
     std::fprintf(stderr, "plexus node: handlers never returned; leaving them to the process exit\n");
     static_cast<void>(sys.release());
     static_cast<void>(cfg.release());
+    static_cast<void>(spans.release());
     static_cast<void>(conn.release());
     static_cast<void>(embedded.release());
     static_cast<void>(zctx.release());
@@ -312,6 +319,12 @@ node::node(int argc, const char* const* argv, std::vector<flag> extra)
                  "back to the broker")
     ->check(CLI::Range(0.0, 3600.0))
     ->capture_default_str();
+  double trace_sample = impl_->opts.trace_sample;
+  app.add_option("--trace-sample", trace_sample,
+                 "share of traces whose successful spans are published on $SYS.trace.<node>; "
+                 "failed spans always are")
+    ->check(CLI::Range(0.0, 1.0))
+    ->capture_default_str();
   for (auto& f : extra)
     if (f.value) app.add_option("--" + f.name, *f.value, f.help)->capture_default_str();
   try {
@@ -329,6 +342,7 @@ node::node(int argc, const char* const* argv, std::vector<flag> extra)
   impl_->opts.on_failure = on_failure == "stop" ? node_options::failure_policy::stop_node
                                                 : node_options::failure_policy::restart_service;
   impl_->opts.drain_timeout = std::chrono::milliseconds{static_cast<std::int64_t>(drain * 1000)};
+  impl_->opts.trace_sample = trace_sample;
 }
 
 node::node(node_options opts) : impl_(std::make_unique<impl>()) { impl_->opts = std::move(opts); }

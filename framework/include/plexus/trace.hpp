@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// Spans: one per function invocation and one per request a handler makes,
+// each saying how it ended and, when it failed, why, derived from what
+// happened (the handler's result, its exception, its deadline, the reply
+// of the request it made) and never guessed. Nodes publish them in batches
+// on `$SYS.trace.<node>` (a msgpack array of spans); `plexus trace` reads
+// them. CAF-free.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <msgpack.hpp>
+
+namespace plexus {
+
+/// How an invocation or a request ended.
+enum class span_status : std::uint8_t {
+  ok = 0,
+  error = 1,         // the handler returned an error
+  crash = 2,         // the handler threw
+  timeout = 3,       // this invocation overran its own deadline; a request: no reply in time
+  downstream = 4,    // a request it made failed in the callee (crash, error, timeout there)
+  no_responders = 5, // a request it made found nobody subscribed
+  rejected = 6,      // overload: a bounded queue on the way was full
+  dead_lettered = 7, // rejected by the handler, or quarantined as poison
+};
+[[nodiscard]] const char* to_string(span_status s) noexcept;
+
+struct span {
+  std::string trace_id, span_id, parent_id; // W3C ids, hex; parent empty at a root
+  std::string kind;                         // "invocation" or "request"
+  std::string node, service, function;      // where it ran
+  std::string topic, msg_id;                // what it handled (a request: where it went)
+  std::uint32_t delivery = 0;               // the message's delivery count
+  bool cold_start = false;
+  std::uint64_t start_ns = 0, duration_ns = 0; // Unix epoch ns
+  span_status status = span_status::ok;
+  std::string cause;  // why, for anything but ok
+  std::string callee; // downstream: the "service.function" that failed
+  MSGPACK_DEFINE_MAP(trace_id, span_id, parent_id, kind, node, service, function, topic, msg_id,
+                     delivery, cold_start, start_ns, duration_ns, status, cause, callee)
+};
+
+/// The spans of one `$SYS.trace.<node>` payload; throws std::runtime_error
+/// on anything else (within msgpack limits: a hostile payload costs little).
+[[nodiscard]] std::vector<span> decode_spans(std::string_view payload);
+
+/// One line: "crash svc.fn on orders.x 12.3 ms: boom (trace <id>)".
+[[nodiscard]] std::string describe(const span& s);
+
+/// A trace as a tree, one span a line, children under their parent (by
+/// start), with durations and causes. Spans whose parent is not among them
+/// are roots.
+[[nodiscard]] std::string render_trace(std::vector<span> spans);
+
+} // namespace plexus
+
+MSGPACK_ADD_ENUM(plexus::span_status);

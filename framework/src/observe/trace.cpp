@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "plexus/trace.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <stdexcept>
+
+namespace plexus {
+
+const char* to_string(span_status s) noexcept {
+  switch (s) {
+    case span_status::ok: return "ok";
+    case span_status::error: return "error";
+    case span_status::crash: return "crash";
+    case span_status::timeout: return "timeout";
+    case span_status::downstream: return "downstream";
+    case span_status::no_responders: return "no_responders";
+    case span_status::rejected: return "rejected";
+    case span_status::dead_lettered: return "dead_lettered";
+  }
+  return "unknown";
+}
+
+std::vector<span> decode_spans(std::string_view payload) {
+  // Explicit limits: msgpack's defaults let a few bytes ask for gigabytes.
+  msgpack::unpack_limit limit{4096, 64, 4096, 1 << 20, 64, 8};
+  auto handle = msgpack::unpack(payload.data(), payload.size(), nullptr, nullptr, limit);
+  try {
+    return handle.get().as<std::vector<span>>();
+  } catch (const msgpack::type_error&) {
+    throw std::runtime_error("not a batch of spans");
+  }
+}
+
+namespace {
+std::string millis(std::uint64_t ns) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f ms", static_cast<double>(ns) / 1e6);
+  return buf;
+}
+
+std::string line_of(const span& s) {
+  std::string out = to_string(s.status);
+  out += ' ';
+  if (s.kind == "request") out += "request " + s.service + "." + s.function + " -> " + s.topic;
+  else out += s.service + "." + s.function + " on " + s.topic;
+  out += ' ' + millis(s.duration_ns);
+  if (s.cold_start) out += " (cold start)";
+  if (s.delivery > 1) out += " (delivery " + std::to_string(s.delivery) + ")";
+  if (!s.cause.empty()) out += ": " + s.cause;
+  return out;
+}
+} // namespace
+
+std::string describe(const span& s) { return line_of(s) + " (trace " + s.trace_id + ")"; }
+
+std::string render_trace(std::vector<span> spans) {
+  std::sort(spans.begin(), spans.end(),
+            [](const span& a, const span& b) { return a.start_ns < b.start_ns; });
+  std::map<std::string, std::vector<const span*>> children;
+  std::map<std::string, const span*> by_id;
+  for (auto& s : spans) by_id[s.span_id] = &s;
+  std::vector<const span*> roots;
+  for (auto& s : spans) {
+    if (s.parent_id.empty() || !by_id.contains(s.parent_id)) roots.push_back(&s);
+    else children[s.parent_id].push_back(&s);
+  }
+  std::string out;
+  std::function<void(const span&, int)> walk = [&](const span& s, int depth) {
+    out.append(static_cast<std::size_t>(depth) * 2, ' ');
+    out += line_of(s);
+    out += '\n';
+    if (auto it = children.find(s.span_id); it != children.end())
+      for (auto* c : it->second) walk(*c, depth + 1);
+  };
+  for (auto* r : roots) walk(*r, 0);
+  return out;
+}
+
+} // namespace plexus
