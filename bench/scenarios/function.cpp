@@ -2,7 +2,8 @@
 // Scenario `function`: 1 publisher -> broker -> a function on a node (a
 // pool of CAF actors, credit-driven, every message ACKed), 128 B, tcp on
 // 127.0.0.1; beside the raw ZeroMQ proxy hop (PUB -> zmq_proxy -> SUB) in
-// the same run. #4's target: plexus >= 60% of the zmq hop.
+// the same run. #4's target: plexus >= 60% of the zmq hop. `traced` is
+// plexus with every span published (trace_sample 1): #7's cost of tracing.
 
 #include <array>
 #include <cstddef>
@@ -28,6 +29,8 @@ void run_function(const run_config& cfg, recorder& rec) {
     const auto name = std::to_string(payload_bytes) + "B-" + std::to_string(n) + "inst";
     record_throughput(cfg, rec, name, "plexus", payload_bytes,
                       [&] { return plexus_function_once(payload_bytes, count, n); });
+    record_throughput(cfg, rec, name, "traced", payload_bytes,
+                      [&] { return plexus_function_once(payload_bytes, count, n, 1.0); });
     record_throughput(cfg, rec, name, "zmq", payload_bytes,
                       [&] { return zmq_proxy_pubsub_once(payload_bytes, count); });
   }

@@ -151,10 +151,14 @@ run_result plexus_cluster_queue_once(std::size_t subscribers, std::size_t size, 
   return queue_run(a, b, subscribers, size, count, acked, per_subscriber);
 }
 
-run_result plexus_function_once(std::size_t size, std::size_t count, std::uint32_t instances) {
+run_result plexus_function_once(std::size_t size, std::size_t count, std::uint32_t instances,
+                                double trace_sample) {
   broker_under_test b;
   message_sink sink{1, warmup_count(count), count};
-  plexus::node n{node_options{.broker = b.endpoint(), .duration = {}}};
+  node_options no;
+  no.broker = b.endpoint();
+  no.trace_sample = trace_sample;
+  plexus::node n{no};
   n.service("bench").function("sink").on(std::string{topic}).instances(instances)
     .handle([&sink](std::string_view payload, context&) -> plexus::result<void> {
       sink.on_message(0, payload.empty() ? '\0' : payload[0]);

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "plexus/node.hpp"
 #include "scenarios/throughput.hpp"
 
 namespace plexus::bench {
@@ -39,7 +40,8 @@ namespace plexus::bench {
 /// One publisher -> plexus broker -> a node's function (a pool of CAF
 /// actors, acking every message, `instances` of them): one timed run.
 [[nodiscard]] run_result plexus_function_once(std::size_t size, std::size_t count,
-                                              std::uint32_t instances);
+                                              std::uint32_t instances,
+                                              double trace_sample = node_options{}.trace_sample);
 
 /// One publisher -> plexus broker -> a node's function whose handler takes
 /// `work` per message (a sleep: waiting on something slow), on a fixed
