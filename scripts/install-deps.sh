@@ -15,6 +15,8 @@ packages=(
   libcli11-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
   # bench peer: nats-server and its C client
   nats-server libnats-dev
+  # `plexus graph --png`: Graphviz's dot renders the dependency graph
+  graphviz
 )
 
 missing=()

@@ -11,6 +11,8 @@
 #include <iterator>
 #include <mutex>
 #include <string>
+#include <cstdlib>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 
@@ -208,6 +210,50 @@ int run_trace(const common& c, const std::string& id, bool all, ms wait, std::ui
   return 0;
 }
 
+// The dependency graph from the spans the nodes keep and those published
+// within --window: DOT (or Mermaid) on stdout, or a PNG through Graphviz.
+int run_graph(const common& c, ms window, const std::string& format, const std::string& png) {
+  auto cl = c.connect();
+  std::mutex m;
+  plexus::dependency_graph graph;
+  std::uint64_t bad = 0;
+  auto feed = [&](const plexus::message_view& v) {
+    std::lock_guard lock{m};
+    try {
+      graph.add(plexus::decode_spans(v.payload));
+    } catch (const std::exception&) {
+      ++bad;
+    }
+  };
+  cl.subscribe("$SYS.trace.>", feed);
+  auto inbox = "_INBOX." + cl.node_id() + ".graph";
+  cl.subscribe(inbox, feed);
+  plexus::publish_options o;
+  o.reply_to = inbox;
+  cl.publish("$SYS.trace-query", "*", o);
+  auto until = std::chrono::steady_clock::now() + window;
+  while (!interrupted && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(20ms);
+  std::lock_guard lock{m};
+  if (bad) std::cerr << "plexus: " << bad << " payloads were not spans\n";
+  if (graph.edges().empty()) {
+    std::cerr << "plexus: no calls between functions seen within " << window.count()
+              << " ms (successful spans are sampled: --trace-sample on the nodes)\n";
+    return 1;
+  }
+  if (!png.empty()) {
+    auto cmd = "dot -Tpng -o '" + png + "'";
+    auto* pipe = ::popen(cmd.c_str(), "w");
+    if (!pipe) throw std::runtime_error("cannot run Graphviz's dot (apt-get install graphviz)");
+    auto text = graph.dot();
+    std::fwrite(text.data(), 1, text.size(), pipe);
+    if (::pclose(pipe) != 0) throw std::runtime_error("dot failed to write " + png);
+    std::cerr << "plexus: wrote " << png << "\n";
+    return 0;
+  }
+  std::cout << (format == "mermaid" ? graph.mermaid() : graph.dot());
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -257,6 +303,15 @@ int main(int argc, char** argv) {
     ->capture_default_str();
   trace->add_option("--count", trace_count, "exit after this many spans (0 = never)");
 
+  auto* graph = app.add_subcommand("graph", "the dependency graph between functions, from their spans");
+  std::string graph_window = "2s", graph_format = "dot", graph_png;
+  graph->add_option("--window", graph_window, "also collect the spans published for this long")
+    ->capture_default_str();
+  graph->add_option("--format", graph_format, "dot or mermaid")
+    ->check(CLI::IsMember({"dot", "mermaid"}))
+    ->capture_default_str();
+  graph->add_option("--png", graph_png, "render it to this PNG file with Graphviz");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -274,6 +329,7 @@ int main(int argc, char** argv) {
     if (*sub) return run_sub(c, sub_pattern, queue, sub_count, acked, raw);
     if (*req) return run_req(c, req_topic, req_data, parse_duration(req_timeout));
     if (*trace) return run_trace(c, trace_id, trace_all, parse_duration(trace_wait), trace_count);
+    if (*graph) return run_graph(c, parse_duration(graph_window), graph_format, graph_png);
   } catch (const CLI::ValidationError& e) {
     std::cerr << "plexus: " << e.what() << "\n";
     return 2;

@@ -7,6 +7,7 @@
 // confirmed twice, none is lost).
 #include <algorithm>
 #include <csignal>
+#include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
@@ -256,6 +257,32 @@ BOOST_AUTO_TEST_CASE(plexus_trace_shows_an_order_s_way_through_the_chain) {
   BOOST_TEST(lines[0].find("ok shipping.validate-address on orders.shipped") == 0u, lines[0]);
   BOOST_TEST(lines[1].find("  ok shipping.create-label on address.validated") == 0u, lines[1]);
   BOOST_TEST(lines[2].find("    ok shipping.send-confirmation on label.created") == 0u, lines[2]);
+
+  // plexus graph: the chain's two hops, from the spans the node keeps.
+  auto graph = [&](std::vector<std::string> extra) {
+    spawn_options g;
+    g.args = {cli_bin, "--broker", b.endpoint(), "graph", "--window", "200ms"};
+    g.args.insert(g.args.end(), extra.begin(), extra.end());
+    g.out = redirect::pipe;
+    child_process p{g};
+    BOOST_TEST(p.wait(default_wait).value_or(-1) == 0);
+    std::string out;
+    while (auto line = p.read_line(0ms)) out += *line + "\n";
+    return out;
+  };
+  auto dot = graph({});
+  BOOST_TEST(dot.find("\"shipping.validate-address\" -> \"shipping.create-label\"") != std::string::npos, dot);
+  BOOST_TEST(dot.find("\"shipping.create-label\" -> \"shipping.send-confirmation\"") != std::string::npos, dot);
+  BOOST_TEST(dot.find("send-confirmation\" -> ") == std::string::npos); // the end of the chain
+  auto mermaid = graph({"--format", "mermaid"});
+  BOOST_TEST(mermaid.find("flowchart LR") == 0u);
+  BOOST_TEST(mermaid.find("[\"shipping.create-label\"]") != std::string::npos, mermaid);
+  temp_file png{"plexus-graph.png"};
+  (void)graph({"--png", png.path()});
+  std::ifstream in{png.path(), std::ios::binary};
+  char magic[4] = {};
+  in.read(magic, 4);
+  BOOST_TEST(std::string(magic + 1, 3) == "PNG"); // Graphviz rendered it
   BOOST_TEST(generator.terminate() == 0);
   BOOST_TEST(functions.terminate() == 0);
 }

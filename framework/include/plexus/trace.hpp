@@ -9,7 +9,9 @@
 // them. CAF-free.
 
 #include <cstdint>
+#include <map>
 #include <string>
+#include <utility>
 #include <string_view>
 #include <vector>
 
@@ -56,6 +58,38 @@ struct span {
 /// start), with durations and causes. Spans whose parent is not among them
 /// are roots.
 [[nodiscard]] std::string render_trace(std::vector<span> spans);
+
+/// The dependency graph observed in spans: an edge from the function that
+/// called (a request) or published (a chain) to the function whose
+/// invocation it caused, with how often and how often that failed.
+struct dependency {
+  std::string caller, callee; // "service.function"
+  std::uint64_t calls = 0, failures = 0;
+  bool request = false; // a request (else a publish)
+};
+
+/// Folds spans into dependencies: an invocation whose parent span is among
+/// them is a call from the parent's function (the parent is an invocation
+/// that published, or the request a handler made). Sorted by caller, callee.
+class dependency_graph {
+public:
+  void add(const std::vector<span>& spans);
+  [[nodiscard]] std::vector<dependency> edges() const;
+  /// Graphviz DOT: failing edges red, labels "calls, error %".
+  [[nodiscard]] std::string dot() const;
+  /// The same as a Mermaid flowchart.
+  [[nodiscard]] std::string mermaid() const;
+
+private:
+  struct parent_info {
+    std::string function;
+    bool request = false;
+  };
+  std::map<std::string, parent_info> parents_;   // span id -> whose span
+  std::vector<std::pair<std::string, span>> orphans_; // invocations whose parent is not seen yet
+  std::map<std::pair<std::string, std::string>, dependency> edges_;
+  void link(const std::string& parent, const span& child);
+};
 
 } // namespace plexus
 

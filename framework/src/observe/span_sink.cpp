@@ -18,8 +18,9 @@ void span_sink::answer(const message_view& query) {
   if (query.reply_to.empty()) return;
   std::vector<const span*> found;
   std::lock_guard lock{m_};
+  bool all = query.payload == "*"; // plexus graph: every span kept
   for (auto& s : recent_)
-    if (s.trace_id == query.payload) found.push_back(&s);
+    if (all || s.trace_id == query.payload) found.push_back(&s);
   if (found.empty()) return; // only nodes that have some answer
   msgpack::sbuffer buf;
   msgpack::packer<msgpack::sbuffer> pk{buf};

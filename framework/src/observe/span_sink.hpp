@@ -6,8 +6,9 @@
 // `$SYS.trace.<node>` every 50 ms (or at 256), so no handler encodes or
 // publishes a span. Memory is bounded: past `max_pending` spans wait, new
 // ones are dropped and counted. The last `kept` spans published stay, and
-// a request on `$SYS.trace-query` (payload: a trace id) is answered with
-// those of that trace: `plexus trace ID` asks every node at once.
+// a request on `$SYS.trace-query` (payload: a trace id, or `*` for all) is
+// answered with those of that trace: `plexus trace ID` and `plexus graph`
+// ask every node at once.
 
 #include <atomic>
 #include <condition_variable>
