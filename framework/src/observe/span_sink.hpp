@@ -27,15 +27,18 @@ namespace plexus::detail {
 
 class span_sink {
 public:
-  /// `sample`: the share of traces whose ok spans are kept (failed spans
-  /// always are), decided by the trace id so a trace is kept whole.
+  /// `sample`: the share of new traces whose ok spans are kept (failed
+  /// spans always are). The decision travels in the traceparent's sampled
+  /// flag (W3C), so a trace is kept whole across functions and nodes.
   span_sink(client& c, std::string node, double sample);
   ~span_sink();
   span_sink(const span_sink&) = delete;
   span_sink& operator=(const span_sink&) = delete;
 
-  void record(span s);
-  [[nodiscard]] bool sampled(std::string_view trace_id) const noexcept;
+  /// Keeps a span: a failed one always, an ok one when `sampled`.
+  void record(span s, bool sampled);
+  /// Whether a trace starting here is sampled (a cheap random draw).
+  [[nodiscard]] bool sample_new_trace() const noexcept;
   /// Publishes what waits and ends the thread (before the client goes).
   void stop();
   [[nodiscard]] std::uint64_t dropped() const noexcept { return dropped_; }
@@ -51,7 +54,7 @@ private:
 
   client& c_;
   std::string topic_;
-  std::uint64_t threshold_; // keep ok spans of traces whose id hashes below this
+  std::uint64_t threshold_; // a new trace is sampled when a random draw is below this
   bool keep_all_;
   std::mutex m_;
   std::condition_variable cv_;

@@ -11,6 +11,7 @@
 #include "function_pool.hpp"
 #include "instance.hpp"
 #include "plexus/node.hpp"
+#include "span_sink.hpp"
 
 namespace plexus {
 
@@ -83,10 +84,14 @@ std::string_view context::span_id() {
 }
 
 void detail::begin_span(invocation& inv, const delivery& d) {
-  auto incoming = trace_id_of(d.traceparent);
-  inv.trace_id = incoming.empty() ? random_hex(16) : std::string{incoming};
-  inv.parent_id = incoming.empty() ? std::string{} : std::string{d.traceparent.substr(36, 16)};
-  inv.span_id = random_hex(8);
+  // Cheap on purpose (it runs for every message): ids are made only when
+  // something asks for them, and the sampling decision is the incoming
+  // traceparent's flag, or a random draw for a trace that starts here.
+  inv.trace_id.clear();
+  inv.span_id.clear();
+  inv.sampled = trace_id_of(d.traceparent).empty()
+                  ? inv.spans && inv.spans->sample_new_trace()
+                  : d.traceparent.substr(53, 2) == "01";
   inv.start_ns = now_ns();
   inv.request_failure = span_status::ok;
   inv.request_cause.clear();
@@ -98,8 +103,12 @@ std::string context::outgoing_traceparent() {
   tp += trace_id();
   tp += '-';
   tp += span_id();
-  tp += "-01";
+  tp += inv_ && !inv_->sampled ? "-00" : "-01";
   return tp;
+}
+
+std::string detail::parent_span_of(std::string_view traceparent) {
+  return trace_id_of(traceparent).empty() ? std::string{} : std::string{traceparent.substr(36, 16)};
 }
 
 namespace {
@@ -167,7 +176,7 @@ result<void> context::request(std::string_view topic, std::string_view payload,
   tp += trace_id();
   tp += '-';
   tp += inv_->request_span_id;
-  tp += "-01";
+  tp += inv_->sampled ? "-01" : "-00";
   publish_options o;
   o.deadline_ns = deadline;
   o.traceparent = tp;

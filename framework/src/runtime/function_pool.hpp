@@ -103,8 +103,9 @@ struct invocation {
   // cause when the handler then fails). The request in flight has a span
   // of its own, ended by the reply.
   span_sink* spans = nullptr;
-  std::string trace_id, span_id, parent_id;
+  std::string trace_id, span_id; // made on first use (context.cpp)
   std::uint64_t start_ns = 0;
+  bool sampled = false; // its ok spans are kept; carried on in the traceparent
   span_status request_failure = span_status::ok;
   std::string request_cause, request_callee;
   std::string request_topic, request_span_id;

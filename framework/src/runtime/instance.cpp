@@ -42,9 +42,11 @@ std::uint64_t wall_ns() {
 }
 
 // A span of this instance's function, with the item's ids.
-span make_span(const instance_state& st, const delivery& d, const char* kind) {
+span make_span(instance_state& st, client& conn, const delivery& d, const char* kind) {
+  context ids{conn, d, &st.inv}; // the item's ids, made now if nothing asked before
+  (void)ids.span_id();
   span s;
-  s.trace_id = st.inv.trace_id;
+  s.trace_id = std::string{ids.trace_id()};
   s.kind = kind;
   if (st.inv.name) {
     auto dot = st.inv.name->find('.');
@@ -109,11 +111,10 @@ void end_span(instance_state& st, client& conn, const delivery& d, const result<
     conn.publish(d.reply_to, {}, o);
   }
   // An ok span of a trace not sampled is never built.
-  if (!st.inv.spans || (status == span_status::ok && !st.inv.spans->sampled(st.inv.trace_id)))
-    return;
-  auto s = make_span(st, d, "invocation");
+  if (!st.inv.spans || (status == span_status::ok && !st.inv.sampled)) return;
+  auto s = make_span(st, conn, d, "invocation");
   s.span_id = st.inv.span_id;
-  s.parent_id = st.inv.parent_id;
+  s.parent_id = parent_span_of(d.traceparent);
   s.node = conn.node_id();
   s.topic = std::string{d.topic};
   s.cold_start = st.inv.cold;
@@ -122,7 +123,7 @@ void end_span(instance_state& st, client& conn, const delivery& d, const result<
   s.status = status;
   s.cause = std::move(cause);
   s.callee = std::move(callee);
-  st.inv.spans->record(std::move(s));
+  st.inv.spans->record(std::move(s), st.inv.sampled);
 }
 
 // A request the handler made has its answer: the request's span ends, and
@@ -161,9 +162,8 @@ void end_request_span(instance_state& st, client& conn, const delivery& d, const
     st.inv.request_cause = cause;
     st.inv.request_callee = callee;
   }
-  if (!st.inv.spans || (status == span_status::ok && !st.inv.spans->sampled(st.inv.trace_id)))
-    return;
-  auto s = make_span(st, d, "request");
+  if (!st.inv.spans || (status == span_status::ok && !st.inv.sampled)) return;
+  auto s = make_span(st, conn, d, "request");
   s.span_id = st.inv.request_span_id;
   s.parent_id = st.inv.span_id;
   s.node = conn.node_id();
@@ -173,7 +173,7 @@ void end_request_span(instance_state& st, client& conn, const delivery& d, const
   s.status = status;
   s.cause = std::move(cause);
   s.callee = std::move(callee);
-  st.inv.spans->record(std::move(s));
+  st.inv.spans->record(std::move(s), st.inv.sampled);
 }
 
 // Records a handler's (or continuation's) outcome for the item in hand;

@@ -33,5 +33,7 @@ caf::actor spawn_instance_of(caf::event_based_actor* pool, const function_builde
 /// The item in hand starts: its span's ids (from the incoming traceparent,
 /// or a new trace) and start time (context.cpp, which shares the ids).
 void begin_span(invocation& inv, const delivery& d);
+/// The parent span id a W3C traceparent names, or empty.
+std::string parent_span_of(std::string_view traceparent);
 
 } // namespace plexus::detail
