@@ -11,8 +11,8 @@ packages=(
   clang libclang-rt-14-dev
   # mandated libraries
   libcaf-dev libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libboost-test-dev
-  # CLI, config, logging
-  libcli11-dev libtomlplusplus-dev libspdlog-dev libfmt-dev
+  # CLI, config, logging, the metrics endpoint (HTTP)
+  libcli11-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
   # bench peer: nats-server and its C client
   nats-server libnats-dev
   # `plexus graph --png`: Graphviz's dot renders the dependency graph

@@ -235,7 +235,8 @@ BOOST_FIXTURE_TEST_CASE(a_create_label_process_killed_mid_stream_loses_no_order,
 // the node keeps (asked after the fact, not caught live).
 BOOST_AUTO_TEST_CASE(plexus_trace_shows_an_order_s_way_through_the_chain) {
   broker_process b;
-  shipping_process functions{b, "functions", {"--trace-sample", "1"}};
+  temp_file outbox{"plexus-itest-trace-outbox"};
+  shipping_process functions{b, "functions", {"--trace-sample", "1", "--outbox", outbox.path()}};
   auto watcher = b.connect();
   guarded<std::string> trace_id;
   watcher->subscribe("$SYS.trace.>", [&](const plexus::message_view& v) {

@@ -22,6 +22,8 @@
 #include "plexus/actor.hpp"
 #include "plexus/node.hpp"
 #include "plexus/trace.hpp"
+#include <httplib.h>
+#include <map>
 #include "server.hpp"
 #include "waiter.hpp"
 
@@ -534,6 +536,66 @@ BOOST_AUTO_TEST_CASE(a_callee_s_span_is_the_child_of_the_request_that_called_it)
   BOOST_TEST(back.parent_id == request.span_id);
   BOOST_TEST(request.topic == "back");
   BOOST_TEST(back.duration_ns <= request.duration_ns);
+}
+
+BOOST_AUTO_TEST_CASE(the_metrics_endpoint_serves_prometheus_text_that_parses_back) {
+  node_options o;
+  o.metrics_port = -1; // any free port
+  node n{o};
+  std::atomic<int> calls{0};
+  n.service("m").function("f").on("m.f").max_deliver(1)
+    .handle([&](std::string_view v, context&) -> result<void> {
+      ++calls;
+      if (v == "bad") return error{"bad"};
+      return {};
+    });
+  n.start();
+  BOOST_TEST_REQUIRE(n.metrics_port() > 0);
+  for (int i = 0; i < 7; ++i) BOOST_TEST(confirmed(n.client(), "m.f", "good") == 0u);
+  BOOST_TEST(confirmed(n.client(), "m.f", "bad") == 102u);
+  httplib::Client http{"127.0.0.1", n.metrics_port()};
+  auto res = http.Get("/metrics");
+  BOOST_TEST_REQUIRE(res);
+  BOOST_TEST(res->status == 200);
+  BOOST_TEST(res->get_header_value("Content-Type").find("text/plain; version=0.0.4") == 0u);
+  // Parse it back: every sample belongs to a family declared before it.
+  std::map<std::string, std::string> type_of;
+  std::map<std::string, double> value;
+  std::istringstream in{res->body};
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("# TYPE ", 0) == 0) {
+      std::istringstream t{line.substr(7)};
+      std::string name, type;
+      t >> name >> type;
+      type_of[name] = type;
+      continue;
+    }
+    if (line.empty() || line[0] == '#') continue;
+    auto space = line.rfind(' ');
+    auto series = line.substr(0, space);
+    auto name = series.substr(0, series.find('{'));
+    auto family = name;
+    for (auto suffix : {"_bucket", "_sum", "_count"})
+      if (!type_of.contains(family) && family.ends_with(suffix))
+        family = family.substr(0, family.size() - std::string_view{suffix}.size());
+    BOOST_TEST(type_of.contains(family), "undeclared: " << line);
+    value[series] = std::stod(line.substr(space + 1));
+  }
+  const std::string f = "service=\"m\",function=\"f\"";
+  BOOST_TEST(type_of["plexus_function_invocations_total"] == "counter");
+  BOOST_TEST(type_of["plexus_function_duration_seconds"] == "histogram");
+  BOOST_TEST(value["plexus_function_invocations_total{" + f + ",status=\"ok\"}"] == 7.0);
+  BOOST_TEST(value["plexus_function_invocations_total{" + f + ",status=\"error\"}"] == 1.0);
+  BOOST_TEST(value["plexus_function_duration_seconds_count{" + f + "}"] == 8.0);
+  BOOST_TEST(value["plexus_function_duration_seconds_bucket{" + f + ",le=\"+Inf\"}"] == 8.0);
+  auto p50 = value["plexus_function_duration_quantile_seconds{" + f + ",quantile=\"0.5\"}"];
+  auto p999 = value["plexus_function_duration_quantile_seconds{" + f + ",quantile=\"0.999\"}"];
+  BOOST_TEST(p50 > 0.0);
+  BOOST_TEST(p50 <= p999);
+  auto st = stats_of(n, "f");
+  BOOST_TEST(st.invocations == 8u);
+  BOOST_TEST(st.duration_p50_ns > 0u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

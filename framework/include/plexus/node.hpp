@@ -400,6 +400,9 @@ struct function_stats {
   std::uint64_t cold_starts = 0;   // messages that found the function at zero
   std::uint64_t cold_start_ns_total = 0, cold_start_ns_max = 0; // arrival -> handler start
   std::uint64_t inits = 0, init_ns_max = 0; // the init hook's runs (part of cold starts)
+  /// Handler durations (start -> result), within 1%: how many, and quantiles.
+  std::uint64_t invocations = 0;
+  std::uint64_t duration_p50_ns = 0, duration_p99_ns = 0, duration_p999_ns = 0;
 };
 
 /// A program's own flag, parsed with the node's: `--name VALUE` into *value
@@ -432,6 +435,9 @@ struct node_options {
   /// out costs more than the invocations (measured in the bench's
   /// `function` scenario, `traced` beside `plexus`).
   double trace_sample = 0.01;
+  /// Prometheus text on http://127.0.0.1:<port>/metrics: 0 = none, -1 = a
+  /// free port (node::metrics_port() says which).
+  int metrics_port = 0;
 };
 
 /// run()'s exit code when a service failed under failure_policy::stop_node.
@@ -472,6 +478,10 @@ public:
   /// handler (available after start()).
   plexus::client& client();
   [[nodiscard]] std::vector<function_stats> stats() const;
+  /// The metrics endpoint's port once started; 0 when there is none.
+  [[nodiscard]] int metrics_port() const noexcept;
+  /// What /metrics serves: the Prometheus text exposition.
+  [[nodiscard]] std::string metrics_text() const;
 
 private:
   struct impl;

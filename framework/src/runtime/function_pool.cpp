@@ -107,7 +107,8 @@ namespace {
 
 void spawn_instance(pool_actor* self) {
   auto& s = self->state;
-  auto inst = spawn_instance_of(self, *s.spec.fn, s.spec.conn, &s.fn_name, s.spec.spans);
+  auto inst = spawn_instance_of(self, *s.spec.fn, s.spec.conn, &s.fn_name, s.spec.spans,
+                                &s.spec.counters->duration);
   self->monitor(inst);
   s.born.emplace(inst.address(), s.generation);
   s.spec.counters->live = static_cast<std::uint32_t>(s.born.size());

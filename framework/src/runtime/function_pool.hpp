@@ -103,6 +103,7 @@ struct invocation {
   // cause when the handler then fails). The request in flight has a span
   // of its own, ended by the reply.
   span_sink* spans = nullptr;
+  observe::latency_histogram* latency = nullptr; // the function's
   std::string trace_id, span_id; // made on first use (context.cpp)
   std::uint64_t start_ns = 0;
   bool sampled = false; // its ok spans are kept; carried on in the traceparent

@@ -99,6 +99,7 @@ void end_span(instance_state& st, client& conn, const delivery& d, const result<
               const std::string* crash) {
   std::string cause, callee;
   auto status = classify(st, d, r, crash, cause, callee);
+  if (st.inv.latency) st.inv.latency->record(wall_ns() - st.inv.start_ns);
   bool failed = crash || !r->ok();
   if (failed && !d.reply_to.empty() && st.inv.name) {
     std::string storage;
@@ -262,8 +263,10 @@ void work(instance_actor* self, const caf::actor& pool, const raw_handler& handl
 // kills it, and the pool replaces it.
 caf::behavior instance(instance_actor* self, caf::actor pool, const raw_handler* handler,
                        const std::function<void()>* init, client* conn, const std::string* name,
-                       bool reliable, span_sink* spans, std::uint32_t poison_after) {
+                       bool reliable, span_sink* spans, std::uint32_t poison_after,
+                       observe::latency_histogram* latency) {
   self->state.init = init;
+  self->state.inv.latency = latency;
   self->state.inv.spans = spans;
   self->state.poison_after = poison_after;
   self->state.inv.instance = self->address();
@@ -354,7 +357,8 @@ caf::behavior actor_instance(instance_actor* self, caf::actor pool, const actor_
 } // namespace
 
 caf::actor spawn_instance_of(caf::event_based_actor* pool, const function_builder& fn,
-                             client* conn, const std::string* name, span_sink* spans) {
+                             client* conn, const std::string* name, span_sink* spans,
+                             observe::latency_histogram* latency) {
   caf::actor self{pool};
   if (fn.actor())
     return fn.options().blocking ? pool->spawn<caf::detached>(actor_instance, self, fn.actor().get(), conn)
@@ -363,9 +367,9 @@ caf::actor spawn_instance_of(caf::event_based_actor* pool, const function_builde
   auto poison = fn.options().poison_after;
   return fn.options().blocking
            ? pool->spawn<caf::detached>(instance, self, &fn.handler(), &fn.init_hook(), conn, name,
-                                        reliable, spans, poison)
+                                        reliable, spans, poison, latency)
            : pool->spawn<caf::lazy_init>(instance, self, &fn.handler(), &fn.init_hook(), conn,
-                                         name, reliable, spans, poison);
+                                         name, reliable, spans, poison, latency);
 }
 
 void post_reply(const caf::actor_addr& instance, std::uint64_t token, reply r) {

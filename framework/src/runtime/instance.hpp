@@ -28,7 +28,8 @@ enum outcome : std::uint8_t { ok = 0, failed = 1, rejected = 2 };
 /// gets work never allocates its behavior, ~190 B of the ~1.8 KiB one
 /// cost), or on a thread of its own when the function is blocking.
 caf::actor spawn_instance_of(caf::event_based_actor* pool, const function_builder& fn,
-                             client* conn, const std::string* name, span_sink* spans);
+                             client* conn, const std::string* name, span_sink* spans,
+                             observe::latency_histogram* latency);
 
 /// The item in hand starts: its span's ids (from the incoming traceparent,
 /// or a new trace) and start time (context.cpp, which shares the ids).

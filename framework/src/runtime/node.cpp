@@ -10,12 +10,14 @@
 #include <sstream>
 
 #include <CLI/CLI.hpp>
+#include <httplib.h>
 #include <caf/actor_system.hpp>
 #include <caf/actor_system_config.hpp>
 #include <caf/scoped_actor.hpp>
 #include <zmq.hpp>
 
 #include "function_pool.hpp"
+#include "metrics.hpp"
 #include "span_sink.hpp"
 #include "supervision.hpp"
 #include "server.hpp"
@@ -54,6 +56,9 @@ struct node::impl {
   std::unique_ptr<broker::server> embedded;
   std::unique_ptr<plexus::client> conn;
   std::unique_ptr<detail::span_sink> spans; // after conn: goes before it
+  std::unique_ptr<httplib::Server> metrics; // GET /metrics, on its own thread
+  std::thread metrics_thread;
+  int metrics_port = 0;
   std::unique_ptr<caf::actor_system_config> cfg;
   std::unique_ptr<caf::actor_system> sys;
   caf::actor root;
@@ -132,6 +137,7 @@ struct node::impl {
     }
     conn = std::make_unique<plexus::client>(co);
     spans = std::make_unique<detail::span_sink>(*conn, conn->node_id(), opts.trace_sample);
+    if (opts.metrics_port != 0) serve_metrics();
     cfg = std::make_unique<caf::actor_system_config>();
     // CAF's work-stealing workers, when idle, spin (aggressive), then sleep
     // 50 us at a time up to 500 times (moderate), then wait on a condition
@@ -227,6 +233,32 @@ struct node::impl {
       throw std::runtime_error("the broker did not confirm the node's subscriptions within 10 s");
   }
 
+  void serve_metrics() {
+    metrics = std::make_unique<httplib::Server>();
+    metrics->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
+    });
+    metrics_port = opts.metrics_port < 0 ? metrics->bind_to_any_port("127.0.0.1")
+                                         : (metrics->bind_to_port("127.0.0.1", opts.metrics_port)
+                                              ? opts.metrics_port : -1);
+    if (metrics_port < 0) {
+      metrics.reset();
+      metrics_port = 0;
+      throw std::runtime_error("cannot serve metrics on 127.0.0.1:" + std::to_string(opts.metrics_port));
+    }
+    metrics_thread = std::thread([m = metrics.get()] { m->listen_after_bind(); });
+  }
+
+  void stop_metrics() {
+    if (!metrics) return;
+    metrics->stop();
+    if (metrics_thread.joinable()) metrics_thread.join();
+    metrics.reset();
+    metrics_port = 0;
+  }
+
+  [[nodiscard]] std::string metrics_text() const;
+
   void stop() {
     if (!started) return;
     started = false;
@@ -263,6 +295,7 @@ struct node::impl {
     sys->await_all_actors_done();
     sys.reset();
     cfg.reset();
+    stop_metrics();
     spans->stop(); // the last spans out, before the connection goes
     spans.reset();
     conn->flush(std::chrono::seconds{5}); // ACKs and UNSUBs out before BYE
@@ -319,6 +352,11 @@ node::node(int argc, const char* const* argv, std::vector<flag> extra)
                  "back to the broker")
     ->check(CLI::Range(0.0, 3600.0))
     ->capture_default_str();
+  int metrics_port = 0;
+  app.add_option("--metrics-port", metrics_port,
+                 "serve Prometheus metrics on http://127.0.0.1:PORT/metrics; 0 = off")
+    ->check(CLI::Range(0, 65535))
+    ->capture_default_str();
   double trace_sample = impl_->opts.trace_sample;
   app.add_option("--trace-sample", trace_sample,
                  "share of traces whose successful spans are published on $SYS.trace.<node>; "
@@ -343,6 +381,7 @@ node::node(int argc, const char* const* argv, std::vector<flag> extra)
                                                 : node_options::failure_policy::restart_service;
   impl_->opts.drain_timeout = std::chrono::milliseconds{static_cast<std::int64_t>(drain * 1000)};
   impl_->opts.trace_sample = trace_sample;
+  impl_->opts.metrics_port = metrics_port;
 }
 
 node::node(node_options opts) : impl_(std::make_unique<impl>()) { impl_->opts = std::move(opts); }
@@ -366,13 +405,79 @@ std::vector<function_stats> node::stats() const {
   std::vector<function_stats> out;
   for (auto& p : impl_->pools) {
     auto& c = *p.counters;
+    auto ns = [&](double q) { return static_cast<std::uint64_t>(c.duration.quantile(q) * 1e9); };
     out.push_back({p.service, p.function, c.ok, c.errors, c.crashes, c.restarts, c.rejected,
                    c.quarantined, c.recycled, c.escalations, c.revivals, c.stopped, c.instances,
                    c.live,
                    c.cold_starts, c.cold_start_ns_total, c.cold_start_ns_max, c.inits,
-                   c.init_ns_max});
+                   c.init_ns_max, c.duration.count(), ns(0.5), ns(0.99), ns(0.999)});
   }
   return out;
+}
+
+int node::metrics_port() const noexcept { return impl_->metrics_port; }
+
+std::string node::metrics_text() const { return impl_->metrics_text(); }
+
+// Prometheus names and conventions: counters end in _total, durations are
+// _seconds, one family per quantity with the function as labels.
+std::string node::impl::metrics_text() const {
+  observe::prometheus_text t;
+  auto each = [&](auto&& f) {
+    for (auto& p : pools) f(p, observe::labels{{"service", p.service}, {"function", p.function}});
+  };
+  t.family("plexus_function_invocations_total", "counter",
+           "Invocations of a function by how they ended (ok, error, rejected, crash).");
+  each([&](auto& p, observe::labels l) {
+    auto& c = *p.counters;
+    std::pair<const char*, std::uint64_t> by[] = {
+      {"ok", c.ok}, {"error", c.errors}, {"rejected", c.rejected}, {"crash", c.crashes}};
+    l.emplace_back("status", "");
+    for (auto& [status, n] : by) {
+      l.back().second = status;
+      t.sample("plexus_function_invocations_total", l, n);
+    }
+  });
+  struct counter {
+    const char* name;
+    const char* help;
+    std::atomic<std::uint64_t> detail::pool_counters::*field;
+  };
+  static constexpr counter counters[] = {
+    {"plexus_function_restarts_total", "Instances restarted after a crash.",
+     &detail::pool_counters::restarts},
+    {"plexus_function_dead_letters_total", "Messages quarantined on $DLQ as poison.",
+     &detail::pool_counters::quarantined},
+    {"plexus_function_cold_starts_total", "Messages that found the function at zero instances.",
+     &detail::pool_counters::cold_starts},
+    {"plexus_function_recycles_total", "Instances replaced because a sibling crashed.",
+     &detail::pool_counters::recycled},
+    {"plexus_function_escalations_total", "Times its service stopped past its restart intensity.",
+     &detail::pool_counters::escalations}};
+  for (auto& k : counters) {
+    t.family(k.name, "counter", k.help);
+    each([&](auto& p, const observe::labels& l) { t.sample(k.name, l, ((*p.counters).*k.field).load()); });
+  }
+  t.family("plexus_function_instances", "gauge", "Instances the function runs now (its target).");
+  each([&](auto& p, const observe::labels& l) {
+    t.sample("plexus_function_instances", l, std::uint64_t{p.counters->instances.load()});
+  });
+  t.family("plexus_function_duration_seconds", "histogram", "Handler durations, start to result.");
+  each([&](auto& p, const observe::labels& l) {
+    observe::write_histogram(t, "plexus_function_duration_seconds", l, p.counters->duration);
+  });
+  t.family("plexus_function_duration_quantile_seconds", "gauge",
+           "Handler duration quantiles (0.5, 0.99, 0.999), within 1%.");
+  each([&](auto& p, observe::labels l) {
+    l.emplace_back("quantile", "");
+    for (auto [q, text] : {std::pair{0.5, "0.5"}, std::pair{0.99, "0.99"}, std::pair{0.999, "0.999"}}) {
+      l.back().second = text;
+      t.sample("plexus_function_duration_quantile_seconds", l, p.counters->duration.quantile(q));
+    }
+  });
+  t.family("plexus_node_spans_dropped_total", "counter", "Spans dropped: the export queue was full.");
+  t.sample("plexus_node_spans_dropped_total", {}, spans ? spans->dropped() : std::uint64_t{0});
+  return t.str();
 }
 
 int node::run() {

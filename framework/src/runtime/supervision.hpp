@@ -24,6 +24,7 @@
 #include <caf/atom.hpp>
 #include <caf/fwd.hpp>
 
+#include "metrics.hpp"
 #include "plexus/node.hpp"
 #include "supervisor.hpp"
 
@@ -92,6 +93,7 @@ struct pool_counters {
   std::atomic<std::uint32_t> instances{0}, live{0}; // the target, and actors alive
   std::atomic<std::uint64_t> cold_starts{0}, cold_start_ns_total{0}, cold_start_ns_max{0};
   std::atomic<std::uint64_t> inits{0}, init_ns_max{0};
+  observe::latency_histogram duration; // handler start -> its result, every invocation
 };
 
 struct service_spec {
