@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <iostream>
 #include <iterator>
+#include <map>
 #include <mutex>
 #include <string>
 #include <cstdlib>
@@ -17,6 +18,7 @@
 #include <CLI/CLI.hpp>
 
 #include "plexus/client.hpp"
+#include "plexus/node.hpp"
 #include "plexus/trace.hpp"
 
 namespace {
@@ -210,6 +212,107 @@ int run_trace(const common& c, const std::string& id, bool all, ms wait, std::ui
   return 0;
 }
 
+// `plexus top`: every node's function stats ($SYS.node.<id>.stats, each
+// second) as one table, cluster-wide: rates from the last two snapshots.
+struct node_sample {
+  std::vector<plexus::function_stats> now, before;
+  std::chrono::steady_clock::time_point at{}, before_at{};
+};
+
+std::uint64_t handled(const plexus::function_stats& f) {
+  return f.ok + f.errors + f.rejected + f.crashes;
+}
+
+std::string top_table(const std::map<std::string, node_sample>& nodes) {
+  struct row {
+    double rate = 0;
+    std::uint64_t p50 = 0, p99 = 0, ok = 0, errors = 0, crashes = 0, rejected = 0, dlq = 0,
+                  restarts = 0, instances = 0, nodes = 0;
+  };
+  std::map<std::string, row> rows;
+  for (auto& [id, n] : nodes) {
+    double dt = std::chrono::duration<double>(n.at - n.before_at).count();
+    for (auto& f : n.now) {
+      auto& r = rows[f.service + "." + f.function];
+      for (auto& b : n.before)
+        if (dt > 0 && b.service == f.service && b.function == f.function)
+          r.rate += static_cast<double>(handled(f) - std::min(handled(f), handled(b))) / dt;
+      r.p50 = std::max(r.p50, f.duration_p50_ns);
+      r.p99 = std::max(r.p99, f.duration_p99_ns);
+      r.ok += f.ok;
+      r.errors += f.errors;
+      r.crashes += f.crashes;
+      r.rejected += f.rejected;
+      r.dlq += f.quarantined;
+      r.restarts += f.restarts;
+      r.instances += f.instances;
+      ++r.nodes;
+    }
+  }
+  auto millis = [](std::uint64_t ns) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.2f", static_cast<double>(ns) / 1e6);
+    return std::string{b};
+  };
+  std::string out;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-36s %5s %9s %9s %9s %9s %7s %7s %7s %7s %8s %4s\n",
+                "FUNCTION", "NODES", "RATE/s", "P50 ms", "P99 ms", "OK", "ERROR", "CRASH",
+                "REJECT", "DLQ", "RESTARTS", "INST");
+  out += line;
+  for (auto& [name, r] : rows) {
+    std::snprintf(line, sizeof line, "%-36s %5llu %9.0f %9s %9s %9llu %7llu %7llu %7llu %7llu %8llu %4llu\n",
+                  name.c_str(), static_cast<unsigned long long>(r.nodes), r.rate, millis(r.p50).c_str(),
+                  millis(r.p99).c_str(), static_cast<unsigned long long>(r.ok),
+                  static_cast<unsigned long long>(r.errors), static_cast<unsigned long long>(r.crashes),
+                  static_cast<unsigned long long>(r.rejected), static_cast<unsigned long long>(r.dlq),
+                  static_cast<unsigned long long>(r.restarts), static_cast<unsigned long long>(r.instances));
+    out += line;
+  }
+  return out;
+}
+
+int run_top(const common& c, bool once, ms interval) {
+  auto cl = c.connect();
+  std::mutex m;
+  std::map<std::string, node_sample> nodes;
+  std::uint64_t bad = 0;
+  cl.subscribe("$SYS.node.*.stats", [&](const plexus::message_view& v) {
+    auto id = std::string{v.topic.substr(10, v.topic.size() - 10 - 6)}; // $SYS.node.<id>.stats
+    std::vector<plexus::function_stats> stats;
+    std::lock_guard lock{m};
+    if (plexus::decode_payload(v.payload, stats)) {
+      ++bad; // not stats: counted, skipped
+      return;
+    }
+    auto& n = nodes[id];
+    n.before = std::move(n.now);
+    n.before_at = n.at;
+    n.now = std::move(stats);
+    n.at = std::chrono::steady_clock::now();
+  });
+  // Two snapshots per node give a rate: the first table after two seconds.
+  auto next = std::chrono::steady_clock::now() + std::max(interval, ms{2000});
+  while (!interrupted) {
+    std::this_thread::sleep_until(next); // the refresh period, not a wait for anything
+    next += interval;
+    std::lock_guard lock{m};
+    if (nodes.empty()) {
+      if (once) {
+        std::cerr << "plexus: no node published its stats ($SYS.node.*.stats)\n";
+        return 1;
+      }
+      continue;
+    }
+    if (!once) std::cout << "\033[H\033[2J"; // a live table: clear, redraw
+    std::cout << top_table(nodes);
+    if (bad) std::cout << bad << " stats payloads could not be read\n";
+    std::cout.flush();
+    if (once) return 0;
+  }
+  return 0;
+}
+
 // The dependency graph from the spans the nodes keep and those published
 // within --window: DOT (or Mermaid) on stdout, or a PNG through Graphviz.
 int run_graph(const common& c, ms window, const std::string& format, const std::string& png) {
@@ -312,6 +415,12 @@ int main(int argc, char** argv) {
     ->capture_default_str();
   graph->add_option("--png", graph_png, "render it to this PNG file with Graphviz");
 
+  auto* top = app.add_subcommand("top", "a live table of every function in the cluster (1 s refresh)");
+  bool top_once = false;
+  std::string top_interval = "1s";
+  top->add_flag("--once", top_once, "print one table (after two seconds: rates need two samples) and exit");
+  top->add_option("--interval", top_interval, "refresh period")->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -330,6 +439,7 @@ int main(int argc, char** argv) {
     if (*req) return run_req(c, req_topic, req_data, parse_duration(req_timeout));
     if (*trace) return run_trace(c, trace_id, trace_all, parse_duration(trace_wait), trace_count);
     if (*graph) return run_graph(c, parse_duration(graph_window), graph_format, graph_png);
+    if (*top) return run_top(c, top_once, parse_duration(top_interval));
   } catch (const CLI::ValidationError& e) {
     std::cerr << "plexus: " << e.what() << "\n";
     return 2;

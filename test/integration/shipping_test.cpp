@@ -284,6 +284,20 @@ BOOST_AUTO_TEST_CASE(plexus_trace_shows_an_order_s_way_through_the_chain) {
   char magic[4] = {};
   in.read(magic, 4);
   BOOST_TEST(std::string(magic + 1, 3) == "PNG"); // Graphviz rendered it
+
+  // plexus top --once: one row per function of the chain, from the node's stats.
+  spawn_options t;
+  t.args = {cli_bin, "--broker", b.endpoint(), "top", "--once"};
+  t.out = redirect::pipe;
+  child_process top{t};
+  BOOST_TEST(top.wait(default_wait).value_or(-1) == 0);
+  std::vector<std::string> rows;
+  while (auto line = top.read_line(0ms)) rows.push_back(*line);
+  BOOST_TEST_REQUIRE(rows.size() == 4u); // the header and three functions
+  BOOST_TEST(rows[0].find("FUNCTION") == 0u);
+  BOOST_TEST(rows[1].find("shipping.create-label") == 0u, rows[1]);
+  BOOST_TEST(rows[2].find("shipping.send-confirmation") == 0u, rows[2]);
+  BOOST_TEST(rows[3].find("shipping.validate-address") == 0u, rows[3]);
   BOOST_TEST(generator.terminate() == 0);
   BOOST_TEST(functions.terminate() == 0);
 }

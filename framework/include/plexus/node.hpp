@@ -403,6 +403,12 @@ struct function_stats {
   /// Handler durations (start -> result), within 1%: how many, and quantiles.
   std::uint64_t invocations = 0;
   std::uint64_t duration_p50_ns = 0, duration_p99_ns = 0, duration_p999_ns = 0;
+  /// Every node publishes its functions' stats each second on
+  /// `$SYS.node.<id>.stats` (a msgpack array of these maps): `plexus top`.
+  MSGPACK_DEFINE_MAP(service, function, ok, errors, crashes, restarts, rejected, quarantined,
+                     recycled, escalations, revivals, stopped, instances, live, cold_starts,
+                     cold_start_ns_total, cold_start_ns_max, inits, init_ns_max, invocations,
+                     duration_p50_ns, duration_p99_ns, duration_p999_ns)
 };
 
 /// A program's own flag, parsed with the node's: `--name VALUE` into *value

@@ -56,6 +56,10 @@ struct node::impl {
   std::unique_ptr<broker::server> embedded;
   std::unique_ptr<plexus::client> conn;
   std::unique_ptr<detail::span_sink> spans; // after conn: goes before it
+  std::thread stats_thread; // $SYS.node.<id>.stats every second
+  std::mutex stats_m;
+  std::condition_variable stats_cv;
+  bool stats_stop = false;
   std::unique_ptr<httplib::Server> metrics; // GET /metrics, on its own thread
   std::thread metrics_thread;
   int metrics_port = 0;
@@ -138,6 +142,7 @@ struct node::impl {
     conn = std::make_unique<plexus::client>(co);
     spans = std::make_unique<detail::span_sink>(*conn, conn->node_id(), opts.trace_sample);
     if (opts.metrics_port != 0) serve_metrics();
+    publish_stats();
     cfg = std::make_unique<caf::actor_system_config>();
     // CAF's work-stealing workers, when idle, spin (aggressive), then sleep
     // 50 us at a time up to 500 times (moderate), then wait on a condition
@@ -249,6 +254,31 @@ struct node::impl {
     metrics_thread = std::thread([m = metrics.get()] { m->listen_after_bind(); });
   }
 
+  // The functions' stats each second, for `plexus top` anywhere in the cluster.
+  void publish_stats() {
+    stats_stop = false;
+    stats_thread = std::thread([this] {
+      auto topic = "$SYS.node." + conn->node_id() + ".stats";
+      std::unique_lock lock{stats_m};
+      while (!stats_cv.wait_for(lock, std::chrono::seconds{1}, [&] { return stats_stop; })) {
+        lock.unlock();
+        conn->publish(topic, encode_payload(snapshot()));
+        lock.lock();
+      }
+    });
+  }
+
+  void stop_stats() {
+    {
+      std::lock_guard lock{stats_m};
+      stats_stop = true;
+    }
+    stats_cv.notify_all();
+    if (stats_thread.joinable()) stats_thread.join();
+  }
+
+  [[nodiscard]] std::vector<function_stats> snapshot() const;
+
   void stop_metrics() {
     if (!metrics) return;
     metrics->stop();
@@ -262,6 +292,8 @@ struct node::impl {
   void stop() {
     if (!started) return;
     started = false;
+    stop_stats();   // threads of the node's own go first: they use the connection
+    stop_metrics();
     // Pools stop granting credit, hand back what never started, finish what
     // runs and ACK it; only then does the subscription go (an UNSUB first
     // would make the broker requeue work that is being finished here).
@@ -295,7 +327,6 @@ struct node::impl {
     sys->await_all_actors_done();
     sys.reset();
     cfg.reset();
-    stop_metrics();
     spans->stop(); // the last spans out, before the connection goes
     spans.reset();
     conn->flush(std::chrono::seconds{5}); // ACKs and UNSUBs out before BYE
@@ -401,9 +432,11 @@ plexus::client& node::client() {
   return *impl_->conn;
 }
 
-std::vector<function_stats> node::stats() const {
+std::vector<function_stats> node::stats() const { return impl_->snapshot(); }
+
+std::vector<function_stats> node::impl::snapshot() const {
   std::vector<function_stats> out;
-  for (auto& p : impl_->pools) {
+  for (auto& p : pools) {
     auto& c = *p.counters;
     auto ns = [&](double q) { return static_cast<std::uint64_t>(c.duration.quantile(q) * 1e9); };
     out.push_back({p.service, p.function, c.ok, c.errors, c.crashes, c.restarts, c.rejected,
