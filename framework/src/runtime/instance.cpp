@@ -41,13 +41,21 @@ std::uint64_t wall_ns() {
                                       .count());
 }
 
-// A span of this instance's function, with the item's ids.
-span make_span(instance_state& st, client& conn, const delivery& d, const char* kind) {
-  context ids{conn, d, &st.inv}; // the item's ids, made now if nothing asked before
+// A span of this instance's function that ends now, with the item's ids
+// (made now if nothing asked for them before).
+span make_span(instance_state& st, client& conn, const delivery& d, const char* kind,
+               std::uint64_t start_ns, span_status status, std::string cause, std::string callee) {
+  context ids{conn, d, &st.inv};
   (void)ids.span_id();
   span s;
   s.trace_id = std::string{ids.trace_id()};
   s.kind = kind;
+  s.node = conn.node_id();
+  s.start_ns = start_ns;
+  s.duration_ns = wall_ns() - start_ns;
+  s.status = status;
+  s.cause = std::move(cause);
+  s.callee = std::move(callee);
   if (st.inv.name) {
     auto dot = st.inv.name->find('.');
     s.service = st.inv.name->substr(0, dot);
@@ -113,17 +121,12 @@ void end_span(instance_state& st, client& conn, const delivery& d, const result<
   }
   // An ok span of a trace not sampled is never built.
   if (!st.inv.spans || (status == span_status::ok && !st.inv.sampled)) return;
-  auto s = make_span(st, conn, d, "invocation");
+  auto s = make_span(st, conn, d, "invocation", st.inv.start_ns, status, std::move(cause),
+                     std::move(callee));
   s.span_id = st.inv.span_id;
   s.parent_id = parent_span_of(d.traceparent);
-  s.node = conn.node_id();
   s.topic = std::string{d.topic};
   s.cold_start = st.inv.cold;
-  s.start_ns = st.inv.start_ns;
-  s.duration_ns = wall_ns() - st.inv.start_ns;
-  s.status = status;
-  s.cause = std::move(cause);
-  s.callee = std::move(callee);
   st.inv.spans->record(std::move(s), st.inv.sampled);
 }
 
@@ -164,16 +167,11 @@ void end_request_span(instance_state& st, client& conn, const delivery& d, const
     st.inv.request_callee = callee;
   }
   if (!st.inv.spans || (status == span_status::ok && !st.inv.sampled)) return;
-  auto s = make_span(st, conn, d, "request");
+  auto s = make_span(st, conn, d, "request", st.inv.request_start_ns, status, std::move(cause),
+                     std::move(callee));
   s.span_id = st.inv.request_span_id;
   s.parent_id = st.inv.span_id;
-  s.node = conn.node_id();
   s.topic = st.inv.request_topic;
-  s.start_ns = st.inv.request_start_ns;
-  s.duration_ns = wall_ns() - st.inv.request_start_ns;
-  s.status = status;
-  s.cause = std::move(cause);
-  s.callee = std::move(callee);
   st.inv.spans->record(std::move(s), st.inv.sampled);
 }
 
