@@ -134,6 +134,8 @@ std::vector<setting> settings() {
                    else if (v == "disconnect") c.server.core.slow_consumer = slow_consumer_policy::disconnect;
                    else throw config_error("--slow-consumer: expected drop or disconnect, got '" + v + "'");
                  }});
+  all.push_back(number<int>("metrics-port", "serve Prometheus metrics on http://127.0.0.1:PORT/metrics; 0 = off", 0, 65535,
+    [](cl& c) -> int& { return c.server.metrics_port; }));
   all.push_back(millis<std::int64_t, std::milli>("heartbeat-ms", "heartbeat interval", 10, 3'600'000,
     [](cl& c) -> milliseconds& { return c.server.core.heartbeat; }));
   all.push_back(number<std::uint32_t>("liveness", "missed heartbeats before a peer is dead", 1, 100,

@@ -1,15 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "server.hpp"
 
+#include "metrics.hpp"
+
 #include <malloc.h>
 #include <pthread.h>
 
 #include <chrono>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <unordered_map>
 #include <vector>
 
+#include <httplib.h>
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
@@ -46,11 +50,33 @@ struct server::impl {
     : opts(std::move(o)), owned(shared ? nullptr : std::make_unique<zmq::context_t>(1)),
       ctx(shared ? *shared : *owned), router(ctx, zmq::socket_type::router),
       bound(bind_router()), b(advertised(opts.core, bound)) {
+    if (opts.metrics_port != 0) bind_metrics();
     for (auto& ep : opts.peers) {
       if (ep == bound || ep == opts.listen) continue; // ourselves
       links.push_back(std::make_unique<link>());
       links.back()->endpoint = ep;
     }
+  }
+
+  // /metrics serves the last text the loop rendered (the core is the loop's).
+  void bind_metrics() {
+    http = std::make_unique<httplib::Server>();
+    http->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      std::lock_guard lock{metrics_m};
+      res.set_content(metrics_text, "text/plain; version=0.0.4; charset=utf-8");
+    });
+    metrics_port = opts.metrics_port < 0 ? http->bind_to_any_port("127.0.0.1")
+                   : http->bind_to_port("127.0.0.1", opts.metrics_port) ? opts.metrics_port : -1;
+    if (metrics_port < 0)
+      throw std::runtime_error("cannot serve metrics on 127.0.0.1:" + std::to_string(opts.metrics_port));
+  }
+
+  void render_metrics(time_point now) {
+    if (!http || now < next_metrics) return;
+    next_metrics = now + opts.core.stats_interval;
+    auto text = prometheus_metrics(b);
+    std::lock_guard lock{metrics_m};
+    metrics_text = std::move(text);
   }
 
   // Clients fail over to what WELCOME lists: with nothing configured, the
@@ -300,6 +326,13 @@ struct server::impl {
     if (!opts.quiet) spdlog::info("plexus-broker {} listening on {}", opts.core.id, bound);
     if (!opts.quiet && !links.empty())
       spdlog::info("plexus-broker {}: linking with {} peer(s)", opts.core.id, links.size());
+    std::thread http_thread;
+    if (http) {
+      render_metrics(wall_now());
+      http_thread = std::thread([this] { http->listen_after_bind(); });
+      if (!opts.quiet)
+        spdlog::info("plexus-broker {}: metrics on http://127.0.0.1:{}/metrics", opts.core.id, metrics_port);
+    }
     auto next_tick = wall_now();
     std::vector<zmq::message_t> parts;
     std::vector<zmq::pollitem_t> items;
@@ -332,8 +365,13 @@ struct server::impl {
       if (now >= next_tick) {
         b.tick(now);
         next_tick = b.next_tick();
+        render_metrics(now);
       }
       flush(now);
+    }
+    if (http) {
+      http->stop();
+      http_thread.join();
     }
     auto now = wall_now();
     b.shutdown(now);
@@ -366,6 +404,11 @@ struct server::impl {
   std::vector<conn_id> unreachable;
   bool blocked = false;
   std::vector<std::unique_ptr<link>> links;
+  std::unique_ptr<httplib::Server> http; // metrics
+  int metrics_port = 0;
+  std::mutex metrics_m;
+  std::string metrics_text;
+  time_point next_metrics{};
   std::unordered_map<conn_id, link*> conn_of_link;
   std::uint64_t monitors = 0;
 };
@@ -381,6 +424,8 @@ server::server(server_options opts, zmq::context_t* ctx)
 server::~server() { stop(); }
 
 const std::string& server::endpoint() const noexcept { return impl_->bound; }
+
+int server::metrics_port() const noexcept { return impl_->metrics_port; }
 
 void server::run(const std::atomic<bool>& stop) { impl_->run(stop); }
 

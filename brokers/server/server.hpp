@@ -44,6 +44,9 @@ struct server_options {
   std::vector<std::string> peers;
   std::chrono::milliseconds peer_retry_min{100};
   std::chrono::milliseconds peer_retry_max{2000};
+  /// Prometheus text on http://127.0.0.1:<port>/metrics, refreshed every
+  /// stats_interval: 0 = none, -1 = a free port (metrics_port() says which).
+  int metrics_port = 0;
 
   /// Bytes one batch frame may carry: max_pending_bytes / sndhwm (at least
   /// 4 KiB), so what ZeroMQ holds for a peer that stopped reading is
@@ -77,6 +80,8 @@ public:
 
   /// The endpoint actually bound (with the port picked for `:*`).
   [[nodiscard]] const std::string& endpoint() const noexcept;
+  /// The metrics port bound; 0 without one.
+  [[nodiscard]] int metrics_port() const noexcept;
 
   /// Serves until `stop` becomes true (checked at least every 50 ms), then
   /// says BYE to every client and returns.

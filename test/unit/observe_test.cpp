@@ -9,7 +9,7 @@
 #include <random>
 #include <vector>
 
-#include "metrics.hpp"
+#include "plexus/metrics.hpp"
 #include "plexus/trace.hpp"
 
 using namespace plexus;

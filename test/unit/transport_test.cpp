@@ -18,6 +18,7 @@
 #include <set>
 #include <thread>
 
+#include <httplib.h>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
@@ -767,6 +768,38 @@ BOOST_AUTO_TEST_CASE(flush_returns_once_everything_queued_is_on_the_socket) {
   for (int i = 0; i < 1000; ++i) c.publish("nobody", "x");
   BOOST_TEST(c.flush(5s));
   BOOST_TEST(c.stats().published == 1000u);
+}
+
+BOOST_AUTO_TEST_CASE(a_broker_serves_its_counters_and_connections_as_prometheus_text) {
+  zmq::context_t ctx{1};
+  broker::server_options so;
+  so.listen = "tcp://127.0.0.1:*";
+  so.core.id = "b9";
+  so.core.stats_interval = std::chrono::milliseconds{50}; // the text is rendered this often
+  so.metrics_port = -1;
+  so.quiet = true;
+  broker::server srv{so, &ctx};
+  srv.start();
+  BOOST_TEST_REQUIRE(srv.metrics_port() > 0);
+  client_options co;
+  co.endpoint = srv.endpoint();
+  co.node_id = "pubnode";
+  client c{co};
+  for (int i = 0; i < 4; ++i) c.publish("m.t", "x");
+  BOOST_TEST_REQUIRE(c.flush(5s));
+  httplib::Client http{"127.0.0.1", srv.metrics_port()};
+  waiter w;
+  std::string body;
+  // Rendered on the broker's loop every stats interval: wait for this traffic in it.
+  BOOST_TEST_REQUIRE(w.until([&] {
+    auto res = http.Get("/metrics");
+    body = res ? res->body : std::string{};
+    return body.find("plexus_broker_messages_in_total{broker=\"b9\"} 4\n") != std::string::npos;
+  }), body);
+  BOOST_TEST(body.find("# TYPE plexus_broker_messages_in_total counter\n") != std::string::npos);
+  BOOST_TEST(body.find("# TYPE plexus_broker_connections gauge\n") != std::string::npos);
+  BOOST_TEST(body.find("node=\"pubnode\"} 4\n") != std::string::npos, body); // its connection's count
+  srv.stop();
 }
 
 BOOST_AUTO_TEST_SUITE_END()

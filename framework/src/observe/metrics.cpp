@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "metrics.hpp"
+#include "plexus/metrics.hpp"
 
 #include <cmath>
 #include <cstdio>

@@ -17,7 +17,7 @@
 #include <zmq.hpp>
 
 #include "function_pool.hpp"
-#include "metrics.hpp"
+#include "plexus/metrics.hpp"
 #include "span_sink.hpp"
 #include "supervision.hpp"
 #include "server.hpp"

@@ -24,7 +24,7 @@
 #include <caf/atom.hpp>
 #include <caf/fwd.hpp>
 
-#include "metrics.hpp"
+#include "plexus/metrics.hpp"
 #include "plexus/node.hpp"
 #include "supervisor.hpp"
 

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
-// Metrics as data, CAF- and HTTP-free: a latency histogram whose
+// Metrics as data, CAF- and HTTP-free (nodes and brokers use it; so may
+// a program for metrics of its own): a latency histogram whose
 // quantiles are within 1% and whose record() is a few relaxed atomic adds
 // (any thread), and a writer of the Prometheus text exposition format
 // (https://prometheus.io/docs/instrumenting/exposition_formats/).

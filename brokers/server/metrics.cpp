@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "metrics.hpp"
+
+#include "plexus/metrics.hpp"
+
+namespace plexus::broker {
+
+std::string prometheus_metrics(const core& b) {
+  observe::prometheus_text t;
+  const auto& id = b.settings().id;
+  const observe::labels l{{"broker", id}};
+  const auto& c = b.stats();
+  struct counter {
+    const char* name;
+    const char* help;
+    std::uint64_t value;
+  };
+  const counter counters[] = {
+    {"plexus_broker_messages_in_total", "Messages accepted from publishers and peers.", c.msgs_in},
+    {"plexus_broker_messages_out_total", "Messages queued for subscribers.", c.msgs_out},
+    {"plexus_broker_bytes_in_total", "Payload bytes accepted.", c.bytes_in},
+    {"plexus_broker_bytes_out_total", "Payload bytes queued for subscribers.", c.bytes_out},
+    {"plexus_broker_bad_frames_total", "Frames that did not decode or broke the protocol.", c.bad_frames},
+    {"plexus_broker_slow_consumer_drops_total", "Messages dropped for a full subscriber queue.", c.slow_consumer_drops},
+    {"plexus_broker_group_queue_drops_total", "Messages dropped for a full queue group.", c.group_queue_drops},
+    {"plexus_broker_expired_total", "Messages dropped past their deadline.", c.expired},
+    {"plexus_broker_no_responders_total", "Requests that matched no subscriber.", c.no_responders},
+    {"plexus_broker_duplicates_total", "Publishes dropped as duplicates by msg id.", c.duplicates},
+    {"plexus_broker_acks_total", "Deliveries acknowledged.", c.acks},
+    {"plexus_broker_nacks_total", "Deliveries refused by their consumer.", c.nacks},
+    {"plexus_broker_redeliveries_total", "Deliveries made again.", c.redeliveries},
+    {"plexus_broker_ack_timeouts_total", "Deliveries not acknowledged in time.", c.ack_timeouts},
+    {"plexus_broker_dead_letters_total", "Messages dead-lettered.", c.dead_letters},
+    {"plexus_broker_confirms_total", "Publisher confirms sent.", c.confirms},
+    {"plexus_broker_forwarded_total", "Messages forwarded to peer brokers.", c.forwarded},
+    {"plexus_broker_forwards_in_total", "Messages forwarded here by peers.", c.forwards_in},
+    {"plexus_broker_rerouted_total", "Forwards routed again after a peer was lost or returned them.", c.rerouted},
+    {"plexus_broker_peer_links_lost_total", "Links to peer brokers lost.", c.peer_links_lost},
+    {"plexus_broker_heartbeat_timeouts_total", "Connections dropped for silence.", c.heartbeat_timeouts},
+  };
+  for (auto& k : counters) {
+    t.family(k.name, "counter", k.help);
+    t.sample(k.name, l, k.value);
+  }
+  auto g = b.current();
+  const counter gauges[] = {
+    {"plexus_broker_connections", "Open connections (clients and peer links).", g.connections},
+    {"plexus_broker_subscriptions", "Subscriptions.", g.subscriptions},
+    {"plexus_broker_groups", "Queue groups.", g.groups},
+    {"plexus_broker_pending_messages", "Messages queued for connections.", g.pending_msgs},
+    {"plexus_broker_group_queued_messages", "Messages waiting in queue groups for credit.", g.group_queued},
+    {"plexus_broker_unacked_messages", "Deliveries awaiting an ACK.", g.unacked},
+    {"plexus_broker_peers", "Peer brokers with a live link.", g.peers},
+    {"plexus_broker_forwards_unsettled", "Forwards awaiting the peer's outcome.", g.forwards_unsettled},
+  };
+  for (auto& k : gauges) {
+    t.family(k.name, "gauge", k.help);
+    t.sample(k.name, l, k.value);
+  }
+  auto conns = b.connections();
+  t.family("plexus_connection_messages_in_total", "counter", "Messages a connection published.");
+  for (auto& cs : conns) {
+    auto cid = std::to_string(cs.id);
+    t.sample("plexus_connection_messages_in_total", {{"broker", id}, {"conn", cid}, {"node", cs.node}}, cs.msgs_in);
+  }
+  t.family("plexus_connection_messages_out_total", "counter", "Messages sent to a connection.");
+  for (auto& cs : conns) {
+    auto cid = std::to_string(cs.id);
+    t.sample("plexus_connection_messages_out_total", {{"broker", id}, {"conn", cid}, {"node", cs.node}}, cs.msgs_out);
+  }
+  t.family("plexus_connection_pending_messages", "gauge", "Messages queued for a connection.");
+  for (auto& cs : conns) {
+    auto cid = std::to_string(cs.id);
+    t.sample("plexus_connection_pending_messages", {{"broker", id}, {"conn", cid}, {"node", cs.node}},
+             std::uint64_t{cs.pending_msgs});
+  }
+  t.family("plexus_connection_unacked_messages", "gauge", "Deliveries to a connection awaiting an ACK.");
+  for (auto& cs : conns) {
+    auto cid = std::to_string(cs.id);
+    t.sample("plexus_connection_unacked_messages", {{"broker", id}, {"conn", cid}, {"node", cs.node}},
+             std::uint64_t{cs.unacked});
+  }
+  return t.str();
+}
+
+} // namespace plexus::broker
