@@ -109,6 +109,16 @@ std::string_view output::payload() const noexcept {
   return kind == wire::op::msg || kind == wire::op::fwd ? msg->payload : std::string_view{};
 }
 
+void output::encode_header(std::string& out) const {
+  if (kind == wire::op::msg) wire::encode_msg_header(sid, msg->encoded, seq, delivery, out);
+  else wire::encode_header(header(), out);
+}
+
+void output::add_to(wire::batch_writer& w) const {
+  if (kind == wire::op::msg) w.add_msg(sid, msg->encoded, seq, delivery, msg->payload);
+  else w.add(header(), payload());
+}
+
 core::core(config cfg) : s_(std::make_unique<state>(std::move(cfg), *this)) {}
 core::~core() = default;
 

@@ -93,6 +93,11 @@ struct output {
 
   [[nodiscard]] wire::header header() const;
   [[nodiscard]] std::string_view payload() const noexcept;
+  /// Appends the encoding of header() to `out`; a MSG's is built around
+  /// the fields its message encoded once for all its deliveries.
+  void encode_header(std::string& out) const;
+  /// Adds header and payload to a batch frame, as encode_header does.
+  void add_to(wire::batch_writer& w) const;
 };
 
 struct counters {

@@ -36,26 +36,25 @@ struct with_tail {
 std::shared_ptr<message> message::copy_of(const wire::header& h, std::string_view payload,
                                           std::string_view extra_headers,
                                           std::uint32_t extra_count) {
-  auto headers = extra_headers.empty() ? h.headers.raw() : extra_headers;
-  auto count = extra_headers.empty() ? h.headers.size() : extra_count;
-  std::string_view parts[6] = {h.topic, h.msg_id, h.reply_to, h.traceparent, headers, payload};
-  std::size_t total = 0;
-  for (auto& p : parts) total += p.size();
+  // Its strings are kept as its MSGs say them, encoded once for all its
+  // deliveries; the views point into those bytes.
+  wire::msg_fields fields{h.topic, h.msg_id, h.reply_to, h.traceparent,
+                          extra_headers.empty() ? h.headers
+                                                : wire::string_map_view{extra_headers, extra_count},
+                          h.deadline_ns};
   char* tail = nullptr;
-  auto m = std::allocate_shared<message>(with_tail<message>{total, &tail});
-  std::string_view views[6];
-  for (int i = 0; i < 6; ++i) {
-    if (!parts[i].empty()) std::memcpy(tail, parts[i].data(), parts[i].size());
-    views[i] = {tail, parts[i].size()};
-    tail += parts[i].size();
-  }
-  m->topic = views[0];
-  m->msg_id = views[1];
-  m->reply_to = views[2];
-  m->traceparent = views[3];
-  m->headers = wire::string_map_view{views[4], count};
-  m->payload = views[5];
+  auto m = std::allocate_shared<message>(
+    with_tail<message>{wire::encoded_size(fields) + payload.size(), &tail});
+  m->encoded = wire::encode_msg_fields(fields, tail);
+  m->topic = fields.topic;
+  m->msg_id = fields.msg_id;
+  m->reply_to = fields.reply_to;
+  m->traceparent = fields.traceparent;
+  m->headers = fields.headers;
   m->deadline_ns = h.deadline_ns;
+  tail += m->encoded.bytes.size();
+  if (!payload.empty()) std::memcpy(tail, payload.data(), payload.size());
+  m->payload = {tail, payload.size()};
   return m;
 }
 

@@ -21,14 +21,18 @@
 
 namespace plexus::broker {
 
-/// A published message, stored once and shared by every delivery. All its
-/// strings live in the same allocation, right after it (see copy_of).
+/// A published message, stored once and shared by every delivery. Its
+/// bytes live in the same allocation, right after it: its MSG fields,
+/// encoded once (the views point into them), then the payload (copy_of).
 struct peer;
 
 struct message : std::enable_shared_from_this<message> {
   std::string_view topic, msg_id, reply_to, traceparent, payload;
   wire::string_map_view headers;
   std::uint64_t deadline_ns = 0;
+  // The fields above as every MSG of it says them: each delivery's header
+  // only adds its sid, seq and delivery count.
+  wire::encoded_msg_fields encoded;
   // Publisher confirms: CONFIRM goes to `confirm_to` once every
   // at-least-once delivery is settled.
   conn_id confirm_to = 0;

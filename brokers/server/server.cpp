@@ -202,27 +202,30 @@ struct server::impl {
   }
 
   // A message from a client or a peer's link (through the ROUTER, which
-  // prepends the routing id) or from one of our links (`skip` 0).
-  void handle(conn_id c, std::vector<zmq::message_t>& parts, std::size_t skip, time_point now) {
-    if (parts.size() <= skip) return;
+  // prepends the routing id) or from one of our links (`skip` 0). Returns
+  // how many envelopes it carried (a bad frame counts as one).
+  std::size_t handle(conn_id c, std::vector<zmq::message_t>& parts, std::size_t skip,
+                     time_point now) {
+    if (parts.size() <= skip) return 1;
     std::string_view first{static_cast<const char*>(parts[skip].data()), parts[skip].size()};
     if (parts.size() == skip + 1 && wire::is_batch_frame(first)) {
       auto err = wire::decode_batch(first, opts.core.limits, batch);
       if (err) {
         b.reject(c, err, now);
-        return;
+        return 1;
       }
       for (auto& e : batch) b.receive(c, e, now);
-      return;
+      return batch.size();
     }
     frames.clear();
     for (std::size_t i = skip; i < parts.size(); ++i)
       frames.emplace_back(static_cast<const char*>(parts[i].data()), parts[i].size());
     if (auto err = wire::decode_message(frames, opts.core.limits, entry)) {
       b.reject(c, err, now);
-      return;
+      return 1;
     }
     b.receive(c, entry, now);
+    return 1;
   }
 
   // Sends as many of `outs` as the peer takes; a batch when there are
@@ -261,7 +264,7 @@ struct server::impl {
   // `routing` is the ROUTER's id for the peer; null on a link's DEALER.
   bool send_single(zmq::socket_t& sock, const std::string* routing, const output& o) {
     scratch.clear();
-    wire::encode_header(o.header(), scratch);
+    o.encode_header(scratch);
     bool with_payload = wire::carries_payload(o.kind);
     auto more = zmq::send_flags::sndmore | zmq::send_flags::dontwait;
     if (routing && !sock.send(zmq::buffer(*routing), more)) return false;
@@ -282,7 +285,7 @@ struct server::impl {
     std::size_t n = 0;
     while (n < outs.size() && n < opts.batch_max
            && (n == 0 || w.bytes() + outs[n].payload().size() + 64 <= max_bytes)) {
-      w.add(outs[n].header(), outs[n].payload());
+      outs[n].add_to(w);
       ++n;
     }
     w.finish();
@@ -353,13 +356,20 @@ struct server::impl {
         if (e.num() != EINTR) throw;
       }
       now = wall_now();
-      // Read what is there (bounded, so timers and sends keep their turn).
-      for (int i = 0; i < 4096; ++i) {
+      // Read what is there, bounded in envelopes (a batch frame holds
+      // hundreds), so timers keep their turn. What an input gives a
+      // connection goes out at once, not once the rest is read: behind a
+      // publisher's flood, a CREDIT's deliveries waited for thousands of
+      // PUBs while the subscriber's pool ran dry. (While a connection's
+      // queue is blocked, once a turn: its batch would be built in vain.)
+      for (std::size_t envelopes = 0; envelopes < 4096;) {
         parts.clear();
         auto got = zmq::recv_multipart(router, std::back_inserter(parts),
                                        zmq::recv_flags::dontwait);
         if (!got) break;
-        if (parts.size() >= 2) handle(id_of(parts[0]), parts, 1, now); // the id comes first
+        // The routing id comes first.
+        envelopes += parts.size() >= 2 ? handle(id_of(parts[0]), parts, 1, now) : 1;
+        if (!blocked && b.has_output()) flush(now);
       }
       for (auto& l : links) receive_link(*l, parts, now);
       if (now >= next_tick) {

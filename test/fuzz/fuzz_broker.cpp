@@ -98,7 +98,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   core.tick(now);
   input in{data, size};
   std::vector<wire::entry> batch;
-  std::string storage, encoded, check_bytes;
+  std::string storage, encoded, check_bytes, shell_bytes;
   constexpr std::size_t conns = 4;
 
   auto flush = [&](std::size_t budget) {
@@ -111,6 +111,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         auto err = wire::decode_header(check_bytes, {}, back);
         PLEXUS_FUZZ_CHECK((err.ok()) && "the core produced an envelope that does not decode");
         PLEXUS_FUZZ_CHECK((back.kind == outs[i].kind) && "op changed in the round trip");
+        shell_bytes.clear();
+        outs[i].encode_header(shell_bytes);
+        PLEXUS_FUZZ_CHECK((shell_bytes == check_bytes)
+                          && "the shell's encoding is not encode_header's");
       }
       return n;
     });

@@ -68,6 +68,32 @@ BOOST_AUTO_TEST_CASE(a_mixed_batch_round_trips_in_order) {
   BOOST_TEST(out[3].payload.data() + 300 <= frame.data() + frame.size());
 }
 
+BOOST_AUTO_TEST_CASE(a_msg_added_from_shared_fields_is_the_msg_added_from_its_header) {
+  msg_fields shared;
+  shared.topic = "orders.shipped";
+  shared.reply_to = "_INBOX.n1.7";
+  std::string room(encoded_size(shared), '\0');
+  auto encoded = encode_msg_fields(shared, room.data());
+  std::string fast, generic;
+  batch_writer a{fast}, b{generic};
+  a.begin();
+  b.begin();
+  for (std::uint64_t seq = 1; seq <= 3; ++seq) {
+    a.add_msg(9, encoded, seq, 1, "payload");
+    header h;
+    h.kind = op::msg;
+    h.sid = 9;
+    h.topic = "orders.shipped";
+    h.reply_to = "_INBOX.n1.7";
+    h.seq = seq;
+    h.delivery = 1;
+    b.add(h, "payload");
+  }
+  a.finish();
+  b.finish();
+  BOOST_TEST(fast == generic);
+}
+
 BOOST_AUTO_TEST_CASE(a_header_frame_is_not_a_batch_frame) {
   std::string h;
   encode_header(pub("a.b"), h);

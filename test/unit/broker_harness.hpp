@@ -182,8 +182,11 @@ public:
 private:
   void record(conn_id c, const broker::output& o) {
     BOOST_TEST_REQUIRE(o.to == c);
-    std::string bytes;
-    wire::encode_header(o.header(), bytes);
+    std::string bytes, generic;
+    o.encode_header(bytes);
+    wire::encode_header(o.header(), generic);
+    BOOST_TEST_REQUIRE(bytes == generic, "the shell's encoding of a " << wire::to_string(o.kind)
+                                         << " is not encode_header's");
     wire::header h;
     auto err = wire::decode_header(bytes, {}, h);
     BOOST_TEST_REQUIRE(err.ok(), "core produced a bad frame: " << wire::to_string(err));

@@ -170,6 +170,60 @@ BOOST_AUTO_TEST_CASE(every_op_round_trips_with_only_its_required_fields) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(a_msg_header_built_from_shared_fields_is_the_one_encode_header_writes) {
+  std::string storage;
+  const auto full = full_header(op::msg, storage);
+  const std::string long_reply_to = "_INBOX." + std::string(300, 'r'); // a str16
+  // Each shared field present or absent (the topic always: MSG requires
+  // it), with per-delivery values at zero and across msgpack's widths.
+  for (unsigned present = 0; present < 64; ++present) {
+    msg_fields shared;
+    shared.topic = full.topic;
+    if (present & 1) shared.msg_id = full.msg_id;
+    if (present & 2) shared.reply_to = full.reply_to;
+    if (present & 4) shared.headers = full.headers;
+    if (present & 8) shared.deadline_ns = full.deadline_ns;
+    if (present & 16) shared.traceparent = full.traceparent;
+    if (present & 32) shared.reply_to = long_reply_to;
+    std::string room(encoded_size(shared), '\0');
+    auto moved = shared;
+    auto encoded = encode_msg_fields(moved, room.data());
+    BOOST_TEST_REQUIRE(encoded.bytes.size() == room.size());
+    // The strings now live in `room`, and still say the same.
+    auto moved_to_room = [&](std::string_view was, std::string_view now) {
+      auto inside = now.data() >= room.data() && now.data() + now.size() <= room.data() + room.size();
+      return now == was && (now.empty() || inside);
+    };
+    BOOST_TEST(moved_to_room(shared.topic, moved.topic));
+    BOOST_TEST(moved_to_room(shared.msg_id, moved.msg_id));
+    BOOST_TEST(moved_to_room(shared.reply_to, moved.reply_to));
+    BOOST_TEST(moved_to_room(shared.traceparent, moved.traceparent));
+    BOOST_TEST(moved_to_room(shared.headers.raw(), moved.headers.raw()));
+    BOOST_TEST(moved.headers.size() == shared.headers.size());
+    for (std::uint32_t sid : {0u, 1u, 200u, 70'000u, 0xffffffffu})
+      for (std::uint64_t seq : {0ull, 5ull, 300ull, 1ull << 40})
+        for (std::uint32_t delivery : {0u, 1u, 128u}) {
+          BOOST_TEST_CONTEXT("fields " << present << " sid " << sid << " seq " << seq
+                                       << " delivery " << delivery) {
+            header h;
+            h.kind = op::msg;
+            h.sid = sid;
+            h.topic = shared.topic;
+            h.msg_id = shared.msg_id;
+            h.reply_to = shared.reply_to;
+            h.headers = shared.headers;
+            h.deadline_ns = shared.deadline_ns;
+            h.traceparent = shared.traceparent;
+            h.seq = seq;
+            h.delivery = delivery;
+            std::string fast = "prefix";
+            encode_msg_header(sid, encoded, seq, delivery, fast);
+            BOOST_TEST(fast == "prefix" + encode(h));
+          }
+        }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(decoded_views_point_into_the_frame_without_copying) {
   std::string storage;
   auto bytes = encode(full_header(op::pub, storage));

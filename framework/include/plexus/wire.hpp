@@ -273,6 +273,34 @@ struct entry {
 /// Appends the encoded header to `out`.
 void encode_header(const header& h, std::string& out);
 
+/// What every MSG of one message says besides its sid, seq and delivery
+/// count. A broker sends a message to many subscribers, or again: it
+/// encodes these once (encode_msg_fields), and each MSG header only adds
+/// its own fields around them (encode_msg_header).
+struct msg_fields {
+  std::string_view topic, msg_id, reply_to, traceparent;
+  string_map_view headers;
+  std::uint64_t deadline_ns = 0;
+};
+
+/// msg_fields encoded, as they sit inside a MSG header.
+struct encoded_msg_fields {
+  std::string_view bytes;
+  std::uint32_t count = 0; // header fields in `bytes`
+};
+
+/// The bytes encode_msg_fields writes for `f`.
+[[nodiscard]] std::size_t encoded_size(const msg_fields& f) noexcept;
+/// Encodes `f` at `out` (encoded_size(f) bytes of room) and points its
+/// strings and headers at their copies there: who keeps the bytes needs
+/// no other copy. The result views `out`.
+encoded_msg_fields encode_msg_fields(msg_fields& f, char* out);
+/// Appends a MSG header: byte for byte what encode_header writes for a MSG
+/// with this sid, seq and delivery count, the fields encoded in `shared`,
+/// and no other field.
+void encode_msg_header(std::uint32_t sid, const encoded_msg_fields& shared, std::uint64_t seq,
+                       std::uint32_t delivery, std::string& out);
+
 /// Builds a batch frame in `out`: begin(), add() per entry, finish().
 /// A lone message should go out as a plain header + payload instead: a
 /// batch is for when a queue already holds several.
@@ -281,6 +309,9 @@ public:
   explicit batch_writer(std::string& out) noexcept : out_(out) {}
   void begin();
   void add(const header& h, std::string_view payload);
+  /// The same for a MSG, its header written by encode_msg_header.
+  void add_msg(std::uint32_t sid, const encoded_msg_fields& shared, std::uint64_t seq,
+               std::uint32_t delivery, std::string_view payload);
   /// The same for a header already encoded (by encode_header) as `kind`.
   void add_encoded(std::string_view header_bytes, op kind, std::string_view payload);
   /// Patches the entry count; the frame is complete after this.

@@ -394,6 +394,90 @@ void pack_sv(Packer& pk, std::string_view v) {
   pk.pack_str_body(v.data(), static_cast<std::uint32_t>(v.size()));
 }
 
+// Writes header fields at `at` (room reserved by the caller), each the one
+// way the encoder ever writes it: a 1-byte key, then the value in msgpack's
+// most compact form; a field only when its value is not zero, or when
+// `required`. encode_header and the MSG fast path (encode_msg_fields,
+// encode_msg_header) both write through it: the same fields give the same
+// bytes. Strings and maps come back as views of where they were written
+// (empty when not written).
+class field_writer {
+public:
+  explicit field_writer(char* at) noexcept : sink_{at}, pk_{sink_} {}
+  field_writer(const field_writer&) = delete; // pk_ refers to sink_
+  field_writer& operator=(const field_writer&) = delete;
+
+  [[nodiscard]] char* end() const noexcept { return sink_.p; }
+  [[nodiscard]] std::uint32_t fields() const noexcept { return fields_; }
+
+  void map(std::uint32_t n) { pk_.pack_map(n); }
+  void uint(field f, std::uint64_t v, bool required) {
+    if (v == 0 && !required) return;
+    key(f);
+    pk_.pack_uint64(v);
+  }
+  std::string_view str(field f, std::string_view v, bool required) {
+    if (v.empty() && !required) return {};
+    key(f);
+    pk_.pack_str(static_cast<std::uint32_t>(v.size()));
+    return body(v);
+  }
+  std::string_view bin(field f, std::string_view v, bool required) {
+    if (v.empty() && !required) return {};
+    key(f);
+    pk_.pack_bin(static_cast<std::uint32_t>(v.size()));
+    return body(v);
+  }
+  string_map_view strings(field f, const string_map_view& v, bool required) {
+    if (v.empty() && !required) return {};
+    key(f);
+    if (v.raw().empty()) {
+      pk_.pack_map(0);
+      return {};
+    }
+    return {body(v.raw()), v.size()};
+  }
+  void strings(field f, const string_list_view& v, bool required) {
+    if (v.empty() && !required) return;
+    key(f);
+    if (v.raw().empty()) pk_.pack_array(0);
+    else sink_.write(v.raw().data(), v.raw().size());
+  }
+  /// Fields another field_writer wrote, `count` of them.
+  void encoded(std::string_view bytes, std::uint32_t count) {
+    sink_.write(bytes.data(), bytes.size());
+    fields_ += count;
+  }
+
+private:
+  void key(field f) {
+    pk_.pack_uint8(static_cast<std::uint8_t>(f));
+    ++fields_;
+  }
+  std::string_view body(std::string_view v) {
+    auto* at = sink_.p;
+    if (!v.empty()) sink_.write(v.data(), v.size()); // an empty view's data may be null
+    return {at, v.size()};
+  }
+
+  cursor_sink sink_;
+  msgpack::packer<cursor_sink> pk_;
+  std::uint32_t fields_ = 0;
+};
+
+// The sizes field_writer's values take (msgpack-c's packer picks the same).
+constexpr std::size_t uint_bytes(std::uint64_t v) noexcept {
+  return v < 0x80 ? 1 : v <= 0xff ? 2 : v <= 0xffff ? 3 : v <= 0xffffffff ? 5 : 9;
+}
+constexpr std::size_t str_bytes(std::size_t n) noexcept {
+  return n + (n < 32 ? 1 : n <= 0xff ? 2 : n <= 0xffff ? 3 : 5);
+}
+constexpr std::size_t bin_bytes(std::size_t n) noexcept {
+  return n + (n <= 0xff ? 2 : n <= 0xffff ? 3 : 5);
+}
+
+constexpr bool requires_field(op o, field f) noexcept { return (required(o) & bit(f)) != 0; }
+
 } // namespace
 
 string_map_view pack_string_map(
@@ -419,8 +503,8 @@ string_list_view pack_string_list(const std::vector<std::string_view>& items, st
 }
 
 void encode_header(const header& h, std::string& out) {
-  const auto req = required(h.kind);
-  auto want = [&](field f, bool nonzero) { return nonzero || (req & bit(f)); };
+  auto must = [&](field f) { return requires_field(h.kind, f); };
+  auto want = [&](field f, bool nonzero) { return nonzero || must(f); };
   // Count first: the map header comes before the fields.
   std::uint32_t n = 2;
   n += want(field::sid, h.sid != 0);
@@ -456,58 +540,87 @@ void encode_header(const header& h, std::string& out) {
                             + h.brokers.raw().size();
   const auto start = out.size();
   out.resize(start + bound);
-  cursor_sink sink{out.data() + start};
-  msgpack::packer<cursor_sink> pk{sink};
-  pk.pack_map(n);
-  auto key = [&](field f) { pk.pack_uint8(static_cast<std::uint8_t>(f)); };
-  auto uint_field = [&](field f, std::uint64_t v) {
-    if (want(f, v != 0)) { key(f); pk.pack_uint64(v); }
+  field_writer w{out.data() + start};
+  w.map(n);
+  w.uint(field::version, h.version, true);
+  w.uint(field::op, static_cast<std::uint8_t>(h.kind), true);
+  w.uint(field::sid, h.sid, must(field::sid));
+  w.str(field::topic, h.topic, must(field::topic));
+  w.str(field::queue, h.queue, must(field::queue));
+  w.bin(field::msg_id, h.msg_id, must(field::msg_id));
+  w.str(field::reply_to, h.reply_to, must(field::reply_to));
+  w.strings(field::headers, h.headers, must(field::headers));
+  w.uint(field::deadline, h.deadline_ns, must(field::deadline));
+  w.str(field::traceparent, h.traceparent, must(field::traceparent));
+  w.uint(field::flags, h.flags, must(field::flags));
+  w.uint(field::seq, h.seq, must(field::seq));
+  w.uint(field::delivery, h.delivery, must(field::delivery));
+  w.uint(field::credit, h.credit, must(field::credit));
+  w.uint(field::ack_mode, static_cast<std::uint64_t>(h.ack), must(field::ack_mode));
+  w.uint(field::ack_wait, h.ack_wait_ms, must(field::ack_wait));
+  w.uint(field::max_deliver, h.max_deliver, must(field::max_deliver));
+  w.uint(field::action, static_cast<std::uint64_t>(h.action), must(field::action));
+  w.uint(field::delay, h.delay_ms, must(field::delay));
+  w.uint(field::code, h.code, must(field::code));
+  w.str(field::text, h.text, must(field::text));
+  w.str(field::node, h.node, must(field::node));
+  w.uint(field::heartbeat, h.heartbeat_ms, must(field::heartbeat));
+  w.strings(field::brokers, h.brokers, must(field::brokers));
+  w.uint(field::max_payload, h.max_payload, must(field::max_payload));
+  w.uint(field::count, h.count, must(field::count));
+  assert(w.fields() == n);
+  assert(static_cast<std::size_t>(w.end() - out.data()) <= start + bound);
+  out.resize(static_cast<std::size_t>(w.end() - out.data()));
+}
+
+std::size_t encoded_size(const msg_fields& f) noexcept {
+  auto must = [](field k) { return requires_field(op::msg, k); };
+  std::size_t n = 0;
+  auto add = [&](field k, bool nonzero, std::size_t value_bytes) {
+    if (nonzero || must(k)) n += 1 + value_bytes;
   };
-  auto str_field = [&](field f, std::string_view v) {
-    if (want(f, !v.empty())) { key(f); pack_sv(pk, v); }
-  };
-  key(field::version);
-  pk.pack_uint32(h.version);
-  key(field::op);
-  pk.pack_uint8(static_cast<std::uint8_t>(h.kind));
-  uint_field(field::sid, h.sid);
-  str_field(field::topic, h.topic);
-  str_field(field::queue, h.queue);
-  if (want(field::msg_id, !h.msg_id.empty())) {
-    key(field::msg_id);
-    pk.pack_bin(static_cast<std::uint32_t>(h.msg_id.size()));
-    pk.pack_bin_body(h.msg_id.data(), static_cast<std::uint32_t>(h.msg_id.size()));
-  }
-  str_field(field::reply_to, h.reply_to);
-  if (want(field::headers, !h.headers.empty())) {
-    key(field::headers);
-    if (h.headers.raw().empty()) pk.pack_map(0);
-    else sink.write(h.headers.raw().data(), h.headers.raw().size());
-  }
-  uint_field(field::deadline, h.deadline_ns);
-  str_field(field::traceparent, h.traceparent);
-  uint_field(field::flags, h.flags);
-  uint_field(field::seq, h.seq);
-  uint_field(field::delivery, h.delivery);
-  uint_field(field::credit, h.credit);
-  uint_field(field::ack_mode, static_cast<std::uint64_t>(h.ack));
-  uint_field(field::ack_wait, h.ack_wait_ms);
-  uint_field(field::max_deliver, h.max_deliver);
-  uint_field(field::action, static_cast<std::uint64_t>(h.action));
-  uint_field(field::delay, h.delay_ms);
-  uint_field(field::code, h.code);
-  str_field(field::text, h.text);
-  str_field(field::node, h.node);
-  uint_field(field::heartbeat, h.heartbeat_ms);
-  if (want(field::brokers, !h.brokers.empty())) {
-    key(field::brokers);
-    if (h.brokers.raw().empty()) pk.pack_array(0);
-    else sink.write(h.brokers.raw().data(), h.brokers.raw().size());
-  }
-  uint_field(field::max_payload, h.max_payload);
-  uint_field(field::count, h.count);
-  assert(static_cast<std::size_t>(sink.p - out.data()) <= start + bound);
-  out.resize(static_cast<std::size_t>(sink.p - out.data()));
+  add(field::topic, !f.topic.empty(), str_bytes(f.topic.size()));
+  add(field::msg_id, !f.msg_id.empty(), bin_bytes(f.msg_id.size()));
+  add(field::reply_to, !f.reply_to.empty(), str_bytes(f.reply_to.size()));
+  add(field::headers, !f.headers.empty(), f.headers.raw().empty() ? 1 : f.headers.raw().size());
+  add(field::deadline, f.deadline_ns != 0, uint_bytes(f.deadline_ns));
+  add(field::traceparent, !f.traceparent.empty(), str_bytes(f.traceparent.size()));
+  return n;
+}
+
+encoded_msg_fields encode_msg_fields(msg_fields& f, char* out) {
+  // In key order, between the sid and the seq: where encode_header puts them.
+  auto must = [](field k) { return requires_field(op::msg, k); };
+  field_writer w{out};
+  f.topic = w.str(field::topic, f.topic, must(field::topic));
+  f.msg_id = w.bin(field::msg_id, f.msg_id, must(field::msg_id));
+  f.reply_to = w.str(field::reply_to, f.reply_to, must(field::reply_to));
+  f.headers = w.strings(field::headers, f.headers, must(field::headers));
+  w.uint(field::deadline, f.deadline_ns, must(field::deadline));
+  f.traceparent = w.str(field::traceparent, f.traceparent, must(field::traceparent));
+  assert(static_cast<std::size_t>(w.end() - out) == encoded_size(f)); // same lengths
+  return {{out, static_cast<std::size_t>(w.end() - out)}, w.fields()};
+}
+
+void encode_msg_header(std::uint32_t sid, const encoded_msg_fields& shared, std::uint64_t seq,
+                       std::uint32_t delivery, std::string& out) {
+  auto must = [](field f) { return requires_field(op::msg, f); };
+  const auto n = 3 + shared.count + (seq != 0 || must(field::seq) ? 1u : 0u)
+                 + (delivery != 0 || must(field::delivery) ? 1u : 0u);
+  // Map header 5 bytes, version and op 2 each, sid 6, seq 10, delivery 6.
+  const std::size_t bound = 31 + shared.bytes.size();
+  const auto start = out.size();
+  out.resize(start + bound);
+  field_writer w{out.data() + start};
+  w.map(n);
+  w.uint(field::version, protocol_version, true);
+  w.uint(field::op, static_cast<std::uint8_t>(op::msg), true);
+  w.uint(field::sid, sid, must(field::sid));
+  w.encoded(shared.bytes, shared.count);
+  w.uint(field::seq, seq, must(field::seq));
+  w.uint(field::delivery, delivery, must(field::delivery));
+  assert(w.fields() == n);
+  out.resize(static_cast<std::size_t>(w.end() - out.data()));
 }
 
 void batch_writer::begin() {
@@ -521,6 +634,12 @@ void batch_writer::begin() {
 void batch_writer::add(const header& h, std::string_view payload) {
   encode_header(h, out_);
   add_payload(h.kind, payload);
+}
+
+void batch_writer::add_msg(std::uint32_t sid, const encoded_msg_fields& shared,
+                           std::uint64_t seq, std::uint32_t delivery, std::string_view payload) {
+  encode_msg_header(sid, shared, seq, delivery, out_);
+  add_payload(op::msg, payload);
 }
 
 void batch_writer::add_encoded(std::string_view header_bytes, op o, std::string_view payload) {
