@@ -18,10 +18,12 @@
 #include <thread>
 
 #include <zmq.hpp>
+#include <zmq_addon.hpp>
 
 #include "plexus/actor.hpp"
 #include "plexus/node.hpp"
 #include "plexus/trace.hpp"
+#include "plexus/wire.hpp"
 #include <httplib.h>
 #include <map>
 #include "server.hpp"
@@ -71,6 +73,115 @@ private:
     so.quiet = true;
     return so;
   }
+};
+
+/// A broker played by the test on a ROUTER: it welcomes every client,
+/// confirms what asks for it, hands the first acked queue-group
+/// subscription `count` deliveries in one batch, and counts the ACKs and
+/// CREDITs that come back.
+class scripted_broker {
+public:
+  explicit scripted_broker(std::uint32_t count) : count_(count) {
+    router_.set(zmq::sockopt::linger, 0);
+    router_.bind("tcp://127.0.0.1:*");
+    endpoint_ = router_.get(zmq::sockopt::last_endpoint);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~scripted_broker() {
+    stop_ = true;
+    thread_.join();
+  }
+  [[nodiscard]] const std::string& endpoint() const { return endpoint_; }
+
+  std::atomic<std::uint64_t> acked{0}, credits{0}, credit_envelopes{0}, bad_frames{0};
+
+private:
+  void serve() {
+    std::vector<zmq::message_t> parts;
+    std::vector<wire::entry> entries;
+    while (!stop_) {
+      zmq::pollitem_t items[] = {{router_.handle(), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 1, 10ms);
+      parts.clear();
+      while (zmq::recv_multipart(router_, std::back_inserter(parts), zmq::recv_flags::dontwait)) {
+        if (decode(parts, entries)) ++bad_frames;
+        else for (auto& e : entries) answer(parts[0], e.h);
+        parts.clear();
+      }
+    }
+  }
+  // A client's message after its routing id: a batch frame, or a header
+  // (and its payload).
+  static wire::decode_error decode(const std::vector<zmq::message_t>& parts,
+                                   std::vector<wire::entry>& out) {
+    std::vector<std::string_view> frames;
+    for (std::size_t i = 1; i < parts.size(); ++i) frames.push_back(parts[i].to_string_view());
+    if (frames.size() == 1 && wire::is_batch_frame(frames[0]))
+      return wire::decode_batch(frames[0], {}, out);
+    out.resize(1);
+    return wire::decode_message(frames, {}, out[0]);
+  }
+  void answer(const zmq::message_t& routing, const wire::header& h) {
+    switch (h.kind) {
+      case wire::op::hello: {
+        wire::header w;
+        w.kind = wire::op::welcome;
+        w.node = "scripted";
+        w.heartbeat_ms = 1000;
+        w.max_payload = wire::limits{}.max_payload_bytes;
+        send(routing, w);
+        break;
+      }
+      case wire::op::sub:
+        if (h.ack == wire::ack_mode::explicit_ack && !h.queue.empty() && !delivered_) {
+          delivered_ = true;
+          std::string frame;
+          wire::batch_writer b{frame};
+          b.begin();
+          for (std::uint32_t i = 1; i <= count_; ++i) {
+            wire::header m;
+            m.kind = wire::op::msg;
+            m.sid = h.sid;
+            m.topic = h.topic;
+            m.seq = i;
+            m.delivery = 1;
+            b.add(m, "x");
+          }
+          b.finish();
+          router_.send(zmq::buffer(routing.to_string_view()), zmq::send_flags::sndmore);
+          router_.send(zmq::buffer(frame));
+        }
+        break;
+      case wire::op::pub:
+        if (h.flags & wire::flag_confirm) { // the node's "up" announcement: start() waits for it
+          wire::header c;
+          c.kind = wire::op::confirm;
+          c.msg_id = h.msg_id;
+          send(routing, c);
+        }
+        break;
+      case wire::op::ack: acked += h.count > 1 ? h.count : 1; break;
+      case wire::op::credit:
+        ++credit_envelopes;
+        credits += h.credit;
+        break;
+      default: break;
+    }
+  }
+  void send(const zmq::message_t& routing, const wire::header& h) {
+    std::string bytes;
+    wire::encode_header(h, bytes);
+    router_.send(zmq::buffer(routing.to_string_view()), zmq::send_flags::sndmore);
+    router_.send(zmq::buffer(bytes));
+  }
+
+  std::uint32_t count_;
+  bool delivered_ = false;
+  zmq::context_t ctx_{1};
+  zmq::socket_t router_{ctx_, zmq::socket_type::router};
+  std::string endpoint_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
 };
 
 } // namespace
@@ -945,6 +1056,19 @@ BOOST_AUTO_TEST_CASE(a_node_serves_through_a_separate_broker_over_tcp) {
   BOOST_TEST(r.payload == "PLEXUS");
   n.stop();
   b.stop();
+}
+
+BOOST_AUTO_TEST_CASE(a_pool_that_runs_dry_gives_its_credit_back_in_one_credit) {
+  scripted_broker b{32}; // one batch: one run of the one instance
+  node n{node_options{.broker = b.endpoint(), .duration = {}}};
+  n.service("svc").function("fast").on("jobs").instances(1)
+    .handle([](std::string_view, context&) -> result<void> { return {}; });
+  n.start();
+  waiter w;
+  BOOST_TEST_REQUIRE(w.until([&] { return b.acked == 32u && b.credits == 32u; }));
+  BOOST_TEST(b.credit_envelopes == 1u); // not one per message
+  BOOST_TEST(b.bad_frames == 0u);
+  n.stop();
 }
 
 BOOST_AUTO_TEST_CASE(stopping_a_node_finishes_what_its_functions_run) {

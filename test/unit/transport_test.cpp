@@ -22,6 +22,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "outbox.hpp"
 #include "plexus/client.hpp"
 #include "waiter.hpp"
 #include "server.hpp"
@@ -800,6 +801,41 @@ BOOST_AUTO_TEST_CASE(a_broker_serves_its_counters_and_connections_as_prometheus_
   BOOST_TEST(body.find("# TYPE plexus_broker_connections gauge\n") != std::string::npos);
   BOOST_TEST(body.find("node=\"pubnode\"} 4\n") != std::string::npos, body); // its connection's count
   srv.stop();
+}
+
+BOOST_AUTO_TEST_CASE(a_sent_envelopes_buffer_goes_to_the_next_envelope_of_a_pushing_thread) {
+  detail::outbox box{16};
+  std::vector<detail::envelope> taken;
+  std::vector<std::string> sent;
+  auto push = [&](std::size_t bytes) {
+    detail::envelope e;
+    e.bytes = detail::envelope_buffer();
+    e.bytes.assign(bytes, 'x');
+    const auto* at = e.bytes.data();
+    box.push(std::move(e), false);
+    return at;
+  };
+  // The I/O thread takes an envelope, sends it and gives its buffer back.
+  auto* first = push(100);
+  box.take(taken, sent);
+  sent.push_back(std::move(taken.front().bytes));
+  taken.clear();
+  box.take(taken, sent);
+  BOOST_TEST(sent.empty());
+  // The thread's next push takes it in hand; its next envelope is in it.
+  push(100);
+  auto reused = detail::envelope_buffer();
+  BOOST_TEST(reused.empty());
+  BOOST_TEST(reused.data() == first);
+  BOOST_TEST(detail::envelope_buffer().capacity() < 100u); // one spare, now in use
+
+  // A large buffer is freed, not kept for the next envelope.
+  box.take(taken, sent);
+  taken.clear();
+  sent.push_back(std::string(std::size_t{1} << 20, 'x'));
+  box.take(taken, sent);
+  push(10);
+  BOOST_TEST(detail::envelope_buffer().capacity() < std::size_t{1} << 20);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

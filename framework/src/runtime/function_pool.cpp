@@ -64,6 +64,7 @@ struct pool_state {
   bool replace_retired = true; // false: a temporary function winding down
   std::uint32_t sid = 0;
   std::uint32_t owed_credit = 0; // finished messages not yet credited back
+  std::uint32_t owed_sid = 0;    // the subscription they came through
   bool crashed_since_ok = false; // the service hears of the next success
   bool stopping = false; // draining for a node stop
   bool stopped = false;  // escalated, or temporary with no instance left
@@ -177,9 +178,15 @@ void maybe_quit(pool_actor* self) {
   }
 }
 
+void give_credit(pool_actor* self) {
+  auto& s = self->state;
+  s.spec.conn->grant_credit(s.owed_sid, s.owed_credit);
+  s.owed_credit = 0;
+}
+
 // One message is finished: the broker may send one more. Credit goes back
 // in batches of a quarter of the prefetch (one CREDIT per message cost more
-// than the message), and at once when the pool has run dry.
+// than the message), and at once when the pool has run dry (credit_if_dry).
 void finished(pool_actor* self, const delivery& d) {
   auto& s = self->state;
   if (s.stopping || s.stopped) return;
@@ -187,12 +194,19 @@ void finished(pool_actor* self, const delivery& d) {
     --s.credit_debt;
     return;
   }
+  if (s.owed_credit > 0 && d.sid != s.owed_sid) give_credit(self); // an earlier subscription's
+  s.owed_sid = d.sid;
   ++s.owed_credit;
-  auto batch = std::max<std::uint32_t>(1, s.spec.fn->options().prefetch / 4);
-  if (s.owed_credit >= batch || (s.waiting.empty() && s.busy.empty())) {
-    s.spec.conn->grant_credit(d.sid, s.owed_credit);
-    s.owed_credit = 0;
-  }
+  if (s.owed_credit >= std::max<std::uint32_t>(1, s.spec.fn->options().prefetch / 4))
+    give_credit(self);
+}
+
+// After messages finished: a pool that has run dry gives back all it owes,
+// in one CREDIT. (Asked per finished message, a dry pool sent one CREDIT
+// per message of each run, and got its next messages one by one.)
+void credit_if_dry(pool_actor* self) {
+  auto& s = self->state;
+  if (s.owed_credit > 0 && s.waiting.empty() && s.busy.empty()) give_credit(self);
 }
 
 // The function stops taking work (escalated, or temporary and out of
@@ -397,6 +411,7 @@ void run_ended(pool_actor* self, const work_run_ptr& run, const std::optional<st
 
   if (run) settle_finished(self, *run);
   if (victim) settle_crashed(self, *victim, *why);
+  credit_if_dry(self);
   if (live && plan.escalate) {
     wind_down(self, "service stopped: past its restart intensity");
     self->send(s.spec.service_actor, escalate_atom::value, s.spec.index, *why, plan.intensity);
@@ -561,6 +576,7 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
       settle_finished(self, *run);
       freed(self, sender);
       dispatch(self);
+      credit_if_dry(self);
       maybe_quit(self);
     },
     // The last confirm of a deferred reliable invocation is in.
@@ -577,6 +593,7 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
         s.spec.conn->ack(d->sid, d->seq);
         finished(self, *d);
       }
+      credit_if_dry(self);
       maybe_quit(self);
     },
     // A restart after a backoff (the service's supervisor core decided).

@@ -102,6 +102,7 @@ detail::envelope client::impl::make_pub(std::string_view topic, std::string_view
   }
   envelope e;
   e.kind = wire::op::pub;
+  e.bytes = detail::envelope_buffer();
   e.bytes.reserve(last.header.size() + payload.size());
   e.bytes.append(last.header);
   e.header_size = static_cast<std::uint32_t>(last.header.size());

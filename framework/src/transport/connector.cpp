@@ -40,6 +40,7 @@ client::impl::impl(client_options o)
 client::impl::envelope client::impl::make(const wire::header& h, std::string_view payload) {
   envelope e;
   e.kind = h.kind;
+  e.bytes = detail::envelope_buffer();
   bool with_payload = wire::carries_payload(h.kind);
   e.bytes.reserve(64 + h.topic.size() + h.reply_to.size() + h.headers.raw().size()
                   + h.traceparent.size() + h.msg_id.size() + (with_payload ? payload.size() : 0));
@@ -193,7 +194,7 @@ client::impl::envelope client::impl::sub_envelope(std::uint32_t sid, const subsc
 
 void client::impl::drain_outbox() {
   taken.clear();
-  box.take(taken);
+  box.take(taken, sent_buffers);
   std::uint64_t stale = 0;
   for (auto& e : taken) {
     if (e.settles() && e.session != session) {
@@ -246,6 +247,7 @@ void client::impl::send_pending() {
       auto& e = pending.front();
       if (!send_frames(e.header(), e.payload(), wire::carries_payload(e.kind))) break;
       sent += e.counted;
+      sent_buffers.push_back(std::move(e.bytes));
       pending.pop_front();
       continue;
     }
@@ -267,6 +269,7 @@ void client::impl::send_pending() {
     w.finish();
     if (!sock->send(zmq::buffer(batch), zmq::send_flags::dontwait)) break;
     last_sent = steady::now();
+    for (std::size_t i = 0; i < n; ++i) sent_buffers.push_back(std::move(pending[i].bytes));
     pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(n));
     sent += counted;
   }
@@ -538,6 +541,10 @@ void client::impl::run() {
       if (e.num() != EINTR) throw;
     }
     drain_outbox();
+    // What is queued goes out before what arrived is handled: a pool's
+    // CREDIT (the broker's go-ahead for more) waited behind the batches
+    // of deliveries that came meanwhile.
+    if (sock) send_pending();
     if (sock) receive_all(); // what arrived before a disconnect still counts
     if (sock && (items[2].revents & ZMQ_POLLIN)) read_monitor();
     timers();

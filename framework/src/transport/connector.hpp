@@ -188,6 +188,7 @@ struct client::impl {
   std::string connected_to, last_welcomed;
   std::deque<envelope> pending;
   std::vector<envelope> taken;
+  std::vector<std::string> sent_buffers; // of sent envelopes: back to the outbox
   std::map<std::string, envelope, std::less<>> unconfirmed;
   std::unordered_map<std::uint64_t, std::pair<steady::time_point, reply_handler>> requests;
   std::vector<zmq::message_t> parts;

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -31,8 +32,8 @@ struct envelope_extras {
   std::chrono::steady_clock::time_point request_deadline{};
 };
 
-/// One encoded envelope: header and payload in one buffer (one allocation
-/// per publish), plus what the I/O thread must remember about it.
+/// One encoded envelope: header and payload in one buffer, plus what the
+/// I/O thread must remember about it.
 struct envelope {
   wire::op kind = wire::op::pub;
   std::uint32_t header_size = 0;
@@ -57,6 +58,21 @@ struct envelope {
   }
 };
 
+/// The calling thread's buffer for its next envelope, when it has one:
+/// push() hands it one the I/O thread has sent and given back (see take).
+/// A thread that keeps publishing reuses buffers; one allocated per publish
+/// and freed on the I/O thread took malloc's slow path on both threads.
+inline thread_local std::optional<std::string> spare_envelope_buffer;
+
+/// An empty buffer for a new envelope: the thread's spare, else a new one.
+inline std::string envelope_buffer() {
+  if (!spare_envelope_buffer) return {};
+  auto b = std::move(*spare_envelope_buffer);
+  spare_envelope_buffer.reset();
+  b.clear();
+  return b;
+}
+
 class outbox {
 public:
   explicit outbox(std::size_t limit) : limit_(limit), fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
@@ -79,6 +95,10 @@ public:
     e.counted = true;
     items_.push_back(std::move(e));
     ++pushed_;
+    if (!spare_envelope_buffer && !spares_.empty()) {
+      spare_envelope_buffer = std::move(spares_.back());
+      spares_.pop_back();
+    }
     lock.unlock();
     if (ring) {
       std::uint64_t one = 1;
@@ -87,13 +107,21 @@ public:
     return true;
   }
 
-  /// Moves everything queued into `out` (which is empty) and clears the bell.
-  void take(std::vector<envelope>& out) {
+  /// Moves everything queued into `out` (which is empty) and clears the
+  /// bell. Keeps buffers of sent envelopes from `sent` for push() to hand
+  /// out (small ones, a bounded number); `sent` is left empty.
+  void take(std::vector<envelope>& out, std::vector<std::string>& sent) {
     std::uint64_t count = 0;
     [[maybe_unused]] auto n = ::read(fd_, &count, sizeof count);
-    std::lock_guard lock{m_};
-    out.swap(items_);
-    not_full_.notify_all();
+    {
+      std::lock_guard lock{m_};
+      out.swap(items_);
+      for (auto& b : sent)
+        if (b.capacity() <= max_spare_bytes && spares_.size() < max_spares)
+          spares_.push_back(std::move(b));
+      not_full_.notify_all();
+    }
+    sent.clear(); // the rest are freed here, outside the lock
   }
 
   /// The I/O thread reports envelopes as written to the socket.
@@ -120,9 +148,13 @@ public:
   [[nodiscard]] int fd() const noexcept { return fd_; }
 
 private:
+  // Enough for what callers push while the I/O thread sends, at most 4 MiB.
+  static constexpr std::size_t max_spares = 1024, max_spare_bytes = 4096;
+
   std::mutex m_;
   std::condition_variable not_full_, drained_;
   std::vector<envelope> items_;
+  std::vector<std::string> spares_;
   std::size_t limit_;
   std::uint64_t pushed_ = 0, sent_ = 0;
   bool closed_ = false;
