@@ -5,7 +5,7 @@
 // each saying how it ended and, when it failed, why, derived from what
 // happened (the handler's result, its exception, its deadline, the reply
 // of the request it made) and never guessed. Nodes publish them in batches
-// on `$SYS.trace.<node>` (a msgpack array of spans); `plexus trace` reads
+// on `$SYS.trace.<node>` (compact msgpack, read by decode_spans); `plexus trace` reads
 // them. CAF-free.
 
 #include <cstdint>
@@ -14,8 +14,6 @@
 #include <utility>
 #include <string_view>
 #include <vector>
-
-#include <msgpack.hpp>
 
 namespace plexus {
 
@@ -43,8 +41,6 @@ struct span {
   span_status status = span_status::ok;
   std::string cause;  // why, for anything but ok
   std::string callee; // downstream: the "service.function" that failed
-  MSGPACK_DEFINE_MAP(trace_id, span_id, parent_id, kind, node, service, function, topic, msg_id,
-                     delivery, cold_start, start_ns, duration_ns, status, cause, callee)
 };
 
 /// The spans of one `$SYS.trace.<node>` payload; throws std::runtime_error
@@ -92,5 +88,3 @@ private:
 };
 
 } // namespace plexus
-
-MSGPACK_ADD_ENUM(plexus::span_status);

@@ -2,34 +2,49 @@
 #include "span_sink.hpp"
 
 #include <algorithm>
-#include <random>
 #include <chrono>
+#include <random>
 
 namespace plexus::detail {
 
 span_sink::span_sink(client& c, std::string node, double sample)
-  : c_(c), topic_("$SYS.trace." + node),
+  : c_(c), node_(std::move(node)), topic_("$SYS.trace." + node_),
     threshold_(static_cast<std::uint64_t>(std::clamp(sample, 0.0, 1.0) * 18446744073709551615.0)),
-    keep_all_(sample >= 1.0), thread_([this] { run(); }) {
+    keep_all_(sample >= 1.0) {
+  pending_.reserve(batch);
+  thread_ = std::thread([this] { run(); });
   query_sid_ = c_.subscribe("$SYS.trace-query", [this](const message_view& q) { answer(q); });
+}
+
+span_sink::~span_sink() { stop(); }
+
+const std::string* span_sink::intern(std::string_view name) {
+  std::lock_guard lock{names_m_};
+  for (auto& n : names_)
+    if (n == name) return &n;
+  return &names_.emplace_back(name);
 }
 
 void span_sink::answer(const message_view& query) {
   if (query.reply_to.empty()) return;
-  std::vector<const span*> found;
-  std::lock_guard lock{m_};
-  bool all = query.payload == "*"; // plexus graph: every span kept
-  for (auto& s : recent_)
-    if (all || s.trace_id == query.payload) found.push_back(&s);
-  if (found.empty()) return; // only nodes that have some answer
-  msgpack::sbuffer buf;
-  msgpack::packer<msgpack::sbuffer> pk{buf};
-  pk.pack_array(static_cast<std::uint32_t>(found.size()));
-  for (auto* s : found) pk.pack(*s);
-  c_.publish(query.reply_to, {buf.data(), buf.size()});
+  // "*" (plexus graph: every span kept) or a trace id, 32 hex digits.
+  bool all = query.payload == "*";
+  std::uint64_t hi = 0, lo = 0;
+  if (!all && (query.payload.size() != 32 || !parse_hex(query.payload.substr(0, 16), hi)
+               || !parse_hex(query.payload.substr(16), lo)))
+    return;
+  std::string out;
+  {
+    std::lock_guard lock{recent_m_};
+    std::vector<const span_record*> found;
+    for (auto& spans : recent_)
+      for (auto& s : spans)
+        if (all || (s.trace_hi == hi && s.trace_lo == lo)) found.push_back(&s);
+    if (found.empty()) return; // only nodes that have some answer
+    encode_span_batch(node_, found.data(), found.size(), out);
+  }
+  c_.publish(query.reply_to, out);
 }
-
-span_sink::~span_sink() { stop(); }
 
 bool span_sink::sample_new_trace() const noexcept {
   if (keep_all_) return true;
@@ -41,8 +56,7 @@ bool span_sink::sample_new_trace() const noexcept {
   return x < threshold_;
 }
 
-void span_sink::record(span s, bool sampled) {
-  if (s.status == span_status::ok && !sampled) return;
+void span_sink::record(span_record&& s) {
   std::unique_lock lock{m_};
   if (pending_.size() >= max_pending) {
     ++dropped_;
@@ -53,12 +67,13 @@ void span_sink::record(span s, bool sampled) {
 }
 
 void span_sink::run() {
-  std::vector<span> out;
+  std::vector<span_record> out;
+  out.reserve(batch);
   std::unique_lock lock{m_};
   while (!stopping_) {
     cv_.wait_for(lock, std::chrono::milliseconds{50},
                  [&] { return stopping_ || pending_.size() >= batch; });
-    out.swap(pending_);
+    out.swap(pending_); // `out` was empty, with room: pending_ keeps it
     lock.unlock();
     publish(out);
     lock.lock();
@@ -68,21 +83,29 @@ void span_sink::run() {
   publish(out);
 }
 
-void span_sink::publish(std::vector<span>& spans) {
+void span_sink::publish(std::vector<span_record>& spans) {
+  std::vector<const span_record*> view(std::min(batch, spans.size()));
   for (std::size_t at = 0; at < spans.size(); at += batch) {
     auto n = std::min(batch, spans.size() - at);
-    msgpack::sbuffer buf;
-    msgpack::packer<msgpack::sbuffer> pk{buf};
-    pk.pack_array(static_cast<std::uint32_t>(n));
-    for (std::size_t i = 0; i < n; ++i) pk.pack(spans[at + i]);
-    c_.publish(topic_, {buf.data(), buf.size()});
+    for (std::size_t i = 0; i < n; ++i) view[i] = &spans[at + i];
+    encoded_.clear();
+    encode_span_batch(node_, view.data(), n, encoded_);
+    c_.publish(topic_, encoded_);
   }
-  std::lock_guard lock{m_};
-  for (auto& s : spans) {
-    recent_.push_back(std::move(s));
-    if (recent_.size() > kept) recent_.pop_front();
+  if (spans.empty()) return;
+  std::vector<span_record> room;
+  {
+    std::lock_guard lock{recent_m_};
+    recent_count_ += spans.size();
+    recent_.push_back(std::move(spans));
+    while (recent_count_ - recent_.front().size() >= kept) {
+      recent_count_ -= recent_.front().size();
+      room = std::move(recent_.front());
+      recent_.pop_front();
+    }
   }
-  spans.clear();
+  room.clear(); // outside the lock: a failed span's strings are freed here
+  spans = std::move(room);
 }
 
 void span_sink::stop() {

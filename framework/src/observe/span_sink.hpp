@@ -2,7 +2,8 @@
 #pragma once
 
 // A node's spans on their way out: handlers hand them over (a lock and a
-// move), and a thread of the sink's own publishes them in batches on
+// move of a record that owns no heap memory in the common case), and a
+// thread of the sink's own encodes and publishes them in batches on
 // `$SYS.trace.<node>` every 50 ms (or at 256), so no handler encodes or
 // publishes a span. Memory is bounded: past `max_pending` spans wait, new
 // ones are dropped and counted. The last `kept` spans published stay, and
@@ -12,8 +13,8 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <deque>
 #include <cstdint>
+#include <deque>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -21,7 +22,7 @@
 #include <vector>
 
 #include "plexus/client.hpp"
-#include "plexus/trace.hpp"
+#include "span_record.hpp"
 
 namespace plexus::detail {
 
@@ -35,8 +36,11 @@ public:
   span_sink(const span_sink&) = delete;
   span_sink& operator=(const span_sink&) = delete;
 
-  /// Keeps a span: a failed one always, an ok one when `sampled`.
-  void record(span s, bool sampled);
+  /// The name a function's spans carry ("service.function"), kept here for
+  /// as long as the sink (a span may outlive its function's pool).
+  const std::string* intern(std::string_view name);
+  /// Keeps a span; the caller decided it is kept (failed, or sampled).
+  void record(span_record&& s);
   /// Whether a trace starting here is sampled (a cheap random draw).
   [[nodiscard]] bool sample_new_trace() const noexcept;
   /// Publishes what waits and ends the thread (before the client goes).
@@ -49,18 +53,31 @@ public:
 
 private:
   void run();
-  void publish(std::vector<span>& spans);
+  /// Publishes `spans` and keeps them; `spans` comes back empty, with room.
+  void publish(std::vector<span_record>& spans);
   void answer(const message_view& query);
 
   client& c_;
-  std::string topic_;
+  std::string node_, topic_;
   std::uint64_t threshold_; // a new trace is sampled when a random draw is below this
   bool keep_all_;
-  std::mutex m_;
+
+  std::mutex m_; // pending_, stopping_
   std::condition_variable cv_;
-  std::vector<span> pending_;
-  std::deque<span> recent_; // the last `kept` published, for $SYS.trace-query
+  std::vector<span_record> pending_;
   bool stopping_ = false;
+
+  std::mutex names_m_;
+  std::deque<std::string> names_; // stable addresses
+
+  // The last `kept` spans published, as the batches they went out in
+  // (kept whole: no span is copied twice); the oldest batch is dropped,
+  // and its room reused, once the rest hold `kept`.
+  std::mutex recent_m_;
+  std::deque<std::vector<span_record>> recent_;
+  std::size_t recent_count_ = 0;
+
+  std::string encoded_; // the sink thread's
   std::uint32_t query_sid_ = 0;
   std::atomic<std::uint64_t> dropped_{0};
   std::thread thread_;

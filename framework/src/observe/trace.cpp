@@ -23,17 +23,6 @@ const char* to_string(span_status s) noexcept {
   return "unknown";
 }
 
-std::vector<span> decode_spans(std::string_view payload) {
-  // Explicit limits: msgpack's defaults let a few bytes ask for gigabytes.
-  msgpack::unpack_limit limit{4096, 64, 4096, 1 << 20, 64, 8};
-  auto handle = msgpack::unpack(payload.data(), payload.size(), nullptr, nullptr, limit);
-  try {
-    return handle.get().as<std::vector<span>>();
-  } catch (const msgpack::type_error&) {
-    throw std::runtime_error("not a batch of spans");
-  }
-}
-
 namespace {
 std::string millis(std::uint64_t ns) {
   char buf[32];

@@ -22,33 +22,54 @@ namespace {
 // wire's 64 bytes). A message without an id gets a random one each time.
 std::string derived_msg_id(std::string_view input, const std::string& function, std::uint32_t n);
 
-std::string random_hex(std::size_t bytes) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  static constexpr char digits[] = "0123456789abcdef";
+// A random id, never 0 (0 is "none"): splitmix64 on a per-thread state.
+std::uint64_t random_id() noexcept {
+  thread_local std::uint64_t x = (std::uint64_t{std::random_device{}()} << 32) | std::random_device{}();
+  x += 0x9e3779b97f4a7c15ull;
+  auto z = x;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  return z != 0 ? z : 1;
+}
+
+std::string random_hex128() {
   std::string out;
-  out.reserve(bytes * 2);
-  std::uint64_t bits = 0;
-  for (std::size_t i = 0; i < bytes * 2; ++i) {
-    if (i % 16 == 0) bits = rng();
-    out.push_back(digits[bits & 0xf]);
-    bits >>= 4;
-  }
+  out.reserve(32);
+  detail::append_hex(out, random_id());
+  detail::append_hex(out, random_id());
   return out;
 }
 
-bool is_hex(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-  });
+// A W3C traceparent "00-<32 hex>-<16 hex>-<2 hex>": its trace id, parent
+// span id and sampled flag (bit 0 of the flags). False when it is not one
+// (an all-zero trace id is invalid too).
+bool parse_traceparent(std::string_view tp, std::uint64_t& hi, std::uint64_t& lo,
+                       std::uint64_t& parent, bool& sampled) noexcept {
+  if (tp.size() != 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-') return false;
+  std::uint64_t h = 0, l = 0, p = 0;
+  if (!detail::parse_hex(tp.substr(3, 16), h) || !detail::parse_hex(tp.substr(19, 16), l)
+      || !detail::parse_hex(tp.substr(36, 16), p) || (h | l) == 0)
+    return false;
+  auto flag = tp[54];
+  if (!((flag >= '0' && flag <= '9') || (flag >= 'a' && flag <= 'f'))) return false;
+  hi = h;
+  lo = l;
+  parent = p;
+  sampled = ((flag >= 'a' ? flag - 'a' + 10 : flag - '0') & 1) != 0;
+  return true;
 }
 
-// The trace id of a W3C traceparent "00-<32 hex>-<16 hex>-<2 hex>", or
-// empty when it is not one (an all-zero id is invalid too).
-std::string_view trace_id_of(std::string_view tp) {
-  if (tp.size() != 55 || tp[2] != '-' || tp[35] != '-' || tp[52] != '-') return {};
-  auto id = tp.substr(3, 32);
-  if (!is_hex(id) || id.find_first_not_of('0') == std::string_view::npos) return {};
-  return id;
+std::string traceparent_of(std::uint64_t hi, std::uint64_t lo, std::uint64_t span, bool sampled) {
+  std::string tp;
+  tp.reserve(55);
+  tp = "00-";
+  detail::append_hex(tp, hi);
+  detail::append_hex(tp, lo);
+  tp += '-';
+  detail::append_hex(tp, span);
+  tp += sampled ? "-01" : "-00";
+  return tp;
 }
 
 std::uint64_t now_ns() {
@@ -68,30 +89,58 @@ bool context::cold_start() const noexcept { return inv_ && inv_->cold; }
 std::uint64_t context::cold_start_ns() const noexcept { return inv_ && inv_->cold ? inv_->cold_ns : 0; }
 std::string_view context::traceparent() const noexcept { return d_.traceparent; }
 
-std::string_view context::trace_id() {
-  auto& id = inv_ ? inv_->trace_id : trace_id_; // an instance's: shared by its continuations
-  if (id.empty()) {
-    auto incoming = trace_id_of(d_.traceparent);
-    id = incoming.empty() ? random_hex(16) : std::string{incoming};
+void detail::ensure_ids(invocation& inv) {
+  if ((inv.trace_hi | inv.trace_lo) == 0) {
+    inv.trace_hi = random_id();
+    inv.trace_lo = random_id();
   }
-  return id;
+  if (inv.span == 0) inv.span = random_id();
+}
+
+std::string_view context::trace_id() {
+  if (!inv_) { // outside an instance: ids of its own
+    if (trace_id_.empty()) {
+      std::uint64_t hi = 0, lo = 0, parent = 0;
+      bool sampled = false;
+      trace_id_ = parse_traceparent(d_.traceparent, hi, lo, parent, sampled)
+                    ? std::string{d_.traceparent.substr(3, 32)}
+                    : random_hex128();
+    }
+    return trace_id_;
+  }
+  // An instance's: shared by its continuations.
+  detail::ensure_ids(*inv_);
+  if (inv_->trace_hex.empty()) {
+    detail::append_hex(inv_->trace_hex, inv_->trace_hi);
+    detail::append_hex(inv_->trace_hex, inv_->trace_lo);
+  }
+  return inv_->trace_hex;
 }
 
 std::string_view context::span_id() {
-  auto& id = inv_ ? inv_->span_id : span_id_;
-  if (id.empty()) id = random_hex(8);
-  return id;
+  if (!inv_) {
+    if (span_id_.empty()) detail::append_hex(span_id_, random_id());
+    return span_id_;
+  }
+  detail::ensure_ids(*inv_);
+  if (inv_->span_hex.empty()) detail::append_hex(inv_->span_hex, inv_->span);
+  return inv_->span_hex;
 }
 
 void detail::begin_span(invocation& inv, const delivery& d) {
   // Cheap on purpose (it runs for every message): ids are made only when
   // something asks for them, and the sampling decision is the incoming
   // traceparent's flag, or a random draw for a trace that starts here.
-  inv.trace_id.clear();
-  inv.span_id.clear();
-  inv.sampled = trace_id_of(d.traceparent).empty()
-                  ? inv.spans && inv.spans->sample_new_trace()
-                  : d.traceparent.substr(53, 2) == "01";
+  inv.trace_hex.clear();
+  inv.span_hex.clear();
+  inv.span = 0;
+  bool sampled = false;
+  if (parse_traceparent(d.traceparent, inv.trace_hi, inv.trace_lo, inv.parent, sampled)) {
+    inv.sampled = sampled;
+  } else {
+    inv.trace_hi = inv.trace_lo = inv.parent = 0;
+    inv.sampled = inv.spans && inv.spans->sample_new_trace();
+  }
   inv.start_ns = now_ns();
   inv.request_failure = span_status::ok;
   inv.request_cause.clear();
@@ -99,21 +148,18 @@ void detail::begin_span(invocation& inv, const delivery& d) {
 }
 
 std::string context::outgoing_traceparent() {
-  std::string tp = "00-";
-  tp += trace_id();
-  tp += '-';
-  tp += span_id();
-  tp += inv_ && !inv_->sampled ? "-00" : "-01";
-  return tp;
-}
-
-std::string detail::parent_span_of(std::string_view traceparent) {
-  return trace_id_of(traceparent).empty() ? std::string{} : std::string{traceparent.substr(36, 16)};
+  if (!inv_) {
+    auto trace = std::string{trace_id()};
+    std::string tp = "00-" + trace + '-' + std::string{span_id()} + "-01";
+    return tp;
+  }
+  detail::ensure_ids(*inv_);
+  return traceparent_of(inv_->trace_hi, inv_->trace_lo, inv_->span, inv_->sampled);
 }
 
 namespace {
 std::string derived_msg_id(std::string_view input, const std::string& function, std::uint32_t n) {
-  if (input.empty()) return random_hex(16);
+  if (input.empty()) return random_hex128();
   auto id = std::string{input} + '/' + function + '#' + std::to_string(n);
   if (id.size() <= 64) return id;
   std::uint64_t h = 1469598103934665603ull; // FNV-1a 64
@@ -170,13 +216,10 @@ result<void> context::request(std::string_view topic, std::string_view payload,
   }
   // The request is a span of its own, the callee's parent.
   inv_->request_topic = std::string{topic};
-  inv_->request_span_id = random_hex(8);
+  inv_->request_span = random_id();
   inv_->request_start_ns = now;
-  std::string tp = "00-";
-  tp += trace_id();
-  tp += '-';
-  tp += inv_->request_span_id;
-  tp += inv_->sampled ? "-01" : "-00";
+  detail::ensure_ids(*inv_);
+  auto tp = traceparent_of(inv_->trace_hi, inv_->trace_lo, inv_->request_span, inv_->sampled);
   publish_options o;
   o.deadline_ns = deadline;
   o.traceparent = tp;

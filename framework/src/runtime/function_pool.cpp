@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "function_pool.hpp"
+#include "span_sink.hpp"
 #include "instance.hpp"
 #include "autoscaler.hpp"
 #include "supervisor.hpp"
@@ -77,6 +78,7 @@ struct pool_state {
   std::uint64_t taken_since_tick = 0; // messages taken in since the last demand sample
   std::vector<scale_event> unannounced; // published at the next tick, off the hot path
   std::string fn_name; // "service.function"
+  const std::string* span_name = nullptr; // fn_name, interned by the node's span sink
   static inline const char* name = "plexus.pool";
 };
 
@@ -108,7 +110,7 @@ namespace {
 
 void spawn_instance(pool_actor* self) {
   auto& s = self->state;
-  auto inst = spawn_instance_of(self, *s.spec.fn, s.spec.conn, &s.fn_name, s.spec.spans,
+  auto inst = spawn_instance_of(self, *s.spec.fn, s.spec.conn, &s.fn_name, s.spec.spans, s.span_name,
                                 &s.spec.counters->duration);
   self->monitor(inst);
   s.born.emplace(inst.address(), s.generation);
@@ -523,6 +525,7 @@ void cold_start(pool_actor* self) {
 caf::behavior pool(pool_actor* self, pool_spec spec) {
   self->state.spec = std::move(spec);
   self->state.fn_name = self->state.spec.service + "." + self->state.spec.fn->name();
+  if (self->state.spec.spans) self->state.span_name = self->state.spec.spans->intern(self->state.fn_name);
   if (auto on_exit = self->state.spec.on_exit)
     self->attach_functor([on_exit] { on_exit(); });
   const auto& scale = self->state.spec.fn->options().scale;

@@ -103,13 +103,18 @@ struct invocation {
   // cause when the handler then fails). The request in flight has a span
   // of its own, ended by the reply.
   span_sink* spans = nullptr;
+  const std::string* span_name = nullptr; // `name`, interned by the sink
   observe::latency_histogram* latency = nullptr; // the function's
-  std::string trace_id, span_id; // made on first use (context.cpp)
+  // Ids as integers; 0 is none yet: the trace and span ids are made on
+  // first use (context.cpp), the parent is the incoming traceparent's.
+  std::uint64_t trace_hi = 0, trace_lo = 0, span = 0, parent = 0;
+  std::string trace_hex, span_hex; // what context::trace_id()/span_id() returned
   std::uint64_t start_ns = 0;
   bool sampled = false; // its ok spans are kept; carried on in the traceparent
   span_status request_failure = span_status::ok;
   std::string request_cause, request_callee;
-  std::string request_topic, request_span_id;
+  std::string request_topic;
+  std::uint64_t request_span = 0;
   std::uint64_t request_start_ns = 0;
 };
 using reply_ptr = std::shared_ptr<const reply>;

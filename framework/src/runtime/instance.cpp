@@ -41,28 +41,21 @@ std::uint64_t wall_ns() {
                                       .count());
 }
 
-// A span of this instance's function that ends now, with the item's ids
-// (made now if nothing asked for them before).
-span make_span(instance_state& st, client& conn, const delivery& d, const char* kind,
-               std::uint64_t start_ns, span_status status, std::string cause, std::string callee) {
-  context ids{conn, d, &st.inv};
-  (void)ids.span_id();
-  span s;
-  s.trace_id = std::string{ids.trace_id()};
-  s.kind = kind;
-  s.node = conn.node_id();
+// A span of this instance's function that ends at `end_ns`.
+span_record make_record(instance_state& st, const delivery& d, std::uint64_t start_ns,
+                        std::uint64_t end_ns, span_status status, std::string cause,
+                        std::string callee) {
+  ensure_ids(st.inv);
+  span_record s;
+  s.trace_hi = st.inv.trace_hi;
+  s.trace_lo = st.inv.trace_lo;
   s.start_ns = start_ns;
-  s.duration_ns = wall_ns() - start_ns;
+  s.duration_ns = end_ns > start_ns ? end_ns - start_ns : 0;
+  s.name = st.inv.span_name;
+  s.delivery = d.count;
   s.status = status;
   s.cause = std::move(cause);
   s.callee = std::move(callee);
-  if (st.inv.name) {
-    auto dot = st.inv.name->find('.');
-    s.service = st.inv.name->substr(0, dot);
-    s.function = dot == std::string::npos ? std::string{} : st.inv.name->substr(dot + 1);
-  }
-  s.msg_id = std::string{d.msg_id};
-  s.delivery = d.count;
   return s;
 }
 
@@ -107,7 +100,8 @@ void end_span(instance_state& st, client& conn, const delivery& d, const result<
               const std::string* crash) {
   std::string cause, callee;
   auto status = classify(st, d, r, crash, cause, callee);
-  if (st.inv.latency) st.inv.latency->record(wall_ns() - st.inv.start_ns);
+  auto end_ns = wall_ns();
+  if (st.inv.latency) st.inv.latency->record(end_ns - st.inv.start_ns);
   bool failed = crash || !r->ok();
   if (failed && !d.reply_to.empty() && st.inv.name) {
     std::string storage;
@@ -121,18 +115,17 @@ void end_span(instance_state& st, client& conn, const delivery& d, const result<
   }
   // An ok span of a trace not sampled is never built.
   if (!st.inv.spans || (status == span_status::ok && !st.inv.sampled)) return;
-  auto s = make_span(st, conn, d, "invocation", st.inv.start_ns, status, std::move(cause),
-                     std::move(callee));
-  s.span_id = st.inv.span_id;
-  s.parent_id = parent_span_of(d.traceparent);
-  s.topic = std::string{d.topic};
+  auto s = make_record(st, d, st.inv.start_ns, end_ns, status, std::move(cause), std::move(callee));
+  s.span_id = st.inv.span;
+  s.parent_id = st.inv.parent;
+  s.texts.assign(d.topic, d.msg_id);
   s.cold_start = st.inv.cold;
-  st.inv.spans->record(std::move(s), st.inv.sampled);
+  st.inv.spans->record(std::move(s));
 }
 
 // A request the handler made has its answer: the request's span ends, and
 // a failure is remembered as the cause should the handler fail on it.
-void end_request_span(instance_state& st, client& conn, const delivery& d, const reply& r) {
+void end_request_span(instance_state& st, const delivery& d, const reply& r) {
   auto status = span_status::ok;
   std::string cause, callee = st.inv.request_topic;
   auto ms = (wall_ns() - st.inv.request_start_ns) / 1'000'000;
@@ -167,12 +160,13 @@ void end_request_span(instance_state& st, client& conn, const delivery& d, const
     st.inv.request_callee = callee;
   }
   if (!st.inv.spans || (status == span_status::ok && !st.inv.sampled)) return;
-  auto s = make_span(st, conn, d, "request", st.inv.request_start_ns, status, std::move(cause),
-                     std::move(callee));
-  s.span_id = st.inv.request_span_id;
-  s.parent_id = st.inv.span_id;
-  s.topic = st.inv.request_topic;
-  st.inv.spans->record(std::move(s), st.inv.sampled);
+  auto s = make_record(st, d, st.inv.request_start_ns, wall_ns(), status, std::move(cause),
+                      std::move(callee));
+  s.request = true;
+  s.span_id = st.inv.request_span;
+  s.parent_id = st.inv.span;
+  s.texts.assign(st.inv.request_topic, d.msg_id);
+  st.inv.spans->record(std::move(s));
 }
 
 // Records a handler's (or continuation's) outcome for the item in hand;
@@ -261,11 +255,12 @@ void work(instance_actor* self, const caf::actor& pool, const raw_handler& handl
 // kills it, and the pool replaces it.
 caf::behavior instance(instance_actor* self, caf::actor pool, const raw_handler* handler,
                        const std::function<void()>* init, client* conn, const std::string* name,
-                       bool reliable, span_sink* spans, std::uint32_t poison_after,
-                       observe::latency_histogram* latency) {
+                       bool reliable, span_sink* spans, const std::string* span_name,
+                       std::uint32_t poison_after, observe::latency_histogram* latency) {
   self->state.init = init;
   self->state.inv.latency = latency;
   self->state.inv.spans = spans;
+  self->state.inv.span_name = span_name;
   self->state.poison_after = poison_after;
   self->state.inv.instance = self->address();
   self->state.inv.name = name;
@@ -282,7 +277,7 @@ caf::behavior instance(instance_actor* self, caf::actor pool, const raw_handler*
       auto then = std::move(st.inv.then);
       st.inv.then = nullptr;
       const auto& d = *st.run->items[st.run->finished];
-      end_request_span(st, *conn, d, *r);
+      end_request_span(st, d, *r);
       context ctx{*conn, d, &st.inv};
       result<void> out;
       if (!attempt(st, [&] { return then(*r, ctx); }, out)) {
@@ -356,7 +351,7 @@ caf::behavior actor_instance(instance_actor* self, caf::actor pool, const actor_
 
 caf::actor spawn_instance_of(caf::event_based_actor* pool, const function_builder& fn,
                              client* conn, const std::string* name, span_sink* spans,
-                             observe::latency_histogram* latency) {
+                             const std::string* span_name, observe::latency_histogram* latency) {
   caf::actor self{pool};
   if (fn.actor())
     return fn.options().blocking ? pool->spawn<caf::detached>(actor_instance, self, fn.actor().get(), conn)
@@ -365,9 +360,9 @@ caf::actor spawn_instance_of(caf::event_based_actor* pool, const function_builde
   auto poison = fn.options().poison_after;
   return fn.options().blocking
            ? pool->spawn<caf::detached>(instance, self, &fn.handler(), &fn.init_hook(), conn, name,
-                                        reliable, spans, poison, latency)
+                                        reliable, spans, span_name, poison, latency)
            : pool->spawn<caf::lazy_init>(instance, self, &fn.handler(), &fn.init_hook(), conn,
-                                         name, reliable, spans, poison, latency);
+                                         name, reliable, spans, span_name, poison, latency);
 }
 
 void post_reply(const caf::actor_addr& instance, std::uint64_t token, reply r) {

@@ -29,12 +29,12 @@ enum outcome : std::uint8_t { ok = 0, failed = 1, rejected = 2 };
 /// cost), or on a thread of its own when the function is blocking.
 caf::actor spawn_instance_of(caf::event_based_actor* pool, const function_builder& fn,
                              client* conn, const std::string* name, span_sink* spans,
-                             observe::latency_histogram* latency);
+                             const std::string* span_name, observe::latency_histogram* latency);
 
 /// The item in hand starts: its span's ids (from the incoming traceparent,
 /// or a new trace) and start time (context.cpp, which shares the ids).
 void begin_span(invocation& inv, const delivery& d);
-/// The parent span id a W3C traceparent names, or empty.
-std::string parent_span_of(std::string_view traceparent);
+/// Makes the item's trace and span ids if nothing asked for them yet.
+void ensure_ids(invocation& inv);
 
 } // namespace plexus::detail
