@@ -109,14 +109,17 @@ void core::state::on_pub(connection& c, const wire::entry& e) {
   if (!m->msg_id.empty()) dedup.insert(m->msg_id, now, m);
   ++stats.msgs_in;
   stats.bytes_in += e.payload.size();
-  route_message(m);
+  auto routes = route_message(m);
   if (!m->reply_to.empty() && m->outcome == status::no_interest) {
     ++stats.no_responders;
     send_err(c, status::no_responders, "no responders", &h);
+  } else if (!m->reply_to.empty() && routes == 1 && m->outcome == status::overloaded) {
+    // Its one way on is full: the requester hears so now, not at its timeout.
+    send_err(c, status::overloaded, "overloaded: the queue group's queue is full", &h);
   }
 }
 
-void core::state::route_message(const message_ptr& m) {
+std::size_t core::state::route_message(const message_ptr& m) {
   // Deliveries never change the trie while we walk the matches: a
   // connection that must close is only doomed here (see request_close).
   auto& routes = scratch;
@@ -135,6 +138,7 @@ void core::state::route_message(const message_ptr& m) {
   }
   if (routes.empty()) ++stats.no_interest;
   settle(*m, routes.empty() ? status::no_interest : status::ok);
+  return routes.size();
 }
 
 bool core::state::deliver(subscription& s, const message_ptr& m, std::uint32_t delivery) {

@@ -283,7 +283,7 @@ struct core::state {
 
   // routing.cpp
   void on_pub(connection& c, const wire::entry& e);
-  void route_message(const message_ptr& m);
+  std::size_t route_message(const message_ptr& m); // returns how many routes matched
   bool expired(const message& m) const;
   /// The group takes `q` (a new obligation): a member with credit gets it
   /// now, else it waits (at the front for a redelivery).

@@ -145,6 +145,33 @@ BOOST_AUTO_TEST_CASE(a_full_group_queue_drops_counts_and_tells_a_confirming_publ
   BOOST_TEST(t.core().current().group_queued == 2u);
 }
 
+BOOST_AUTO_TEST_CASE(a_request_whose_queue_group_is_full_gets_overloaded_at_once) {
+  broker::config cfg;
+  cfg.group_queue_msgs = 1;
+  harness t{cfg};
+  auto req = t.connect();
+  auto m = t.connect();
+  t.subscribe(m, 1, "svc.lookup", {.queue = "g", .credit = 0});
+  t.publish(req, "svc.lookup", "1", {.msg_id = "r1", .reply_to = "_INBOX.n1.1"}); // waits
+  BOOST_TEST(t.take(req).empty());
+  t.publish(req, "svc.lookup", "2", {.msg_id = "r2", .reply_to = "_INBOX.n1.2"}); // no room
+  auto got = t.take(req);
+  BOOST_TEST_REQUIRE(got.size() == 1u);
+  BOOST_TEST(got[0].kind == op::err);
+  BOOST_TEST(got[0].code == static_cast<std::uint32_t>(status::overloaded));
+  BOOST_TEST(got[0].reply_to == "_INBOX.n1.2");
+  BOOST_TEST(got[0].msg_id == "r2");
+  BOOST_TEST(t.core().stats().group_queue_drops == 1u);
+  // With a second way on (a plain subscriber), the request still arrives
+  // somewhere: no ERR, the reply may come.
+  auto watcher = t.connect();
+  t.subscribe(watcher, 1, "svc.*");
+  t.publish(req, "svc.lookup", "3", {.msg_id = "r3", .reply_to = "_INBOX.n1.3"});
+  BOOST_TEST(t.take(req).empty());
+  BOOST_TEST(t.take_msgs(watcher).size() == 1u);
+  BOOST_TEST(t.core().stats().group_queue_drops == 2u);
+}
+
 BOOST_AUTO_TEST_CASE(a_request_nobody_subscribes_to_gets_no_responders_at_once) {
   harness t;
   auto req = t.connect();

@@ -60,17 +60,22 @@ std::uint32_t confirmed(client& c, std::string_view topic, std::string_view payl
 /// A broker of its own on a free loopback port, as another process would see it.
 struct tcp_broker {
   zmq::context_t zctx{1};
-  broker::server server{options(), &zctx};
+  broker::server server;
 
-  tcp_broker() { server.start(); }
+  /// `group_queue_msgs`: what waits in a queue group before the broker drops.
+  explicit tcp_broker(std::size_t group_queue_msgs = broker::config{}.group_queue_msgs)
+    : server{options(group_queue_msgs), &zctx} {
+    server.start();
+  }
   [[nodiscard]] std::string endpoint() const { return server.endpoint(); }
   void stop() { server.stop(); }
 
 private:
-  static broker::server_options options() {
+  static broker::server_options options(std::size_t group_queue_msgs) {
     broker::server_options so;
     so.listen = "tcp://127.0.0.1:*";
     so.quiet = true;
+    so.core.group_queue_msgs = group_queue_msgs;
     return so;
   }
 };
@@ -618,6 +623,42 @@ BOOST_AUTO_TEST_CASE(each_failure_is_classified_on_the_right_span_with_its_cause
   (void)n.client().request("t.call", "t.nobody", 5s);
   BOOST_TEST(log.find("caller", span_status::no_responders, "request").cause == "nobody serves t.nobody");
   BOOST_TEST(log.find("caller", span_status::no_responders).cause == "nobody serves t.nobody");
+}
+
+BOOST_AUTO_TEST_CASE(a_request_to_a_full_queue_group_is_rejected_at_once_not_timed_out) {
+  tcp_broker b{1}; // one request may wait in a queue group; the next is dropped
+  node n{node_options{.broker = b.endpoint(), .duration = {}}};
+  auto& svc = n.service("svc");
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  std::atomic<int> busy_started{0};
+  svc.function("busy").on("t.busy").instances(1).prefetch(1).blocking()
+    .handle([&, released](std::string_view, context& ctx) -> result<void> {
+      ++busy_started;
+      released.wait();
+      ctx.reply("done");
+      return {};
+    });
+  svc.function("caller").on("t.call").max_deliver(1)
+    .handle([](std::string_view, context& ctx) -> result<void> {
+      return ctx.request("t.busy", "x", 30s, &fail_if_failed);
+    });
+  n.start();
+  span_log log{n.client()};
+  BOOST_TEST(confirmed(n.client(), "$sync", "") == 101u); // the log's SUB is in
+  waiter w;
+  n.client().publish("t.call", "1"); // busy takes it, and holds it
+  BOOST_TEST_REQUIRE(w.until([&] { return busy_started == 1; }));
+  n.client().publish("t.call", "2"); // busy's pool holds it (credit: 1 instance + prefetch 1)
+  n.client().publish("t.call", "3"); // waits in the group
+  n.client().publish("t.call", "4"); // no room: rejected, long before its 30 s
+  auto req = log.find("caller", span_status::rejected, "request");
+  BOOST_TEST(req.cause == "overloaded on the way to t.busy");
+  BOOST_TEST(req.duration_ns < 10'000'000'000ull);
+  BOOST_TEST(log.find("caller", span_status::rejected).cause == "overloaded on the way to t.busy");
+  release.set_value();
+  n.stop();
+  b.stop();
 }
 
 BOOST_AUTO_TEST_CASE(a_callee_s_span_is_the_child_of_the_request_that_called_it) {
