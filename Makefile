@@ -8,7 +8,13 @@ FUZZ_SECONDS ?= 60
 SMOKE_FUZZ_SECONDS ?= 10
 DURATION ?= 20
 BENCH_ARGS ?=
-SHA := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+# Timed runs per case for `make bench`: 3 keeps the standard set under 10
+# minutes on 2 cores (median, MAD, min and max need at least 3).
+BENCH_RUNS ?= 3
+# As plexus-bench reports it (bench/git_sha.cmake): "-dirty" with
+# uncommitted changes to tracked files.
+SHA := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)$(shell \
+  git rev-parse --short HEAD >/dev/null 2>&1 && { git diff --quiet HEAD -- || echo -dirty; })
 DATE := $(shell date -u +%Y-%m-%d)
 
 .PHONY: help deps build build-fuzz demo cluster test test-fault test-asan bench fuzz clean
@@ -19,7 +25,7 @@ help:
 	@echo "make test       install deps, build, run every test (unit, fuzz smoke, bench smoke)"
 	@echo "make test-fault the fault suite at full scale (100k messages, 10 worker kills, partition)"
 	@echo "make test-asan  the same tests under ASan + UBSan"
-	@echo "make bench      release build, run the bench suite, write bench/results/"
+	@echo "make bench      release build, run the bench suite (<10 min), write bench/results/<date>-<sha>.{json,md} and plots"
 	@echo "make fuzz       run every libFuzzer target for FUZZ_SECONDS (default 60) each"
 	@echo "make clean      remove build/"
 
@@ -54,10 +60,17 @@ test-asan: deps build/asan/build.ninja
 	cmake --build build/asan -j $(JOBS)
 	ctest --test-dir build/asan --output-on-failure -j $(JOBS) -LE '^fault$$'
 
+# The results: <date>-<sha>.json (for --compare), <date>-<sha>.md (the
+# table), and <date>-<sha>/ with the CSV, plot data and PNG plots. Progress
+# goes to stderr, one line per case.
+BENCH_OUT := bench/results/$(DATE)-$(SHA)
 bench: deps build/release/build.ninja
 	cmake --build build/release -j $(JOBS) --target plexus-bench
-	@mkdir -p bench/results
-	build/release/bench/plexus-bench $(BENCH_ARGS) --json bench/results/$(DATE)-$(SHA).json
+	@mkdir -p $(BENCH_OUT)
+	build/release/bench/plexus-bench --runs $(BENCH_RUNS) $(BENCH_ARGS) --data-dir $(BENCH_OUT) \
+	  --json $(BENCH_OUT).json --markdown $(BENCH_OUT).md --csv $(BENCH_OUT)/table.csv
+	bench/plot.sh $(BENCH_OUT)
+	@echo "bench: $(BENCH_OUT).json, $(BENCH_OUT).md, $(BENCH_OUT)/*.png"
 
 fuzz: build-fuzz
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/run-fuzz.sh build/fuzz "" $(FUZZ_SECONDS)

@@ -104,6 +104,9 @@ options parse_cli(std::span<const std::string_view> args) {
     if (flag == "--help" || flag == "-h") {
       cur.no_value();
       opt.help = true;
+    } else if (flag == "--version") {
+      cur.no_value();
+      opt.version = true;
     } else if (flag == "--list") {
       cur.no_value();
       opt.list = true;
@@ -117,6 +120,20 @@ options parse_cli(std::span<const std::string_view> args) {
     } else if (flag == "--json") {
       opt.json_path = std::string{cur.value()};
       if (opt.json_path.empty()) throw usage_error("--json needs a file name");
+    } else if (flag == "--csv") {
+      opt.csv_path = std::string{cur.value()};
+      if (opt.csv_path.empty()) throw usage_error("--csv needs a file name");
+    } else if (flag == "--markdown") {
+      opt.markdown_path = std::string{cur.value()};
+      if (opt.markdown_path.empty()) throw usage_error("--markdown needs a file name");
+    } else if (flag == "--data-dir") {
+      opt.run.data_dir = std::string{cur.value()};
+      if (opt.run.data_dir.empty()) throw usage_error("--data-dir needs a directory");
+    } else if (flag == "--compare") {
+      opt.compare_a = std::string{cur.value()};
+      opt.compare_b = std::string{cur.value()};
+      if (opt.compare_a.empty() || opt.compare_b.empty())
+        throw usage_error("--compare needs two result files, A.json B.json");
     } else if (flag == "--child") {
       opt.child = parse_child(cur.value());
     } else if (flag.starts_with("-")) {
@@ -125,11 +142,17 @@ options parse_cli(std::span<const std::string_view> args) {
       throw usage_error("unexpected argument " + quoted(flag));
     }
   }
+  if (!opt.compare_a.empty() &&
+      (!opt.scenarios.empty() || opt.run.quick || !opt.json_path.empty() || !opt.csv_path.empty() ||
+       !opt.markdown_path.empty() || !opt.run.data_dir.empty() || !opt.child.empty()))
+    throw usage_error("--compare runs no scenarios: it takes no other flag");
   return opt;
 }
 
 void print_help(std::ostream& out) {
   out << "usage: plexus-bench [--list] [--scenario a,b] [--quick] [--runs N] [--json FILE]\n"
+         "                    [--csv FILE] [--markdown FILE] [--data-dir DIR]\n"
+         "       plexus-bench --compare A.json B.json\n"
          "\n"
          "Runs plexus's benchmark scenarios: prints a header (git sha, compiler, build\n"
          "type, cpu, cores, date), then one table row per case and system with the\n"
@@ -141,12 +164,22 @@ void print_help(std::ostream& out) {
          "  --quick           short runs for CI: checks the numbers are sane, not fast\n"
          "  --runs N          timed runs per case, 3 to 1000 (default 5)\n"
          "  --json FILE       also write the header and results as JSON to FILE\n"
+         "  --csv FILE        also write them as CSV (\"# key: value\" header lines, then\n"
+         "                    the table's columns plus runs)\n"
+         "  --markdown FILE   also write them as a Markdown table\n"
+         "  --data-dir DIR    scenarios with plot data (reqrep latency CDF, failover\n"
+         "                    timeline) write it to DIR/<scenario>-*.dat\n"
+         "  --compare A B     compare two --json files: B/A per row, each marked\n"
+         "                    same, improved or REGRESSED against the noise the runs\n"
+         "                    recorded (min..max apart and beyond 3 MADs and 2%)\n"
+         "  --version         print the git sha and build type it was built from, exit\n"
          "  -h, --help        show this help and exit\n"
          "  --child NAME:ARG  internal: one part of scenario NAME, in the process the\n"
          "                    scenario started; prints its figures on stdout\n"
          "\n"
          "Exit status: 0 ok; 1 a scenario failed or its numbers are not sane\n"
-         "(not finite, <= 0, fewer than 3 runs); 2 bad usage.\n"
+         "(not finite, <= 0, fewer than 3 runs), or --compare found a regression;\n"
+         "2 bad usage, or a --compare file that cannot be read.\n"
          "\n"
          "Scenarios:\n";
   print_list(out, "  ");

@@ -22,9 +22,14 @@ struct usage_error : std::runtime_error {
 struct options {
   bool help = false;
   bool list = false;
+  bool version = false;
   std::vector<std::string> scenarios; // validated names, in order given; empty = all
   run_config run;
   std::string json_path; // empty = no JSON
+  std::string csv_path;      // empty = no CSV
+  std::string markdown_path; // empty = no Markdown table
+  /// --compare A B: compare two result files instead of running scenarios.
+  std::string compare_a, compare_b;
   std::string child;     // --child NAME:ARG, validated NAME; empty = the driver
 };
 

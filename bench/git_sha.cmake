@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # Run at build time (cmake -P) so the bench reports the sha it was built
-# from, not the one CMake last configured. Writes OUTPUT only when the sha
+# from, not the one CMake last configured; "-dirty" when tracked files
+# differ from that commit (as the Makefile names bench/results files). Writes OUTPUT only when the sha
 # changed, so a build without a new commit recompiles nothing.
 # In: SOURCE_DIR, OUTPUT, GIT_EXECUTABLE (may be empty or NOTFOUND).
 set(sha "unknown")
@@ -12,6 +13,14 @@ if(GIT_EXECUTABLE)
     OUTPUT_STRIP_TRAILING_WHITESPACE)
   if(rc EQUAL 0 AND out MATCHES "^[0-9a-f]+$")
     set(sha "${out}")
+    # Uncommitted changes to tracked files: the numbers are not that commit's.
+    execute_process(
+      COMMAND "${GIT_EXECUTABLE}" diff --quiet HEAD --
+      WORKING_DIRECTORY "${SOURCE_DIR}"
+      RESULT_VARIABLE dirty OUTPUT_QUIET ERROR_QUIET)
+    if(dirty EQUAL 1)
+      string(APPEND sha "-dirty")
+    endif()
   endif()
 endif()
 

@@ -15,6 +15,7 @@ struct machine_info {
   std::string cpu;        // /proc/cpuinfo "model name", or "unknown"
   unsigned cores = 0;     // std::thread::hardware_concurrency
   std::string date;       // UTC, ISO-8601: "2025-01-31T12:00:00Z"
+  std::string load;       // 1, 5, 15 min load averages at start: "2.04 2.26 2.10"
 };
 
 [[nodiscard]] machine_info describe_machine();

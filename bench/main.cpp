@@ -3,6 +3,7 @@
 // (see scenario.hpp); this file parses flags and runs the selected ones.
 
 #include <exception>
+#include <filesystem>
 #include <iostream>
 #include <span>
 #include <stdexcept>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "cli.hpp"
+#include "compare.hpp"
 #include "machine.hpp"
 #include "report.hpp"
 #include "scenario.hpp"
@@ -60,6 +62,7 @@ int run(const options& opt) {
     std::cerr << "plexus-bench: note: " << machine.build_type
               << " build; quote numbers from the release preset only\n";
 
+  if (!opt.run.data_dir.empty()) std::filesystem::create_directories(opt.run.data_dir);
   std::vector<result> results;
   for (const auto& s : selected(opt)) run_one(s, opt.run, results);
   print_table(std::cout, results);
@@ -70,7 +73,24 @@ int run(const options& opt) {
     return exit_failed;
   }
   if (!opt.json_path.empty()) write_file(opt.json_path, to_json(machine, results));
+  if (!opt.csv_path.empty()) write_file(opt.csv_path, to_csv(machine, results));
+  if (!opt.markdown_path.empty()) write_file(opt.markdown_path, to_markdown(machine, results));
   return 0;
+}
+
+// plexus-bench --compare A B: 1 if a row regressed beyond the noise.
+int run_compare(const options& opt) {
+  results_file a, b;
+  try {
+    a = read_results_file(opt.compare_a);
+    b = read_results_file(opt.compare_b);
+  } catch (const std::exception& e) {
+    std::cerr << "plexus-bench: " << e.what() << '\n';
+    return exit_usage;
+  }
+  auto c = compare(a.results, b.results);
+  print_comparison(std::cout, a, b, c);
+  return c.regressed() ? exit_failed : 0;
 }
 
 } // namespace
@@ -91,11 +111,17 @@ int main(int argc, char** argv) {
     pb::print_help(std::cout);
     return 0;
   }
+  if (opt.version) {
+    auto m = pb::describe_machine();
+    std::cout << "plexus-bench " << m.git_sha << ' ' << m.build_type << '\n';
+    return 0;
+  }
   if (opt.list) {
     pb::print_list(std::cout);
     return 0;
   }
   try {
+    if (!opt.compare_a.empty()) return pb::run_compare(opt);
     return opt.child.empty() ? pb::run(opt) : pb::run_child(opt);
   } catch (const std::exception& e) {
     std::cerr << "plexus-bench: error: " << e.what() << '\n';

@@ -61,7 +61,8 @@ void print_header(std::ostream& out, const machine_info& m) {
       << "  build_type  " << m.build_type << '\n'
       << "  cpu         " << m.cpu << '\n'
       << "  cores       " << m.cores << '\n'
-      << "  date        " << m.date << "\n\n";
+      << "  date        " << m.date << '\n'
+      << "  load        " << m.load << "\n\n";
 }
 
 namespace {
@@ -124,6 +125,69 @@ void print_table(std::ostream& out, std::span<const result> results) {
   for (const auto& cells : rows) print_row(out, cells, width);
 }
 
+// ---------------------------------------------------------------- csv, markdown
+
+namespace {
+
+std::string csv_field(std::string_view s) {
+  if (s.find_first_of(",\"\r\n") == std::string_view::npos) return std::string{s};
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + '"';
+}
+
+std::vector<std::pair<std::string_view, std::string>> header_fields(const machine_info& m) {
+  return {{"git_sha", m.git_sha}, {"compiler", m.compiler}, {"build_type", m.build_type},
+          {"cpu", m.cpu},         {"cores", std::to_string(m.cores)}, {"date", m.date},
+          {"load", m.load}};
+}
+
+// Markdown cells: a '|' would end the cell.
+std::string md_cell(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    if (c == '|') out += '\\';
+    out += c;
+  }
+  return out;
+}
+
+} // namespace
+
+std::string to_csv(const machine_info& m, std::span<const result> results) {
+  std::string out = "# plexus-bench\n";
+  for (const auto& [k, v] : header_fields(m)) out += "# " + std::string{k} + ": " + v + '\n';
+  out += "scenario,case,system,metric,median,mad,min,max,unit,runs,ratio\n";
+  for (const auto& r : results) {
+    auto cells = table_row(r, results);
+    std::string line;
+    for (std::size_t i = 0; i < cells.size(); ++i) {
+      if (i == 9) line += csv_field(std::to_string(r.stats.runs)) + ',';
+      line += csv_field(cells[i]);
+      if (i + 1 < cells.size()) line += ',';
+    }
+    out += line + '\n';
+  }
+  return out;
+}
+
+std::string to_markdown(const machine_info& m, std::span<const result> results) {
+  std::string out;
+  for (const auto& [k, v] : header_fields(m))
+    out += "- " + std::string{k} + ": " + md_cell(v) + '\n';
+  out += "\n| scenario | case | system | metric | median | mad | min | max | unit | ratio |\n"
+         "|---|---|---|---|--:|--:|--:|--:|---|---|\n";
+  for (const auto& r : results) {
+    std::string line = "|";
+    for (const auto& cell : table_row(r, results)) line += " " + md_cell(cell) + " |";
+    out += line + '\n';
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------- sanity
 
 std::vector<std::string> sanity_problems(std::span<const result> results) {
@@ -159,6 +223,7 @@ void write_header(json_writer& w, const machine_info& m) {
   w.key("cpu"); w.string(m.cpu);
   w.key("cores"); w.integer(m.cores);
   w.key("date"); w.string(m.date);
+  w.key("load"); w.string(m.load);
   w.end_object();
 }
 

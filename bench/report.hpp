@@ -61,6 +61,11 @@ void print_table(std::ostream& out, std::span<const result> results);
 
 /// {"header": {...}, "results": [...]}: the shape tools rely on.
 [[nodiscard]] std::string to_json(const machine_info& m, std::span<const result> results);
+/// The table as CSV: "# key: value" header lines, then a header row and
+/// one row per result (RFC 4180 quoting).
+[[nodiscard]] std::string to_csv(const machine_info& m, std::span<const result> results);
+/// The header as a list and the table as a Markdown table.
+[[nodiscard]] std::string to_markdown(const machine_info& m, std::span<const result> results);
 /// Throws std::runtime_error if the file cannot be written.
 void write_file(const std::string& path, std::string_view text);
 

@@ -19,6 +19,9 @@ namespace plexus::bench {
 struct run_config {
   bool quick = false; // short runs, for CI
   int runs = 5;       // timed runs per case
+  /// --data-dir: where scenarios that have more than the table to show
+  /// (latency distributions, timelines) write plot data; empty = nowhere.
+  std::string data_dir;
 };
 
 /// Collects one scenario's results; prints a progress line per case.

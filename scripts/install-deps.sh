@@ -13,8 +13,8 @@ packages=(
   libcaf-dev libzmq3-dev cppzmq-dev libmsgpack-cxx-dev libboost-test-dev
   # CLI, config, logging, the metrics endpoint (HTTP)
   libcli11-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
-  # bench peer: nats-server and its C client
-  nats-server libnats-dev
+  # bench peer: nats-server and its C client; gnuplot draws `make bench`'s plots
+  nats-server libnats-dev gnuplot-nox
   # `plexus graph --png`: Graphviz's dot renders the dependency graph
   graphviz
 )

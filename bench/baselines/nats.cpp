@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "baselines/nats.hpp"
 
+#include <charconv>
+#include <cstdio>
+
+#include <array>
 #include <cstdlib>
 #include <memory>
 #include <stop_token>
@@ -8,6 +12,8 @@
 #include <vector>
 
 #include <nats/nats.h>
+
+#include "scenarios/reqrep.hpp"
 
 namespace plexus::bench {
 
@@ -49,7 +55,9 @@ constexpr std::int64_t next_msg_timeout_ms = 20; // how often a receiver sees a 
 
 /// One connection, no reconnects: a benchmark connection that drops is a
 /// failed run, not something to paper over.
-natsStatus try_connect(const std::string& url, connection_ptr& out) {
+/// `send_asap`: every publish is written at once instead of by libnats'
+/// flusher thread (which batches): for latency, not throughput.
+natsStatus try_connect(const std::string& url, connection_ptr& out, bool send_asap = false) {
   natsOptions* raw = nullptr;
   check(natsOptions_Create(&raw), "natsOptions_Create");
   options_ptr opts{raw};
@@ -59,15 +67,16 @@ natsStatus try_connect(const std::string& url, connection_ptr& out) {
   // Without one a publisher blocks forever in send() on a stalled server;
   // 10 s is nats-server's own write deadline towards clients.
   check(natsOptions_SetWriteDeadline(opts.get(), write_deadline_ms), "natsOptions_SetWriteDeadline");
+  check(natsOptions_SetSendAsap(opts.get(), send_asap), "natsOptions_SetSendAsap");
   natsConnection* nc = nullptr;
   auto s = natsConnection_Connect(&nc, opts.get());
   if (s == NATS_OK) out.reset(nc);
   return s;
 }
 
-connection_ptr connect(const std::string& url) {
+connection_ptr connect(const std::string& url, bool send_asap = false) {
   connection_ptr nc;
-  check(try_connect(url, nc), "cannot connect to nats-server at " + url);
+  check(try_connect(url, nc, send_asap), "cannot connect to nats-server at " + url);
   return nc;
 }
 
@@ -193,7 +202,9 @@ run_result run_nats(std::size_t subscribers, const char* group, std::size_t size
     // The server has the interest once it answers this PING.
     check(natsConnection_FlushTimeout(sub_conns.back().get(), flush_timeout_ms), "flush SUB");
   }
-  message_sink sink{subscribers, warmup_count(count), count};
+  message_sink sink{subscribers, warmup_count(count), count,
+                    group == nullptr ? message_sink::delivery::every
+                                     : message_sink::delivery::one_each};
   std::vector<std::jthread> receivers; // joined before the sink and subscriptions go
   for (std::size_t i = 0; i < subscribers; ++i)
     receivers.emplace_back(receive, subs[i].get(), std::ref(sink), i);
@@ -217,8 +228,91 @@ run_result run_nats(std::size_t subscribers, const char* group, std::size_t size
 
 } // namespace
 
+namespace {
+
+// ---------------------------------------------------------------- request/reply
+
+constexpr const char* rpc_subject = "bench.rpc";
+constexpr std::string_view reply_prefix = "bench.reply.";
+
+/// The responder: publishes each request's payload to its reply subject,
+/// on the connection it came in on (libnats' delivery thread).
+void on_request(natsConnection* nc, natsSubscription*, natsMsg* raw, void*) {
+  message_ptr msg{raw};
+  if (const char* reply = natsMsg_GetReply(msg.get()); reply != nullptr)
+    (void)natsConnection_Publish(nc, reply, natsMsg_GetData(msg.get()),
+                                 natsMsg_GetDataLength(msg.get()));
+}
+
+class nats_reqrep final : public reqrep_system {
+public:
+  explicit nats_reqrep(std::size_t size) : payload_(size, 'r') {
+    // Send ASAP: a round trip waits for no flusher (plexus's client, too,
+    // sends as soon as its I/O thread wakes).
+    responder_conn_ = connect(server_.url(), true);
+    requester_conn_ = connect(server_.url(), true);
+    natsSubscription* raw = nullptr;
+    check(natsConnection_Subscribe(&raw, responder_conn_.get(), rpc_subject, &on_request, nullptr),
+          "subscribe requests");
+    responder_sub_.reset(raw);
+    check(natsSubscription_SetPendingLimits(raw, -1, -1), "natsSubscription_SetPendingLimits");
+    const auto replies = std::string{reply_prefix} + "*";
+    check(natsConnection_Subscribe(&raw, requester_conn_.get(), replies.c_str(), &on_reply, this),
+          "subscribe replies");
+    reply_sub_.reset(raw);
+    check(natsSubscription_SetPendingLimits(raw, -1, -1), "natsSubscription_SetPendingLimits");
+    // The server has both interests once it answers these PINGs.
+    check(natsConnection_FlushTimeout(responder_conn_.get(), flush_timeout_ms), "flush SUB");
+    check(natsConnection_FlushTimeout(requester_conn_.get(), flush_timeout_ms), "flush SUB");
+  }
+
+  ~nats_reqrep() override {
+    // Connections close before their subscriptions are freed (see run_nats).
+    requester_conn_.reset();
+    responder_conn_.reset();
+  }
+
+  void send(std::size_t i) override {
+    std::array<char, 48> reply{};
+    std::snprintf(reply.data(), reply.size(), "%s%zu", reply_prefix.data(), i);
+    if (auto st = natsConnection_PublishRequest(requester_conn_.get(), rpc_subject, reply.data(),
+                                                payload_.data(), static_cast<int>(payload_.size()));
+        st != NATS_OK) [[unlikely]]
+      nats_failed("natsConnection_PublishRequest", st);
+  }
+
+private:
+  static void on_reply(natsConnection*, natsSubscription*, natsMsg* raw, void* self) {
+    message_ptr msg{raw};
+    std::string_view reply{natsMsg_GetSubject(msg.get())};
+    std::size_t i = 0;
+    auto digits = reply.substr(std::min(reply.size(), reply_prefix.size()));
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), i);
+    auto& log = static_cast<nats_reqrep*>(self)->log_;
+    if (ec != std::errc{} || end != digits.data() + digits.size())
+      log.failed("nats: a reply on " + std::string{reply});
+    else
+      log.answered(i);
+  }
+
+  nats_server server_;
+  subscription_ptr responder_sub_, reply_sub_;
+  connection_ptr responder_conn_, requester_conn_;
+  std::string payload_;
+};
+
+} // namespace
+
+std::unique_ptr<reqrep_system> make_nats_reqrep(std::size_t size) {
+  return std::make_unique<nats_reqrep>(size);
+}
+
 run_result nats_pubsub_once(std::size_t size, std::size_t count) {
   return run_nats(1, nullptr, size, count, nullptr);
+}
+
+run_result nats_fanout_once(std::size_t subscribers, std::size_t size, std::size_t count) {
+  return run_nats(subscribers, nullptr, size, count, nullptr);
 }
 
 run_result nats_queue_once(std::size_t subscribers, std::size_t size, std::size_t count,

@@ -35,6 +35,12 @@ private:
 /// One publisher -> nats-server -> one subscriber: one timed run.
 [[nodiscard]] run_result nats_pubsub_once(std::size_t size, std::size_t count);
 
+/// One publisher -> nats-server -> `subscribers` plain subscribers, each on
+/// its own connection and getting every message: one timed run; `received`
+/// counts across all of them.
+[[nodiscard]] run_result nats_fanout_once(std::size_t subscribers, std::size_t size,
+                                          std::size_t count);
+
 /// One publisher -> nats-server -> `subscribers` subscribers of one queue
 /// group, each on its own connection: one timed run, counting every member.
 /// `per_subscriber`, if given, receives each member's share of the run.

@@ -1,13 +1,21 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "baselines/zmq.hpp"
 
+#include <cstring>
+
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
+#include <memory>
 #include <stop_token>
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include <zmq.hpp>
+
+#include "scenarios/reqrep.hpp"
 
 namespace plexus::bench {
 
@@ -60,12 +68,13 @@ private:
   std::thread thread_;
 };
 
-void receive(std::stop_token stop, zmq::socket_t sub, message_sink& sink) noexcept {
+void receive(std::stop_token stop, zmq::socket_t sub, message_sink& sink,
+             std::size_t receiver) noexcept {
   try {
     zmq::message_t msg;
     while (!stop.stop_requested()) {
       if (!sub.recv(msg, zmq::recv_flags::none)) continue; // timed out
-      sink.on_message(0, msg.size() > 0 ? *msg.data<char>() : '\0');
+      sink.on_message(receiver, msg.size() > 0 ? *msg.data<char>() : '\0');
     }
   } catch (...) {
     sink.fail(std::current_exception());
@@ -74,25 +83,32 @@ void receive(std::stop_token stop, zmq::socket_t sub, message_sink& sink) noexce
 
 } // namespace
 
-run_result zmq_proxy_pubsub_once(std::size_t size, std::size_t count) {
+run_result zmq_proxy_fanout_once(std::size_t subscribers, std::size_t size, std::size_t count) {
   // One context (so one I/O thread) per role, as publisher, proxy and
-  // subscriber would have in three processes; one shared I/O thread would
-  // serialise all four sockets' TCP work. Declaration order is teardown
-  // order, reversed: the publisher closes, the receiver is joined (closing
-  // SUB), the proxy stops, then the contexts terminate.
-  zmq::context_t proxy_ctx{1}, sub_ctx{1}, pub_ctx{1};
-  message_sink sink{1, warmup_count(count), count};
+  // subscribers would have in separate processes; one shared I/O thread
+  // would serialise all sockets' TCP work. Declaration order is teardown
+  // order, reversed: the publisher closes, the receivers are joined
+  // (closing SUBs), the proxy stops, then the contexts terminate.
+  zmq::context_t proxy_ctx{1};
+  std::vector<std::unique_ptr<zmq::context_t>> sub_ctxs;
+  for (std::size_t i = 0; i < subscribers; ++i)
+    sub_ctxs.push_back(std::make_unique<zmq::context_t>(1));
+  zmq::context_t pub_ctx{1};
+  message_sink sink{subscribers, warmup_count(count), count, message_sink::delivery::every};
   std::string in, out;
   auto xsub = bound_socket(proxy_ctx, zmq::socket_type::xsub, in);
   auto xpub = bound_socket(proxy_ctx, zmq::socket_type::xpub, out);
   proxy_thread proxy{proxy_ctx, std::move(xsub), std::move(xpub), sink};
 
-  zmq::socket_t sub{sub_ctx, zmq::socket_type::sub};
-  unlimited(sub);
-  sub.set(zmq::sockopt::rcvtimeo, recv_timeout_ms);
-  sub.set(zmq::sockopt::subscribe, "");
-  sub.connect(out);
-  std::jthread receiver{receive, std::move(sub), std::ref(sink)};
+  std::vector<std::jthread> receivers;
+  for (std::size_t i = 0; i < subscribers; ++i) {
+    zmq::socket_t sub{*sub_ctxs[i], zmq::socket_type::sub};
+    unlimited(sub);
+    sub.set(zmq::sockopt::rcvtimeo, recv_timeout_ms);
+    sub.set(zmq::sockopt::subscribe, "");
+    sub.connect(out);
+    receivers.emplace_back(receive, std::move(sub), std::ref(sink), i);
+  }
 
   zmq::socket_t pub{pub_ctx, zmq::socket_type::pub};
   unlimited(pub);
@@ -108,6 +124,88 @@ run_result zmq_proxy_pubsub_once(std::size_t size, std::size_t count) {
     throw std::runtime_error("zmq: " + std::to_string(sink.malformed()) +
                              " messages arrived with a payload not sent");
   return result;
+}
+
+namespace {
+
+// ---------------------------------------------------------------- request/reply
+
+/// The responder: PULL requests, PUSH each back unchanged.
+void echo(std::stop_token stop, zmq::socket_t in, zmq::socket_t out, reply_log& log) noexcept {
+  try {
+    zmq::message_t msg;
+    while (!stop.stop_requested()) {
+      if (!in.recv(msg, zmq::recv_flags::none)) continue; // timed out
+      (void)out.send(msg, zmq::send_flags::none);
+    }
+  } catch (const std::exception& e) {
+    log.failed(std::string{"zmq responder: "} + e.what());
+  }
+}
+
+/// The requester's receiving side: the first 8 bytes of a reply are its index.
+void collect(std::stop_token stop, zmq::socket_t in, reply_log& log) noexcept {
+  try {
+    zmq::message_t msg;
+    while (!stop.stop_requested()) {
+      if (!in.recv(msg, zmq::recv_flags::none)) continue; // timed out
+      std::uint64_t i = 0;
+      if (msg.size() < sizeof i) {
+        log.failed("zmq: a reply of " + std::to_string(msg.size()) + " bytes");
+        continue;
+      }
+      std::memcpy(&i, msg.data(), sizeof i);
+      log.answered(static_cast<std::size_t>(i));
+    }
+  } catch (const std::exception& e) {
+    log.failed(std::string{"zmq requester: "} + e.what());
+  }
+}
+
+zmq::socket_t pipe_end(zmq::context_t& ctx, zmq::socket_type type) {
+  zmq::socket_t s{ctx, type};
+  unlimited(s);
+  s.set(zmq::sockopt::rcvtimeo, recv_timeout_ms);
+  return s;
+}
+
+class zmq_reqrep final : public reqrep_system {
+public:
+  explicit zmq_reqrep(std::size_t size) : payload_(std::max(size, sizeof(std::uint64_t)), 'r') {
+    std::string requests, replies;
+    auto in = bound_socket(responder_ctx_, zmq::socket_type::pull, requests);
+    in.set(zmq::sockopt::rcvtimeo, recv_timeout_ms);
+    auto out = bound_socket(responder_ctx_, zmq::socket_type::push, replies);
+    responder_ = std::jthread{echo, std::move(in), std::move(out), std::ref(log_)};
+    auto back = pipe_end(requester_ctx_, zmq::socket_type::pull);
+    back.connect(replies);
+    receiver_ = std::jthread{collect, std::move(back), std::ref(log_)};
+    push_.connect(requests);
+  }
+
+  void send(std::size_t i) override {
+    auto index = static_cast<std::uint64_t>(i);
+    std::memcpy(payload_.data(), &index, sizeof index);
+    (void)push_.send(zmq::const_buffer{payload_.data(), payload_.size()}, zmq::send_flags::none);
+  }
+
+private:
+  // One context per side, as two processes would have; the threads are
+  // joined (closing their sockets) before the contexts terminate.
+  zmq::context_t responder_ctx_{1}, requester_ctx_{1};
+  zmq::socket_t push_ = pipe_end(requester_ctx_, zmq::socket_type::push);
+  std::jthread responder_, receiver_;
+  std::string payload_;
+};
+
+} // namespace
+
+std::unique_ptr<reqrep_system> make_zmq_reqrep(std::size_t size) {
+  return std::make_unique<zmq_reqrep>(size);
+}
+
+run_result zmq_proxy_pubsub_once(std::size_t size, std::size_t count) {
+  return zmq_proxy_fanout_once(1, size, count);
 }
 
 } // namespace plexus::bench

@@ -14,4 +14,9 @@ namespace plexus::bench {
 /// One publisher -> zmq_proxy -> one subscriber: one timed run.
 [[nodiscard]] run_result zmq_proxy_pubsub_once(std::size_t size, std::size_t count);
 
+/// One publisher -> zmq_proxy -> `subscribers` subscribers, each getting
+/// every message: one timed run; `received` counts across all of them.
+[[nodiscard]] run_result zmq_proxy_fanout_once(std::size_t subscribers, std::size_t size,
+                                               std::size_t count);
+
 } // namespace plexus::bench

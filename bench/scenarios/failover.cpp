@@ -26,9 +26,11 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -265,6 +267,11 @@ public:
     return not_ok_;
   }
   [[nodiscard]] client_stats stats() const { return client_->stats(); }
+  /// When each id was first confirmed "ok", in that order.
+  [[nodiscard]] std::vector<steady::time_point> confirm_times() {
+    std::lock_guard lock{mutex_};
+    return ok_at_;
+  }
 
 private:
   // On the client's I/O thread.
@@ -280,6 +287,7 @@ private:
       } else if (!ok_[id]) {
         ok_[id] = true;
         ++ok_count_;
+        ok_at_.push_back(now);
       }
       if (code == 0 && kill_at_ && moved && !first_after_kill_) first_after_kill_ = now;
     }
@@ -292,6 +300,7 @@ private:
   std::vector<bool> ok_;
   std::uint64_t ok_count_ = 0, not_ok_ = 0;
   std::vector<std::uint64_t> retry_;
+  std::vector<steady::time_point> ok_at_;
   std::optional<steady::time_point> kill_at_, first_after_kill_;
   std::unique_ptr<plexus::client> client_; // last: its I/O thread stops before the state above goes
 };
@@ -305,7 +314,29 @@ struct run_figures {
   double rejoin_ms = 0; // kill-consumer-broker only
   std::uint64_t ids = 0, killed_after = 0, resent = 0, reconnects = 0, republished = 0,
                 duplicated = 0, extra_deliveries = 0;
+  std::vector<double> confirms_ms; // each first "ok", ms from the kill (negative: before)
 };
+
+/// --data-dir: confirmed messages per ms in 10 ms bins around the kill, one
+/// gnuplot index (block) per case: "t_ms confirmed_per_ms".
+constexpr double timeline_bin_ms = 10;
+
+void write_timeline(std::ofstream& out, std::string_view case_name,
+                    const std::vector<double>& confirms_ms) {
+  out << "# " << case_name << ": t_ms (from the kill) confirmed_per_ms\n";
+  if (confirms_ms.empty()) {
+    out << "0 0\n\n\n";
+    return;
+  }
+  const auto [lo, hi] = std::minmax_element(confirms_ms.begin(), confirms_ms.end());
+  const auto first = std::floor(*lo / timeline_bin_ms);
+  std::vector<std::size_t> bins(static_cast<std::size_t>(std::floor(*hi / timeline_bin_ms) - first) + 1);
+  for (double t : confirms_ms) ++bins[static_cast<std::size_t>(std::floor(t / timeline_bin_ms) - first)];
+  for (std::size_t i = 0; i < bins.size(); ++i)
+    out << (first + static_cast<double>(i)) * timeline_bin_ms << ' '
+        << static_cast<double>(bins[i]) / timeline_bin_ms << '\n';
+  out << "\n\n";
+}
 
 run_figures failover_once(victim v, const run_sizes& sizes) {
   broker_mesh mesh{3};
@@ -403,6 +434,7 @@ run_figures failover_once(victim v, const run_sizes& sizes) {
   f.republished = pub.not_ok();
   f.duplicated = tally.duplicated;
   f.extra_deliveries = tally.extra;
+  for (auto t : pub.confirm_times()) f.confirms_ms.push_back(ms_between(*kill_at, t));
   return f;
 }
 
@@ -423,10 +455,17 @@ void run_failover(const run_config& cfg, recorder& rec) {
            std::to_string(static_cast<int>(rate)) + " confirmed msgs/s, the kill after " +
            std::to_string(sizes.before_kill.count()) + " ms of them");
 
+  // The first run of each case is the one plotted.
+  std::ofstream timeline;
+  if (!cfg.data_dir.empty()) {
+    timeline.open(cfg.data_dir + "/failover-timeline.dat", std::ios::trunc);
+    if (!timeline) throw std::runtime_error("cannot write " + cfg.data_dir + "/failover-timeline.dat");
+  }
   std::vector<double> confirm_ms, flow_ms, resent;
   for (int run = 0; run < runs; ++run) {
     auto f = failover_once(victim::publisher_broker, sizes);
     rec.note(run_note(kill_publisher_case, run, f));
+    if (run == 0 && timeline.is_open()) write_timeline(timeline, kill_publisher_case, f.confirms_ms);
     confirm_ms.push_back(f.first_confirm_ms);
     flow_ms.push_back(f.flow_ms);
     resent.push_back(static_cast<double>(f.resent));
@@ -440,6 +479,7 @@ void run_failover(const run_config& cfg, recorder& rec) {
   for (int run = 0; run < runs; ++run) {
     auto f = failover_once(victim::consumer_broker, sizes);
     rec.note(run_note(kill_consumer_case, run, f));
+    if (run == 0 && timeline.is_open()) write_timeline(timeline, kill_consumer_case, f.confirms_ms);
     flow_ms.push_back(f.flow_ms);
     rejoin_ms.push_back(f.rejoin_ms);
   }

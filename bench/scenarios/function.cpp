@@ -4,11 +4,14 @@
 // 127.0.0.1; beside the raw ZeroMQ proxy hop (PUB -> zmq_proxy -> SUB) in
 // the same run. #4's target: plexus >= 60% of the zmq hop. `traced` is
 // plexus with every span published (trace_sample 1): #7's cost of tracing.
+// `caf`: a thread sending to one CAF actor in the same process (no broker,
+// no sockets): the actor runtime's own cost, the ceiling for a function.
 
 #include <array>
 #include <cstddef>
 #include <string>
 
+#include "baselines/caf.hpp"
 #include "baselines/zmq.hpp"
 #include "scenario.hpp"
 #include "scenarios/throughput.hpp"
@@ -33,11 +36,13 @@ void run_function(const run_config& cfg, recorder& rec) {
                       [&] { return plexus_function_once(payload_bytes, count, n, 1.0); });
     record_throughput(cfg, rec, name, "zmq", payload_bytes,
                       [&] { return zmq_proxy_pubsub_once(payload_bytes, count); });
+    record_throughput(cfg, rec, name, "caf", payload_bytes,
+                      [&] { return caf_send_once(payload_bytes, count); });
   }
 }
 
 const registration function_registration{
-  {"function", "1 publisher -> broker -> function actors (acked), 128 B, beside zmq_proxy",
+  {"function", "1 publisher -> broker -> function actors (acked), 128 B, beside zmq_proxy and CAF in-process",
    &run_function}};
 
 } // namespace

@@ -13,8 +13,12 @@ double run_result::msgs_per_s() const noexcept {
 
 // ---------------------------------------------------------------- sink
 
-message_sink::message_sink(std::size_t receivers, std::size_t warmups, std::size_t measured)
-  : targets_{1, warmups, measured},
+message_sink::message_sink(std::size_t receivers, std::size_t warmups, std::size_t measured,
+                           delivery how)
+  : targets_{how == delivery::every ? receivers : 1,
+             how == delivery::every ? warmups * receivers : warmups,
+             how == delivery::every ? measured * receivers : measured},
+    every_(how == delivery::every),
     per_receiver_storage_(std::make_unique<receiver_count[]>(receivers)),
     per_receiver_(per_receiver_storage_.get(), receivers) {
   assert(receivers >= 1);

@@ -50,9 +50,17 @@ enum class message_kind : char { probe = 'p', warmup = 'w', measured = 'm' };
 /// receive path: atomics, and the mutex only when a count reaches its target.
 class message_sink {
 public:
+  /// How published messages reach the receivers.
+  enum class delivery {
+    one_each, // each message reaches one of them (one subscriber, a queue group)
+    every     // each message reaches every one of them (fan-out): the targets
+              // are per receiver times receivers, and a probe counts once a
+              // receiver, so the subscription is live when every one got one
+  };
   /// `receivers` subscribers, expecting `warmups` warm-up and `measured`
-  /// measured messages in total across them.
-  message_sink(std::size_t receivers, std::size_t warmups, std::size_t measured);
+  /// measured messages published.
+  message_sink(std::size_t receivers, std::size_t warmups, std::size_t measured,
+               delivery how = delivery::one_each);
   message_sink(const message_sink&) = delete;
   message_sink& operator=(const message_sink&) = delete;
 
@@ -66,6 +74,9 @@ public:
     }
     if (k == index_of(message_kind::measured))
       per_receiver_[receiver].count.fetch_add(1, std::memory_order_relaxed);
+    else if (k == index_of(message_kind::probe) && every_ &&
+             per_receiver_[receiver].probed.exchange(true, std::memory_order_relaxed))
+      return; // this receiver is known to be live
     if (counts_[k].fetch_add(1, std::memory_order_acq_rel) + 1 == targets_[k]) [[unlikely]]
       reached(k);
   }
@@ -109,9 +120,11 @@ private:
 
   struct alignas(64) receiver_count {
     std::atomic<std::size_t> count{0};
+    std::atomic<bool> probed{false};
   };
 
   std::array<std::size_t, kinds> targets_;
+  bool every_ = false;
   alignas(64) std::array<std::atomic<std::size_t>, kinds> counts_{};
   std::atomic<std::size_t> malformed_{0};
   std::unique_ptr<receiver_count[]> per_receiver_storage_;

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -14,6 +15,7 @@
 
 #include "plexus/client.hpp"
 #include "plexus/node.hpp"
+#include "scenarios/reqrep.hpp"
 #include "server.hpp"
 
 namespace plexus::bench {
@@ -121,11 +123,71 @@ run_result queue_run(const broker_under_test& pub_broker, const broker_under_tes
   return result;
 }
 
+constexpr std::string_view rpc_topic = "bench.rpc";
+
+class plexus_reqrep final : public reqrep_system {
+public:
+  explicit plexus_reqrep(std::size_t size) : payload_(size, 'r') {
+    responder_.subscribe(rpc_topic, [this](const message_view& m) {
+      responder_.publish(m.reply_to, m.payload);
+    });
+    // Live once a request is answered: until the SUB has reached the
+    // broker a request ends at once with no_responders.
+    const auto deadline = steady::now() + 10s;
+    for (;;) {
+      auto r = requester_.request(rpc_topic, payload_, 1s);
+      if (r.code == 0) break;
+      if (r.code != 100 || steady::now() >= deadline)
+        throw std::runtime_error(std::string{"plexus responder not answering: "} +
+                                 status_text(r.code) + " " + r.text);
+      std::this_thread::sleep_for(1ms); // a poll with a deadline
+    }
+  }
+
+  void send(std::size_t i) override {
+    requester_.request_async(rpc_topic, payload_, 10s, [this, i](reply r) {
+      if (r.code == 0)
+        log_.answered(i);
+      else
+        log_.failed("plexus request " + std::to_string(i) + ": " + status_text(r.code) + " " +
+                    r.text);
+    });
+  }
+
+private:
+  broker_under_test broker_;
+  plexus::client responder_{broker_.client()};
+  plexus::client requester_{broker_.client()};
+  std::string payload_;
+};
+
 } // namespace
+
+void with_plexus_broker(const std::function<void(const std::string& endpoint)>& body) {
+  broker_under_test b;
+  body(b.endpoint());
+}
+
+std::unique_ptr<reqrep_system> make_plexus_reqrep(std::size_t size) {
+  return std::make_unique<plexus_reqrep>(size);
+}
 
 run_result plexus_pubsub_once(std::size_t size, std::size_t count) {
   broker_under_test b;
   return pubsub_run(b, b, size, count);
+}
+
+run_result plexus_fanout_once(std::size_t subscribers, std::size_t size, std::size_t count) {
+  broker_under_test b;
+  message_sink sink{subscribers, warmup_count(count), count, message_sink::delivery::every};
+  std::vector<std::unique_ptr<plexus::client>> subs; // each its own connection and I/O thread
+  for (std::size_t i = 0; i < subscribers; ++i) {
+    auto& c = *subs.emplace_back(std::make_unique<plexus::client>(b.client()));
+    c.subscribe_batch(topic, [&sink, i](std::span<const message_view> batch) {
+      for (auto& m : batch) sink.on_message(i, m.payload.empty() ? '\0' : m.payload[0]);
+    });
+  }
+  return publish_run(b, sink, size, count);
 }
 
 run_result plexus_queue_once(std::size_t subscribers, std::size_t size, std::size_t count,

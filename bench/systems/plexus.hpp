@@ -9,6 +9,8 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "plexus/node.hpp"
@@ -16,8 +18,18 @@
 
 namespace plexus::bench {
 
+/// Runs `body` with a plexus broker, as the runs below start theirs, on a
+/// free loopback port; `body` gets its endpoint. The broker stops after.
+void with_plexus_broker(const std::function<void(const std::string& endpoint)>& body);
+
 /// One publisher -> plexus broker -> one subscriber: one timed run.
 [[nodiscard]] run_result plexus_pubsub_once(std::size_t size, std::size_t count);
+
+/// One publisher -> plexus broker -> `subscribers` plain subscribers, each
+/// a client of its own and getting every message: one timed run;
+/// `received` counts across all of them.
+[[nodiscard]] run_result plexus_fanout_once(std::size_t subscribers, std::size_t size,
+                                            std::size_t count);
 
 /// One publisher -> plexus broker -> `subscribers` members of one queue
 /// group, receiving against credit (granted back per message). With
