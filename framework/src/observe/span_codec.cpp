@@ -12,6 +12,7 @@
 // ~300 bytes and most of what tracing cost).
 
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 
 #include <msgpack.hpp>
@@ -28,15 +29,30 @@ constexpr char hex_digits[] = "0123456789abcdef";
 constexpr std::uint32_t span_fields = 14;
 constexpr std::size_t max_text = 4096; // causes are cut here: a reader's limit
 
-struct string_sink {
-  std::string& out;
-  void write(const char* p, std::size_t n) { out.append(p, n); }
+// Writes at a cursor into room reserved beforehand (span_bytes bounds it).
+struct cursor_sink {
+  char* p;
+  void write(const char* d, std::size_t n) {
+    std::memcpy(p, d, n);
+    p += n;
+  }
 };
+using packer = msgpack::packer<cursor_sink>;
 
-void pack_str(msgpack::packer<string_sink>& pk, std::string_view s) {
+void pack_str(packer& pk, std::string_view s) {
   s = s.substr(0, max_text);
   pk.pack_str(static_cast<std::uint32_t>(s.size()));
   pk.pack_str_body(s.data(), static_cast<std::uint32_t>(s.size()));
+}
+
+// The most a string takes: its bytes (cut) and a 5-byte header.
+std::size_t str_bound(std::string_view s) { return std::min(s.size(), max_text) + 5; }
+
+// The most one span takes: the array header, 10 numbers of at most 9
+// bytes, and its 4 strings.
+std::size_t span_bound(const span_record& s) {
+  return 5 + 10 * 9 + str_bound(s.texts.topic()) + str_bound(s.texts.msg_id())
+         + str_bound(s.cause) + str_bound(s.callee);
 }
 
 } // namespace
@@ -71,8 +87,13 @@ void encode_span_batch(std::string_view node, const span_record* const* spans, s
     if (it == names.end()) it = names.insert(names.end(), spans[i]->name);
     index[i] = static_cast<std::uint32_t>(it - names.begin());
   }
-  string_sink sink{out};
-  msgpack::packer<string_sink> pk{sink};
+  std::size_t bound = 3 * 5 + str_bound(node);
+  for (auto* name : names) bound += str_bound(name ? std::string_view{*name} : std::string_view{});
+  for (std::size_t i = 0; i < n; ++i) bound += span_bound(*spans[i]);
+  const auto start = out.size();
+  out.resize(start + bound);
+  cursor_sink sink{out.data() + start};
+  packer pk{sink};
   pk.pack_array(3);
   pack_str(pk, node);
   pk.pack_array(static_cast<std::uint32_t>(names.size()));
@@ -88,7 +109,7 @@ void encode_span_batch(std::string_view node, const span_record* const* spans, s
     pk.pack_uint8(static_cast<std::uint8_t>((s.request ? 1 : 0) | (s.cold_start ? 2 : 0)));
     pk.pack_uint32(index[i]);
     pack_str(pk, s.texts.topic());
-    auto id = s.texts.msg_id();
+    auto id = s.texts.msg_id().substr(0, max_text);
     pk.pack_bin(static_cast<std::uint32_t>(id.size()));
     pk.pack_bin_body(id.data(), static_cast<std::uint32_t>(id.size()));
     pk.pack_uint32(s.delivery);
@@ -98,6 +119,7 @@ void encode_span_batch(std::string_view node, const span_record* const* spans, s
     pack_str(pk, s.cause);
     pack_str(pk, s.callee);
   }
+  out.resize(static_cast<std::size_t>(sink.p - out.data()));
 }
 
 } // namespace detail

@@ -4,14 +4,37 @@
 #include <algorithm>
 #include <chrono>
 #include <random>
+#include <utility>
 
 namespace plexus::detail {
 
+namespace {
+
+std::atomic<std::uint64_t> next_sink_id{1};
+
+// A thread's buffers, one per sink it recorded into. When the thread ends,
+// each is marked an orphan: its sink collects it once more and lets go.
+struct thread_buffers {
+  std::vector<std::pair<std::uint64_t, std::shared_ptr<span_sink::buffer>>> of;
+  thread_buffers() = default;
+  thread_buffers(const thread_buffers&) = delete;
+  thread_buffers& operator=(const thread_buffers&) = delete;
+  ~thread_buffers() {
+    for (auto& [id, b] : of) {
+      std::lock_guard lock{b->m};
+      b->orphan = true;
+    }
+  }
+};
+
+thread_local thread_buffers this_thread_buffers;
+
+} // namespace
+
 span_sink::span_sink(client& c, std::string node, double sample)
-  : c_(c), node_(std::move(node)), topic_("$SYS.trace." + node_),
+  : id_(next_sink_id.fetch_add(1)), c_(c), node_(std::move(node)), topic_("$SYS.trace." + node_),
     threshold_(static_cast<std::uint64_t>(std::clamp(sample, 0.0, 1.0) * 18446744073709551615.0)),
     keep_all_(sample >= 1.0) {
-  pending_.reserve(batch);
   thread_ = std::thread([this] { run(); });
   query_sid_ = c_.subscribe("$SYS.trace-query", [this](const message_view& q) { answer(q); });
 }
@@ -23,6 +46,30 @@ const std::string* span_sink::intern(std::string_view name) {
   for (auto& n : names_)
     if (n == name) return &n;
   return &names_.emplace_back(name);
+}
+
+span_sink::buffer& span_sink::my_buffer() {
+  auto& mine = this_thread_buffers.of;
+  for (auto& [id, b] : mine)
+    if (id == id_) return *b;
+  // This thread's first span here. (Entries of sinks gone stay until the
+  // thread ends: a few bytes each.)
+  auto b = std::make_shared<buffer>();
+  b->spans.reserve(batch);
+  {
+    std::lock_guard lock{m_};
+    buffers_.push_back(b);
+  }
+  mine.emplace_back(id_, b);
+  return *b;
+}
+
+void span_sink::wake() {
+  {
+    std::lock_guard lock{m_};
+    full_ = true;
+  }
+  cv_.notify_one();
 }
 
 void span_sink::answer(const message_view& query) {
@@ -56,31 +103,54 @@ bool span_sink::sample_new_trace() const noexcept {
   return x < threshold_;
 }
 
-void span_sink::record(span_record&& s) {
-  std::unique_lock lock{m_};
-  if (pending_.size() >= max_pending) {
-    ++dropped_;
-    return;
+void span_sink::collect(std::vector<std::vector<span_record>>& out) {
+  std::vector<std::shared_ptr<buffer>> buffers;
+  std::vector<std::vector<span_record>> rooms;
+  {
+    std::lock_guard lock{m_};
+    buffers = buffers_;
+    rooms.swap(spare_);
   }
-  pending_.push_back(std::move(s));
-  if (pending_.size() == batch) cv_.notify_one();
+  std::vector<const buffer*> orphans;
+  for (auto& b : buffers) {
+    std::lock_guard lock{b->m};
+    if (b->orphan) orphans.push_back(b.get());
+    if (b->spans.empty()) continue;
+    std::vector<span_record> room;
+    if (!rooms.empty()) {
+      room = std::move(rooms.back());
+      rooms.pop_back();
+    } else {
+      room.reserve(batch);
+    }
+    std::swap(room, b->spans); // the thread goes on in the room
+    out.push_back(std::move(room));
+  }
+  std::lock_guard lock{m_};
+  for (auto& r : rooms) spare_.push_back(std::move(r));
+  std::erase_if(buffers_, [&](const std::shared_ptr<buffer>& b) {
+    return std::find(orphans.begin(), orphans.end(), b.get()) != orphans.end();
+  });
 }
 
 void span_sink::run() {
-  std::vector<span_record> out;
-  out.reserve(batch);
-  std::unique_lock lock{m_};
-  while (!stopping_) {
-    cv_.wait_for(lock, std::chrono::milliseconds{50},
-                 [&] { return stopping_ || pending_.size() >= batch; });
-    out.swap(pending_); // `out` was empty, with room: pending_ keeps it
-    lock.unlock();
-    publish(out);
-    lock.lock();
+  std::vector<std::vector<span_record>> chunks;
+  bool last = false;
+  while (!last) {
+    {
+      std::unique_lock lock{m_};
+      cv_.wait_for(lock, std::chrono::milliseconds{50}, [&] { return stopping_ || full_; });
+      full_ = false;
+      last = stopping_;
+    }
+    collect(chunks);
+    for (auto& c : chunks) {
+      publish(c);
+      std::lock_guard lock{m_};
+      if (c.capacity() >= batch && spare_.size() < 64) spare_.push_back(std::move(c));
+    }
+    chunks.clear();
   }
-  out.swap(pending_);
-  lock.unlock();
-  publish(out);
 }
 
 void span_sink::publish(std::vector<span_record>& spans) {

@@ -1,20 +1,22 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
-// A node's spans on their way out: handlers hand them over (a lock and a
-// move of a record that owns no heap memory in the common case), and a
-// thread of the sink's own encodes and publishes them in batches on
-// `$SYS.trace.<node>` every 50 ms (or at 256), so no handler encodes or
-// publishes a span. Memory is bounded: past `max_pending` spans wait, new
-// ones are dropped and counted. The last `kept` spans published stay, and
-// a request on `$SYS.trace-query` (payload: a trace id, or `*` for all) is
-// answered with those of that trace: `plexus trace ID` and `plexus graph`
-// ask every node at once.
+// A node's spans on their way out. A handler's thread writes its span in
+// place into a buffer of its own (one uncontended lock, no allocation once
+// warm), and a thread of the sink's own collects the buffers, encodes and
+// publishes them in batches on `$SYS.trace.<node>` every 50 ms (sooner
+// when a buffer holds 256), so no handler encodes or publishes a span.
+// Memory is bounded: past `max_pending` spans waiting in one thread's
+// buffer, new ones are dropped and counted. The last `kept` spans
+// published stay, and a request on `$SYS.trace-query` (payload: a trace
+// id, or `*` for all) is answered with those of that trace: `plexus trace
+// ID` and `plexus graph` ask every node at once.
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -39,8 +41,22 @@ public:
   /// The name a function's spans carry ("service.function"), kept here for
   /// as long as the sink (a span may outlive its function's pool).
   const std::string* intern(std::string_view name);
-  /// Keeps a span; the caller decided it is kept (failed, or sampled).
-  void record(span_record&& s);
+  /// Keeps a span (the caller decided it is kept: failed, or sampled):
+  /// `fill` writes it in place.
+  template <class Fill>
+  void record(Fill&& fill) {
+    auto& b = my_buffer();
+    std::unique_lock lock{b.m};
+    if (b.spans.size() >= max_pending) {
+      dropped_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    fill(b.spans.emplace_back());
+    if (b.spans.size() == batch) {
+      lock.unlock();
+      wake();
+    }
+  }
   /// Whether a trace starting here is sampled (a cheap random draw).
   [[nodiscard]] bool sample_new_trace() const noexcept;
   /// Publishes what waits and ends the thread (before the client goes).
@@ -48,31 +64,45 @@ public:
   [[nodiscard]] std::uint64_t dropped() const noexcept { return dropped_; }
 
   static constexpr std::size_t batch = 256;
-  static constexpr std::size_t max_pending = 65536;
+  static constexpr std::size_t max_pending = 16384; // per recording thread
   static constexpr std::size_t kept = 8192;
 
+  /// What one thread recorded and the sink has not collected yet.
+  struct buffer {
+    std::mutex m;
+    std::vector<span_record> spans;
+    bool orphan = false; // its thread ended: collected one last time, then dropped
+  };
+
 private:
+  buffer& my_buffer();
+  void wake();
   void run();
+  /// Takes every thread's spans (`out` comes back with them, in chunks).
+  void collect(std::vector<std::vector<span_record>>& out);
   /// Publishes `spans` and keeps them; `spans` comes back empty, with room.
   void publish(std::vector<span_record>& spans);
   void answer(const message_view& query);
 
+  const std::uint64_t id_; // process-unique: how a thread finds its buffer here
   client& c_;
   std::string node_, topic_;
   std::uint64_t threshold_; // a new trace is sampled when a random draw is below this
   bool keep_all_;
 
-  std::mutex m_; // pending_, stopping_
+  std::mutex m_; // buffers_, full_, stopping_, spare_
   std::condition_variable cv_;
-  std::vector<span_record> pending_;
+  std::vector<std::shared_ptr<buffer>> buffers_;
+  std::vector<std::vector<span_record>> spare_; // emptied chunks, with room
+  bool full_ = false;
   bool stopping_ = false;
 
   std::mutex names_m_;
   std::deque<std::string> names_; // stable addresses
 
-  // The last `kept` spans published, as the batches they went out in
-  // (kept whole: no span is copied twice); the oldest batch is dropped,
-  // and its room reused, once the rest hold `kept`.
+  // The last `kept` spans published, as the chunks they went out in (kept
+  // whole: no span is copied twice); the oldest chunk is dropped, and its
+  // room reused, once the rest hold `kept`.
   std::mutex recent_m_;
   std::deque<std::vector<span_record>> recent_;
   std::size_t recent_count_ = 0;

@@ -41,12 +41,11 @@ std::uint64_t wall_ns() {
                                       .count());
 }
 
-// A span of this instance's function that ends at `end_ns`.
-span_record make_record(instance_state& st, const delivery& d, std::uint64_t start_ns,
-                        std::uint64_t end_ns, span_status status, std::string cause,
-                        std::string callee) {
+// Writes a span of this instance's function that ends at `end_ns`.
+void fill_record(span_record& s, instance_state& st, const delivery& d, std::uint64_t start_ns,
+                 std::uint64_t end_ns, span_status status, std::string& cause,
+                 std::string& callee) {
   ensure_ids(st.inv);
-  span_record s;
   s.trace_hi = st.inv.trace_hi;
   s.trace_lo = st.inv.trace_lo;
   s.start_ns = start_ns;
@@ -56,7 +55,6 @@ span_record make_record(instance_state& st, const delivery& d, std::uint64_t sta
   s.status = status;
   s.cause = std::move(cause);
   s.callee = std::move(callee);
-  return s;
 }
 
 // How the item's invocation ended, and why: from its result (or the
@@ -115,12 +113,14 @@ void end_span(instance_state& st, client& conn, const delivery& d, const result<
   }
   // An ok span of a trace not sampled is never built.
   if (!st.inv.spans || (status == span_status::ok && !st.inv.sampled)) return;
-  auto s = make_record(st, d, st.inv.start_ns, end_ns, status, std::move(cause), std::move(callee));
-  s.span_id = st.inv.span;
-  s.parent_id = st.inv.parent;
-  s.texts.assign(d.topic, d.msg_id);
-  s.cold_start = st.inv.cold;
-  st.inv.spans->record(std::move(s));
+  st.inv.spans->record([&](span_record& s) {
+    fill_record(s, st, d, st.inv.start_ns, end_ns, status, cause, callee);
+    s.span_id = st.inv.span;
+    s.parent_id = st.inv.parent;
+    s.request = false;
+    s.texts.assign(d.topic, d.msg_id);
+    s.cold_start = st.inv.cold;
+  });
 }
 
 // A request the handler made has its answer: the request's span ends, and
@@ -160,13 +160,15 @@ void end_request_span(instance_state& st, const delivery& d, const reply& r) {
     st.inv.request_callee = callee;
   }
   if (!st.inv.spans || (status == span_status::ok && !st.inv.sampled)) return;
-  auto s = make_record(st, d, st.inv.request_start_ns, wall_ns(), status, std::move(cause),
-                      std::move(callee));
-  s.request = true;
-  s.span_id = st.inv.request_span;
-  s.parent_id = st.inv.span;
-  s.texts.assign(st.inv.request_topic, d.msg_id);
-  st.inv.spans->record(std::move(s));
+  auto end_ns = wall_ns();
+  st.inv.spans->record([&](span_record& s) {
+    fill_record(s, st, d, st.inv.request_start_ns, end_ns, status, cause, callee);
+    s.request = true;
+    s.span_id = st.inv.request_span;
+    s.parent_id = st.inv.span;
+    s.texts.assign(st.inv.request_topic, d.msg_id);
+    s.cold_start = false;
+  });
 }
 
 // Records a handler's (or continuation's) outcome for the item in hand;
