@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <iterator>
 #include <map>
@@ -105,10 +106,10 @@ int run_pub(const common& c, const std::string& topic, std::string data, bool da
 
 int run_sub(const common& c, const std::string& pattern, const std::string& queue,
             std::uint64_t count, bool acked, bool raw) {
-  auto cl = c.connect();
   std::mutex m;
   std::condition_variable cv;
   std::uint64_t seen = 0;
+  auto cl = c.connect(); // after what its handler touches: its I/O thread is joined first
   plexus::subscribe_options o;
   o.queue = queue;
   o.acked = acked;
@@ -149,12 +150,50 @@ int run_req(const common& c, const std::string& topic, const std::string& data, 
 // Without an id: failed spans as they happen (all with --all). With one:
 // that trace as a tree, from what every node still keeps of it (asked on
 // $SYS.trace-query) and what arrives within --wait.
-int run_trace(const common& c, const std::string& id, bool all, ms wait, std::uint64_t count) {
-  auto cl = c.connect();
+// Writes the spans as Zipkin v2 JSON to a file ('-': standard output)
+// and/or POSTs them to a collector; false (said on stderr) when either fails.
+bool export_zipkin(const std::vector<plexus::span>& spans, const std::string& file,
+                   const std::string& url) {
+  if (file.empty() && url.empty()) return true;
+  auto json = plexus::zipkin_json(spans);
+  bool ok = true;
+  if (file == "-") {
+    std::cout << json;
+    std::cout.flush();
+  } else if (!file.empty()) {
+    std::ofstream out{file, std::ios::binary | std::ios::trunc};
+    out << json;
+    out.close();
+    if (!out) {
+      std::cerr << "plexus: cannot write " << file << "\n";
+      ok = false;
+    } else {
+      std::cerr << "plexus: wrote " << spans.size() << " spans to " << file << "\n";
+    }
+  }
+  if (!url.empty()) {
+    if (auto failed = plexus::post_zipkin(url, json)) {
+      std::cerr << "plexus: " << *failed << "\n";
+      ok = false;
+    } else {
+      std::cerr << "plexus: posted " << spans.size() << " spans to " << url << "\n";
+    }
+  }
+  return ok;
+}
+
+struct zipkin_export {
+  std::string file, url; // --zipkin FILE ('-' = stdout), --zipkin-url URL
+  [[nodiscard]] bool on_stdout() const { return file == "-"; }
+};
+
+int run_trace(const common& c, const std::string& id, bool all, ms wait, std::uint64_t count,
+              const zipkin_export& zipkin) {
   std::mutex m;
   std::condition_variable cv;
-  std::vector<plexus::span> kept;
+  std::vector<plexus::span> kept, shown_spans; // a trace's; those shown live (for --zipkin)
   std::uint64_t shown = 0, bad = 0;
+  auto cl = c.connect(); // after what its handlers touch: its I/O thread is joined first
   cl.subscribe("$SYS.trace.>", [&](const plexus::message_view& v) {
     std::vector<plexus::span> batch;
     try {
@@ -169,8 +208,9 @@ int run_trace(const common& c, const std::string& id, bool all, ms wait, std::ui
       if (!id.empty()) {
         if (s.trace_id == id) kept.push_back(std::move(s));
       } else if ((all || s.status != plexus::span_status::ok) && (count == 0 || shown < count)) {
-        std::cout << plexus::describe(s) << "\n";
+        if (!zipkin.on_stdout()) std::cout << plexus::describe(s) << "\n";
         ++shown;
+        if (!zipkin.file.empty() || !zipkin.url.empty()) shown_spans.push_back(std::move(s));
       }
     }
     std::cout.flush();
@@ -192,8 +232,14 @@ int run_trace(const common& c, const std::string& id, bool all, ms wait, std::ui
     cl.publish("$SYS.trace-query", id, o);
   }
   std::unique_lock lock{m};
+  bool exported = true;
   if (id.empty()) {
     while (!interrupted && (count == 0 || shown < count)) cv.wait_for(lock, 100ms);
+    auto spans = std::move(shown_spans);
+    shown_spans.clear();
+    lock.unlock(); // a POST takes a while: the subscription is not held up
+    exported = export_zipkin(spans, zipkin.file, zipkin.url);
+    lock.lock();
   } else {
     auto until = std::chrono::steady_clock::now() + wait;
     while (!interrupted && std::chrono::steady_clock::now() < until) cv.wait_until(lock, until);
@@ -206,10 +252,11 @@ int run_trace(const common& c, const std::string& id, bool all, ms wait, std::ui
     kept.erase(std::unique(kept.begin(), kept.end(),
                            [](auto& a, auto& b) { return a.span_id == b.span_id; }),
                kept.end());
-    std::cout << plexus::render_trace(std::move(kept));
+    exported = export_zipkin(kept, zipkin.file, zipkin.url);
+    if (!zipkin.on_stdout()) std::cout << plexus::render_trace(std::move(kept));
   }
   if (bad) std::cerr << "plexus: " << bad << " payloads on $SYS.trace.> were not spans\n";
-  return 0;
+  return exported ? 0 : 1;
 }
 
 // `plexus top`: every node's function stats ($SYS.node.<id>.stats, each
@@ -227,7 +274,7 @@ std::string top_table(const std::map<std::string, node_sample>& nodes) {
   struct row {
     double rate = 0;
     std::uint64_t p50 = 0, p99 = 0, ok = 0, errors = 0, crashes = 0, rejected = 0, dlq = 0,
-                  restarts = 0, instances = 0, nodes = 0;
+                  restarts = 0, instances = 0, nodes = 0, in_flight = 0, queue = 0, credit = 0;
   };
   std::map<std::string, row> rows;
   for (auto& [id, n] : nodes) {
@@ -246,6 +293,9 @@ std::string top_table(const std::map<std::string, node_sample>& nodes) {
       r.dlq += f.quarantined;
       r.restarts += f.restarts;
       r.instances += f.instances;
+      r.in_flight += f.in_flight;
+      r.queue += f.queue_depth;
+      r.credit += f.credit;
       ++r.nodes;
     }
   }
@@ -255,28 +305,31 @@ std::string top_table(const std::map<std::string, node_sample>& nodes) {
     return std::string{b};
   };
   std::string out;
-  char line[256];
-  std::snprintf(line, sizeof line, "%-36s %5s %9s %9s %9s %9s %7s %7s %7s %7s %8s %4s\n",
+  char line[320];
+  std::snprintf(line, sizeof line, "%-36s %5s %9s %9s %9s %9s %7s %7s %7s %7s %8s %4s %8s %7s %7s\n",
                 "FUNCTION", "NODES", "RATE/s", "P50 ms", "P99 ms", "OK", "ERROR", "CRASH",
-                "REJECT", "DLQ", "RESTARTS", "INST");
+                "REJECT", "DLQ", "RESTARTS", "INST", "INFLIGHT", "QUEUE", "CREDIT");
   out += line;
   for (auto& [name, r] : rows) {
-    std::snprintf(line, sizeof line, "%-36s %5llu %9.0f %9s %9s %9llu %7llu %7llu %7llu %7llu %8llu %4llu\n",
+    std::snprintf(line, sizeof line,
+                  "%-36s %5llu %9.0f %9s %9s %9llu %7llu %7llu %7llu %7llu %8llu %4llu %8llu %7llu %7llu\n",
                   name.c_str(), static_cast<unsigned long long>(r.nodes), r.rate, millis(r.p50).c_str(),
                   millis(r.p99).c_str(), static_cast<unsigned long long>(r.ok),
                   static_cast<unsigned long long>(r.errors), static_cast<unsigned long long>(r.crashes),
                   static_cast<unsigned long long>(r.rejected), static_cast<unsigned long long>(r.dlq),
-                  static_cast<unsigned long long>(r.restarts), static_cast<unsigned long long>(r.instances));
+                  static_cast<unsigned long long>(r.restarts), static_cast<unsigned long long>(r.instances),
+                  static_cast<unsigned long long>(r.in_flight), static_cast<unsigned long long>(r.queue),
+                  static_cast<unsigned long long>(r.credit));
     out += line;
   }
   return out;
 }
 
 int run_top(const common& c, bool once, ms interval) {
-  auto cl = c.connect();
   std::mutex m;
   std::map<std::string, node_sample> nodes;
   std::uint64_t bad = 0;
+  auto cl = c.connect(); // after what its handler touches: its I/O thread is joined first
   cl.subscribe("$SYS.node.*.stats", [&](const plexus::message_view& v) {
     auto id = std::string{v.topic.substr(10, v.topic.size() - 10 - 6)}; // $SYS.node.<id>.stats
     std::vector<plexus::function_stats> stats;
@@ -316,10 +369,10 @@ int run_top(const common& c, bool once, ms interval) {
 // The dependency graph from the spans the nodes keep and those published
 // within --window: DOT (or Mermaid) on stdout, or a PNG through Graphviz.
 int run_graph(const common& c, ms window, const std::string& format, const std::string& png) {
-  auto cl = c.connect();
   std::mutex m;
   plexus::dependency_graph graph;
   std::uint64_t bad = 0;
+  auto cl = c.connect(); // after what its handlers touch: its I/O thread is joined first
   auto feed = [&](const plexus::message_view& v) {
     std::lock_guard lock{m};
     try {
@@ -405,6 +458,13 @@ int main(int argc, char** argv) {
   trace->add_option("--wait", trace_wait, "with ID: how long to collect its spans")
     ->capture_default_str();
   trace->add_option("--count", trace_count, "exit after this many spans (0 = never)");
+  zipkin_export trace_zipkin;
+  trace->add_option("--zipkin", trace_zipkin.file,
+                    "on exit, write the spans shown (or the trace's) as Zipkin v2 JSON to this "
+                    "file ('-': standard output, instead of the text)");
+  trace->add_option("--zipkin-url", trace_zipkin.url,
+                    "on exit, POST them as Zipkin v2 JSON to a collector, e.g. "
+                    "http://localhost:9411/api/v2/spans (exit 1 when it does not take them)");
 
   auto* graph = app.add_subcommand("graph", "the dependency graph between functions, from their spans");
   std::string graph_window = "2s", graph_format = "dot", graph_png;
@@ -437,7 +497,8 @@ int main(int argc, char** argv) {
     if (*pub) return run_pub(c, pub_topic, pub_data, data_opt->count() > 0, pub_count, confirm);
     if (*sub) return run_sub(c, sub_pattern, queue, sub_count, acked, raw);
     if (*req) return run_req(c, req_topic, req_data, parse_duration(req_timeout));
-    if (*trace) return run_trace(c, trace_id, trace_all, parse_duration(trace_wait), trace_count);
+    if (*trace)
+      return run_trace(c, trace_id, trace_all, parse_duration(trace_wait), trace_count, trace_zipkin);
     if (*graph) return run_graph(c, parse_duration(graph_window), graph_format, graph_png);
     if (*top) return run_top(c, top_once, parse_duration(top_interval));
   } catch (const CLI::ValidationError& e) {

@@ -8,6 +8,9 @@
 //   shipping --fail-rate 0.05 --poison-every 100   faults: isolation shows
 //   shipping --broker tcp://127.0.0.1:7400 --role create-label
 //                                               one part per process
+//   shipping --broker tcp://127.0.0.1:7400 --inject label-crash
+//                                               a fault to find with `plexus trace`
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -16,7 +19,9 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "plexus/node.hpp"
 
@@ -45,12 +50,59 @@ double to_double(const std::string& s, const char* what) {
   }
 }
 
+// Faults to inject (--inject), each hitting every --inject-every'th order,
+// so that `plexus trace` has something to explain.
+struct fault {
+  const char* name;
+  const char* help;
+};
+constexpr fault faults[] = {
+  {"label-timeout", "validate-address asks create-label for the label by request, with 100 ms to "
+                    "answer; the printer stalls past it (timeout in create-label, downstream in "
+                    "validate-address)"},
+  {"label-crash", "create-label throws (crash, then dead_lettered as poison on the 3rd delivery)"},
+  {"address-error", "validate-address returns an error: address not found (retried, then "
+                    "dead-lettered)"},
+  {"confirm-downstream", "send-confirmation asks lookup-customer (customers.lookup) for the "
+                         "customer's e-mail address and it fails (downstream in send-confirmation)"},
+  {"no-responders", "send-confirmation asks loyalty.points, which no function serves"},
+};
+
+std::string fault_help() {
+  std::string out = "faults to inject, repeatable or a comma list:";
+  for (auto& f : faults) out += std::string{" "} + f.name + ": " + f.help + ";";
+  out.back() = '.';
+  return out;
+}
+
+// --inject may come more than once: the node's flags take one value each,
+// so every occurrence is joined into one comma list here.
+std::vector<std::string> join_injects(int argc, char** argv) {
+  std::vector<std::string> args;
+  std::string joined;
+  auto add = [&](std::string_view v) { joined += (joined.empty() ? "" : ",") + std::string{v}; };
+  for (int i = 0; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--inject" && i + 1 < argc) add(argv[++i]);
+    else if (a.starts_with("--inject=")) add(a.substr(9));
+    else args.emplace_back(a);
+  }
+  if (!joined.empty()) {
+    args.emplace_back("--inject");
+    args.push_back(joined);
+  }
+  return args;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
   std::string role = "all", rate_s = "500", orders_s = "0", fail_s = "0", poison_s = "0",
-              label_ms_s = "4", outbox_path = "shipping-outbox.txt";
-  plexus::node node{argc, argv,
+              label_ms_s = "4", outbox_path = "shipping-outbox.txt", inject_s, inject_every_s = "10";
+  auto args = join_injects(argc, argv);
+  std::vector<const char*> arg_ptrs;
+  for (auto& a : args) arg_ptrs.push_back(a.c_str());
+  plexus::node node{static_cast<int>(arg_ptrs.size()), arg_ptrs.data(),
                     {{"role", "what this process runs: all, generator, functions, validate-address, "
                               "create-label or send-confirmation", &role},
                      {"rate", "orders generated per second", &rate_s},
@@ -58,15 +110,32 @@ int main(int argc, char** argv) {
                      {"fail-rate", "chance that create-label crashes on a message (0..1)", &fail_s},
                      {"label-ms", "ms the label printer takes per order (create-label scales for it)", &label_ms_s},
                      {"poison-every", "every Nth order crashes validation forever (0 = none)", &poison_s},
-                     {"outbox", "file the confirmation e-mails are written to", &outbox_path}}};
+                     {"outbox", "file the confirmation e-mails are written to", &outbox_path},
+                     {"inject", fault_help(), &inject_s},
+                     {"inject-every", "an injected fault hits every Nth order (1 = every order), "
+                                      "each fault a different one",
+                      &inject_every_s}}};
   // A role is everything, the order generator, the three functions or one.
   const bool generates = role == "all" || role == "generator";
   auto hosts = [&role](const std::string& function) {
     return role == "all" || role == "functions" || role == function;
   };
   double rate = 0, fail_rate = 0, label_ms = 0;
-  long max_orders = 0, poison_every = 0;
+  long max_orders = 0, poison_every = 0, inject_every = 0;
+  std::vector<std::string> injected;
   try {
+    for (std::size_t at = 0; at < inject_s.size();) {
+      auto comma = std::min(inject_s.find(',', at), inject_s.size());
+      auto name = inject_s.substr(at, comma - at);
+      at = comma + 1;
+      if (name.empty()) continue;
+      if (std::none_of(std::begin(faults), std::end(faults), [&](const fault& f) { return name == f.name; }))
+        throw std::invalid_argument("--inject: label-timeout, label-crash, address-error, "
+                                    "confirm-downstream or no-responders, not '" + name + "'");
+      injected.push_back(name);
+    }
+    inject_every = static_cast<long>(to_double(inject_every_s, "inject-every"));
+    if (inject_every < 1) throw std::invalid_argument("--inject-every >= 1");
     if (!(generates || hosts("validate-address") || hosts("create-label") || hosts("send-confirmation")))
       throw std::invalid_argument("--role: all, generator, functions, validate-address, create-label "
                                   "or send-confirmation, not '" + role + "'");
@@ -94,6 +163,16 @@ int main(int argc, char** argv) {
     }
   }
   std::mutex outbox_mutex;
+  // Whether fault `name` hits order `id`: every --inject-every'th order,
+  // each fault a different one (the k-th fault of the table is shifted by
+  // k), so that one fault does not hide another.
+  auto hits = [&injected, inject_every](std::string_view name, int id) {
+    if (std::find(injected.begin(), injected.end(), name) == injected.end()) return false;
+    auto k = std::find_if(std::begin(faults), std::end(faults),
+                          [&](const fault& f) { return name == f.name; }) - std::begin(faults);
+    return (id + k) % inject_every == 0;
+  };
+  constexpr auto label_budget = std::chrono::milliseconds{100}; // --inject label-timeout
 
   // validate-address and create-label are reliable: what they publish is
   // confirmed before their order is ACKed, so an order lost between two
@@ -101,10 +180,19 @@ int main(int argc, char** argv) {
   auto& shipping = node.service("shipping");
   if (hosts("validate-address"))
     shipping.function("validate-address").on("orders.shipped").reliable()
-      .handle([](const order& o, plexus::context& ctx) -> plexus::result<void> {
+      .handle([hits, label_budget](const order& o, plexus::context& ctx) -> plexus::result<void> {
         if (o.poison)
           throw std::runtime_error("address parser crashed on order " + std::to_string(o.id));
         if (o.address.empty()) return plexus::reject{"order without an address"};
+        if (hits("address-error", o.id))
+          return plexus::error{"address not found: " + o.address};
+        if (hits("label-timeout", o.id)) // the label is wanted within 100 ms: a request
+          return ctx.request("address.validated", o, label_budget,
+                             [id = o.id](const plexus::reply& r, plexus::context&) -> plexus::result<void> {
+                               if (r.code != 0)
+                                 return plexus::error{"no label for order " + std::to_string(id)};
+                               return {};
+                             });
         ctx.publish("address.validated", o);
         return {};
       });
@@ -113,22 +201,57 @@ int main(int argc, char** argv) {
   // at their fixed 4.
   if (hosts("create-label"))
     shipping.function("create-label").on("address.validated").scale(1, 32).blocking().reliable()
-      .handle([fail_rate, label_ms](const order& o, plexus::context& ctx) -> plexus::result<void> {
+      .handle([fail_rate, label_ms, hits, label_budget](const order& o, plexus::context& ctx)
+                -> plexus::result<void> {
         thread_local std::mt19937 rng{std::random_device{}()};
-        std::this_thread::sleep_for(std::chrono::duration<double, std::milli>{label_ms});
+        auto printing = std::chrono::duration<double, std::milli>{label_ms};
+        if (hits("label-timeout", o.id)) printing += label_budget + std::chrono::milliseconds{50}; // stalls
+        std::this_thread::sleep_for(printing);
+        if (hits("label-crash", o.id))
+          throw std::runtime_error("label printer jammed on order " + std::to_string(o.id));
         if (std::uniform_real_distribution<>{0, 1}(rng) < fail_rate)
           throw std::runtime_error("label printer jammed");
+        auto now = std::chrono::system_clock::now().time_since_epoch();
+        if (ctx.deadline_ns() != 0 &&
+            static_cast<std::uint64_t>(std::chrono::nanoseconds{now}.count()) > ctx.deadline_ns())
+          return plexus::error{"label for order " + std::to_string(o.id) + " printed too late"};
         ctx.publish("label.created", label{o.id, o.customer, "PX" + std::to_string(100000 + o.id)});
+        ctx.reply("printed"); // asked by request (--inject label-timeout); else nobody waits
         return {};
       });
+  // std::endl flushes: the e-mail is out before the ACK, so a kill loses none.
+  auto send = [&outbox, &outbox_mutex](const label& l, const std::string& to) {
+    std::lock_guard lock{outbox_mutex};
+    outbox << "To: " << to << " | Your order " << l.id << " ships with " << l.tracking << std::endl;
+  };
+  // Injected faults make send-confirmation ask first: lookup-customer for
+  // the e-mail address (it fails), or loyalty.points (nobody serves it).
+  auto asked = [](const plexus::reply& r) -> plexus::result<void> {
+    if (r.code == 0) return {};
+    auto why = r.text.empty() ? std::string{plexus::status_text(r.code)} : r.text;
+    return plexus::error{"no e-mail sent: " + why};
+  };
   if (hosts("send-confirmation"))
     shipping.function("send-confirmation").on("label.created")
-      .handle([&](const label& l, plexus::context&) -> plexus::result<void> {
-        std::lock_guard lock{outbox_mutex};
-        // std::endl flushes: the e-mail is out before the ACK, so a kill loses none.
-        outbox << "To: " << l.customer << " | Your order " << l.id << " ships with " << l.tracking
-               << std::endl;
+      .handle([send, asked, hits](const label& l, plexus::context& ctx) -> plexus::result<void> {
+        const char* ask = hits("confirm-downstream", l.id) ? "customers.lookup"
+                          : hits("no-responders", l.id)    ? "loyalty.points"
+                                                           : nullptr;
+        if (ask)
+          return ctx.request(ask, l, std::chrono::milliseconds{500},
+                             [send, asked, l](const plexus::reply& r, plexus::context&) {
+                               auto ok = asked(r);
+                               if (ok.ok()) send(l, r.payload); // the address it answered
+                               return ok;
+                             });
+        send(l, l.customer);
         return {};
+      });
+  if (hosts("send-confirmation") &&
+      std::find(injected.begin(), injected.end(), "confirm-downstream") != injected.end())
+    shipping.function("lookup-customer").on("customers.lookup").max_deliver(1) // its caller retries
+      .handle([](const label&, plexus::context&) -> plexus::result<void> {
+        return plexus::error{"customer database unreachable"}; // asked only when the fault hits
       });
   node.start();
 
@@ -200,6 +323,9 @@ int main(int argc, char** argv) {
                 generated.load(), static_cast<unsigned long long>(confirmed),
                 static_cast<unsigned long long>(quarantined), open);
   }
+  if (!injected.empty())
+    std::printf("  faults injected (%s): the orders they hit end on $DLQ, not in the outbox "
+                "(`plexus trace` says why)\n", inject_s.c_str());
   if (hosts("send-confirmation")) std::printf("  confirmations in %s\n", outbox_path.c_str());
   return 0;
 }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <csignal>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <sstream>
@@ -300,6 +301,94 @@ BOOST_AUTO_TEST_CASE(plexus_trace_shows_an_order_s_way_through_the_chain) {
   BOOST_TEST(rows[3].find("shipping.validate-address") == 0u, rows[3]);
   BOOST_TEST(generator.terminate() == 0);
   BOOST_TEST(functions.terminate() == 0);
+}
+
+namespace {
+
+/// `plexus trace --count <count> [extra]` against a running sample: the
+/// failed spans it printed, one line each, once it exited 0.
+std::vector<std::string> traced(const broker_process& b, std::size_t count,
+                                std::vector<std::string> extra = {}) {
+  spawn_options o;
+  o.args = {cli_bin, "--broker", b.endpoint(), "trace", "--count", std::to_string(count)};
+  o.args.insert(o.args.end(), extra.begin(), extra.end());
+  o.out = redirect::pipe;
+  child_process cli{o};
+  std::vector<std::string> lines;
+  while (lines.size() < count)
+    if (auto line = cli.read_line(default_wait)) lines.push_back(*line);
+    else break;
+  BOOST_TEST(cli.wait(default_wait).value_or(-1) == 0);
+  return lines;
+}
+
+bool any_line(const std::vector<std::string>& lines, const std::string& starts, const std::string& has) {
+  return std::any_of(lines.begin(), lines.end(), [&](const std::string& l) {
+    return l.starts_with(starts) && l.find(has) != std::string::npos;
+  });
+}
+
+std::string joined(const std::vector<std::string>& lines) {
+  std::string out;
+  for (auto& l : lines) out += l + "\n";
+  return out;
+}
+
+} // namespace
+
+// The sample's injected faults, found from the outside: with --inject
+// label-crash, `plexus trace` names the crash and where it happened (and
+// --zipkin writes the same spans for a collector); with --inject
+// no-responders, the request send-confirmation made and its own failure.
+BOOST_AUTO_TEST_CASE(plexus_trace_names_the_fault_each_injected_mode_causes) {
+  broker_process b;
+  temp_file outbox{"plexus-itest-inject-outbox"};
+  // --drain-timeout 1: failing orders keep reliable handlers waiting on
+  // confirms that never come, and a stop would wait the default 10 s.
+  {
+    shipping_process sample{b, "all", {"--inject", "label-crash", "--inject-every", "5", "--rate", "100",
+                                       "--drain-timeout", "1", "--outbox", outbox.path()}};
+    temp_file zipkin{"plexus-itest-zipkin.json"};
+    auto lines = traced(b, 3, {"--zipkin", zipkin.path()});
+    BOOST_TEST_REQUIRE(lines.size() == 3u, joined(lines));
+    BOOST_TEST(any_line(lines, "crash shipping.create-label on address.validated",
+                        ": label printer jammed on order "), joined(lines));
+    for (auto& l : lines) // only create-label fails: the others are untouched
+      BOOST_TEST(l.find(" shipping.create-label on address.validated ") != std::string::npos, l);
+    std::ifstream in{zipkin.path()};
+    std::string json{std::istreambuf_iterator<char>{in}, {}};
+    BOOST_TEST(json.starts_with("[\n{\"traceId\":\""), json);
+    BOOST_TEST(json.find("\"name\":\"create-label\"") != std::string::npos, json);
+    BOOST_TEST(json.find("\"localEndpoint\":{\"serviceName\":\"shipping\"}") != std::string::npos, json);
+    BOOST_TEST(json.find("\"error\":\"label printer jammed on order ") != std::string::npos, json);
+    BOOST_TEST(sample.terminate() == 0);
+  }
+  {
+    shipping_process sample{b, "all", {"--inject", "no-responders", "--inject-every", "5", "--rate", "100",
+                                       "--drain-timeout", "1", "--outbox", outbox.path()}};
+    auto lines = traced(b, 8);
+    BOOST_TEST_REQUIRE(lines.size() == 8u, joined(lines));
+    BOOST_TEST(any_line(lines, "no_responders request shipping.send-confirmation -> loyalty.points",
+                        ": nobody serves loyalty.points"), joined(lines));
+    BOOST_TEST(any_line(lines, "no_responders shipping.send-confirmation on label.created",
+                        ": nobody serves loyalty.points"), joined(lines));
+    BOOST_TEST(sample.terminate() == 0);
+  }
+}
+
+// An --inject mode the sample does not know is refused like a bad role.
+BOOST_AUTO_TEST_CASE(an_unknown_inject_mode_is_one_line_on_stderr_and_exit_2) {
+  spawn_options o;
+  o.args = {shipping_bin, "--broker", "tcp://127.0.0.1:1", "--inject", "label-crash", "--inject",
+            "label-fire"};
+  o.out = redirect::null;
+  o.err = redirect::pipe;
+  child_process p{o};
+  auto err = p.read_stderr(default_wait);
+  BOOST_TEST(p.wait(default_wait).value_or(-1) == 2);
+  BOOST_TEST(err.find("--inject") != std::string::npos, err);
+  BOOST_TEST(err.find("'label-fire'") != std::string::npos, err);
+  BOOST_TEST(std::count(err.begin(), err.end(), '\n') == 1);
 }
 
 // A role the sample does not know is one line on stderr and exit code 2,

@@ -83,6 +83,17 @@ BOOST_AUTO_TEST_CASE(the_dependency_graph_follows_parents_across_batches) {
   BOOST_TEST(!e[1].request); // a publish: its parent is the invocation itself
   BOOST_TEST(g.dot().find("\"shop.price\" -> \"shop.quote\" [label=\"1 requests, 100% failed\", color=red]")
              != std::string::npos, g.dot());
+  // The same two functions by a publish and by a request: two edges, each counted apart.
+  g.add({mk("a2", "", "price", "invocation"), mk("q2", "a2", "quote", "invocation"),
+         mk("q3", "a2", "quote", "invocation")});
+  e = g.edges();
+  BOOST_TEST_REQUIRE(e.size() == 3u);
+  BOOST_TEST(e[0].callee == "shop.quote");
+  BOOST_TEST(!e[0].request);
+  BOOST_TEST(e[0].calls == 2u);
+  BOOST_TEST(e[1].callee == "shop.quote");
+  BOOST_TEST(e[1].request);
+  BOOST_TEST(e[1].calls == 1u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -9,6 +9,8 @@
 #include <condition_variable>
 #include <mutex>
 #include <future>
+#include <latch>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -754,6 +756,77 @@ BOOST_AUTO_TEST_CASE(the_metrics_endpoint_serves_prometheus_text_that_parses_bac
   auto st = stats_of(n, "f");
   BOOST_TEST(st.invocations == 8u);
   BOOST_TEST(st.duration_p50_ns > 0u);
+}
+
+BOOST_AUTO_TEST_CASE(the_gauges_count_messages_in_flight_waiting_and_credit_then_return_to_zero) {
+  constexpr std::uint32_t instances = 3, sent = 10, prefetch = 64;
+  struct gate { // every handler waits until the test opens it (once, also on a failed REQUIRE)
+    std::latch latch{1};
+    std::atomic<bool> opened{false};
+    void open() {
+      if (!opened.exchange(true)) latch.count_down();
+    }
+  } held;
+  waiter started;
+  std::uint32_t running = 0;
+  node_options o;
+  o.metrics_port = -1;
+  node n{o};
+  struct opens_on_exit {
+    gate& g;
+    ~opens_on_exit() { g.open(); } // before the node stops: its handlers must end
+  } guard{held};
+  n.service("g").function("held").on("g.held").instances(instances).prefetch(prefetch).blocking()
+    .handle([&](std::string_view, context&) -> result<void> {
+      started.update([&] { ++running; });
+      held.latch.wait();
+      return {};
+    });
+  n.start();
+  BOOST_TEST(stats_of(n, "held").credit == instances + prefetch); // granted at SUB
+  for (std::uint32_t i = 0; i < sent; ++i) n.client().publish("g.held", "x");
+  BOOST_TEST_REQUIRE(started.until([&] { return running == instances; }));
+  // The pool sets its gauges after each of its messages: the last batch may still come.
+  waiter w;
+  bool settled = w.until([&] {
+    auto st = stats_of(n, "held");
+    return st.in_flight == instances && st.queue_depth == sent - instances;
+  });
+  auto st = stats_of(n, "held");
+  BOOST_TEST_REQUIRE(settled, "in_flight " << st.in_flight << ", queue_depth " << st.queue_depth);
+  BOOST_TEST(st.credit == instances + prefetch - sent); // each delivery used one, none is back
+  BOOST_TEST(running == instances); // nobody else started
+
+  // The same on /metrics, as gauges.
+  auto sample = [&](const std::string& name) -> std::optional<std::string> {
+    httplib::Client http{"127.0.0.1", n.metrics_port()};
+    auto res = http.Get("/metrics");
+    BOOST_TEST_REQUIRE(res);
+    auto series = name + "{service=\"g\",function=\"held\"} ";
+    auto at = res->body.find("\n" + series);
+    if (res->body.find("# TYPE " + name + " gauge\n") == std::string::npos || at == std::string::npos)
+      return std::nullopt;
+    auto from = at + 1 + series.size();
+    return res->body.substr(from, res->body.find('\n', from) - from);
+  };
+  BOOST_TEST(sample("plexus_function_in_flight").value_or("none") == std::to_string(instances));
+  BOOST_TEST(sample("plexus_function_queue_depth").value_or("none") == std::to_string(sent - instances));
+  BOOST_TEST(sample("plexus_function_credit").value_or("none") ==
+             std::to_string(instances + prefetch - sent));
+
+  held.open();
+  bool drained = w.until([&] {
+    auto now = stats_of(n, "held");
+    return now.ok == sent && now.in_flight == 0 && now.queue_depth == 0 &&
+           now.credit == instances + prefetch;
+  });
+  st = stats_of(n, "held");
+  BOOST_TEST(drained, "ok " << st.ok << ", in_flight " << st.in_flight << ", queue_depth "
+                            << st.queue_depth << ", credit " << st.credit);
+  BOOST_TEST(sample("plexus_function_in_flight").value_or("none") == "0");
+  BOOST_TEST(sample("plexus_function_queue_depth").value_or("none") == "0");
+  BOOST_TEST(sample("plexus_function_credit").value_or("none") == std::to_string(instances + prefetch));
+  n.stop();
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -406,12 +406,19 @@ struct function_stats {
   /// Handler durations (start -> result), within 1%: how many, and quantiles.
   std::uint64_t invocations = 0;
   std::uint64_t duration_p50_ns = 0, duration_p99_ns = 0, duration_p999_ns = 0;
+  /// Gauges, now: messages whose handler runs (one per busy instance, a
+  /// handler waiting on its request included); messages the pool took in
+  /// that wait for an instance (in its queue, or behind the message an
+  /// instance runs); the credit the broker holds for the pool (messages it
+  /// may still send before the pool grants more).
+  std::uint32_t in_flight = 0, queue_depth = 0, credit = 0;
   /// Every node publishes its functions' stats each second on
   /// `$SYS.node.<id>.stats` (a msgpack array of these maps): `plexus top`.
   MSGPACK_DEFINE_MAP(service, function, ok, errors, crashes, restarts, rejected, quarantined,
                      recycled, escalations, revivals, stopped, instances, live, cold_starts,
                      cold_start_ns_total, cold_start_ns_max, inits, init_ns_max, invocations,
-                     duration_p50_ns, duration_p99_ns, duration_p999_ns)
+                     duration_p50_ns, duration_p99_ns, duration_p999_ns, in_flight, queue_depth,
+                     credit)
 };
 
 /// A program's own flag, parsed with the node's: `--name VALUE` into *value

@@ -8,11 +8,14 @@
 // on `$SYS.trace.<node>` (compact msgpack, read by decode_spans); `plexus trace` reads
 // them. CAF-free.
 
+#include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 namespace plexus {
@@ -55,6 +58,25 @@ struct span {
 /// are roots.
 [[nodiscard]] std::string render_trace(std::vector<span> spans);
 
+/// Spans as a Zipkin v2 JSON array (POST /api/v2/spans; Jaeger takes it
+/// too): ids lower-case hex, timestamp and duration in microseconds (the
+/// start truncated, the duration rounded up: never 0), kind CLIENT for a
+/// request, SERVER for an invocation whose parent among `spans` is a
+/// request, else CONSUMER; localEndpoint.serviceName the service; tags
+/// function, topic, msg_id (0x-hex when not printable text), delivery,
+/// cold_start, status, node, and cause and callee when set; a failed span
+/// also carries Zipkin's "error" tag (its cause, else its status). Every
+/// string is valid JSON: quotes, backslashes and control characters are
+/// escaped, bytes that are not UTF-8 become U+FFFD.
+[[nodiscard]] std::string zipkin_json(const std::vector<span>& spans);
+
+/// POSTs `json` (from zipkin_json) to a collector's URL, e.g.
+/// http://localhost:9411/api/v2/spans. nullopt when it answered 2xx, else
+/// what went wrong, for a person (no connection, the status and body).
+[[nodiscard]] std::optional<std::string> post_zipkin(std::string_view url, std::string_view json,
+                                                     std::chrono::milliseconds timeout =
+                                                       std::chrono::seconds{5});
+
 /// The dependency graph observed in spans: an edge from the function that
 /// called (a request) or published (a chain) to the function whose
 /// invocation it caused, with how often and how often that failed.
@@ -66,7 +88,9 @@ struct dependency {
 
 /// Folds spans into dependencies: an invocation whose parent span is among
 /// them is a call from the parent's function (the parent is an invocation
-/// that published, or the request a handler made). Sorted by caller, callee.
+/// that published, or the request a handler made). Sorted by caller, callee
+/// and kind (publishes first); a publish and a request between the same
+/// two functions are two edges.
 class dependency_graph {
 public:
   void add(const std::vector<span>& spans);
@@ -83,7 +107,9 @@ private:
   };
   std::map<std::string, parent_info> parents_;   // span id -> whose span
   std::vector<std::pair<std::string, span>> orphans_; // invocations whose parent is not seen yet
-  std::map<std::pair<std::string, std::string>, dependency> edges_;
+  // By caller, callee and request: a publish and a request between the
+  // same two functions are two edges.
+  std::map<std::tuple<std::string, std::string, bool>, dependency> edges_;
   void link(const std::string& parent, const span& child);
 };
 

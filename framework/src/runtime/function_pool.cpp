@@ -56,6 +56,7 @@ struct pool_state {
   std::unordered_map<caf::actor_addr, std::uint64_t> born;
   std::unordered_set<caf::actor_addr> retired; // told to exit by the pool
   std::deque<delivery_ptr> waiting;
+  std::size_t handed = 0; // messages in the runs of busy instances (for the gauges)
   // Reliable functions: messages whose handler succeeded, waiting for the
   // confirms of what it published before they are ACKed (their credit is
   // held meanwhile, so at most `prefetch` wait).
@@ -103,6 +104,7 @@ std::uint32_t subscribe_pool(const pool_spec& spec, const caf::actor& pool_handl
   auto sid = spec.conn->subscribe_batch(
     o.pattern, [pool](std::span<const message_view> b) { post_batch(pool, b); }, so);
   spec.counters->sid = sid;
+  spec.counters->credit = so.credit;
   return sid;
 }
 
@@ -126,6 +128,16 @@ void retire(pool_actor* self, const caf::actor& inst) {
   self->send_exit(inst, caf::exit_reason::user_shutdown);
 }
 
+// The node's gauges, after the pool changed what runs and what waits: a
+// busy instance runs one message of its run, the rest of its run waits.
+void note_gauges(pool_actor* self) {
+  auto& s = self->state;
+  auto running = s.busy.size();
+  s.spec.counters->in_flight.store(static_cast<std::uint32_t>(running), std::memory_order_relaxed);
+  s.spec.counters->queue_depth.store(static_cast<std::uint32_t>(s.waiting.size() + s.handed - running),
+                                     std::memory_order_relaxed);
+}
+
 // Hands waiting messages to idle instances, a run each: one actor message
 // for many deliveries, spread evenly, at most 32 per run.
 void dispatch(pool_actor* self) {
@@ -142,9 +154,11 @@ void dispatch(pool_actor* self) {
       s.waiting.pop_front();
     }
     run->cold = std::exchange(s.cold_pending, false);
+    s.handed += n;
     s.busy.emplace(inst.address(), pool_state::at_work{inst, run});
     self->send(inst, run_atom::value, run);
   }
+  note_gauges(self);
 }
 
 // An instance is free again: back to work, or retired if it belongs to an
@@ -183,6 +197,8 @@ void maybe_quit(pool_actor* self) {
 void give_credit(pool_actor* self) {
   auto& s = self->state;
   s.spec.conn->grant_credit(s.owed_sid, s.owed_credit);
+  if (s.owed_sid == s.spec.counters->sid.load(std::memory_order_relaxed))
+    s.spec.counters->credit.fetch_add(s.owed_credit, std::memory_order_relaxed);
   s.owed_credit = 0;
 }
 
@@ -224,9 +240,11 @@ void wind_down(pool_actor* self, const char* why) {
   auto sid = s.sid ? s.sid : s.spec.counters->sid.load();
   if (sid) s.spec.conn->unsubscribe(sid);
   s.spec.counters->sid = 0;
+  s.spec.counters->credit = 0; // unsubscribed
   s.sid = 0;
   for (auto& d : s.waiting) s.spec.conn->nack(d->sid, d->seq, wire::nack_action::requeue, 0, why);
   s.waiting.clear();
+  note_gauges(self);
   for (auto& a : s.idle) retire(self, a);
   s.idle.clear();
 }
@@ -451,6 +469,7 @@ void instance_down(pool_actor* self, const caf::down_msg& dm) {
   work_run_ptr run;
   if (auto it = s.busy.find(dm.source); it != s.busy.end()) {
     run = it->second.run;
+    s.handed -= run->items.size();
     s.busy.erase(it);
   }
   std::optional<std::string> why;
@@ -498,7 +517,10 @@ void scale_to(pool_actor* self, std::uint32_t to, const char* why) {
     auto more = to - from;
     auto repaid = std::min(more, s.credit_debt);
     s.credit_debt -= repaid;
-    if (more > repaid && s.sid) s.spec.conn->grant_credit(s.sid, more - repaid);
+    if (more > repaid && s.sid) {
+      s.spec.conn->grant_credit(s.sid, more - repaid);
+      s.spec.counters->credit.fetch_add(more - repaid, std::memory_order_relaxed);
+    }
   } else {
     s.credit_debt += from - to;
     std::vector<caf::actor> keep;
@@ -539,6 +561,11 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
   return {
     [self](batch_atom, const delivery_batch& b) {
       auto& s = self->state;
+      // Each delivery used one credit of its subscription's.
+      auto sid = s.spec.counters->sid.load(std::memory_order_relaxed);
+      auto of_sid = std::count_if(b->items.begin(), b->items.end(),
+                                  [sid](const delivery& d) { return d.sid == sid; });
+      s.spec.counters->credit.fetch_sub(of_sid, std::memory_order_relaxed);
       for (auto& d : b->items) {
         if (s.stopped || s.stopping) {
           s.spec.conn->nack(d.sid, d.seq, wire::nack_action::requeue, 0, "function stopping");
@@ -574,6 +601,7 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
       auto it = s.busy.find(sender.address());
       if (it == s.busy.end()) return;
       auto run = it->second.run;
+      s.handed -= run->items.size();
       s.busy.erase(it);
       if (run->crash) return run_ended(self, run, run->crash, sender, sender.address());
       settle_finished(self, *run);
@@ -631,6 +659,7 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
       for (auto& d : s.waiting)
         s.spec.conn->nack(d->sid, d->seq, wire::nack_action::requeue, 0, "node stopping");
       s.waiting.clear();
+      note_gauges(self);
       maybe_quit(self);
     },
   };

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "plexus/node.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <future>
+#include <cstdint>
 #include <csignal>
 #include <cstdio>
 #include <mutex>
@@ -443,7 +445,11 @@ std::vector<function_stats> node::impl::snapshot() const {
                    c.quarantined, c.recycled, c.escalations, c.revivals, c.stopped, c.instances,
                    c.live,
                    c.cold_starts, c.cold_start_ns_total, c.cold_start_ns_max, c.inits,
-                   c.init_ns_max, c.duration.count(), ns(0.5), ns(0.99), ns(0.999)});
+                   c.init_ns_max, c.duration.count(), ns(0.5), ns(0.99), ns(0.999),
+                   c.in_flight.load(std::memory_order_relaxed),
+                   c.queue_depth.load(std::memory_order_relaxed),
+                   static_cast<std::uint32_t>(std::clamp<std::int64_t>(
+                     c.credit.load(std::memory_order_relaxed), 0, std::int64_t{UINT32_MAX}))});
   }
   return out;
 }
@@ -495,6 +501,25 @@ std::string node::impl::metrics_text() const {
   each([&](auto& p, const observe::labels& l) {
     t.sample("plexus_function_instances", l, std::uint64_t{p.counters->instances.load()});
   });
+  struct gauge {
+    const char* name;
+    const char* help;
+    std::uint64_t (*read)(const detail::pool_counters&);
+  };
+  static constexpr gauge gauges[] = {
+    {"plexus_function_in_flight", "Messages whose handler runs now (one per busy instance).",
+     [](const detail::pool_counters& c) -> std::uint64_t { return c.in_flight.load(); }},
+    {"plexus_function_queue_depth", "Messages taken in by the function that wait for an instance.",
+     [](const detail::pool_counters& c) -> std::uint64_t { return c.queue_depth.load(); }},
+    {"plexus_function_credit",
+     "Credit the broker holds for the function: messages it may send before more is granted.",
+     [](const detail::pool_counters& c) -> std::uint64_t {
+       return static_cast<std::uint64_t>(std::max<std::int64_t>(0, c.credit.load()));
+     }}};
+  for (auto& g : gauges) {
+    t.family(g.name, "gauge", g.help);
+    each([&](auto& p, const observe::labels& l) { t.sample(g.name, l, g.read(*p.counters)); });
+  }
   t.family("plexus_function_duration_seconds", "histogram", "Handler durations, start to result.");
   each([&](auto& p, const observe::labels& l) {
     observe::write_histogram(t, "plexus_function_duration_seconds", l, p.counters->duration);

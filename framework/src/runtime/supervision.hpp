@@ -93,6 +93,11 @@ struct pool_counters {
   std::atomic<std::uint32_t> instances{0}, live{0}; // the target, and actors alive
   std::atomic<std::uint64_t> cold_starts{0}, cold_start_ns_total{0}, cold_start_ns_max{0};
   std::atomic<std::uint64_t> inits{0}, init_ns_max{0};
+  // Gauges, set by the pool after each of its messages: messages whose
+  // handler runs (or waits on its request), messages taken in and not yet
+  // started, and the credit the broker holds for the pool's subscription.
+  std::atomic<std::uint32_t> in_flight{0}, queue_depth{0};
+  std::atomic<std::int64_t> credit{0};
   observe::latency_histogram duration; // handler start -> its result, every invocation
 };
 
