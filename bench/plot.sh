@@ -33,7 +33,7 @@ series() {
   local scenario=$1 metric=$2 out=$3 xfield=${4:-first}
   awk -F, -v sc="$scenario" -v m="$metric" -v xf="$xfield" '
     /^#/ || $1 == "scenario" { next }
-    $1 == sc && $4 == m {
+    $1 == sc && $4 == m && $2 !~ /-(ipc|inproc)$/ {
       x = $2
       if (xf == "last") sub(/^.*-/, "", x)
       sub(/[^0-9.].*$/, "", x)

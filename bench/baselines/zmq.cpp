@@ -33,10 +33,11 @@ void unlimited(zmq::socket_t& s) {
   s.set(zmq::sockopt::linger, 0); // never block teardown on a lossy run's leftovers
 }
 
-zmq::socket_t bound_socket(zmq::context_t& ctx, zmq::socket_type type, std::string& endpoint) {
+zmq::socket_t bound_socket(zmq::context_t& ctx, zmq::socket_type type, std::string& endpoint,
+                           transport t = transport::tcp) {
   zmq::socket_t s{ctx, type};
   unlimited(s);
-  s.bind("tcp://127.0.0.1:*");
+  s.bind(bind_endpoint(t));
   endpoint = s.get(zmq::sockopt::last_endpoint);
   return s;
 }
@@ -81,9 +82,8 @@ void receive(std::stop_token stop, zmq::socket_t sub, message_sink& sink,
   }
 }
 
-} // namespace
-
-run_result zmq_proxy_fanout_once(std::size_t subscribers, std::size_t size, std::size_t count) {
+run_result zmq_proxy_run(std::size_t subscribers, std::size_t size, std::size_t count,
+                         transport t) {
   // One context (so one I/O thread) per role, as publisher, proxy and
   // subscribers would have in separate processes; one shared I/O thread
   // would serialise all sockets' TCP work. Declaration order is teardown
@@ -96,13 +96,17 @@ run_result zmq_proxy_fanout_once(std::size_t subscribers, std::size_t size, std:
   zmq::context_t pub_ctx{1};
   message_sink sink{subscribers, warmup_count(count), count, message_sink::delivery::every};
   std::string in, out;
-  auto xsub = bound_socket(proxy_ctx, zmq::socket_type::xsub, in);
-  auto xpub = bound_socket(proxy_ctx, zmq::socket_type::xpub, out);
+  auto xsub = bound_socket(proxy_ctx, zmq::socket_type::xsub, in, t);
+  auto xpub = bound_socket(proxy_ctx, zmq::socket_type::xpub, out, t);
+  // inproc endpoints are reachable from their own context only.
+  auto ctx_of = [&](zmq::context_t& own) -> zmq::context_t& {
+    return t == transport::inproc ? proxy_ctx : own;
+  };
   proxy_thread proxy{proxy_ctx, std::move(xsub), std::move(xpub), sink};
 
   std::vector<std::jthread> receivers;
   for (std::size_t i = 0; i < subscribers; ++i) {
-    zmq::socket_t sub{*sub_ctxs[i], zmq::socket_type::sub};
+    zmq::socket_t sub{ctx_of(*sub_ctxs[i]), zmq::socket_type::sub};
     unlimited(sub);
     sub.set(zmq::sockopt::rcvtimeo, recv_timeout_ms);
     sub.set(zmq::sockopt::subscribe, "");
@@ -110,7 +114,7 @@ run_result zmq_proxy_fanout_once(std::size_t subscribers, std::size_t size, std:
     receivers.emplace_back(receive, std::move(sub), std::ref(sink), i);
   }
 
-  zmq::socket_t pub{pub_ctx, zmq::socket_type::pub};
+  zmq::socket_t pub{ctx_of(pub_ctx), zmq::socket_type::pub};
   unlimited(pub);
   pub.connect(in);
 
@@ -124,6 +128,12 @@ run_result zmq_proxy_fanout_once(std::size_t subscribers, std::size_t size, std:
     throw std::runtime_error("zmq: " + std::to_string(sink.malformed()) +
                              " messages arrived with a payload not sent");
   return result;
+}
+
+} // namespace
+
+run_result zmq_proxy_fanout_once(std::size_t subscribers, std::size_t size, std::size_t count) {
+  return zmq_proxy_run(subscribers, size, count, transport::tcp);
 }
 
 namespace {
@@ -204,8 +214,38 @@ std::unique_ptr<reqrep_system> make_zmq_reqrep(std::size_t size) {
   return std::make_unique<zmq_reqrep>(size);
 }
 
-run_result zmq_proxy_pubsub_once(std::size_t size, std::size_t count) {
-  return zmq_proxy_fanout_once(1, size, count);
+run_result zmq_proxy_pubsub_once(std::size_t size, std::size_t count, transport t) {
+  return zmq_proxy_run(1, size, count, t);
+}
+
+run_result zmq_direct_pubsub_once(std::size_t size, std::size_t count, transport t) {
+  // As above, a context per side (one for inproc), the receiver on its
+  // own thread.
+  zmq::context_t sub_ctx{1};
+  zmq::context_t pub_ctx{1};
+  auto& sub_side = t == transport::inproc ? pub_ctx : sub_ctx;
+  message_sink sink{1, warmup_count(count), count};
+  std::string endpoint;
+  auto pub = bound_socket(pub_ctx, zmq::socket_type::pub, endpoint, t);
+  std::jthread receiver;
+  {
+    zmq::socket_t sub{sub_side, zmq::socket_type::sub};
+    unlimited(sub);
+    sub.set(zmq::sockopt::rcvtimeo, recv_timeout_ms);
+    sub.set(zmq::sockopt::subscribe, "");
+    sub.connect(endpoint);
+    receiver = std::jthread(receive, std::move(sub), std::ref(sink), 0);
+  }
+  auto result = drive(
+    sink, size, count,
+    [&pub](std::span<const char> m) {
+      pub.send(zmq::const_buffer{m.data(), m.size()}, zmq::send_flags::none);
+    },
+    [] {});
+  if (sink.malformed() != 0)
+    throw std::runtime_error("zmq: " + std::to_string(sink.malformed()) +
+                             " messages arrived with a payload not sent");
+  return result;
 }
 
 } // namespace plexus::bench

@@ -12,7 +12,13 @@
 namespace plexus::bench {
 
 /// One publisher -> zmq_proxy -> one subscriber: one timed run.
-[[nodiscard]] run_result zmq_proxy_pubsub_once(std::size_t size, std::size_t count);
+[[nodiscard]] run_result zmq_proxy_pubsub_once(std::size_t size, std::size_t count,
+                                               transport t = transport::tcp);
+
+/// One publisher -> one subscriber, PUB bound, SUB connected, no proxy:
+/// the floor of any hop at all.
+[[nodiscard]] run_result zmq_direct_pubsub_once(std::size_t size, std::size_t count,
+                                                transport t = transport::tcp);
 
 /// One publisher -> zmq_proxy -> `subscribers` subscribers, each getting
 /// every message: one timed run; `received` counts across all of them.

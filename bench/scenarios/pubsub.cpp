@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // Scenario `pubsub`: 1 publisher -> broker -> 1 subscriber over tcp on
-// 127.0.0.1, payloads of 16, 128 and 1024 B; messages per second from the
-// first send to the last receive. Each system is one run function; each
+// 127.0.0.1, payloads of 16, 128 and 1024 B, and 128 B over ipc (a Unix
+// socket) and inproc (one process, no kernel); messages per second from
+// the first send to the last receive. Beside plexus: zmq_proxy (the same
+// hop with no protocol of ours), zmq direct (PUB -> SUB, no hop: the
+// floor) and nats-server (tcp only). Each system is one run function; each
 // run starts its broker afresh and tears it down.
 
 #include <array>
@@ -20,10 +23,12 @@ namespace plexus::bench {
 
 namespace {
 
-/// A system under test: one timed run of `count` messages of `size` bytes.
+/// A system under test: one timed run of `count` messages of `size` bytes
+/// over a transport (nats-server speaks tcp only).
 struct pubsub_system {
   std::string name;
-  std::function<run_result(std::size_t size, std::size_t count)> run_once;
+  std::function<run_result(std::size_t size, std::size_t count, transport t)> run_once;
+  bool tcp_only = false;
 };
 
 /// Every system, measured in the same run, case by case.
@@ -31,35 +36,42 @@ std::vector<pubsub_system> systems() {
   return {
     {"plexus", &plexus_pubsub_once},
     {"zmq", &zmq_proxy_pubsub_once},
-    {"nats", &nats_pubsub_once},
+    {"zmq-direct", &zmq_direct_pubsub_once},
+    {"nats", [](std::size_t size, std::size_t count, transport) { return nats_pubsub_once(size, count); },
+     true},
   };
 }
 
 struct pubsub_case {
+  std::string name;
   std::size_t size;
+  transport via;
   std::size_t count;       // messages per timed run
   std::size_t quick_count; // the same under --quick
 };
 
-constexpr std::array<pubsub_case, 3> cases{{
-  {16, 1'000'000, 20'000},
-  {128, 1'000'000, 20'000},
-  {1024, 200'000, 20'000},
+const std::array<pubsub_case, 5> cases{{
+  {"16B", 16, transport::tcp, 1'000'000, 20'000},
+  {"128B", 128, transport::tcp, 1'000'000, 20'000},
+  {"1024B", 1024, transport::tcp, 200'000, 20'000},
+  {"128B-ipc", 128, transport::ipc, 1'000'000, 20'000},
+  {"128B-inproc", 128, transport::inproc, 1'000'000, 20'000},
 }};
 
 void run_pubsub(const run_config& cfg, recorder& rec) {
   const auto all = systems();
   for (const auto& c : cases) {
     const auto count = cfg.quick ? c.quick_count : c.count;
-    const auto name = std::to_string(c.size) + "B";
-    for (const auto& sys : all)
-      record_throughput(cfg, rec, name, sys.name, c.size,
-                        [&] { return sys.run_once(c.size, count); });
+    for (const auto& sys : all) {
+      if (sys.tcp_only && c.via != transport::tcp) continue;
+      record_throughput(cfg, rec, c.name, sys.name, c.size,
+                        [&] { return sys.run_once(c.size, count, c.via); });
+    }
   }
 }
 
 const registration pubsub_registration{
-  {"pubsub", "1 publisher -> broker -> 1 subscriber, tcp loopback: plexus, zmq_proxy, nats-server",
+  {"pubsub", "1 publisher -> broker -> 1 subscriber, 16/128/1024 B over tcp loopback, 128 B over ipc and inproc: plexus, zmq_proxy, zmq direct, nats-server (tcp)",
    &run_pubsub}};
 
 } // namespace

@@ -1,10 +1,50 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "scenarios/throughput.hpp"
 
+#include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+
+#include <unistd.h>
 
 namespace plexus::bench {
+
+namespace {
+
+// Where this process's ipc sockets live: a directory of its own, removed
+// at exit with whatever socket files closing left behind.
+const std::string& ipc_dir() {
+  // Never destroyed: the exit handler runs after static destructors.
+  static const std::string* dir = [] {
+    std::string templ = (std::filesystem::temp_directory_path() / "plexus-bench-XXXXXX").string();
+    if (!::mkdtemp(templ.data()))
+      throw std::runtime_error("bench: cannot make a directory for ipc sockets");
+    auto* made = new std::string(std::move(templ));
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(ipc_dir(), ec);
+    });
+    return made;
+  }();
+  return *dir;
+}
+
+} // namespace
+
+std::string bind_endpoint(transport t) {
+  static std::atomic<unsigned> next{0};
+  switch (t) {
+    case transport::tcp: return "tcp://127.0.0.1:*";
+    case transport::ipc: return "ipc://" + ipc_dir() + "/" + std::to_string(next++);
+    case transport::inproc: return "inproc://plexus-bench-" + std::to_string(next++);
+  }
+  return {};
+}
 
 double run_result::msgs_per_s() const noexcept {
   auto seconds = std::chrono::duration<double>(elapsed).count();

@@ -30,6 +30,15 @@ namespace plexus::bench {
 
 using steady = std::chrono::steady_clock;
 
+/// How the clients reach the broker (or the zmq baseline its peers): tcp on
+/// 127.0.0.1, a Unix socket (ipc), or within the process (inproc: one
+/// ZeroMQ context, no kernel at all).
+enum class transport { tcp, ipc, inproc };
+
+/// An endpoint of `t` to bind, unique in this process ("tcp://127.0.0.1:*",
+/// "ipc:///tmp/plexus-bench-<pid>-<n>", "inproc://plexus-bench-<n>").
+[[nodiscard]] std::string bind_endpoint(transport t);
+
 /// One timed run of one system.
 struct run_result {
   std::size_t sent = 0;     // measured messages published

@@ -33,8 +33,9 @@ class broker_under_test {
 public:
   /// `id` names it in WELCOME and in the cluster; `peers` are the seeds it
   /// dials (none: a broker alone).
-  explicit broker_under_test(std::string id = "bench", std::vector<std::string> peers = {})
-    : server_(options(std::move(id), std::move(peers)), &ctx_) {
+  explicit broker_under_test(std::string id = "bench", std::vector<std::string> peers = {},
+                             transport t = transport::tcp)
+    : server_(options(std::move(id), std::move(peers), t), &ctx_), inproc_(t == transport::inproc) {
     broker::tune_allocator(); // as plexus-broker's main does
     server_.start();
   }
@@ -47,13 +48,15 @@ public:
   [[nodiscard]] client_options client() const {
     client_options o;
     o.endpoint = server_.endpoint();
+    if (inproc_) o.zmq_context = &ctx_; // inproc: the broker's context
     return o;
   }
 
 private:
-  static broker::server_options options(std::string id, std::vector<std::string> peers) {
+  static broker::server_options options(std::string id, std::vector<std::string> peers,
+                                        transport t) {
     broker::server_options o;
-    o.listen = "tcp://127.0.0.1:*";
+    o.listen = bind_endpoint(t);
     o.peers = std::move(peers);
     o.core.id = std::move(id);
     o.core.max_pending_msgs = std::size_t{1} << 24;
@@ -65,8 +68,9 @@ private:
     return o;
   }
 
-  zmq::context_t ctx_{1};
+  mutable zmq::context_t ctx_{1}; // clients on inproc share it (client() is const)
   broker::server server_;
+  bool inproc_;
 };
 
 constexpr std::string_view topic = "bench.load";
@@ -172,8 +176,8 @@ std::unique_ptr<reqrep_system> make_plexus_reqrep(std::size_t size) {
   return std::make_unique<plexus_reqrep>(size);
 }
 
-run_result plexus_pubsub_once(std::size_t size, std::size_t count) {
-  broker_under_test b;
+run_result plexus_pubsub_once(std::size_t size, std::size_t count, transport t) {
+  broker_under_test b{"bench", {}, t};
   return pubsub_run(b, b, size, count);
 }
 

@@ -23,7 +23,8 @@ namespace plexus::bench {
 void with_plexus_broker(const std::function<void(const std::string& endpoint)>& body);
 
 /// One publisher -> plexus broker -> one subscriber: one timed run.
-[[nodiscard]] run_result plexus_pubsub_once(std::size_t size, std::size_t count);
+[[nodiscard]] run_result plexus_pubsub_once(std::size_t size, std::size_t count,
+                                            transport t = transport::tcp);
 
 /// One publisher -> plexus broker -> `subscribers` plain subscribers, each
 /// a client of its own and getting every message: one timed run;
