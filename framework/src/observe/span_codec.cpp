@@ -3,15 +3,18 @@
 // (encode_span_batch), read by anyone (decode_spans).
 //
 //   [node, [name, ...], [span, ...]]
-//   span = [trace_hi, trace_lo, span_id, parent_id, flags (1 request,
-//           2 cold start), name index, topic, msg_id (bin), delivery,
-//           start_ns, duration_ns, status, cause, callee]
+//   span = [fixed (bin, 56 bytes), topic, msg_id (bin), cause, callee]
+//   fixed = trace_hi, trace_lo, span_id, parent_id, start_ns, duration_ns
+//           (u64 each), delivery (u32), name index (u16), status (u8),
+//           flags (u8: 1 request, 2 cold start), all little-endian
 //
-// Positional and with names once per batch: a span is ~70 bytes, and
-// writing one is a few dozen stores (as a msgpack map with its keys it was
-// ~300 bytes and most of what tracing cost).
+// Names once per batch and a span's numbers as one block: writing a span
+// is a few stores and copies (~70 bytes; as a msgpack map with its keys it
+// was ~300 bytes and most of what tracing cost). The encoder writes
+// msgpack by hand; decode_spans reads it with msgpack-c, which checks it.
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <stdexcept>
 
@@ -26,33 +29,80 @@ namespace detail {
 namespace {
 
 constexpr char hex_digits[] = "0123456789abcdef";
-constexpr std::uint32_t span_fields = 14;
-constexpr std::size_t max_text = 4096; // causes are cut here: a reader's limit
+constexpr std::size_t fixed_bytes = 56;
+constexpr std::uint32_t span_fields = 5;
+constexpr std::size_t max_text = 4096; // texts are cut here: a reader's limit
 
-// Writes at a cursor into room reserved beforehand (span_bytes bounds it).
-struct cursor_sink {
-  char* p;
-  void write(const char* d, std::size_t n) {
-    std::memcpy(p, d, n);
-    p += n;
+// msgpack, written at a cursor into room reserved beforehand.
+class writer {
+public:
+  explicit writer(char* at) noexcept : p_(at) {}
+  [[nodiscard]] char* at() const noexcept { return p_; }
+
+  void array(std::size_t n) {
+    if (n < 16) return byte(static_cast<std::uint8_t>(0x90 | n));
+    if (n <= 0xffff) return byte(0xdc), be(n, 2);
+    byte(0xdd), be(n, 4);
   }
+  void str(std::string_view s) {
+    s = s.substr(0, max_text);
+    auto n = s.size();
+    if (n < 32) byte(static_cast<std::uint8_t>(0xa0 | n));
+    else if (n <= 0xff) byte(0xd9), be(n, 1);
+    else byte(0xda), be(n, 2);
+    copy(s);
+  }
+  void bin(std::string_view s) {
+    s = s.substr(0, max_text);
+    bin_header(s.size());
+    copy(s);
+  }
+  void bin_header(std::size_t n) {
+    if (n <= 0xff) byte(0xc4), be(n, 1);
+    else byte(0xc5), be(n, 2);
+  }
+  /// The fixed block of a span (see the layout above).
+  void fixed(const span_record& r, std::uint16_t name) {
+    bin_header(fixed_bytes);
+    const std::uint64_t wide[6] = {r.trace_hi, r.trace_lo,  r.span_id,
+                                   r.parent_id, r.start_ns, r.duration_ns};
+    const std::uint8_t flags = static_cast<std::uint8_t>((r.request ? 1 : 0) | (r.cold_start ? 2 : 0));
+    if constexpr (std::endian::native == std::endian::little) {
+      std::memcpy(p_, wide, sizeof wide); // one block: what it is in memory
+      std::memcpy(p_ + 48, &r.delivery, 4);
+      std::memcpy(p_ + 52, &name, 2);
+      p_ += 54;
+    } else {
+      for (auto v : wide) le(v, 8);
+      le(r.delivery, 4);
+      le(name, 2);
+    }
+    byte(static_cast<std::uint8_t>(r.status));
+    byte(flags);
+  }
+
+  /// The most a string or bin takes: its bytes (cut) and a 3-byte header.
+  static std::size_t bound(std::string_view s) { return std::min(s.size(), max_text) + 3; }
+
+private:
+  void byte(std::uint8_t b) { *p_++ = static_cast<char>(b); }
+  void be(std::size_t v, int bytes) {
+    for (int i = bytes - 1; i >= 0; --i) *p_++ = static_cast<char>(v >> (8 * i));
+  }
+  void le(std::uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) *p_++ = static_cast<char>(v >> (8 * i));
+  }
+  void copy(std::string_view s) {
+    if (!s.empty()) std::memcpy(p_, s.data(), s.size());
+    p_ += s.size();
+  }
+  char* p_;
 };
-using packer = msgpack::packer<cursor_sink>;
 
-void pack_str(packer& pk, std::string_view s) {
-  s = s.substr(0, max_text);
-  pk.pack_str(static_cast<std::uint32_t>(s.size()));
-  pk.pack_str_body(s.data(), static_cast<std::uint32_t>(s.size()));
-}
-
-// The most a string takes: its bytes (cut) and a 5-byte header.
-std::size_t str_bound(std::string_view s) { return std::min(s.size(), max_text) + 5; }
-
-// The most one span takes: the array header, 10 numbers of at most 9
-// bytes, and its 4 strings.
-std::size_t span_bound(const span_record& s) {
-  return 5 + 10 * 9 + str_bound(s.texts.topic()) + str_bound(s.texts.msg_id())
-         + str_bound(s.cause) + str_bound(s.callee);
+std::uint64_t read_le(const char* p, int bytes) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i) v |= std::uint64_t{static_cast<unsigned char>(p[i])} << (8 * i);
+  return v;
 }
 
 } // namespace
@@ -77,49 +127,48 @@ bool parse_hex(std::string_view hex, std::uint64_t& v) noexcept {
   return true;
 }
 
-void encode_span_batch(std::string_view node, const span_record* const* spans, std::size_t n,
+void encode_span_batch(std::string_view node, const span_ref* spans, std::size_t n,
                        std::string& out) {
   // The batch's names, in first-use order (a node has few functions).
   std::vector<const std::string*> names;
-  std::vector<std::uint32_t> index(n);
+  std::size_t bound = 3 * 5 + writer::bound(node);
   for (std::size_t i = 0; i < n; ++i) {
-    auto it = std::find(names.begin(), names.end(), spans[i]->name);
-    if (it == names.end()) it = names.insert(names.end(), spans[i]->name);
-    index[i] = static_cast<std::uint32_t>(it - names.begin());
+    const auto& r = spans[i].chunk->spans[spans[i].index];
+    if (std::find(names.begin(), names.end(), r.name) == names.end()) {
+      names.push_back(r.name);
+      bound += writer::bound(r.name ? std::string_view{*r.name} : std::string_view{});
+    }
+    bound += 1 + 2 + fixed_bytes + 4 * 3 + std::min<std::size_t>(r.topic_size, max_text)
+             + std::min<std::size_t>(r.msg_id_size, max_text)
+             + std::min<std::size_t>(r.cause_size, max_text)
+             + std::min<std::size_t>(r.callee_size, max_text);
   }
-  std::size_t bound = 3 * 5 + str_bound(node);
-  for (auto* name : names) bound += str_bound(name ? std::string_view{*name} : std::string_view{});
-  for (std::size_t i = 0; i < n; ++i) bound += span_bound(*spans[i]);
   const auto start = out.size();
   out.resize(start + bound);
-  cursor_sink sink{out.data() + start};
-  packer pk{sink};
-  pk.pack_array(3);
-  pack_str(pk, node);
-  pk.pack_array(static_cast<std::uint32_t>(names.size()));
-  for (auto* name : names) pack_str(pk, name ? std::string_view{*name} : std::string_view{});
-  pk.pack_array(static_cast<std::uint32_t>(n));
+  writer w{out.data() + start};
+  w.array(3);
+  w.str(node);
+  w.array(names.size());
+  for (auto* name : names) w.str(name ? std::string_view{*name} : std::string_view{});
+  w.array(n);
+  const std::string* last = nullptr; // spans of one function come in runs
+  std::uint16_t last_index = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    const auto& s = *spans[i];
-    pk.pack_array(span_fields);
-    pk.pack_uint64(s.trace_hi);
-    pk.pack_uint64(s.trace_lo);
-    pk.pack_uint64(s.span_id);
-    pk.pack_uint64(s.parent_id);
-    pk.pack_uint8(static_cast<std::uint8_t>((s.request ? 1 : 0) | (s.cold_start ? 2 : 0)));
-    pk.pack_uint32(index[i]);
-    pack_str(pk, s.texts.topic());
-    auto id = s.texts.msg_id().substr(0, max_text);
-    pk.pack_bin(static_cast<std::uint32_t>(id.size()));
-    pk.pack_bin_body(id.data(), static_cast<std::uint32_t>(id.size()));
-    pk.pack_uint32(s.delivery);
-    pk.pack_uint64(s.start_ns);
-    pk.pack_uint64(s.duration_ns);
-    pk.pack_uint8(static_cast<std::uint8_t>(s.status));
-    pack_str(pk, s.cause);
-    pack_str(pk, s.callee);
+    const auto& c = *spans[i].chunk;
+    const auto& r = c.spans[spans[i].index];
+    if (r.name != last || i == 0) {
+      auto at = std::find(names.begin(), names.end(), r.name) - names.begin();
+      last = r.name;
+      last_index = static_cast<std::uint16_t>(std::min<std::ptrdiff_t>(at, 0xffff));
+    }
+    w.array(span_fields);
+    w.fixed(r, last_index);
+    w.str(c.topic(r));
+    w.bin(c.msg_id(r));
+    w.str(c.cause(r));
+    w.str(c.callee(r));
   }
-  out.resize(static_cast<std::size_t>(sink.p - out.data()));
+  out.resize(static_cast<std::size_t>(w.at() - out.data()));
 }
 
 } // namespace detail
@@ -153,31 +202,33 @@ std::vector<span> decode_spans(std::string_view payload) {
       const auto& o = top[2].via.array.ptr[i];
       if (o.type != msgpack::type::ARRAY || o.via.array.size < detail::span_fields) throw fail();
       const auto* f = o.via.array.ptr;
+      if (f[0].type != msgpack::type::BIN || f[0].via.bin.size < detail::fixed_bytes) throw fail();
+      const char* x = f[0].via.bin.ptr;
       span s;
       s.trace_id.reserve(32);
-      detail::append_hex(s.trace_id, f[0].as<std::uint64_t>());
-      detail::append_hex(s.trace_id, f[1].as<std::uint64_t>());
-      detail::append_hex(s.span_id, f[2].as<std::uint64_t>());
-      if (auto parent = f[3].as<std::uint64_t>(); parent != 0) detail::append_hex(s.parent_id, parent);
-      auto flags = f[4].as<unsigned>();
+      detail::append_hex(s.trace_id, detail::read_le(x, 8));
+      detail::append_hex(s.trace_id, detail::read_le(x + 8, 8));
+      detail::append_hex(s.span_id, detail::read_le(x + 16, 8));
+      if (auto parent = detail::read_le(x + 24, 8); parent != 0) detail::append_hex(s.parent_id, parent);
+      s.start_ns = detail::read_le(x + 32, 8);
+      s.duration_ns = detail::read_le(x + 40, 8);
+      s.delivery = static_cast<std::uint32_t>(detail::read_le(x + 48, 4));
+      auto name = detail::read_le(x + 52, 2);
+      auto status = detail::read_le(x + 54, 1);
+      auto flags = detail::read_le(x + 55, 1);
+      if (name >= names.size()) throw fail();
+      if (status > static_cast<unsigned>(span_status::dead_lettered)) throw fail();
+      s.status = static_cast<span_status>(status);
       s.kind = flags & 1 ? "request" : "invocation";
       s.cold_start = (flags & 2) != 0;
-      auto name = f[5].as<std::uint32_t>();
-      if (name >= names.size()) throw fail();
       s.service = names[name].first;
       s.function = names[name].second;
       s.node = node;
-      s.topic = f[6].as<std::string>();
-      if (f[7].type != msgpack::type::BIN) throw fail();
-      s.msg_id.assign(f[7].via.bin.ptr, f[7].via.bin.size);
-      s.delivery = f[8].as<std::uint32_t>();
-      s.start_ns = f[9].as<std::uint64_t>();
-      s.duration_ns = f[10].as<std::uint64_t>();
-      auto status = f[11].as<unsigned>();
-      if (status > static_cast<unsigned>(span_status::dead_lettered)) throw fail();
-      s.status = static_cast<span_status>(status);
-      s.cause = f[12].as<std::string>();
-      s.callee = f[13].as<std::string>();
+      s.topic = f[1].as<std::string>();
+      if (f[2].type != msgpack::type::BIN) throw fail();
+      s.msg_id.assign(f[2].via.bin.ptr, f[2].via.bin.size);
+      s.cause = f[3].as<std::string>();
+      s.callee = f[4].as<std::string>();
       out.push_back(std::move(s));
     }
     return out;

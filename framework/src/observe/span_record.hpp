@@ -1,51 +1,25 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
-// A span as a node holds it on its way out: ids as integers, the function's
-// name interned, short strings inline, so recording one allocates nothing
-// (a handler's exception text or a downstream cause excepted). The public
-// plexus::span, with hex ids and a string per field, is what decode_spans
-// makes of them on the reading side. encode_span_batch writes the
-// `$SYS.trace.<node>` payload that decode_spans reads: a node's name and a
-// function name table once per batch, then one positional array per span.
+// Spans as a node holds them on their way out: a chunk of fixed-size
+// records (ids as integers, the function's name interned) with their texts
+// (topic, msg id, and for failures cause and callee) back to back in one
+// string beside them. Recording a span copies ~80 bytes and its texts and
+// allocates nothing once the chunk is warm; dropping a chunk's spans frees
+// nothing one by one. The public plexus::span, with hex ids and a string
+// per field, is what decode_spans makes of them on the reading side.
+// encode_span_batch writes the `$SYS.trace.<node>` payload it reads.
 
-#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "plexus/trace.hpp"
 
 namespace plexus::detail {
-
-/// Strings of a span short enough to live inside it; longer ones go to the
-/// heap. Two texts, stored back to back.
-class span_texts {
-public:
-  void assign(std::string_view topic, std::string_view msg_id) {
-    topic_ = static_cast<std::uint32_t>(topic.size());
-    msg_id_ = static_cast<std::uint32_t>(msg_id.size());
-    char* to = inline_;
-    if (topic.size() + msg_id.size() > sizeof inline_) {
-      heap_.resize(topic.size() + msg_id.size());
-      to = heap_.data();
-    } else {
-      heap_.clear();
-    }
-    if (!topic.empty()) std::memcpy(to, topic.data(), topic.size());
-    if (!msg_id.empty()) std::memcpy(to + topic.size(), msg_id.data(), msg_id.size());
-  }
-  [[nodiscard]] std::string_view topic() const noexcept { return {base(), topic_}; }
-  [[nodiscard]] std::string_view msg_id() const noexcept { return {base() + topic_, msg_id_}; }
-
-private:
-  [[nodiscard]] const char* base() const noexcept { return heap_.empty() ? inline_ : heap_.data(); }
-  std::uint32_t topic_ = 0, msg_id_ = 0;
-  char inline_[88];
-  std::string heap_;
-};
 
 struct span_record {
   std::uint64_t trace_hi = 0, trace_lo = 0; // the W3C trace id, 128 bits
@@ -56,8 +30,59 @@ struct span_record {
   span_status status = span_status::ok;
   bool request = false; // else an invocation
   bool cold_start = false;
-  span_texts texts;           // topic (a request: where it went), msg id
-  std::string cause, callee;  // failures only
+  // Its texts in the chunk's `text`, from `text_at`: topic (a request:
+  // where it went), msg id, cause, callee.
+  std::uint32_t text_at = 0;
+  std::uint32_t topic_size = 0, msg_id_size = 0, cause_size = 0, callee_size = 0;
+};
+static_assert(std::is_trivially_copyable_v<span_record>);
+
+/// Spans and their texts.
+struct span_chunk {
+  std::vector<span_record> spans;
+  std::string text;
+
+  void add(const span_record& r, std::string_view topic, std::string_view msg_id,
+           std::string_view cause, std::string_view callee) {
+    auto& s = spans.emplace_back(r);
+    s.text_at = static_cast<std::uint32_t>(text.size());
+    s.topic_size = static_cast<std::uint32_t>(topic.size());
+    s.msg_id_size = static_cast<std::uint32_t>(msg_id.size());
+    s.cause_size = static_cast<std::uint32_t>(cause.size());
+    s.callee_size = static_cast<std::uint32_t>(callee.size());
+    auto at = text.size();
+    text.resize(at + topic.size() + msg_id.size() + cause.size() + callee.size());
+    for (auto part : {topic, msg_id, cause, callee}) {
+      if (part.empty()) continue;
+      std::memcpy(text.data() + at, part.data(), part.size());
+      at += part.size();
+    }
+  }
+  [[nodiscard]] std::string_view topic(const span_record& s) const noexcept {
+    return std::string_view{text}.substr(s.text_at, s.topic_size);
+  }
+  [[nodiscard]] std::string_view msg_id(const span_record& s) const noexcept {
+    return std::string_view{text}.substr(s.text_at + s.topic_size, s.msg_id_size);
+  }
+  [[nodiscard]] std::string_view cause(const span_record& s) const noexcept {
+    return std::string_view{text}.substr(s.text_at + s.topic_size + s.msg_id_size, s.cause_size);
+  }
+  [[nodiscard]] std::string_view callee(const span_record& s) const noexcept {
+    return std::string_view{text}.substr(
+      s.text_at + s.topic_size + s.msg_id_size + s.cause_size, s.callee_size);
+  }
+  [[nodiscard]] std::size_t size() const noexcept { return spans.size(); }
+  [[nodiscard]] bool empty() const noexcept { return spans.empty(); }
+  void clear() noexcept { // keeps the room
+    spans.clear();
+    text.clear();
+  }
+};
+
+/// One span of a chunk, for the encoder.
+struct span_ref {
+  const span_chunk* chunk;
+  std::size_t index;
 };
 
 /// Appends 16 lowercase hex digits of `v` to `out`.
@@ -66,7 +91,7 @@ void append_hex(std::string& out, std::uint64_t v);
 bool parse_hex(std::string_view hex, std::uint64_t& v) noexcept;
 
 /// Appends the `$SYS.trace` payload for `n` spans at `spans` to `out`.
-void encode_span_batch(std::string_view node, const span_record* const* spans, std::size_t n,
+void encode_span_batch(std::string_view node, const span_ref* spans, std::size_t n,
                        std::string& out);
 
 } // namespace plexus::detail

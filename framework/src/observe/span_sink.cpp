@@ -55,7 +55,7 @@ span_sink::buffer& span_sink::my_buffer() {
   // This thread's first span here. (Entries of sinks gone stay until the
   // thread ends: a few bytes each.)
   auto b = std::make_shared<buffer>();
-  b->spans.reserve(batch);
+  b->spans.spans.reserve(batch);
   {
     std::lock_guard lock{m_};
     buffers_.push_back(b);
@@ -83,10 +83,11 @@ void span_sink::answer(const message_view& query) {
   std::string out;
   {
     std::lock_guard lock{recent_m_};
-    std::vector<const span_record*> found;
-    for (auto& spans : recent_)
-      for (auto& s : spans)
-        if (all || (s.trace_hi == hi && s.trace_lo == lo)) found.push_back(&s);
+    std::vector<span_ref> found;
+    for (auto& chunk : recent_)
+      for (std::size_t i = 0; i < chunk.spans.size(); ++i)
+        if (all || (chunk.spans[i].trace_hi == hi && chunk.spans[i].trace_lo == lo))
+          found.push_back({&chunk, i});
     if (found.empty()) return; // only nodes that have some answer
     encode_span_batch(node_, found.data(), found.size(), out);
   }
@@ -103,9 +104,9 @@ bool span_sink::sample_new_trace() const noexcept {
   return x < threshold_;
 }
 
-void span_sink::collect(std::vector<std::vector<span_record>>& out) {
+void span_sink::collect(std::vector<span_chunk>& out) {
   std::vector<std::shared_ptr<buffer>> buffers;
-  std::vector<std::vector<span_record>> rooms;
+  std::vector<span_chunk> rooms;
   {
     std::lock_guard lock{m_};
     buffers = buffers_;
@@ -116,12 +117,12 @@ void span_sink::collect(std::vector<std::vector<span_record>>& out) {
     std::lock_guard lock{b->m};
     if (b->orphan) orphans.push_back(b.get());
     if (b->spans.empty()) continue;
-    std::vector<span_record> room;
+    span_chunk room;
     if (!rooms.empty()) {
       room = std::move(rooms.back());
       rooms.pop_back();
     } else {
-      room.reserve(batch);
+      room.spans.reserve(batch);
     }
     std::swap(room, b->spans); // the thread goes on in the room
     out.push_back(std::move(room));
@@ -134,7 +135,7 @@ void span_sink::collect(std::vector<std::vector<span_record>>& out) {
 }
 
 void span_sink::run() {
-  std::vector<std::vector<span_record>> chunks;
+  std::vector<span_chunk> chunks;
   bool last = false;
   while (!last) {
     {
@@ -147,23 +148,23 @@ void span_sink::run() {
     for (auto& c : chunks) {
       publish(c);
       std::lock_guard lock{m_};
-      if (c.capacity() >= batch && spare_.size() < 64) spare_.push_back(std::move(c));
+      if (c.spans.capacity() >= batch && spare_.size() < 64) spare_.push_back(std::move(c));
     }
     chunks.clear();
   }
 }
 
-void span_sink::publish(std::vector<span_record>& spans) {
-  std::vector<const span_record*> view(std::min(batch, spans.size()));
+void span_sink::publish(span_chunk& spans) {
   for (std::size_t at = 0; at < spans.size(); at += batch) {
     auto n = std::min(batch, spans.size() - at);
-    for (std::size_t i = 0; i < n; ++i) view[i] = &spans[at + i];
+    refs_.clear();
+    for (std::size_t i = 0; i < n; ++i) refs_.push_back({&spans, at + i});
     encoded_.clear();
-    encode_span_batch(node_, view.data(), n, encoded_);
+    encode_span_batch(node_, refs_.data(), n, encoded_);
     c_.publish(topic_, encoded_);
   }
   if (spans.empty()) return;
-  std::vector<span_record> room;
+  span_chunk room;
   {
     std::lock_guard lock{recent_m_};
     recent_count_ += spans.size();
@@ -174,7 +175,7 @@ void span_sink::publish(std::vector<span_record>& spans) {
       recent_.pop_front();
     }
   }
-  room.clear(); // outside the lock: a failed span's strings are freed here
+  room.clear(); // keeps its room, for the next chunk
   spans = std::move(room);
 }
 

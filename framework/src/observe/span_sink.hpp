@@ -41,17 +41,17 @@ public:
   /// The name a function's spans carry ("service.function"), kept here for
   /// as long as the sink (a span may outlive its function's pool).
   const std::string* intern(std::string_view name);
-  /// Keeps a span (the caller decided it is kept: failed, or sampled):
-  /// `fill` writes it in place.
-  template <class Fill>
-  void record(Fill&& fill) {
+  /// Keeps a span (the caller decided it is kept: failed, or sampled),
+  /// with its texts.
+  void record(const span_record& r, std::string_view topic, std::string_view msg_id,
+              std::string_view cause, std::string_view callee) {
     auto& b = my_buffer();
     std::unique_lock lock{b.m};
     if (b.spans.size() >= max_pending) {
       dropped_.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    fill(b.spans.emplace_back());
+    b.spans.add(r, topic, msg_id, cause, callee);
     if (b.spans.size() == batch) {
       lock.unlock();
       wake();
@@ -70,7 +70,7 @@ public:
   /// What one thread recorded and the sink has not collected yet.
   struct buffer {
     std::mutex m;
-    std::vector<span_record> spans;
+    span_chunk spans;
     bool orphan = false; // its thread ended: collected one last time, then dropped
   };
 
@@ -79,9 +79,9 @@ private:
   void wake();
   void run();
   /// Takes every thread's spans (`out` comes back with them, in chunks).
-  void collect(std::vector<std::vector<span_record>>& out);
+  void collect(std::vector<span_chunk>& out);
   /// Publishes `spans` and keeps them; `spans` comes back empty, with room.
-  void publish(std::vector<span_record>& spans);
+  void publish(span_chunk& spans);
   void answer(const message_view& query);
 
   const std::uint64_t id_; // process-unique: how a thread finds its buffer here
@@ -93,7 +93,7 @@ private:
   std::mutex m_; // buffers_, full_, stopping_, spare_
   std::condition_variable cv_;
   std::vector<std::shared_ptr<buffer>> buffers_;
-  std::vector<std::vector<span_record>> spare_; // emptied chunks, with room
+  std::vector<span_chunk> spare_; // emptied chunks, with room
   bool full_ = false;
   bool stopping_ = false;
 
@@ -104,10 +104,11 @@ private:
   // whole: no span is copied twice); the oldest chunk is dropped, and its
   // room reused, once the rest hold `kept`.
   std::mutex recent_m_;
-  std::deque<std::vector<span_record>> recent_;
+  std::deque<span_chunk> recent_;
   std::size_t recent_count_ = 0;
 
   std::string encoded_; // the sink thread's
+  std::vector<span_ref> refs_; // the sink thread's
   std::uint32_t query_sid_ = 0;
   std::atomic<std::uint64_t> dropped_{0};
   std::thread thread_;

@@ -24,7 +24,9 @@ std::string derived_msg_id(std::string_view input, const std::string& function, 
 
 // A random id, never 0 (0 is "none"): splitmix64 on a per-thread state.
 std::uint64_t random_id() noexcept {
-  thread_local std::uint64_t x = (std::uint64_t{std::random_device{}()} << 32) | std::random_device{}();
+  // Constant-initialised (no per-call guard), seeded on first use.
+  thread_local std::uint64_t x = 0;
+  if (x == 0) x = ((std::uint64_t{std::random_device{}()} << 32) | std::random_device{}()) | 1;
   x += 0x9e3779b97f4a7c15ull;
   auto z = x;
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;

@@ -41,11 +41,11 @@ std::uint64_t wall_ns() {
                                       .count());
 }
 
-// Writes a span of this instance's function that ends at `end_ns`.
-void fill_record(span_record& s, instance_state& st, const delivery& d, std::uint64_t start_ns,
-                 std::uint64_t end_ns, span_status status, std::string& cause,
-                 std::string& callee) {
+// A span of this instance's function that ends at `end_ns`.
+span_record record_of(instance_state& st, const delivery& d, std::uint64_t start_ns,
+                      std::uint64_t end_ns, span_status status) {
   ensure_ids(st.inv);
+  span_record s;
   s.trace_hi = st.inv.trace_hi;
   s.trace_lo = st.inv.trace_lo;
   s.start_ns = start_ns;
@@ -53,8 +53,7 @@ void fill_record(span_record& s, instance_state& st, const delivery& d, std::uin
   s.name = st.inv.span_name;
   s.delivery = d.count;
   s.status = status;
-  s.cause = std::move(cause);
-  s.callee = std::move(callee);
+  return s;
 }
 
 // How the item's invocation ended, and why: from its result (or the
@@ -113,14 +112,11 @@ void end_span(instance_state& st, client& conn, const delivery& d, const result<
   }
   // An ok span of a trace not sampled is never built.
   if (!st.inv.spans || (status == span_status::ok && !st.inv.sampled)) return;
-  st.inv.spans->record([&](span_record& s) {
-    fill_record(s, st, d, st.inv.start_ns, end_ns, status, cause, callee);
-    s.span_id = st.inv.span;
-    s.parent_id = st.inv.parent;
-    s.request = false;
-    s.texts.assign(d.topic, d.msg_id);
-    s.cold_start = st.inv.cold;
-  });
+  auto s = record_of(st, d, st.inv.start_ns, end_ns, status);
+  s.span_id = st.inv.span;
+  s.parent_id = st.inv.parent;
+  s.cold_start = st.inv.cold;
+  st.inv.spans->record(s, d.topic, d.msg_id, cause, callee);
 }
 
 // A request the handler made has its answer: the request's span ends, and
@@ -160,15 +156,11 @@ void end_request_span(instance_state& st, const delivery& d, const reply& r) {
     st.inv.request_callee = callee;
   }
   if (!st.inv.spans || (status == span_status::ok && !st.inv.sampled)) return;
-  auto end_ns = wall_ns();
-  st.inv.spans->record([&](span_record& s) {
-    fill_record(s, st, d, st.inv.request_start_ns, end_ns, status, cause, callee);
-    s.request = true;
-    s.span_id = st.inv.request_span;
-    s.parent_id = st.inv.span;
-    s.texts.assign(st.inv.request_topic, d.msg_id);
-    s.cold_start = false;
-  });
+  auto s = record_of(st, d, st.inv.request_start_ns, wall_ns(), status);
+  s.request = true;
+  s.span_id = st.inv.request_span;
+  s.parent_id = st.inv.span;
+  st.inv.spans->record(s, st.inv.request_topic, d.msg_id, cause, callee);
 }
 
 // Records a handler's (or continuation's) outcome for the item in hand;
