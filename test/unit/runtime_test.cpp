@@ -709,10 +709,13 @@ BOOST_AUTO_TEST_CASE(the_metrics_endpoint_serves_prometheus_text_that_parses_bac
       if (v == "bad") return error{"bad"};
       return {};
     });
+  n.service("m").function("g").on("m.g")
+    .handle([](std::string_view, context&) -> result<void> { return {}; });
   n.start();
   BOOST_TEST_REQUIRE(n.metrics_port() > 0);
   for (int i = 0; i < 7; ++i) BOOST_TEST(confirmed(n.client(), "m.f", "good") == 0u);
   BOOST_TEST(confirmed(n.client(), "m.f", "bad") == 102u);
+  for (int i = 0; i < 3; ++i) BOOST_TEST(confirmed(n.client(), "m.g", "x") == 0u);
   httplib::Client http{"127.0.0.1", n.metrics_port()};
   auto res = http.Get("/metrics");
   BOOST_TEST_REQUIRE(res);
@@ -753,6 +756,13 @@ BOOST_AUTO_TEST_CASE(the_metrics_endpoint_serves_prometheus_text_that_parses_bac
   auto p999 = value["plexus_function_duration_quantile_seconds{" + f + ",quantile=\"0.999\"}"];
   BOOST_TEST(p50 > 0.0);
   BOOST_TEST(p50 <= p999);
+  // The service's histogram holds both functions' durations.
+  BOOST_TEST(type_of["plexus_service_duration_seconds"] == "histogram");
+  BOOST_TEST(value["plexus_service_duration_seconds_count{service=\"m\"}"] == 11.0);
+  BOOST_TEST(value["plexus_service_duration_seconds_bucket{service=\"m\",le=\"+Inf\"}"] == 11.0);
+  BOOST_TEST(value["plexus_service_duration_seconds_sum{service=\"m\"}"]
+             >= value["plexus_function_duration_seconds_sum{" + f + "}"]);
+  BOOST_TEST(value["plexus_service_duration_quantile_seconds{service=\"m\",quantile=\"0.5\"}"] > 0.0);
   auto st = stats_of(n, "f");
   BOOST_TEST(st.invocations == 8u);
   BOOST_TEST(st.duration_p50_ns > 0u);

@@ -29,6 +29,9 @@ public:
   [[nodiscard]] double quantile(double q) const noexcept;
   /// How many took at most `seconds` (Prometheus' cumulative `le` buckets).
   [[nodiscard]] std::uint64_t at_most(double seconds) const noexcept;
+  /// Adds `other`'s durations to these (e.g. a service's from its
+  /// functions'): the same buckets, so quantiles stay within 1%.
+  void merge(const latency_histogram& other) noexcept;
 
   static constexpr double ratio = 1.02;
   static constexpr double min_ns = 1000;

@@ -24,6 +24,14 @@ void latency_histogram::record(std::uint64_t ns) noexcept {
   sum_.fetch_add(ns, std::memory_order_relaxed);
 }
 
+void latency_histogram::merge(const latency_histogram& other) noexcept {
+  for (std::size_t i = 0; i < buckets; ++i)
+    if (auto n = other.counts_[i].load(std::memory_order_relaxed))
+      counts_[i].fetch_add(n, std::memory_order_relaxed);
+  count_.fetch_add(other.count(), std::memory_order_relaxed);
+  sum_.fetch_add(other.sum_ns(), std::memory_order_relaxed);
+}
+
 double latency_histogram::quantile(double q) const noexcept {
   auto total = count();
   if (total == 0) return 0;

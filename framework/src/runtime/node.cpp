@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <csignal>
 #include <cstdio>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <sstream>
 
@@ -533,6 +535,23 @@ std::string node::impl::metrics_text() const {
       t.sample("plexus_function_duration_quantile_seconds", l, p.counters->duration.quantile(q));
     }
   });
+  // A service's durations: its functions' histograms merged (same buckets).
+  std::map<std::string, std::unique_ptr<observe::latency_histogram>> by_service;
+  for (auto& p : pools) {
+    auto& h = by_service[p.service];
+    if (!h) h = std::make_unique<observe::latency_histogram>();
+    h->merge(p.counters->duration);
+  }
+  t.family("plexus_service_duration_seconds", "histogram",
+           "Handler durations of all the service's functions, start to result.");
+  for (auto& [service, h] : by_service)
+    observe::write_histogram(t, "plexus_service_duration_seconds", {{"service", service}}, *h);
+  t.family("plexus_service_duration_quantile_seconds", "gauge",
+           "The service's handler duration quantiles (0.5, 0.99, 0.999), within 1%.");
+  for (auto& [service, h] : by_service)
+    for (auto [q, text] : {std::pair{0.5, "0.5"}, std::pair{0.99, "0.99"}, std::pair{0.999, "0.999"}})
+      t.sample("plexus_service_duration_quantile_seconds", {{"service", service}, {"quantile", text}},
+               h->quantile(q));
   t.family("plexus_node_spans_dropped_total", "counter", "Spans dropped: the export queue was full.");
   t.sample("plexus_node_spans_dropped_total", {}, spans ? spans->dropped() : std::uint64_t{0});
   return t.str();
