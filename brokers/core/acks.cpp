@@ -2,6 +2,8 @@
 // At-least-once: ACK, NACK (requeue, delay, dead-letter), ack timeouts,
 // redelivery to another member, and dead letters on $DLQ.<topic>.
 #include <algorithm>
+#include <chrono>
+#include <memory>
 #include <string>
 #include <tuple>
 
@@ -28,7 +30,14 @@ void core::state::on_ack(connection& c, const wire::header& h) {
     send_err(c, status::unknown_subscription, "ACK for an unknown subscription", &h);
     return;
   }
+  const auto ack_wait = it->second->ack_wait;
   auto found = it->second->unacked.take_range(h.seq, last, [&](inflight&& f) {
+    // Sent at its deadline less the subscription's ack_wait.
+    auto took = std::chrono::duration_cast<std::chrono::nanoseconds>(now - (f.deadline - ack_wait));
+    auto ns = static_cast<std::uint64_t>(std::max<std::int64_t>(0, took.count()));
+    ack_latency.record(ns);
+    if (!c.ack_latency) c.ack_latency = std::make_unique<observe::latency_histogram>();
+    c.ack_latency->record(ns);
     settle(*f.msg, status::ok);
   });
   if (found && it->second->grp) mark_dirty(*it->second->grp);

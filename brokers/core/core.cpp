@@ -123,6 +123,7 @@ core::core(config cfg) : s_(std::make_unique<state>(std::move(cfg), *this)) {}
 core::~core() = default;
 
 const counters& core::stats() const noexcept { return s_->stats; }
+const observe::latency_histogram& core::ack_latency() const noexcept { return s_->ack_latency; }
 const config& core::settings() const noexcept { return s_->cfg; }
 
 // ---------------------------------------------------------------- inputs
@@ -599,6 +600,7 @@ std::vector<connection_stats> core::connections() const {
     cs.pending_msgs = c->out.size();
     cs.pending_bytes = c->out.bytes;
     for (auto& [sid, sub] : c->subs) cs.unacked += sub->unacked.size();
+    cs.ack_latency = c->ack_latency.get();
     out.push_back(std::move(cs));
   }
   std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.id < b.id; });

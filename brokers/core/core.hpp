@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "plexus/metrics.hpp"
 #include "plexus/wire.hpp"
 
 namespace plexus::broker {
@@ -155,6 +156,9 @@ struct connection_stats {
   std::string node;
   std::uint64_t msgs_in = 0, msgs_out = 0, bad_frames = 0;
   std::size_t subscriptions = 0, pending_msgs = 0, pending_bytes = 0, unacked = 0;
+  /// Delivery -> ACK of its deliveries; null until it ACKs one. Valid
+  /// until the core is next given an input.
+  const observe::latency_histogram* ack_latency = nullptr;
 };
 
 class core {
@@ -204,6 +208,8 @@ public:
   [[nodiscard]] std::vector<conn_id> take_closed();
 
   [[nodiscard]] const counters& stats() const noexcept;
+  /// Delivery -> ACK, every at-least-once delivery ACKed here.
+  [[nodiscard]] const observe::latency_histogram& ack_latency() const noexcept;
   [[nodiscard]] gauges current() const;
   [[nodiscard]] std::vector<connection_stats> connections() const;
   [[nodiscard]] std::vector<peer_stats> peers() const;

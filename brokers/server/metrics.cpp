@@ -80,6 +80,17 @@ std::string prometheus_metrics(const core& b) {
     t.sample("plexus_connection_unacked_messages", {{"broker", id}, {"conn", cid}, {"node", cs.node}},
              std::uint64_t{cs.unacked});
   }
+  t.family("plexus_broker_ack_latency_seconds", "histogram",
+           "Delivery to ACK of at-least-once deliveries: how long consumers take, network included.");
+  observe::write_histogram(t, "plexus_broker_ack_latency_seconds", l, b.ack_latency());
+  t.family("plexus_connection_ack_latency_seconds", "histogram",
+           "Delivery to ACK of a connection's at-least-once deliveries.");
+  for (auto& cs : conns) {
+    if (!cs.ack_latency) continue; // it has ACKed nothing
+    auto cid = std::to_string(cs.id);
+    observe::write_histogram(t, "plexus_connection_ack_latency_seconds",
+                             {{"broker", id}, {"conn", cid}, {"node", cs.node}}, *cs.ack_latency);
+  }
   return t.str();
 }
 

@@ -37,6 +37,40 @@ BOOST_AUTO_TEST_CASE(an_ack_settles_a_delivery_and_confirms_end_to_end) {
   BOOST_TEST(t.core().stats().late_acks == 1u);
 }
 
+BOOST_AUTO_TEST_CASE(the_time_from_delivery_to_ack_is_measured_per_broker_and_connection) {
+  harness t;
+  auto pub = t.connect();
+  auto fast = t.connect();
+  auto slow = t.connect();
+  t.subscribe(fast, 1, "a", {.acked = true});
+  t.subscribe(slow, 1, "b", {.acked = true});
+  t.publish(pub, "a", "x");
+  t.publish(pub, "b", "y");
+  auto to_fast = t.take_msgs(fast);
+  auto to_slow = t.take_msgs(slow);
+  BOOST_TEST_REQUIRE(to_fast.size() == 1u);
+  BOOST_TEST_REQUIRE(to_slow.size() == 1u);
+  t.advance(5ms);
+  t.simple(fast, op::ack, 1, to_fast[0].seq);
+  t.advance(45ms);
+  t.simple(slow, op::ack, 1, to_slow[0].seq);
+  t.simple(slow, op::ack, 1, to_slow[0].seq); // late: not a second measurement
+  const auto& all = t.core().ack_latency();
+  BOOST_TEST(all.count() == 2u);
+  BOOST_TEST(all.quantile(0.5) == 0.005, boost::test_tools::tolerance(0.01));
+  BOOST_TEST(all.quantile(1.0) == 0.050, boost::test_tools::tolerance(0.01));
+  for (auto& cs : t.core().connections()) {
+    if (cs.id == pub) {
+      BOOST_TEST(!cs.ack_latency); // it ACKs nothing
+      continue;
+    }
+    BOOST_TEST_REQUIRE(cs.ack_latency);
+    BOOST_TEST(cs.ack_latency->count() == 1u);
+    BOOST_TEST(cs.ack_latency->quantile(0.5) == (cs.id == fast ? 0.005 : 0.050),
+               boost::test_tools::tolerance(0.01));
+  }
+}
+
 BOOST_AUTO_TEST_CASE(an_ack_with_a_count_settles_a_range_of_deliveries) {
   harness t;
   auto pub = t.connect();

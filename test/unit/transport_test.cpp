@@ -800,6 +800,28 @@ BOOST_AUTO_TEST_CASE(a_broker_serves_its_counters_and_connections_as_prometheus_
   BOOST_TEST(body.find("# TYPE plexus_broker_messages_in_total counter\n") != std::string::npos);
   BOOST_TEST(body.find("# TYPE plexus_broker_connections gauge\n") != std::string::npos);
   BOOST_TEST(body.find("node=\"pubnode\"} 4\n") != std::string::npos, body); // its connection's count
+  BOOST_TEST(body.find("# TYPE plexus_broker_ack_latency_seconds histogram\n") != std::string::npos);
+  BOOST_TEST(body.find("plexus_broker_ack_latency_seconds_count{broker=\"b9\"} 0\n") != std::string::npos,
+             body); // nothing was acked: no connection has one either
+  BOOST_TEST(body.find("plexus_connection_ack_latency_seconds_count") == std::string::npos, body);
+  // A consumer that ACKs: its connection gets a histogram of its own.
+  client_options so2 = co;
+  so2.node_id = "acknode";
+  client consumer{so2};
+  subscribe_options acked;
+  acked.acked = true;
+  consumer.subscribe("m.acked", [&](const message_view& v) { consumer.ack(v.sid, v.seq); }, acked);
+  BOOST_TEST_REQUIRE(w.until([&] {
+    c.publish("m.acked", "x"); // until the SUB is in: the first ones may find nobody
+    auto res = http.Get("/metrics");
+    body = res ? res->body : std::string{};
+    return body.find("plexus_connection_ack_latency_seconds_count{broker=\"b9\",conn=") != std::string::npos;
+  }), body);
+  auto line = body.substr(body.find("plexus_connection_ack_latency_seconds_count{"));
+  line = line.substr(0, line.find('\n'));
+  BOOST_TEST(line.find("node=\"acknode\"}") != std::string::npos, line);
+  BOOST_TEST(std::stoul(line.substr(line.rfind(' ') + 1)) >= 1u, line);
+  BOOST_TEST(body.find("plexus_broker_ack_latency_seconds_count{broker=\"b9\"} 0\n") == std::string::npos);
   srv.stop();
 }
 
