@@ -20,10 +20,7 @@ struct thread_buffers {
   thread_buffers(const thread_buffers&) = delete;
   thread_buffers& operator=(const thread_buffers&) = delete;
   ~thread_buffers() {
-    for (auto& [id, b] : of) {
-      std::lock_guard lock{b->m};
-      b->orphan = true;
-    }
+    for (auto& [id, b] : of) b->orphan.store(true, std::memory_order_release);
   }
 };
 
@@ -55,7 +52,6 @@ span_sink::buffer& span_sink::my_buffer() {
   // This thread's first span here. (Entries of sinks gone stay until the
   // thread ends: a few bytes each.)
   auto b = std::make_shared<buffer>();
-  b->spans.spans.reserve(batch);
   {
     std::lock_guard lock{m_};
     buffers_.push_back(b);
@@ -114,9 +110,8 @@ void span_sink::collect(std::vector<span_chunk>& out) {
   }
   std::vector<const buffer*> orphans;
   for (auto& b : buffers) {
-    std::lock_guard lock{b->m};
-    if (b->orphan) orphans.push_back(b.get());
-    if (b->spans.empty()) continue;
+    // An orphan's thread has ended: what it pushed is all there is.
+    if (b->orphan.load(std::memory_order_acquire)) orphans.push_back(b.get());
     span_chunk room;
     if (!rooms.empty()) {
       room = std::move(rooms.back());
@@ -124,8 +119,9 @@ void span_sink::collect(std::vector<span_chunk>& out) {
     } else {
       room.spans.reserve(batch);
     }
-    std::swap(room, b->spans); // the thread goes on in the room
-    out.push_back(std::move(room));
+    b->ring.drain(room);
+    if (room.empty()) rooms.push_back(std::move(room));
+    else out.push_back(std::move(room));
   }
   std::lock_guard lock{m_};
   for (auto& r : rooms) spare_.push_back(std::move(r));

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
-// A node's spans on their way out. A handler's thread writes its span in
-// place into a buffer of its own (one uncontended lock, no allocation once
-// warm), and a thread of the sink's own collects the buffers, encodes and
+// A node's spans on their way out. A handler's thread writes its span into
+// a ring of its own (span_ring: plain stores and one release store, no
+// lock), and a thread of the sink's own drains the rings, encodes and
 // publishes them in batches on `$SYS.trace.<node>` every 50 ms (sooner
-// when a buffer holds 256), so no handler encodes or publishes a span.
-// Memory is bounded: past `max_pending` spans waiting in one thread's
-// buffer, new ones are dropped and counted. The last `kept` spans
+// when a ring has taken 256 more), so no handler encodes or publishes a
+// span. Memory is bounded: a ring the sink has not drained in time
+// refuses new spans, which are counted (dropped()). The last `kept` spans
 // published stay, and a request on `$SYS.trace-query` (payload: a trace
 // id, or `*` for all) is answered with those of that trace: `plexus trace
 // ID` and `plexus graph` ask every node at once.
@@ -25,6 +25,7 @@
 
 #include "plexus/client.hpp"
 #include "span_record.hpp"
+#include "span_ring.hpp"
 
 namespace plexus::detail {
 
@@ -46,16 +47,11 @@ public:
   void record(const span_record& r, std::string_view topic, std::string_view msg_id,
               std::string_view cause, std::string_view callee) {
     auto& b = my_buffer();
-    std::unique_lock lock{b.m};
-    if (b.spans.size() >= max_pending) {
+    if (!b.ring.push(r, topic, msg_id, cause, callee)) {
       dropped_.fetch_add(1, std::memory_order_relaxed);
       return;
     }
-    b.spans.add(r, topic, msg_id, cause, callee);
-    if (b.spans.size() == batch) {
-      lock.unlock();
-      wake();
-    }
+    if ((b.ring.pushed() & (batch - 1)) == 0) wake();
   }
   /// Whether a trace starting here is sampled (a cheap random draw).
   [[nodiscard]] bool sample_new_trace() const noexcept;
@@ -64,14 +60,12 @@ public:
   [[nodiscard]] std::uint64_t dropped() const noexcept { return dropped_; }
 
   static constexpr std::size_t batch = 256;
-  static constexpr std::size_t max_pending = 16384; // per recording thread
   static constexpr std::size_t kept = 8192;
 
   /// What one thread recorded and the sink has not collected yet.
   struct buffer {
-    std::mutex m;
-    span_chunk spans;
-    bool orphan = false; // its thread ended: collected one last time, then dropped
+    span_ring ring;
+    std::atomic<bool> orphan{false}; // its thread ended: drained one last time, then dropped
   };
 
 private:

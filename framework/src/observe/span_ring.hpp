@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// One recording thread's spans on their way to the sink's thread: a
+// single-producer single-consumer ring of records, and a ring of bytes for
+// their texts. The producer (a handler's thread) writes with plain stores
+// and publishes with one release store: no lock and no atomic
+// read-modify-write on the handler's path. Full (the sink is behind by
+// `slots` spans or `text_bytes` of text): the span is refused, and the
+// caller counts it. Bounded: ~300 KiB per recording thread.
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string_view>
+
+#include "span_record.hpp"
+
+namespace plexus::detail {
+
+class span_ring {
+public:
+  static constexpr std::size_t slots = 2048;         // records; a power of two
+  static constexpr std::size_t text_bytes = 1 << 17; // a power of two
+  static constexpr std::size_t max_text = 4096;      // per text: the encoder's cut
+
+  /// Producer: false when full (nothing written).
+  bool push(const span_record& r, std::string_view topic, std::string_view msg_id,
+            std::string_view cause, std::string_view callee) noexcept {
+    topic = topic.substr(0, max_text);
+    msg_id = msg_id.substr(0, max_text);
+    cause = cause.substr(0, max_text);
+    callee = callee.substr(0, max_text);
+    const auto h = head_.load(std::memory_order_relaxed);
+    if (h - seen_tail_ >= slots) {
+      seen_tail_ = tail_.load(std::memory_order_acquire);
+      if (h - seen_tail_ >= slots) return false;
+    }
+    const auto n = topic.size() + msg_id.size() + cause.size() + callee.size();
+    auto pos = text_head_;
+    if (auto off = pos & (text_bytes - 1); off + n > text_bytes) pos += text_bytes - off; // contiguous
+    if (pos + n - seen_text_tail_ > text_bytes) {
+      seen_text_tail_ = text_tail_.load(std::memory_order_acquire);
+      if (pos + n - seen_text_tail_ > text_bytes) return false;
+    }
+    char* at = text_.get() + (pos & (text_bytes - 1));
+    for (auto part : {topic, msg_id, cause, callee}) {
+      if (!part.empty()) std::memcpy(at, part.data(), part.size());
+      at += part.size();
+    }
+    auto& s = records_[h & (slots - 1)];
+    s = r;
+    s.text_at = static_cast<std::uint32_t>(pos & (text_bytes - 1));
+    s.topic_size = static_cast<std::uint32_t>(topic.size());
+    s.msg_id_size = static_cast<std::uint32_t>(msg_id.size());
+    s.cause_size = static_cast<std::uint32_t>(cause.size());
+    s.callee_size = static_cast<std::uint32_t>(callee.size());
+    text_end_[h & (slots - 1)] = pos + n;
+    text_head_ = pos + n;
+    head_.store(h + 1, std::memory_order_release);
+    return true;
+  }
+  /// Producer: how many it has pushed so far.
+  [[nodiscard]] std::uint64_t pushed() const noexcept { return head_.load(std::memory_order_relaxed); }
+
+  /// Consumer: moves everything pushed so far into `out`; how many.
+  std::size_t drain(span_chunk& out) {
+    const auto h = head_.load(std::memory_order_acquire);
+    const auto t = tail_.load(std::memory_order_relaxed);
+    if (h == t) return 0;
+    const std::string_view text{text_.get(), text_bytes};
+    for (auto i = t; i < h; ++i) {
+      const auto& s = records_[i & (slots - 1)];
+      auto at = text.substr(s.text_at);
+      auto topic = at.substr(0, s.topic_size);
+      auto msg_id = at.substr(s.topic_size, s.msg_id_size);
+      auto cause = at.substr(s.topic_size + s.msg_id_size, s.cause_size);
+      auto callee = at.substr(s.topic_size + s.msg_id_size + s.cause_size, s.callee_size);
+      out.add(s, topic, msg_id, cause, callee);
+    }
+    text_tail_.store(text_end_[(h - 1) & (slots - 1)], std::memory_order_release);
+    tail_.store(h, std::memory_order_release);
+    return static_cast<std::size_t>(h - t);
+  }
+
+private:
+  std::unique_ptr<span_record[]> records_{new span_record[slots]};
+  std::unique_ptr<std::uint64_t[]> text_end_{new std::uint64_t[slots]};
+  std::unique_ptr<char[]> text_{new char[text_bytes]};
+  // The producer's: what it pushed, and what it last saw consumed.
+  alignas(64) std::atomic<std::uint64_t> head_{0};
+  std::uint64_t text_head_ = 0, seen_tail_ = 0, seen_text_tail_ = 0;
+  // The consumer's.
+  alignas(64) std::atomic<std::uint64_t> tail_{0};
+  std::atomic<std::uint64_t> text_tail_{0};
+};
+
+} // namespace plexus::detail
