@@ -524,22 +524,25 @@ BOOST_AUTO_TEST_SUITE(spans)
 
 namespace {
 
-/// Every span the node publishes on $SYS.trace.<node>.
+/// Every span the node publishes on $SYS.trace.<node>. What it holds is
+/// shared with the subscription's handler: a batch that arrives as the
+/// test ends (the node's client outlives this object) lands in it safely.
 class span_log {
 public:
-  explicit span_log(client& c) {
-    c.subscribe("$SYS.trace.>", [this](const message_view& v) {
+  explicit span_log(client& c) : s_(std::make_shared<held>()) {
+    c.subscribe("$SYS.trace.>", [s = s_](const message_view& v) {
       auto batch = decode_spans(v.payload);
-      w_.update([&] { for (auto& s : batch) spans_.push_back(std::move(s)); });
+      s->w.update([&] { for (auto& x : batch) s->spans.push_back(std::move(x)); });
     });
   }
+
   /// The first span of `function` (and `kind`) with `status`, waiting for it.
   span find(std::string_view function, span_status status, std::string_view kind = "invocation") {
     span out;
-    bool found = w_.until([&] {
-      for (auto& s : spans_)
-        if (s.function == function && s.status == status && s.kind == kind) {
-          out = s;
+    bool found = s_->w.until([&] {
+      for (auto& x : s_->spans)
+        if (x.function == function && x.status == status && x.kind == kind) {
+          out = x;
           return true;
         }
       return false;
@@ -550,8 +553,11 @@ public:
   }
 
 private:
-  waiter w_;
-  std::vector<span> spans_;
+  struct held {
+    waiter w;
+    std::vector<span> spans;
+  };
+  std::shared_ptr<held> s_;
 };
 
 result<void> fail_if_failed(const reply& r, context&) {
