@@ -52,10 +52,13 @@ function_stats stats_of(node& n, std::string_view fn) {
 
 /// Publishes `payload` with a confirm and waits for it: proves the
 /// subscription is live and, for acked functions, that it was handled.
-std::uint32_t confirmed(client& c, std::string_view topic, std::string_view payload) {
+std::uint32_t confirmed(client& c, std::string_view topic, std::string_view payload,
+                        std::string_view msg_id = {}) {
   auto p = std::make_shared<std::promise<std::uint32_t>>(); // outlives a timeout
   auto f = p->get_future();
-  c.publish_confirmed(topic, payload, [p](std::uint32_t code) { p->set_value(code); });
+  publish_options o;
+  o.msg_id = msg_id; // empty: the client makes one
+  c.publish_confirmed(topic, payload, [p](std::uint32_t code) { p->set_value(code); }, o);
   return f.wait_for(20s) == std::future_status::ready ? f.get() : 999u;
 }
 
@@ -716,12 +719,16 @@ BOOST_AUTO_TEST_CASE(the_metrics_endpoint_serves_prometheus_text_that_parses_bac
       return {};
     });
   n.service("m").function("g").on("m.g")
-    .handle([](std::string_view, context&) -> result<void> { return {}; });
+    .handle([](std::string_view, context& ctx) -> result<void> {
+      if (ctx.delivery() == 1 && ctx.msg_id() == "again") return error{"once"}; // then redelivered
+      return {};
+    });
   n.start();
   BOOST_TEST_REQUIRE(n.metrics_port() > 0);
   for (int i = 0; i < 7; ++i) BOOST_TEST(confirmed(n.client(), "m.f", "good") == 0u);
   BOOST_TEST(confirmed(n.client(), "m.f", "bad") == 102u);
-  for (int i = 0; i < 3; ++i) BOOST_TEST(confirmed(n.client(), "m.g", "x") == 0u);
+  for (int i = 0; i < 2; ++i) BOOST_TEST(confirmed(n.client(), "m.g", "x") == 0u);
+  BOOST_TEST(confirmed(n.client(), "m.g", "x", "again") == 0u); // ok on its second delivery
   httplib::Client http{"127.0.0.1", n.metrics_port()};
   auto res = http.Get("/metrics");
   BOOST_TEST_REQUIRE(res);
@@ -764,8 +771,10 @@ BOOST_AUTO_TEST_CASE(the_metrics_endpoint_serves_prometheus_text_that_parses_bac
   BOOST_TEST(p50 <= p999);
   // The service's histogram holds both functions' durations.
   BOOST_TEST(type_of["plexus_service_duration_seconds"] == "histogram");
-  BOOST_TEST(value["plexus_service_duration_seconds_count{service=\"m\"}"] == 11.0);
-  BOOST_TEST(value["plexus_service_duration_seconds_bucket{service=\"m\",le=\"+Inf\"}"] == 11.0);
+  BOOST_TEST(value["plexus_service_duration_seconds_count{service=\"m\"}"] == 12.0); // 8 + 4 runs of g
+  BOOST_TEST(value["plexus_service_duration_seconds_bucket{service=\"m\",le=\"+Inf\"}"] == 12.0);
+  BOOST_TEST(value["plexus_function_redeliveries_total{service=\"m\",function=\"g\"}"] == 1.0);
+  BOOST_TEST(value["plexus_function_redeliveries_total{" + f + "}"] == 0.0);
   BOOST_TEST(value["plexus_service_duration_seconds_sum{service=\"m\"}"]
              >= value["plexus_function_duration_seconds_sum{" + f + "}"]);
   BOOST_TEST(value["plexus_service_duration_quantile_seconds{service=\"m\",quantile=\"0.5\"}"] > 0.0);

@@ -572,6 +572,7 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
           continue;
         }
         s.sid = d.sid;
+        if (d.count > 1) s.spec.counters->redeliveries.fetch_add(1, std::memory_order_relaxed);
         s.waiting.emplace_back(b, &d); // shares the block
         ++s.taken_since_tick;
       }
