@@ -3,7 +3,10 @@
 // pool of CAF actors, credit-driven, every message ACKed), 128 B, tcp on
 // 127.0.0.1; beside the raw ZeroMQ proxy hop (PUB -> zmq_proxy -> SUB) in
 // the same run. #4's target: plexus >= 60% of the zmq hop. `traced` is
-// plexus with every span published (trace_sample 1): #7's cost of tracing.
+// plexus recording every span (trace_sample 1) with nobody subscribed to
+// them (the node then sends one batch each 250 ms and keeps the rest for
+// queries): #7's cost of tracing. `traced-listened`: the same while a
+// client subscribes to `$SYS.trace.>` (every span encoded and sent).
 // `caf`: a thread sending to one CAF actor in the same process (no broker,
 // no sockets): the actor runtime's own cost, the ceiling for a function.
 
@@ -34,6 +37,8 @@ void run_function(const run_config& cfg, recorder& rec) {
                       [&] { return plexus_function_once(payload_bytes, count, n); });
     record_throughput(cfg, rec, name, "traced", payload_bytes,
                       [&] { return plexus_function_once(payload_bytes, count, n, 1.0); });
+    record_throughput(cfg, rec, name, "traced-listened", payload_bytes,
+                      [&] { return plexus_function_once(payload_bytes, count, n, 1.0, true); });
     record_throughput(cfg, rec, name, "zmq", payload_bytes,
                       [&] { return zmq_proxy_pubsub_once(payload_bytes, count); });
     record_throughput(cfg, rec, name, "caf", payload_bytes,

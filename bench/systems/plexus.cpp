@@ -5,6 +5,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -218,9 +219,17 @@ run_result plexus_cluster_queue_once(std::size_t subscribers, std::size_t size, 
 }
 
 run_result plexus_function_once(std::size_t size, std::size_t count, std::uint32_t instances,
-                                double trace_sample) {
+                                double trace_sample, bool span_listener) {
   broker_under_test b;
   message_sink sink{1, warmup_count(count), count};
+  std::optional<plexus::client> listener;
+  std::atomic<std::size_t> span_bytes{0};
+  if (span_listener) {
+    listener.emplace(b.client());
+    listener->subscribe("$SYS.trace.>", [&span_bytes](const message_view& m) {
+      span_bytes.fetch_add(m.payload.size(), std::memory_order_relaxed);
+    });
+  }
   node_options no;
   no.broker = b.endpoint();
   no.trace_sample = trace_sample;
@@ -233,6 +242,8 @@ run_result plexus_function_once(std::size_t size, std::size_t count, std::uint32
   n.start();
   auto result = publish_run(b, sink, size, count);
   n.stop();
+  if (span_listener && span_bytes.load() == 0)
+    throw std::runtime_error("plexus traced: the span listener got no spans");
   return result;
 }
 

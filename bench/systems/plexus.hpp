@@ -52,9 +52,12 @@ void with_plexus_broker(const std::function<void(const std::string& endpoint)>& 
 
 /// One publisher -> plexus broker -> a node's function (a pool of CAF
 /// actors, acking every message, `instances` of them): one timed run.
+/// With `span_listener`, a client subscribes to the node's spans
+/// (`$SYS.trace.>`) for the run, as `plexus trace --all` would.
 [[nodiscard]] run_result plexus_function_once(std::size_t size, std::size_t count,
                                               std::uint32_t instances,
-                                              double trace_sample = node_options{}.trace_sample);
+                                              double trace_sample = node_options{}.trace_sample,
+                                              bool span_listener = false);
 
 /// One publisher -> plexus broker -> a node's function whose handler takes
 /// `work` per message (a sleep: waiting on something slow), on a fixed

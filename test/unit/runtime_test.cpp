@@ -539,6 +539,29 @@ public:
     });
   }
 
+  /// How many spans arrived so far.
+  std::size_t count() {
+    std::size_t n = 0;
+    s_->w.until([&] {
+      n = s_->spans.size();
+      return true;
+    });
+    return n;
+  }
+  /// The span of the message `msg_id`, waiting for it.
+  span find_msg(std::string_view msg_id) {
+    span out;
+    bool found = s_->w.until([&] {
+      for (auto& x : s_->spans)
+        if (x.msg_id == msg_id) {
+          out = x;
+          return true;
+        }
+      return false;
+    });
+    BOOST_TEST_REQUIRE(found, "no span of message " << msg_id << " arrived");
+    return out;
+  }
   /// The first span of `function` (and `kind`) with `status`, waiting for it.
   span find(std::string_view function, span_status status, std::string_view kind = "invocation") {
     span out;
@@ -675,6 +698,42 @@ BOOST_AUTO_TEST_CASE(a_request_to_a_full_queue_group_is_rejected_at_once_not_tim
   BOOST_TEST(w.until([&] { return answered == 3; }));
   n.stop();
   b.stop();
+}
+
+BOOST_AUTO_TEST_CASE(spans_nobody_listens_to_are_kept_and_a_new_listener_gets_every_later_one) {
+  node_options every_span;
+  every_span.trace_sample = 1;
+  node n{every_span};
+  n.service("s").function("f").on("t.f")
+    .handle([](std::string_view, context&) -> result<void> { return {}; });
+  n.start();
+  // Nobody subscribes to $SYS.trace: the node mostly stops sending spans...
+  for (int i = 0; i < 600; ++i) BOOST_TEST_REQUIRE(confirmed(n.client(), "t.f", "x") == 0u);
+  // ...but keeps them for a query.
+  waiter w;
+  std::size_t kept = 0;
+  BOOST_TEST(w.until([&] {
+    auto r = n.client().request("$SYS.trace-query", "*", 5s);
+    kept = r.code == 0 ? decode_spans(r.payload).size() : 0;
+    return kept >= 600;
+  }), kept);
+  // A listener is noticed by the next probe (at most probe_every later).
+  span_log log{n.client()};
+  BOOST_TEST(confirmed(n.client(), "$sync", "") == 101u); // the log's SUB is in
+  BOOST_TEST_REQUIRE(w.until([&] {
+    (void)confirmed(n.client(), "t.f", "x");
+    return log.count() > 0;
+  }));
+  // Its CONFIRM came before this one's (one connection, in order): the
+  // sink knows it is heard, and every span from now on goes out.
+  BOOST_TEST(confirmed(n.client(), "$sync", "") == 101u);
+  std::set<std::string> ids;
+  for (int i = 0; i < 300; ++i) {
+    auto id = "after-" + std::to_string(i);
+    ids.insert(id);
+    BOOST_TEST_REQUIRE(confirmed(n.client(), "t.f", "x", id) == 0u);
+  }
+  for (auto& id : ids) log.find_msg(id);
 }
 
 BOOST_AUTO_TEST_CASE(a_callee_s_span_is_the_child_of_the_request_that_called_it) {

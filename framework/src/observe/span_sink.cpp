@@ -151,13 +151,27 @@ void span_sink::run() {
 }
 
 void span_sink::publish(span_chunk& spans) {
-  for (std::size_t at = 0; at < spans.size(); at += batch) {
+  // Nobody listening: one batch per probe_every, the newest.
+  std::size_t from = 0;
+  if (!heard_->load(std::memory_order_relaxed)) {
+    auto now = std::chrono::steady_clock::now();
+    from = spans.size();
+    if (now >= next_probe_ && !spans.empty()) {
+      next_probe_ = now + probe_every;
+      from = (spans.size() - 1) / batch * batch;
+    }
+  }
+  for (std::size_t at = from; at < spans.size(); at += batch) {
     auto n = std::min(batch, spans.size() - at);
     refs_.clear();
     for (std::size_t i = 0; i < n; ++i) refs_.push_back({&spans, at + i});
     encoded_.clear();
     encode_span_batch(node_, refs_.data(), n, encoded_);
-    c_.publish(topic_, encoded_);
+    c_.publish_confirmed(topic_, encoded_, [heard = heard_](std::uint32_t code) {
+      // 101: accepted, nobody subscribes. Anything else (delivered, or a
+      // failure of the way there) counts as heard: keep publishing.
+      heard->store(code != 101, std::memory_order_relaxed);
+    });
   }
   if (spans.empty()) return;
   span_chunk room;

@@ -6,13 +6,19 @@
 // lock), and a thread of the sink's own drains the rings, encodes and
 // publishes them in batches on `$SYS.trace.<node>` every 50 ms (sooner
 // when a ring has taken 256 more), so no handler encodes or publishes a
-// span. Memory is bounded: a ring the sink has not drained in time
+// span. Batches go out with a publisher confirm: while the broker answers
+// "no interest" (nobody subscribes to the node's spans, here or on a peer
+// broker), the sink publishes one batch every `probe_every` only, to
+// notice a subscriber, and neither encodes nor sends the rest; they are
+// kept for `$SYS.trace-query` all the same. (Encoding and carrying every
+// span to a broker that drops it was most of what full tracing cost.) Memory is bounded: a ring the sink has not drained in time
 // refuses new spans, which are counted (dropped()). The last `kept` spans
 // published stay, and a request on `$SYS.trace-query` (payload: a trace
 // id, or `*` for all) is answered with those of that trace: `plexus trace
 // ID` and `plexus graph` ask every node at once.
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -61,6 +67,7 @@ public:
 
   static constexpr std::size_t batch = 256;
   static constexpr std::size_t kept = 8192;
+  static constexpr std::chrono::milliseconds probe_every{250};
 
   /// What one thread recorded and the sink has not collected yet.
   struct buffer {
@@ -101,6 +108,10 @@ private:
   std::deque<span_chunk> recent_;
   std::size_t recent_count_ = 0;
 
+  // Whether the last confirmed batch reached a subscriber (set from the
+  // client's thread, which may outlive the sink: shared).
+  std::shared_ptr<std::atomic<bool>> heard_ = std::make_shared<std::atomic<bool>>(true);
+  std::chrono::steady_clock::time_point next_probe_{}; // the sink thread's
   std::string encoded_; // the sink thread's
   std::vector<span_ref> refs_; // the sink thread's
   std::uint32_t query_sid_ = 0;
