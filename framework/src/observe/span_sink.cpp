@@ -151,26 +151,31 @@ void span_sink::run() {
 }
 
 void span_sink::publish(span_chunk& spans) {
-  // Nobody listening: one batch per probe_every, the newest.
-  std::size_t from = 0;
-  if (!heard_->load(std::memory_order_relaxed)) {
-    auto now = std::chrono::steady_clock::now();
-    from = spans.size();
-    if (now >= next_probe_ && !spans.empty()) {
-      next_probe_ = now + probe_every;
-      from = (spans.size() - 1) / batch * batch;
-    }
-  }
+  // One batch each probe_every goes out with a confirm, whose answer says
+  // whether anybody subscribes; the rest go out plain, and only while
+  // somebody does. (Few confirmed publishes: each takes a place in the
+  // broker's dedup window and in the client's unconfirmed outbox.)
+  const auto now = std::chrono::steady_clock::now();
+  const bool probe = now >= next_probe_ && !spans.empty();
+  if (probe) next_probe_ = now + probe_every;
+  const bool heard = heard_->load(std::memory_order_relaxed);
+  std::size_t from = heard ? 0 : spans.size();
+  const std::size_t last = spans.empty() ? 0 : (spans.size() - 1) / batch * batch;
+  if (!heard && probe) from = last; // nobody listening: the newest batch only
   for (std::size_t at = from; at < spans.size(); at += batch) {
     auto n = std::min(batch, spans.size() - at);
     refs_.clear();
     for (std::size_t i = 0; i < n; ++i) refs_.push_back({&spans, at + i});
     encoded_.clear();
     encode_span_batch(node_, refs_.data(), n, encoded_);
-    c_.publish_confirmed(topic_, encoded_, [heard = heard_](std::uint32_t code) {
+    if (!probe || at != last) {
+      c_.publish(topic_, encoded_);
+      continue;
+    }
+    c_.publish_confirmed(topic_, encoded_, [heard_now = heard_](std::uint32_t code) {
       // 101: accepted, nobody subscribes. Anything else (delivered, or a
-      // failure of the way there) counts as heard: keep publishing.
-      heard->store(code != 101, std::memory_order_relaxed);
+      // failure on the way) counts as heard: keep publishing.
+      heard_now->store(code != 101, std::memory_order_relaxed);
     });
   }
   if (spans.empty()) return;

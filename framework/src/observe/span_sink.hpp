@@ -6,9 +6,9 @@
 // lock), and a thread of the sink's own drains the rings, encodes and
 // publishes them in batches on `$SYS.trace.<node>` every 50 ms (sooner
 // when a ring has taken 256 more), so no handler encodes or publishes a
-// span. Batches go out with a publisher confirm: while the broker answers
-// "no interest" (nobody subscribes to the node's spans, here or on a peer
-// broker), the sink publishes one batch every `probe_every` only, to
+// span. One batch each `probe_every` goes out with a publisher confirm:
+// while the broker answers "no interest" (nobody subscribes to the node's
+// spans, here or on a peer broker), the sink publishes that batch only, to
 // notice a subscriber, and neither encodes nor sends the rest; they are
 // kept for `$SYS.trace-query` all the same. (Encoding and carrying every
 // span to a broker that drops it was most of what full tracing cost.) Memory is bounded: a ring the sink has not drained in time
