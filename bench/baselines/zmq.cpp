@@ -82,6 +82,32 @@ void receive(std::stop_token stop, zmq::socket_t sub, message_sink& sink,
   }
 }
 
+/// A SUB for everything at `endpoint`, read by its own thread into `sink`.
+std::jthread subscriber(zmq::context_t& ctx, const std::string& endpoint, message_sink& sink,
+                        std::size_t receiver) {
+  zmq::socket_t sub{ctx, zmq::socket_type::sub};
+  unlimited(sub);
+  sub.set(zmq::sockopt::rcvtimeo, recv_timeout_ms);
+  sub.set(zmq::sockopt::subscribe, "");
+  sub.connect(endpoint);
+  return std::jthread(receive, std::move(sub), std::ref(sink), receiver);
+}
+
+/// The timed run on `pub`, checking what arrived is what was sent.
+run_result publish_all(zmq::socket_t& pub, message_sink& sink, std::size_t size,
+                       std::size_t count) {
+  auto result = drive(
+    sink, size, count,
+    [&pub](std::span<const char> m) {
+      pub.send(zmq::const_buffer{m.data(), m.size()}, zmq::send_flags::none);
+    },
+    [] {}); // nothing to flush: ZeroMQ's I/O thread sends as soon as it can
+  if (sink.malformed() != 0)
+    throw std::runtime_error("zmq: " + std::to_string(sink.malformed()) +
+                             " messages arrived with a payload not sent");
+  return result;
+}
+
 run_result zmq_proxy_run(std::size_t subscribers, std::size_t size, std::size_t count,
                          transport t) {
   // One context (so one I/O thread) per role, as publisher, proxy and
@@ -105,29 +131,13 @@ run_result zmq_proxy_run(std::size_t subscribers, std::size_t size, std::size_t 
   proxy_thread proxy{proxy_ctx, std::move(xsub), std::move(xpub), sink};
 
   std::vector<std::jthread> receivers;
-  for (std::size_t i = 0; i < subscribers; ++i) {
-    zmq::socket_t sub{ctx_of(*sub_ctxs[i]), zmq::socket_type::sub};
-    unlimited(sub);
-    sub.set(zmq::sockopt::rcvtimeo, recv_timeout_ms);
-    sub.set(zmq::sockopt::subscribe, "");
-    sub.connect(out);
-    receivers.emplace_back(receive, std::move(sub), std::ref(sink), i);
-  }
+  for (std::size_t i = 0; i < subscribers; ++i)
+    receivers.push_back(subscriber(ctx_of(*sub_ctxs[i]), out, sink, i));
 
   zmq::socket_t pub{ctx_of(pub_ctx), zmq::socket_type::pub};
   unlimited(pub);
   pub.connect(in);
-
-  auto result = drive(
-    sink, size, count,
-    [&pub](std::span<const char> m) {
-      pub.send(zmq::const_buffer{m.data(), m.size()}, zmq::send_flags::none);
-    },
-    [] {}); // nothing to flush: ZeroMQ's I/O thread sends as soon as it can
-  if (sink.malformed() != 0)
-    throw std::runtime_error("zmq: " + std::to_string(sink.malformed()) +
-                             " messages arrived with a payload not sent");
-  return result;
+  return publish_all(pub, sink, size, count);
 }
 
 } // namespace
@@ -223,29 +233,11 @@ run_result zmq_direct_pubsub_once(std::size_t size, std::size_t count, transport
   // own thread.
   zmq::context_t sub_ctx{1};
   zmq::context_t pub_ctx{1};
-  auto& sub_side = t == transport::inproc ? pub_ctx : sub_ctx;
   message_sink sink{1, warmup_count(count), count};
   std::string endpoint;
   auto pub = bound_socket(pub_ctx, zmq::socket_type::pub, endpoint, t);
-  std::jthread receiver;
-  {
-    zmq::socket_t sub{sub_side, zmq::socket_type::sub};
-    unlimited(sub);
-    sub.set(zmq::sockopt::rcvtimeo, recv_timeout_ms);
-    sub.set(zmq::sockopt::subscribe, "");
-    sub.connect(endpoint);
-    receiver = std::jthread(receive, std::move(sub), std::ref(sink), 0);
-  }
-  auto result = drive(
-    sink, size, count,
-    [&pub](std::span<const char> m) {
-      pub.send(zmq::const_buffer{m.data(), m.size()}, zmq::send_flags::none);
-    },
-    [] {});
-  if (sink.malformed() != 0)
-    throw std::runtime_error("zmq: " + std::to_string(sink.malformed()) +
-                             " messages arrived with a payload not sent");
-  return result;
+  auto receiver = subscriber(t == transport::inproc ? pub_ctx : sub_ctx, endpoint, sink, 0);
+  return publish_all(pub, sink, size, count);
 }
 
 } // namespace plexus::bench
