@@ -31,7 +31,7 @@ namespace {
 constexpr char hex_digits[] = "0123456789abcdef";
 constexpr std::size_t fixed_bytes = 56;
 constexpr std::uint32_t span_fields = 5;
-constexpr std::size_t max_text = 4096; // texts are cut here: a reader's limit
+constexpr std::size_t max_text = span_text_max;
 
 // msgpack, written at a cursor into room reserved beforehand.
 class writer {

@@ -21,6 +21,10 @@
 
 namespace plexus::detail {
 
+/// The most of one text (topic, msg id, cause, callee) a span carries:
+/// longer ones are cut (the encoder's bound, and decode_spans' limits).
+inline constexpr std::size_t span_text_max = 4096;
+
 struct span_record {
   std::uint64_t trace_hi = 0, trace_lo = 0; // the W3C trace id, 128 bits
   std::uint64_t span_id = 0, parent_id = 0; // parent 0 at a root
@@ -37,6 +41,21 @@ struct span_record {
 };
 static_assert(std::is_trivially_copyable_v<span_record>);
 
+/// Copies a span's texts back to back to `to` and notes in `s` their
+/// sizes and `at`, where `to` is in the text store they belong to.
+inline void place_texts(span_record& s, char* to, std::uint32_t at, std::string_view topic,
+                        std::string_view msg_id, std::string_view cause, std::string_view callee) noexcept {
+  s.text_at = at;
+  s.topic_size = static_cast<std::uint32_t>(topic.size());
+  s.msg_id_size = static_cast<std::uint32_t>(msg_id.size());
+  s.cause_size = static_cast<std::uint32_t>(cause.size());
+  s.callee_size = static_cast<std::uint32_t>(callee.size());
+  for (auto part : {topic, msg_id, cause, callee}) {
+    if (!part.empty()) std::memcpy(to, part.data(), part.size());
+    to += part.size();
+  }
+}
+
 /// Spans and their texts.
 struct span_chunk {
   std::vector<span_record> spans;
@@ -44,19 +63,10 @@ struct span_chunk {
 
   void add(const span_record& r, std::string_view topic, std::string_view msg_id,
            std::string_view cause, std::string_view callee) {
-    auto& s = spans.emplace_back(r);
-    s.text_at = static_cast<std::uint32_t>(text.size());
-    s.topic_size = static_cast<std::uint32_t>(topic.size());
-    s.msg_id_size = static_cast<std::uint32_t>(msg_id.size());
-    s.cause_size = static_cast<std::uint32_t>(cause.size());
-    s.callee_size = static_cast<std::uint32_t>(callee.size());
     auto at = text.size();
     text.resize(at + topic.size() + msg_id.size() + cause.size() + callee.size());
-    for (auto part : {topic, msg_id, cause, callee}) {
-      if (part.empty()) continue;
-      std::memcpy(text.data() + at, part.data(), part.size());
-      at += part.size();
-    }
+    place_texts(spans.emplace_back(r), text.data() + at, static_cast<std::uint32_t>(at), topic,
+                msg_id, cause, callee);
   }
   [[nodiscard]] std::string_view topic(const span_record& s) const noexcept {
     return std::string_view{text}.substr(s.text_at, s.topic_size);

@@ -9,10 +9,8 @@
 // `slots` spans or `text_bytes` of text): the span is refused, and the
 // caller counts it. Bounded: ~300 KiB per recording thread.
 
-#include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <cstring>
 #include <memory>
 #include <string_view>
 
@@ -24,7 +22,7 @@ class span_ring {
 public:
   static constexpr std::size_t slots = 2048;         // records; a power of two
   static constexpr std::size_t text_bytes = 1 << 17; // a power of two
-  static constexpr std::size_t max_text = 4096;      // per text: the encoder's cut
+  static constexpr std::size_t max_text = span_text_max; // per text
 
   /// Producer: false when full (nothing written).
   bool push(const span_record& r, std::string_view topic, std::string_view msg_id,
@@ -45,18 +43,10 @@ public:
       seen_text_tail_ = text_tail_.load(std::memory_order_acquire);
       if (pos + n - seen_text_tail_ > text_bytes) return false;
     }
-    char* at = text_.get() + (pos & (text_bytes - 1));
-    for (auto part : {topic, msg_id, cause, callee}) {
-      if (!part.empty()) std::memcpy(at, part.data(), part.size());
-      at += part.size();
-    }
+    const auto at = static_cast<std::uint32_t>(pos & (text_bytes - 1));
     auto& s = records_[h & (slots - 1)];
     s = r;
-    s.text_at = static_cast<std::uint32_t>(pos & (text_bytes - 1));
-    s.topic_size = static_cast<std::uint32_t>(topic.size());
-    s.msg_id_size = static_cast<std::uint32_t>(msg_id.size());
-    s.cause_size = static_cast<std::uint32_t>(cause.size());
-    s.callee_size = static_cast<std::uint32_t>(callee.size());
+    place_texts(s, text_.get() + at, at, topic, msg_id, cause, callee);
     text_end_[h & (slots - 1)] = pos + n;
     text_head_ = pos + n;
     head_.store(h + 1, std::memory_order_release);

@@ -100,38 +100,27 @@ bool span_sink::sample_new_trace() const noexcept {
   return x < threshold_;
 }
 
-void span_sink::collect(std::vector<span_chunk>& out) {
+void span_sink::collect(span_chunk& out) {
   std::vector<std::shared_ptr<buffer>> buffers;
-  std::vector<span_chunk> rooms;
   {
     std::lock_guard lock{m_};
     buffers = buffers_;
-    rooms.swap(spare_);
   }
   std::vector<const buffer*> orphans;
   for (auto& b : buffers) {
     // An orphan's thread has ended: what it pushed is all there is.
     if (b->orphan.load(std::memory_order_acquire)) orphans.push_back(b.get());
-    span_chunk room;
-    if (!rooms.empty()) {
-      room = std::move(rooms.back());
-      rooms.pop_back();
-    } else {
-      room.spans.reserve(batch);
-    }
-    b->ring.drain(room);
-    if (room.empty()) rooms.push_back(std::move(room));
-    else out.push_back(std::move(room));
+    b->ring.drain(out);
   }
+  if (orphans.empty()) return;
   std::lock_guard lock{m_};
-  for (auto& r : rooms) spare_.push_back(std::move(r));
   std::erase_if(buffers_, [&](const std::shared_ptr<buffer>& b) {
     return std::find(orphans.begin(), orphans.end(), b.get()) != orphans.end();
   });
 }
 
 void span_sink::run() {
-  std::vector<span_chunk> chunks;
+  span_chunk chunk; // publish() hands back the room of the oldest it drops
   bool last = false;
   while (!last) {
     {
@@ -140,13 +129,8 @@ void span_sink::run() {
       full_ = false;
       last = stopping_;
     }
-    collect(chunks);
-    for (auto& c : chunks) {
-      publish(c);
-      std::lock_guard lock{m_};
-      if (c.spans.capacity() >= batch && spare_.size() < 64) spare_.push_back(std::move(c));
-    }
-    chunks.clear();
+    collect(chunk);
+    publish(chunk);
   }
 }
 

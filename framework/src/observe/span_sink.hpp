@@ -79,8 +79,8 @@ private:
   buffer& my_buffer();
   void wake();
   void run();
-  /// Takes every thread's spans (`out` comes back with them, in chunks).
-  void collect(std::vector<span_chunk>& out);
+  /// Moves every thread's spans into `out`.
+  void collect(span_chunk& out);
   /// Publishes `spans` and keeps them; `spans` comes back empty, with room.
   void publish(span_chunk& spans);
   void answer(const message_view& query);
@@ -91,10 +91,9 @@ private:
   std::uint64_t threshold_; // a new trace is sampled when a random draw is below this
   bool keep_all_;
 
-  std::mutex m_; // buffers_, full_, stopping_, spare_
+  std::mutex m_; // buffers_, full_, stopping_
   std::condition_variable cv_;
   std::vector<std::shared_ptr<buffer>> buffers_;
-  std::vector<span_chunk> spare_; // emptied chunks, with room
   bool full_ = false;
   bool stopping_ = false;
 
