@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "metrics.hpp"
 
+#include <string>
+#include <vector>
+
 #include "plexus/metrics.hpp"
 
 namespace plexus::broker {
@@ -57,40 +60,44 @@ std::string prometheus_metrics(const core& b) {
     t.family(k.name, "gauge", k.help);
     t.sample(k.name, l, k.value);
   }
+  // Per connection: its labels made once, each family a row of this table.
   auto conns = b.connections();
-  t.family("plexus_connection_messages_in_total", "counter", "Messages a connection published.");
+  std::vector<observe::labels> conn_labels;
+  std::vector<std::string> conn_ids;
+  conn_ids.reserve(conns.size()); // the labels view these strings
   for (auto& cs : conns) {
-    auto cid = std::to_string(cs.id);
-    t.sample("plexus_connection_messages_in_total", {{"broker", id}, {"conn", cid}, {"node", cs.node}}, cs.msgs_in);
+    conn_ids.push_back(std::to_string(cs.id));
+    conn_labels.push_back({{"broker", id}, {"conn", conn_ids.back()}, {"node", cs.node}});
   }
-  t.family("plexus_connection_messages_out_total", "counter", "Messages sent to a connection.");
-  for (auto& cs : conns) {
-    auto cid = std::to_string(cs.id);
-    t.sample("plexus_connection_messages_out_total", {{"broker", id}, {"conn", cid}, {"node", cs.node}}, cs.msgs_out);
-  }
-  t.family("plexus_connection_pending_messages", "gauge", "Messages queued for a connection.");
-  for (auto& cs : conns) {
-    auto cid = std::to_string(cs.id);
-    t.sample("plexus_connection_pending_messages", {{"broker", id}, {"conn", cid}, {"node", cs.node}},
-             std::uint64_t{cs.pending_msgs});
-  }
-  t.family("plexus_connection_unacked_messages", "gauge", "Deliveries to a connection awaiting an ACK.");
-  for (auto& cs : conns) {
-    auto cid = std::to_string(cs.id);
-    t.sample("plexus_connection_unacked_messages", {{"broker", id}, {"conn", cid}, {"node", cs.node}},
-             std::uint64_t{cs.unacked});
+  struct per_connection {
+    const char* name;
+    const char* type;
+    const char* help;
+    std::uint64_t (*read)(const connection_stats&);
+  };
+  static constexpr per_connection families[] = {
+    {"plexus_connection_messages_in_total", "counter", "Messages a connection published.",
+     [](const connection_stats& cs) { return cs.msgs_in; }},
+    {"plexus_connection_messages_out_total", "counter", "Messages sent to a connection.",
+     [](const connection_stats& cs) { return cs.msgs_out; }},
+    {"plexus_connection_pending_messages", "gauge", "Messages queued for a connection.",
+     [](const connection_stats& cs) { return std::uint64_t{cs.pending_msgs}; }},
+    {"plexus_connection_unacked_messages", "gauge", "Deliveries to a connection awaiting an ACK.",
+     [](const connection_stats& cs) { return std::uint64_t{cs.unacked}; }},
+  };
+  for (auto& f : families) {
+    t.family(f.name, f.type, f.help);
+    for (std::size_t i = 0; i < conns.size(); ++i) t.sample(f.name, conn_labels[i], f.read(conns[i]));
   }
   t.family("plexus_broker_ack_latency_seconds", "histogram",
            "Delivery to ACK of at-least-once deliveries: how long consumers take, network included.");
   observe::write_histogram(t, "plexus_broker_ack_latency_seconds", l, b.ack_latency());
   t.family("plexus_connection_ack_latency_seconds", "histogram",
            "Delivery to ACK of a connection's at-least-once deliveries.");
-  for (auto& cs : conns) {
-    if (!cs.ack_latency) continue; // it has ACKed nothing
-    auto cid = std::to_string(cs.id);
-    observe::write_histogram(t, "plexus_connection_ack_latency_seconds",
-                             {{"broker", id}, {"conn", cid}, {"node", cs.node}}, *cs.ack_latency);
-  }
+  for (std::size_t i = 0; i < conns.size(); ++i)
+    if (conns[i].ack_latency) // it has ACKed something
+      observe::write_histogram(t, "plexus_connection_ack_latency_seconds", conn_labels[i],
+                               *conns[i].ack_latency);
   return t.str();
 }
 

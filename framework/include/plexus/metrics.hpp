@@ -65,4 +65,9 @@ private:
 void write_histogram(prometheus_text& t, std::string_view name, const labels& l,
                      const latency_histogram& h);
 
+/// Writes `h`'s 0.5, 0.99 and 0.999 quantiles (seconds, within 1%) as the
+/// gauge family `name` with a `quantile` label; the family must be declared.
+void write_quantiles(prometheus_text& t, std::string_view name, const labels& l,
+                     const latency_histogram& h);
+
 } // namespace plexus::observe

@@ -118,4 +118,14 @@ void write_histogram(prometheus_text& t, std::string_view name, const labels& l,
   t.sample(std::string{name} + "_count", l, count);
 }
 
+void write_quantiles(prometheus_text& t, std::string_view name, const labels& l,
+                     const latency_histogram& h) {
+  auto with_q = l;
+  with_q.emplace_back("quantile", "");
+  for (auto [q, text] : {std::pair{0.5, "0.5"}, std::pair{0.99, "0.99"}, std::pair{0.999, "0.999"}}) {
+    with_q.back().second = text;
+    t.sample(name, with_q, h.quantile(q));
+  }
+}
+
 } // namespace plexus::observe

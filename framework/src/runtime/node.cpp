@@ -531,12 +531,8 @@ std::string node::impl::metrics_text() const {
   });
   t.family("plexus_function_duration_quantile_seconds", "gauge",
            "Handler duration quantiles (0.5, 0.99, 0.999), within 1%.");
-  each([&](auto& p, observe::labels l) {
-    l.emplace_back("quantile", "");
-    for (auto [q, text] : {std::pair{0.5, "0.5"}, std::pair{0.99, "0.99"}, std::pair{0.999, "0.999"}}) {
-      l.back().second = text;
-      t.sample("plexus_function_duration_quantile_seconds", l, p.counters->duration.quantile(q));
-    }
+  each([&](auto& p, const observe::labels& l) {
+    observe::write_quantiles(t, "plexus_function_duration_quantile_seconds", l, p.counters->duration);
   });
   // A service's durations: its functions' histograms merged (same buckets).
   std::map<std::string, std::unique_ptr<observe::latency_histogram>> by_service;
@@ -552,9 +548,7 @@ std::string node::impl::metrics_text() const {
   t.family("plexus_service_duration_quantile_seconds", "gauge",
            "The service's handler duration quantiles (0.5, 0.99, 0.999), within 1%.");
   for (auto& [service, h] : by_service)
-    for (auto [q, text] : {std::pair{0.5, "0.5"}, std::pair{0.99, "0.99"}, std::pair{0.999, "0.999"}})
-      t.sample("plexus_service_duration_quantile_seconds", {{"service", service}, {"quantile", text}},
-               h->quantile(q));
+    observe::write_quantiles(t, "plexus_service_duration_quantile_seconds", {{"service", service}}, *h);
   t.family("plexus_node_spans_dropped_total", "counter", "Spans dropped: the export queue was full.");
   t.sample("plexus_node_spans_dropped_total", {}, spans ? spans->dropped() : std::uint64_t{0});
   return t.str();
