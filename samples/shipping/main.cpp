@@ -15,12 +15,15 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <future>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "plexus/node.hpp"
@@ -92,6 +95,26 @@ std::vector<std::string> join_injects(int argc, char** argv) {
     args.push_back(joined);
   }
   return args;
+}
+
+/// Publishes `payload` confirmed, again every 100 ms while the broker
+/// answers 101 (nobody subscribes: it dropped it). False when `stop` came
+/// first.
+bool publish_when_heard(plexus::client& c, std::string_view topic, std::string_view payload,
+                        const std::atomic<bool>& stop) {
+  for (bool told = false; !stop;) {
+    auto answer = std::make_shared<std::promise<std::uint32_t>>(); // outlives a stop
+    auto code = answer->get_future();
+    c.publish_confirmed(topic, payload, [answer](std::uint32_t s) { answer->set_value(s); });
+    while (!stop && code.wait_for(std::chrono::milliseconds{100}) != std::future_status::ready) {}
+    if (stop) return false;
+    if (code.get() != 101) return true;
+    if (!std::exchange(told, true))
+      std::fprintf(stderr, "generator: nobody takes %.*s yet; waiting for a function\n",
+                   static_cast<int>(topic.size()), topic.data());
+    std::this_thread::sleep_for(std::chrono::milliseconds{100}); // pacing the retries
+  }
+  return false;
 }
 
 } // namespace
@@ -268,7 +291,12 @@ int main(int argc, char** argv) {
     for (long i = 1; !stop && (max_orders == 0 || i <= max_orders); ++i) {
       order o{static_cast<int>(i), "customer-" + std::to_string(i % 97), std::to_string(i) + " Main St",
               poison_every > 0 && i % poison_every == 0};
-      node.client().publish("orders.shipped", plexus::encode_payload(o));
+      auto payload = plexus::encode_payload(o);
+      if (i == 1) { // the broker keeps no store: wait for a function to take orders
+        if (!publish_when_heard(node.client(), "orders.shipped", payload, stop)) break;
+      } else {
+        node.client().publish("orders.shipped", payload);
+      }
       ++generated;
       auto due = start + std::chrono::duration<double>(static_cast<double>(i) / rate);
       while (!stop && std::chrono::steady_clock::now() < due)

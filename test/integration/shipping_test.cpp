@@ -237,7 +237,6 @@ BOOST_FIXTURE_TEST_CASE(a_create_label_process_killed_mid_stream_loses_no_order,
 BOOST_AUTO_TEST_CASE(plexus_trace_shows_an_order_s_way_through_the_chain) {
   broker_process b;
   temp_file outbox{"plexus-itest-trace-outbox"};
-  shipping_process functions{b, "functions", {"--trace-sample", "1", "--outbox", outbox.path()}};
   auto watcher = b.connect();
   guarded<std::string> trace_id;
   watcher->subscribe("$SYS.trace.>", [&](const plexus::message_view& v) {
@@ -246,7 +245,10 @@ BOOST_AUTO_TEST_CASE(plexus_trace_shows_an_order_s_way_through_the_chain) {
         trace_id.update([&](std::string& id) { if (id.empty()) id = s.trace_id; });
   });
   sync_with_broker(*watcher);
+  // The generator first: it holds its first order until a function takes
+  // it (the broker would drop it), so none of the three is lost.
   shipping_process generator{b, "generator", {"--orders", "3"}};
+  shipping_process functions{b, "functions", {"--trace-sample", "1", "--outbox", outbox.path()}};
   BOOST_TEST_REQUIRE(trace_id.wait_until([](const std::string& id) { return !id.empty(); }));
   spawn_options o;
   o.args = {cli_bin, "--broker", b.endpoint(), "trace", trace_id.snapshot(), "--wait", "500ms"};
