@@ -30,6 +30,7 @@ namespace {
 
 constexpr char hex_digits[] = "0123456789abcdef";
 constexpr std::size_t fixed_bytes = 56;
+static_assert(span_wire_overhead == 1 + 2 + fixed_bytes + 4 * 3);
 constexpr std::uint32_t span_fields = 5;
 constexpr std::size_t max_text = span_text_max;
 
@@ -138,10 +139,7 @@ void encode_span_batch(std::string_view node, const span_ref* spans, std::size_t
       names.push_back(r.name);
       bound += writer::bound(r.name ? std::string_view{*r.name} : std::string_view{});
     }
-    bound += 1 + 2 + fixed_bytes + 4 * 3 + std::min<std::size_t>(r.topic_size, max_text)
-             + std::min<std::size_t>(r.msg_id_size, max_text)
-             + std::min<std::size_t>(r.cause_size, max_text)
-             + std::min<std::size_t>(r.callee_size, max_text);
+    bound += span_chunk::wire_bound(r);
   }
   const auto start = out.size();
   out.resize(start + bound);

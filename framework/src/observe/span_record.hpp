@@ -56,6 +56,10 @@ inline void place_texts(span_record& s, char* to, std::uint32_t at, std::string_
   }
 }
 
+/// The most a span's record takes in a batch beside its texts (array,
+/// bin header and fixed block, four text headers).
+inline constexpr std::size_t span_wire_overhead = 1 + 2 + 56 + 4 * 3;
+
 /// Spans and their texts.
 struct span_chunk {
   std::vector<span_record> spans;
@@ -80,6 +84,17 @@ struct span_chunk {
   [[nodiscard]] std::string_view callee(const span_record& s) const noexcept {
     return std::string_view{text}.substr(
       s.text_at + s.topic_size + s.msg_id_size + s.cause_size, s.callee_size);
+  }
+  /// The most these spans take encoded (names aside): texts longer than
+  /// span_text_max are cut, so this is an upper bound.
+  [[nodiscard]] std::size_t wire_bound() const noexcept {
+    return spans.size() * span_wire_overhead + text.size();
+  }
+  /// The most one of them takes encoded.
+  [[nodiscard]] static std::size_t wire_bound(const span_record& s) noexcept {
+    auto cut = [](std::uint32_t n) { return n < span_text_max ? std::size_t{n} : span_text_max; };
+    return span_wire_overhead + cut(s.topic_size) + cut(s.msg_id_size) + cut(s.cause_size) +
+           cut(s.callee_size);
   }
   [[nodiscard]] std::size_t size() const noexcept { return spans.size(); }
   [[nodiscard]] bool empty() const noexcept { return spans.empty(); }

@@ -54,6 +54,9 @@ public:
   }
   /// Producer: how many it has pushed so far.
   [[nodiscard]] std::uint64_t pushed() const noexcept { return head_.load(std::memory_order_relaxed); }
+  /// Producer: how many text bytes it has pushed so far (and skipped at
+  /// the end of the ring).
+  [[nodiscard]] std::uint64_t text_pushed() const noexcept { return text_head_; }
 
   /// Consumer: moves everything pushed so far into `out`; how many.
   std::size_t drain(span_chunk& out) {

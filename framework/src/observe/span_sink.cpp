@@ -26,6 +26,20 @@ struct thread_buffers {
 
 thread_local thread_buffers this_thread_buffers;
 
+/// Calls `out(refs + at, count)` for consecutive runs of the `n` spans at
+/// `refs` whose encoding fits in `most` bytes (a span alone may not: at
+/// most 4 texts of span_text_max).
+template <class Out>
+void in_messages(const span_ref* refs, std::size_t n, std::size_t most, Out&& out) {
+  auto bound = [&](std::size_t i) { return span_chunk::wire_bound(refs[i].chunk->spans[refs[i].index]); };
+  for (std::size_t at = 0; at < n;) {
+    std::size_t end = at + 1, bytes = bound(at);
+    while (end < n && bytes + bound(end) <= most) bytes += bound(end++);
+    out(refs + at, end - at);
+    at = end;
+  }
+}
+
 } // namespace
 
 span_sink::span_sink(client& c, std::string node, double sample)
@@ -60,6 +74,26 @@ span_sink::buffer& span_sink::my_buffer() {
   return *b;
 }
 
+void span_sink::overflow(const span_record& r, std::string_view topic, std::string_view msg_id,
+                         std::string_view cause, std::string_view callee) {
+  topic = topic.substr(0, span_text_max);
+  msg_id = msg_id.substr(0, span_text_max);
+  cause = cause.substr(0, span_text_max);
+  callee = callee.substr(0, span_text_max);
+  bool first = false;
+  {
+    std::lock_guard lock{overflow_m_};
+    if (overflow_.size() >= overflow_spans ||
+        overflow_.text.size() + topic.size() + msg_id.size() + cause.size() + callee.size() > overflow_text) {
+      dropped_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    first = overflow_.empty();
+    overflow_.add(r, topic, msg_id, cause, callee);
+  }
+  if (first) wake();
+}
+
 void span_sink::wake() {
   {
     std::lock_guard lock{m_};
@@ -76,18 +110,22 @@ void span_sink::answer(const message_view& query) {
   if (!all && (query.payload.size() != 32 || !parse_hex(query.payload.substr(0, 16), hi)
                || !parse_hex(query.payload.substr(16), lo)))
     return;
-  std::string out;
+  // As many answers as it takes to stay within a payload's limit: the
+  // asker takes every one that comes within its wait.
+  std::vector<std::string> out;
   {
     std::lock_guard lock{recent_m_};
     std::vector<span_ref> found;
-    for (auto& chunk : recent_)
+    for (auto& [first, chunk] : recent_)
       for (std::size_t i = 0; i < chunk.spans.size(); ++i)
         if (all || (chunk.spans[i].trace_hi == hi && chunk.spans[i].trace_lo == lo))
           found.push_back({&chunk, i});
-    if (found.empty()) return; // only nodes that have some answer
-    encode_span_batch(node_, found.data(), found.size(), out);
+    // Only nodes that have some answer do.
+    in_messages(found.data(), found.size(), message_bytes, [&](const span_ref* refs, std::size_t n) {
+      encode_span_batch(node_, refs, n, out.emplace_back());
+    });
   }
-  c_.publish(query.reply_to, out);
+  for (auto& o : out) c_.publish(query.reply_to, o);
 }
 
 bool span_sink::sample_new_trace() const noexcept {
@@ -112,6 +150,12 @@ void span_sink::collect(span_chunk& out) {
     if (b->orphan.load(std::memory_order_acquire)) orphans.push_back(b.get());
     b->ring.drain(out);
   }
+  {
+    std::lock_guard lock{overflow_m_};
+    for (const auto& r : overflow_.spans)
+      out.add(r, overflow_.topic(r), overflow_.msg_id(r), overflow_.cause(r), overflow_.callee(r));
+    overflow_.clear();
+  }
   if (orphans.empty()) return;
   std::lock_guard lock{m_};
   std::erase_if(buffers_, [&](const std::shared_ptr<buffer>& b) {
@@ -122,55 +166,103 @@ void span_sink::collect(span_chunk& out) {
 void span_sink::run() {
   span_chunk chunk; // publish() hands back the room of the oldest it drops
   bool last = false;
+  auto flush_at = std::chrono::steady_clock::now() + flush_every;
   while (!last) {
     {
       std::unique_lock lock{m_};
-      cv_.wait_for(lock, std::chrono::milliseconds{50}, [&] { return stopping_ || full_; });
+      cv_.wait_until(lock, flush_at, [&] { return stopping_ || full_; });
       full_ = false;
       last = stopping_;
     }
     collect(chunk);
-    publish(chunk);
+    // Rings are drained often (they are small); spans go out in large
+    // messages, or when they waited flush_every.
+    const auto now = std::chrono::steady_clock::now();
+    if (last || now >= flush_at || chunk.wire_bound() >= message_bytes) {
+      publish(chunk);
+      flush_at = now + flush_every;
+    }
   }
 }
 
-void span_sink::publish(span_chunk& spans) {
-  // One batch each probe_every goes out with a confirm, whose answer says
-  // whether anybody subscribes; the rest go out plain, and only while
-  // somebody does. (Few confirmed publishes: each takes a place in the
-  // broker's dedup window and in the client's unconfirmed outbox.)
-  const auto now = std::chrono::steady_clock::now();
-  const bool probe = now >= next_probe_ && !spans.empty();
-  if (probe) next_probe_ = now + probe_every;
-  const bool heard = heard_->load(std::memory_order_relaxed);
-  std::size_t from = heard ? 0 : spans.size();
-  const std::size_t last = spans.empty() ? 0 : (spans.size() - 1) / batch * batch;
-  if (!heard && probe) from = last; // nobody listening: the newest batch only
-  for (std::size_t at = from; at < spans.size(); at += batch) {
-    auto n = std::min(batch, spans.size() - at);
-    refs_.clear();
-    for (std::size_t i = 0; i < n; ++i) refs_.push_back({&spans, at + i});
+void span_sink::send(const span_ref* refs, std::size_t n, bool probe) {
+  in_messages(refs, n, message_bytes, [&](const span_ref* run, std::size_t count) {
     encoded_.clear();
-    encode_span_batch(node_, refs_.data(), n, encoded_);
-    if (!probe || at != last) {
-      c_.publish(topic_, encoded_);
-      continue;
-    }
-    c_.publish_confirmed(topic_, encoded_, [heard_now = heard_](std::uint32_t code) {
-      // 101: accepted, nobody subscribes. Anything else (delivered, or a
-      // failure on the way) counts as heard: keep publishing.
-      heard_now->store(code != 101, std::memory_order_relaxed);
-    });
+    encode_span_batch(node_, run, count, encoded_);
+    if (probe && run + count == refs + n) publish_probe(encoded_);
+    else c_.publish(topic_, encoded_);
+  });
+}
+
+void span_sink::publish_probe(std::string_view payload) {
+  // 101: accepted, nobody subscribes; what went out up to here reached
+  // nobody. Anything else (delivered, or a failure on the way) counts as
+  // heard: keep publishing.
+  c_.publish_confirmed(topic_, payload, [in = interest_, upto = numbered_](std::uint32_t code) {
+    if (code == 101) in->unheard_from.store(upto, std::memory_order_relaxed);
+    in->heard.store(code != 101, std::memory_order_release);
+  });
+}
+
+void span_sink::catch_up(std::uint64_t from) {
+  // Copied out: a publish may wait on the client's thread, which may be
+  // waiting on recent_m_ to answer a query.
+  span_chunk missed;
+  {
+    std::lock_guard lock{recent_m_};
+    for (auto& [first, chunk] : recent_)
+      for (auto i = first >= from ? 0 : std::min<std::uint64_t>(from - first, chunk.size());
+           i < chunk.size(); ++i) {
+        const auto& r = chunk.spans[i];
+        missed.add(r, chunk.topic(r), chunk.msg_id(r), chunk.cause(r), chunk.callee(r));
+      }
   }
+  refs_.clear();
+  for (std::size_t i = 0; i < missed.size(); ++i) refs_.push_back({&missed, i});
+  send(refs_.data(), refs_.size(), false);
+}
+
+void span_sink::publish(span_chunk& spans) {
+  // One message each probe_every goes out with a confirm, whose answer
+  // says whether anybody subscribes (few confirmed publishes: each takes a
+  // place in the broker's dedup window and in the client's outbox).
+  const auto now = std::chrono::steady_clock::now();
+  const auto first = numbered_;
+  numbered_ += spans.size();
+  const bool heard = interest_->heard.load(std::memory_order_acquire);
+  bool probe = false;
+  if (heard) {
+    if (!streaming_) { // a subscriber came: first what it may have missed
+      catch_up(std::max(sent_until_, interest_->unheard_from.load(std::memory_order_relaxed)));
+      streaming_ = true;
+    }
+    probe = now >= next_probe_ && !spans.empty();
+    refs_.clear();
+    for (std::size_t i = 0; i < spans.size(); ++i) refs_.push_back({&spans, i});
+    send(refs_.data(), refs_.size(), probe);
+    sent_until_ = numbered_;
+  } else {
+    // Nobody listens: the spans are kept, and an empty batch asks again
+    // (until one has answered for every span kept).
+    streaming_ = false;
+    probe = now >= next_probe_ &&
+            numbered_ > std::max(sent_until_, interest_->unheard_from.load(std::memory_order_relaxed));
+    if (probe) {
+      encoded_.clear();
+      encode_span_batch(node_, nullptr, 0, encoded_);
+      publish_probe(encoded_);
+    }
+  }
+  if (probe) next_probe_ = now + probe_every;
   if (spans.empty()) return;
   span_chunk room;
   {
     std::lock_guard lock{recent_m_};
     recent_count_ += spans.size();
-    recent_.push_back(std::move(spans));
-    while (recent_count_ - recent_.front().size() >= kept) {
-      recent_count_ -= recent_.front().size();
-      room = std::move(recent_.front());
+    recent_.push_back({first, std::move(spans)});
+    while (recent_count_ - recent_.front().spans.size() >= kept) {
+      recent_count_ -= recent_.front().spans.size();
+      room = std::move(recent_.front().spans);
       recent_.pop_front();
     }
   }

@@ -3,19 +3,30 @@
 
 // A node's spans on their way out. A handler's thread writes its span into
 // a ring of its own (span_ring: plain stores and one release store, no
-// lock), and a thread of the sink's own drains the rings, encodes and
-// publishes them in batches on `$SYS.trace.<node>` every 50 ms (sooner
-// when a ring has taken 256 more), so no handler encodes or publishes a
-// span. One batch each `probe_every` goes out with a publisher confirm:
-// while the broker answers "no interest" (nobody subscribes to the node's
-// spans, here or on a peer broker), the sink publishes that batch only, to
-// notice a subscriber, and neither encodes nor sends the rest; they are
-// kept for `$SYS.trace-query` all the same. (Encoding and carrying every
-// span to a broker that drops it was most of what full tracing cost.) Memory is bounded: a ring the sink has not drained in time
-// refuses new spans, which are counted (dropped()). The last `kept` spans
-// published stay, and a request on `$SYS.trace-query` (payload: a trace
-// id, or `*` for all) is answered with those of that trace: `plexus trace
-// ID` and `plexus graph` ask every node at once.
+// lock), and a thread of the sink's own drains the rings (every 50 ms, or
+// when one has taken 256 more, or 16 KiB of text), so no handler encodes or publishes a span.
+//
+// Spans go out on `$SYS.trace.<node>` in messages of up to `message_bytes`
+// (at least every 50 ms while there are spans): few large messages, since
+// each one wakes a thread at every hop (sink, client, broker, subscriber)
+// and that, not the bytes, was most of what streaming spans cost.
+//
+// Whether anybody listens: one message each `probe_every` goes out with a
+// publisher confirm. While the broker answers "no interest" (101: nobody
+// subscribes, here or on a peer broker) the sink sends nothing but an
+// empty confirmed batch each `probe_every`, and keeps the spans. When such
+// a probe is heard, the spans since the last one that was not go out first:
+// a new subscriber misses nothing recorded after it subscribed (it may get
+// up to `probe_every` of spans from just before). (Encoding and carrying
+// every span to a broker that drops it was most of what full tracing cost.)
+//
+// Memory is bounded: a span whose thread's ring is full (the sink thread
+// was not scheduled for a while: at 1M spans/s, a 2048-slot ring lasts
+// 2 ms) goes to an overflow shared by all threads, under a lock, up to
+// `overflow_spans`; past that it is dropped and counted (dropped()). The last `kept` spans stay, and a
+// request on `$SYS.trace-query` (payload: a trace id, or `*` for all) is
+// answered with those of that trace: `plexus trace ID` and `plexus graph`
+// ask every node at once.
 
 #include <atomic>
 #include <chrono>
@@ -53,11 +64,15 @@ public:
   void record(const span_record& r, std::string_view topic, std::string_view msg_id,
               std::string_view cause, std::string_view callee) {
     auto& b = my_buffer();
+    const auto text_before = b.ring.text_pushed();
     if (!b.ring.push(r, topic, msg_id, cause, callee)) {
-      dropped_.fetch_add(1, std::memory_order_relaxed);
+      overflow(r, topic, msg_id, cause, callee);
       return;
     }
-    if ((b.ring.pushed() & (batch - 1)) == 0) wake();
+    // Woken well before the ring fills, with spans or with their texts.
+    if ((b.ring.pushed() & (batch - 1)) == 0 ||
+        text_before / wake_text != b.ring.text_pushed() / wake_text)
+      wake();
   }
   /// Whether a trace starting here is sampled (a cheap random draw).
   [[nodiscard]] bool sample_new_trace() const noexcept;
@@ -65,8 +80,14 @@ public:
   void stop();
   [[nodiscard]] std::uint64_t dropped() const noexcept { return dropped_; }
 
-  static constexpr std::size_t batch = 256;
+  static constexpr std::size_t batch = 256; // a ring wakes the sink each time it took this many
+  static constexpr std::size_t wake_text = span_ring::text_bytes / 8; // ... or this much text
+  static constexpr std::size_t message_bytes = 256 * 1024; // a message's most (well under 1 MiB)
+  static constexpr std::chrono::milliseconds flush_every{50};
   static constexpr std::size_t kept = 8192;
+  // What the overflow holds at most (~13 MiB), for all threads.
+  static constexpr std::size_t overflow_spans = 65536;
+  static constexpr std::size_t overflow_text = 8u << 20;
   static constexpr std::chrono::milliseconds probe_every{250};
 
   /// What one thread recorded and the sink has not collected yet.
@@ -77,12 +98,23 @@ public:
 
 private:
   buffer& my_buffer();
+  /// A full ring's span, kept under a lock; dropped when that is full too.
+  void overflow(const span_record& r, std::string_view topic, std::string_view msg_id,
+                std::string_view cause, std::string_view callee);
   void wake();
   void run();
   /// Moves every thread's spans into `out`.
   void collect(span_chunk& out);
-  /// Publishes `spans` and keeps them; `spans` comes back empty, with room.
+  /// Publishes `spans` (when heard) and keeps them; `spans` comes back
+  /// empty, with room.
   void publish(span_chunk& spans);
+  /// Publishes `n` spans in messages of up to message_bytes; the last one
+  /// confirmed when `probe`.
+  void send(const span_ref* refs, std::size_t n, bool probe);
+  /// A probe: its answer says whether anybody listens.
+  void publish_probe(std::string_view payload);
+  /// Publishes the kept spans from the `from`th on.
+  void catch_up(std::uint64_t from);
   void answer(const message_view& query);
 
   const std::uint64_t id_; // process-unique: how a thread finds its buffer here
@@ -97,22 +129,38 @@ private:
   bool full_ = false;
   bool stopping_ = false;
 
+  std::mutex overflow_m_;
+  span_chunk overflow_; // spans their thread's ring had no room for
+
   std::mutex names_m_;
   std::deque<std::string> names_; // stable addresses
 
-  // The last `kept` spans published, as the chunks they went out in (kept
-  // whole: no span is copied twice); the oldest chunk is dropped, and its
-  // room reused, once the rest hold `kept`.
+  // The last `kept` spans, as the chunks they went out in (kept whole: no
+  // span is copied twice), each with the number of the first of its spans
+  // (spans are numbered in the order they pass publish()); the oldest chunk
+  // is dropped, and its room reused, once the rest hold `kept`.
+  struct kept_chunk {
+    std::uint64_t first = 0;
+    span_chunk spans;
+  };
   std::mutex recent_m_;
-  std::deque<span_chunk> recent_;
+  std::deque<kept_chunk> recent_;
   std::size_t recent_count_ = 0;
 
-  // Whether the last confirmed batch reached a subscriber (set from the
-  // client's thread, which may outlive the sink: shared).
-  std::shared_ptr<std::atomic<bool>> heard_ = std::make_shared<std::atomic<bool>>(true);
-  std::chrono::steady_clock::time_point next_probe_{}; // the sink thread's
-  std::string encoded_; // the sink thread's
-  std::vector<span_ref> refs_; // the sink thread's
+  // What the last probe's answer said (set from the client's thread, which
+  // may outlive the sink: shared).
+  struct interest {
+    std::atomic<bool> heard{true};
+    std::atomic<std::uint64_t> unheard_from{0}; // spans numbered from here were sent to nobody
+  };
+  std::shared_ptr<interest> interest_ = std::make_shared<interest>();
+  // The sink thread's:
+  std::uint64_t numbered_ = 0;   // spans that passed publish()
+  std::uint64_t sent_until_ = 0; // every span numbered below went out
+  bool streaming_ = true;
+  std::chrono::steady_clock::time_point next_probe_{};
+  std::string encoded_;
+  std::vector<span_ref> refs_;
   std::uint32_t query_sid_ = 0;
   std::atomic<std::uint64_t> dropped_{0};
   std::thread thread_;
