@@ -4,9 +4,11 @@
 // 127.0.0.1; beside the raw ZeroMQ proxy hop (PUB -> zmq_proxy -> SUB) in
 // the same run. #4's target: plexus >= 60% of the zmq hop. `traced` is
 // plexus recording every span (trace_sample 1) with nobody subscribed to
-// them (the node then sends one batch each 250 ms and keeps the rest for
-// queries): #7's cost of tracing. `traced-listened`: the same while a
-// client subscribes to `$SYS.trace.>` (every span encoded and sent).
+// them (the node then sends an empty probe each 250 ms and keeps the spans
+// for queries): #7's cost of tracing. `traced-listened`: the same while a
+// client subscribes to `$SYS.trace.>` (every span encoded and sent). Both
+// fail if the node dropped a span (work skipped would flatter the figure).
+// The systems' runs are taken in turn (see record_throughput_interleaved).
 // `caf`: a thread sending to one CAF actor in the same process (no broker,
 // no sockets): the actor runtime's own cost, the ceiling for a function.
 
@@ -33,16 +35,15 @@ void run_function(const run_config& cfg, recorder& rec) {
   const auto count = cfg.quick ? quick_count : full_count;
   for (auto n : instance_counts) {
     const auto name = std::to_string(payload_bytes) + "B-" + std::to_string(n) + "inst";
-    record_throughput(cfg, rec, name, "plexus", payload_bytes,
-                      [&] { return plexus_function_once(payload_bytes, count, n); });
-    record_throughput(cfg, rec, name, "traced", payload_bytes,
-                      [&] { return plexus_function_once(payload_bytes, count, n, 1.0); });
-    record_throughput(cfg, rec, name, "traced-listened", payload_bytes,
-                      [&] { return plexus_function_once(payload_bytes, count, n, 1.0, true); });
-    record_throughput(cfg, rec, name, "zmq", payload_bytes,
-                      [&] { return zmq_proxy_pubsub_once(payload_bytes, count); });
-    record_throughput(cfg, rec, name, "caf", payload_bytes,
-                      [&] { return caf_send_once(payload_bytes, count); });
+    // In turn, run by run: the traced/plexus ratio is #7's cost of tracing,
+    // a few percent, less than the load on a shared machine drifts.
+    record_throughput_interleaved(cfg, rec, name, payload_bytes, {
+      {"plexus", [&] { return plexus_function_once(payload_bytes, count, n); }},
+      {"traced", [&] { return plexus_function_once(payload_bytes, count, n, 1.0); }},
+      {"traced-listened", [&] { return plexus_function_once(payload_bytes, count, n, 1.0, true); }},
+      {"zmq", [&] { return zmq_proxy_pubsub_once(payload_bytes, count); }},
+      {"caf", [&] { return caf_send_once(payload_bytes, count); }},
+    });
   }
 }
 

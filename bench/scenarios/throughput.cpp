@@ -138,36 +138,50 @@ std::string percent(double fraction) {
 void record_throughput(const run_config& cfg, recorder& rec, std::string_view case_name,
                        std::string_view system, std::size_t payload_bytes,
                        const std::function<run_result()>& run_once) {
-  auto where = std::string{case_name} + " " + std::string{system};
-  std::vector<double> msgs, mbs;
-  std::size_t sent = 0, lost = 0, lossy_runs = 0;
-  for (int run = 0; run < cfg.runs; ++run) {
-    auto r = run_once();
-    if (r.received > r.sent)
-      throw std::runtime_error(where + ": received " + std::to_string(r.received) +
-                               " measured messages but sent " + std::to_string(r.sent));
-    if (r.received == 0)
-      throw std::runtime_error(where + ": run " + std::to_string(run + 1) +
-                               " received none of " + std::to_string(r.sent) + " messages");
-    sent += r.sent;
-    lost += r.lost();
-    lossy_runs += r.lost() > 0 ? 1 : 0;
-    msgs.push_back(r.msgs_per_s());
-    mbs.push_back(r.msgs_per_s() * static_cast<double>(payload_bytes) / bytes_per_mb);
+  record_throughput_interleaved(cfg, rec, case_name, payload_bytes, {{system, run_once}});
+}
+
+void record_throughput_interleaved(const run_config& cfg, recorder& rec, std::string_view case_name,
+                                   std::size_t payload_bytes, const std::vector<system_run>& systems) {
+  struct tally {
+    std::vector<double> msgs, mbs;
+    std::size_t sent = 0, lost = 0, lossy_runs = 0;
+  };
+  std::vector<tally> t(systems.size());
+  auto where = [&](std::size_t s) { return std::string{case_name} + " " + std::string{systems[s].system}; };
+  for (int run = 0; run < cfg.runs; ++run)
+    for (std::size_t s = 0; s < systems.size(); ++s) {
+      auto r = systems[s].run_once();
+      if (r.received > r.sent)
+        throw std::runtime_error(where(s) + ": received " + std::to_string(r.received) +
+                                 " measured messages but sent " + std::to_string(r.sent));
+      if (r.received == 0)
+        throw std::runtime_error(where(s) + ": run " + std::to_string(run + 1) +
+                                 " received none of " + std::to_string(r.sent) + " messages");
+      auto& x = t[s];
+      x.sent += r.sent;
+      x.lost += r.lost();
+      x.lossy_runs += r.lost() > 0 ? 1 : 0;
+      x.msgs.push_back(r.msgs_per_s());
+      x.mbs.push_back(r.msgs_per_s() * static_cast<double>(payload_bytes) / bytes_per_mb);
+    }
+  for (std::size_t s = 0; s < systems.size(); ++s) {
+    const auto& x = t[s];
+    const double lost_fraction = x.sent == 0 ? 0.0 : static_cast<double>(x.lost) / static_cast<double>(x.sent);
+    auto loss = std::to_string(cfg.runs) + " runs x " +
+                std::to_string(x.sent / static_cast<std::size_t>(cfg.runs)) + " msgs, lost " +
+                std::to_string(x.lost) + " (" + percent(lost_fraction) + ")";
+    if (x.lost > 0)
+      rec.note("LOSS " + where(s) + ": " + loss + " in " + std::to_string(x.lossy_runs) +
+               " runs; throughput counts received messages only");
+    else
+      rec.note(where(s) + ": " + loss);
+    if (cfg.quick && lost_fraction > quick_loss_limit)
+      throw std::runtime_error(where(s) + ": lost " + percent(lost_fraction) +
+                               " of the messages, more than the 1% --quick allows");
+    rec.add(case_name, systems[s].system, "msgs_per_s", "msg/s", x.msgs);
+    rec.add(case_name, systems[s].system, "mb_per_s", "MB/s", x.mbs);
   }
-  const double lost_fraction = sent == 0 ? 0.0 : static_cast<double>(lost) / static_cast<double>(sent);
-  auto loss = std::to_string(cfg.runs) + " runs x " + std::to_string(sent / static_cast<std::size_t>(cfg.runs)) +
-              " msgs, lost " + std::to_string(lost) + " (" + percent(lost_fraction) + ")";
-  if (lost > 0)
-    rec.note("LOSS " + where + ": " + loss + " in " + std::to_string(lossy_runs) +
-             " runs; throughput counts received messages only");
-  else
-    rec.note(where + ": " + loss);
-  if (cfg.quick && lost_fraction > quick_loss_limit)
-    throw std::runtime_error(where + ": lost " + percent(lost_fraction) +
-                             " of the messages, more than the 1% --quick allows");
-  rec.add(case_name, system, "msgs_per_s", "msg/s", msgs);
-  rec.add(case_name, system, "mb_per_s", "MB/s", mbs);
 }
 
 } // namespace plexus::bench

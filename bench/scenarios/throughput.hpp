@@ -209,4 +209,16 @@ void record_throughput(const run_config& cfg, recorder& rec, std::string_view ca
                        std::string_view system, std::size_t payload_bytes,
                        const std::function<run_result()>& run_once);
 
+/// One system of a case, for record_throughput_interleaved.
+struct system_run {
+  std::string_view system;
+  std::function<run_result()> run_once;
+};
+/// record_throughput for several systems of one case, their runs taken in
+/// turn (run 1 of each, then run 2 of each, ...): on a shared machine the
+/// load drifts over minutes, and a drift then weighs on every system alike
+/// instead of on whichever ran last (their ratio is what the case reports).
+void record_throughput_interleaved(const run_config& cfg, recorder& rec, std::string_view case_name,
+                                   std::size_t payload_bytes, const std::vector<system_run>& systems);
+
 } // namespace plexus::bench

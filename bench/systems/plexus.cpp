@@ -244,6 +244,17 @@ run_result plexus_function_once(std::size_t size, std::size_t count, std::uint32
   n.stop();
   if (span_listener && span_bytes.load() == 0)
     throw std::runtime_error("plexus traced: the span listener got no spans");
+  // A span the node could not keep is work it skipped: the figure would
+  // understate what tracing costs.
+  const auto metrics = n.metrics_text();
+  const std::string dropped = "\nplexus_node_spans_dropped_total ";
+  if (auto at = metrics.find(dropped); at != std::string::npos) {
+    if (auto d = std::stoull(metrics.substr(at + dropped.size())); d != 0)
+      throw std::runtime_error("plexus traced: the node dropped " + std::to_string(d) +
+                               " spans (its span queues were full)");
+  } else {
+    throw std::runtime_error("plexus traced: the node's metrics have no plexus_node_spans_dropped_total");
+  }
   return result;
 }
 
