@@ -9,7 +9,9 @@
 // `slots` spans or `text_bytes` of text): the span is refused, and the
 // caller counts it. Bounded: ~300 KiB per recording thread.
 
+#include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <cstdint>
 #include <memory>
 #include <string_view>
@@ -58,27 +60,43 @@ public:
   /// the end of the ring).
   [[nodiscard]] std::uint64_t text_pushed() const noexcept { return text_head_; }
 
-  /// Consumer: moves everything pushed so far into `out`; how many.
+  /// Consumer: moves everything pushed so far into `out`; how many. In
+  /// bulk: the records in at most two copies, their texts (with the unused
+  /// tail a wrap skipped) in at most two, then each record's text offset
+  /// rebased.
   std::size_t drain(span_chunk& out) {
     const auto h = head_.load(std::memory_order_acquire);
     const auto t = tail_.load(std::memory_order_relaxed);
     if (h == t) return 0;
-    const std::string_view text{text_.get(), text_bytes};
+    const auto text_from = text_tail_.load(std::memory_order_relaxed);
+    const auto text_to = text_end_[(h - 1) & (slots - 1)];
+    const auto base = out.text.size();
+    out.text.resize(base + (text_to - text_from));
+    copy_out(text_.get(), text_bytes, text_from, text_to - text_from, out.text.data() + base);
+    const auto first = out.spans.size();
+    out.spans.resize(first + (h - t));
+    copy_out(records_.get(), slots, t, h - t, out.spans.data() + first);
     for (auto i = t; i < h; ++i) {
-      const auto& s = records_[i & (slots - 1)];
-      auto at = text.substr(s.text_at);
-      auto topic = at.substr(0, s.topic_size);
-      auto msg_id = at.substr(s.topic_size, s.msg_id_size);
-      auto cause = at.substr(s.topic_size + s.msg_id_size, s.cause_size);
-      auto callee = at.substr(s.topic_size + s.msg_id_size + s.cause_size, s.callee_size);
-      out.add(s, topic, msg_id, cause, callee);
+      auto& s = out.spans[first + (i - t)];
+      const auto size = std::uint64_t{s.topic_size} + s.msg_id_size + s.cause_size + s.callee_size;
+      s.text_at = static_cast<std::uint32_t>(base + (text_end_[i & (slots - 1)] - size - text_from));
     }
-    text_tail_.store(text_end_[(h - 1) & (slots - 1)], std::memory_order_release);
+    text_tail_.store(text_to, std::memory_order_release);
     tail_.store(h, std::memory_order_release);
     return static_cast<std::size_t>(h - t);
   }
 
 private:
+  /// Copies `n` elements from position `from` of the ring `ring` of `size`
+  /// (a power of two) to `to`, in at most two pieces.
+  template <class T>
+  static void copy_out(const T* ring, std::size_t size, std::uint64_t from, std::uint64_t n, T* to) noexcept {
+    const auto at = static_cast<std::size_t>(from & (size - 1));
+    const auto first = std::min<std::size_t>(static_cast<std::size_t>(n), size - at);
+    std::memcpy(static_cast<void*>(to), ring + at, first * sizeof(T));
+    std::memcpy(static_cast<void*>(to + first), ring, (static_cast<std::size_t>(n) - first) * sizeof(T));
+  }
+
   std::unique_ptr<span_record[]> records_{new span_record[slots]};
   std::unique_ptr<std::uint64_t[]> text_end_{new std::uint64_t[slots]};
   std::unique_ptr<char[]> text_{new char[text_bytes]};
