@@ -110,6 +110,11 @@ struct span_ref {
   std::size_t index;
 };
 
+/// A random 64-bit id, never 0 (0 is "none"): splitmix64 on a state of
+/// the calling thread's (a few instructions: spans draw ids for every
+/// trace that starts, and sampling draws for every message).
+[[nodiscard]] std::uint64_t random_id() noexcept;
+
 /// Appends 16 lowercase hex digits of `v` to `out`.
 void append_hex(std::string& out, std::uint64_t v);
 /// 16 hex digits -> `v`; false (and `v` untouched) if they are not that.

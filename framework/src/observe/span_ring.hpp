@@ -7,7 +7,8 @@
 // and publishes with one release store: no lock and no atomic
 // read-modify-write on the handler's path. Full (the sink is behind by
 // `slots` spans or `text_bytes` of text): the span is refused, and the
-// caller counts it. Bounded: ~300 KiB per recording thread.
+// caller keeps it elsewhere (span_sink's overflow). Bounded: ~300 KiB per
+// recording thread.
 
 #include <algorithm>
 #include <atomic>
@@ -59,6 +60,14 @@ public:
   /// Producer: how many text bytes it has pushed so far (and skipped at
   /// the end of the ring).
   [[nodiscard]] std::uint64_t text_pushed() const noexcept { return text_head_; }
+  /// Producer: whether the consumer has left half the ring (records or
+  /// text) undrained. Reads what the consumer publishes: not for every push.
+  [[nodiscard]] bool half_full() noexcept {
+    seen_tail_ = tail_.load(std::memory_order_acquire);
+    seen_text_tail_ = text_tail_.load(std::memory_order_acquire);
+    return head_.load(std::memory_order_relaxed) - seen_tail_ >= slots / 2 ||
+           text_head_ - seen_text_tail_ >= text_bytes / 2;
+  }
 
   /// Consumer: moves everything pushed so far into `out`; how many. In
   /// bulk: the records in at most two copies, their texts (with the unused
@@ -71,11 +80,9 @@ public:
     const auto text_from = text_tail_.load(std::memory_order_relaxed);
     const auto text_to = text_end_[(h - 1) & (slots - 1)];
     const auto base = out.text.size();
-    out.text.resize(base + (text_to - text_from));
-    copy_out(text_.get(), text_bytes, text_from, text_to - text_from, out.text.data() + base);
+    append_out(text_.get(), text_bytes, text_from, text_to - text_from, out.text);
     const auto first = out.spans.size();
-    out.spans.resize(first + (h - t));
-    copy_out(records_.get(), slots, t, h - t, out.spans.data() + first);
+    append_out(records_.get(), slots, t, h - t, out.spans);
     for (auto i = t; i < h; ++i) {
       auto& s = out.spans[first + (i - t)];
       const auto size = std::uint64_t{s.topic_size} + s.msg_id_size + s.cause_size + s.callee_size;
@@ -87,14 +94,15 @@ public:
   }
 
 private:
-  /// Copies `n` elements from position `from` of the ring `ring` of `size`
-  /// (a power of two) to `to`, in at most two pieces.
-  template <class T>
-  static void copy_out(const T* ring, std::size_t size, std::uint64_t from, std::uint64_t n, T* to) noexcept {
+  /// Appends `n` elements from position `from` of the ring `ring` of
+  /// `size` (a power of two) to `to`, in at most two pieces (and without
+  /// first zeroing the room, as a resize would).
+  template <class T, class To>
+  static void append_out(const T* ring, std::size_t size, std::uint64_t from, std::uint64_t n, To& to) {
     const auto at = static_cast<std::size_t>(from & (size - 1));
     const auto first = std::min<std::size_t>(static_cast<std::size_t>(n), size - at);
-    std::memcpy(static_cast<void*>(to), ring + at, first * sizeof(T));
-    std::memcpy(static_cast<void*>(to + first), ring, (static_cast<std::size_t>(n) - first) * sizeof(T));
+    to.insert(to.end(), ring + at, ring + at + first);
+    to.insert(to.end(), ring, ring + (static_cast<std::size_t>(n) - first));
   }
 
   std::unique_ptr<span_record[]> records_{new span_record[slots]};

@@ -40,7 +40,24 @@ void in_messages(const span_ref* refs, std::size_t n, std::size_t most, Out&& ou
   }
 }
 
+// Out of line: two random_devices take ~10 KiB of stack, which would
+// otherwise be set up (and registers saved) on every draw.
+[[gnu::noinline, gnu::cold]] std::uint64_t random_seed() {
+  return ((std::uint64_t{std::random_device{}()} << 32) | std::random_device{}()) | 1;
+}
+
 } // namespace
+
+std::uint64_t random_id() noexcept {
+  thread_local std::uint64_t x = 0; // constant-initialised: no guard on each call
+  if (x == 0) [[unlikely]] x = random_seed();
+  x += 0x9e3779b97f4a7c15ull;
+  auto z = x;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  return z != 0 ? z : 1;
+}
 
 span_sink::span_sink(client& c, std::string node, double sample)
   : id_(next_sink_id.fetch_add(1)), c_(c), node_(std::move(node)), topic_("$SYS.trace." + node_),
@@ -60,9 +77,17 @@ const std::string* span_sink::intern(std::string_view name) {
 }
 
 span_sink::buffer& span_sink::my_buffer() {
+  // Most threads record into one sink: the last one found is asked first.
+  thread_local std::uint64_t last_id = 0;
+  thread_local buffer* last = nullptr;
+  if (last_id == id_) return *last;
   auto& mine = this_thread_buffers.of;
   for (auto& [id, b] : mine)
-    if (id == id_) return *b;
+    if (id == id_) {
+      last_id = id_;
+      last = b.get();
+      return *b;
+    }
   // This thread's first span here. (Entries of sinks gone stay until the
   // thread ends: a few bytes each.)
   auto b = std::make_shared<buffer>();
@@ -71,6 +96,8 @@ span_sink::buffer& span_sink::my_buffer() {
     buffers_.push_back(b);
   }
   mine.emplace_back(id_, b);
+  last_id = id_;
+  last = b.get();
   return *b;
 }
 
@@ -130,25 +157,21 @@ void span_sink::answer(const message_view& query) {
 
 bool span_sink::sample_new_trace() const noexcept {
   if (keep_all_) return true;
-  if (threshold_ == 0) return false;
-  thread_local std::uint64_t x = std::random_device{}() | 1; // xorshift64: a draw costs ~1 ns
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  return x < threshold_;
+  return threshold_ != 0 && random_id() < threshold_;
 }
 
-void span_sink::collect(span_chunk& out) {
+std::size_t span_sink::collect(span_chunk& out) {
   std::vector<std::shared_ptr<buffer>> buffers;
   {
     std::lock_guard lock{m_};
     buffers = buffers_;
   }
   std::vector<const buffer*> orphans;
+  std::size_t most = 0;
   for (auto& b : buffers) {
     // An orphan's thread has ended: what it pushed is all there is.
     if (b->orphan.load(std::memory_order_acquire)) orphans.push_back(b.get());
-    b->ring.drain(out);
+    most = std::max(most, b->ring.drain(out));
   }
   {
     std::lock_guard lock{overflow_m_};
@@ -156,32 +179,44 @@ void span_sink::collect(span_chunk& out) {
       out.add(r, overflow_.topic(r), overflow_.msg_id(r), overflow_.cause(r), overflow_.callee(r));
     overflow_.clear();
   }
-  if (orphans.empty()) return;
+  if (orphans.empty()) return most;
   std::lock_guard lock{m_};
   std::erase_if(buffers_, [&](const std::shared_ptr<buffer>& b) {
     return std::find(orphans.begin(), orphans.end(), b.get()) != orphans.end();
   });
+  return most;
 }
 
 void span_sink::run() {
+  using clock = std::chrono::steady_clock;
   span_chunk chunk; // publish() hands back the room of the oldest it drops
   bool last = false;
-  auto flush_at = std::chrono::steady_clock::now() + flush_every;
+  auto round = clock::now();
+  auto flush_at = round + flush_every;
+  auto next = flush_at;
   while (!last) {
     {
       std::unique_lock lock{m_};
-      cv_.wait_until(lock, flush_at, [&] { return stopping_ || full_; });
+      cv_.wait_until(lock, next, [&] { return stopping_ || full_; });
       full_ = false;
       last = stopping_;
     }
-    collect(chunk);
-    // Rings are drained often (they are small); spans go out in large
-    // messages, or when they waited flush_every.
-    const auto now = std::chrono::steady_clock::now();
+    const auto most = collect(chunk);
+    // Back when the busiest ring should be a quarter full, at its rate so
+    // far: soon enough that it seldom fills, seldom enough to be cheap.
+    const auto now = clock::now();
+    auto pause = flush_every;
+    if (most > 0)
+      pause = std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(
+                           (now - round) * static_cast<long>(span_ring::slots / 4) / static_cast<long>(most)),
+                         std::chrono::milliseconds{1}, flush_every);
+    round = now;
+    // Spans go out in large messages, or when they waited flush_every.
     if (last || now >= flush_at || chunk.wire_bound() >= message_bytes) {
       publish(chunk);
       flush_at = now + flush_every;
     }
+    next = std::min(flush_at, now + pause);
   }
 }
 

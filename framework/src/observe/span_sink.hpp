@@ -3,8 +3,12 @@
 
 // A node's spans on their way out. A handler's thread writes its span into
 // a ring of its own (span_ring: plain stores and one release store, no
-// lock), and a thread of the sink's own drains the rings (every 50 ms, or
-// when one has taken 256 more, or 16 KiB of text), so no handler encodes or publishes a span.
+// lock), and a thread of the sink's own drains the rings, so no handler
+// encodes or publishes a span. The sink paces itself: from the most one
+// ring held at its last round and the time since, it comes back when the
+// busiest ring should be a quarter full (1 to 50 ms). A handler's thread
+// wakes it (a futex call) only when it finds its ring half full, which it
+// looks at every 256 spans or 16 KiB of text.
 //
 // Spans go out on `$SYS.trace.<node>` in messages of up to `message_bytes`
 // (at least every 50 ms while there are spans): few large messages, since
@@ -69,9 +73,11 @@ public:
       overflow(r, topic, msg_id, cause, callee);
       return;
     }
-    // Woken well before the ring fills, with spans or with their texts.
-    if ((b.ring.pushed() & (batch - 1)) == 0 ||
-        text_before / wake_text != b.ring.text_pushed() / wake_text)
+    // The sink comes on its own in time (see run()); it is woken only when
+    // it fell behind by half a ring.
+    if (((b.ring.pushed() & (check_every - 1)) == 0 ||
+         text_before / check_text != b.ring.text_pushed() / check_text) &&
+        b.ring.half_full())
       wake();
   }
   /// Whether a trace starting here is sampled (a cheap random draw).
@@ -80,8 +86,9 @@ public:
   void stop();
   [[nodiscard]] std::uint64_t dropped() const noexcept { return dropped_; }
 
-  static constexpr std::size_t batch = 256; // a ring wakes the sink each time it took this many
-  static constexpr std::size_t wake_text = span_ring::text_bytes / 8; // ... or this much text
+  // A ring looks at its fill each time it took this many spans, or text.
+  static constexpr std::size_t check_every = 256;
+  static constexpr std::size_t check_text = span_ring::text_bytes / 8;
   static constexpr std::size_t message_bytes = 256 * 1024; // a message's most (well under 1 MiB)
   static constexpr std::chrono::milliseconds flush_every{50};
   static constexpr std::size_t kept = 8192;
@@ -103,8 +110,8 @@ private:
                 std::string_view cause, std::string_view callee);
   void wake();
   void run();
-  /// Moves every thread's spans into `out`.
-  void collect(span_chunk& out);
+  /// Moves every thread's spans into `out`; the most one ring held.
+  std::size_t collect(span_chunk& out);
   /// Publishes `spans` (when heard) and keeps them; `spans` comes back
   /// empty, with room.
   void publish(span_chunk& spans);

@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
-#include <random>
 #include <stdexcept>
 
 #include "function_pool.hpp"
@@ -22,18 +21,7 @@ namespace {
 // wire's 64 bytes). A message without an id gets a random one each time.
 std::string derived_msg_id(std::string_view input, const std::string& function, std::uint32_t n);
 
-// A random id, never 0 (0 is "none"): splitmix64 on a per-thread state.
-std::uint64_t random_id() noexcept {
-  // Constant-initialised (no per-call guard), seeded on first use.
-  thread_local std::uint64_t x = 0;
-  if (x == 0) x = ((std::uint64_t{std::random_device{}()} << 32) | std::random_device{}()) | 1;
-  x += 0x9e3779b97f4a7c15ull;
-  auto z = x;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  z ^= z >> 31;
-  return z != 0 ? z : 1;
-}
+using detail::random_id;
 
 std::string random_hex128() {
   std::string out;
