@@ -91,8 +91,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (spans.empty()) return 0;
   std::vector<detail::span_ref> refs;
   for (std::size_t i = 0; i < chunk.size(); ++i) refs.push_back({&chunk, i});
-  std::string again;
-  detail::encode_span_batch(spans.front().node, refs.data(), refs.size(), again);
+  std::string room;
+  auto again = detail::encode_span_batch(spans.front().node, refs.data(), refs.size(), room);
   std::vector<span> back;
   try {
     back = decode_spans(again);

@@ -128,8 +128,8 @@ bool parse_hex(std::string_view hex, std::uint64_t& v) noexcept {
   return true;
 }
 
-void encode_span_batch(std::string_view node, const span_ref* spans, std::size_t n,
-                       std::string& out) {
+std::string_view encode_span_batch(std::string_view node, const span_ref* spans, std::size_t n,
+                                   std::string& room) {
   // The batch's names, in first-use order (a node has few functions).
   std::vector<const std::string*> names;
   std::size_t bound = 3 * 5 + writer::bound(node);
@@ -141,9 +141,8 @@ void encode_span_batch(std::string_view node, const span_ref* spans, std::size_t
     }
     bound += span_chunk::wire_bound(r);
   }
-  const auto start = out.size();
-  out.resize(start + bound);
-  writer w{out.data() + start};
+  if (room.size() < bound) room.resize(bound); // only ever grows: no zeroing once warm
+  writer w{room.data()};
   w.array(3);
   w.str(node);
   w.array(names.size());
@@ -166,7 +165,7 @@ void encode_span_batch(std::string_view node, const span_ref* spans, std::size_t
     w.str(c.cause(r));
     w.str(c.callee(r));
   }
-  out.resize(static_cast<std::size_t>(w.at() - out.data()));
+  return {room.data(), static_cast<std::size_t>(w.at() - room.data())};
 }
 
 } // namespace detail

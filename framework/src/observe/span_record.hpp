@@ -120,8 +120,10 @@ void append_hex(std::string& out, std::uint64_t v);
 /// 16 hex digits -> `v`; false (and `v` untouched) if they are not that.
 bool parse_hex(std::string_view hex, std::uint64_t& v) noexcept;
 
-/// Appends the `$SYS.trace` payload for `n` spans at `spans` to `out`.
-void encode_span_batch(std::string_view node, const span_ref* spans, std::size_t n,
-                       std::string& out);
+/// Writes the `$SYS.trace` payload for `n` spans at `spans` at the start
+/// of `room`, which it grows when too small and never shrinks (its size is
+/// room, not content: a warm one is not zeroed again), and returns it.
+std::string_view encode_span_batch(std::string_view node, const span_ref* spans, std::size_t n,
+                                   std::string& room);
 
 } // namespace plexus::detail

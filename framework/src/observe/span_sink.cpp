@@ -34,7 +34,7 @@ void in_messages(const span_ref* refs, std::size_t n, std::size_t most, Out&& ou
   auto bound = [&](std::size_t i) { return span_chunk::wire_bound(refs[i].chunk->spans[refs[i].index]); };
   for (std::size_t at = 0; at < n;) {
     std::size_t end = at + 1, bytes = bound(at);
-    while (end < n && bytes + bound(end) <= most) bytes += bound(end++);
+    for (std::size_t next = 0; end < n && (next = bound(end)) + bytes <= most; ++end) bytes += next;
     out(refs + at, end - at);
     at = end;
   }
@@ -149,7 +149,8 @@ void span_sink::answer(const message_view& query) {
           found.push_back({&chunk, i});
     // Only nodes that have some answer do.
     in_messages(found.data(), found.size(), message_bytes, [&](const span_ref* refs, std::size_t n) {
-      encode_span_batch(node_, refs, n, out.emplace_back());
+      auto& o = out.emplace_back();
+      o.resize(encode_span_batch(node_, refs, n, o).size());
     });
   }
   for (auto& o : out) c_.publish(query.reply_to, o);
@@ -222,10 +223,9 @@ void span_sink::run() {
 
 void span_sink::send(const span_ref* refs, std::size_t n, bool probe) {
   in_messages(refs, n, message_bytes, [&](const span_ref* run, std::size_t count) {
-    encoded_.clear();
-    encode_span_batch(node_, run, count, encoded_);
-    if (probe && run + count == refs + n) publish_probe(encoded_);
-    else c_.publish(topic_, encoded_);
+    auto payload = encode_span_batch(node_, run, count, encoded_);
+    if (probe && run + count == refs + n) publish_probe(payload);
+    else c_.publish(topic_, payload);
   });
 }
 
@@ -283,9 +283,7 @@ void span_sink::publish(span_chunk& spans) {
     probe = now >= next_probe_ &&
             numbered_ > std::max(sent_until_, interest_->unheard_from.load(std::memory_order_relaxed));
     if (probe) {
-      encoded_.clear();
-      encode_span_batch(node_, nullptr, 0, encoded_);
-      publish_probe(encoded_);
+      publish_probe(encode_span_batch(node_, nullptr, 0, encoded_));
     }
   }
   if (probe) next_probe_ = now + probe_every;
