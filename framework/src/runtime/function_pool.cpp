@@ -40,6 +40,8 @@ std::string crash_text(const caf::error& reason) {
 using spawn_atom = caf::atom_constant<caf::atom("spawn")>;
 using published_atom = caf::atom_constant<caf::atom("published")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
+// self -> self, a stop's confirm grace is over
+using grace_atom = caf::atom_constant<caf::atom("grace")>;
 
 struct pool_state {
   pool_spec spec;
@@ -69,6 +71,7 @@ struct pool_state {
   std::uint32_t owed_sid = 0;    // the subscription they came through
   bool crashed_since_ok = false; // the service hears of the next success
   bool stopping = false; // draining for a node stop
+  bool grace_over = false; // ... and what waits for confirms is no longer waited for
   bool stopped = false;  // escalated, or temporary with no instance left
   // Autoscaling (min < max): the instance count to run, and credit to hold
   // back after a scale-down (finished messages not credited back).
@@ -307,7 +310,9 @@ void settle_finished(pool_actor* self, const work_run& run) {
     const auto& [kind, why] = run.outcomes[i];
     auto* t = i < run.trackers.size() ? run.trackers[i].get() : nullptr;
     if (kind == outcome::ok && t && t->pending.fetch_sub(1, std::memory_order_acq_rel) != 1) {
-      s.deferred.emplace(t, d); // the last confirm settles it (published_atom)
+      // The last confirm settles it (published_atom); past a stop's grace
+      // it stays unacked (see grace_atom).
+      if (!s.grace_over) s.deferred.emplace(t, d);
       continue;
     }
     if (kind == outcome::ok && t && t->failed.load(std::memory_order_relaxed) != 0) {
@@ -661,6 +666,19 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
         s.spec.conn->nack(d->sid, d->seq, wire::nack_action::requeue, 0, "node stopping");
       s.waiting.clear();
       note_gauges(self);
+      self->delayed_send(self, s.spec.confirm_grace, grace_atom::value);
+      maybe_quit(self);
+    },
+    // A stop's grace is over: what waits for confirms (its consumer may be
+    // a function of this node, stopped too, or failing), now or later,
+    // stays unacked, and the UNSUB after the pool ends gives it back to
+    // the broker. Run again elsewhere, it publishes under the same msg
+    // ids, which the broker's dedup window answers without passing them on.
+    [self](grace_atom) {
+      auto& s = self->state;
+      if (!s.stopping) return;
+      s.grace_over = true;
+      s.deferred.clear();
       maybe_quit(self);
     },
   };

@@ -142,6 +142,9 @@ struct pool_spec {
   std::shared_ptr<shared_supervisor> sup; // its service's decisions
   caf::actor service_actor;                // its service, for what spans pools
   std::function<void()> on_exit; // runs when the pool has ended (node stop)
+  // At a stop, how long a finished reliable invocation may still wait for
+  // its publishes' confirms before its message goes back unacked.
+  std::chrono::milliseconds confirm_grace{1000};
 };
 
 /// Spawns the pool, which spawns its instances.

@@ -205,6 +205,7 @@ struct node::impl {
         ps.counters = counters[fi];
         ps.sup = sup;
         ps.service_actor = svc;
+        ps.confirm_grace = std::min(opts.drain_timeout, std::chrono::milliseconds{1000});
         ps.on_exit = [sh = shared] {
           std::lock_guard lock{sh->m};
           --sh->live_pools;
