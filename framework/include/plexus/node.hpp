@@ -443,7 +443,8 @@ struct node_options {
   std::chrono::milliseconds restart_max{30000};
   /// On stop, how long in-flight handlers may run on; past it their
   /// messages go back to the broker (redelivered elsewhere) and stop()
-  /// returns without them.
+  /// returns without them. A reliable function's finished handlers wait
+  /// for their publishes' confirms 1 s at most (never longer than this).
   std::chrono::milliseconds drain_timeout{10000};
   /// The share of traces whose successful spans are published on
   /// `$SYS.trace.<node>` (failed spans always are); 0 publishes failures
