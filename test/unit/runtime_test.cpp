@@ -745,6 +745,66 @@ BOOST_AUTO_TEST_CASE(spans_nobody_listens_to_are_kept_and_a_new_listener_gets_ev
   for (auto& id : ids) BOOST_TEST(log.count_msg(id) == 1u, id);
 }
 
+// The sink's interest follows its listeners: one that leaves stops the
+// stream (the broker answers the next probe 101), one that comes back
+// gets every span recorded after it subscribed, each once.
+BOOST_AUTO_TEST_CASE(a_listener_that_leaves_and_comes_back_gets_every_later_span_once) {
+  node_options every_span;
+  every_span.trace_sample = 1;
+  node n{every_span};
+  n.service("s").function("f").on("t.f")
+    .handle([](std::string_view, context&) -> result<void> { return {}; });
+  n.start();
+  waiter w;
+  std::map<std::string, int> seen; // msg id: spans of it
+  auto listen = [&] {
+    auto sid = n.client().subscribe("$SYS.trace.>", [&](const message_view& v) {
+      auto batch = decode_spans(v.payload);
+      w.update([&] { for (auto& x : batch) ++seen[x.msg_id]; });
+    });
+    BOOST_TEST(confirmed(n.client(), "$sync", "") == 101u); // the SUB is in
+    return sid;
+  };
+  auto run = [&](const std::string& prefix, int count) {
+    std::vector<std::string> ids;
+    for (int i = 0; i < count; ++i) {
+      ids.push_back(prefix + std::to_string(i));
+      BOOST_TEST_REQUIRE(confirmed(n.client(), "t.f", "x", ids.back()) == 0u);
+    }
+    return ids;
+  };
+  auto all_once = [&](const std::vector<std::string>& ids) {
+    // Spans go out in the order they were kept: once the marker is in,
+    // no repeat of the others can still be on its way.
+    auto marker = run(ids.front() + "-marker", 1).front();
+    BOOST_TEST_REQUIRE(w.until([&] { return seen.count(marker) == 1; }));
+    w.update([&] {
+      for (auto& id : ids) BOOST_TEST(seen[id] == 1, id << " arrived " << seen[id] << " times");
+    });
+  };
+  auto streaming = [&] {
+    const std::string gauge = "\nplexus_node_spans_streaming ";
+    auto m = n.metrics_text();
+    auto at = m.find(gauge);
+    BOOST_TEST_REQUIRE(at != std::string::npos);
+    return m.compare(at + gauge.size(), 1, "1") == 0;
+  };
+  auto first = listen();
+  all_once(run("a-", 100));
+  BOOST_TEST(streaming());
+  n.client().unsubscribe(first);
+  BOOST_TEST(confirmed(n.client(), "$sync", "") == 101u); // the UNSUB is in
+  // Spans to nobody, until a probe tells the node so (within 250 ms: each
+  // round is a confirmed publish, no sleep).
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  for (int i = 0; streaming() && std::chrono::steady_clock::now() < deadline; ++i)
+    (void)run("b-" + std::to_string(i) + "-", 1);
+  BOOST_TEST_REQUIRE(!streaming());
+  (void)listen();
+  all_once(run("c-", 200));
+  BOOST_TEST(streaming());
+}
+
 // A query for every span kept is answered in parts when they do not fit
 // in one payload (1 MiB): 4000 spans of ~330 bytes each.
 BOOST_AUTO_TEST_CASE(a_query_for_more_spans_than_a_payload_holds_is_answered_in_parts) {

@@ -85,6 +85,10 @@ public:
   /// Publishes what waits and ends the thread (before the client goes).
   void stop();
   [[nodiscard]] std::uint64_t dropped() const noexcept { return dropped_; }
+  /// Whether the last probe was heard: spans are published, not only kept.
+  [[nodiscard]] bool streaming() const noexcept {
+    return interest_->heard.load(std::memory_order_relaxed);
+  }
 
   // A ring looks at its fill each time it took this many spans, or text.
   static constexpr std::size_t check_every = 256;

@@ -550,8 +550,13 @@ std::string node::impl::metrics_text() const {
            "The service's handler duration quantiles (0.5, 0.99, 0.999), within 1%.");
   for (auto& [service, h] : by_service)
     observe::write_quantiles(t, "plexus_service_duration_quantile_seconds", {{"service", service}}, *h);
-  t.family("plexus_node_spans_dropped_total", "counter", "Spans dropped: the export queue was full.");
+  t.family("plexus_node_spans_dropped_total", "counter",
+           "Spans dropped: their queues (a ring per thread, then a shared overflow) were full.");
   t.sample("plexus_node_spans_dropped_total", {}, spans ? spans->dropped() : std::uint64_t{0});
+  t.family("plexus_node_spans_streaming", "gauge",
+           "1 while something subscribes to the node's spans (they are published), 0 while the "
+           "broker says nobody does (they are only kept, for queries).");
+  t.sample("plexus_node_spans_streaming", {}, std::uint64_t{spans && spans->streaming() ? 1u : 0u});
   return t.str();
 }
 
