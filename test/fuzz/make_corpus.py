@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""Writes the fuzz seed corpus: corpus/envelope/, corpus/topic/ and corpus/broker/.
+"""Writes the fuzz seed corpus: corpus/envelope/, corpus/topic/, corpus/broker/
+and corpus/spans/.
 
 msgpack is written by hand (no packages), following encode_header: a map with
 integer keys, 0 = version (1), 1 = op, plus the fields the op requires (see
@@ -345,6 +346,58 @@ def broker_seeds():
     return {name: bytes(steps) for name, steps in seeds.items()}
 
 
+def varint(v):
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7f) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def span_bytes(status, name, topic, trace, span_id, start_delta, duration, delivery, msg_id,
+               parent=0, request=False, cold=False, cause=b"", callee=b""):
+    """One span of a `$SYS.trace` batch (span_codec.cpp)."""
+    texts = bool(cause or callee)
+    head = status | (0x10 if request else 0) | (0x20 if cold else 0) | (0x40 if parent else 0) \
+        | (0x80 if texts else 0)
+    out = bytes([head]) + varint(name) + varint(topic) + struct.pack("<QQQ", trace >> 64,
+                                                                      trace & (2**64 - 1), span_id)
+    if parent:
+        out += struct.pack("<Q", parent)
+    zigzag = (start_delta << 1) if start_delta >= 0 else ((-start_delta) << 1) - 1
+    out += varint(zigzag) + varint(duration) + varint(delivery) + varint(len(msg_id)) + msg_id
+    if texts:
+        out += varint(len(cause)) + cause + varint(len(callee)) + callee
+    return out
+
+
+def span_batch(node, names, topics, spans):
+    return array_head(4) + s(node) + str_list(names) + str_list(topics) + binary(b"".join(spans))
+
+
+def span_seeds():
+    trace = 0x4bf92f3577b34da6a3ce929d0e0e4736
+    chain = [
+        span_bytes(0, 0, 0, trace, 0x1111, 1_764_201_600_000_000_000, 48_000, 1, b"o-1"),
+        span_bytes(4, 1, 1, trace, 0x2222, 51_000, 9_000_000, 2, b"o-1/shipping.validate-address#0",
+                   parent=0x1111, cold=True, cause=b"crash in shipping.send-confirmation: smtp down",
+                   callee=b"shipping.send-confirmation"),
+        span_bytes(5, 1, 2, trace, 0x3333, 60_000, 8_500_000, 1, b"", parent=0x2222, request=True,
+                   cause=b"nobody serves loyalty.points", callee=b"loyalty.points"),
+        span_bytes(2, 2, 1, trace, 0x4444, -20_000, 1_000, 3, b"", parent=0x2222,
+                   cause=b"label printer jammed"),
+    ]
+    return {
+        "chain": span_batch("node-7f3a", ["shipping.validate-address", "shipping.create-label",
+                                          "shipping.send-confirmation"],
+                            ["orders.shipped", "address.validated", "loyalty.points"], chain),
+        "probe": span_batch("node-7f3a", [], [], []),
+        "one-unnamed": span_batch("n", ["svc"], ["t"],
+                                  [span_bytes(7, 0, 0, 1, 2, 5, 0, 2**32 - 1, b"\x00\x01")]),
+    }
+
+
 def write(dirname, seeds):
     out = HERE / "corpus" / dirname
     out.mkdir(parents=True, exist_ok=True)
@@ -357,3 +410,4 @@ if __name__ == "__main__":
     write("envelope", envelope_seeds())
     write("topic", topic_seeds())
     write("broker", broker_seeds())
+    write("spans", span_seeds())

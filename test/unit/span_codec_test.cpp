@@ -126,34 +126,70 @@ BOOST_AUTO_TEST_CASE(anything_else_is_refused_with_an_error) {
   BOOST_CHECK_THROW((void)decode_spans(packed(std::vector<int>{1, 2, 3})), std::runtime_error);
   BOOST_CHECK_THROW((void)decode_spans(packed(std::map<std::string, int>{{"trace_id", 1}})),
                     std::runtime_error);
-  // A fixed block too short; a name index past the table; a status past
-  // the last: each in an otherwise good batch.
-  auto batch = [](std::string fixed) {
+  // One span written by hand (see span_codec.cpp), and each field made
+  // wrong in an otherwise good batch.
+  auto batch = [](std::string spans) {
     msgpack::sbuffer b;
     msgpack::packer<msgpack::sbuffer> pk{b};
-    pk.pack_array(3);
+    pk.pack_array(4);
     pk.pack(std::string{"n"});
     pk.pack_array(1);
     pk.pack(std::string{"svc.fn"});
     pk.pack_array(1);
-    pk.pack_array(5);
-    pk.pack_bin(static_cast<std::uint32_t>(fixed.size()));
-    pk.pack_bin_body(fixed.data(), static_cast<std::uint32_t>(fixed.size()));
     pk.pack(std::string{"t"});
-    pk.pack_bin(0);
-    pk.pack(std::string{});
-    pk.pack(std::string{});
+    pk.pack_bin(static_cast<std::uint32_t>(spans.size()));
+    pk.pack_bin_body(spans.data(), static_cast<std::uint32_t>(spans.size()));
     return std::string{b.data(), b.size()};
   };
-  std::string fixed(56, '\0');
-  BOOST_TEST(decode_spans(batch(fixed)).size() == 1u); // the shape is right
-  BOOST_CHECK_THROW((void)decode_spans(batch(fixed.substr(0, 55))), std::runtime_error);
-  auto bad_name = fixed;
-  bad_name[52] = 1; // name index 1 of a table of 1
-  BOOST_CHECK_THROW((void)decode_spans(batch(bad_name)), std::runtime_error);
-  auto bad_status = fixed;
-  bad_status[54] = 8;
-  BOOST_CHECK_THROW((void)decode_spans(batch(bad_status)), std::runtime_error);
+  struct fields {
+    unsigned head = 0;                       // status ok, no parent, no texts
+    std::string name = std::string(1, '\0'), topic = std::string(1, '\0'); // varint indexes
+    std::string parent;                      // 8 bytes when head says so
+    std::string delivery = "\x01";          // varint
+    std::string texts;                       // when head says so
+  };
+  auto span_bytes = [](const fields& f) {
+    std::string out(1, static_cast<char>(f.head));
+    out += f.name + f.topic + std::string(24, '\x01') + f.parent;
+    out += std::string{"\x02"} + "\x05" + f.delivery; // start +1, duration 5
+    out += std::string{"\x01i"};                       // msg id "i"
+    return out + f.texts;
+  };
+  BOOST_TEST(decode_spans(batch(span_bytes({}))).size() == 1u); // the shape is right
+  BOOST_TEST(decode_spans(batch(span_bytes({}) + span_bytes({}))).size() == 2u);
+  BOOST_TEST(decode_spans(batch("")).empty()); // a probe: no spans
+  auto refused = [&](const std::string& spans) {
+    BOOST_CHECK_THROW((void)decode_spans(batch(spans)), std::runtime_error);
+  };
+  auto whole = span_bytes({});
+  for (std::size_t n = 1; n < whole.size(); ++n) refused(whole.substr(0, n)); // a span cut short
+  auto with = [&](auto change) {
+    fields f;
+    change(f);
+    return span_bytes(f);
+  };
+  refused(with([](fields& f) { f.head = 8; }));         // a status past the last
+  refused(with([](fields& f) { f.name = "\x01"; }));    // past the name table
+  refused(with([](fields& f) { f.topic = "\x01"; }));   // past the topic table
+  refused(with([](fields& f) { f.delivery = "\x80\x80\x80\x80\x10"; })); // past 32 bits
+  refused(with([](fields& f) { f.delivery = std::string(10, '\xff') + "\x01"; })); // past 64
+  refused(with([](fields& f) { // a parent flagged, of 0
+    f.head = 0x40;
+    f.parent = std::string(8, '\0');
+  }));
+  refused(with([](fields& f) { // texts flagged, none there
+    f.head = 0x80;
+    f.texts = std::string("\x00\x00", 2);
+  }));
+  refused(with([](fields& f) { // a length past the bytes
+    f.head = 0x80;
+    f.texts = "\xff\xff\x03";
+  }));
+  auto cause = with([](fields& f) {
+    f.head = 0x80;
+    f.texts = std::string("\x01" "c" "\x00", 3);
+  });
+  BOOST_TEST(decode_spans(batch(cause)).front().cause == "c");
 }
 
 BOOST_AUTO_TEST_CASE(hex_ids_are_sixteen_lowercase_digits_both_ways) {

@@ -56,9 +56,10 @@ inline void place_texts(span_record& s, char* to, std::uint32_t at, std::string_
   }
 }
 
-/// The most a span's record takes in a batch beside its texts (array,
-/// bin header and fixed block, four text headers).
-inline constexpr std::size_t span_wire_overhead = 1 + 2 + 56 + 4 * 3;
+/// The most a span takes in a batch beside its texts (head, two varint
+/// indexes, three ids and a parent, three varints, four text lengths or a
+/// topic's table header).
+inline constexpr std::size_t span_wire_overhead = 1 + 2 * 5 + 4 * 8 + 10 + 10 + 5 + 4 * 3;
 
 /// Spans and their texts.
 struct span_chunk {
