@@ -18,7 +18,7 @@
 //   cause, callee (varint length, bytes each) when it has them
 //
 // Names and topics once per batch, times as differences, and no per-span
-// msgpack header: a span of the `function` bench is ~36 bytes (it was 74
+// msgpack header: a span of the `function` bench is ~35 bytes (it was 74
 // with a fixed 56-byte block, ~300 as a msgpack map with its keys). What a
 // streamed span costs is mostly the bytes that each hop copies. The encoder
 // writes by hand; decode_spans reads the outer msgpack with msgpack-c and
