@@ -29,6 +29,7 @@
 #include "plexus/wire.hpp"
 #include <httplib.h>
 #include <map>
+#include <memory>
 #include "server.hpp"
 #include "waiter.hpp"
 
@@ -711,13 +712,21 @@ BOOST_AUTO_TEST_CASE(a_request_to_a_full_queue_group_is_rejected_at_once_not_tim
   b.stop();
 }
 
-BOOST_AUTO_TEST_CASE(spans_nobody_listens_to_are_kept_and_a_new_listener_gets_every_later_one) {
+/// A started node that records every span, with one function that succeeds
+/// on `topic`.
+std::unique_ptr<node> every_span_node(const std::string& topic) {
   node_options every_span;
   every_span.trace_sample = 1;
-  node n{every_span};
-  n.service("s").function("f").on("t.f")
+  auto n = std::make_unique<node>(every_span);
+  n->service("s").function("f").on(topic)
     .handle([](std::string_view, context&) -> result<void> { return {}; });
-  n.start();
+  n->start();
+  return n;
+}
+
+BOOST_AUTO_TEST_CASE(spans_nobody_listens_to_are_kept_and_a_new_listener_gets_every_later_one) {
+  auto traced = every_span_node("t.f");
+  auto& n = *traced;
   // Nobody subscribes to $SYS.trace: the node stops sending spans...
   for (int i = 0; i < 600; ++i) BOOST_TEST_REQUIRE(confirmed(n.client(), "t.f", "x") == 0u);
   // ...but keeps them for a query.
@@ -749,12 +758,8 @@ BOOST_AUTO_TEST_CASE(spans_nobody_listens_to_are_kept_and_a_new_listener_gets_ev
 // stream (the broker answers the next probe 101), one that comes back
 // gets every span recorded after it subscribed, each once.
 BOOST_AUTO_TEST_CASE(a_listener_that_leaves_and_comes_back_gets_every_later_span_once) {
-  node_options every_span;
-  every_span.trace_sample = 1;
-  node n{every_span};
-  n.service("s").function("f").on("t.f")
-    .handle([](std::string_view, context&) -> result<void> { return {}; });
-  n.start();
+  auto traced = every_span_node("t.f");
+  auto& n = *traced;
   waiter w;
   std::map<std::string, int> seen; // msg id: spans of it
   auto listen = [&] {
@@ -808,13 +813,9 @@ BOOST_AUTO_TEST_CASE(a_listener_that_leaves_and_comes_back_gets_every_later_span
 // A query for every span kept is answered in parts when they do not fit
 // in one payload (1 MiB): 4000 spans of ~330 bytes each.
 BOOST_AUTO_TEST_CASE(a_query_for_more_spans_than_a_payload_holds_is_answered_in_parts) {
-  node_options every_span;
-  every_span.trace_sample = 1;
-  node n{every_span};
   const std::string topic = "t." + std::string(240, 'x'); // each span carries it
-  n.service("s").function("f").on(topic)
-    .handle([](std::string_view, context&) -> result<void> { return {}; });
-  n.start();
+  auto traced = every_span_node(topic);
+  auto& n = *traced;
   constexpr std::size_t spans = 4000;
   for (std::size_t i = 0; i + 1 < spans; ++i) n.client().publish(topic, "x");
   BOOST_TEST_REQUIRE(confirmed(n.client(), topic, "x") == 0u);
