@@ -1,77 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "json_writer.hpp"
 
+#include "plexus/json.hpp"
+
 #include <array>
 #include <cassert>
 #include <charconv>
 #include <cmath>
 
 namespace plexus::bench {
-
-namespace {
-
-// Length of the valid UTF-8 sequence starting at s[i], or 0 if invalid.
-std::size_t utf8_sequence(std::string_view s, std::size_t i) noexcept {
-  auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  auto b = byte(i);
-  std::size_t n = 0;
-  unsigned lo = 0x80, hi = 0xbf; // allowed range of the second byte
-  if (b >= 0xc2 && b <= 0xdf) n = 2;
-  else if (b >= 0xe0 && b <= 0xef) {
-    n = 3;
-    if (b == 0xe0) lo = 0xa0;   // no overlong forms
-    if (b == 0xed) hi = 0x9f;   // no surrogates
-  } else if (b >= 0xf0 && b <= 0xf4) {
-    n = 4;
-    if (b == 0xf0) lo = 0x90;
-    if (b == 0xf4) hi = 0x8f;   // nothing above U+10FFFF
-  } else return 0;
-  if (s.size() - i < n) return 0;
-  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
-  for (std::size_t k = 2; k < n; ++k)
-    if (byte(i + k) < 0x80 || byte(i + k) > 0xbf) return 0;
-  return n;
-}
-
-void append_escape(std::string& out, unsigned char c) {
-  switch (c) {
-    case '"': out += "\\\""; return;
-    case '\\': out += "\\\\"; return;
-    case '\b': out += "\\b"; return;
-    case '\f': out += "\\f"; return;
-    case '\n': out += "\\n"; return;
-    case '\r': out += "\\r"; return;
-    case '\t': out += "\\t"; return;
-    default: break;
-  }
-  static constexpr char hex[] = "0123456789abcdef";
-  out += "\\u00";
-  out += hex[c >> 4];
-  out += hex[c & 0x0f];
-}
-
-} // namespace
-
-void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (std::size_t i = 0; i < s.size();) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c < 0x20 || c == '"' || c == '\\') {
-      append_escape(out, c);
-      ++i;
-    } else if (c < 0x80) {
-      out += s[i];
-      ++i;
-    } else if (auto n = utf8_sequence(s, i); n > 0) {
-      out.append(s.substr(i, n));
-      i += n;
-    } else {
-      out += "\\ufffd";
-      ++i;
-    }
-  }
-  out += '"';
-}
 
 void json_writer::newline() {
   out_ += '\n';

@@ -38,8 +38,4 @@ private:
   bool after_key_ = false;
 };
 
-/// Appends `s` as a JSON string literal, quotes included: escapes quotes,
-/// backslashes and control bytes; invalid UTF-8 becomes U+FFFD.
-void append_json_string(std::string& out, std::string_view s);
-
 } // namespace plexus::bench

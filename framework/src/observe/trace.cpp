@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "plexus/trace.hpp"
+#include "plexus/json.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -103,9 +104,25 @@ std::string hex_of(std::string_view bytes) {
   return out;
 }
 
-// `text` as a JSON string, quotes included: RFC 8259's escapes, and
-// U+FFFD for each byte that does not belong to well-formed UTF-8.
-void json_string(std::string& out, std::string_view text) {
+// Zipkin wants lower-case hex ids.
+std::string lower(std::string_view id) {
+  std::string out{id};
+  for (auto& c : out)
+    if (c >= 'A' && c <= 'F') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+void json_field(std::string& out, std::string_view name, std::string_view value, bool& first) {
+  if (!first) out += ',';
+  first = false;
+  append_json_string(out, name);
+  out += ':';
+  append_json_string(out, value);
+}
+
+} // namespace
+
+void append_json_string(std::string& out, std::string_view text) {
   out += '"';
   for (std::size_t i = 0; i < text.size();) {
     auto c = static_cast<unsigned char>(text[i]);
@@ -140,24 +157,6 @@ void json_string(std::string& out, std::string_view text) {
   }
   out += '"';
 }
-
-// Zipkin wants lower-case hex ids.
-std::string lower(std::string_view id) {
-  std::string out{id};
-  for (auto& c : out)
-    if (c >= 'A' && c <= 'F') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
-
-void json_field(std::string& out, std::string_view name, std::string_view value, bool& first) {
-  if (!first) out += ',';
-  first = false;
-  json_string(out, name);
-  out += ':';
-  json_string(out, value);
-}
-
-} // namespace
 
 std::string zipkin_json(const std::vector<span>& spans) {
   std::set<std::string_view> requests; // a callee's parent is its caller's request span
