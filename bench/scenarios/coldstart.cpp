@@ -7,12 +7,16 @@
 // keeps its one instance (min = max = 1).
 //
 // Two measures, in separate cases:
-// - arrival-to-handler: the framework's own figure, ctx.cold_start_ns()
-//   (the node's I/O thread taking the message in -> its handler's start).
-//   A warm message has no such figure, so this case has no warm row.
+// - arrival-to-handler: ctx.since_arrival_ns() read first thing in the
+//   handler (the node's I/O thread taking the message in -> its handler's
+//   start; for a cold start, ctx.cold_start_ns() plus the few instructions
+//   before the handler's first line), for both functions. Beside them,
+//   `wakeup`: the machine's floor for that path, one thread waking another
+//   that sleeps on a condition variable, as an idle CAF worker does. The
+//   I/O thread -> worker hand-off is such a wake-up, so warm - wakeup is
+//   what the runtime adds and plexus - warm what a cold start adds.
 // - publish-to-handler: the driver's publish -> the handler's start,
-//   through the broker, taken the same way for both functions; the ratio
-//   plexus (cold) / warm is the honest comparison.
+//   through the broker, taken the same way for both functions.
 //
 // A round waits until the cold function is back at zero (woken by its
 // $SYS.scale event, confirmed by node.stats(), with a deadline), then sends
@@ -65,6 +69,7 @@ constexpr std::string_view arrival_case = "arrival-to-handler";
 constexpr std::string_view publish_case = "publish-to-handler";
 constexpr std::string_view cold_system = "plexus"; // a cold start
 constexpr std::string_view warm_system = "warm";   // the same message to a warm instance
+constexpr std::string_view wakeup_system = "wakeup"; // a bare thread wake-up: the floor
 constexpr std::size_t full_rounds = 1'000; // cold starts per run, as many warm messages
 constexpr std::size_t quick_rounds = 100;  // x 5 runs: 500
 constexpr std::size_t warmup_rounds = 10;  // per run, not recorded
@@ -101,6 +106,7 @@ struct handler_start {
   steady::time_point entered{};
   bool cold = false;        // ctx.cold_start()
   std::uint64_t cold_ns = 0; // ctx.cold_start_ns()
+  std::uint64_t waited_ns = 0; // ctx.since_arrival_ns() at the start
 };
 
 function_stats stats_of(const plexus::node& n, std::string_view function) {
@@ -119,13 +125,14 @@ public:
   plexus::result<void> on_message(message_kind function, std::string_view payload,
                                   plexus::context& ctx) {
     const auto entered = steady::now(); // first: the handler's start
+    const auto waited = ctx.since_arrival_ns();
     auto p = parse(payload);
     auto expected = p && (p->kind == function ||
                           (function == message_kind::cold && p->kind == message_kind::prime));
     if (!expected) return fail("a message the driver did not send: '" + std::string{payload} + "'");
     {
       std::lock_guard lock{mutex_};
-      last_ = handler_start{*p, entered, ctx.cold_start(), ctx.cold_start_ns()};
+      last_ = handler_start{*p, entered, ctx.cold_start(), ctx.cold_start_ns(), waited};
       changed_.notify_all();
     }
     // Work the autoscaler's tick can see (see the top of the file).
@@ -201,9 +208,58 @@ private:
 
 double to_us(steady::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
 
+/// A thread asleep on a condition variable, woken once per call: how long
+/// from the notify to the sleeper running, the floor of any hand-off to an
+/// idle thread on this machine.
+class sleeper {
+public:
+  sleeper() : thread_{[this] { loop(); }} {}
+  sleeper(const sleeper&) = delete;
+  sleeper& operator=(const sleeper&) = delete;
+  ~sleeper() {
+    {
+      std::lock_guard lock{mutex_};
+      quit_ = true;
+    }
+    wake_.notify_one();
+    thread_.join();
+  }
+
+  /// Wakes the sleeper and returns notify -> running, in microseconds.
+  double wake_us() {
+    std::unique_lock lock{mutex_};
+    woken_ = false;
+    sent_ = steady::now();
+    wake_.notify_one(); // under the lock, as CAF's scheduler does
+    if (!done_.wait_for(lock, step_deadline, [this] { return woken_; }))
+      throw std::runtime_error("a sleeping thread did not wake within " +
+                               std::to_string(step_deadline.count()) + " s");
+    return to_us(ran_ - sent_);
+  }
+
+private:
+  void loop() {
+    std::unique_lock lock{mutex_};
+    for (auto seen = sent_;;) {
+      wake_.wait(lock, [&] { return quit_ || sent_ != seen; });
+      if (quit_) return;
+      ran_ = steady::now();
+      seen = sent_;
+      woken_ = true;
+      done_.notify_one();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  steady::time_point sent_{}, ran_{};
+  bool woken_ = false, quit_ = false;
+  std::thread thread_; // last: starts once the rest is built
+};
+
 /// One run's samples, in microseconds.
 struct run_samples {
-  std::vector<double> arrival; // ctx.cold_start_ns(), cold starts only
+  std::vector<double> arrival_cold, arrival_warm, wakeup; // arrival -> handler; the floor
   std::vector<double> cold, warm; // publish -> handler start
 };
 
@@ -246,12 +302,13 @@ run_samples coldstart_once(std::size_t rounds) {
   };
 
   run_samples out;
-  out.arrival.reserve(rounds);
-  out.cold.reserve(rounds);
-  out.warm.reserve(rounds);
+  for (auto* v : {&out.arrival_cold, &out.arrival_warm, &out.wakeup, &out.cold, &out.warm})
+    v->reserve(rounds);
+  sleeper bare;
   const std::uint64_t total = warmup_rounds + rounds;
   for (std::uint64_t round = 1; round <= total; ++round) {
     p.await_cold_at_zero(n);
+    const auto wakeup = bare.wake_us(); // asleep since the last round, as the node's threads
     std::pair<handler_start, double> cold, warm;
     if (round % 2 == 0) {
       cold = send(message_kind::cold, round);
@@ -264,9 +321,16 @@ run_samples coldstart_once(std::size_t rounds) {
       throw std::runtime_error(where(round) + "a message to the function at zero was not flagged as a cold start");
     if (warm.first.cold || warm.first.cold_ns != 0)
       throw std::runtime_error(where(round) + "a message to the warm function was flagged as a cold start");
+    if (cold.first.waited_ns < cold.first.cold_ns || warm.first.waited_ns == 0)
+      throw std::runtime_error(where(round) + "since_arrival_ns() said " +
+                               std::to_string(cold.first.waited_ns) + " ns for a cold start of " +
+                               std::to_string(cold.first.cold_ns) + " ns and " +
+                               std::to_string(warm.first.waited_ns) + " ns for a warm message");
     cold_ns_max = std::max(cold_ns_max, cold.first.cold_ns);
     if (round <= warmup_rounds) continue;
-    out.arrival.push_back(static_cast<double>(cold.first.cold_ns) / 1e3);
+    out.arrival_cold.push_back(static_cast<double>(cold.first.waited_ns) / 1e3);
+    out.arrival_warm.push_back(static_cast<double>(warm.first.waited_ns) / 1e3);
+    out.wakeup.push_back(wakeup);
     out.cold.push_back(cold.second);
     out.warm.push_back(warm.second);
   }
@@ -305,15 +369,20 @@ run_samples coldstart_once(std::size_t rounds) {
 void run_coldstart(const run_config& cfg, recorder& rec) {
   const auto rounds = cfg.quick ? quick_rounds : full_rounds;
   rec.note(std::to_string(cfg.runs) + " runs x " + std::to_string(rounds) +
-           " cold starts and as many warm messages, alternating first; per run: p50, p99, max");
-  latency_percentiles arrival, cold, warm;
+           " cold starts, as many warm messages (alternating first) and thread wake-ups;"
+           " per run: p50, p99, max");
+  latency_percentiles arrival_cold, arrival_warm, wakeup, cold, warm;
   for (int run = 0; run < cfg.runs; ++run) {
     auto s = coldstart_once(rounds);
-    arrival.add_run(std::move(s.arrival));
+    arrival_cold.add_run(std::move(s.arrival_cold));
+    arrival_warm.add_run(std::move(s.arrival_warm));
+    wakeup.add_run(std::move(s.wakeup));
     cold.add_run(std::move(s.cold));
     warm.add_run(std::move(s.warm));
   }
-  arrival.record(rec, arrival_case, cold_system);
+  arrival_cold.record(rec, arrival_case, cold_system);
+  arrival_warm.record(rec, arrival_case, warm_system);
+  wakeup.record(rec, arrival_case, wakeup_system);
   cold.record(rec, publish_case, cold_system);
   warm.record(rec, publish_case, warm_system);
 }

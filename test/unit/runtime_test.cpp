@@ -1252,15 +1252,17 @@ BOOST_AUTO_TEST_CASE(a_function_at_zero_cold_starts_on_its_first_message) {
   sc.min = 0;
   sc.max = 4;
   std::vector<bool> cold;
-  std::vector<std::uint64_t> cold_ns;
+  std::vector<std::uint64_t> cold_ns, since_arrival;
   waiter w;
   std::atomic<int> inits{0};
   n.service("svc").function("lazy").on("lazy").scale(sc)
     .init([&] { ++inits; }) // e.g. open a connection: once per new instance
     .handle([&](std::string_view, context& ctx) -> result<void> {
+      auto since = ctx.since_arrival_ns(); // after cold_start_ns() was taken
       w.update([&] {
         cold.push_back(ctx.cold_start());
         cold_ns.push_back(ctx.cold_start_ns());
+        since_arrival.push_back(since);
       });
       return {};
     });
@@ -1274,6 +1276,8 @@ BOOST_AUTO_TEST_CASE(a_function_at_zero_cold_starts_on_its_first_message) {
   BOOST_TEST(!cold[1]); // the instance is warm now
   BOOST_TEST(cold_ns[0] > 0u);
   BOOST_TEST(cold_ns[1] == 0u);
+  BOOST_TEST(since_arrival[0] >= cold_ns[0]); // a cold start is part of the wait
+  BOOST_TEST(since_arrival[1] > 0u);
   auto st = stats_of(n, "lazy");
   BOOST_TEST(st.cold_starts == 1u);
   BOOST_TEST(st.instances >= 1u);
@@ -1286,6 +1290,52 @@ BOOST_AUTO_TEST_CASE(a_function_at_zero_cold_starts_on_its_first_message) {
   BOOST_TEST(log.events[0].from == 0u);
   BOOST_TEST(log.events[0].to == 1u);
   BOOST_TEST(log.events[0].why == "cold start");
+}
+
+BOOST_AUTO_TEST_CASE(since_arrival_is_what_a_message_waited_behind_a_busy_instance) {
+  using steady = std::chrono::steady_clock;
+  auto ns = [](steady::duration d) {
+    return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+  };
+  node n{node_options{}};
+  waiter w;
+  bool release = false;
+  std::vector<std::uint64_t> waited;
+  steady::time_point second_started{};
+  n.service("svc").function("one").on("one").instances(1)
+    .handle([&](std::string_view payload, context& ctx) -> result<void> {
+      auto since = ctx.since_arrival_ns();
+      auto started = steady::now();
+      w.update([&] {
+        waited.push_back(since);
+        if (payload == "second") second_started = started;
+      });
+      if (payload == "first") w.until([&] { return release; }); // holds the one instance
+      return {};
+    });
+  n.service("svc").function("other").on("other")
+    .handle([](std::string_view, context&) -> result<void> { return {}; });
+  n.start();
+  n.client().publish("one", "first");
+  BOOST_TEST_REQUIRE(w.until([&] { return waited.size() == 1; }));
+  const auto published = steady::now();
+  n.client().publish("one", "second");
+  // The node has it, waiting for the busy instance.
+  BOOST_TEST_REQUIRE(w.until([&] { return stats_of(n, "one").queue_depth == 1u; }));
+  const auto seen_waiting = steady::now();
+  // A round trip through another function while it waits: time it must
+  // count.
+  BOOST_TEST_REQUIRE(confirmed(n.client(), "other", "x") == 0u);
+  const auto releasing = steady::now();
+  w.update([&] { release = true; });
+  BOOST_TEST_REQUIRE(w.until([&] { return waited.size() == 2; }));
+  std::lock_guard lock{w.m};
+  // It arrived before it was seen waiting and was read after the release;
+  // it arrived after it was published and was read before its handler's
+  // `started`.
+  BOOST_TEST(waited[1] >= ns(releasing - seen_waiting));
+  BOOST_TEST(waited[1] > 0u);
+  BOOST_TEST(waited[1] <= ns(second_started - published));
 }
 
 BOOST_AUTO_TEST_CASE(an_init_that_throws_is_a_crash_and_runs_again_with_the_retry) {

@@ -98,6 +98,12 @@ public:
   /// A cold start's cost: from the message's arrival at the node to this
   /// handler's start, in ns; 0 when warm.
   [[nodiscard]] std::uint64_t cold_start_ns() const noexcept;
+  /// ns since this node took the message in (its connection's I/O thread
+  /// received it). Read first thing in a handler, it is what the message
+  /// waited: in the pool's queue, for the hand-off to an instance, and
+  /// for a cold start's spawn (>= cold_start_ns()). Costs a clock read
+  /// when called, nothing otherwise; 0 outside a function's instance.
+  [[nodiscard]] std::uint64_t since_arrival_ns() const noexcept;
   /// Unix epoch ns by which the caller wants an answer; 0 = none.
   [[nodiscard]] std::uint64_t deadline_ns() const noexcept;
   /// W3C trace context: the incoming traceparent, and this invocation's

@@ -77,6 +77,10 @@ std::uint32_t context::delivery() const noexcept { return d_.count; }
 std::uint64_t context::deadline_ns() const noexcept { return d_.deadline_ns; }
 bool context::cold_start() const noexcept { return inv_ && inv_->cold; }
 std::uint64_t context::cold_start_ns() const noexcept { return inv_ && inv_->cold ? inv_->cold_ns : 0; }
+std::uint64_t context::since_arrival_ns() const noexcept {
+  if (!inv_ || d_.arrived_ns == 0) return 0;
+  return static_cast<std::uint64_t>(std::max<std::int64_t>(0, detail::steady_ns() - d_.arrived_ns));
+}
 std::string_view context::traceparent() const noexcept { return d_.traceparent; }
 
 void detail::ensure_ids(invocation& inv) {
