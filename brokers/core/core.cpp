@@ -533,8 +533,10 @@ void core::state::on_credit(connection& c, const wire::header& h) {
     return;
   }
   auto& s = *it->second;
-  s.credit = static_cast<std::uint32_t>(
-    std::min<std::uint64_t>(std::uint64_t{s.credit} + h.credit, 0xffffffffu));
+  if (h.flags & wire::flag_credit_set) s.credit = h.credit; // 0: a member leaving
+  else
+    s.credit = static_cast<std::uint32_t>(
+      std::min<std::uint64_t>(std::uint64_t{s.credit} + h.credit, 0xffffffffu));
   if (s.grp) {
     mark_dirty(*s.grp);
     drain_group(*s.grp);

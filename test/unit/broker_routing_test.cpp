@@ -125,6 +125,44 @@ BOOST_AUTO_TEST_CASE(a_group_member_never_gets_more_than_its_credit) {
   BOOST_TEST(t.core().current().group_queued == 1u);
 }
 
+BOOST_AUTO_TEST_CASE(a_member_that_withdraws_its_credit_gets_nothing_more_and_its_nacks_go_elsewhere) {
+  harness t;
+  auto pub = t.connect();
+  auto leaving = t.connect();
+  auto staying = t.connect();
+  t.subscribe(leaving, 1, "q", {.queue = "g", .acked = true, .credit = 100});
+  t.subscribe(staying, 1, "q", {.queue = "g", .acked = true, .credit = 0});
+  t.publish(pub, "q", "1");
+  t.publish(pub, "q", "2");
+  auto held = t.take_msgs(leaving);
+  BOOST_TEST_REQUIRE(held.size() == 2u);
+  // CREDIT with the set flag: its credit becomes 0, whatever it was.
+  wire::header h;
+  h.kind = op::credit;
+  h.sid = 1;
+  h.credit = 0;
+  h.flags = wire::flag_credit_set;
+  t.send(leaving, h);
+  t.publish(pub, "q", "3"); // no member has credit: it waits in the group
+  BOOST_TEST(t.take_msgs(leaving).empty());
+  BOOST_TEST(t.core().current().group_queued == 1u);
+  // A NACK from it is not given back to it (the only member with credit
+  // before), and its ACK still settles.
+  t.nack(leaving, 1, held[1].seq, wire::nack_action::requeue, 0, "stopping");
+  t.simple(leaving, op::ack, 1, held[0].seq);
+  BOOST_TEST(t.take_msgs(leaving).empty());
+  BOOST_TEST(t.core().current().group_queued == 2u);
+  BOOST_TEST(t.core().current().unacked == 0u);
+  // The other member gets both once it grants credit; set also raises.
+  h.credit = 5;
+  t.send(staying, h);
+  auto got = t.take_msgs(staying);
+  BOOST_TEST_REQUIRE(got.size() == 2u);
+  std::set<std::string> payloads{got[0].payload, got[1].payload};
+  BOOST_TEST((payloads == std::set<std::string>{"2", "3"}));
+  BOOST_TEST(t.core().current().group_queued == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(a_full_group_queue_drops_counts_and_tells_a_confirming_publisher) {
   broker::config cfg;
   cfg.group_queue_msgs = 2;

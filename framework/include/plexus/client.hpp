@@ -195,6 +195,12 @@ public:
   void nack(std::uint32_t sid, std::uint64_t seq, wire::nack_action action,
             std::uint32_t delay_ms = 0, std::string_view reason = {});
   void grant_credit(std::uint32_t sid, std::uint32_t n);
+  /// The broker sends subscription `sid` nothing more: its credit becomes
+  /// 0 (and a failover's re-SUB asks for none) until credit is granted
+  /// again. Its unacked deliveries stay its own to ACK or NACK, and a
+  /// requeue NACK then goes to another member of its queue group, or waits
+  /// in the group; never back to it. A stopping consumer does this first.
+  void withdraw_credit(std::uint32_t sid);
 
   /// Request/reply: `done` gets the reply, or code no_responders (100) at
   /// once when nobody subscribes, or status_timeout.

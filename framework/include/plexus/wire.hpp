@@ -94,6 +94,9 @@ enum class nack_action : std::uint8_t { requeue = 0, delay = 1, dead_letter = 2 
 
 /// PUB flags.
 inline constexpr std::uint32_t flag_confirm = 1u << 0;
+/// CREDIT flags: the subscription's credit becomes `credit` (else it grows
+/// by `credit`).
+inline constexpr std::uint32_t flag_credit_set = 1u << 0;
 
 /// A msgpack map of str -> str kept as its encoded bytes: decoding validates
 /// it once and allocates nothing; a broker forwards it byte for byte.

@@ -209,6 +209,21 @@ void client::grant_credit(std::uint32_t sid, std::uint32_t n) {
   impl_->enqueue_control(h);
 }
 
+void client::withdraw_credit(std::uint32_t sid) {
+  {
+    std::lock_guard lock{impl_->subs_mutex};
+    auto it = impl_->subs.find(sid);
+    if (it == impl_->subs.end()) return;
+    it->second->opts.credit = 0; // a re-SUB after a failover asks for none either
+  }
+  wire::header h;
+  h.kind = wire::op::credit;
+  h.sid = sid;
+  h.credit = 0;
+  h.flags = wire::flag_credit_set;
+  impl_->enqueue_control(h);
+}
+
 void client::request_async(std::string_view topic, std::string_view payload,
                            std::chrono::milliseconds timeout, reply_handler done,
                            const publish_options& o) {

@@ -165,13 +165,11 @@ void client::impl::say_hello() {
 }
 
 void client::impl::restore_session() {
-  std::vector<std::pair<std::uint32_t, std::shared_ptr<subscription_record>>> subs_now;
-  {
-    std::lock_guard lock{subs_mutex};
-    subs_now.assign(subs.begin(), subs.end());
-  }
   std::deque<envelope> again;
-  for (auto& [sid, rec] : subs_now) again.push_back(sub_envelope(sid, *rec));
+  {
+    std::lock_guard lock{subs_mutex}; // withdraw_credit() changes a record's credit
+    for (auto& [sid, rec] : subs) again.push_back(sub_envelope(sid, *rec));
+  }
   for (auto& [id, e] : unconfirmed) {
     again.push_back(e.copy());
     if (reconnects > 0) ++resent;
