@@ -1459,6 +1459,7 @@ BOOST_AUTO_TEST_CASE(stopping_a_node_finishes_what_its_functions_run) {
   releaser.join();
   BOOST_TEST(finished == 2);
   BOOST_TEST(stats_of(n, "slow").ok == 2u);
+  BOOST_TEST(stats_of(n, "slow").handed_back == 0u); // finished, not given back
 }
 
 BOOST_AUTO_TEST_CASE(past_the_drain_timeout_stop_returns_and_the_message_goes_to_another_member) {
@@ -1493,6 +1494,59 @@ BOOST_AUTO_TEST_CASE(past_the_drain_timeout_stop_returns_and_the_message_goes_to
   BOOST_TEST_REQUIRE(w.until([&] { return got == "job-1"; })); // requeued to the other member
   release.set_value();
   n.reset(); // the handler returned: the node tears down cleanly
+  b.stop();
+}
+
+BOOST_AUTO_TEST_CASE(a_stopping_node_hands_back_what_waits_without_getting_it_again) {
+  // The node is the group's only member with credit: before it withdrew
+  // its credit, the broker gave a handed-back message straight back to it,
+  // five times, and dead-lettered it as if it were poison.
+  tcp_broker b;
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  waiter w;
+  int started = 0;
+  auto n = std::make_unique<node>(node_options{.broker = b.endpoint(), .drain_timeout = 300ms});
+  n->service("svc").function("stuck").on("jobs").instances(1)
+    .handle([&](std::string_view, context&) -> result<void> {
+      w.update([&] { ++started; });
+      released.wait();
+      return {};
+    });
+  n->start();
+  client_options co;
+  co.endpoint = b.endpoint();
+  client other{co};
+  std::vector<std::string> got, dead;
+  other.subscribe("$DLQ.>", [&](const message_view& m) { w.update([&] { dead.emplace_back(m.payload); }); });
+  // A second member of the group, with no credit yet.
+  auto member = other.subscribe("jobs", [&](const message_view& m) {
+    other.ack(m.sid, m.seq);
+    w.update([&] { got.emplace_back(m.payload); });
+  }, {.queue = "svc.stuck", .acked = true, .credit = 0});
+  BOOST_TEST_REQUIRE(other.flush(5s));
+  other.publish("jobs", "job-1");
+  BOOST_TEST_REQUIRE(w.until([&] { return started == 1; }));
+  other.publish("jobs", "job-2"); // waits behind job-1
+  BOOST_TEST_REQUIRE(w.until([&] { return stats_of(*n, "stuck").queue_depth == 1u; }));
+  n->stop(); // job-2 back at once, job-1 at the drain timeout
+  BOOST_TEST(stats_of(*n, "stuck").handed_back == 2u);
+  other.grant_credit(member, 10);
+  BOOST_TEST_REQUIRE(w.until([&] { return got.size() == 2; }));
+  {
+    std::lock_guard lock{w.m};
+    std::sort(got.begin(), got.end());
+    BOOST_TEST(got == (std::vector<std::string>{"job-1", "job-2"}), boost::test_tools::per_element());
+  }
+  // Nothing went to $DLQ: a confirmed round trip after the deliveries.
+  BOOST_TEST(confirmed(other, "$DLQ.probe", "x") == 0u);
+  BOOST_TEST_REQUIRE(w.until([&] { return dead.size() == 1; }));
+  {
+    std::lock_guard lock{w.m};
+    BOOST_TEST(dead[0] == "x");
+  }
+  release.set_value();
+  n.reset();
   b.stop();
 }
 

@@ -418,13 +418,17 @@ struct function_stats {
   /// instance runs); the credit the broker holds for the pool (messages it
   /// may still send before the pool grants more).
   std::uint32_t in_flight = 0, queue_depth = 0, credit = 0;
+  /// Messages taken in, then given back to the broker unfinished (for
+  /// another member): at a stop (never started, waiting past the confirm
+  /// grace, running past the drain timeout) or an escalation; each time.
+  std::uint64_t handed_back = 0;
   /// Every node publishes its functions' stats each second on
   /// `$SYS.node.<id>.stats` (a msgpack array of these maps): `plexus top`.
   MSGPACK_DEFINE_MAP(service, function, ok, errors, crashes, restarts, rejected, quarantined,
                      recycled, escalations, revivals, stopped, instances, live, cold_starts,
                      cold_start_ns_total, cold_start_ns_max, inits, init_ns_max, invocations,
                      duration_p50_ns, duration_p99_ns, duration_p999_ns, in_flight, queue_depth,
-                     credit)
+                     credit, handed_back)
 };
 
 /// A program's own flag, parsed with the node's: `--name VALUE` into *value

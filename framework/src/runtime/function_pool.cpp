@@ -233,6 +233,13 @@ void credit_if_dry(pool_actor* self) {
 // The function stops taking work (escalated, or temporary and out of
 // instances): unsubscribe, so other nodes' members take it; what waits
 // here was never started and goes back at once; running work finishes.
+// A message taken in goes back to the broker unfinished (a stop, an
+// escalation): NACKed for another member, and counted.
+void hand_back(pool_actor* self, const delivery& d, const char* why) {
+  self->state.spec.conn->nack(d.sid, d.seq, wire::nack_action::requeue, 0, why);
+  self->state.spec.counters->handed_back.fetch_add(1, std::memory_order_relaxed);
+}
+
 void wind_down(pool_actor* self, const char* why) {
   auto& s = self->state;
   if (s.stopped) return;
@@ -240,13 +247,16 @@ void wind_down(pool_actor* self, const char* why) {
   s.spec.counters->stopped = true;
   ++s.generation; // whatever runs now retires when done
   ++s.epoch;
+  // No more deliveries, what waits goes to other members, then UNSUB
+  // (which hands back the rest: after it, a NACK would name no subscription).
   auto sid = s.sid ? s.sid : s.spec.counters->sid.load();
+  if (sid) s.spec.conn->withdraw_credit(sid);
+  for (auto& d : s.waiting) hand_back(self, *d, why);
+  s.waiting.clear();
   if (sid) s.spec.conn->unsubscribe(sid);
   s.spec.counters->sid = 0;
   s.spec.counters->credit = 0; // unsubscribed
   s.sid = 0;
-  for (auto& d : s.waiting) s.spec.conn->nack(d->sid, d->seq, wire::nack_action::requeue, 0, why);
-  s.waiting.clear();
   note_gauges(self);
   for (auto& a : s.idle) retire(self, a);
   s.idle.clear();
@@ -276,7 +286,7 @@ void requeue_unstarted(pool_actor* self, const work_run& run, bool died_on_one) 
   for (std::size_t i = run.items.size(); i-- > unstarted;) {
     const auto& d = run.items[i];
     if (s.stopping || s.stopped) {
-      s.spec.conn->nack(d->sid, d->seq, wire::nack_action::requeue, 0, "function stopping");
+      hand_back(self, *d, "function stopping");
       finished(self, *d);
     } else {
       s.waiting.push_front(d);
@@ -313,6 +323,7 @@ void settle_finished(pool_actor* self, const work_run& run) {
       // The last confirm settles it (published_atom); past a stop's grace
       // it stays unacked (see grace_atom).
       if (!s.grace_over) s.deferred.emplace(t, d);
+      else s.spec.counters->handed_back.fetch_add(1, std::memory_order_relaxed); // left unacked
       continue;
     }
     if (kind == outcome::ok && t && t->failed.load(std::memory_order_relaxed) != 0) {
@@ -573,7 +584,7 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
       s.spec.counters->credit.fetch_sub(of_sid, std::memory_order_relaxed);
       for (auto& d : b->items) {
         if (s.stopped || s.stopping) {
-          s.spec.conn->nack(d.sid, d.seq, wire::nack_action::requeue, 0, "function stopping");
+          hand_back(self, d, "function stopping");
           continue;
         }
         s.sid = d.sid;
@@ -661,9 +672,14 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
     [self](stop_atom) {
       auto& s = self->state;
       s.stopping = true;
-      // Never started here: back to the broker, for another member.
-      for (auto& d : s.waiting)
-        s.spec.conn->nack(d->sid, d->seq, wire::nack_action::requeue, 0, "node stopping");
+      // The broker sends nothing more; what never started here goes back
+      // for another member (with credit left, a lone member would get it
+      // back and NACK it again until it was dead-lettered).
+      if (auto sid = s.spec.counters->sid.load()) {
+        s.spec.conn->withdraw_credit(sid);
+        s.spec.counters->credit = 0;
+      }
+      for (auto& d : s.waiting) hand_back(self, *d, "node stopping");
       s.waiting.clear();
       note_gauges(self);
       self->delayed_send(self, s.spec.confirm_grace, grace_atom::value);
@@ -678,6 +694,7 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
       auto& s = self->state;
       if (!s.stopping) return;
       s.grace_over = true;
+      s.spec.counters->handed_back.fetch_add(s.deferred.size(), std::memory_order_relaxed);
       s.deferred.clear();
       maybe_quit(self);
     },

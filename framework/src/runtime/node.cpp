@@ -312,6 +312,10 @@ struct node::impl {
     for (auto& p : pools)
       if (auto sid = p.counters->sid.exchange(0)) conn->unsubscribe(sid);
     if (!drained) {
+      // What still runs, or waits behind it in a run, goes back with the UNSUB.
+      for (auto& p : pools)
+        p.counters->handed_back.fetch_add(p.counters->in_flight.load() + p.counters->queue_depth.load(),
+                                          std::memory_order_relaxed);
       // A handler overran the drain timeout. UNSUB makes the broker requeue
       // its message for another member; the handler still holds this
       // node's connection and actor system, so the node keeps both until
@@ -452,7 +456,8 @@ std::vector<function_stats> node::impl::snapshot() const {
                    c.in_flight.load(std::memory_order_relaxed),
                    c.queue_depth.load(std::memory_order_relaxed),
                    static_cast<std::uint32_t>(std::clamp<std::int64_t>(
-                     c.credit.load(std::memory_order_relaxed), 0, std::int64_t{UINT32_MAX}))});
+                     c.credit.load(std::memory_order_relaxed), 0, std::int64_t{UINT32_MAX})),
+                   c.handed_back.load(std::memory_order_relaxed)});
   }
   return out;
 }
@@ -498,7 +503,10 @@ std::string node::impl::metrics_text() const {
     {"plexus_function_recycles_total", "Instances replaced because a sibling crashed.",
      &detail::pool_counters::recycled},
     {"plexus_function_escalations_total", "Times its service stopped past its restart intensity.",
-     &detail::pool_counters::escalations}};
+     &detail::pool_counters::escalations},
+    {"plexus_function_handed_back_total",
+     "Messages given back to the broker unfinished, at a stop or an escalation.",
+     &detail::pool_counters::handed_back}};
   for (auto& k : counters) {
     t.family(k.name, "counter", k.help);
     each([&](auto& p, const observe::labels& l) { t.sample(k.name, l, ((*p.counters).*k.field).load()); });

@@ -89,6 +89,10 @@ struct pool_counters {
   std::atomic<std::uint64_t> ok{0}, errors{0}, crashes{0}, restarts{0}, rejected{0},
     quarantined{0}, recycled{0}, escalations{0}, revivals{0};
   std::atomic<std::uint64_t> redeliveries{0}; // messages taken in with a delivery count above 1
+  // Messages taken in, then given back to the broker unfinished: NACKed
+  // at a stop or an escalation, left unacked past a stop's confirm grace
+  // or its drain timeout. Each time: a message can go back twice.
+  std::atomic<std::uint64_t> handed_back{0};
   std::atomic<bool> stopped{false};
   std::atomic<std::uint32_t> sid{0}; // the pool's current subscription
   std::atomic<std::uint32_t> instances{0}, live{0}; // the target, and actors alive
