@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// What the runtime tests (runtime_test.cpp, runtime_spans_test.cpp) share:
+// a function's stats by name, a confirmed publish waited for, a broker of
+// their own over TCP.
+
+#include <boost/test/unit_test.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <zmq.hpp>
+
+#include "plexus/node.hpp"
+#include "server.hpp"
+
+namespace plexus::test {
+
+inline function_stats stats_of(node& n, std::string_view fn) {
+  for (auto& s : n.stats())
+    if (s.function == fn) return s;
+  BOOST_FAIL("no function " << fn);
+  return {};
+}
+
+/// Publishes `payload` with a confirm and waits for it: proves the
+/// subscription is live and, for acked functions, that it was handled.
+inline std::uint32_t confirmed(client& c, std::string_view topic, std::string_view payload,
+                        std::string_view msg_id = {}) {
+  auto p = std::make_shared<std::promise<std::uint32_t>>(); // outlives a timeout
+  auto f = p->get_future();
+  publish_options o;
+  o.msg_id = msg_id; // empty: the client makes one
+  c.publish_confirmed(topic, payload, [p](std::uint32_t code) { p->set_value(code); }, o);
+  return f.wait_for(std::chrono::seconds{20}) == std::future_status::ready ? f.get() : 999u;
+}
+
+/// A broker of its own on a free loopback port, as another process would see it.
+struct tcp_broker {
+  zmq::context_t zctx{1};
+  broker::server server;
+
+  /// `group_queue_msgs`: what waits in a queue group before the broker drops.
+  explicit tcp_broker(std::size_t group_queue_msgs = broker::config{}.group_queue_msgs)
+    : server{options(group_queue_msgs), &zctx} {
+    server.start();
+  }
+  [[nodiscard]] std::string endpoint() const { return server.endpoint(); }
+  void stop() { server.stop(); }
+
+private:
+  static broker::server_options options(std::size_t group_queue_msgs) {
+    broker::server_options so;
+    so.listen = "tcp://127.0.0.1:*";
+    so.quiet = true;
+    so.core.group_queue_msgs = group_queue_msgs;
+    return so;
+  }
+};
+
+} // namespace plexus::test
