@@ -917,61 +917,69 @@ BOOST_AUTO_TEST_CASE(stopping_a_node_finishes_what_its_functions_run) {
   BOOST_TEST(stats_of(n, "slow").handed_back == 0u); // finished, not given back
 }
 
-BOOST_AUTO_TEST_CASE(past_the_drain_timeout_stop_returns_and_the_message_goes_to_another_member) {
+namespace {
+/// A node on a broker of its own, whose one function (svc.stuck, one
+/// instance, on "jobs") holds each message until the fixture ends, and
+/// another client of that broker.
+struct stuck_node {
   tcp_broker b;
   std::promise<void> release;
   std::shared_future<void> released = release.get_future().share();
   waiter w;
-  int started = 0;
-  auto n = std::make_unique<node>(node_options{.broker = b.endpoint(), .drain_timeout = 200ms});
-  n->service("svc").function("stuck").on("jobs").instances(1)
-    .handle([&](std::string_view, context&) -> result<void> {
-      w.update([&] { ++started; });
-      released.wait(); // a handler that ignores the shutdown
-      return {};
-    });
-  n->start();
-  client_options co;
-  co.endpoint = b.endpoint();
-  client other{co};
-  other.publish("jobs", "job-1");
-  BOOST_TEST_REQUIRE(w.until([&] { return started == 1; }));
+  int started = 0; // under w.m
+  std::unique_ptr<node> n;
+  std::unique_ptr<client> other;
+
+  explicit stuck_node(std::chrono::milliseconds drain_timeout) {
+    n = std::make_unique<node>(node_options{.broker = b.endpoint(), .drain_timeout = drain_timeout});
+    n->service("svc").function("stuck").on("jobs").instances(1)
+      .handle([this](std::string_view, context&) -> result<void> {
+        w.update([&] { ++started; });
+        released.wait(); // a handler that ignores the shutdown
+        return {};
+      });
+    n->start();
+    client_options co;
+    co.endpoint = b.endpoint();
+    other = std::make_unique<client>(co);
+  }
+  stuck_node(const stuck_node&) = delete;
+  stuck_node& operator=(const stuck_node&) = delete;
+  ~stuck_node() {
+    release.set_value();
+    n.reset(); // the handler returned: the node tears down cleanly
+    other.reset();
+    b.stop();
+  }
+};
+} // namespace
+
+BOOST_AUTO_TEST_CASE(past_the_drain_timeout_stop_returns_and_the_message_goes_to_another_member) {
+  stuck_node t{200ms};
+  auto& w = t.w;
+  t.other->publish("jobs", "job-1");
+  BOOST_TEST_REQUIRE(w.until([&] { return t.started == 1; }));
   // Another member of the same queue group joins while the node holds job-1.
   std::string got;
-  other.subscribe("jobs", [&](const message_view& m) {
-    other.ack(m.sid, m.seq);
+  t.other->subscribe("jobs", [&](const message_view& m) {
+    t.other->ack(m.sid, m.seq);
     w.update([&] { got = std::string{m.payload}; });
   }, {.queue = "svc.stuck", .acked = true, .credit = 10});
-  BOOST_TEST_REQUIRE(other.flush(5s));
+  BOOST_TEST_REQUIRE(t.other->flush(5s));
   auto t0 = std::chrono::steady_clock::now();
-  n->stop(); // returns at the drain timeout, the handler still running
+  t.n->stop(); // returns at the drain timeout, the handler still running
   BOOST_TEST((std::chrono::steady_clock::now() - t0) < 5s);
   BOOST_TEST_REQUIRE(w.until([&] { return got == "job-1"; })); // requeued to the other member
-  release.set_value();
-  n.reset(); // the handler returned: the node tears down cleanly
-  b.stop();
+  BOOST_TEST(stats_of(*t.n, "stuck").handed_back == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(a_stopping_node_hands_back_what_waits_without_getting_it_again) {
   // The node is the group's only member with credit: before it withdrew
   // its credit, the broker gave a handed-back message straight back to it,
   // five times, and dead-lettered it as if it were poison.
-  tcp_broker b;
-  std::promise<void> release;
-  std::shared_future<void> released = release.get_future().share();
-  waiter w;
-  int started = 0;
-  auto n = std::make_unique<node>(node_options{.broker = b.endpoint(), .drain_timeout = 300ms});
-  n->service("svc").function("stuck").on("jobs").instances(1)
-    .handle([&](std::string_view, context&) -> result<void> {
-      w.update([&] { ++started; });
-      released.wait();
-      return {};
-    });
-  n->start();
-  client_options co;
-  co.endpoint = b.endpoint();
-  client other{co};
+  stuck_node t{300ms};
+  auto& w = t.w;
+  auto& other = *t.other;
   std::vector<std::string> got, dead;
   other.subscribe("$DLQ.>", [&](const message_view& m) { w.update([&] { dead.emplace_back(m.payload); }); });
   // A second member of the group, with no credit yet.
@@ -981,11 +989,11 @@ BOOST_AUTO_TEST_CASE(a_stopping_node_hands_back_what_waits_without_getting_it_ag
   }, {.queue = "svc.stuck", .acked = true, .credit = 0});
   BOOST_TEST_REQUIRE(other.flush(5s));
   other.publish("jobs", "job-1");
-  BOOST_TEST_REQUIRE(w.until([&] { return started == 1; }));
+  BOOST_TEST_REQUIRE(w.until([&] { return t.started == 1; }));
   other.publish("jobs", "job-2"); // waits behind job-1
-  BOOST_TEST_REQUIRE(w.until([&] { return stats_of(*n, "stuck").queue_depth == 1u; }));
-  n->stop(); // job-2 back at once, job-1 at the drain timeout
-  BOOST_TEST(stats_of(*n, "stuck").handed_back == 2u);
+  BOOST_TEST_REQUIRE(w.until([&] { return stats_of(*t.n, "stuck").queue_depth == 1u; }));
+  t.n->stop(); // job-2 back at once, job-1 at the drain timeout
+  BOOST_TEST(stats_of(*t.n, "stuck").handed_back == 2u);
   other.grant_credit(member, 10);
   BOOST_TEST_REQUIRE(w.until([&] { return got.size() == 2; }));
   {
@@ -996,13 +1004,8 @@ BOOST_AUTO_TEST_CASE(a_stopping_node_hands_back_what_waits_without_getting_it_ag
   // Nothing went to $DLQ: a confirmed round trip after the deliveries.
   BOOST_TEST(confirmed(other, "$DLQ.probe", "x") == 0u);
   BOOST_TEST_REQUIRE(w.until([&] { return dead.size() == 1; }));
-  {
-    std::lock_guard lock{w.m};
-    BOOST_TEST(dead[0] == "x");
-  }
-  release.set_value();
-  n.reset();
-  b.stop();
+  std::lock_guard lock{w.m};
+  BOOST_TEST(dead[0] == "x");
 }
 
 BOOST_AUTO_TEST_SUITE_END()
