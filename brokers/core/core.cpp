@@ -554,7 +554,10 @@ void core::state::heartbeats() {
     if (now - c->last_heard >= dead_after) {
       ++stats.heartbeat_timeouts;
       dead.push_back(c.get());
-    } else if (c->hello && now - c->last_sent >= cfg.heartbeat && c->out.empty()) {
+    } else if (c->hello && c->out.empty() &&
+               (now - c->last_sent >= cfg.heartbeat ||
+                (cfg.holder_probe.count() > 0 && now - c->last_sent >= cfg.holder_probe &&
+                 holds_unacked(*c)))) {
       output o;
       o.kind = wire::op::ping;
       enqueue(*c, std::move(o), false);
@@ -564,6 +567,11 @@ void core::state::heartbeats() {
     if (c->closing) forget(*c);
     else close(*c, {});
   }
+}
+
+bool core::state::holds_unacked(const connection& c) {
+  return std::any_of(c.subs.begin(), c.subs.end(),
+                     [](const auto& kv) { return !kv.second->unacked.empty(); });
 }
 
 // ---------------------------------------------------------------- introspection

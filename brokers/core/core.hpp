@@ -56,6 +56,12 @@ struct config {
   /// peer silent for `liveness` intervals is dead.
   milliseconds heartbeat{1000};
   std::uint32_t liveness = 3;
+  /// A connection holding unacked deliveries is pinged this often while
+  /// nothing else goes to it: a send to a process that died (its TCP
+  /// connection closed) fails at once, so its work is redelivered within
+  /// this, not a heartbeat. 0 = heartbeats only. (A hung process is still
+  /// found by `liveness`.)
+  milliseconds holder_probe{100};
   std::size_t max_subscriptions = 1024;          // per connection
   /// Per-connection outbound queue. NATS's per-client pending default is
   /// 64 MiB; past it a slow consumer is handled by `slow_consumer`.

@@ -283,6 +283,7 @@ struct core::state {
   bool enqueue(connection& c, output o, bool droppable);
   group& group_of(std::string_view pattern, std::string_view queue);
   void heartbeats();
+  [[nodiscard]] static bool holds_unacked(const connection& c);
   void publish_stats();
 
   // routing.cpp

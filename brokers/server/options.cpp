@@ -140,6 +140,9 @@ std::vector<setting> settings() {
     [](cl& c) -> milliseconds& { return c.server.core.heartbeat; }));
   all.push_back(number<std::uint32_t>("liveness", "missed heartbeats before a peer is dead", 1, 100,
     [](cl& c) -> std::uint32_t& { return c.server.core.liveness; }));
+  all.push_back(millis<std::int64_t, std::milli>("holder-probe-ms",
+    "ping a connection holding unacked messages this often, so a dead consumer's work is redelivered within about that long; 0 = heartbeats only",
+    0, 3'600'000, [](cl& c) -> milliseconds& { return c.server.core.holder_probe; }));
   all.push_back(number<std::size_t>("max-payload", "largest payload accepted, bytes", 1, 64u << 20,
     [](cl& c) -> std::size_t& { return c.server.core.limits.max_payload_bytes; }));
   all.push_back(number<std::size_t>("max-subscriptions", "subscriptions per connection", 1, 1u << 20,

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
 #include <set>
 
 #include "broker_harness.hpp"
@@ -251,6 +252,53 @@ BOOST_AUTO_TEST_CASE(the_broker_pings_connections_it_has_not_written_to) {
   got = t.take(c);
   BOOST_TEST_REQUIRE(got.size() == 1u);
   BOOST_TEST(got[0].kind == op::pong);
+}
+
+namespace {
+std::size_t pings(harness& t, conn_id c) {
+  auto got = t.take(c);
+  return static_cast<std::size_t>(
+    std::count_if(got.begin(), got.end(), [](const auto& x) { return x.kind == op::ping; }));
+}
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_connection_holding_unacked_messages_is_probed_between_heartbeats) {
+  // A probe is a send: to a process that died it fails at once (the shell
+  // then closes the connection), and its work goes to the others.
+  harness t; // heartbeat 1 s, holder_probe 100 ms
+  auto pub = t.connect();
+  auto holder = t.connect();
+  auto idle = t.connect();
+  t.subscribe(holder, 1, "q", {.queue = "g", .acked = true, .credit = 10});
+  t.subscribe(idle, 1, "elsewhere", {.acked = true});
+  t.publish(pub, "q", "m");
+  auto got = t.take_msgs(holder);
+  BOOST_TEST_REQUIRE(got.size() == 1u);
+  t.take(idle);
+  t.advance(150ms);
+  BOOST_TEST(pings(t, holder) == 1u);
+  BOOST_TEST(pings(t, idle) == 0u);
+  t.advance(100ms);
+  BOOST_TEST(pings(t, holder) == 1u); // again while it holds the message
+  t.simple(holder, op::ack, 1, got[0].seq);
+  t.take(holder);
+  t.advance(300ms);
+  BOOST_TEST(pings(t, holder) == 0u); // holds nothing: heartbeats only
+  t.advance(600ms);
+  BOOST_TEST(pings(t, idle) == 1u); // the heartbeat, at 1 s
+}
+
+BOOST_AUTO_TEST_CASE(holder_probes_can_be_turned_off) {
+  broker::config cfg;
+  cfg.holder_probe = 0ms;
+  harness t{cfg};
+  auto pub = t.connect();
+  auto holder = t.connect();
+  t.subscribe(holder, 1, "q", {.queue = "g", .acked = true, .credit = 10});
+  t.publish(pub, "q", "m");
+  BOOST_TEST_REQUIRE(t.take_msgs(holder).size() == 1u);
+  t.advance(500ms);
+  BOOST_TEST(pings(t, holder) == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(a_publisher_that_resends_after_reconnecting_gets_the_confirm) {
