@@ -230,9 +230,6 @@ void credit_if_dry(pool_actor* self) {
   if (s.owed_credit > 0 && s.waiting.empty() && s.busy.empty()) give_credit(self);
 }
 
-// The function stops taking work (escalated, or temporary and out of
-// instances): unsubscribe, so other nodes' members take it; what waits
-// here was never started and goes back at once; running work finishes.
 // A message taken in goes back to the broker unfinished (a stop, an
 // escalation): NACKed for another member, and counted.
 void hand_back(pool_actor* self, const delivery& d, const char* why) {
@@ -240,6 +237,9 @@ void hand_back(pool_actor* self, const delivery& d, const char* why) {
   self->state.spec.counters->handed_back.fetch_add(1, std::memory_order_relaxed);
 }
 
+// The function stops taking work (escalated, or temporary and out of
+// instances): unsubscribe, so other nodes' members take it; what waits
+// here was never started and goes back at once; running work finishes.
 void wind_down(pool_actor* self, const char* why) {
   auto& s = self->state;
   if (s.stopped) return;
