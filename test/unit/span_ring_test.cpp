@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 // A recording thread's ring: what is pushed is drained whole and in order,
 // a full ring refuses (records or text) until drained, texts that would
-// cross the end start over at the front, and one producer and one
-// consumer on two threads lose and reorder nothing.
+// cross the end start over at the front, a chunk appends another from any
+// span on, and one producer and one consumer on two threads lose and
+// reorder nothing.
 #include <boost/test/unit_test.hpp>
 
 #include <string>
@@ -85,6 +86,48 @@ BOOST_AUTO_TEST_CASE(texts_that_would_cross_the_end_start_over_at_the_front) {
     BOOST_TEST_REQUIRE(out.topic(out.spans[i]) == std::string(3000, static_cast<char>('a' + i % 26)));
     BOOST_TEST_REQUIRE(out.msg_id(out.spans[i]) == std::to_string(i));
   }
+}
+
+BOOST_AUTO_TEST_CASE(a_chunk_appends_another_from_any_span_on_with_its_texts) {
+  // A chunk drained across the ring's end (its texts with a gap), appended
+  // whole and from each span on to a chunk that already holds one.
+  auto ring = std::make_unique<span_ring>();
+  auto bytes = [](const span_record& r) {
+    return std::size_t{r.topic_size} + r.msg_id_size + r.cause_size + r.callee_size;
+  };
+  span_chunk drained;
+  std::size_t gap = 0; // the span whose text starts over at the front
+  for (std::uint64_t i = 0; gap == 0; i += 20) {
+    BOOST_TEST_REQUIRE(i < 1000u);
+    drained.clear();
+    for (std::uint64_t k = i; k < i + 20; ++k) {
+      std::string topic(3000, static_cast<char>('a' + k % 26));
+      BOOST_TEST_REQUIRE(ring->push(numbered(k), topic, std::to_string(k), k % 3 ? "" : "boom", "svc.fn"));
+    }
+    BOOST_TEST_REQUIRE(ring->drain(drained) == 20u);
+    for (std::size_t k = 1; k < drained.size() && gap == 0; ++k)
+      if (drained.spans[k].text_at != drained.spans[k - 1].text_at + bytes(drained.spans[k - 1])) gap = k;
+  }
+  for (std::size_t first = 0; first < drained.size(); ++first) {
+    span_chunk out;
+    out.add(numbered(7), "before", "m", "", "");
+    out.append(drained, first);
+    BOOST_TEST_REQUIRE(out.size() == 1 + drained.size() - first);
+    BOOST_TEST(out.topic(out.spans[0]) == "before");
+    for (std::size_t k = 1; k < out.size(); ++k) {
+      const auto& d = drained.spans[first + k - 1];
+      const auto& o = out.spans[k];
+      BOOST_TEST_REQUIRE(o.span_id == d.span_id);
+      BOOST_TEST_REQUIRE(out.topic(o) == drained.topic(d));
+      BOOST_TEST_REQUIRE(out.msg_id(o) == drained.msg_id(d));
+      BOOST_TEST_REQUIRE(out.cause(o) == drained.cause(d));
+      BOOST_TEST_REQUIRE(out.callee(o) == drained.callee(d));
+    }
+  }
+  span_chunk none;
+  none.append(drained, drained.size()); // past the end: nothing
+  BOOST_TEST(none.empty());
+  BOOST_TEST(none.text.empty());
 }
 
 BOOST_AUTO_TEST_CASE(one_producer_and_one_consumer_lose_and_reorder_nothing) {

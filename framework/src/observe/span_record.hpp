@@ -61,7 +61,8 @@ inline void place_texts(span_record& s, char* to, std::uint32_t at, std::string_
 /// topic's table header).
 inline constexpr std::size_t span_wire_overhead = 1 + 2 * 5 + 4 * 8 + 10 + 10 + 5 + 4 * 3;
 
-/// Spans and their texts.
+/// Spans and their texts. A span's texts lie at its `text_at`, and the
+/// spans' texts in span order (with gaps, after a ring's wrap).
 struct span_chunk {
   std::vector<span_record> spans;
   std::string text;
@@ -72,6 +73,18 @@ struct span_chunk {
     text.resize(at + topic.size() + msg_id.size() + cause.size() + callee.size());
     place_texts(spans.emplace_back(r), text.data() + at, static_cast<std::uint32_t>(at), topic,
                 msg_id, cause, callee);
+  }
+  /// Appends `from`'s spans from the `first`th on: two bulk copies, then
+  /// each text offset rebased.
+  void append(const span_chunk& from, std::size_t first = 0) {
+    if (first >= from.spans.size()) return;
+    const auto text_from = from.spans[first].text_at;
+    const auto base = text.size();
+    text.append(from.text, text_from);
+    const auto at = spans.size();
+    spans.insert(spans.end(), from.spans.begin() + static_cast<std::ptrdiff_t>(first), from.spans.end());
+    for (auto i = at; i < spans.size(); ++i)
+      spans[i].text_at = static_cast<std::uint32_t>(spans[i].text_at - text_from + base);
   }
   [[nodiscard]] std::string_view topic(const span_record& s) const noexcept {
     return std::string_view{text}.substr(s.text_at, s.topic_size);

@@ -176,8 +176,7 @@ std::size_t span_sink::collect(span_chunk& out) {
   }
   {
     std::lock_guard lock{overflow_m_};
-    for (const auto& r : overflow_.spans)
-      out.add(r, overflow_.topic(r), overflow_.msg_id(r), overflow_.cause(r), overflow_.callee(r));
+    out.append(overflow_);
     overflow_.clear();
   }
   if (orphans.empty()) return most;
@@ -246,11 +245,7 @@ void span_sink::catch_up(std::uint64_t from) {
   {
     std::lock_guard lock{recent_m_};
     for (auto& [first, chunk] : recent_)
-      for (auto i = first >= from ? 0 : std::min<std::uint64_t>(from - first, chunk.size());
-           i < chunk.size(); ++i) {
-        const auto& r = chunk.spans[i];
-        missed.add(r, chunk.topic(r), chunk.msg_id(r), chunk.cause(r), chunk.callee(r));
-      }
+      missed.append(chunk, first >= from ? 0 : static_cast<std::size_t>(std::min<std::uint64_t>(from - first, chunk.size())));
   }
   refs_.clear();
   for (std::size_t i = 0; i < missed.size(); ++i) refs_.push_back({&missed, i});
