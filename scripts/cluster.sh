@@ -10,6 +10,10 @@ base=${2:-7400}
 logs=${CLUSTER_LOGS:-build/cluster}
 mkdir -p "$logs"
 
+# Brokers admit as peers only those that prove the cluster secret; one is
+# made for this run unless given.
+export PLEXUS_CLUSTER_SECRET=${PLEXUS_CLUSTER_SECRET:-$(head -c 24 /dev/urandom | base64)}
+
 seeds=()
 for i in 1 2 3; do seeds+=(--peer "tcp://127.0.0.1:$((base + i))"); done
 

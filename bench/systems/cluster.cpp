@@ -4,6 +4,7 @@
 #include <signal.h>
 
 #include <charconv>
+#include <cstdlib>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -34,6 +35,8 @@ std::filesystem::path broker_binary() {
 }
 
 std::vector<std::string> broker_argv(const std::string& id, const std::vector<std::string>& peers) {
+  // Every broker of the bench's clusters admits the others: they inherit it.
+  ::setenv("PLEXUS_CLUSTER_SECRET", "plexus-bench cluster secret", 1);
   std::vector<std::string> argv{broker_binary().string(), "--id", id,
                                 "--listen", "tcp://127.0.0.1:*",
                                 "--log-level", "warn",

@@ -65,6 +65,7 @@ private:
     o.core.group_queue_msgs = std::size_t{1} << 24;
     o.core.group_queue_bytes = std::size_t{4} << 30;
     o.core.dedup_entries = 0; // no msg ids in this traffic
+    o.core.cluster_secret = "plexus-bench in-process cluster secret";
     o.quiet = true;
     return o;
   }

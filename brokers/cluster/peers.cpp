@@ -15,6 +15,9 @@
 // a PEER_HELLO with a new incarnation (it restarted): either way what the
 // peer held is routed again. Simple states beat clever partial ones here.
 #include <algorithm>
+#include <cstring>
+
+#include <sodium.h>
 
 #include "../core/state.hpp"
 
@@ -51,12 +54,38 @@ void core::state::dial(connection& c) {
   say_peer_hello(c);
 }
 
+std::string peer_hello_proof(std::string_view secret, std::string_view id,
+                             std::uint64_t incarnation_no, std::uint32_t hello_no) {
+  // A proof made for one hello (sender, incarnation, number) says nothing
+  // about another. Numbers little-endian, as this code's hosts are.
+  unsigned char mac[crypto_auth_hmacsha256_BYTES];
+  crypto_auth_hmacsha256_state st;
+  crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>(secret.data()),
+                              secret.size());
+  auto add = [&](const void* p, std::size_t n) {
+    crypto_auth_hmacsha256_update(&st, static_cast<const unsigned char*>(p), n);
+  };
+  static constexpr char context[] = "plexus PEER_HELLO v1";
+  add(context, sizeof context);
+  std::uint64_t len = id.size();
+  add(&len, sizeof len);
+  add(id.data(), id.size());
+  add(&incarnation_no, sizeof incarnation_no);
+  add(&hello_no, sizeof hello_no);
+  crypto_auth_hmacsha256_final(&st, mac);
+  return {reinterpret_cast<const char*>(mac), sizeof mac};
+}
+
 void core::state::say_peer_hello(connection& c) {
   output o;
   o.kind = wire::op::peer_hello;
   o.seq = incarnation;
   o.delivery = c.hello_no = ++hellos;
-  o.aux = welcome;
+  auto hi = std::make_shared<hello_info>();
+  hi->welcome = welcome;
+  if (!cfg.cluster_secret.empty())
+    hi->auth = peer_hello_proof(cfg.cluster_secret, cfg.id, incarnation, o.delivery);
+  o.aux = std::move(hi);
   enqueue(c, std::move(o), false);
   send_interest(c); // the peer reads it after our hello, on the same link
 }
@@ -102,6 +131,28 @@ void core::state::on_peer_hello(connection& c, const wire::header& h) {
     ++c.bad_frames;
     ++stats.bad_frames;
     send_err(c, status::protocol_violation, "a client connection cannot become a peer link", &h);
+    return;
+  }
+  // Only a broker that proves the cluster secret becomes a peer: anything
+  // else could announce interest and answer forwards with "ok" for
+  // messages nobody received. (Issue #18 adds CURVE on top.)
+  auto proof = cfg.cluster_secret.empty()
+                 ? std::string{}
+                 : peer_hello_proof(cfg.cluster_secret, h.node, h.seq, h.delivery);
+  if (proof.empty() || h.auth.size() != proof.size()
+      || sodium_memcmp(h.auth.data(), proof.data(), proof.size()) != 0) {
+    ++c.bad_frames;
+    ++stats.bad_frames;
+    ++stats.peers_refused;
+    send_err(c, status::not_authorized,
+             cfg.cluster_secret.empty()
+               ? "this broker admits no peers (it has no cluster secret)"
+               : "PEER_HELLO refused: no valid proof of the cluster secret",
+             &h);
+    // A connection that dialed us stays what it was, a client without
+    // HELLO (more of this counts against its error budget); a link we
+    // dialed reached something that is not our peer: dial again later.
+    if (c.role != conn_role::client) request_close(c, "peer not authorized");
     return;
   }
   if (h.node == cfg.id) { // a seed that names this broker
@@ -404,14 +455,17 @@ void core::state::on_fwd(connection& c, const wire::entry& e) {
   ++p.fwd_in;
   ++stats.forwards_in;
   ++c.msgs_in;
-  auto m = message::copy_of(h, e.payload);
+  auto m = message::copy_of(h, e.payload, h.publisher);
   m->from = &p;
   m->relay = (h.flags & wire::flag_confirm) != 0;
   m->relay_seq = h.seq;
   // Its id guards against the publisher re-sending it here after a
   // failover; a FWD itself is never dropped as a duplicate (a message its
   // origin routes again after a loss must arrive).
-  if (!m->msg_id.empty() && !dedup.find(m->msg_id)) dedup.insert(m->msg_id, now, m);
+  if (!m->msg_id.empty()) {
+    auto key = dedup_key(m->publisher, m->msg_id, key_scratch);
+    if (!dedup.find(key)) stats.dedup_evictions += dedup.insert(key, now, m);
+  }
   if (expired(*m)) {
     ++stats.expired;
     m->outcome = status::expired;

@@ -2,6 +2,7 @@
 // Connections, subscriptions, heartbeats, timers and the output queues.
 #include <algorithm>
 #include <cassert>
+#include <cstdio>
 
 #include "state.hpp"
 
@@ -22,6 +23,8 @@ const char* to_string(status s) noexcept {
     case status::duplicate_sid: return "duplicate subscription id";
     case status::peer_lost: return "peer lost";
     case status::returned: return "returned";
+    case status::slow_consumer: return "slow consumer";
+    case status::not_authorized: return "not authorized";
   }
   return "unknown status";
 }
@@ -32,7 +35,7 @@ std::size_t cost(const output& o) { return o.payload().size() + frame_overhead; 
 } // namespace
 
 core::state::state(config c, const core& self)
-  : owner(&self), cfg(std::move(c)), dedup(cfg.dedup_window, cfg.dedup_entries) {
+  : owner(&self), cfg(std::move(c)), dedup(cfg.dedup_window, cfg.dedup_entries, cfg.dedup_bytes) {
   // A restart must look different to peers (they drop what it held).
   incarnation = static_cast<std::uint64_t>(
     std::chrono::system_clock::now().time_since_epoch().count()) | 1;
@@ -70,20 +73,29 @@ wire::header output::header() const {
       h.text = t.text;
       h.msg_id = t.msg_id;
       h.reply_to = t.reply_to;
+      h.count = t.count;
       break;
     }
     case wire::op::welcome:
     case wire::op::peer_hello: {
-      const auto& w = *static_cast<const welcome_info*>(aux.get());
-      h.node = w.node;
-      h.heartbeat_ms = w.heartbeat_ms;
-      h.max_payload = w.max_payload;
-      h.brokers = w.brokers;
+      const welcome_info* w = nullptr;
+      if (kind == wire::op::welcome) {
+        w = static_cast<const welcome_info*>(aux.get());
+      } else {
+        const auto& hi = *static_cast<const hello_info*>(aux.get());
+        w = hi.welcome.get();
+        h.auth = hi.auth;
+      }
+      h.node = w->node;
+      h.heartbeat_ms = w->heartbeat_ms;
+      h.max_payload = w->max_payload;
+      h.brokers = w->brokers;
       break;
     }
     case wire::op::fwd: {
       const auto& f = *static_cast<const forward_info*>(aux.get());
       carry_message(*msg, h);
+      h.publisher = msg->publisher;
       h.node = f.origin;
       h.queue = f.queue;
       h.flags = seq != 0 ? wire::flag_confirm : 0; // a relay is wanted
@@ -192,8 +204,7 @@ void core::disconnected(conn_id id, time_point now) {
   auto& s = *s_;
   s.now = now;
   if (auto* c = s.find(id)) {
-    c->out.items.clear(); // nobody to say BYE to
-    c->out.head = 0;
+    c->out.clear(); // nobody to say BYE to
     s.close(*c, {});
   }
   s.finish_closes();
@@ -265,14 +276,21 @@ void core::consume(conn_id id, std::size_t n) {
   n = std::min(n, q.size());
   for (std::size_t i = 0; i < n; ++i) {
     auto& o = q.items[q.head + i];
-    q.bytes -= cost(o);
+    auto bytes = cost(o);
+    q.bytes -= bytes;
+    if (wire::carries_payload(o.kind)) {
+      --q.data_msgs;
+      q.data_bytes -= bytes;
+    } else {
+      --q.control_msgs;
+      q.control_bytes -= bytes;
+    }
     if (o.kind == wire::op::msg) ++c->msgs_out;
     o = output{}; // release the message now, not at compaction
   }
   q.head += n;
   if (q.empty()) {
-    q.items.clear();
-    q.head = 0;
+    q.clear();
     if (c->closing) {
       s_->forget(*c);
       return;
@@ -297,21 +315,40 @@ std::vector<conn_id> core::take_closed() {
   return r;
 }
 
+std::vector<conn_id> core::take_gone() {
+  auto r = std::move(s_->gone);
+  s_->gone.clear();
+  return r;
+}
+
 bool core::state::enqueue(connection& c, output o, bool droppable) {
   if (c.closing || c.doomed) return false;
   auto& q = c.out;
   auto bytes = cost(o);
-  if (q.size() >= cfg.max_pending_msgs || q.bytes + bytes > cfg.max_pending_bytes) {
-    if (droppable && cfg.slow_consumer == slow_consumer_policy::drop) {
+  // Messages and control frames (PONG, CONFIRM, ERR, ...) have a budget
+  // each: a queue full of messages still lets control through, so a slow
+  // consumer under `drop` keeps its session and hears what it missed.
+  bool data = wire::carries_payload(o.kind);
+  auto& msgs = data ? q.data_msgs : q.control_msgs;
+  auto& held = data ? q.data_bytes : q.control_bytes;
+  if (msgs >= cfg.max_pending_msgs || held + bytes > cfg.max_pending_bytes) {
+    if (data && droppable && cfg.slow_consumer == slow_consumer_policy::drop) {
       ++stats.slow_consumer_drops;
+      ++c.drops;
+      ++c.unreported_drops;
+      if (c.role == conn_role::client && now - c.last_drop_notice >= cfg.heartbeat)
+        report_drops(c);
       return false;
     }
     ++stats.slow_consumer_disconnects;
-    request_close(c, "slow consumer");
+    request_close(c, data ? "slow consumer: its queue is full"
+                          : "slow consumer: it does not read its control frames");
     return false;
   }
   o.to = c.id;
   q.items.push_back(std::move(o));
+  ++msgs;
+  held += bytes;
   q.bytes += bytes;
   c.last_sent = now;
   if (!c.ready) {
@@ -388,10 +425,7 @@ void core::state::close(connection& c, std::string_view reason) {
   unlink(c);
   c.closing = true;
   // Whatever was queued for it is dropped; only the BYE goes out.
-  for (auto i = c.out.head; i < c.out.items.size(); ++i) c.out.items[i] = output{};
-  c.out.items.clear();
-  c.out.head = 0;
-  c.out.bytes = 0;
+  c.out.clear();
   ++stats.connections_closed;
   closed.push_back(c.id);
   if (reason.empty() || !c.hello) {
@@ -405,6 +439,7 @@ void core::state::close(connection& c, std::string_view reason) {
   o.kind = wire::op::bye;
   o.aux = std::move(t);
   c.out.items.push_back(std::move(o));
+  ++c.out.control_msgs;
   if (!c.ready) {
     c.ready = true;
     ready.push_back(c.id);
@@ -414,6 +449,7 @@ void core::state::close(connection& c, std::string_view reason) {
 void core::state::forget(connection& c) {
   assert(c.subs.empty());
   if (last_found == &c) last_found = nullptr;
+  gone.push_back(c.id);
   conns.erase(c.id); // `c` is gone after this line
 }
 
@@ -425,6 +461,19 @@ void core::state::on_hello(connection& c, const wire::header& h) {
   }
   c.hello = true;
   c.node = std::string{h.node};
+  // The scope of its msg ids: a client that names a lineage (a random
+  // number it keeps across reconnects) is one publisher wherever it
+  // connects, so a re-send after a failover is recognised; one that does
+  // not is one publisher per connection. Never two clients in one scope
+  // by accident: ids numbered alike by two publishers are two messages.
+  // (The prefixes keep the two forms apart: a node is one token, no space.)
+  if (h.seq != 0) {
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h.seq));
+    c.scope = "L " + c.node + " " + hex;
+  } else {
+    c.scope = "C " + cfg.id + " " + std::to_string(c.id);
+  }
   output o;
   o.kind = wire::op::welcome;
   o.aux = welcome;
@@ -554,19 +603,43 @@ void core::state::heartbeats() {
     if (now - c->last_heard >= dead_after) {
       ++stats.heartbeat_timeouts;
       dead.push_back(c.get());
-    } else if (c->hello && c->out.empty() &&
-               (now - c->last_sent >= cfg.heartbeat ||
-                (cfg.holder_probe.count() > 0 && now - c->last_sent >= cfg.holder_probe &&
-                 holds_unacked(*c)))) {
+      continue;
+    }
+    if (!c->hello) continue;
+    // A PING asks for an answer: to a connection not heard from for a
+    // heartbeat, however much goes to it (a client that only receives
+    // stays alive by answering), and as a probe to a holder of unacked
+    // deliveries that nothing else goes to.
+    bool silent = now - c->last_heard >= cfg.heartbeat && now - c->last_ping >= cfg.heartbeat;
+    bool idle = c->out.empty() && now - c->last_sent >= cfg.heartbeat;
+    bool probe = c->out.empty() && cfg.holder_probe.count() > 0
+                 && now - c->last_sent >= cfg.holder_probe && holds_unacked(*c);
+    if (silent || idle || probe) {
       output o;
       o.kind = wire::op::ping;
-      enqueue(*c, std::move(o), false);
+      if (enqueue(*c, std::move(o), false)) c->last_ping = now;
     }
+    if (c->unreported_drops > 0 && now - c->last_drop_notice >= cfg.heartbeat) report_drops(*c);
   }
   for (auto* c : dead) {
     if (c->closing) forget(*c);
-    else close(*c, {});
+    else close(*c, "heartbeat timeout: nothing heard for " + std::to_string(dead_after.count()) + " ms");
   }
+}
+
+void core::state::report_drops(connection& c) {
+  // One ERR 112 for every drop since the last, at most one a heartbeat:
+  // the consumer learns that it missed messages and how many.
+  auto t = std::make_shared<control_text>();
+  t->count = static_cast<std::uint32_t>(std::min<std::uint64_t>(c.unreported_drops, 0xffffffffu));
+  t->text = "slow consumer: " + std::to_string(c.unreported_drops)
+            + " message(s) dropped, your queue was full";
+  output o;
+  o.kind = wire::op::err;
+  o.code = static_cast<std::uint32_t>(status::slow_consumer);
+  o.aux = std::move(t);
+  c.last_drop_notice = now;
+  if (enqueue(c, std::move(o), false)) c.unreported_drops = 0;
 }
 
 bool core::state::holds_unacked(const connection& c) {
@@ -582,6 +655,7 @@ gauges core::current() const {
   g.connections = s.conns.size();
   g.groups = s.groups.size();
   g.dedup_entries = s.dedup.size();
+  g.dedup_bytes = s.dedup.bytes();
   for (auto& [id, p] : s.peers) {
     if (!p->links.empty()) ++g.peers;
     g.peer_routes += p->interests.size() + p->groups.size();
@@ -609,6 +683,7 @@ std::vector<connection_stats> core::connections() const {
     cs.subscriptions = c->subs.size();
     cs.pending_msgs = c->out.size();
     cs.pending_bytes = c->out.bytes;
+    cs.drops = c->drops;
     for (auto& [sid, sub] : c->subs) cs.unacked += sub->unacked.size();
     cs.ack_latency = c->ack_latency.get();
     out.push_back(std::move(cs));

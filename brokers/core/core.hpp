@@ -44,6 +44,8 @@ enum class status : std::uint32_t {
   duplicate_sid = 109,
   peer_lost = 110,         // CONFIRM: a peer broker holding deliveries died
   returned = 111,          // CONFIRM_RELAY only: the peer has no member left
+  slow_consumer = 112,     // ERR: messages to this connection were dropped (count says how many)
+  not_authorized = 113,    // ERR: a PEER_HELLO without a valid proof of the cluster secret
 };
 [[nodiscard]] const char* to_string(status s) noexcept;
 
@@ -64,7 +66,9 @@ struct config {
   milliseconds holder_probe{100};
   std::size_t max_subscriptions = 1024;          // per connection
   /// Per-connection outbound queue. NATS's per-client pending default is
-  /// 64 MiB; past it a slow consumer is handled by `slow_consumer`.
+  /// 64 MiB; past it a slow consumer is handled by `slow_consumer`. Control
+  /// frames (PONG, CONFIRM, ERR, ...) have a budget of the same size of
+  /// their own, so a full queue of messages never blocks them.
   std::size_t max_pending_msgs = 65536;
   std::size_t max_pending_bytes = 64u << 20;
   slow_consumer_policy slow_consumer = slow_consumer_policy::drop;
@@ -75,9 +79,18 @@ struct config {
   /// 30 s; its MaxDeliver is unlimited, plexus dead-letters after 5.
   milliseconds ack_wait{30000};
   std::uint32_t max_deliver = 5;
-  /// Dedup window by msg id (JetStream: 2 minutes).
+  /// Dedup window by msg id, scoped to the publisher (JetStream: 2
+  /// minutes). It keeps ids and outcomes, never payloads: at most
+  /// `dedup_entries` ids and `dedup_bytes` of ids and bookkeeping
+  /// (about 128 bytes an entry besides its id and publisher).
   milliseconds dedup_window{120000};
   std::size_t dedup_entries = 262144;
+  std::size_t dedup_bytes = 64u << 20;
+  /// Peer brokers are admitted only with a PEER_HELLO that proves this
+  /// secret (HMAC-SHA256 of the hello under it; the secret itself never
+  /// travels). Empty: no peer is admitted, every PEER_HELLO is refused.
+  /// Every broker of a cluster has the same one.
+  std::string cluster_secret;
   /// Bad frames a connection may send before it is dropped.
   std::size_t error_budget = 100;
   milliseconds stats_interval{1000};
@@ -118,6 +131,7 @@ struct counters {
   std::uint64_t no_responders = 0;
   std::uint64_t no_interest = 0;
   std::uint64_t duplicates = 0;
+  std::uint64_t dedup_evictions = 0; // ids forgotten before their window ended (a bound was hit)
   std::uint64_t acks = 0, nacks = 0;
   std::uint64_t late_acks = 0; // for a delivery already redelivered or acked
   std::uint64_t redeliveries = 0;
@@ -135,6 +149,7 @@ struct counters {
   std::uint64_t rerouted = 0;      // forwards routed again: the peer was lost or returned them
   std::uint64_t peer_links_lost = 0;
   std::uint64_t self_links = 0;    // a seed that was this broker
+  std::uint64_t peers_refused = 0; // PEER_HELLOs without a valid proof of the cluster secret
 };
 
 struct gauges {
@@ -146,6 +161,7 @@ struct gauges {
   std::size_t group_queued = 0;   // waiting for credit
   std::size_t unacked = 0;
   std::size_t dedup_entries = 0;
+  std::size_t dedup_bytes = 0;
   std::size_t peers = 0;           // peer brokers with a live link
   std::size_t peer_routes = 0;     // their interests and group shares
   std::size_t forwards_unsettled = 0;
@@ -162,6 +178,7 @@ struct connection_stats {
   std::string node;
   std::uint64_t msgs_in = 0, msgs_out = 0, bad_frames = 0;
   std::size_t subscriptions = 0, pending_msgs = 0, pending_bytes = 0, unacked = 0;
+  std::uint64_t drops = 0; // messages dropped because its queue was full
   /// Delivery -> ACK of its deliveries; null until it ACKs one. Valid
   /// until the core is next given an input.
   const observe::latency_histogram* ack_latency = nullptr;
@@ -212,6 +229,10 @@ public:
 
   /// Connections the core closed since the last call (BYE already queued).
   [[nodiscard]] std::vector<conn_id> take_closed();
+  /// Connections the core has forgotten since the last call: closed, and
+  /// their BYE sent (or given up on). The shell may forget their address
+  /// now, not before: the BYE still needs it.
+  [[nodiscard]] std::vector<conn_id> take_gone();
 
   [[nodiscard]] const counters& stats() const noexcept;
   /// Delivery -> ACK, every at-least-once delivery ACKed here.
@@ -229,6 +250,12 @@ private:
   struct state;
   std::unique_ptr<state> s_;
 };
+
+/// The `auth` of a PEER_HELLO: HMAC-SHA256 under the cluster secret over a
+/// context string, the sender's id, incarnation and hello number (the
+/// secret itself never travels). See brokers/PROTOCOL.md, "Cluster".
+[[nodiscard]] std::string peer_hello_proof(std::string_view secret, std::string_view id,
+                                           std::uint64_t incarnation, std::uint32_t hello_no);
 
 /// Counters, gauges and the first connections as one JSON object: what the
 /// core publishes on $SYS.broker.<id>.stats every stats_interval.

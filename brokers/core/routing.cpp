@@ -34,6 +34,7 @@ struct with_tail {
 } // namespace
 
 std::shared_ptr<message> message::copy_of(const wire::header& h, std::string_view payload,
+                                          std::string_view publisher,
                                           std::string_view extra_headers,
                                           std::uint32_t extra_count) {
   // Its strings are kept as its MSGs say them, encoded once for all its
@@ -44,7 +45,7 @@ std::shared_ptr<message> message::copy_of(const wire::header& h, std::string_vie
                           h.deadline_ns};
   char* tail = nullptr;
   auto m = std::allocate_shared<message>(
-    with_tail<message>{wire::encoded_size(fields) + payload.size(), &tail});
+    with_tail<message>{wire::encoded_size(fields) + payload.size() + publisher.size(), &tail});
   m->encoded = wire::encode_msg_fields(fields, tail);
   m->topic = fields.topic;
   m->msg_id = fields.msg_id;
@@ -55,6 +56,9 @@ std::shared_ptr<message> message::copy_of(const wire::header& h, std::string_vie
   tail += m->encoded.bytes.size();
   if (!payload.empty()) std::memcpy(tail, payload.data(), payload.size());
   m->payload = {tail, payload.size()};
+  tail += payload.size();
+  if (!publisher.empty()) std::memcpy(tail, publisher.data(), publisher.size());
+  m->publisher = {tail, publisher.size()};
   return m;
 }
 
@@ -87,7 +91,7 @@ void core::state::on_pub(connection& c, const wire::entry& e) {
     return;
   }
   if (!h.msg_id.empty()) {
-    if (auto* d = dedup.find(h.msg_id)) {
+    if (auto* d = dedup.find(dedup_key(c.scope, h.msg_id, key_scratch))) {
       ++stats.duplicates;
       auto original = d->msg.lock();
       if (original && !d->settled) {
@@ -103,10 +107,11 @@ void core::state::on_pub(connection& c, const wire::entry& e) {
       return;
     }
   }
-  auto m = message::copy_of(h, e.payload);
+  auto m = message::copy_of(h, e.payload, c.scope);
   m->confirm = wants_confirm;
   m->confirm_to = c.id;
-  if (!m->msg_id.empty()) dedup.insert(m->msg_id, now, m);
+  if (!m->msg_id.empty())
+    stats.dedup_evictions += dedup.insert(dedup_key(c.scope, m->msg_id, key_scratch), now, m);
   ++stats.msgs_in;
   stats.bytes_in += e.payload.size();
   auto routes = route_message(m);
@@ -142,11 +147,18 @@ std::size_t core::state::route_message(const message_ptr& m) {
 }
 
 bool core::state::deliver(subscription& s, const message_ptr& m, std::uint32_t delivery) {
+  // A plain subscriber the message does not reach makes its confirm say
+  // why: code 0 promises that every subscriber it matched has it. (A
+  // group's message that a member cannot take goes to another, or waits.)
+  auto missed = [&](status why) {
+    if (!s.grp) note_outcome(*m, why);
+    return false;
+  };
   auto* c = s.owner;
-  if (c->closing || c->doomed) return false;
+  if (c->closing || c->doomed) return missed(status::overloaded);
   if (expired(*m)) {
     ++stats.expired;
-    return false;
+    return missed(status::expired);
   }
   output o;
   o.kind = wire::op::msg;
@@ -156,10 +168,11 @@ bool core::state::deliver(subscription& s, const message_ptr& m, std::uint32_t d
   if (acked) o.seq = c->next_seq++;
   o.msg = m;
   auto seq = o.seq;
-  // Only fan-out to plain at-most-once subscribers may be dropped for a
-  // slow consumer: the rest is bounded by credit or must not be lost.
-  bool droppable = !acked && !s.grp;
-  if (!enqueue(*c, std::move(o), droppable)) return false;
+  // A plain subscriber's message may be dropped for a slow consumer (its
+  // confirm then says 103); a group's is bounded by credit, and a member
+  // that asks for more than its queue holds is disconnected.
+  bool droppable = !s.grp;
+  if (!enqueue(*c, std::move(o), droppable)) return missed(status::overloaded);
   ++s.delivered;
   ++stats.msgs_out;
   stats.bytes_out += m->payload.size();
@@ -258,17 +271,21 @@ void core::state::drain_group(group& g) {
   }
 }
 
-void core::state::settle(message& m, status outcome) {
+void core::state::note_outcome(message& m, status outcome) {
   // The first failure wins over "ok"; no_interest only when nothing else.
   if (outcome != status::ok && (m.outcome == status::ok || m.outcome == status::no_interest))
     m.outcome = outcome;
+}
+
+void core::state::settle(message& m, status outcome) {
+  note_outcome(m, outcome);
   if (m.unsettled == 0 || --m.unsettled > 0) return;
   if (!m.msg_id.empty()) {
-    if (auto* d = dedup.find(m.msg_id); d && d->msg.lock().get() == &m) {
-      d->settled = true;
-      d->outcome = m.outcome;
-      d->undelivered = m.outcome == status::no_interest || m.outcome == status::overloaded
-                       || m.outcome == status::expired || m.outcome == status::peer_lost;
+    if (auto* d = dedup.find(dedup_key(m.publisher, m.msg_id, key_scratch));
+        d && d->msg.lock().get() == &m) {
+      dedup_window::settle(*d, m.outcome,
+                           m.outcome == status::no_interest || m.outcome == status::overloaded
+                             || m.outcome == status::expired || m.outcome == status::peer_lost);
     }
   }
   if (m.confirm) send_confirm(m.shared_from_this());
@@ -291,7 +308,7 @@ void core::state::publish_internal(std::string_view topic, std::string_view payl
   wire::header h;
   h.kind = wire::op::pub;
   h.topic = topic;
-  route_message(message::copy_of(h, payload, headers, header_count));
+  route_message(message::copy_of(h, payload, {}, headers, header_count));
 }
 
 } // namespace plexus::broker

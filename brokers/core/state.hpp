@@ -28,6 +28,9 @@ struct peer;
 
 struct message : std::enable_shared_from_this<message> {
   std::string_view topic, msg_id, reply_to, traceparent, payload;
+  // Whose msg id this is (see dedup_key): the publishing connection's
+  // scope, or the one a FWD carries. Travels in FWD, never in MSG.
+  std::string_view publisher;
   wire::string_map_view headers;
   std::uint64_t deadline_ns = 0;
   // The fields above as every MSG of it says them: each delivery's header
@@ -46,6 +49,7 @@ struct message : std::enable_shared_from_this<message> {
   bool relay = false;
 
   static std::shared_ptr<message> copy_of(const wire::header& h, std::string_view payload,
+                                          std::string_view publisher = {},
                                           std::string_view extra_headers = {},
                                           std::uint32_t extra_count = 0);
 };
@@ -54,6 +58,7 @@ using message_ptr = std::shared_ptr<message>;
 /// What an ERR or BYE says (the aux of its output).
 struct control_text {
   std::string text, msg_id, reply_to;
+  std::uint32_t count = 0; // ERR 112: how many messages were dropped
 };
 
 /// What an INTEREST+ or INTEREST- says (its aux).
@@ -70,6 +75,13 @@ struct welcome_info {
   std::uint64_t max_payload = 0;
   std::string brokers_raw;
   wire::string_list_view brokers;
+};
+
+/// What a PEER_HELLO says (its aux): the broker's details and the proof
+/// that it knows the cluster secret, made for this hello's number.
+struct hello_info {
+  std::shared_ptr<const welcome_info> welcome;
+  std::string auth;
 };
 
 struct group;
@@ -157,8 +169,14 @@ struct out_queue {
   std::vector<output> items;
   std::size_t head = 0;
   std::size_t bytes = 0;
+  // Messages (MSG, FWD) and control frames, each against its own budget.
+  std::size_t data_msgs = 0, data_bytes = 0, control_msgs = 0, control_bytes = 0;
   [[nodiscard]] std::size_t size() const noexcept { return items.size() - head; }
   [[nodiscard]] bool empty() const noexcept { return size() == 0; }
+  void clear() noexcept {
+    items.clear(); // releases the messages now
+    head = bytes = data_msgs = data_bytes = control_msgs = control_bytes = 0;
+  }
 };
 
 /// A forward awaiting the peer's CONFIRM_RELAY.
@@ -205,7 +223,13 @@ struct connection {
   bool doomed = false;  // to be closed once the current input is handled
   std::string close_reason;
   std::string node;
-  time_point last_heard{}, last_sent{};
+  // Dedup scope of what it publishes (see on_hello): its node and lineage,
+  // or, with no lineage, this very connection.
+  std::string scope;
+  time_point last_heard{}, last_sent{}, last_ping{};
+  // Slow consumer drops: in all, and not yet told to the client (ERR 112).
+  std::uint64_t drops = 0, unreported_drops = 0;
+  time_point last_drop_notice{};
   std::unordered_map<std::uint32_t, std::unique_ptr<subscription>> subs;
   std::uint64_t next_seq = 1;
   out_queue out;
@@ -252,9 +276,11 @@ struct core::state {
   std::uint32_t hellos = 0;         // PEER_HELLOs said: their numbers
   std::vector<connection*> dialing; // links we dialed, not yet answered
   dedup_window dedup;
+  std::string key_scratch; // dedup keys are built here
   std::multimap<time_point, delayed> delayed_nacks;
   std::vector<conn_id> ready;
   std::vector<conn_id> closed;
+  std::vector<conn_id> gone; // forgotten (see take_gone)
   std::vector<conn_id> doomed; // see request_close
   std::vector<route*> scratch; // reused by match
   time_point next_stats{};
@@ -284,6 +310,7 @@ struct core::state {
   group& group_of(std::string_view pattern, std::string_view queue);
   void heartbeats();
   [[nodiscard]] static bool holds_unacked(const connection& c);
+  void report_drops(connection& c);
   void publish_stats();
 
   // routing.cpp
@@ -296,6 +323,7 @@ struct core::state {
   void drain_group(group& g);
   bool deliver(subscription& s, const message_ptr& m, std::uint32_t delivery);
   void settle(message& m, status outcome);
+  void note_outcome(message& m, status outcome); // settle() without letting go
   void send_confirm(const message_ptr& m);
   void publish_internal(std::string_view topic, std::string_view payload,
                         std::string_view headers = {}, std::uint32_t header_count = 0);

@@ -72,6 +72,7 @@ std::string stats_json(const core& b, time_point now) {
     o.num("no_responders", c.no_responders);
     o.num("no_interest", c.no_interest);
     o.num("duplicates", c.duplicates);
+    o.num("dedup_evictions", c.dedup_evictions);
     o.num("acks", c.acks);
     o.num("late_acks", c.late_acks);
     o.num("nacks", c.nacks);
@@ -90,6 +91,7 @@ std::string stats_json(const core& b, time_point now) {
     o.num("rerouted", c.rerouted);
     o.num("peer_links_lost", c.peer_links_lost);
     o.num("self_links", c.self_links);
+    o.num("peers_refused", c.peers_refused);
   }
   auto g = b.current();
   root.key("gauges");
@@ -103,6 +105,7 @@ std::string stats_json(const core& b, time_point now) {
     o.num("group_queued", g.group_queued);
     o.num("unacked", g.unacked);
     o.num("dedup_entries", g.dedup_entries);
+    o.num("dedup_bytes", g.dedup_bytes);
     o.num("peers", g.peers);
     o.num("peer_routes", g.peer_routes);
     o.num("forwards_unsettled", g.forwards_unsettled);

@@ -29,6 +29,7 @@ std::string prometheus_metrics(const core& b) {
     {"plexus_broker_expired_total", "Messages dropped past their deadline.", c.expired},
     {"plexus_broker_no_responders_total", "Requests that matched no subscriber.", c.no_responders},
     {"plexus_broker_duplicates_total", "Publishes dropped as duplicates by msg id.", c.duplicates},
+    {"plexus_broker_dedup_evictions_total", "Msg ids forgotten before the dedup window ended (a bound was hit).", c.dedup_evictions},
     {"plexus_broker_acks_total", "Deliveries acknowledged.", c.acks},
     {"plexus_broker_nacks_total", "Deliveries refused by their consumer.", c.nacks},
     {"plexus_broker_redeliveries_total", "Deliveries made again.", c.redeliveries},
@@ -39,6 +40,7 @@ std::string prometheus_metrics(const core& b) {
     {"plexus_broker_forwards_in_total", "Messages forwarded here by peers.", c.forwards_in},
     {"plexus_broker_rerouted_total", "Forwards routed again after a peer was lost or returned them.", c.rerouted},
     {"plexus_broker_peer_links_lost_total", "Links to peer brokers lost.", c.peer_links_lost},
+    {"plexus_broker_peers_refused_total", "PEER_HELLOs refused: no valid proof of the cluster secret.", c.peers_refused},
     {"plexus_broker_heartbeat_timeouts_total", "Connections dropped for silence.", c.heartbeat_timeouts},
   };
   for (auto& k : counters) {
@@ -53,6 +55,8 @@ std::string prometheus_metrics(const core& b) {
     {"plexus_broker_pending_messages", "Messages queued for connections.", g.pending_msgs},
     {"plexus_broker_group_queued_messages", "Messages waiting in queue groups for credit.", g.group_queued},
     {"plexus_broker_unacked_messages", "Deliveries awaiting an ACK.", g.unacked},
+    {"plexus_broker_dedup_entries", "Msg ids in the dedup window.", g.dedup_entries},
+    {"plexus_broker_dedup_bytes", "Bytes the dedup window holds (ids and bookkeeping, no payloads).", g.dedup_bytes},
     {"plexus_broker_peers", "Peer brokers with a live link.", g.peers},
     {"plexus_broker_forwards_unsettled", "Forwards awaiting the peer's outcome.", g.forwards_unsettled},
   };

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "options.hpp"
 
+#include <cctype>
 #include <charconv>
+#include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <sstream>
@@ -34,6 +37,26 @@ std::string joined(const std::vector<std::string>& v) {
 void check_endpoint(const std::string& flag, const std::string& v) {
   if (v.find("://") == std::string::npos)
     throw config_error(flag + ": expected an endpoint like tcp://127.0.0.1:7400, got '" + v + "'");
+}
+
+// The cluster secret: at least 16 bytes, trailing white space (a file's
+// newline) not part of it.
+constexpr std::size_t min_secret_bytes = 16;
+
+std::string checked_secret(std::string secret, const std::string& from) {
+  while (!secret.empty() && std::isspace(static_cast<unsigned char>(secret.back()))) secret.pop_back();
+  if (secret.size() < min_secret_bytes)
+    throw config_error(from + ": the cluster secret must be at least "
+                       + std::to_string(min_secret_bytes) + " bytes, got "
+                       + std::to_string(secret.size()));
+  return secret;
+}
+
+std::string read_secret_file(const std::string& path) {
+  std::ifstream in{path, std::ios::binary};
+  if (!in) throw config_error("--cluster-secret-file: cannot read '" + path + "'");
+  std::string s{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+  return checked_secret(std::move(s), "--cluster-secret-file " + path);
 }
 
 std::string toml_key(std::string flag) {
@@ -117,6 +140,11 @@ std::vector<setting> settings() {
                    c.server.peers.push_back(v);
                  },
                  true, [](cl& c) { c.server.peers.clear(); }});
+  all.push_back({"cluster-secret-file", "file holding the cluster secret (at least 16 bytes; "
+                 "every broker of the cluster the same): only brokers that prove it become peers. "
+                 "Also from the environment as PLEXUS_CLUSTER_SECRET. Without one no peer is admitted",
+                 [](const cl& c) { return c.server.core.cluster_secret.empty() ? "none" : "set"; },
+                 [](cl& c, const std::string& v) { c.server.core.cluster_secret = read_secret_file(v); }});
   all.push_back({"log-level", "trace, debug, info, warn, error or off",
                  [](const cl& c) { return c.log_level; },
                  [](cl& c, const std::string& v) {
@@ -163,6 +191,8 @@ std::vector<setting> settings() {
     [](cl& c) -> milliseconds& { return c.server.core.dedup_window; }));
   all.push_back(number<std::size_t>("dedup-entries", "msg ids remembered at most", 0, 1u << 26,
     [](cl& c) -> std::size_t& { return c.server.core.dedup_entries; }));
+  all.push_back(number<std::size_t>("dedup-bytes", "bytes the dedup window holds at most: ids, publishers and ~128 B of bookkeeping each, never payloads", 0, big,
+    [](cl& c) -> std::size_t& { return c.server.core.dedup_bytes; }));
   all.push_back(number<std::size_t>("error-budget", "bad frames before a connection is dropped", 0, big,
     [](cl& c) -> std::size_t& { return c.server.core.error_budget; }));
   all.push_back(millis<std::int64_t, std::milli>("stats-interval-ms", "period of $SYS.broker.<id>.stats", 100, 3'600'000,
@@ -220,7 +250,13 @@ command_line parse_command_line(int argc, const char* const* argv) {
   CLI::App app{"plexus-broker: the plexus message broker (topics, queue groups with credit, "
                "acks and redelivery, dead letters, request/reply).\n"
                "Settings come from --config FILE (TOML, keys as the flags with '_' for '-') "
-               "and from flags, which win."};
+               "and from flags, which win.\n"
+               "Memory is bounded per message kept: per connection, max-pending-msgs and "
+               "max-pending-bytes of messages plus as much again of control frames (confirms, "
+               "errors, pongs); per queue group, group-queue-msgs and group-queue-bytes while no "
+               "member has credit; the dedup window, dedup-entries and dedup-bytes of ids (never "
+               "payloads). A message is stored once however many subscribers it has; an unacked "
+               "delivery is kept until its ACK, at most ack-wait-ms before it is redelivered."};
   app.set_help_flag("-h,--help", "print this help and exit");
   std::string config_path;
   app.add_option("--config", config_path, "TOML file with any of the settings below");
@@ -258,6 +294,13 @@ command_line parse_command_line(int argc, const char* const* argv) {
     if (s.clear) s.clear(result); // flags replace the file's list
     for (auto& v : values) s.apply(result, v);
   }
+  auto& secret = result.server.core.cluster_secret;
+  if (secret.empty())
+    if (const char* env = std::getenv("PLEXUS_CLUSTER_SECRET"); env && *env)
+      secret = checked_secret(env, "PLEXUS_CLUSTER_SECRET");
+  if (!result.server.peers.empty() && secret.empty())
+    throw config_error("--peer needs a cluster secret, the same on every broker of the cluster: "
+                       "--cluster-secret-file FILE or PLEXUS_CLUSTER_SECRET (at least 16 bytes)");
   return result;
 }
 

@@ -50,6 +50,9 @@ struct server::impl {
     : opts(std::move(o)), owned(shared ? nullptr : std::make_unique<zmq::context_t>(1)),
       ctx(shared ? *shared : *owned), router(ctx, zmq::socket_type::router),
       bound(bind_router()), b(advertised(opts.core, bound)) {
+    if (!opts.peers.empty() && opts.core.cluster_secret.empty())
+      throw std::runtime_error("peers need a cluster secret (config::cluster_secret), the same on "
+                               "every broker of the cluster: without one no peer is admitted");
     if (opts.metrics_port != 0) bind_metrics();
     for (auto& ep : opts.peers) {
       if (ep == bound || ep == opts.listen) continue; // ourselves
@@ -309,15 +312,18 @@ struct server::impl {
         l->second->self = true;
       }
     for (auto c : b.take_closed()) {
-      if (c == last_conn) last_conn = 0;
       if (auto l = conn_of_link.find(c); l != conn_of_link.end()) {
         // The core gave up on this link (silence, BYE, a peer lost): dial anew.
         auto& dead = *l->second;
         conn_of_link.erase(l);
         dead.conn = 0;
         close_link(dead, now);
-        continue;
       }
+    }
+    // A client's routing id is kept until the core is done with it: its
+    // BYE (why the broker closed it) still has to go out.
+    for (auto c : b.take_gone()) {
+      if (c == last_conn) last_conn = 0;
       if (auto r = routing_of.find(c); r != routing_of.end()) {
         by_routing.erase(r->second);
         routing_of.erase(r);

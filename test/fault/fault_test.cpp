@@ -46,6 +46,7 @@ scale current_scale() {
 /// link serves both directions), up once b1 sees both peers.
 struct cluster {
   cluster() {
+    ::setenv("PLEXUS_CLUSTER_SECRET", "fault-suite cluster secret", 1); // every broker inherits it
     b.push_back(std::make_unique<broker_process>(std::vector<std::string>{"--id", "b1"}));
     b.push_back(std::make_unique<broker_process>(
       std::vector<std::string>{"--id", "b2", "--peer", b[0]->endpoint()}));
@@ -322,6 +323,7 @@ public:
       run("ip -n " + ns + " link set eth0 up");
       run("ip -n " + ns + " link set lo up");
     }
+    ::setenv("PLEXUS_CLUSTER_SECRET", "fault-suite cluster secret", 1); // every broker inherits it
     for (int i = 1; i <= 3; ++i) {
       spawn_options o;
       o.args = {ip_bin, "netns", "exec", name(i), broker_bin, "--id", "b" + std::to_string(i),

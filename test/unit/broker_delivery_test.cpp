@@ -303,14 +303,14 @@ BOOST_AUTO_TEST_CASE(holder_probes_can_be_turned_off) {
 
 BOOST_AUTO_TEST_CASE(a_publisher_that_resends_after_reconnecting_gets_the_confirm) {
   harness t;
-  auto first = t.connect("pub");
+  auto first = t.connect("pub", 7); // its lineage: the same across reconnects
   auto w = t.connect();
   t.subscribe(w, 1, "t", {.queue = "g", .acked = true, .credit = 10});
   t.publish(first, "t", "x", {.msg_id = "id1", .confirm = true});
   auto got = t.take_msgs(w);
   BOOST_TEST_REQUIRE(got.size() == 1u);
   t.core().disconnected(first, t.now());
-  auto second = t.connect("pub"); // the same publisher, new connection
+  auto second = t.connect("pub", 7); // the same publisher, new connection
   t.publish(second, "t", "x", {.msg_id = "id1", .confirm = true});
   BOOST_TEST(t.take_msgs(w).empty()); // a duplicate: not delivered again
   t.simple(w, op::ack, 1, got[0].seq);

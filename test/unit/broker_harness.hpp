@@ -24,7 +24,7 @@ using broker::conn_id;
 /// An output as the client would see it, with owned strings.
 struct seen {
   wire::op kind{};
-  std::uint32_t sid = 0, delivery = 0, code = 0, credit = 0;
+  std::uint32_t sid = 0, delivery = 0, code = 0, credit = 0, count = 0;
   std::uint64_t seq = 0;
   std::string topic, msg_id, reply_to, text, payload, node;
   std::vector<std::pair<std::string, std::string>> headers;
@@ -86,11 +86,13 @@ public:
     receive_only(c, h, payload);
   }
 
-  conn_id connect(std::string node = "client") {
+  /// A client, welcomed; `lineage` as its HELLO says it (0: none).
+  conn_id connect(std::string node = "client", std::uint64_t lineage = 0) {
     auto c = next_conn_++;
     wire::header h;
     h.kind = wire::op::hello;
     h.node = node;
+    h.seq = lineage;
     send(c, h);
     auto got = take(c);
     BOOST_TEST_REQUIRE(got.size() == 1u);
@@ -196,6 +198,7 @@ private:
     s.delivery = h.delivery;
     s.code = h.code;
     s.credit = h.credit;
+    s.count = h.count;
     s.seq = h.seq;
     s.topic = h.topic;
     s.msg_id = h.msg_id;

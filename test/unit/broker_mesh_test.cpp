@@ -4,6 +4,7 @@
 // so what a core sends a peer is proven to be a valid frame.
 #include <boost/test/unit_test.hpp>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -22,11 +23,15 @@ namespace {
 /// links per pair), clients attached to any of them.
 class mesh {
 public:
-  explicit mesh(std::size_t n, broker::config base = {}) {
+  /// `n` brokers that share a cluster secret unless `secret_of` gives
+  /// broker i another.
+  explicit mesh(std::size_t n, broker::config base = {},
+                std::function<std::string(std::size_t)> secret_of = {}) {
     for (std::size_t i = 0; i < n; ++i) {
       auto cfg = base;
       cfg.id = std::string(1, static_cast<char>('a' + i));
       cfg.advertise = {"tcp://" + cfg.id + ":7400"};
+      cfg.cluster_secret = secret_of ? secret_of(i) : "the mesh test's cluster secret";
       brokers_.push_back(std::make_unique<broker::core>(cfg));
       brokers_.back()->tick(now_);
     }
@@ -46,12 +51,13 @@ public:
     brokers_[from]->dial(out, now_);
   }
 
-  /// A client on broker `b`, welcomed.
-  conn_id connect(std::size_t b, std::string node = "client") {
+  /// A client on broker `b`, welcomed; `lineage` as its HELLO says it.
+  conn_id connect(std::size_t b, std::string node = "client", std::uint64_t lineage = 0) {
     auto c = next_conn_++;
     wire::header h;
     h.kind = op::hello;
     h.node = node;
+    h.seq = lineage;
     send(b, c, h);
     auto got = take(b, c);
     BOOST_TEST_REQUIRE(got.size() == 1u);
@@ -413,12 +419,12 @@ BOOST_AUTO_TEST_CASE(a_publisher_that_fails_over_is_not_delivered_twice_by_the_b
   mesh m{2};
   auto w = m.connect(1);
   m.subscribe(1, w, 1, "q", {.queue = "g", .acked = true, .credit = 10});
-  auto pub_a = m.connect(0);
+  auto pub_a = m.connect(0, "pub", 42);
   m.publish(0, pub_a, "q", "x", {.msg_id = "once", .confirm = true});
   auto got = m.take(1, w, op::msg);
   BOOST_TEST_REQUIRE(got.size() == 1u);
   m.kill(0); // the publisher's broker dies before the confirm
-  auto pub_b = m.connect(1); // it fails over to b and re-sends
+  auto pub_b = m.connect(1, "pub", 42); // it fails over to b and re-sends
   m.publish(1, pub_b, "q", "x", {.msg_id = "once", .confirm = true});
   BOOST_TEST(m.take(1, w, op::msg).empty()); // b already has it in flight
   BOOST_TEST(m.at(1).stats().duplicates == 1u);
@@ -500,13 +506,17 @@ BOOST_AUTO_TEST_CASE(peer_ops_from_clients_and_client_ops_from_peers_are_refused
 }
 
 BOOST_AUTO_TEST_CASE(interest_counts_only_from_the_link_of_the_peer_s_latest_hello) {
-  harness t; // one broker; a peer "x" speaks over two links by hand
+  broker::config cfg;
+  cfg.cluster_secret = "a secret that x knows too";
+  harness t{cfg}; // one broker; a peer "x" speaks over two links by hand
   auto hello = [&](conn_id link, std::uint32_t number) {
     wire::header h;
     h.kind = op::peer_hello;
     h.node = "x";
     h.seq = 7; // its incarnation
     h.delivery = number;
+    auto proof = broker::peer_hello_proof(cfg.cluster_secret, h.node, h.seq, number);
+    h.auth = proof;
     t.send(link, h);
   };
   auto interest = [&](conn_id link, std::string pattern) {
@@ -538,6 +548,55 @@ BOOST_AUTO_TEST_CASE(a_seed_naming_this_broker_is_recognised_and_closed) {
   BOOST_TEST(m.at(0).take_self_links().size() == 1u);
   BOOST_TEST(m.at(0).stats().self_links == 1u);
   BOOST_TEST(m.at(0).peers().empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_connection_that_cannot_prove_the_cluster_secret_is_no_peer_and_confirms_nothing) {
+  mesh m{1};
+  auto pub = m.connect(0);
+  // A client that says PEER_HELLO instead of HELLO, claims interest in a
+  // queue group and would answer every forward with "ok".
+  const conn_id fake = 9000;
+  wire::header hello;
+  hello.kind = op::peer_hello;
+  hello.node = "impostor";
+  hello.seq = 1;
+  hello.delivery = 1;
+  hello.auth = std::string(32, 'x'); // a guess
+  m.send(0, fake, hello);
+  auto refused = m.take(0, fake, op::err);
+  BOOST_TEST_REQUIRE(refused.size() == 1u);
+  BOOST_TEST(refused[0].code == static_cast<std::uint32_t>(status::not_authorized));
+  BOOST_TEST(m.at(0).stats().peers_refused == 1u);
+  wire::header interest;
+  interest.kind = op::interest_add;
+  interest.topic = "orders";
+  interest.queue = "workers";
+  interest.credit = 100;
+  m.send(0, fake, interest);
+  BOOST_TEST(m.take(0, fake, op::err).size() == 1u); // refused: not a peer
+  for (int i = 0; i < 10; ++i)
+    m.publish(0, pub, "orders", "x", {.msg_id = "o" + std::to_string(i), .confirm = true});
+  BOOST_TEST(m.take(0, fake, op::fwd).empty());
+  auto confirms = m.take(0, pub, op::confirm);
+  BOOST_TEST_REQUIRE(confirms.size() == 10u);
+  for (auto& c : confirms) BOOST_TEST(c.code == static_cast<std::uint32_t>(status::no_interest));
+  BOOST_TEST(m.at(0).current().peers == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(brokers_with_different_cluster_secrets_never_become_peers) {
+  mesh m{2, {}, [](std::size_t i) { return "secret number " + std::to_string(i) + " of two"; }};
+  BOOST_TEST(m.at(0).current().peers == 0u);
+  BOOST_TEST(m.at(1).current().peers == 0u);
+  BOOST_TEST(m.at(0).stats().peers_refused >= 1u);
+  BOOST_TEST(m.at(1).stats().peers_refused >= 1u);
+  mesh same{2};
+  BOOST_TEST(same.at(0).current().peers == 1u); // the same secret: linked
+}
+
+BOOST_AUTO_TEST_CASE(a_broker_without_a_cluster_secret_admits_no_peer) {
+  mesh m{2, {}, [](std::size_t i) { return i == 0 ? std::string{} : std::string{"a secret only b has"}; }};
+  BOOST_TEST(m.at(0).current().peers == 0u);
+  BOOST_TEST(m.at(1).current().peers == 0u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -283,7 +283,7 @@ BOOST_AUTO_TEST_CASE(unknown_fields_are_skipped_for_forward_compatibility) {
   auto r = pub_prefix(3);
   r.u(99).s("a later version's field");
   r.u(100).map(1).s("nested").array(2).u(1).u(2);
-  r.u(26).nil();
+  r.u(28).nil();
   auto bytes = r.str();
   header h;
   auto e = decode_header(bytes, {}, h);

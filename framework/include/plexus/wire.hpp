@@ -77,6 +77,8 @@ enum class field : std::uint8_t {
   brokers = 23,
   max_payload = 24,
   count = 25, // ACK: how many consecutive seqs from `seq`
+  publisher = 26, // FWD: the publisher's dedup scope
+  auth = 27,      // PEER_HELLO: proof that the sender knows the cluster secret
   // not header keys: where an error was found
   none = 200,
   key = 201,     // a map key that is not a non-negative integer
@@ -85,7 +87,7 @@ enum class field : std::uint8_t {
   frame = 204, // the frame as a whole
   batch = 205,
 };
-inline constexpr std::size_t field_count = 26; // keys 0 .. 25
+inline constexpr std::size_t field_count = 28; // keys 0 .. 27
 
 [[nodiscard]] const char* to_string(field f) noexcept;
 
@@ -173,6 +175,11 @@ struct header {
   string_list_view brokers;
   std::uint64_t max_payload = 0;
   std::uint32_t count = 0; // ACK: seqs seq .. seq+count-1; 0 = just seq
+  /// FWD: the dedup scope of the client that published the message (its
+  /// node and lineage, as its broker saw them in HELLO).
+  std::string_view publisher;
+  /// PEER_HELLO: HMAC-SHA256 of the hello under the cluster secret.
+  std::string_view auth;
 };
 
 /// Decoder limits. Defaults follow NATS where it has one (1 MiB payload).

@@ -159,6 +159,8 @@ decode_error read_field(reader& r, field f, const limits& lim, header& h,
     case field::brokers: return read_string_list(r, lim, h.brokers);
     case field::max_payload: return read_uint(r, f, u64_max, h.max_payload);
     case field::count: return read_uint_as(r, f, u32_max, h.count);
+    case field::publisher: return read_str(r, f, lim.max_name_bytes + 32, h.publisher);
+    case field::auth: return read_str(r, f, 64, h.auth, true);
     default: break;
   }
   assert(false && "read_field called with a non-key field");
@@ -531,13 +533,15 @@ void encode_header(const header& h, std::string& out) {
   n += want(field::brokers, !h.brokers.empty());
   n += want(field::max_payload, h.max_payload != 0);
   n += want(field::count, h.count != 0);
+  n += want(field::publisher, !h.publisher.empty());
+  n += want(field::auth, !h.auth.empty());
 
   // An upper bound: map header 5 bytes; per field a 1-byte key and a value
   // of at most 9 bytes (uint64) or a 5-byte string header plus the bytes.
   const std::size_t bound = 5 + 15 * std::size_t{n} + h.topic.size() + h.queue.size()
                             + h.msg_id.size() + h.reply_to.size() + h.headers.raw().size()
                             + h.traceparent.size() + h.text.size() + h.node.size()
-                            + h.brokers.raw().size();
+                            + h.brokers.raw().size() + h.publisher.size() + h.auth.size();
   const auto start = out.size();
   out.resize(start + bound);
   field_writer w{out.data() + start};
@@ -568,6 +572,8 @@ void encode_header(const header& h, std::string& out) {
   w.strings(field::brokers, h.brokers, must(field::brokers));
   w.uint(field::max_payload, h.max_payload, must(field::max_payload));
   w.uint(field::count, h.count, must(field::count));
+  w.str(field::publisher, h.publisher, must(field::publisher));
+  w.bin(field::auth, h.auth, must(field::auth));
   assert(w.fields() == n);
   assert(static_cast<std::size_t>(w.end() - out.data()) <= start + bound);
   out.resize(static_cast<std::size_t>(w.end() - out.data()));
