@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
@@ -747,6 +748,157 @@ BOOST_AUTO_TEST_CASE(errors_nobody_waits_for_reach_the_error_handler) {
   BOOST_TEST(codes.front() == 105u);
   BOOST_TEST(std::string{status_text(codes.front())} == "forbidden");
   BOOST_TEST(c.stats().errors == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_slow_handler_working_through_a_backlog_keeps_its_session) {
+  zmq::context_t ctx{1};
+  auto o = embedded::make_options("inproc://plexus-backlog");
+  o.core.heartbeat = 200ms; // the broker ends a session it has not heard from for 600 ms
+  broker::server srv{o, &ctx};
+  srv.start();
+  client_options co;
+  co.endpoint = srv.endpoint();
+  co.zmq_context = &ctx;
+  co.heartbeat = 100ms;
+  waiter w; // before the clients: their I/O threads use it until they go
+  std::set<std::string> got;
+  client sub{co}, pub{co};
+  sub.subscribe("work", [&](const message_view& v) {
+    // The behaviour under test: a handler slower than the traffic, so the
+    // I/O thread works through a backlog for far longer than the broker's
+    // liveness window.
+    std::this_thread::sleep_for(10ms);
+    w.update([&] { got.emplace(v.payload); });
+  });
+  // Subscribed once a confirmed publish reaches it (101: not yet).
+  BOOST_TEST_REQUIRE(w.until([&] {
+    std::promise<std::uint32_t> code;
+    pub.publish_confirmed("work", "first", [&code](std::uint32_t c) { code.set_value(c); });
+    return code.get_future().get() == 0;
+  }));
+  BOOST_TEST_REQUIRE(w.until([&] { return got.size() == 1; }));
+  for (int i = 0; i < 100; ++i) pub.publish("work", std::to_string(i)); // a 1 s backlog
+  for (int i = 100; i < 200; ++i) { // and more while it lasts
+    pub.publish("work", std::to_string(i));
+    std::this_thread::sleep_for(5ms); // pacing, not synchronisation
+  }
+  BOOST_TEST(w.until([&] { return got.size() == 201; }), got.size() << " of 201 arrived");
+  BOOST_TEST(sub.stats().sessions_lost == 0u);
+  BOOST_TEST(sub.stats().reconnects == 0u);
+  BOOST_TEST(sub.stats().stalls == 0u);
+  srv.stop();
+}
+
+BOOST_AUTO_TEST_CASE(a_handler_that_keeps_the_io_thread_past_a_heartbeat_is_reported) {
+  zmq::context_t ctx{1};
+  auto o = embedded::make_options("inproc://plexus-stall");
+  o.core.heartbeat = 200ms;
+  o.core.liveness = 10; // the session survives the stall: only the report is under test
+  broker::server srv{o, &ctx};
+  srv.start();
+  client_options co;
+  co.endpoint = srv.endpoint();
+  co.zmq_context = &ctx;
+  waiter w; // before the client: its I/O thread uses it until it goes
+  std::vector<std::pair<std::uint32_t, std::string>> reports;
+  bool done = false;
+  client c{co};
+  c.on_error([&](std::uint32_t code, std::string_view text) {
+    w.update([&] { reports.emplace_back(code, text); });
+  });
+  c.subscribe("work", [&](const message_view&) {
+    std::this_thread::sleep_for(400ms); // the behaviour under test: a blocking handler
+    w.update([&] { done = true; });
+  });
+  c.publish("work", "block");
+  BOOST_TEST_REQUIRE(w.until([&] { return done && !reports.empty(); }));
+  BOOST_TEST(reports[0].first == status_handler_stall);
+  BOOST_TEST(reports[0].second.find("kept the I/O thread") != std::string::npos, reports[0].second);
+  BOOST_TEST(c.stats().stalls == 1u);
+  srv.stop();
+}
+
+BOOST_AUTO_TEST_CASE(the_application_hears_of_dropped_messages_and_of_a_session_the_broker_ended) {
+  // A broker played by hand: WELCOME, then ERR 112 and BYE as a broker
+  // sends them to a slow consumer.
+  zmq::context_t ctx{1};
+  zmq::socket_t router{ctx, zmq::socket_type::router};
+  router.bind("inproc://plexus-fake-broker");
+  client_options co;
+  co.endpoint = "inproc://plexus-fake-broker";
+  co.zmq_context = &ctx;
+  co.connect_timeout = 5s;
+  auto send = [&](const zmq::message_t& id, const wire::header& h) {
+    std::string bytes;
+    wire::encode_header(h, bytes);
+    router.send(zmq::buffer(id.to_string_view()), zmq::send_flags::sndmore);
+    router.send(zmq::buffer(bytes));
+  };
+  // Reads until a HELLO comes; returns the sender's routing id.
+  auto await_hello = [&] {
+    router.set(zmq::sockopt::rcvtimeo, 5000);
+    for (;;) {
+      std::vector<zmq::message_t> parts;
+      auto got = zmq::recv_multipart(router, std::back_inserter(parts));
+      BOOST_TEST_REQUIRE(got.has_value(), "no HELLO within 5 s");
+      wire::header h;
+      BOOST_TEST_REQUIRE(parts.size() >= 2u);
+      if (wire::decode_header(parts[1].to_string_view(), {}, h).ok() && h.kind == wire::op::hello)
+        return std::move(parts[0]);
+    }
+  };
+  std::thread broker_side;
+  zmq::message_t id;
+  auto welcome = [&](const zmq::message_t& to) {
+    wire::header w;
+    w.kind = wire::op::welcome;
+    w.node = "fake";
+    w.heartbeat_ms = 1000;
+    w.max_payload = 1 << 20;
+    send(to, w);
+  };
+  broker_side = std::thread([&] {
+    id = await_hello();
+    welcome(id);
+  });
+  waiter w; // before the client: its I/O thread uses it until it goes
+  std::vector<std::pair<std::uint32_t, std::string>> reports;
+  client c{co};
+  broker_side.join();
+  c.on_error([&](std::uint32_t code, std::string_view text) {
+    w.update([&] { reports.emplace_back(code, text); });
+  });
+  wire::header err;
+  err.kind = wire::op::err;
+  err.code = status_slow_consumer;
+  err.count = 5;
+  err.text = "slow consumer: 5 message(s) dropped, your queue was full";
+  send(id, err);
+  BOOST_TEST_REQUIRE(w.until([&] { return reports.size() == 1; }));
+  BOOST_TEST(reports[0].first == status_slow_consumer);
+  BOOST_TEST(c.stats().dropped == 5u);
+  wire::header bye;
+  bye.kind = wire::op::bye;
+  bye.text = "slow consumer: its queue is full";
+  send(id, bye);
+  BOOST_TEST_REQUIRE(w.until([&] { return reports.size() == 2; }));
+  BOOST_TEST(reports[1].first == status_session_lost);
+  BOOST_TEST(reports[1].second.find("slow consumer: its queue is full") != std::string::npos,
+             reports[1].second);
+  BOOST_TEST(c.stats().sessions_lost == 1u);
+  auto again = await_hello(); // it starts a new session by itself
+  BOOST_TEST(again.size() > 0u);
+  welcome(again);
+  // A session the broker no longer knows (ERR 108 after WELCOME) is lost too.
+  wire::header unknown;
+  unknown.kind = wire::op::err;
+  unknown.code = 108;
+  unknown.text = "HELLO must come first";
+  send(again, unknown);
+  BOOST_TEST_REQUIRE(w.until([&] { return reports.size() == 3; }));
+  BOOST_TEST(reports[2].first == status_session_lost);
+  BOOST_TEST(c.stats().sessions_lost == 2u);
+  (void)await_hello();
 }
 
 BOOST_AUTO_TEST_CASE(bad_topics_and_patterns_are_refused_before_they_leave_the_process) {

@@ -121,6 +121,18 @@ inline constexpr std::uint32_t status_outbox_full = 902;
 /// A request's responder failed (it answered with the failure instead of
 /// a reply: see reply::from and reply::text).
 inline constexpr std::uint32_t status_failed = 903;
+/// on_error: the broker ended this client's session (its BYE, or it no
+/// longer knew the session); the text says why. The client connects
+/// again and restores its subscriptions by itself; what was sent to the
+/// old session in between is lost for plain subscriptions.
+inline constexpr std::uint32_t status_session_lost = 904;
+/// on_error: a handler kept the I/O thread for longer than the broker's
+/// heartbeat, and with it the heartbeats the session lives on. Handlers
+/// must not block; hand long work to another thread.
+inline constexpr std::uint32_t status_handler_stall = 905;
+/// on_error from the broker (ERR 112): it dropped messages for this
+/// client because its queue was full; the text says how many.
+inline constexpr std::uint32_t status_slow_consumer = 112;
 
 /// A short name for any outcome code: "ok", "no responders", "timeout", a
 /// wire decode error (codes below 100), ...
@@ -152,6 +164,11 @@ struct client_stats {
   std::uint64_t stale_acks = 0;
   /// publish_confirmed calls refused with status_outbox_full.
   std::uint64_t outbox_full = 0;
+  /// Messages the broker dropped for this client (slow consumer), as it
+  /// told us (ERR 112); sessions the broker ended (BYE or a forgotten
+  /// session); handler calls that blocked the I/O thread past the broker's
+  /// heartbeat.
+  std::uint64_t dropped = 0, sessions_lost = 0, stalls = 0;
 };
 
 class client {
@@ -211,7 +228,12 @@ public:
   [[nodiscard]] reply request(std::string_view topic, std::string_view payload,
                               std::chrono::milliseconds timeout, const publish_options& o = {});
 
-  /// Errors the broker reports that no request is waiting for.
+  /// Errors the broker reports that no request is waiting for, and what
+  /// the application must know of its session: status_slow_consumer
+  /// (messages dropped), status_session_lost, status_handler_stall. Runs
+  /// on the I/O thread. With no handler set, the last three are written to
+  /// stderr (at most one line per kind every 10 s): they mean lost
+  /// messages, and must not pass unnoticed.
   void on_error(error_handler h);
 
   /// Waits until everything queued so far is on the socket; false on timeout.

@@ -28,10 +28,16 @@ const char* status_text(std::uint32_t code) noexcept {
     case 107: return "too many subscriptions";
     case 108: return "protocol violation";
     case 109: return "duplicate subscription id";
+    case 110: return "peer lost";
+    case 111: return "returned (the peer has no member left)";
+    case status_slow_consumer: return "slow consumer (the broker dropped messages)";
+    case 113: return "not authorized";
     case status_timeout: return "timeout";
     case status_disconnected: return "disconnected";
     case status_outbox_full: return "unconfirmed outbox full";
     case status_failed: return "the responder failed";
+    case status_session_lost: return "session lost";
+    case status_handler_stall: return "a handler blocked the I/O thread";
     default: break;
   }
   if (code < 100) return wire::to_string(static_cast<wire::errc>(code));
@@ -146,8 +152,14 @@ void client::publish_confirmed(std::string_view topic, std::string_view payload,
 }
 
 std::uint32_t client::subscribe(std::string_view pattern, message_handler h, subscribe_options o) {
-  return subscribe_batch(pattern, [h = std::move(h)](std::span<const message_view> batch) {
-    for (auto& v : batch) h(v);
+  // One message at a time, with the I/O thread's turn between them: a
+  // slow handler working through a backlog still keeps the session alive.
+  auto* io = impl_.get();
+  return subscribe_batch(pattern, [h = std::move(h), io](std::span<const message_view> batch) {
+    for (std::size_t k = 0; k < batch.size(); ++k) {
+      h(batch[k]);
+      if (k + 1 < batch.size()) io->handler_returned(batch[k].sid);
+    }
   }, std::move(o));
 }
 
@@ -273,6 +285,9 @@ client_stats client::stats() const {
   s.resent = i.resent.load();
   s.stale_acks = i.stale_acks.load();
   s.outbox_full = i.outbox_full.load();
+  s.dropped = i.broker_dropped.load();
+  s.sessions_lost = i.sessions_lost.load();
+  s.stalls = i.stalls.load();
   return s;
 }
 

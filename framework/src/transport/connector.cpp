@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <random>
 
@@ -33,6 +34,10 @@ client::impl::impl(client_options o)
     throw std::invalid_argument("node id must be one topic token: '" + opts.node_id + "'");
   inbox_prefix = "_INBOX." + opts.node_id + ".";
   id_prefix = detail::random_hex(8);
+  // The broker scopes msg ids to (node, lineage): this client's ids never
+  // meet another's, and stay its own across reconnects and failovers.
+  std::from_chars(id_prefix.data(), id_prefix.data() + id_prefix.size(), lineage, 16);
+  if (lineage == 0) lineage = 1;
   endpoints.push_back(opts.endpoint);
   for (auto& f : opts.fallback) endpoints.push_back(f);
 }
@@ -158,6 +163,7 @@ void client::impl::say_hello() {
   h.kind = wire::op::hello;
   h.node = opts.node_id;
   h.heartbeat_ms = static_cast<std::uint32_t>(opts.heartbeat.count());
+  h.seq = lineage;
   // A DEALER with immediate=1 refuses until the TCP link is up: retry.
   std::string bytes;
   wire::encode_header(h, bytes);
@@ -297,7 +303,56 @@ void client::impl::receive_all() {
       }
     }
     dispatch();
+    keep_alive_between_handlers(steady::now());
   }
+}
+
+void client::impl::handler_returned(std::uint32_t sid) {
+  auto now = steady::now();
+  if (auto took = now - turn_started; took > broker_heartbeat) {
+    // Nothing can go out while a handler runs: past a few of the broker's
+    // heartbeats it ends the session. Say so, loudly: this loses messages.
+    ++stalls;
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
+    report(status_handler_stall,
+           "a handler of subscription " + std::to_string(sid) + " kept the I/O thread for "
+             + std::to_string(ms) + " ms; the broker ends a session it does not hear from for a few "
+             + std::to_string(broker_heartbeat.count()) + " ms heartbeats");
+  }
+  turn_started = now;
+  keep_alive_between_handlers(now);
+}
+
+void client::impl::keep_alive_between_handlers(steady::time_point now) {
+  if (!welcomed || want_reconnect || !sock) return;
+  if (now - last_sent < opts.heartbeat) return;
+  // Only for the broker's sake: what it answers waits behind the backlog
+  // we are in, so no answer is expected yet (see broker_silent).
+  wire::header ping;
+  ping.kind = wire::op::ping;
+  send_control(ping);
+  drain_outbox(); // ACKs and CREDITs the handlers queued meanwhile
+  send_pending();
+}
+
+void client::impl::report(std::uint32_t code, std::string_view text) {
+  error_handler cb;
+  {
+    std::lock_guard lock{state_mutex};
+    cb = error_cb;
+  }
+  if (cb) {
+    cb(code, text);
+    return;
+  }
+  if (code != status_slow_consumer && code != status_session_lost && code != status_handler_stall)
+    return;
+  auto now = steady::now();
+  auto& last = last_stderr[code];
+  if (last != steady::time_point{} && now - last < std::chrono::seconds{10}) return;
+  last = now;
+  std::fprintf(stderr, "plexus client %s: %s (%.*s)\n", opts.node_id.c_str(), status_text(code),
+               static_cast<int>(text.size()), text.data());
 }
 
 message_view client::impl::view_of(const wire::entry& e) const {
@@ -355,7 +410,9 @@ void client::impl::deliver(std::uint32_t sid, std::span<const message_view> batc
     if (auto it = subs.find(sid); it != subs.end()) rec = it->second;
   }
   if (!rec) return; // unsubscribed meanwhile
+  turn_started = steady::now();
   rec->on_batch(batch_views);
+  handler_returned(sid);
 }
 
 void client::impl::complete_request(std::string_view inbox, reply r) {
@@ -374,6 +431,7 @@ void client::impl::control(const wire::header& h) {
   switch (h.kind) {
     case wire::op::welcome: {
       welcomed = true;
+      if (h.heartbeat_ms) broker_heartbeat = std::chrono::milliseconds{h.heartbeat_ms};
       if (!last_welcomed.empty() && connected_to != last_welcomed) ++failovers;
       last_welcomed = connected_to;
       {
@@ -399,13 +457,23 @@ void client::impl::control(const wire::header& h) {
     }
     case wire::op::err: {
       if (h.code == 108 && welcomed) {
-        // "HELLO must come first": ZeroMQ reconnected us underneath to a
-        // broker that never saw our HELLO (a restart on the same
-        // endpoint). Start the session again on this socket.
+        // "HELLO must come first": the broker does not know this session
+        // (it ended it, or ZeroMQ reconnected us underneath to a broker
+        // that restarted on the same endpoint). Start again on this socket.
         welcomed = false;
         hello_sent = false;
         ++reconnects;
+        ++sessions_lost;
+        report(status_session_lost,
+               "the broker no longer knew this session (" + std::string{h.text}
+                 + "); starting a new one");
         begin_session();
+        break;
+      }
+      if (h.code == status_slow_consumer) {
+        ++errors;
+        broker_dropped += h.count;
+        report(h.code, h.text);
         break;
       }
       // A confirmed publish the broker refused (e.g. 105) gets no CONFIRM:
@@ -421,12 +489,7 @@ void client::impl::control(const wire::header& h) {
         complete_request(h.reply_to, {h.code, {}, std::string{h.text}, {}, {}});
       } else {
         ++errors;
-        error_handler cb;
-        if (!settled) {
-          std::lock_guard lock{state_mutex};
-          cb = error_cb;
-        }
-        if (cb) cb(h.code, h.text);
+        if (!settled) report(h.code, h.text);
       }
       break;
     }
@@ -436,7 +499,15 @@ void client::impl::control(const wire::header& h) {
       send_control(pong);
       break;
     }
-    case wire::op::bye: want_reconnect = true; break;
+    case wire::op::bye:
+      if (welcomed) { // a BYE to an attempt that never got WELCOME is no session lost
+        ++sessions_lost;
+        report(status_session_lost, "the broker ended the session: "
+                                      + (h.text.empty() ? std::string{"(no reason given)"}
+                                                        : std::string{h.text}));
+      }
+      want_reconnect = true;
+      break;
     default: break; // PONG: liveness only
   }
 }

@@ -145,6 +145,18 @@ struct client::impl {
 
   void control(const wire::header& h);
 
+  // Tells the application (on_error), or stderr when it set no handler
+  // and the news is a loss (see client::on_error).
+  void report(std::uint32_t code, std::string_view text);
+
+  // Between handler calls: the heartbeat goes out even while a backlog is
+  // being handled, so the broker hears from us however long that takes.
+  void keep_alive_between_handlers(steady::time_point now);
+  // After a handler call (or one message of a per-message handler): a
+  // call that kept this thread past the broker's heartbeat is a stall,
+  // reported; then the heartbeat.
+  void handler_returned(std::uint32_t sid);
+
   void reconnect();
 
   void keep_alive(steady::time_point now);
@@ -169,6 +181,7 @@ struct client::impl {
   std::vector<std::string> endpoints;
   std::size_t current = 0;
   std::string inbox_prefix, id_prefix, broker;
+  std::uint64_t lineage = 0; // HELLO's seq: the scope of our msg ids
   std::atomic<std::uint64_t> msg_counter{0}, request_counter{1};
   std::atomic<std::uint32_t> next_sid{1};
 
@@ -197,7 +210,12 @@ struct client::impl {
   std::vector<message_view> views;
   std::string batch;
   std::atomic<std::uint64_t> published{0}, received{0}, errors{0}, reconnects{0}, failovers{0},
-    resent{0}, stale_acks{0}, outbox_full{0};
+    resent{0}, stale_acks{0}, outbox_full{0}, broker_dropped{0}, sessions_lost{0}, stalls{0};
+  // The broker's heartbeat (WELCOME): a handler call longer than this is
+  // a stall. When each kind of report last went to stderr.
+  std::chrono::milliseconds broker_heartbeat{1000};
+  std::map<std::uint32_t, steady::time_point> last_stderr;
+  steady::time_point turn_started{}; // when the running handler was called
 };
 
 } // namespace plexus
