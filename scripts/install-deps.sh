@@ -17,6 +17,10 @@ packages=(
   nats-server libnats-dev gnuplot-nox
   # `plexus graph --png`: Graphviz's dot renders the dependency graph
   graphviz
+  # integration.spec_client: a Python client written from PROTOCOL.md alone
+  python3-zmq python3-msgpack
+  # HMAC-SHA256 for the cluster secret (ZeroMQ links it for CURVE anyway)
+  libsodium-dev
 )
 
 missing=()

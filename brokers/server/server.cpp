@@ -231,6 +231,24 @@ struct server::impl {
     return 1;
   }
 
+  // tune_allocator keeps up to 64 MiB of freed heap for the next burst;
+  // once no message has come in or gone out for a second (heartbeats do
+  // not count), it goes back to the kernel, once per quiet spell, so a
+  // burst does not leave the broker big.
+  void give_back_idle_memory(time_point now) {
+    const auto& c = b.stats();
+    auto traffic = c.msgs_in + c.msgs_out + c.forwards_in;
+    if (traffic != last_traffic) {
+      last_traffic = traffic;
+      last_busy = now;
+      trimmed = false;
+      return;
+    }
+    if (trimmed || now - last_busy < std::chrono::seconds{1} || b.has_output()) return;
+    trimmed = true;
+    malloc_trim(0);
+  }
+
   // Sends as many of `outs` as the peer takes; a batch when there are
   // several, a plain message when there is one.
   std::size_t send(conn_id c, std::span<const output> outs) {
@@ -382,6 +400,7 @@ struct server::impl {
         b.tick(now);
         next_tick = b.next_tick();
         render_metrics(now);
+        give_back_idle_memory(now);
       }
       flush(now);
     }
@@ -427,6 +446,9 @@ struct server::impl {
   time_point next_metrics{};
   std::unordered_map<conn_id, link*> conn_of_link;
   std::uint64_t monitors = 0;
+  std::uint64_t last_traffic = 0;
+  time_point last_busy{};
+  bool trimmed = false;
 };
 
 void tune_allocator() {

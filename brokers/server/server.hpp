@@ -64,7 +64,8 @@ struct server_options {
 /// to the kernel whenever 128 KiB sit free at the top, and a broker frees
 /// every burst's messages at once, so each burst paid brk/munmap and page
 /// faults again. Keeping up to 64 MiB of free heap (and growing it 64 MiB
-/// at a time) costs at most that much RSS after a burst; measured on the
+/// at a time) costs at most that much RSS during a busy spell (the server
+/// gives it back after a second without input); measured on the
 /// pubsub bench, 128 B: 0.70 -> 0.97 M msg/s, 1024 B: 0.36 -> 0.57 M.
 /// plexus-broker calls it; a process embedding the broker may.
 void tune_allocator();

@@ -80,10 +80,14 @@ private:
 
 /// Publishes ids 0..n-1 with confirms and keeps each until the cluster
 /// confirms it "ok"; any other outcome (peer lost, no interest while
-/// workers restart) is published again under a new msg id.
+/// workers restart) is published again under a new msg id. The payload is
+/// `offset` + id: two publishers with other offsets number their msg ids
+/// alike (and share a node id), and each must still see every one of its
+/// messages processed.
 class publisher {
 public:
-  publisher(const std::string& broker, std::size_t n) : confirmed_(n, false) {
+  publisher(const std::string& broker, std::size_t n, std::size_t offset = 0)
+    : confirmed_(n, false), offset_(offset) {
     client_options o;
     o.endpoint = broker;
     o.node_id = "faultpub";
@@ -95,7 +99,7 @@ public:
     publish_options o;
     auto msg_id = "p" + std::to_string(id) + "-" + std::to_string(attempt);
     o.msg_id = msg_id;
-    c_->publish_confirmed("fault.work", std::to_string(id), [this, id](std::uint32_t code) {
+    c_->publish_confirmed("fault.work", std::to_string(offset_ + id), [this, id](std::uint32_t code) {
       std::lock_guard lock{m_};
       if (code != 0) {
         ++not_ok_;
@@ -161,6 +165,7 @@ private:
   std::mutex m_;
   std::condition_variable cv_;
   std::vector<bool> confirmed_;
+  std::size_t offset_ = 0;
   std::size_t done_ = 0, not_ok_ = 0;
   std::atomic<std::size_t> attempts_{0};
   std::vector<std::size_t> retry_;
@@ -223,18 +228,26 @@ BOOST_AUTO_TEST_CASE(workers_killed_mid_stream_lose_nothing) {
   worker_set workers; // three over b2 and b3; the publisher on b1
   for (int i : {1, 2, 1}) workers.start(cl.b[i]->endpoint());
   publisher pub{cl.b[0]->endpoint(), sc.messages};
+  // A second publisher on b3 with the same node id and the same msg ids
+  // (its payloads are ids n..2n-1): a confirm 0 for one of its messages
+  // that the broker took for the first one's would show as a lost id.
+  publisher twin{cl.b[2]->endpoint(), sc.messages, sc.messages};
   auto per_step = static_cast<std::size_t>(sc.rate * sc.kill_every.count() / 1000.0);
   std::size_t sent = 0;
   for (int k = 0; k < sc.kills; ++k) {
     auto next = std::min(sc.messages, sent + per_step);
     pub.publish_paced(sent, next, sc.rate);
+    twin.publish_paced(sent, next, sc.rate);
     sent = next;
     workers.replace(static_cast<std::size_t>(k) % workers.procs.size());
   }
   pub.publish_paced(sent, sc.messages, sc.rate);
+  twin.publish_paced(sent, sc.messages, sc.rate);
   BOOST_TEST_REQUIRE(pub.settle_until(steady::now() + sc.deadline),
                      "confirmed " << pub.confirmed() << " of " << sc.messages);
-  check_none_lost(processed(workers.files), sc.messages, "worker kills");
+  BOOST_TEST_REQUIRE(twin.settle_until(steady::now() + sc.deadline),
+                     "the twin: confirmed " << twin.confirmed() << " of " << sc.messages);
+  check_none_lost(processed(workers.files), 2 * sc.messages, "worker kills, two publishers");
   std::uint64_t redelivered = 0;
   for (int i = 1; i < 3; ++i) { // what the workers' brokers redelivered
     stats_watch w{*cl.b[i], "b" + std::to_string(i + 1)};
