@@ -8,26 +8,6 @@
 
 namespace plexus::broker {
 
-const char* to_string(status s) noexcept {
-  switch (s) {
-    case status::ok: return "ok";
-    case status::no_responders: return "no responders";
-    case status::no_interest: return "no interest";
-    case status::dead_lettered: return "dead-lettered";
-    case status::overloaded: return "overloaded";
-    case status::expired: return "expired";
-    case status::forbidden: return "forbidden";
-    case status::unknown_subscription: return "unknown subscription";
-    case status::too_many_subscriptions: return "too many subscriptions";
-    case status::protocol_violation: return "protocol violation";
-    case status::duplicate_sid: return "duplicate subscription id";
-    case status::peer_lost: return "peer lost";
-    case status::returned: return "returned";
-    case status::slow_consumer: return "slow consumer";
-    case status::not_authorized: return "not authorized";
-  }
-  return "unknown status";
-}
 
 namespace {
 constexpr std::size_t frame_overhead = 64; // header estimate for queue accounting

@@ -28,26 +28,10 @@ using std::chrono::milliseconds;
 
 enum class slow_consumer_policy { drop, disconnect };
 
-/// Status codes the broker sends in ERR and CONFIRM (`code`). Codes below
-/// 100 are wire decode errors (wire::errc). See brokers/PROTOCOL.md.
-enum class status : std::uint32_t {
-  ok = 0,
-  no_responders = 100,     // a request matched no subscriber
-  no_interest = 101,       // CONFIRM: accepted, but nobody subscribes
-  dead_lettered = 102,     // CONFIRM: a consumer gave up on it
-  overloaded = 103,        // a bounded queue was full: the message was dropped
-  expired = 104,           // past its deadline: dropped
-  forbidden = 105,         // a topic clients may not publish on
-  unknown_subscription = 106,
-  too_many_subscriptions = 107,
-  protocol_violation = 108, // an op out of place (e.g. before HELLO)
-  duplicate_sid = 109,
-  peer_lost = 110,         // CONFIRM: a peer broker holding deliveries died
-  returned = 111,          // CONFIRM_RELAY only: the peer has no member left
-  slow_consumer = 112,     // ERR: messages to this connection were dropped (count says how many)
-  not_authorized = 113,    // ERR: a PEER_HELLO without a valid proof of the cluster secret
-};
-[[nodiscard]] const char* to_string(status s) noexcept;
+/// Status codes the broker sends in ERR and CONFIRM (`code`): the one
+/// table in plexus/wire.hpp. See brokers/PROTOCOL.md.
+using plexus::status;
+
 
 struct config {
   std::string id = "broker";

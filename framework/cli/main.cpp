@@ -87,7 +87,7 @@ int run_pub(const common& c, const std::string& topic, std::string data, bool da
     cl.publish_confirmed(topic, data, [&](std::uint32_t code) {
       std::lock_guard lock{m};
       ++done;
-      if (code == 101) {
+      if (code == plexus::code_of(plexus::status::no_interest)) {
         std::cerr << "plexus: warning: " << plexus::status_text(code) << "\n";
       } else if (code != 0) {
         ++failed;
@@ -140,7 +140,7 @@ int run_req(const common& c, const std::string& topic, const std::string& data, 
     std::cout << printable(r.payload) << "\n";
     return 0;
   }
-  if (r.code == 100) std::cerr << "plexus: no responders for " << topic << "\n";
+  if (r.code == plexus::code_of(plexus::status::no_responders)) std::cerr << "plexus: no responders for " << topic << "\n";
   else if (r.code == plexus::status_timeout)
     std::cerr << "plexus: no reply to " << topic << " within " << timeout.count() << " ms\n";
   else std::cerr << "plexus: request failed: " << plexus::status_text(r.code) << ": " << r.text << "\n";

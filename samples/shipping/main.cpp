@@ -108,7 +108,7 @@ bool publish_when_heard(plexus::client& c, std::string_view topic, std::string_v
     c.publish_confirmed(topic, payload, [answer](std::uint32_t s) { answer->set_value(s); });
     while (!stop && code.wait_for(std::chrono::milliseconds{100}) != std::future_status::ready) {}
     if (stop) return false;
-    if (code.get() != 101) return true;
+    if (code.get() != plexus::code_of(plexus::status::no_interest)) return true;
     if (!std::exchange(told, true))
       std::fprintf(stderr, "generator: nobody takes %.*s yet; waiting for a function\n",
                    static_cast<int>(topic.size()), topic.data());

@@ -111,32 +111,29 @@ struct subscribe_options {
   std::uint32_t max_deliver = 0;  // 0 = the broker's default
 };
 
-/// Outcome codes (CONFIRM and request results): 0 = ok; 100+ as in
-/// brokers/PROTOCOL.md; 900+ are the client's own.
-inline constexpr std::uint32_t status_timeout = 900;
-inline constexpr std::uint32_t status_disconnected = 901;
+/// Outcome codes (CONFIRM, ERR and request results) are plexus::status
+/// (plexus/wire.hpp, one table with name, text and whether a retry may
+/// help; status_text() names any code). The client's own, as numbers:
+inline constexpr std::uint32_t status_timeout = static_cast<std::uint32_t>(status::timeout);
+inline constexpr std::uint32_t status_disconnected = static_cast<std::uint32_t>(status::disconnected);
 /// publish_confirmed with `max_unconfirmed` awaiting CONFIRM and
 /// unconfirmed_full::fail: nothing was sent.
-inline constexpr std::uint32_t status_outbox_full = 902;
+inline constexpr std::uint32_t status_outbox_full = static_cast<std::uint32_t>(status::outbox_full);
 /// A request's responder failed (it answered with the failure instead of
 /// a reply: see reply::from and reply::text).
-inline constexpr std::uint32_t status_failed = 903;
+inline constexpr std::uint32_t status_failed = static_cast<std::uint32_t>(status::failed);
 /// on_error: the broker ended this client's session (its BYE, or it no
 /// longer knew the session); the text says why. The client connects
 /// again and restores its subscriptions by itself; what was sent to the
 /// old session in between is lost for plain subscriptions.
-inline constexpr std::uint32_t status_session_lost = 904;
+inline constexpr std::uint32_t status_session_lost = static_cast<std::uint32_t>(status::session_lost);
 /// on_error: a handler kept the I/O thread for longer than the broker's
 /// heartbeat, and with it the heartbeats the session lives on. Handlers
 /// must not block; hand long work to another thread.
-inline constexpr std::uint32_t status_handler_stall = 905;
+inline constexpr std::uint32_t status_handler_stall = static_cast<std::uint32_t>(status::handler_stall);
 /// on_error from the broker (ERR 112): it dropped messages for this
 /// client because its queue was full; the text says how many.
-inline constexpr std::uint32_t status_slow_consumer = 112;
-
-/// A short name for any outcome code: "ok", "no responders", "timeout", a
-/// wire decode error (codes below 100), ...
-[[nodiscard]] const char* status_text(std::uint32_t code) noexcept;
+inline constexpr std::uint32_t status_slow_consumer = static_cast<std::uint32_t>(status::slow_consumer);
 
 struct reply {
   std::uint32_t code = 0;

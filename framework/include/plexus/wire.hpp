@@ -338,5 +338,59 @@ private:
 
 } // namespace plexus::wire
 
+namespace plexus {
+
+/// Outcome codes, the one table of them: 0 and 100-199 travel on the wire
+/// (ERR and CONFIRM `code`, brokers/PROTOCOL.md "Status codes"), 900 and up
+/// are the client's own (a request that timed out, a session lost, ...).
+/// Codes below 100 are wire decode errors (wire::errc).
+enum class status : std::uint32_t {
+  ok = 0,
+  no_responders = 100,          // a request matched no subscriber
+  no_interest = 101,            // CONFIRM: accepted, but nobody subscribes
+  dead_lettered = 102,          // CONFIRM: a consumer gave up on it
+  overloaded = 103,             // a bounded queue was full: the message was dropped
+  expired = 104,                // past its deadline: dropped
+  forbidden = 105,              // a topic clients may not publish on
+  unknown_subscription = 106,
+  too_many_subscriptions = 107,
+  protocol_violation = 108,     // an op out of place (e.g. before HELLO)
+  duplicate_sid = 109,
+  peer_lost = 110,              // CONFIRM: a peer broker holding deliveries died
+  returned = 111,               // CONFIRM_RELAY only: the peer has no member left
+  slow_consumer = 112,          // ERR: messages to this connection were dropped (`count`)
+  not_authorized = 113,         // ERR: a PEER_HELLO without a valid proof of the cluster secret
+  timeout = 900,                // a request's reply did not come in time
+  disconnected = 901,           // the client closed with the request open
+  outbox_full = 902,            // publish_confirmed refused: max_unconfirmed in flight
+  failed = 903,                 // the responder failed and said so instead of replying
+  session_lost = 904,           // the broker ended the client's session
+  handler_stall = 905,          // a handler kept the client's I/O thread too long
+};
+
+/// What the table says of one code. `retryable`: the same publish or
+/// request may succeed if made again (later); the others will not.
+struct status_info {
+  status code;
+  std::string_view name; // one word, as in metrics and logs: "no_responders"
+  std::string_view text; // for people: "no responders"
+  bool retryable;
+};
+
+/// A status as the number on the wire.
+[[nodiscard]] constexpr std::uint32_t code_of(status s) noexcept {
+  return static_cast<std::uint32_t>(s);
+}
+
+/// Every status, by code.
+[[nodiscard]] std::span<const status_info> status_table() noexcept;
+/// The entry of `code`, or null for a code the table does not have.
+[[nodiscard]] const status_info* find_status(std::uint32_t code) noexcept;
+/// A short text for any outcome code: the table's, a wire decode error's
+/// (codes below 100), or "unknown status".
+[[nodiscard]] const char* status_text(std::uint32_t code) noexcept;
+
+} // namespace plexus
+
 template <>
 struct std::is_error_code_enum<plexus::wire::errc> : std::true_type {};

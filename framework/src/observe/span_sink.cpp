@@ -233,8 +233,9 @@ void span_sink::publish_probe(std::string_view payload) {
   // nobody. Anything else (delivered, or a failure on the way) counts as
   // heard: keep publishing.
   c_.publish_confirmed(topic_, payload, [in = interest_, upto = numbered_](std::uint32_t code) {
-    if (code == 101) in->unheard_from.store(upto, std::memory_order_relaxed);
-    in->heard.store(code != 101, std::memory_order_release);
+    bool unheard = code == code_of(status::no_interest);
+    if (unheard) in->unheard_from.store(upto, std::memory_order_relaxed);
+    in->heard.store(!unheard, std::memory_order_release);
   });
 }
 

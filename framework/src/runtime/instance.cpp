@@ -131,11 +131,11 @@ void end_request_span(instance_state& st, const delivery& d, const reply& r) {
       status = span_status::timeout;
       cause = "no reply from " + st.inv.request_topic + " within " + std::to_string(ms) + " ms";
       break;
-    case 100:
+    case code_of(plexus::status::no_responders):
       status = span_status::no_responders;
       cause = "nobody serves " + st.inv.request_topic;
       break;
-    case 103:
+    case code_of(plexus::status::overloaded):
     case status_outbox_full:
       status = span_status::rejected;
       cause = std::string{"overloaded on the way to "} + st.inv.request_topic;

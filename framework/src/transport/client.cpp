@@ -15,35 +15,6 @@ using steady = std::chrono::steady_clock;
 
 // ---------------------------------------------------------------- API
 
-const char* status_text(std::uint32_t code) noexcept {
-  switch (code) {
-    case 0: return "ok";
-    case 100: return "no responders";
-    case 101: return "no interest (accepted, but nobody subscribes)";
-    case 102: return "dead-lettered";
-    case 103: return "overloaded (dropped)";
-    case 104: return "expired";
-    case 105: return "forbidden";
-    case 106: return "unknown subscription";
-    case 107: return "too many subscriptions";
-    case 108: return "protocol violation";
-    case 109: return "duplicate subscription id";
-    case 110: return "peer lost";
-    case 111: return "returned (the peer has no member left)";
-    case status_slow_consumer: return "slow consumer (the broker dropped messages)";
-    case 113: return "not authorized";
-    case status_timeout: return "timeout";
-    case status_disconnected: return "disconnected";
-    case status_outbox_full: return "unconfirmed outbox full";
-    case status_failed: return "the responder failed";
-    case status_session_lost: return "session lost";
-    case status_handler_stall: return "a handler blocked the I/O thread";
-    default: break;
-  }
-  if (code < 100) return wire::to_string(static_cast<wire::errc>(code));
-  return "unknown status";
-}
-
 client::client(client_options opts) : impl_(std::make_unique<impl>(std::move(opts))) {
   auto& i = *impl_;
   i.backoff = i.opts.reconnect_min;

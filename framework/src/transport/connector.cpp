@@ -456,7 +456,7 @@ void client::impl::control(const wire::header& h) {
       break;
     }
     case wire::op::err: {
-      if (h.code == 108 && welcomed) {
+      if (h.code == code_of(status::protocol_violation) && welcomed) {
         // "HELLO must come first": the broker does not know this session
         // (it ended it, or ZeroMQ reconnected us underneath to a broker
         // that restarted on the same endpoint). Start again on this socket.

@@ -122,3 +122,48 @@ std::string to_string(const decode_error& e) {
 }
 
 } // namespace plexus::wire
+
+namespace plexus {
+
+namespace {
+// Texts are NUL-terminated literals: status_text hands out .data().
+constexpr status_info statuses[] = {
+  {status::ok, "ok", "ok", false},
+  {status::no_responders, "no_responders", "no responders", true},
+  {status::no_interest, "no_interest", "no interest (accepted, but nobody subscribes)", true},
+  {status::dead_lettered, "dead_lettered", "dead-lettered", false},
+  {status::overloaded, "overloaded", "overloaded (dropped)", true},
+  {status::expired, "expired", "expired", false},
+  {status::forbidden, "forbidden", "forbidden", false},
+  {status::unknown_subscription, "unknown_subscription", "unknown subscription", false},
+  {status::too_many_subscriptions, "too_many_subscriptions", "too many subscriptions", false},
+  {status::protocol_violation, "protocol_violation", "protocol violation", false},
+  {status::duplicate_sid, "duplicate_sid", "duplicate subscription id", false},
+  {status::peer_lost, "peer_lost", "peer lost", true},
+  {status::returned, "returned", "returned (the peer has no member left)", true},
+  {status::slow_consumer, "slow_consumer", "slow consumer (the broker dropped messages)", false},
+  {status::not_authorized, "not_authorized", "not authorized", false},
+  {status::timeout, "timeout", "timeout", true},
+  {status::disconnected, "disconnected", "disconnected", true},
+  {status::outbox_full, "outbox_full", "unconfirmed outbox full", true},
+  {status::failed, "failed", "the responder failed", false},
+  {status::session_lost, "session_lost", "session lost", true},
+  {status::handler_stall, "handler_stall", "a handler blocked the I/O thread", false},
+};
+} // namespace
+
+std::span<const status_info> status_table() noexcept { return statuses; }
+
+const status_info* find_status(std::uint32_t code) noexcept {
+  for (const auto& s : statuses)
+    if (static_cast<std::uint32_t>(s.code) == code) return &s;
+  return nullptr;
+}
+
+const char* status_text(std::uint32_t code) noexcept {
+  if (const auto* s = find_status(code)) return s->text.data();
+  if (code > 0 && code < 100) return wire::to_string(static_cast<wire::errc>(code));
+  return "unknown status";
+}
+
+} // namespace plexus
