@@ -476,6 +476,36 @@ BOOST_AUTO_TEST_CASE(a_publish_that_reaches_nobody_runs_the_message_again_later)
   BOOST_TEST(received == 1);
 }
 
+BOOST_AUTO_TEST_CASE(a_poison_message_downstream_is_quarantined_once_and_its_upstream_is_done) {
+  node n{node_options{}};
+  std::atomic<int> upstream_runs{0};
+  n.service("chain").function("first").on("orders").reliable()
+    .handle([&](std::string_view v, context& ctx) -> result<void> {
+      ++upstream_runs;
+      ctx.publish("labels", v);
+      return {};
+    });
+  n.service("printer").function("label").on("labels").instances(1).poison_after(2)
+    .handle([](std::string_view, context&) -> result<void> {
+      throw std::runtime_error("label printer jammed");
+    });
+  n.start();
+  event_log log{n.client()};
+  BOOST_TEST(confirmed(n.client(), "$sync", "") == 101u);
+  // A plain publish: the input has no msg id, so a re-run of the upstream
+  // would publish a new message each time.
+  n.client().publish("orders", "poison order");
+  BOOST_TEST_REQUIRE(log.wait_for("quarantine", 1, "label"));
+  waiter w;
+  BOOST_TEST_REQUIRE(w.until([&] { return stats_of(n, "first").ok == 1u; }));
+  // A round trip through the broker after the upstream's ACK: a re-run
+  // would have published again by now (it waits 1 s; its quarantine 2 more).
+  BOOST_TEST(confirmed(n.client(), "orders-barrier", "") == 101u);
+  BOOST_TEST(upstream_runs.load() == 1);
+  BOOST_TEST(stats_of(n, "first").errors == 0u);
+  BOOST_TEST(stats_of(n, "label").quarantined == 1u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 
@@ -618,6 +648,55 @@ BOOST_AUTO_TEST_CASE(a_temporary_function_is_not_restarted_and_leaves_its_queue_
   BOOST_TEST_REQUIRE(w.until([&] { return stats_of(n, "once").stopped; }));
   BOOST_TEST(stats_of(n, "once").restarts == 0u);
   BOOST_TEST_REQUIRE(w.until([&] { return confirmed(n.client(), "once", "later") == 101u; }));
+}
+
+BOOST_AUTO_TEST_CASE(a_transient_function_whose_last_instance_quit_leaves_its_queue_group) {
+  node n{node_options{}};
+  actor_function(n.service("svc").function("quitter").on("quits").instances(1).restart(transient),
+                 [](caf::event_based_actor* self, client&) -> caf::behavior {
+                   return {[self](handle_atom, const envelope& e) -> result<void> {
+                     if (e.payload == "quit") self->quit(); // a normal exit: not restarted
+                     return {};
+                   }};
+                 });
+  n.start();
+  BOOST_TEST(confirmed(n.client(), "quits", "quit") == 0u);
+  waiter w;
+  BOOST_TEST_REQUIRE(w.until([&] { return stats_of(n, "quitter").stopped; }));
+  BOOST_TEST(stats_of(n, "quitter").restarts == 0u);
+  BOOST_TEST(stats_of(n, "quitter").credit == 0u); // no credit kept for work it cannot run
+  // Nobody can answer now: a request fails at once instead of timing out.
+  auto r = n.client().request("quits", "anyone?", 10s);
+  BOOST_TEST(r.code == code_of(status::no_responders), status_text(r.code));
+}
+
+BOOST_AUTO_TEST_CASE(what_waits_at_an_escalation_is_kept_for_the_revived_service) {
+  // One node, one instance, nobody else in the group: what waited when the
+  // service escalated must not be lost when it leaves and comes back.
+  node n{node_options{.restart_initial = 50ms}};
+  std::atomic<int> crashes{0};
+  n.service("svc", {.max_restarts = 2, .within = 60s}).function("jobs").on("jobs").instances(1)
+    .handle([&](std::string_view payload, context& ctx) -> result<void> {
+      if (payload.starts_with("crash") && ctx.delivery() == 1) {
+        ++crashes;
+        throw std::runtime_error("crash on first delivery");
+      }
+      return {};
+    });
+  n.start();
+  event_log log{n.client()};
+  BOOST_TEST_REQUIRE(confirmed(n.client(), "jobs", "warm-up") == 0u);
+  waiter w;
+  std::vector<std::uint32_t> codes;
+  std::vector<std::string> sent{"crash-1", "crash-2", "crash-3", "ok-1", "ok-2", "ok-3"};
+  for (auto& p : sent)
+    n.client().publish_confirmed("jobs", p, [&](std::uint32_t code) { w.update([&] { codes.push_back(code); }); });
+  BOOST_TEST_REQUIRE(log.wait_for("escalate", 1, "jobs"));
+  BOOST_TEST_REQUIRE(w.until([&] { return codes.size() == sent.size(); }, 30s),
+                     codes.size() << " of " << sent.size() << " confirmed");
+  for (auto c : codes) BOOST_TEST(c == 0u, "confirm " << c << " (" << status_text(c) << ")");
+  BOOST_TEST(crashes.load() == 3);
+  BOOST_TEST(stats_of(n, "jobs").escalations == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(past_its_intensity_a_service_escalates_and_the_root_restarts_it) {

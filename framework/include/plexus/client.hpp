@@ -215,6 +215,10 @@ public:
   /// requeue NACK then goes to another member of its queue group, or waits
   /// in the group; never back to it. A stopping consumer does this first.
   void withdraw_credit(std::uint32_t sid);
+  /// The credit of subscription `sid` becomes `n` (CREDIT with the set
+  /// flag), and a failover's re-SUB asks for `n`: how a member that
+  /// withdrew comes back.
+  void set_credit(std::uint32_t sid, std::uint32_t n);
 
   /// Request/reply: `done` gets the reply, or code no_responders (100) at
   /// once when nobody subscribes, or status_timeout.

@@ -181,7 +181,13 @@ void context::publish(std::string_view topic, std::string_view payload) {
   t->pending.fetch_add(1, std::memory_order_relaxed);
   client_.publish_confirmed(topic, payload, [t, pool = inv_->pool](std::uint32_t code) {
     // Delivered to nobody is not delivered: the message is run again later.
-    if (code != 0) t->failed.store(code, std::memory_order_relaxed);
+    // A consumer that took it and gave up on it (dead-lettered: it is on
+    // $DLQ with the reason) or found it expired has given its verdict,
+    // which a re-run cannot change: this message is done. (Re-run, it
+    // published a new message for each try: one poison order was
+    // quarantined once per retry of its upstream.)
+    bool verdict = code == code_of(status::dead_lettered) || code == code_of(status::expired);
+    if (code != 0 && !verdict) t->failed.store(code, std::memory_order_relaxed);
     if (t->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) detail::post_published(pool, t);
   }, o);
 }

@@ -89,7 +89,8 @@ struct pool_state {
 using pool_actor = caf::stateful_actor<pool_state>;
 
 void post_batch(const caf::actor_addr& pool, std::span<const message_view> batch);
-void wind_down(pool_actor* self, const char* why);
+enum class group_stay : bool { leave, stay };
+void wind_down(pool_actor* self, const char* why, group_stay group);
 void unconfirmed_publish(pool_actor* self, const delivery& d, std::uint32_t code);
 void succeeded(pool_actor* self);
 
@@ -184,7 +185,7 @@ void freed(pool_actor* self, const caf::actor& inst) {
     ++s.spec.counters->recycled;
     spawn_instance(self);
   } else if (s.born.empty()) {
-    wind_down(self, "function ended"); // temporary: its last instance is gone
+    wind_down(self, "function ended", group_stay::leave); // temporary: its last instance is gone
   }
 }
 
@@ -237,26 +238,34 @@ void hand_back(pool_actor* self, const delivery& d, const char* why) {
   self->state.spec.counters->handed_back.fetch_add(1, std::memory_order_relaxed);
 }
 
-// The function stops taking work (escalated, or temporary and out of
-// instances): unsubscribe, so other nodes' members take it; what waits
-// here was never started and goes back at once; running work finishes.
-void wind_down(pool_actor* self, const char* why) {
+// The function stops taking work: what waits here was never started and
+// goes back to the broker at once; running work finishes. An escalated
+// function stays in its queue group with no credit (`stay`): what it hands
+// back goes to other members, or waits in the group for its revival
+// (leaving, on a single node, dropped it: the group lost its last member).
+// One that ended for good (temporary, or transient whose last instance
+// quit) leaves: requests to it find no responders instead of waiting.
+void wind_down(pool_actor* self, const char* why, group_stay group) {
   auto& s = self->state;
   if (s.stopped) return;
   s.stopped = true;
   s.spec.counters->stopped = true;
   ++s.generation; // whatever runs now retires when done
   ++s.epoch;
-  // No more deliveries, what waits goes to other members, then UNSUB
+  // No more deliveries, what waits goes back, then UNSUB when leaving
   // (which hands back the rest: after it, a NACK would name no subscription).
   auto sid = s.sid ? s.sid : s.spec.counters->sid.load();
   if (sid) s.spec.conn->withdraw_credit(sid);
+  s.spec.counters->credit = 0;
   for (auto& d : s.waiting) hand_back(self, *d, why);
   s.waiting.clear();
-  if (sid) s.spec.conn->unsubscribe(sid);
-  s.spec.counters->sid = 0;
-  s.spec.counters->credit = 0; // unsubscribed
-  s.sid = 0;
+  if (group == group_stay::leave) {
+    if (sid) s.spec.conn->unsubscribe(sid);
+    s.spec.counters->sid = 0;
+    s.sid = 0;
+  } else {
+    s.sid = sid;
+  }
   note_gauges(self);
   for (auto& a : s.idle) retire(self, a);
   s.idle.clear();
@@ -449,7 +458,7 @@ void run_ended(pool_actor* self, const work_run_ptr& run, const std::optional<st
   if (victim) settle_crashed(self, *victim, *why);
   credit_if_dry(self);
   if (live && plan.escalate) {
-    wind_down(self, "service stopped: past its restart intensity");
+    wind_down(self, "service stopped: past its restart intensity", group_stay::stay);
     self->send(s.spec.service_actor, escalate_atom::value, s.spec.index, *why, plan.intensity);
   } else if (live) {
     if (plan.restart && plan.delay.count() > 0)
@@ -465,10 +474,12 @@ void run_ended(pool_actor* self, const work_run_ptr& run, const std::optional<st
     if (why && !plan.recycle.empty())
       self->send(s.spec.service_actor, recycle_atom::value, plan.recycle, s.spec.index, *why);
   }
-  // A temporary function is never restarted: with its last instance gone,
-  // it stops taking work.
-  if (s.spec.fn->options().restart == temporary && s.born.empty() && !s.stopping)
-    wind_down(self, "function ended");
+  // A function that gets no new instance has ended with its last one: a
+  // temporary function is never restarted, a transient one not after a
+  // normal exit. (Scaled to zero is no end: the target is 0 then.)
+  if (s.spec.fn->options().restart != permanent && s.born.empty() && !s.stopping && live
+      && !plan.restart && s.target > 0)
+    wind_down(self, "function ended", group_stay::leave);
   maybe_quit(self);
 }
 
@@ -656,7 +667,9 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
       recycle(self, replace);
       dispatch(self);
     },
-    [self](escalate_atom) { wind_down(self, "service stopped: past its restart intensity"); },
+    [self](escalate_atom) {
+      wind_down(self, "service stopped: past its restart intensity", group_stay::stay);
+    },
     [self](revive_atom) {
       auto& s = self->state;
       if (s.stopping || !s.stopped) return;
@@ -667,7 +680,14 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
       s.credit_debt = 0;
       s.target = s.spec.fn->options().scale.min;
       for (std::uint32_t i = 0; i < s.target; ++i) spawn_instance(self);
-      s.sid = subscribe_pool(s.spec, caf::actor{self});
+      if (s.sid) { // still in its group (escalated): its credit again
+        const auto& o = s.spec.fn->options();
+        s.spec.conn->set_credit(s.sid, o.scale.min + o.prefetch);
+        s.spec.counters->sid = s.sid;
+        s.spec.counters->credit = o.scale.min + o.prefetch;
+      } else {
+        s.sid = subscribe_pool(s.spec, caf::actor{self});
+      }
     },
     [self](stop_atom) {
       auto& s = self->state;

@@ -192,17 +192,19 @@ void client::grant_credit(std::uint32_t sid, std::uint32_t n) {
   impl_->enqueue_control(h);
 }
 
-void client::withdraw_credit(std::uint32_t sid) {
+void client::withdraw_credit(std::uint32_t sid) { set_credit(sid, 0); }
+
+void client::set_credit(std::uint32_t sid, std::uint32_t n) {
   {
     std::lock_guard lock{impl_->subs_mutex};
     auto it = impl_->subs.find(sid);
     if (it == impl_->subs.end()) return;
-    it->second->opts.credit = 0; // a re-SUB after a failover asks for none either
+    it->second->opts.credit = n; // what a re-SUB after a failover asks for
   }
   wire::header h;
   h.kind = wire::op::credit;
   h.sid = sid;
-  h.credit = 0;
+  h.credit = n;
   h.flags = wire::flag_credit_set;
   impl_->enqueue_control(h);
 }
