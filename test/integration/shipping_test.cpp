@@ -169,6 +169,56 @@ BOOST_FIXTURE_TEST_CASE(every_order_is_confirmed_or_dead_lettered_across_process
   BOOST_TEST(g.find("send-confirmation") == std::string::npos);
 }
 
+// A poison order in a reliable chain split over processes costs one
+// quarantine: create-label crashes on every 20th order (--inject
+// label-crash), validate-address (reliable) hears 102 for what it
+// published and is done with the order instead of running it again under
+// a new msg id (which got each poison order quarantined up to 5 times).
+BOOST_AUTO_TEST_CASE(a_poison_order_in_a_split_reliable_chain_is_quarantined_once) {
+  constexpr int n = 100;
+  const std::vector<std::string> inject{"--inject", "label-crash", "--inject-every", "20"};
+  broker_process broker{{"--id", "ship", "--stats-interval-ms", "100"}};
+  collector dead;
+  auto watcher = broker.connect("dlq-watcher");
+  watcher->subscribe("$DLQ.>", dead.handler());
+  sync_with_broker(*watcher);
+  stats_watch stats{broker, "ship"};
+  temp_file outbox{"plexus-itest-outbox"};
+  shipping_process validate{broker, "validate-address", inject};
+  shipping_process label{broker, "create-label", inject};
+  auto confirm_args = inject;
+  confirm_args.insert(confirm_args.end(), {"--outbox", outbox.path()});
+  shipping_process confirm{broker, "send-confirmation", confirm_args};
+  BOOST_REQUIRE_MESSAGE(stats.wait_for("groups", [](std::uint64_t g) { return g >= 3; }),
+                        "the three function processes did not join their groups within 10 s");
+  auto gen_args = inject;
+  gen_args.insert(gen_args.end(), {"--orders", std::to_string(n), "--rate", "1000"});
+  shipping_process generator{broker, "generator", gen_args};
+  bool done = poll_until([&] {
+    return confirmations(outbox.path()).size() + dead.size() >= std::size_t{n};
+  }, chain_deadline, 20ms);
+  BOOST_CHECK_MESSAGE(done, "within 30 s: " << confirmations(outbox.path()).size()
+                      << " confirmed, " << dead.size() << " dead-lettered of " << n);
+  std::set<int> dead_ids;
+  for (auto& m : dead.messages()) {
+    BOOST_TEST(m.topic == "$DLQ.address.validated");
+    order o;
+    BOOST_TEST(!plexus::decode_payload(m.payload, o).has_value());
+    dead_ids.insert(o.id);
+  }
+  BOOST_TEST(dead_ids.size() == 5u); // every 20th of 100
+  BOOST_TEST(dead.size() == dead_ids.size()); // each quarantined once
+  auto seen = confirmations(outbox.path());
+  BOOST_TEST(seen.size() + dead_ids.size() == std::size_t{n}); // every order accounted for
+  for (auto id : dead_ids) BOOST_TEST(!seen.contains(id));
+  for (auto* p : {&generator, &validate, &label, &confirm}) BOOST_TEST(p->terminate() == 0);
+  auto v = validate.output(), l = label.output();
+  BOOST_TEST_MESSAGE("validate-address:\n" << v << "create-label:\n" << l);
+  BOOST_TEST(summary_count(v, "validate-address", "errors") == 0); // never run again
+  BOOST_TEST(summary_count(v, "validate-address", "ok") == n);
+  BOOST_TEST(summary_count(l, "create-label", "quarantined") == 5);
+}
+
 // create-label is replaced mid-stream: a second create-label process joins
 // the group, then the first is stopped (SIGSTOP, so it surely holds
 // deliveries it has not acked) and killed (SIGKILL). What it held is
