@@ -45,7 +45,9 @@ constexpr std::array<wire::op, 15> kinds{
   wire::op::peer_hello, wire::op::interest_add, wire::op::interest_remove, wire::op::fwd,
   wire::op::confirm_relay};
 
-wire::header structured(input& in, std::string& storage) {
+constexpr std::string_view fuzz_secret = "the fuzzer's cluster secret";
+
+wire::header structured(input& in, std::string& storage, std::string& proof) {
   wire::header h;
   h.kind = kinds[in.byte() % kinds.size()];
   auto b = in.byte();
@@ -75,6 +77,10 @@ wire::header structured(input& in, std::string& storage) {
     h.node = (b & 1) ? "peer" : "broker"; // "broker": the core itself (a self link)
     h.delivery = 1 + (d & 3);             // the hello's number
     h.seq = 1 + (e & 1);                  // the incarnation: 2 is a restart
+    // Mostly the proof a peer gives; sometimes a forged one, refused.
+    proof = broker::peer_hello_proof(fuzz_secret, h.node, h.seq, h.delivery);
+    if (c & 128) proof[0] = static_cast<char>(proof[0] ^ 1);
+    h.auth = proof;
   }
   if (h.kind == wire::op::fwd) h.delivery = d & 3;
   return h;
@@ -93,12 +99,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   cfg.stats_interval = 500ms;
   cfg.limits.max_payload_bytes = 4096;
   cfg.limits.max_batch_bytes = 16 * 1024;
+  cfg.cluster_secret = std::string{fuzz_secret};
   broker::core core{cfg};
   broker::time_point now{std::chrono::seconds{1'700'000'000}};
   core.tick(now);
   input in{data, size};
   std::vector<wire::entry> batch;
-  std::string storage, encoded, check_bytes, shell_bytes;
+  std::string storage, proof, encoded, check_bytes, shell_bytes;
   constexpr std::size_t conns = 4;
 
   auto flush = [&](std::size_t budget) {
@@ -119,6 +126,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       return n;
     });
     (void)core.take_closed();
+    (void)core.take_gone();
   };
 
   while (!in.done()) {
@@ -153,7 +161,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         break;
       case 4: flush(in.byte() & 7); break;
       default: { // a well-formed envelope, through the codec
-        auto h = structured(in, storage);
+        auto h = structured(in, storage, proof);
         encoded.clear();
         wire::encode_header(h, encoded);
         std::array<std::string_view, 2> frames{encoded, "payload"};
