@@ -285,6 +285,7 @@ void client::impl::receive_all() {
     parts.clear();
     if (!zmq::recv_multipart(*sock, std::back_inserter(parts), zmq::recv_flags::dontwait)) return;
     last_heard = steady::now();
+    turn_started = last_heard; // the handlers' turn starts with the frame
     if (parts.empty()) continue;
     std::string_view first{static_cast<const char*>(parts[0].data()), parts[0].size()};
     entries.clear();
@@ -303,7 +304,7 @@ void client::impl::receive_all() {
       }
     }
     dispatch();
-    keep_alive_between_handlers(steady::now());
+    keep_alive_between_handlers(turn_started); // set by the last handler's return, if any
   }
 }
 
@@ -410,7 +411,6 @@ void client::impl::deliver(std::uint32_t sid, std::span<const message_view> batc
     if (auto it = subs.find(sid); it != subs.end()) rec = it->second;
   }
   if (!rec) return; // unsubscribed meanwhile
-  turn_started = steady::now();
   rec->on_batch(batch_views);
   handler_returned(sid);
 }

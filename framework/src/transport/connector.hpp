@@ -215,7 +215,9 @@ struct client::impl {
   // a stall. When each kind of report last went to stderr.
   std::chrono::milliseconds broker_heartbeat{1000};
   std::map<std::uint32_t, steady::time_point> last_stderr;
-  steady::time_point turn_started{}; // when the running handler was called
+  // Since when the I/O thread has been away in handlers: the frame's
+  // arrival, then each handler's return.
+  steady::time_point turn_started{};
 };
 
 } // namespace plexus
