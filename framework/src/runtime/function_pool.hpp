@@ -27,6 +27,7 @@
 
 #include "plexus/node.hpp"
 #include "plexus/trace.hpp"
+#include "pool_types.hpp"
 #include "supervision.hpp"
 
 namespace plexus::detail {
@@ -34,54 +35,6 @@ class span_sink;
 }
 
 namespace plexus::detail {
-
-/// A delivered message. Its strings are views into the delivery_block it
-/// came in, which every delivery_ptr to it keeps alive.
-struct delivery {
-  std::uint32_t sid = 0;
-  std::uint64_t seq = 0;
-  std::uint32_t count = 1; // delivery count
-  std::uint64_t deadline_ns = 0;
-  std::int64_t arrived_ns = 0; // steady clock, when the node took it in
-  std::string_view topic, payload, msg_id, reply_to, traceparent;
-};
-/// Points into a delivery_block (an aliasing shared_ptr: no allocation).
-using delivery_ptr = std::shared_ptr<const delivery>;
-
-/// An owned copy of a batch the connector delivered (its views die with
-/// its callback): the deliveries and, in one buffer, all their strings.
-struct delivery_block {
-  std::vector<delivery> items;
-  std::unique_ptr<char[]> bytes;
-};
-using delivery_batch = std::shared_ptr<const delivery_block>;
-
-/// The confirmed publishes of one reliable invocation. `pending` starts at
-/// 1 for the pool's settle and counts each publish not yet confirmed;
-/// whoever takes it to 0 settles the message: the pool at once when every
-/// confirm is in, else the last confirm, through the pool (published_atom).
-struct publish_tracker {
-  std::atomic<std::uint32_t> pending{1};
-  std::atomic<std::uint32_t> failed{0}; // a confirm's code other than ok / no interest
-  std::uint32_t published = 0;          // the instance's count, for derived msg ids
-};
-using tracker_ptr = std::shared_ptr<publish_tracker>;
-
-/// A run of messages handed to one instance in one actor message. The
-/// instance records each outcome and how far it got, so after a crash
-/// the pool knows which message did it and which never started.
-struct work_run {
-  std::vector<delivery_ptr> items;
-  std::vector<std::pair<std::uint8_t, std::string>> outcomes; // per item, once run
-  std::size_t finished = 0; // items with an outcome
-  std::vector<tracker_ptr> trackers; // per item, for reliable functions that published
-  std::optional<std::string> crash; // the handler threw on items[finished]
-  bool cold = false;        // the first run of a function started from zero
-  std::int64_t started_ns = 0; // steady clock, when its first handler began
-  std::uint64_t init_ns = 0;   // the init hook ran first, this long
-};
-using work_run_ptr = std::shared_ptr<work_run>;
-
 
 /// An instance's side of the message in hand, reached through its context:
 /// the continuation of a pending request.
@@ -118,12 +71,6 @@ struct invocation {
   std::uint64_t request_start_ns = 0;
 };
 using reply_ptr = std::shared_ptr<const reply>;
-
-[[nodiscard]] inline std::int64_t steady_ns() noexcept {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-           std::chrono::steady_clock::now().time_since_epoch())
-    .count();
-}
 
 /// Hands a request's reply from the I/O thread to the instance waiting on it.
 void post_reply(const caf::actor_addr& instance, std::uint64_t token, reply r);

@@ -21,9 +21,6 @@ using run_atom = caf::atom_constant<caf::atom("run")>;
 // instance -> pool: the run ended (all done, or work_run::crash says where)
 using done_atom = caf::atom_constant<caf::atom("done")>;
 
-/// One item's outcome in work_run::outcomes.
-enum outcome : std::uint8_t { ok = 0, failed = 1, rejected = 2 };
-
 /// Spawns one instance of `fn` for `pool`: lazily (an instance that never
 /// gets work never allocates its behavior, ~190 B of the ~1.8 KiB one
 /// cost), or on a thread of its own when the function is blocking.

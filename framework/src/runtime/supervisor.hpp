@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <mutex>
 #include <random>
 #include <string>
 #include <string_view>
@@ -110,6 +111,44 @@ public:
 private:
   node_options::failure_policy policy_;
   std::vector<backoff> backoff_;
+};
+
+/// A service's supervisor core, shared by its pools: a pool decides on its
+/// own instance's crash at once (no message round trip before the
+/// replacement starts), and only what spans pools goes through the
+/// service actor.
+class shared_supervisor {
+public:
+  shared_supervisor(service_options opts, std::vector<restart_type> restarts, std::uint64_t seed)
+    : core_(opts, std::move(restarts), seed) {}
+
+  supervisor_plan crashed(const crash_report& c, steady::time_point now) {
+    std::lock_guard lock{m_};
+    return core_.crashed(c, now);
+  }
+  supervisor_plan exited(std::size_t function) {
+    std::lock_guard lock{m_};
+    return core_.exited(function);
+  }
+  /// True for the first success after the root revived the service.
+  bool succeeded() {
+    std::lock_guard lock{m_};
+    core_.succeeded();
+    return std::exchange(revived_, false);
+  }
+  /// The root's restart; false when the service had not escalated.
+  bool revive() {
+    std::lock_guard lock{m_};
+    if (!core_.escalated()) return false;
+    core_.reset();
+    revived_ = true;
+    return true;
+  }
+
+private:
+  std::mutex m_;
+  supervisor core_;
+  bool revived_ = false;
 };
 
 } // namespace plexus::detail

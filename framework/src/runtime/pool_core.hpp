@@ -1,0 +1,230 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// A function pool's logic, sans-IO, in the broker core's style: it is fed
+// inputs (a batch arrived, a run is done, an instance ended, a tick with
+// the time, a confirm settled a reliable invocation, stop, ...) and answers
+// with commands in order (ack, nack, grant or set credit, spawn or retire
+// an instance, hand a run to an instance, an event, ...). No CAF, no
+// sockets, no clock of its own: the pool actor (function_pool.cpp) is a
+// thin shell that feeds it and carries the commands out, and tests drive
+// it with a fake clock.
+//
+// What it decides: runs of waiting messages for idle instances; one
+// broker credit back per finished message (in batches); ACK, NACK or
+// quarantine by the outcome; restarts as the service's supervisor core
+// decides; scaling as the autoscaler decides; what goes back to the
+// broker at a stop, an escalation or the function's end.
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <variant>
+#include <vector>
+
+#include "autoscaler.hpp"
+#include "plexus/node.hpp"
+#include "plexus/wire.hpp"
+#include "pool_types.hpp"
+#include "supervisor.hpp"
+
+namespace plexus::detail {
+
+/// An instance, as the core knows it (the shell maps it to an actor).
+using instance_id = std::uint64_t;
+
+/// Where a pool is in its life.
+enum class pool_phase : std::uint8_t {
+  running,    // takes work
+  wound_down, // escalated (waits for a revival) or ended for good: takes none
+  stopping,   // the node stops: what runs finishes, then the pool quits
+  past_grace, // ... and what waits for its publishes' confirms waits no more
+};
+
+namespace pool_cmd {
+struct ack {
+  std::uint32_t sid = 0;
+  std::uint64_t seq = 0;
+  std::uint32_t count = 1;
+};
+struct nack {
+  std::uint32_t sid = 0;
+  std::uint64_t seq = 0;
+  wire::nack_action action = wire::nack_action::requeue;
+  std::uint32_t delay_ms = 0;
+  std::string reason;
+};
+struct grant_credit { // the broker may send `n` more
+  std::uint32_t sid = 0, n = 0;
+};
+struct set_credit { // the credit becomes `n` (0: withdrawn)
+  std::uint32_t sid = 0, n = 0;
+};
+struct unsubscribe {
+  std::uint32_t sid = 0;
+};
+struct subscribe {}; // again, after a revival that had left: answer with subscribed()
+struct spawn {
+  instance_id id = 0;
+};
+struct retire { // told to exit; its end is the core's own doing
+  instance_id id = 0;
+};
+struct run {
+  instance_id id = 0;
+  work_run_ptr work;
+};
+struct event { // $SYS.supervisor.<kind>...: the shell adds the node
+  supervisor_event e;
+};
+struct scaled { // announced at the next tick, off the hot path
+  scale_event e;
+};
+struct recovered {}; // to the service: a revived service works again
+struct escalate {    // to the service: past the restart intensity
+  std::string why;
+  std::uint32_t intensity = 0;
+};
+struct recycle_siblings { // to the service: replace these functions' instances
+  std::vector<std::size_t> functions;
+  std::string why;
+};
+struct restart_later { // a restart after a backoff: answer with restart_due(epoch)
+  std::chrono::milliseconds delay{0};
+  std::uint64_t epoch = 0;
+};
+struct quit {};
+} // namespace pool_cmd
+
+using pool_command =
+  std::variant<pool_cmd::ack, pool_cmd::nack, pool_cmd::grant_credit, pool_cmd::set_credit,
+               pool_cmd::unsubscribe, pool_cmd::subscribe, pool_cmd::spawn, pool_cmd::retire,
+               pool_cmd::run, pool_cmd::event, pool_cmd::scaled, pool_cmd::recovered,
+               pool_cmd::escalate, pool_cmd::recycle_siblings, pool_cmd::restart_later,
+               pool_cmd::quit>;
+
+struct pool_core_spec {
+  std::string service, function; // names
+  std::size_t index = 0;         // the function's among its service's
+  function_options opts;
+  std::shared_ptr<pool_counters> counters;
+  std::shared_ptr<shared_supervisor> sup; // the service's decisions
+};
+
+class pool_core {
+public:
+  using clock = std::chrono::steady_clock;
+
+  explicit pool_core(pool_core_spec spec);
+
+  // ------------------------------------------------------------ inputs
+
+  /// Spawns the function's `scale.min` instances. The shell subscribes
+  /// with the credit initial_credit() and says subscribed().
+  void start(clock::time_point now);
+  [[nodiscard]] std::uint32_t initial_credit() const noexcept;
+  void subscribed(std::uint32_t sid);
+  /// Deliveries from the broker, in order (`now`: the autoscaler's clock).
+  void take(const delivery_batch& b);
+  /// An instance finished the run it was handed (its `crash`: the handler
+  /// threw on items[finished], and the instance lives on).
+  void run_done(instance_id id, clock::time_point now);
+  /// An instance ended: crashed (`crash` says why) or quit.
+  void instance_down(instance_id id, const std::optional<std::string>& crash, clock::time_point now);
+  /// The autoscaler's sample, every scale.tick.
+  void tick(clock::time_point now);
+  /// The last confirm of a reliable invocation's publishes is in.
+  void published(const publish_tracker* t);
+  void restart_due(std::uint64_t epoch);
+  /// The service replaces (or, temporary, ends) every instance.
+  void recycle(bool replace);
+  /// The service is past its intensity (a sibling escalated).
+  void escalate();
+  void revive();
+  void stop();
+  void grace_over();
+
+  // ------------------------------------------------------------ outputs
+
+  /// The commands since the last call, in order.
+  [[nodiscard]] std::vector<pool_command> take_commands();
+
+  [[nodiscard]] pool_phase phase() const noexcept { return phase_; }
+  [[nodiscard]] bool quit() const noexcept { return quit_; }
+  /// What the core holds: waiting, at work (in runs), deferred.
+  [[nodiscard]] std::size_t waiting() const noexcept { return waiting_.size(); }
+  [[nodiscard]] std::size_t busy() const noexcept { return busy_.size(); }
+  [[nodiscard]] std::size_t deferred() const noexcept { return deferred_.size(); }
+  [[nodiscard]] std::size_t live() const noexcept { return born_.size(); }
+  [[nodiscard]] std::uint32_t target() const noexcept { return target_; }
+
+private:
+  [[nodiscard]] bool live_phase() const noexcept { return phase_ == pool_phase::running; }
+  [[nodiscard]] bool stopping() const noexcept {
+    return phase_ == pool_phase::stopping || phase_ == pool_phase::past_grace;
+  }
+  void emit(pool_command c) { out_.push_back(std::move(c)); }
+  supervisor_event make_event(std::string kind, std::string reason) const;
+
+  void spawn_instance();
+  void retire(instance_id id);
+  void note_gauges();
+  void dispatch();
+  void freed(instance_id id);
+  void maybe_quit();
+  void give_credit();
+  void finished(const delivery& d);
+  void credit_if_dry();
+  void hand_back(const delivery& d, const char* why);
+  enum class group_stay : bool { leave, stay };
+  void wind_down(const char* why, group_stay group);
+  void requeue_unstarted(const work_run& run, bool died_on_one);
+  void settle_finished(const work_run& run);
+  void succeeded();
+  void unconfirmed_publish(const delivery& d, std::uint32_t code);
+  void settle_crashed(const delivery& d, const std::string& why);
+  void recycle_instances(bool replace);
+  void run_ended(const work_run_ptr& run, const std::optional<std::string>& why,
+                 std::optional<instance_id> survivor, const std::string& source,
+                 clock::time_point now);
+  void scale_to(std::uint32_t to, const char* why);
+  void cold_start();
+
+  pool_core_spec spec_;
+  pool_phase phase_ = pool_phase::running;
+  bool quit_ = false;
+  std::vector<pool_command> out_;
+  instance_id next_id_ = 1;
+  std::vector<instance_id> idle_;
+  std::unordered_map<instance_id, work_run_ptr> busy_;
+  // Live instances by the generation they were spawned in: a recycle or a
+  // wind-down starts a new one, and older instances retire once idle.
+  std::unordered_map<instance_id, std::uint64_t> born_;
+  std::unordered_set<instance_id> retired_; // told to exit by the core
+  std::deque<delivery_ptr> waiting_;
+  std::size_t handed_ = 0; // messages in the runs of busy instances (the gauges)
+  // Reliable functions: messages whose handler succeeded, waiting for the
+  // confirms of what it published before they are ACKed (their credit is
+  // held meanwhile, so at most `prefetch` wait).
+  std::unordered_map<const publish_tracker*, delivery_ptr> deferred_;
+  std::uint64_t generation_ = 0;
+  std::uint64_t epoch_ = 0; // bumped when the function winds down: pending restarts lapse
+  bool replace_retired_ = true; // false: a temporary function winding down
+  std::uint32_t sid_ = 0;
+  std::uint32_t owed_credit_ = 0; // finished messages not yet credited back
+  std::uint32_t owed_sid_ = 0;    // the subscription they came through
+  bool crashed_since_ok_ = false; // the service hears of the next success
+  std::optional<autoscaler> scaler_;
+  std::uint32_t target_ = 0;
+  std::uint32_t credit_debt_ = 0; // scaled down: finished messages not credited back
+  bool cold_pending_ = false;     // the next run is the first after a cold start
+  std::uint64_t taken_since_tick_ = 0; // messages taken in since the last demand sample
+  std::vector<scale_event> unannounced_; // announced at the next tick
+};
+
+} // namespace plexus::detail
