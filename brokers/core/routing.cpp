@@ -107,7 +107,8 @@ void core::state::on_pub(connection& c, const wire::entry& e) {
       return;
     }
   }
-  auto m = message::copy_of(h, e.payload, c.scope);
+  // The publisher's scope is kept only with a msg id: it is the dedup key's.
+  auto m = message::copy_of(h, e.payload, h.msg_id.empty() ? std::string_view{} : c.scope);
   m->confirm = wants_confirm;
   m->confirm_to = c.id;
   if (!m->msg_id.empty())
