@@ -186,6 +186,7 @@ void pool_core::wind_down(const char* why, group_stay group) {
   auto sid = sid_ ? sid_ : spec_.counters->sid.load();
   if (sid) emit(pool_cmd::set_credit{sid, 0});
   spec_.counters->credit = 0;
+  owed_credit_ = 0; // withdrawn: nothing owed is given back (a revival sets it anew)
   for (auto& d : waiting_) hand_back(*d, why);
   waiting_.clear();
   if (group == group_stay::leave) {
@@ -381,6 +382,9 @@ void pool_core::run_ended(const work_run_ptr& run, const std::optional<std::stri
   // normal exit. (Scaled to zero is no end: the target is 0 then.)
   if (spec_.opts.restart != permanent && born_.empty() && live && !plan.restart && target_ > 0)
     wind_down("function ended", group_stay::leave);
+  // Work waits and nothing is left to run it (the instance from before a
+  // revival to zero ended): the next instance is a cold start, now.
+  if (live_phase() && born_.empty() && !waiting_.empty()) cold_start();
   maybe_quit();
 }
 
@@ -539,14 +543,21 @@ void pool_core::revive() {
   spec_.counters->stopped = false;
   replace_retired_ = true;
   owed_credit_ = 0;
-  credit_debt_ = 0;
   target_ = spec_.opts.scale.min;
   for (std::uint32_t i = 0; i < target_; ++i) spawn_instance();
+  // What still runs from before the escalation (or waits for its confirms)
+  // takes room: the broker gets the rest now, and the held messages' credit
+  // as they finish, never more than the pool's capacity in all.
+  auto held = static_cast<std::uint32_t>(handed_ + deferred_.size());
+  auto cap = initial_credit();
   if (sid_) { // still in its group (escalated): its credit again
-    emit(pool_cmd::set_credit{sid_, initial_credit()});
+    auto now = held >= cap ? 0 : cap - held;
+    credit_debt_ = held > cap ? held - cap : 0;
+    if (now > 0) emit(pool_cmd::set_credit{sid_, now}); // else it is 0 since the escalation
     spec_.counters->sid = sid_;
-    spec_.counters->credit = initial_credit();
-  } else {
+    spec_.counters->credit = now;
+  } else { // a new subscription, with its own credit: the old one's is gone
+    credit_debt_ = held;
     emit(pool_cmd::subscribe{});
   }
 }
@@ -561,6 +572,7 @@ void pool_core::stop() {
     emit(pool_cmd::set_credit{sid, 0});
     spec_.counters->credit = 0;
   }
+  owed_credit_ = 0; // withdrawn: nothing owed is given back
   for (auto& d : waiting_) hand_back(*d, "node stopping");
   waiting_.clear();
   note_gauges();
