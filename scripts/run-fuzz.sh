@@ -23,7 +23,7 @@ exits non-zero if any target failed. Reproduce a failure with
 EOF
 }
 
-all_targets=(envelope topic broker spans)
+all_targets=(envelope topic broker spans pool_core)
 
 if [[ $# -ge 1 && ( $1 == -h || $1 == --help ) ]]; then
   usage
