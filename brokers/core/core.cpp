@@ -418,8 +418,11 @@ void core::state::close(connection& c, std::string_view reason) {
   o.to = c.id;
   o.kind = wire::op::bye;
   o.aux = std::move(t);
+  auto bytes = cost(o);
   c.out.items.push_back(std::move(o));
-  ++c.out.control_msgs;
+  ++c.out.control_msgs; // outside the budget: the BYE always goes
+  c.out.control_bytes += bytes;
+  c.out.bytes += bytes;
   if (!c.ready) {
     c.ready = true;
     ready.push_back(c.id);
