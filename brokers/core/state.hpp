@@ -2,7 +2,7 @@
 #pragma once
 
 // The core's private state, shared by core.cpp (connections, subscriptions,
-// timers), routing.cpp (publish, fan-out, queue groups, confirms), acks.cpp
+// timers), liveness.cpp (heartbeats, slow-consumer notices), routing.cpp (publish, fan-out, queue groups, confirms), acks.cpp
 // (at-least-once: acks, nacks, redelivery, dead letters) and
 // ../cluster/peers.cpp (the peer mesh: interest, forwarding, relays).
 
@@ -286,7 +286,7 @@ struct core::state {
   time_point next_stats{};
   time_point now{};
 
-  // core.cpp
+  // core.cpp (heartbeats, holds_unacked and report_drops: liveness.cpp)
   /// The connection an input came from (opened on first sight), its
   /// liveness updated; null when it is already closed.
   connection* heard_from(conn_id c, time_point t);
