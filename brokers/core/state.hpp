@@ -2,9 +2,10 @@
 #pragma once
 
 // The core's private state, shared by core.cpp (connections, subscriptions,
-// timers), liveness.cpp (heartbeats, slow-consumer notices), routing.cpp (publish, fan-out, queue groups, confirms), acks.cpp
-// (at-least-once: acks, nacks, redelivery, dead letters) and
-// ../cluster/peers.cpp (the peer mesh: interest, forwarding, relays).
+// timers), liveness.cpp (heartbeats, slow-consumer notices), routing.cpp
+// (publish, fan-out, queue groups, confirms), acks.cpp (at-least-once:
+// acks, nacks, redelivery, dead letters) and ../cluster/peers.cpp (the peer
+// mesh: admission, interest, forwarding, relays).
 
 #include <cstdint>
 #include <deque>
