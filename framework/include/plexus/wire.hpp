@@ -47,7 +47,9 @@ enum class op : std::uint8_t {
 
 [[nodiscard]] const char* to_string(op o) noexcept;
 /// True for the ops that carry a payload (PUB, MSG, FWD).
-[[nodiscard]] bool carries_payload(op o) noexcept;
+[[nodiscard]] constexpr bool carries_payload(op o) noexcept {
+  return o == op::pub || o == op::msg || o == op::fwd; // inline: the broker asks per message
+}
 
 /// Header keys on the wire (small positive integers, one byte each).
 enum class field : std::uint8_t {

@@ -31,9 +31,6 @@ const char* to_string(op o) noexcept {
   return "?";
 }
 
-bool carries_payload(op o) noexcept {
-  return o == op::pub || o == op::msg || o == op::fwd;
-}
 
 const char* to_string(field f) noexcept {
   static constexpr std::array<const char*, field_count> names{
