@@ -50,13 +50,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct input {
-  const std::uint8_t* data;
-  std::size_t size;
-  std::size_t at = 0;
-  [[nodiscard]] bool done() const { return at >= size; }
-  std::uint8_t byte() { return at < size ? data[at++] : 0; }
-};
+using plexus::fuzz::input;
 
 using key = std::pair<std::uint32_t, std::uint64_t>; // a delivery: (sid, seq)
 
@@ -109,30 +103,12 @@ struct msg {
   std::string msg_id, payload;
 };
 
-// A block as post_batch builds it: one vector, one buffer for the strings.
+// A block as the pool's shell makes it (copy_deliveries).
 delivery_batch make_batch(std::uint32_t sid, const std::vector<msg>& msgs) {
-  std::size_t total = 0;
-  for (auto& m : msgs) total += 1 + m.msg_id.size() + m.payload.size();
-  auto out = std::make_shared<delivery_block>();
-  out->bytes = std::make_unique<char[]>(std::max<std::size_t>(total, 1));
-  out->items.resize(msgs.size());
-  char* at = out->bytes.get();
-  auto copy = [&at](std::string_view from) {
-    if (!from.empty()) std::memcpy(at, from.data(), from.size());
-    std::string_view to{at, from.size()};
-    at += from.size();
-    return to;
-  };
-  for (std::size_t i = 0; i < msgs.size(); ++i) {
-    auto& d = out->items[i];
-    d.sid = sid;
-    d.seq = msgs[i].seq;
-    d.count = msgs[i].count;
-    d.topic = copy("t");
-    d.msg_id = copy(msgs[i].msg_id);
-    d.payload = copy(msgs[i].payload);
-  }
-  return out;
+  std::vector<delivery> views(msgs.size());
+  for (std::size_t i = 0; i < msgs.size(); ++i)
+    views[i] = delivery{sid, msgs[i].seq, msgs[i].count, 0, 0, "t", msgs[i].payload, msgs[i].msg_id, {}, {}};
+  return copy_deliveries(std::move(views));
 }
 
 struct tracked {

@@ -47,36 +47,17 @@ std::vector<msg> seqs(std::uint64_t first, std::uint64_t n, std::uint32_t count 
   return out;
 }
 
-// A block as post_batch builds it: the deliveries in one vector, their
-// strings in one buffer the block owns.
+// A block as the pool's shell makes it (copy_deliveries).
 delivery_batch make_batch(std::uint32_t sid, const std::vector<msg>& msgs) {
   std::vector<std::string> ids, payloads;
-  std::size_t total = 0;
   for (auto& m : msgs) {
     ids.push_back(m.msg_id.empty() ? "m" + std::to_string(m.seq) : m.msg_id);
     payloads.push_back("p" + std::to_string(m.seq));
-    total += std::strlen("orders") + ids.back().size() + payloads.back().size();
   }
-  auto out = std::make_shared<delivery_block>();
-  out->bytes = std::make_unique<char[]>(total);
-  out->items.resize(msgs.size());
-  char* at = out->bytes.get();
-  auto copy = [&at](std::string_view from) {
-    std::memcpy(at, from.data(), from.size());
-    std::string_view to{at, from.size()};
-    at += from.size();
-    return to;
-  };
-  for (std::size_t i = 0; i < msgs.size(); ++i) {
-    auto& d = out->items[i];
-    d.sid = sid;
-    d.seq = msgs[i].seq;
-    d.count = msgs[i].count;
-    d.topic = copy("orders");
-    d.msg_id = copy(ids[i]);
-    d.payload = copy(payloads[i]);
-  }
-  return out;
+  std::vector<delivery> views(msgs.size());
+  for (std::size_t i = 0; i < msgs.size(); ++i)
+    views[i] = delivery{sid, msgs[i].seq, msgs[i].count, 0, 0, "orders", payloads[i], ids[i], {}, {}};
+  return copy_deliveries(std::move(views)); // the strings above die here
 }
 
 template <class T>

@@ -183,38 +183,15 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
 void post_batch(const caf::actor_addr& pool, std::span<const message_view> batch) {
   auto p = caf::actor_cast<caf::actor>(pool);
   if (!p) return; // ended: unacked, the broker redelivers elsewhere
-  // One copy of the batch: the deliveries in one vector, their strings in
-  // one buffer (three allocations per batch, none per message).
-  std::size_t total = 0;
-  for (auto& v : batch)
-    total += v.topic.size() + v.payload.size() + v.msg_id.size() + v.reply_to.size()
-             + v.traceparent.size();
-  auto out = std::make_shared<delivery_block>();
-  out->bytes = std::make_unique_for_overwrite<char[]>(total);
-  out->items.resize(batch.size());
-  char* at = out->bytes.get();
+  // The views die with this callback: one owned copy of the batch.
+  std::vector<delivery> views(batch.size());
   auto now = steady_ns();
-  auto copy = [&at](std::string_view from) {
-    if (!from.empty()) std::memcpy(at, from.data(), from.size());
-    std::string_view to{at, from.size()};
-    at += from.size();
-    return to;
-  };
   for (std::size_t i = 0; i < batch.size(); ++i) {
     const auto& v = batch[i];
-    auto& d = out->items[i];
-    d.sid = v.sid;
-    d.seq = v.seq;
-    d.count = v.delivery;
-    d.deadline_ns = v.deadline_ns;
-    d.arrived_ns = now;
-    d.topic = copy(v.topic);
-    d.payload = copy(v.payload);
-    d.msg_id = copy(v.msg_id);
-    d.reply_to = copy(v.reply_to);
-    d.traceparent = copy(v.traceparent);
+    views[i] = delivery{v.sid, v.seq, v.delivery, v.deadline_ns, now,
+                        v.topic, v.payload, v.msg_id, v.reply_to, v.traceparent};
   }
-  caf::anon_send(p, batch_atom::value, delivery_batch{std::move(out)});
+  caf::anon_send(p, batch_atom::value, copy_deliveries(std::move(views)));
 }
 
 } // namespace

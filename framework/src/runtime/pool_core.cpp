@@ -2,6 +2,7 @@
 #include "pool_core.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <functional>
 
 namespace plexus::detail {
@@ -15,6 +16,30 @@ std::string message_key(const delivery& d) {
 }
 
 } // namespace
+
+delivery_batch copy_deliveries(std::vector<delivery> views) {
+  std::size_t total = 0;
+  for (auto& v : views)
+    total += v.topic.size() + v.payload.size() + v.msg_id.size() + v.reply_to.size()
+             + v.traceparent.size();
+  auto out = std::make_shared<delivery_block>();
+  out->bytes = std::make_unique_for_overwrite<char[]>(total);
+  out->items = std::move(views);
+  char* at = out->bytes.get();
+  auto copy = [&at](std::string_view& s) {
+    if (!s.empty()) std::memcpy(at, s.data(), s.size());
+    s = {at, s.size()};
+    at += s.size();
+  };
+  for (auto& d : out->items) {
+    copy(d.topic);
+    copy(d.payload);
+    copy(d.msg_id);
+    copy(d.reply_to);
+    copy(d.traceparent);
+  }
+  return out;
+}
 
 pool_core::pool_core(pool_core_spec spec) : spec_(std::move(spec)) {}
 

@@ -41,6 +41,11 @@ struct delivery_block {
 };
 using delivery_batch = std::shared_ptr<const delivery_block>;
 
+/// A block of `views` (whose strings may die after the call) with their
+/// strings copied into one buffer: the block, this vector and the buffer
+/// are all it allocates, none per message. pool_core.cpp.
+[[nodiscard]] delivery_batch copy_deliveries(std::vector<delivery> views);
+
 /// The confirmed publishes of one reliable invocation. `pending` starts at
 /// 1 for the pool's settle and counts each publish not yet confirmed;
 /// whoever takes it to 0 settles the message: the pool at once when every
