@@ -22,19 +22,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct input {
-  const std::uint8_t* data;
-  std::size_t size;
-  std::size_t at = 0;
-  [[nodiscard]] bool done() const { return at >= size; }
-  std::uint8_t byte() { return at < size ? data[at++] : 0; }
-  std::string_view bytes(std::size_t n) {
-    n = std::min(n, size - std::min(at, size));
-    std::string_view s{reinterpret_cast<const char*>(data + at), n};
-    at += n;
-    return s;
-  }
-};
+using plexus::fuzz::input;
 
 constexpr std::array<const char*, 8> patterns{"a", "a.b", "a.*", "a.>", ">", "$DLQ.>", "b.c", "*.c"};
 constexpr std::array<const char*, 5> topics{"a", "a.b", "a.c", "b.c", "_INBOX.n.1"};

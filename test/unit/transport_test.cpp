@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -37,11 +38,18 @@ namespace {
 struct embedded {
   zmq::context_t ctx{1};
   broker::server srv;
-  explicit embedded(std::string endpoint = "inproc://plexus-test")
-    : srv(make_options(std::move(endpoint)), &ctx) {
+  /// `tune` changes the server's options (a heartbeat, a liveness) first.
+  explicit embedded(std::string endpoint = "inproc://plexus-test",
+                    const std::function<void(broker::server_options&)>& tune = {})
+    : srv(tuned(make_options(std::move(endpoint)), tune), &ctx) {
     srv.start();
   }
   ~embedded() { srv.stop(); }
+  static broker::server_options tuned(broker::server_options o,
+                                      const std::function<void(broker::server_options&)>& tune) {
+    if (tune) tune(o);
+    return o;
+  }
   static broker::server_options make_options(std::string endpoint) {
     broker::server_options o;
     o.listen = std::move(endpoint);
@@ -525,14 +533,10 @@ BOOST_AUTO_TEST_CASE(a_client_that_only_publishes_keeps_a_healthy_broker_that_ha
 BOOST_AUTO_TEST_CASE(a_slow_handler_is_not_mistaken_for_a_dead_broker) {
   waiter w;
   std::vector<std::string> got;
-  zmq::context_t ctx{1};
-  auto o = embedded::make_options("inproc://plexus-slow-handler");
-  o.core.heartbeat = 10s; // no PING from the broker while the handler runs
-  broker::server srv{o, &ctx};
-  srv.start();
-  client_options co;
-  co.endpoint = srv.endpoint();
-  co.zmq_context = &ctx;
+  embedded b{"inproc://plexus-slow-handler", [](broker::server_options& o) {
+    o.core.heartbeat = 10s; // no PING from the broker while the handler runs
+  }};
+  auto co = b.client_opts();
   co.silence_timeout = 300ms;
   client c{co};
   c.subscribe("work", [&](const message_view& v) {
@@ -547,7 +551,6 @@ BOOST_AUTO_TEST_CASE(a_slow_handler_is_not_mistaken_for_a_dead_broker) {
   c.publish("work", "after");
   BOOST_TEST_REQUIRE(w.until([&] { return got.size() == 2; }));
   BOOST_TEST(c.stats().reconnects == 0u);
-  srv.stop();
 }
 
 BOOST_AUTO_TEST_CASE(an_ack_from_before_a_failover_settles_nothing_on_the_new_broker) {
@@ -751,14 +754,10 @@ BOOST_AUTO_TEST_CASE(errors_nobody_waits_for_reach_the_error_handler) {
 }
 
 BOOST_AUTO_TEST_CASE(a_slow_handler_working_through_a_backlog_keeps_its_session) {
-  zmq::context_t ctx{1};
-  auto o = embedded::make_options("inproc://plexus-backlog");
-  o.core.heartbeat = 200ms; // the broker ends a session it has not heard from for 600 ms
-  broker::server srv{o, &ctx};
-  srv.start();
-  client_options co;
-  co.endpoint = srv.endpoint();
-  co.zmq_context = &ctx;
+  embedded b{"inproc://plexus-backlog", [](broker::server_options& o) {
+    o.core.heartbeat = 200ms; // the broker ends a session it has not heard from for 600 ms
+  }};
+  auto co = b.client_opts();
   co.heartbeat = 100ms;
   waiter w; // before the clients: their I/O threads use it until they go
   std::set<std::string> got;
@@ -786,19 +785,14 @@ BOOST_AUTO_TEST_CASE(a_slow_handler_working_through_a_backlog_keeps_its_session)
   BOOST_TEST(sub.stats().sessions_lost == 0u);
   BOOST_TEST(sub.stats().reconnects == 0u);
   BOOST_TEST(sub.stats().stalls == 0u);
-  srv.stop();
 }
 
 BOOST_AUTO_TEST_CASE(a_handler_that_keeps_the_io_thread_past_a_heartbeat_is_reported) {
-  zmq::context_t ctx{1};
-  auto o = embedded::make_options("inproc://plexus-stall");
-  o.core.heartbeat = 200ms;
-  o.core.liveness = 10; // the session survives the stall: only the report is under test
-  broker::server srv{o, &ctx};
-  srv.start();
-  client_options co;
-  co.endpoint = srv.endpoint();
-  co.zmq_context = &ctx;
+  embedded b{"inproc://plexus-stall", [](broker::server_options& o) {
+    o.core.heartbeat = 200ms;
+    o.core.liveness = 10; // the session survives the stall: only the report is under test
+  }};
+  auto co = b.client_opts();
   waiter w; // before the client: its I/O thread uses it until it goes
   std::vector<std::pair<std::uint32_t, std::string>> reports;
   bool done = false;
@@ -815,7 +809,6 @@ BOOST_AUTO_TEST_CASE(a_handler_that_keeps_the_io_thread_past_a_heartbeat_is_repo
   BOOST_TEST(reports[0].first == status_handler_stall);
   BOOST_TEST(reports[0].second.find("kept the I/O thread") != std::string::npos, reports[0].second);
   BOOST_TEST(c.stats().stalls == 1u);
-  srv.stop();
 }
 
 BOOST_AUTO_TEST_CASE(the_application_hears_of_dropped_messages_and_of_a_session_the_broker_ended) {
