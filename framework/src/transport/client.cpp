@@ -5,7 +5,10 @@
 
 #include <pthread.h>
 
+#include <algorithm>
+#include <charconv>
 #include <future>
+#include <random>
 
 #include "connector.hpp"
 
@@ -13,11 +16,114 @@ namespace plexus {
 
 using steady = std::chrono::steady_clock;
 
+// ---------------------------------------------------------------- set-up and envelopes
+
+std::string detail::random_hex(std::size_t bytes) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::random_device rd;
+  std::mt19937_64 gen{(std::uint64_t{rd()} << 32) ^ rd()};
+  std::string s;
+  for (std::size_t i = 0; i < bytes; ++i) {
+    auto b = static_cast<unsigned>(gen() & 0xff);
+    s += hex[b >> 4];
+    s += hex[b & 15];
+  }
+  return s;
+}
+
+namespace {
+
+client_options checked(client_options o) {
+  if (o.node_id.empty()) o.node_id = "n" + detail::random_hex(8);
+  if (validate_topic(o.node_id) != topic_errc::ok || o.node_id.find('.') != std::string::npos)
+    throw std::invalid_argument("node id must be one topic token: '" + o.node_id + "'");
+  return o;
+}
+
+detail::connector_config core_config(const client_options& o, std::string_view id_prefix,
+                                     std::string inbox_prefix) {
+  detail::connector_config c;
+  c.node_id = o.node_id;
+  // The broker scopes msg ids to (node, lineage): this client's ids never
+  // meet another's, and stay its own across reconnects and failovers.
+  std::from_chars(id_prefix.data(), id_prefix.data() + id_prefix.size(), c.lineage, 16);
+  if (c.lineage == 0) c.lineage = 1;
+  c.endpoints.push_back(o.endpoint);
+  for (auto& f : o.fallback) c.endpoints.push_back(f);
+  c.inbox_prefix = std::move(inbox_prefix);
+  c.heartbeat = o.heartbeat;
+  c.liveness = o.liveness;
+  c.silence_timeout = o.silence_timeout;
+  c.reconnect_min = o.reconnect_min;
+  c.reconnect_max = o.reconnect_max;
+  c.max_batch_bytes = std::min<std::size_t>(detail::batch_frame_bytes, o.limits.max_batch_bytes / 2);
+  c.max_batch_envelopes = detail::batch_frame_envelopes;
+  return c;
+}
+
+} // namespace
+
+client::impl::impl(client_options o)
+  : opts(checked(std::move(o))), id_prefix(detail::random_hex(8)),
+    inbox_prefix("_INBOX." + opts.node_id + "."), box(opts.outbox_limit),
+    window(opts.max_unconfirmed),
+    owned_ctx(opts.zmq_context ? nullptr : std::make_unique<zmq::context_t>(1)),
+    ctx(opts.zmq_context ? *static_cast<zmq::context_t*>(opts.zmq_context) : *owned_ctx),
+    core(core_config(opts, id_prefix, inbox_prefix)) {}
+
+client::impl::envelope client::impl::make(const wire::header& h, std::string_view payload) {
+  envelope e;
+  e.kind = h.kind;
+  e.bytes = detail::envelope_buffer();
+  bool with_payload = wire::carries_payload(h.kind);
+  e.bytes.reserve(64 + h.topic.size() + h.reply_to.size() + h.headers.raw().size()
+                  + h.traceparent.size() + h.msg_id.size() + (with_payload ? payload.size() : 0));
+  wire::encode_header(h, e.bytes);
+  e.header_size = static_cast<std::uint32_t>(e.bytes.size());
+  if (with_payload) e.bytes.append(payload);
+  return e;
+}
+
+bool client::impl::enqueue(envelope e, bool wait, bool control) {
+  return box.push(std::move(e), wait && !on_io_thread(), control || on_io_thread());
+}
+
+wire::header client::impl::pub_header(std::string_view topic, const publish_options& o) {
+  // A bad topic is the caller's bug: say so here, not as a broker ERR later.
+  if (auto e = validate_topic(topic, opts.limits.topic); e != topic_errc::ok)
+    throw std::invalid_argument("bad topic '" + std::string{topic} + "': " + to_string(e));
+  wire::header h;
+  h.kind = wire::op::pub;
+  h.topic = topic;
+  h.reply_to = o.reply_to;
+  h.deadline_ns = o.deadline_ns;
+  h.traceparent = o.traceparent;
+  h.headers = o.headers;
+  h.msg_id = o.msg_id;
+  return h;
+}
+
+std::string client::impl::next_msg_id() {
+  return id_prefix + std::to_string(msg_counter.fetch_add(1, std::memory_order_relaxed));
+}
+
+client::impl::envelope client::impl::sub_envelope(std::uint32_t sid, const subscription_record& r) {
+  wire::header h;
+  h.kind = wire::op::sub;
+  h.sid = sid;
+  h.topic = r.pattern;
+  h.queue = r.opts.queue;
+  h.ack = r.opts.acked ? wire::ack_mode::explicit_ack : wire::ack_mode::none;
+  h.credit = r.opts.credit;
+  h.ack_wait_ms = r.opts.ack_wait_ms;
+  h.max_deliver = r.opts.max_deliver;
+  return make(h);
+}
+
 // ---------------------------------------------------------------- API
 
 client::client(client_options opts) : impl_(std::make_unique<impl>(std::move(opts))) {
   auto& i = *impl_;
-  i.backoff = i.opts.reconnect_min;
   // The inbox for replies: one wildcard subscription per client.
   auto rec = std::make_shared<detail::subscription_record>();
   rec->pattern = i.inbox_prefix + ">";
@@ -249,18 +355,19 @@ std::string client::broker_id() const {
 
 client_stats client::stats() const {
   auto& i = *impl_;
+  auto& c = i.core.counts();
   client_stats s;
   s.published = i.published.load();
   s.received = i.received.load();
-  s.errors = i.errors.load();
-  s.reconnects = i.reconnects.load();
-  s.failovers = i.failovers.load();
-  s.resent = i.resent.load();
-  s.stale_acks = i.stale_acks.load();
+  s.errors = c.errors.load();
+  s.reconnects = c.reconnects.load();
+  s.failovers = c.failovers.load();
+  s.resent = c.resent.load();
+  s.stale_acks = c.stale_acks.load();
   s.outbox_full = i.outbox_full.load();
-  s.dropped = i.broker_dropped.load();
-  s.sessions_lost = i.sessions_lost.load();
-  s.stalls = i.stalls.load();
+  s.dropped = c.broker_dropped.load();
+  s.sessions_lost = c.sessions_lost.load();
+  s.stalls = c.stalls.load();
   return s;
 }
 

@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// The client connector's session logic, sans-IO: the handshake, the
+// subscriptions and unconfirmed publishes a new session restores, the
+// confirm window's entries and open requests, failover between the
+// endpoints a broker advertises, heartbeats both ways and the broker's
+// liveness, and the delivery tags of an ended session.
+//
+// Inputs come with their time: envelopes from the outbox, what the broker
+// sent (decoded), a lost link, a handler's return, clock ticks. Outputs:
+// frames to write (next_frame/wrote) and commands for the shell (open or
+// close the socket, run a confirm's or a request's handler, report).
+// No socket, no thread, no clock: connector.cpp is its I/O shell, and the
+// unit tests and a fuzzer drive it alone.
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "envelope.hpp"
+#include "plexus/client.hpp"
+
+namespace plexus::detail {
+
+/// What the core needs of client_options, and who it is.
+struct connector_config {
+  std::string node_id;
+  /// HELLO's seq: the scope of this client's msg ids at the broker, kept
+  /// across reconnects and failovers.
+  std::uint64_t lineage = 1;
+  /// Where to connect: the first, then fallbacks; WELCOME adds more.
+  std::vector<std::string> endpoints;
+  std::string inbox_prefix; // "_INBOX.<node>.": replies to requests
+  std::chrono::milliseconds heartbeat{250};
+  std::uint32_t liveness = 3;
+  std::chrono::milliseconds silence_timeout{3000};
+  std::chrono::milliseconds reconnect_min{100}, reconnect_max{5000};
+  /// Largest batch frame written (the envelopes of one frame are bounded
+  /// by this and by max_batch_envelopes).
+  std::size_t max_batch_bytes = 32 * 1024;
+  std::size_t max_batch_envelopes = 256;
+};
+
+/// Read by client::stats() on any thread.
+struct connector_counters {
+  std::atomic<std::uint64_t> errors{0}, reconnects{0}, failovers{0}, resent{0}, stale_acks{0},
+    broker_dropped{0}, sessions_lost{0}, stalls{0};
+};
+
+/// What the shell carries out, in order.
+namespace connector_cmd {
+/// Close the socket (if any) and open one to `endpoint`.
+struct dial {
+  std::string endpoint;
+};
+/// Close the socket; a later tick() dials again.
+struct hang_up {};
+/// WELCOME: a session with `broker`. The shell hands the subscriptions
+/// to restore() before anything else and wakes whoever waits to connect.
+struct began {
+  std::string broker;
+};
+/// A confirmed publish is settled: its window slot is free; run `done`.
+struct confirmed {
+  client::confirm_handler done;
+  std::uint32_t code = 0;
+};
+/// A window slot is free (a publish merged into one with its msg id).
+struct slot_freed {};
+/// A request is answered (or timed out, or had no responders).
+struct replied {
+  client::reply_handler done;
+  reply answer;
+};
+/// News for client::on_error.
+struct report {
+  std::uint32_t code = 0;
+  std::string text;
+};
+} // namespace connector_cmd
+
+using connector_command =
+  std::variant<connector_cmd::dial, connector_cmd::hang_up, connector_cmd::began,
+               connector_cmd::confirmed, connector_cmd::slot_freed, connector_cmd::replied,
+               connector_cmd::report>;
+
+class connector_core {
+public:
+  using time_point = std::chrono::steady_clock::time_point;
+
+  explicit connector_core(connector_config cfg);
+
+  // ------------------------------------------------------------ inputs
+
+  /// Dials the first endpoint.
+  void start(time_point now);
+  /// Envelopes from the outbox (left empty). Settlements of an ended
+  /// session are dropped; confirmed publishes and requests are remembered.
+  void take(std::vector<envelope>& in);
+  /// A frame arrived from the broker.
+  void heard(time_point now);
+  /// A frame that did not decode.
+  void bad_frame() { ++counts_.errors; }
+  /// A non-MSG envelope from the broker (WELCOME, CONFIRM, ERR, PING, PONG, BYE).
+  void control(const wire::header& h, time_point now);
+  /// A delivery on the reply inbox.
+  void reply_arrived(const message_view& v);
+  /// The socket reported its connection closed.
+  void link_lost();
+  /// A handler call returned: one that kept the I/O thread longer than the
+  /// broker's heartbeat is reported as a stall. True when a PING is due
+  /// (the shell then writes, and with it what the handlers queued).
+  bool handler_returned(std::uint32_t sid, time_point now);
+  /// Between handler calls: queues a PING when the broker has heard
+  /// nothing for a heartbeat. True when one was queued.
+  bool between_handlers(time_point now);
+  /// Timers: dialing again, heartbeats, liveness, request deadlines.
+  void tick(time_point now);
+  /// After began: these SUBs go first, then every unconfirmed publish again.
+  void restore(std::vector<envelope> subs);
+  /// The client is closing: what is queued goes out, then BYE.
+  void close();
+  /// After the last write: what did not go out is dropped, open requests
+  /// fail with status_disconnected.
+  void finish();
+
+  // ------------------------------------------------------------ outputs
+
+  /// One frame: one envelope (header, and payload when it has one) or a
+  /// batch of several (in `first`).
+  struct frame {
+    std::string_view first, second;
+    bool two_parts = false;
+  };
+  /// The next frame to write, if any; valid until the next call.
+  [[nodiscard]] std::optional<frame> next_frame();
+  /// The frame next_frame gave went out.
+  void wrote(time_point now);
+
+  /// Commands since the last call, for the shell to carry out and clear.
+  [[nodiscard]] std::vector<connector_command>& commands() noexcept { return cmds_; }
+  /// Outbox envelopes written or dropped since the last call (for flush()).
+  [[nodiscard]] std::uint64_t take_finished() noexcept { return std::exchange(finished_, 0); }
+  /// Buffers of written envelopes, for the outbox to hand out again.
+  [[nodiscard]] std::vector<std::string>& spent_buffers() noexcept { return spent_; }
+
+  // ------------------------------------------------------------ state
+
+  /// The session number in delivery tags: 1 .. 65535, new on every
+  /// connection and every session the broker forgot.
+  [[nodiscard]] std::uint16_t session() const noexcept { return session_; }
+  [[nodiscard]] bool in_session() const noexcept { return welcomed_; }
+  /// The shell has (should have) a socket.
+  [[nodiscard]] bool linked() const noexcept { return linked_; }
+  /// HELLO is not out yet: the shell wakes when the socket can write.
+  [[nodiscard]] bool saying_hello() const noexcept { return linked_ && !hello_sent_; }
+  /// The session is ending: stop reading, the next tick() hangs up.
+  [[nodiscard]] bool ending() const noexcept { return want_reconnect_; }
+  /// Envelopes wait for the session (or for room in the socket).
+  [[nodiscard]] bool backlog() const noexcept { return !pending_.empty(); }
+  [[nodiscard]] std::size_t queued() const noexcept { return pending_.size(); }
+  [[nodiscard]] const std::string& endpoint() const noexcept { return connected_to_; }
+  [[nodiscard]] const connector_counters& counts() const noexcept { return counts_; }
+  [[nodiscard]] std::size_t unconfirmed() const noexcept { return unconfirmed_.size(); }
+  [[nodiscard]] std::size_t open_requests() const noexcept { return requests_.size(); }
+  [[nodiscard]] std::chrono::milliseconds broker_heartbeat() const noexcept { return broker_heartbeat_; }
+
+private:
+  using unconfirmed_map = std::map<std::string, envelope, std::less<>>;
+
+  void dial(time_point now);
+  void begin_session();
+  void hang_up(time_point now);
+  void queue_control(const wire::header& h);
+  void queue_ping();
+  void remember_unconfirmed(envelope& e);
+  void settle(unconfirmed_map::iterator it, std::uint32_t code);
+  void complete_request(std::string_view inbox, reply r);
+  void keep_alive(time_point now);
+  [[nodiscard]] bool broker_silent(time_point now) const;
+  void expire_requests(time_point now);
+  void report(std::uint32_t code, std::string text);
+
+  connector_config cfg_;
+  connector_counters counts_;
+  std::vector<connector_command> cmds_;
+
+  std::vector<std::string> endpoints_;
+  std::size_t current_ = 0;
+  std::string connected_to_, last_welcomed_;
+  bool linked_ = false, welcomed_ = false, hello_sent_ = false, want_reconnect_ = false,
+       closing_ = false, bye_written_ = false;
+  std::uint16_t session_ = 0;
+  std::chrono::milliseconds backoff_, broker_heartbeat_{1000};
+  time_point next_attempt_{}, last_heard_{}, last_sent_{}, last_ping_{}, first_unanswered_ping_{},
+    turn_started_{};
+
+  // Control frames go before data: HELLO, PING, PONG (encoded), and BYE
+  // after everything when closing.
+  struct control_frame {
+    wire::op kind;
+    std::string bytes;
+  };
+  std::deque<control_frame> controls_;
+  std::deque<envelope> pending_;
+  unconfirmed_map unconfirmed_;
+  std::unordered_map<std::uint64_t, std::pair<time_point, client::reply_handler>> requests_;
+
+  // What next_frame gave: a control, one envelope, or a batch of `batched_`.
+  enum class given { none, control, one, batch, bye } given_ = given::none;
+  std::size_t batched_ = 0;
+  std::string batch_, bye_;
+  std::uint64_t finished_ = 0;
+  std::vector<std::string> spent_;
+};
+
+} // namespace plexus::detail
