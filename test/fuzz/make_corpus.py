@@ -5,7 +5,7 @@ and corpus/spans/.
 
 msgpack is written by hand (no packages), following encode_header: a map with
 integer keys, 0 = version (1), 1 = op, plus the fields the op requires (see
-required() in framework/src/wire/codec.cpp). Deterministic; rerun after
+required() in brokers/protocol/wire/codec.cpp). Deterministic; rerun after
 changing it and commit the output. Files it did not write are left alone, so
 crash inputs saved next to the seeds survive.
 
