@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: Apache-2.0
+// A node's metrics: Prometheus text, and the HTTP server that serves it on
+// GET /metrics (its own thread).
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <memory>
+#include <stdexcept>
+
+#include <httplib.h>
+
+#include "node_impl.hpp"
+#include "plexus/metrics.hpp"
+
+namespace plexus {
+
+int node::metrics_port() const noexcept { return impl_->metrics_port; }
+
+std::string node::metrics_text() const { return impl_->metrics_text(); }
+
+void node::impl::serve_metrics() {
+  metrics = std::make_unique<httplib::Server>();
+  metrics->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    res.set_content(metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
+  });
+  metrics_port = opts.metrics_port < 0 ? metrics->bind_to_any_port("127.0.0.1")
+                                       : (metrics->bind_to_port("127.0.0.1", opts.metrics_port)
+                                            ? opts.metrics_port : -1);
+  if (metrics_port < 0) {
+    metrics.reset();
+    metrics_port = 0;
+    throw std::runtime_error("cannot serve metrics on 127.0.0.1:" + std::to_string(opts.metrics_port));
+  }
+  metrics_thread = std::thread([m = metrics.get()] { m->listen_after_bind(); });
+}
+
+void node::impl::stop_metrics() {
+  if (!metrics) return;
+  metrics->stop();
+  if (metrics_thread.joinable()) metrics_thread.join();
+  metrics.reset();
+  metrics_port = 0;
+}
+
+// Prometheus names and conventions: counters end in _total, durations are
+// _seconds, one family per quantity with the function as labels.
+std::string node::impl::metrics_text() const {
+  observe::prometheus_text t;
+  auto each = [&](auto&& f) {
+    for (auto& p : pools) f(p, observe::labels{{"service", p.service}, {"function", p.function}});
+  };
+  t.family("plexus_function_invocations_total", "counter",
+           "Invocations of a function by how they ended (ok, error, rejected, crash).");
+  each([&](auto& p, observe::labels l) {
+    auto& c = *p.counters;
+    std::pair<const char*, std::uint64_t> by[] = {
+      {"ok", c.ok}, {"error", c.errors}, {"rejected", c.rejected}, {"crash", c.crashes}};
+    l.emplace_back("status", "");
+    for (auto& [status, n] : by) {
+      l.back().second = status;
+      t.sample("plexus_function_invocations_total", l, n);
+    }
+  });
+  struct counter {
+    const char* name;
+    const char* help;
+    std::atomic<std::uint64_t> detail::pool_counters::*field;
+  };
+  static constexpr counter counters[] = {
+    {"plexus_function_restarts_total", "Instances restarted after a crash.",
+     &detail::pool_counters::restarts},
+    {"plexus_function_dead_letters_total", "Messages quarantined on $DLQ as poison.",
+     &detail::pool_counters::quarantined},
+    {"plexus_function_cold_starts_total", "Messages that found the function at zero instances.",
+     &detail::pool_counters::cold_starts},
+    {"plexus_function_redeliveries_total",
+     "Messages that came again (after a failure, a crash or an ACK timeout).",
+     &detail::pool_counters::redeliveries},
+    {"plexus_function_recycles_total", "Instances replaced because a sibling crashed.",
+     &detail::pool_counters::recycled},
+    {"plexus_function_escalations_total", "Times its service stopped past its restart intensity.",
+     &detail::pool_counters::escalations},
+    {"plexus_function_handed_back_total",
+     "Messages given back to the broker unfinished, at a stop or an escalation.",
+     &detail::pool_counters::handed_back}};
+  for (auto& k : counters) {
+    t.family(k.name, "counter", k.help);
+    each([&](auto& p, const observe::labels& l) { t.sample(k.name, l, ((*p.counters).*k.field).load()); });
+  }
+  t.family("plexus_function_instances", "gauge", "Instances the function runs now (its target).");
+  each([&](auto& p, const observe::labels& l) {
+    t.sample("plexus_function_instances", l, std::uint64_t{p.counters->instances.load()});
+  });
+  struct gauge {
+    const char* name;
+    const char* help;
+    std::uint64_t (*read)(const detail::pool_counters&);
+  };
+  static constexpr gauge gauges[] = {
+    {"plexus_function_in_flight", "Messages whose handler runs now (one per busy instance).",
+     [](const detail::pool_counters& c) -> std::uint64_t { return c.in_flight.load(); }},
+    {"plexus_function_queue_depth", "Messages taken in by the function that wait for an instance.",
+     [](const detail::pool_counters& c) -> std::uint64_t { return c.queue_depth.load(); }},
+    {"plexus_function_credit",
+     "Credit the broker holds for the function: messages it may send before more is granted.",
+     [](const detail::pool_counters& c) -> std::uint64_t {
+       return static_cast<std::uint64_t>(std::max<std::int64_t>(0, c.credit.load()));
+     }}};
+  for (auto& g : gauges) {
+    t.family(g.name, "gauge", g.help);
+    each([&](auto& p, const observe::labels& l) { t.sample(g.name, l, g.read(*p.counters)); });
+  }
+  t.family("plexus_function_duration_seconds", "histogram", "Handler durations, start to result.");
+  each([&](auto& p, const observe::labels& l) {
+    observe::write_histogram(t, "plexus_function_duration_seconds", l, p.counters->duration);
+  });
+  t.family("plexus_function_duration_quantile_seconds", "gauge",
+           "Handler duration quantiles (0.5, 0.99, 0.999), within 1%.");
+  each([&](auto& p, const observe::labels& l) {
+    observe::write_quantiles(t, "plexus_function_duration_quantile_seconds", l, p.counters->duration);
+  });
+  // A service's durations: its functions' histograms merged (same buckets).
+  std::map<std::string, std::unique_ptr<observe::latency_histogram>> by_service;
+  for (auto& p : pools) {
+    auto& h = by_service[p.service];
+    if (!h) h = std::make_unique<observe::latency_histogram>();
+    h->merge(p.counters->duration);
+  }
+  t.family("plexus_service_duration_seconds", "histogram",
+           "Handler durations of all the service's functions, start to result.");
+  for (auto& [service, h] : by_service)
+    observe::write_histogram(t, "plexus_service_duration_seconds", {{"service", service}}, *h);
+  t.family("plexus_service_duration_quantile_seconds", "gauge",
+           "The service's handler duration quantiles (0.5, 0.99, 0.999), within 1%.");
+  for (auto& [service, h] : by_service)
+    observe::write_quantiles(t, "plexus_service_duration_quantile_seconds", {{"service", service}}, *h);
+  t.family("plexus_node_spans_dropped_total", "counter",
+           "Spans dropped: their queues (a ring per thread, then a shared overflow) were full.");
+  t.sample("plexus_node_spans_dropped_total", {}, spans ? spans->dropped() : std::uint64_t{0});
+  t.family("plexus_node_spans_streaming", "gauge",
+           "1 while something subscribes to the node's spans (they are published), 0 while the "
+           "broker says nobody does (they are only kept, for queries).");
+  t.sample("plexus_node_spans_streaming", {}, std::uint64_t{spans && spans->streaming() ? 1u : 0u});
+  return t.str();
+}
+
+} // namespace plexus
