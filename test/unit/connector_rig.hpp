@@ -33,13 +33,9 @@ struct written {
   bool confirm = false;
 };
 
-/// An envelope as client.cpp makes one.
+/// An envelope as the outbox hands it over (counted for flush()).
 inline detail::envelope make_envelope(const wire::header& h, std::string_view payload = {}) {
-  detail::envelope e;
-  e.kind = h.kind;
-  wire::encode_header(h, e.bytes);
-  e.header_size = static_cast<std::uint32_t>(e.bytes.size());
-  if (wire::carries_payload(h.kind)) e.bytes.append(payload);
+  auto e = detail::make_envelope(h, payload);
   e.counted = true;
   return e;
 }

@@ -71,19 +71,6 @@ client::impl::impl(client_options o)
     ctx(opts.zmq_context ? *static_cast<zmq::context_t*>(opts.zmq_context) : *owned_ctx),
     core(core_config(opts, id_prefix, inbox_prefix)) {}
 
-client::impl::envelope client::impl::make(const wire::header& h, std::string_view payload) {
-  envelope e;
-  e.kind = h.kind;
-  e.bytes = detail::envelope_buffer();
-  bool with_payload = wire::carries_payload(h.kind);
-  e.bytes.reserve(64 + h.topic.size() + h.reply_to.size() + h.headers.raw().size()
-                  + h.traceparent.size() + h.msg_id.size() + (with_payload ? payload.size() : 0));
-  wire::encode_header(h, e.bytes);
-  e.header_size = static_cast<std::uint32_t>(e.bytes.size());
-  if (with_payload) e.bytes.append(payload);
-  return e;
-}
-
 bool client::impl::enqueue(envelope e, bool wait, bool control) {
   return box.push(std::move(e), wait && !on_io_thread(), control || on_io_thread());
 }
@@ -117,7 +104,7 @@ client::impl::envelope client::impl::sub_envelope(std::uint32_t sid, const subsc
   h.credit = r.opts.credit;
   h.ack_wait_ms = r.opts.ack_wait_ms;
   h.max_deliver = r.opts.max_deliver;
-  return make(h);
+  return detail::make_envelope(h);
 }
 
 // ---------------------------------------------------------------- API
@@ -172,7 +159,7 @@ thread_local last_pub last_plain_pub;
 
 detail::envelope client::impl::make_pub(std::string_view topic, std::string_view payload,
                                         const publish_options& o) {
-  if (!plain(o)) return make(pub_header(topic, o), payload);
+  if (!plain(o)) return detail::make_envelope(pub_header(topic, o), payload);
   auto& last = last_plain_pub;
   const auto& lim = opts.limits.topic;
   if (topic != last.topic || lim.max_bytes != last.limits.max_bytes
@@ -211,7 +198,7 @@ void client::publish_confirmed(std::string_view topic, std::string_view payload,
   std::string id = o.msg_id.empty() ? impl_->next_msg_id() : std::string{o.msg_id};
   h.msg_id = id;
   h.flags = wire::flag_confirm;
-  auto e = impl_->make(h, payload);
+  auto e = detail::make_envelope(h, payload);
   auto& i = *impl_;
   // The I/O thread goes through even when full: it would wait for itself.
   bool io = i.on_io_thread();
@@ -322,7 +309,7 @@ void client::request_async(std::string_view topic, std::string_view payload,
   auto inbox = impl_->inbox_prefix + std::to_string(id);
   auto h = impl_->pub_header(topic, o);
   h.reply_to = inbox;
-  auto e = impl_->make(h, payload);
+  auto e = detail::make_envelope(h, payload);
   e.extras = std::make_unique<detail::envelope_extras>();
   e.extras->on_reply = std::move(done);
   e.extras->request_id = id;

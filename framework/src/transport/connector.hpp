@@ -69,13 +69,12 @@ struct client::impl {
 
   // ------------------------------------------------------------ caller side
 
-  envelope make(const wire::header& h, std::string_view payload = {});
   /// Queues a control envelope (SUB, ACK, CREDIT, ...): never refused.
-  void enqueue_control(const wire::header& h) { enqueue(make(h), false, true); }
+  void enqueue_control(const wire::header& h) { enqueue(detail::make_envelope(h), false, true); }
   /// An ACK or NACK for a delivery of `session_tag`: the I/O thread sends
   /// it only while that session lasts.
   void enqueue_settlement(const wire::header& h, std::uint16_t session_tag) {
-    auto e = make(h);
+    auto e = detail::make_envelope(h);
     e.session = session_tag;
     enqueue(std::move(e), false, true);
   }

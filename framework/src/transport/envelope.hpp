@@ -67,4 +67,19 @@ inline std::string envelope_buffer() {
   return b;
 }
 
+/// The envelope of header `h` (and `payload`, for the ops that carry one),
+/// in the thread's spare buffer when it has one.
+inline envelope make_envelope(const wire::header& h, std::string_view payload = {}) {
+  envelope e;
+  e.kind = h.kind;
+  e.bytes = envelope_buffer();
+  bool with_payload = wire::carries_payload(h.kind);
+  e.bytes.reserve(64 + h.topic.size() + h.reply_to.size() + h.headers.raw().size()
+                  + h.traceparent.size() + h.msg_id.size() + (with_payload ? payload.size() : 0));
+  wire::encode_header(h, e.bytes);
+  e.header_size = static_cast<std::uint32_t>(e.bytes.size());
+  if (with_payload) e.bytes.append(payload);
+  return e;
+}
+
 } // namespace plexus::detail
