@@ -8,6 +8,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <future>
 #include <iostream>
 #include <iterator>
 #include <map>
@@ -21,11 +22,13 @@
 #include "plexus/client.hpp"
 #include "plexus/node.hpp"
 #include "plexus/trace.hpp"
+#include "render.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
 using ms = std::chrono::milliseconds;
+using plexus::cli::printable;
 
 std::atomic<bool> interrupted{false};
 extern "C" void on_signal(int) { interrupted = true; }
@@ -54,34 +57,66 @@ struct common {
   }
 };
 
-std::string printable(std::string_view payload) {
-  bool text = true;
-  for (unsigned char c : payload)
-    if ((c < 0x20 && c != '\n' && c != '\t' && c != '\r') || c == 0x7f) text = false;
-  if (text) return std::string{payload};
-  static constexpr char hex[] = "0123456789abcdef";
-  std::string out = "0x";
-  for (unsigned char c : payload) {
-    out += hex[c >> 4];
-    out += hex[c & 15];
-  }
-  return out;
+// What the broker refused of a plain publish comes back as ERR, with its
+// reason; a plain publish has no answer otherwise. So after the messages
+// a confirmed publish goes to this client's own inbox (nobody else can
+// subscribe it, and no acked consumer holds its CONFIRM back): the broker
+// answers a connection in order, so when that CONFIRM is in, every ERR
+// for the messages before it is too. Confirming every message instead
+// would wait for at-least-once consumers to ACK them: not what a plain
+// publish asks for.
+bool broker_heard_all(plexus::client& cl, ms timeout) {
+  auto done = std::make_shared<std::promise<void>>();
+  auto f = done->get_future();
+  cl.publish_confirmed("_INBOX." + cl.node_id() + ".cli-barrier", "",
+                       [done](std::uint32_t) { done->set_value(); });
+  return f.wait_for(timeout) == std::future_status::ready;
+}
+
+std::string too_large(std::size_t bytes, std::uint64_t limit) {
+  return "payload is " + std::to_string(bytes) + " bytes; the broker's max_payload is "
+         + std::to_string(limit);
 }
 
 int run_pub(const common& c, const std::string& topic, std::string data, bool data_given,
             std::uint64_t count, bool confirm) {
   if (!data_given) data.assign(std::istreambuf_iterator<char>(std::cin), {});
+  std::mutex m;
+  std::condition_variable cv;
+  std::uint64_t refused = 0;
+  std::string first_refusal;
   auto cl = c.connect();
+  cl.on_error([&](std::uint32_t code, std::string_view text) {
+    if (code >= plexus::status_timeout) return; // the client's own news, not a broker's ERR
+    std::lock_guard lock{m};
+    if (refused++ == 0)
+      first_refusal = std::string{plexus::status_text(code)} + (text.empty() ? "" : ": ")
+                      + std::string{text};
+  });
+  auto refusals = [&] {
+    std::lock_guard lock{m};
+    if (refused == 0) return false;
+    std::cerr << "plexus: the broker refused " << (refused == 1 ? "the message" : std::to_string(refused) + " messages")
+              << " on " << topic << ": " << first_refusal << "\n";
+    return true;
+  };
   if (!confirm) {
-    for (std::uint64_t i = 0; i < count; ++i) cl.publish(topic, data);
+    try {
+      for (std::uint64_t i = 0; i < count; ++i) cl.publish(topic, data);
+    } catch (const plexus::publish_error& e) { // too large: the broker would drop it
+      std::cerr << "plexus: " << e.what() << "\n";
+      return 1;
+    }
     if (!cl.flush(10s)) {
       std::cerr << "plexus: could not hand every message to the broker within 10 s\n";
       return 1;
     }
-    return 0;
+    if (!broker_heard_all(cl, 10s)) {
+      std::cerr << "plexus: the broker did not say within 10 s that it read the messages\n";
+      return 1;
+    }
+    return refusals() ? 1 : 0;
   }
-  std::mutex m;
-  std::condition_variable cv;
   std::uint64_t done = 0, failed = 0;
   for (std::uint64_t i = 0; i < count; ++i)
     cl.publish_confirmed(topic, data, [&](std::uint32_t code) {
@@ -89,6 +124,12 @@ int run_pub(const common& c, const std::string& topic, std::string data, bool da
       ++done;
       if (code == plexus::code_of(plexus::status::no_interest)) {
         std::cerr << "plexus: warning: " << plexus::status_text(code) << "\n";
+      } else if (code == static_cast<std::uint32_t>(plexus::wire::errc::payload_too_large)) {
+        if (failed++ == 0) std::cerr << "plexus: " << too_large(data.size(), cl.max_payload()) << "\n";
+      } else if (code == plexus::code_of(plexus::status::forbidden)) {
+        if (failed++ == 0)
+          std::cerr << "plexus: not confirmed: " << plexus::status_text(code)
+                    << ": clients may not publish on " << topic << "\n";
       } else if (code != 0) {
         ++failed;
         std::cerr << "plexus: not confirmed: " << plexus::status_text(code) << "\n";
@@ -105,7 +146,7 @@ int run_pub(const common& c, const std::string& topic, std::string data, bool da
 }
 
 int run_sub(const common& c, const std::string& pattern, const std::string& queue,
-            std::uint64_t count, bool acked, bool raw) {
+            std::uint64_t count, bool acked, bool raw, bool headers) {
   std::mutex m;
   std::condition_variable cv;
   std::uint64_t seen = 0;
@@ -122,6 +163,7 @@ int run_sub(const common& c, const std::string& pattern, const std::string& queu
       if (raw) std::cout << printable(v.payload) << "\n";
       else std::cout << v.topic << (v.delivery > 1 ? " (delivery " + std::to_string(v.delivery) + ")" : "")
                      << ": " << printable(v.payload) << "\n";
+      if (headers) std::cout << plexus::cli::header_lines(v.headers);
       std::cout.flush();
     }
     if (acked) cl.ack(v.sid, v.seq);
@@ -415,12 +457,20 @@ int run_graph(const common& c, ms window, const std::string& format, const std::
 int main(int argc, char** argv) {
   CLI::App app{"plexus: talk to a plexus broker from the shell"};
   app.require_subcommand(1);
+  // The options above the subcommands work after them too ("plexus sub X
+  // --broker EP"): every subcommand added below inherits this.
+  app.fallthrough();
   common c;
   const char* env = std::getenv("PLEXUS_BROKER");
   c.broker = env && *env ? env : "tcp://127.0.0.1:7400";
-  app.add_option("--broker", c.broker, "broker endpoint (or $PLEXUS_BROKER)")->capture_default_str();
+  app.add_option("--broker", c.broker,
+                 "broker endpoint: tcp://HOST:PORT, ipc://PATH or inproc://NAME (or $PLEXUS_BROKER); "
+                 "also accepted after the subcommand, as is --connect-timeout")
+    ->type_name("ENDPOINT")
+    ->capture_default_str();
   app.add_option("--connect-timeout", c.connect_timeout,
                  "give up when the broker has not answered within this (e.g. 500ms, 3s)")
+    ->type_name("DURATION")
     ->capture_default_str();
 
   auto* pub = app.add_subcommand("pub", "publish a message (DATA, or standard input)");
@@ -435,18 +485,21 @@ int main(int argc, char** argv) {
   auto* sub = app.add_subcommand("sub", "print messages on a pattern until Ctrl-C or --count");
   std::string sub_pattern, queue;
   std::uint64_t sub_count = 0;
-  bool acked = false, raw = false;
+  bool acked = false, raw = false, headers = false;
   sub->add_option("PATTERN", sub_pattern, "pattern: '*' matches one token, '>' the rest")->required();
   sub->add_option("--queue", queue, "join this queue group (each message to one member)");
   sub->add_option("--count", sub_count, "exit after this many messages (0 = never)");
   sub->add_flag("--ack", acked, "at-least-once: acknowledge each message after printing it");
   sub->add_flag("--raw", raw, "print payloads only");
+  auto* headers_flag = sub->add_flag("--headers,!--no-headers", headers,
+                                     "print each message's headers under it (on by default for "
+                                     "$DLQ patterns: the dead-letter reason is there)");
 
   auto* req = app.add_subcommand("req", "send a request and print the reply");
   std::string req_topic, req_data, req_timeout = "2s";
   req->add_option("TOPIC", req_topic, "topic of the service")->required();
   req->add_option("DATA", req_data, "request payload")->required();
-  req->add_option("--timeout", req_timeout, "how long to wait for the reply")->capture_default_str();
+  req->add_option("--timeout", req_timeout, "how long to wait for the reply")->type_name("DURATION")->capture_default_str();
 
   auto* trace = app.add_subcommand(
     "trace", "failed spans as they happen, with their cause; with ID, that trace as a tree");
@@ -455,31 +508,33 @@ int main(int argc, char** argv) {
   bool trace_all = false;
   trace->add_option("ID", trace_id, "a trace id (32 hex): print its spans as a tree");
   trace->add_flag("--all", trace_all, "print successful spans too (as sampled by the nodes)");
-  trace->add_option("--wait", trace_wait, "with ID: how long to collect its spans")
+  trace->add_option("--wait", trace_wait, "with ID: how long to collect its spans")->type_name("DURATION")
     ->capture_default_str();
   trace->add_option("--count", trace_count, "exit after this many spans (0 = never)");
   zipkin_export trace_zipkin;
   trace->add_option("--zipkin", trace_zipkin.file,
                     "on exit, write the spans shown (or the trace's) as Zipkin v2 JSON to this "
-                    "file ('-': standard output, instead of the text)");
+                    "file ('-': standard output, instead of the text)")
+    ->type_name("FILE");
   trace->add_option("--zipkin-url", trace_zipkin.url,
                     "on exit, POST them as Zipkin v2 JSON to a collector, e.g. "
-                    "http://localhost:9411/api/v2/spans (exit 1 when it does not take them)");
+                    "http://localhost:9411/api/v2/spans (exit 1 when it does not take them)")
+    ->type_name("URL");
 
   auto* graph = app.add_subcommand("graph", "the dependency graph between functions, from their spans");
   std::string graph_window = "2s", graph_format = "dot", graph_png;
-  graph->add_option("--window", graph_window, "also collect the spans published for this long")
+  graph->add_option("--window", graph_window, "also collect the spans published for this long")->type_name("DURATION")
     ->capture_default_str();
   graph->add_option("--format", graph_format, "dot or mermaid")
     ->check(CLI::IsMember({"dot", "mermaid"}))
     ->capture_default_str();
-  graph->add_option("--png", graph_png, "render it to this PNG file with Graphviz");
+  graph->add_option("--png", graph_png, "render it to this PNG file with Graphviz")->type_name("FILE");
 
   auto* top = app.add_subcommand("top", "a live table of every function in the cluster (1 s refresh)");
   bool top_once = false;
   std::string top_interval = "1s";
   top->add_flag("--once", top_once, "print one table (after two seconds: rates need two samples) and exit");
-  top->add_option("--interval", top_interval, "refresh period")->capture_default_str();
+  top->add_option("--interval", top_interval, "refresh period")->type_name("DURATION")->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -495,7 +550,10 @@ int main(int argc, char** argv) {
   try {
     parse_duration(c.connect_timeout);
     if (*pub) return run_pub(c, pub_topic, pub_data, data_opt->count() > 0, pub_count, confirm);
-    if (*sub) return run_sub(c, sub_pattern, queue, sub_count, acked, raw);
+    if (*sub) {
+      if (headers_flag->count() == 0) headers = sub_pattern.starts_with("$DLQ") && !raw;
+      return run_sub(c, sub_pattern, queue, sub_count, acked, raw, headers);
+    }
     if (*req) return run_req(c, req_topic, req_data, parse_duration(req_timeout));
     if (*trace)
       return run_trace(c, trace_id, trace_all, parse_duration(trace_wait), trace_count, trace_zipkin);
@@ -504,7 +562,10 @@ int main(int argc, char** argv) {
   } catch (const CLI::ValidationError& e) {
     std::cerr << "plexus: " << e.what() << "\n";
     return 2;
-  } catch (const std::invalid_argument& e) { // a bad topic or pattern
+  } catch (const plexus::publish_error& e) { // valid input the broker would not take
+    std::cerr << "plexus: " << e.what() << "\n";
+    return 1;
+  } catch (const std::invalid_argument& e) { // a bad endpoint, topic or pattern
     std::cerr << "plexus: " << e.what() << "\n";
     return 2;
   } catch (const std::exception& e) {

@@ -112,6 +112,59 @@ BOOST_AUTO_TEST_CASE(brokers_advertised_in_welcome_join_the_failover_list_once) 
   BOOST_TEST(r.dialed == (std::vector<std::string>{"tcp://a:1", "tcp://c:3"}));
 }
 
+BOOST_AUTO_TEST_CASE(endpoints_zeromq_would_refuse_are_named_with_what_is_expected) {
+  for (auto good : {"tcp://127.0.0.1:7400", "tcp://broker-1.example:65535", "tcp://[::1]:7400",
+                    "tcp://eth0;10.0.0.1:7400", "ipc:///tmp/plexus.sock", "inproc://plexus"})
+    BOOST_TEST(detail::endpoint_problem(good).empty(), good << ": " << detail::endpoint_problem(good));
+  for (auto bad : {"nonsense", "", "tcp://host:notaport", "tcp://host:0", "tcp://host:65536",
+                   "tcp://host:", "tcp://host", "tcp://:7400", "tcp://ho st:7400", "ipc://",
+                   "inproc://", "udp://host:7400"}) {
+    auto why = detail::endpoint_problem(bad);
+    BOOST_TEST(why.starts_with("bad broker endpoint '" + std::string{bad} + "': "), bad << ": " << why);
+  }
+  BOOST_TEST(detail::endpoint_problem("nonsense")
+             == "bad broker endpoint 'nonsense': expected tcp://HOST:PORT, ipc://PATH or inproc://NAME");
+  BOOST_TEST(detail::endpoint_problem("tcp://host:notaport").find("port") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_core_with_an_endpoint_that_cannot_be_dialled_is_not_made) {
+  auto cfg = connector_rig::config();
+  cfg.endpoints = {"tcp://a:1", "tcp://b:x"};
+  BOOST_CHECK_THROW(detail::connector_core{cfg}, std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(a_peer_advertised_in_welcome_that_cannot_be_dialled_is_skipped_and_reported) {
+  auto cfg = connector_rig::config();
+  cfg.endpoints = {"tcp://a:1"};
+  connector_rig r{cfg};
+  r.start();
+  r.write();
+  r.welcome("b1", {"garbage", "tcp://c:3", "tcp://d:notaport"});
+  BOOST_TEST(r.began == 1u); // the session goes on
+  BOOST_TEST_REQUIRE(r.reports.size() == 2u);
+  BOOST_TEST(r.reports[0].first == static_cast<std::uint32_t>(wire::errc::value_out_of_range));
+  BOOST_TEST(r.reports[0].second.find("bad broker endpoint 'garbage'") != std::string::npos,
+             r.reports[0].second);
+  BOOST_TEST(r.reports[1].second.find("tcp://d:notaport") != std::string::npos, r.reports[1].second);
+  // Failover goes round a, c only.
+  for (int k = 0; k < 3; ++k) {
+    r.core.link_lost();
+    r.advance(1ms);
+    r.advance(1ms);
+    r.write();
+    r.welcome("b1");
+  }
+  BOOST_TEST(r.dialed == (std::vector<std::string>{"tcp://a:1", "tcp://c:3", "tcp://a:1", "tcp://c:3"}));
+}
+
+BOOST_AUTO_TEST_CASE(welcome_hands_the_brokers_payload_limit_to_the_shell) {
+  connector_rig r;
+  r.start();
+  r.write();
+  r.welcome("b1", {}, 4096);
+  BOOST_TEST(r.max_payload == 4096u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(confirms)

@@ -67,6 +67,7 @@ struct connector_rig {
   std::map<std::uint32_t, std::string> subs; // restored after each WELCOME
   std::size_t slots = 0;                     // of the confirm window, in use
   std::size_t began = 0;
+  std::uint64_t max_payload = 0; // the last began's
   std::vector<std::pair<std::uint32_t, std::string>> reports;
   std::uint64_t taken_counted = 0, finished = 0; // outbox envelopes in, written or dropped
   std::vector<written> out;                       // every envelope written, in order
@@ -87,8 +88,9 @@ struct connector_rig {
     dialed.push_back(c.endpoint);
   }
   void run(detail::connector_cmd::hang_up&) { socket = false; }
-  void run(detail::connector_cmd::began&) {
+  void run(detail::connector_cmd::began& c) {
     ++began;
+    max_payload = c.max_payload;
     std::vector<detail::envelope> again;
     for (auto& [sid, pattern] : subs) again.push_back(sub_envelope(sid, pattern, false));
     core.restore(std::move(again));
@@ -168,11 +170,13 @@ struct connector_rig {
     core.control(h, now);
     carry_out();
   }
-  void welcome(std::string_view broker = "b1", std::vector<std::string> advertise = {}) {
+  void welcome(std::string_view broker = "b1", std::vector<std::string> advertise = {},
+               std::uint64_t payload_limit = 1024 * 1024) {
     wire::header h;
     h.kind = wire::op::welcome;
     h.node = broker;
     h.heartbeat_ms = 1000;
+    h.max_payload = payload_limit;
     std::vector<std::string_view> items(advertise.begin(), advertise.end());
     advertised.clear();
     h.brokers = wire::pack_string_list(items, advertised);

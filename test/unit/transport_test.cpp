@@ -17,6 +17,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -738,6 +739,55 @@ BOOST_AUTO_TEST_CASE(connecting_to_nobody_fails_with_a_clear_error_after_the_tim
   } catch (const connect_error& e) {
     BOOST_TEST(std::string{e.what()}.find("no answer from broker at tcp://127.0.0.1:1") == 0u);
   }
+}
+
+BOOST_AUTO_TEST_CASE(a_bad_endpoint_is_refused_with_one_clear_line_before_anything_starts) {
+  auto refused = [](client_options o) -> std::string {
+    o.connect_timeout = 60s; // a check that waited for an answer would fail the test's timeout
+    try {
+      client c{o};
+    } catch (const connect_error&) {
+      return "connect_error";
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "connected";
+  };
+  BOOST_TEST(refused(tcp_client("nonsense"))
+             == "bad broker endpoint 'nonsense': expected tcp://HOST:PORT, ipc://PATH or inproc://NAME");
+  BOOST_TEST(refused(tcp_client("tcp://host:notaport")).starts_with("bad broker endpoint 'tcp://host:notaport': "));
+  // A fallback is checked as well, though the first endpoint would answer.
+  embedded b;
+  auto o = b.client_opts();
+  o.fallback = {"tcp://127.0.0.1:7400", "tcp//missing-colon:1"};
+  BOOST_TEST(refused(o).starts_with("bad broker endpoint 'tcp//missing-colon:1': "));
+}
+
+BOOST_AUTO_TEST_CASE(a_payload_over_the_brokers_max_payload_is_refused_before_it_is_sent) {
+  embedded b{"inproc://plexus-max-payload", [](broker::server_options& o) {
+    o.core.limits.max_payload_bytes = 1024;
+  }};
+  client c{b.client_opts()};
+  BOOST_TEST(c.max_payload() == 1024u); // from WELCOME
+  const auto too_large = static_cast<std::uint32_t>(wire::errc::payload_too_large);
+  std::string big(1025, 'x');
+  try {
+    c.publish("orders", big);
+    BOOST_FAIL("a 1025-byte payload was published to a broker that takes 1024");
+  } catch (const publish_error& e) {
+    BOOST_TEST(e.code == too_large);
+    BOOST_TEST(std::string{e.what()} == "payload is 1025 bytes; the broker's max_payload is 1024");
+  }
+  BOOST_CHECK_THROW(static_cast<void>(c.try_publish("orders", big)), publish_error);
+  std::optional<std::uint32_t> code;
+  c.publish_confirmed("orders", big, [&](std::uint32_t k) { code = k; });
+  BOOST_TEST(code.value_or(0) == too_large); // at once, on this thread: no 30 s wait for nothing
+  auto r = c.request("svc", big, 5s);
+  BOOST_TEST(r.code == too_large);
+  BOOST_TEST(c.stats().published == 0u);
+  c.publish("orders", std::string(1024, 'x')); // at the limit: sent
+  BOOST_TEST(c.flush(5s));
+  BOOST_TEST(c.stats().published == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(errors_nobody_waits_for_reach_the_error_handler) {

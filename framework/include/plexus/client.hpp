@@ -28,6 +28,14 @@ struct connect_error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// A publish refused before anything was sent: `code` is its outcome as
+/// in the status table (e.g. wire::errc::payload_too_large, 12, for a
+/// payload over the broker's max_payload), what() says why and the limit.
+struct publish_error : std::invalid_argument {
+  publish_error(std::uint32_t c, const std::string& what) : std::invalid_argument(what), code(c) {}
+  std::uint32_t code;
+};
+
 /// What a handler sees; views are valid for the duration of the call.
 struct message_view {
   std::uint32_t sid = 0;
@@ -177,6 +185,9 @@ public:
   using error_handler = std::function<void(std::uint32_t code, std::string_view text)>;
 
   /// Connects and waits for WELCOME; throws connect_error after the timeout.
+  /// An endpoint (or fallback) that is not tcp://HOST:PORT, ipc://PATH or
+  /// inproc://NAME throws std::invalid_argument first, before any thread
+  /// or socket exists.
   explicit client(client_options opts);
   /// Sends what is queued, says BYE, stops the I/O thread.
   ~client();
@@ -184,7 +195,9 @@ public:
   client& operator=(const client&) = delete;
 
   /// Queues a PUB; blocks while the outbox is full. An invalid topic throws
-  /// std::invalid_argument (as does an invalid pattern in subscribe).
+  /// std::invalid_argument (as does an invalid pattern in subscribe); a
+  /// payload over the broker's max_payload throws publish_error (code
+  /// payload_too_large), as the broker would drop it.
   void publish(std::string_view topic, std::string_view payload, const publish_options& o = {});
   /// Queues a PUB unless the outbox is full.
   [[nodiscard]] bool try_publish(std::string_view topic, std::string_view payload,
@@ -193,7 +206,9 @@ public:
   /// Kept until confirmed and re-sent after a reconnect; `done` runs on the
   /// I/O thread with the CONFIRM code (or an ERR's, e.g. 105). With
   /// `max_unconfirmed` awaiting CONFIRM it blocks, or calls `done` at once
-  /// on this thread with status_outbox_full (see client_options).
+  /// on this thread with status_outbox_full (see client_options). A payload
+  /// over the broker's max_payload is not sent: `done` runs at once on this
+  /// thread with wire::errc::payload_too_large (12).
   void publish_confirmed(std::string_view topic, std::string_view payload, confirm_handler done,
                          const publish_options& o = {});
 
@@ -234,7 +249,9 @@ public:
   /// (messages dropped), status_session_lost, status_handler_stall. Runs
   /// on the I/O thread. With no handler set, the last three are written to
   /// stderr (at most one line per kind every 10 s): they mean lost
-  /// messages, and must not pass unnoticed.
+  /// messages, and must not pass unnoticed. So is a failover endpoint that
+  /// cannot be dialled (a broker's WELCOME advertised it): skipped, with
+  /// wire::errc::value_out_of_range (10).
   void on_error(error_handler h);
 
   /// Waits until everything queued so far is on the socket; false on timeout.
@@ -243,6 +260,9 @@ public:
   [[nodiscard]] const std::string& node_id() const noexcept;
   /// The broker id from the last WELCOME.
   [[nodiscard]] std::string broker_id() const;
+  /// The largest payload the broker takes (its last WELCOME's max_payload;
+  /// 0 from a broker that did not say).
+  [[nodiscard]] std::uint64_t max_payload() const noexcept;
   [[nodiscard]] client_stats stats() const;
 
 private:

@@ -34,6 +34,11 @@ std::string detail::random_hex(std::size_t bytes) {
 namespace {
 
 client_options checked(client_options o) {
+  // Before any thread or socket: ZeroMQ's connect throws on these, and on
+  // the I/O thread that would end the process.
+  if (auto why = detail::endpoint_problem(o.endpoint); !why.empty()) throw std::invalid_argument(why);
+  for (auto& f : o.fallback)
+    if (auto why = detail::endpoint_problem(f); !why.empty()) throw std::invalid_argument(why);
   if (o.node_id.empty()) o.node_id = "n" + detail::random_hex(8);
   if (validate_topic(o.node_id) != topic_errc::ok || o.node_id.find('.') != std::string::npos)
     throw std::invalid_argument("node id must be one topic token: '" + o.node_id + "'");
@@ -70,6 +75,14 @@ client::impl::impl(client_options o)
     owned_ctx(opts.zmq_context ? nullptr : std::make_unique<zmq::context_t>(1)),
     ctx(opts.zmq_context ? *static_cast<zmq::context_t*>(opts.zmq_context) : *owned_ctx),
     core(core_config(opts, id_prefix, inbox_prefix)) {}
+
+std::optional<publish_error> client::impl::oversized(std::size_t payload_bytes) const {
+  auto limit = max_payload.load(std::memory_order_relaxed);
+  if (limit == 0 || payload_bytes <= limit) return std::nullopt;
+  return publish_error{static_cast<std::uint32_t>(wire::errc::payload_too_large),
+                       "payload is " + std::to_string(payload_bytes)
+                         + " bytes; the broker's max_payload is " + std::to_string(limit)};
+}
 
 bool client::impl::enqueue(envelope e, bool wait, bool control) {
   return box.push(std::move(e), wait && !on_io_thread(), control || on_io_thread());
@@ -181,12 +194,14 @@ detail::envelope client::impl::make_pub(std::string_view topic, std::string_view
 }
 
 void client::publish(std::string_view topic, std::string_view payload, const publish_options& o) {
+  if (auto e = impl_->oversized(payload.size())) throw *e;
   impl_->enqueue(impl_->make_pub(topic, payload, o), true);
   ++impl_->published;
 }
 
 bool client::try_publish(std::string_view topic, std::string_view payload,
                          const publish_options& o) {
+  if (auto e = impl_->oversized(payload.size())) throw *e;
   if (!impl_->enqueue(impl_->make_pub(topic, payload, o), false)) return false;
   ++impl_->published;
   return true;
@@ -195,6 +210,10 @@ bool client::try_publish(std::string_view topic, std::string_view payload,
 void client::publish_confirmed(std::string_view topic, std::string_view payload,
                                confirm_handler done, const publish_options& o) {
   auto h = impl_->pub_header(topic, o);
+  if (impl_->oversized(payload.size())) { // the broker would drop it, and never confirm
+    done(static_cast<std::uint32_t>(wire::errc::payload_too_large));
+    return;
+  }
   std::string id = o.msg_id.empty() ? impl_->next_msg_id() : std::string{o.msg_id};
   h.msg_id = id;
   h.flags = wire::flag_confirm;
@@ -308,6 +327,10 @@ void client::request_async(std::string_view topic, std::string_view payload,
   auto id = impl_->request_counter++;
   auto inbox = impl_->inbox_prefix + std::to_string(id);
   auto h = impl_->pub_header(topic, o);
+  if (auto too_big = impl_->oversized(payload.size())) { // the broker would drop it
+    done({too_big->code, {}, too_big->what(), {}, {}});
+    return;
+  }
   h.reply_to = inbox;
   auto e = detail::make_envelope(h, payload);
   e.extras = std::make_unique<detail::envelope_extras>();
@@ -338,6 +361,10 @@ const std::string& client::node_id() const noexcept { return impl_->opts.node_id
 std::string client::broker_id() const {
   std::lock_guard lock{impl_->state_mutex};
   return impl_->broker;
+}
+
+std::uint64_t client::max_payload() const noexcept {
+  return impl_->max_payload.load(std::memory_order_relaxed);
 }
 
 client_stats client::stats() const {

@@ -71,6 +71,7 @@ void client::impl::carry_out() {
             for (auto& [sid, rec] : subs) again.push_back(sub_envelope(sid, *rec));
           }
           core.restore(std::move(again));
+          max_payload.store(c.max_payload, std::memory_order_relaxed);
           {
             std::lock_guard lock{state_mutex};
             broker = std::move(c.broker);
@@ -108,7 +109,15 @@ void client::impl::open_socket(const std::string& endpoint) {
   sock->set(zmq::sockopt::heartbeat_ivl, hb);
   sock->set(zmq::sockopt::heartbeat_timeout, hb * static_cast<int>(std::max(opts.liveness, 2u) - 1));
   watch_socket();
-  sock->connect(endpoint);
+  try {
+    sock->connect(endpoint); // endpoints are checked (endpoint_problem) before they get here
+  } catch (const zmq::error_t& e) {
+    // Never the end of this thread: the attempt fails as one that is not
+    // answered does, and the next endpoint is tried.
+    close_socket();
+    report(static_cast<std::uint32_t>(wire::errc::value_out_of_range),
+           "cannot connect to " + endpoint + ": " + e.what());
+  }
 }
 
 void client::impl::watch_socket() {
@@ -209,7 +218,9 @@ void client::impl::report(std::uint32_t code, std::string_view text) {
     cb(code, text);
     return;
   }
-  if (code != status_slow_consumer && code != status_session_lost && code != status_handler_stall)
+  // Losses, and endpoints that cannot be dialled (value_out_of_range).
+  if (code != status_slow_consumer && code != status_session_lost && code != status_handler_stall
+      && code != static_cast<std::uint32_t>(wire::errc::value_out_of_range))
     return;
   auto now = steady::now();
   auto& last = last_stderr[code];

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -144,6 +145,11 @@ struct client::impl {
   std::atomic<std::uint64_t> msg_counter{0}, request_counter{1};
   std::atomic<std::uint32_t> next_sid{1};
   std::atomic<std::uint64_t> published{0}, received{0}, outbox_full{0};
+  /// The broker's max_payload (last WELCOME; 0 = not said).
+  std::atomic<std::uint64_t> max_payload{0};
+
+  /// The publish_error for a payload the broker would drop, or nothing.
+  [[nodiscard]] std::optional<publish_error> oversized(std::size_t payload_bytes) const;
 
   std::mutex subs_mutex;
   std::unordered_map<std::uint32_t, std::shared_ptr<subscription_record>> subs;

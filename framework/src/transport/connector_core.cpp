@@ -2,13 +2,52 @@
 #include "connector_core.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 
 namespace plexus::detail {
 
+std::string endpoint_problem(std::string_view endpoint) {
+  auto bad = [&](std::string_view why = {}) {
+    std::string s = "bad broker endpoint '" + std::string{endpoint} + "': ";
+    s += why.empty() ? "expected tcp://HOST:PORT, ipc://PATH or inproc://NAME" : why;
+    return s;
+  };
+  auto rest = [&](std::string_view scheme) { return endpoint.substr(scheme.size()); };
+  if (endpoint.starts_with("tcp://")) {
+    auto hp = rest("tcp://");
+    auto colon = hp.rfind(':');
+    if (colon == std::string_view::npos || colon == 0) return bad("expected tcp://HOST:PORT");
+    // ZeroMQ's own check: these characters in the host (a name, IPv4,
+    // [IPv6], an interface;source prefix), then a port.
+    for (unsigned char ch : hp.substr(0, colon))
+      if (!std::isalnum(ch) && std::string_view{".-:%;[]_*"}.find(static_cast<char>(ch)) == std::string_view::npos)
+        return bad("expected tcp://HOST:PORT");
+    auto port = hp.substr(colon + 1);
+    unsigned n = 0;
+    auto [p, ec] = std::from_chars(port.data(), port.data() + port.size(), n);
+    if (port.empty() || ec != std::errc{} || p != port.data() + port.size() || n == 0 || n > 65535)
+      return bad("the port must be a number from 1 to 65535 (tcp://HOST:PORT)");
+    return {};
+  }
+  if (endpoint.starts_with("ipc://")) {
+    auto path = rest("ipc://");
+    if (path.empty()) return bad("expected ipc://PATH");
+    if (path.size() > 107) return bad("an ipc path has at most 107 bytes"); // sun_path
+    return {};
+  }
+  if (endpoint.starts_with("inproc://")) {
+    if (rest("inproc://").empty()) return bad("expected inproc://NAME");
+    return {};
+  }
+  return bad();
+}
+
 connector_core::connector_core(connector_config cfg)
   : cfg_(std::move(cfg)), endpoints_(cfg_.endpoints), backoff_(cfg_.reconnect_min) {
   if (endpoints_.empty()) throw std::invalid_argument("connector: no endpoint");
+  for (auto& e : endpoints_)
+    if (auto why = endpoint_problem(e); !why.empty()) throw std::invalid_argument(why);
   cfg_.liveness = std::max(cfg_.liveness, 1u);
   cfg_.max_batch_envelopes = std::max<std::size_t>(cfg_.max_batch_envelopes, 1);
 }
@@ -153,11 +192,21 @@ void connector_core::control(const wire::header& h, time_point now) {
       if (h.heartbeat_ms) broker_heartbeat_ = std::chrono::milliseconds{h.heartbeat_ms};
       if (!last_welcomed_.empty() && connected_to_ != last_welcomed_) ++counts_.failovers;
       last_welcomed_ = connected_to_;
-      for (auto b : h.brokers.items())
-        if (!b.empty() && std::find(endpoints_.begin(), endpoints_.end(), b) == endpoints_.end())
-          endpoints_.emplace_back(b);
+      for (auto b : h.brokers.items()) {
+        if (b.empty() || std::find(endpoints_.begin(), endpoints_.end(), b) != endpoints_.end())
+          continue;
+        // A broker's word is no reason to end this thread: a peer it
+        // advertises that cannot be dialled is skipped, and said.
+        if (auto why = endpoint_problem(b); !why.empty()) {
+          ++counts_.errors;
+          report(static_cast<std::uint32_t>(wire::errc::value_out_of_range),
+                 "broker " + std::string{h.node} + " advertised a peer that is skipped: " + why);
+          continue;
+        }
+        endpoints_.emplace_back(b);
+      }
       backoff_ = cfg_.reconnect_min;
-      cmds_.emplace_back(connector_cmd::began{std::string{h.node}});
+      cmds_.emplace_back(connector_cmd::began{std::string{h.node}, h.max_payload});
       break;
     }
     case wire::op::confirm: {

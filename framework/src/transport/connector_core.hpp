@@ -33,6 +33,12 @@
 
 namespace plexus::detail {
 
+/// Why a client cannot dial `endpoint`, as one line for a user
+/// ("bad broker endpoint '...': expected tcp://HOST:PORT, ..."), or empty
+/// when it can: the checks ZeroMQ's connect makes (and throws on), done
+/// before any socket or thread exists.
+[[nodiscard]] std::string endpoint_problem(std::string_view endpoint);
+
 /// What the core needs of client_options, and who it is.
 struct connector_config {
   std::string node_id;
@@ -70,6 +76,8 @@ struct hang_up {};
 /// to restore() before anything else and wakes whoever waits to connect.
 struct began {
   std::string broker;
+  /// The broker's payload limit (WELCOME's max_payload; 0: not said).
+  std::uint64_t max_payload = 0;
 };
 /// A confirmed publish is settled: its window slot is free; run `done`.
 struct confirmed {
