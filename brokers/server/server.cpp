@@ -2,6 +2,7 @@
 #include "server.hpp"
 
 #include "metrics.hpp"
+#include "metrics_http.hpp"
 
 #include <malloc.h>
 #include <pthread.h>
@@ -68,10 +69,7 @@ struct server::impl {
       std::lock_guard lock{metrics_m};
       res.set_content(metrics_text, "text/plain; version=0.0.4; charset=utf-8");
     });
-    metrics_port = opts.metrics_port < 0 ? http->bind_to_any_port("127.0.0.1")
-                   : http->bind_to_port("127.0.0.1", opts.metrics_port) ? opts.metrics_port : -1;
-    if (metrics_port < 0)
-      throw std::runtime_error("cannot serve metrics on 127.0.0.1:" + std::to_string(opts.metrics_port));
+    metrics_port = bind_metrics_port(*http, opts.metrics_port);
   }
 
   void render_metrics(time_point now) {

@@ -128,16 +128,16 @@ int main(int argc, char** argv) {
   plexus::node node{static_cast<int>(arg_ptrs.size()), arg_ptrs.data(),
                     {{"role", "what this process runs: all, generator, functions, validate-address, "
                               "create-label or send-confirmation", &role},
-                     {"rate", "orders generated per second", &rate_s},
-                     {"orders", "orders to generate, then stop (0 = no limit)", &orders_s},
-                     {"fail-rate", "chance that create-label crashes on a message (0..1)", &fail_s},
-                     {"label-ms", "ms the label printer takes per order (create-label scales for it)", &label_ms_s},
-                     {"poison-every", "every Nth order crashes validation forever (0 = none)", &poison_s},
-                     {"outbox", "file the confirmation e-mails are written to", &outbox_path},
+                     {"rate", "orders generated per second", &rate_s, "FLOAT"},
+                     {"orders", "orders to generate, then stop (0 = no limit)", &orders_s, "UINT"},
+                     {"fail-rate", "chance that create-label crashes on a message (0..1)", &fail_s, "FLOAT"},
+                     {"label-ms", "ms the label printer takes per order (create-label scales for it)", &label_ms_s, "UINT"},
+                     {"poison-every", "every Nth order crashes validation forever (0 = none)", &poison_s, "UINT"},
+                     {"outbox", "file the confirmation e-mails are written to", &outbox_path, "FILE"},
                      {"inject", fault_help(), &inject_s},
                      {"inject-every", "an injected fault hits every Nth order (1 = every order), "
                                       "each fault a different one",
-                      &inject_every_s}}};
+                      &inject_every_s, "UINT"}}};
   // A role is everything, the order generator, the three functions or one.
   const bool generates = role == "all" || role == "generator";
   auto hosts = [&role](const std::string& function) {

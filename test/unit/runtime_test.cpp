@@ -954,6 +954,28 @@ BOOST_AUTO_TEST_CASE(a_node_serves_through_a_separate_broker_over_tcp) {
   b.stop();
 }
 
+// One port, one node: a second node asked for a metrics port in use is
+// refused (cpp-httplib's SO_REUSEPORT let it share the port, and scrapes
+// went to either node), and nothing of it is left running.
+BOOST_AUTO_TEST_CASE(a_metrics_port_another_node_serves_is_a_config_error_naming_it) {
+  node first{node_options{.metrics_port = -1}};
+  first.service("a").function("f").on("a.f").handle(
+    [](std::string_view, context&) -> result<void> { return {}; });
+  first.start();
+  BOOST_TEST_REQUIRE(first.metrics_port() > 0);
+  node second{node_options{.metrics_port = first.metrics_port()}};
+  second.service("b").function("f").on("b.f").handle(
+    [](std::string_view, context&) -> result<void> { return {}; });
+  auto expected = "metrics port " + std::to_string(first.metrics_port()) + ": port in use";
+  BOOST_CHECK_EXCEPTION(second.start(), config_error, [&](const config_error& e) {
+    BOOST_TEST_INFO("what: " << e.what());
+    return std::string{e.what()} == expected;
+  });
+  BOOST_CHECK_THROW(second.client(), std::logic_error); // not started
+  BOOST_TEST(second.metrics_port() == 0);
+  first.stop();
+}
+
 BOOST_AUTO_TEST_CASE(a_pool_that_runs_dry_gives_its_credit_back_in_one_credit) {
   scripted_broker b{32}; // one batch: one run of the one instance
   node n{node_options{.broker = b.endpoint(), .duration = {}}};

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -432,11 +433,13 @@ struct function_stats {
 };
 
 /// A program's own flag, parsed with the node's: `--name VALUE` into *value
-/// (kept when absent), listed in --help.
+/// (kept when absent), listed in --help as `--name TYPE` (say INT or FLOAT
+/// for a number the program parses).
 struct flag {
   std::string name;
   std::string help;
   std::string* value = nullptr;
+  std::string type = "TEXT";
 };
 
 struct node_options {
@@ -469,12 +472,33 @@ struct node_options {
 
 /// run()'s exit code when a service failed under failure_policy::stop_node.
 inline constexpr int exit_service_failed = 3;
+/// run()'s exit code when the node could not start: its broker did not
+/// answer within the connect timeout (plexus::connect_error), or else.
+inline constexpr int exit_start_failed = 1;
+/// The exit code of a program given a bad flag, and run()'s when the node
+/// could not start for its configuration (plexus::config_error).
+inline constexpr int exit_bad_config = 2;
+
+/// start() failed for the node's configuration, not the world's: a
+/// malformed broker endpoint, a metrics port already in use. The text
+/// names the setting and the problem.
+struct config_error : std::invalid_argument {
+  using std::invalid_argument::invalid_argument;
+};
 
 class node {
 public:
   /// Parses the node's standard flags: --broker ENDPOINT, --duration SECONDS,
   /// --help. --help prints the help and exits 0; a bad flag, one line and 2.
+  /// Such a node is a program's: when it cannot start, it prints one line
+  /// on stderr, and start() exits the process (run() returns the code):
+  /// exit_bad_config for a config_error (a malformed --broker, a
+  /// --metrics-port in use), exit_start_failed otherwise (a --broker that
+  /// does not answer).
   node(int argc, const char* const* argv, std::vector<flag> extra = {});
+  /// A node for code that handles errors itself: start() throws
+  /// config_error, connect_error (the broker did not answer) or another
+  /// std::exception, and run() prints the text and returns the exit code.
   explicit node(node_options opts);
   ~node();
   node(const node&) = delete;

@@ -5,6 +5,7 @@
 // orders) and carries out the core's commands: the broker side through the
 // client, instances as CAF actors, events and orders to the service.
 #include "function_pool.hpp"
+#include "crash_report.hpp"
 #include "instance.hpp"
 #include "pool_core.hpp"
 #include "span_sink.hpp"
@@ -118,6 +119,21 @@ void carry_out(pool_actor* self) {
   }
 }
 
+// An instance that crashed as an actor (a raw actor function's threw, or
+// something outside a handler failed; a handler's crash the instance
+// reports itself) gets its line: the message it had in hand, and the
+// trace that message carried.
+void report_down(const pool_state& s, instance_id id, const std::string& why) {
+  std::string_view msg_id, trace;
+  if (auto* run = s.core->run_of(id); run && run->finished < run->items.size()) {
+    const auto& d = *run->items[run->finished];
+    msg_id = d.msg_id;
+    if (d.traceparent.size() >= 35 && d.traceparent.substr(0, 3) == "00-")
+      trace = d.traceparent.substr(3, 32); // W3C: 00-<trace id>-<span id>-<flags>
+  }
+  report_crash(s.fn_name, msg_id, trace, why);
+}
+
 // An instance actor ended (killed, or failed outside a handler).
 void instance_down(pool_actor* self, const caf::down_msg& dm) {
   auto& s = self->state;
@@ -127,7 +143,13 @@ void instance_down(pool_actor* self, const caf::down_msg& dm) {
   s.ids.erase(it);
   s.actors.erase(id);
   std::optional<std::string> why;
-  if (is_crash(dm.reason)) why = crash_text(dm.reason);
+  if (is_crash(dm.reason)) {
+    why = crash_text(dm.reason);
+    // Not the pool's or its supervisor's own stop of the instance.
+    if (dm.reason != caf::make_error(caf::exit_reason::user_shutdown) &&
+        dm.reason != caf::make_error(caf::exit_reason::kill))
+      report_down(s, id, *why);
+  }
   s.core->instance_down(id, why, steady::now());
   carry_out(self);
 }

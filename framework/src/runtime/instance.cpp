@@ -12,6 +12,7 @@
 #include <caf/stateful_actor.hpp>
 #include <caf/system_messages.hpp>
 
+#include "crash_report.hpp"
 #include "plexus/actor.hpp"
 #include "span_sink.hpp"
 
@@ -195,6 +196,17 @@ bool attempt(instance_state& st, F&& f, result<void>& out) {
   return false;
 }
 
+// The crash on the item in hand gets its line on stderr (rate-limited).
+void report(instance_state& st, const delivery& d, const std::string& what) {
+  ensure_ids(st.inv);
+  if (st.inv.trace_hex.empty()) {
+    append_hex(st.inv.trace_hex, st.inv.trace_hi);
+    append_hex(st.inv.trace_hex, st.inv.trace_lo);
+  }
+  report_crash(st.inv.name ? std::string_view{*st.inv.name} : std::string_view{}, d.msg_id,
+               st.inv.trace_hex, what);
+}
+
 void end_run(instance_actor* self, const caf::actor& pool) {
   self->state.run.reset();
   self->send(pool, done_atom::value);
@@ -212,9 +224,13 @@ void work(instance_actor* self, const caf::actor& pool, const raw_handler& handl
         (*st.init)();
       } catch (const std::exception& e) {
         run.crash = std::string{"init: "} + e.what();
-        return end_run(self, pool);
       } catch (...) {
         run.crash = "init: unknown exception";
+      }
+      if (run.crash) {
+        const auto& d = *run.items[run.finished];
+        begin_span(st.inv, d); // the message's trace, for the line
+        report(st, d, *run.crash);
         return end_run(self, pool);
       }
       run.init_ns = static_cast<std::uint64_t>(steady_ns() - t0);
@@ -232,6 +248,7 @@ void work(instance_actor* self, const caf::actor& pool, const raw_handler& handl
     context ctx{conn, d, &st.inv};
     result<void> r;
     if (!attempt(st, [&] { return handler(d.payload, ctx); }, r)) {
+      report(st, d, *run.crash);
       end_span(st, conn, d, nullptr, &*run.crash);
       break;
     }
@@ -275,6 +292,7 @@ caf::behavior instance(instance_actor* self, caf::actor pool, const raw_handler*
       context ctx{*conn, d, &st.inv};
       result<void> out;
       if (!attempt(st, [&] { return then(*r, ctx); }, out)) {
+        report(st, d, *st.run->crash);
         end_span(st, *conn, d, nullptr, &*st.run->crash);
         return end_run(self, pool);
       }

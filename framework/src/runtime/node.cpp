@@ -4,12 +4,14 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 
 #include <caf/send.hpp>
 #include <httplib.h>
 #include <zmq.hpp>
 
+#include "crash_report.hpp"
 #include "node_impl.hpp"
 #include "server.hpp"
 #include "stop_signals.hpp"
@@ -49,7 +51,16 @@ void node::impl::start() {
   detail::catch_stop_signals();
   connect();
   spans = std::make_unique<detail::span_sink>(*conn, conn->node_id(), opts.trace_sample);
-  if (opts.metrics_port != 0) serve_metrics();
+  try {
+    if (opts.metrics_port != 0) serve_metrics();
+  } catch (...) { // nothing started stays behind: a program's node exits next
+    spans->stop();
+    spans.reset();
+    conn.reset();
+    if (embedded) embedded->stop();
+    embedded.reset();
+    throw;
+  }
   publish_stats();
   start_actor_system();
   spawn_tree();
@@ -68,10 +79,21 @@ void node::impl::connect() {
     embedded->start();
     co.endpoint = embedded->endpoint();
     co.zmq_context = zctx.get();
-  } else {
-    co.endpoint = opts.broker;
+    conn = std::make_unique<plexus::client>(co);
+    return;
   }
-  conn = std::make_unique<plexus::client>(co);
+  co.endpoint = opts.broker;
+  try {
+    conn = std::make_unique<plexus::client>(co);
+  } catch (const std::invalid_argument& e) { // the endpoint is malformed (checked by the client)
+    throw config_error(std::string{"--broker: "} + e.what()); // the text names the endpoint
+  }
+}
+
+int node::impl::report_start_failure(const std::exception& e) const {
+  auto code = dynamic_cast<const config_error*>(&e) ? exit_bad_config : exit_start_failed;
+  std::fprintf(stderr, "%s: %s\n", program.empty() ? "plexus node" : program.c_str(), e.what());
+  return code;
 }
 
 void node::impl::stop() {
@@ -89,6 +111,7 @@ void node::impl::stop() {
     std::unique_lock lock{shared->m};
     drained = shared->cv.wait_for(lock, opts.drain_timeout, [&] { return shared->live_pools == 0; });
   }
+  detail::flush_crash_reports(true); // the last second's, drained handlers' crashes included
   for (auto& p : pools)
     if (auto sid = p.counters->sid.exchange(0)) conn->unsubscribe(sid);
   if (!drained) {
@@ -158,7 +181,16 @@ plexus::service& node::service(std::string name, service_options o) {
   return *impl_->services.emplace_back(std::make_unique<plexus::service>(std::move(name), o));
 }
 
-void node::start() { impl_->start(); }
+void node::start() {
+  if (impl_->program.empty()) return impl_->start();
+  try {
+    impl_->start();
+  } catch (const std::exception& e) {
+    // A program's node: its user gets one line and an exit code, as for a
+    // bad flag, never an uncaught exception's abort.
+    std::exit(impl_->report_start_failure(e));
+  }
+}
 void node::stop() { impl_->stop(); }
 
 plexus::client& node::client() {
@@ -168,10 +200,9 @@ plexus::client& node::client() {
 
 int node::run() {
   try {
-    start();
+    impl_->start();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "plexus node: %s\n", e.what());
-    return 1;
+    return impl_->report_start_failure(e);
   }
   wait();
   auto failed = impl_->failed();

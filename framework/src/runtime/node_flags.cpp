@@ -13,6 +13,15 @@
 
 namespace plexus {
 
+namespace {
+// CLI::Range with its range in the option's help text instead of its type:
+// --help shows "--metrics-port INT", not "INT:INT in [0 - 65535]".
+template <class T>
+CLI::Validator in_range(T min, T max) {
+  return CLI::Range(min, max).description("");
+}
+} // namespace
+
 node::node(int argc, const char* const* argv, std::vector<flag> extra)
   : impl_(std::make_unique<impl>()) {
   CLI::App app{"a plexus node: hosts services of functions"};
@@ -31,23 +40,24 @@ node::node(int argc, const char* const* argv, std::vector<flag> extra)
     ->capture_default_str();
   double drain = 10;
   app.add_option("--drain-timeout", drain,
-                 "seconds running handlers may take to finish on shutdown; then their messages go "
-                 "back to the broker")
-    ->check(CLI::Range(0.0, 3600.0))
+                 "seconds (0..3600) running handlers may take to finish on shutdown; then their "
+                 "messages go back to the broker")
+    ->check(in_range(0.0, 3600.0))
     ->capture_default_str();
   int metrics_port = 0;
   app.add_option("--metrics-port", metrics_port,
-                 "serve Prometheus metrics on http://127.0.0.1:PORT/metrics; 0 = off")
-    ->check(CLI::Range(0, 65535))
+                 "serve Prometheus metrics on http://127.0.0.1:PORT/metrics (0..65535); 0 = off")
+    ->check(in_range(0, 65535))
     ->capture_default_str();
   double trace_sample = impl_->opts.trace_sample;
   app.add_option("--trace-sample", trace_sample,
-                 "share of traces whose successful spans are published on $SYS.trace.<node>; "
-                 "failed spans always are")
-    ->check(CLI::Range(0.0, 1.0))
+                 "share (0..1) of traces whose successful spans are published on "
+                 "$SYS.trace.<node>; failed spans always are")
+    ->check(in_range(0.0, 1.0))
     ->capture_default_str();
   for (auto& f : extra)
-    if (f.value) app.add_option("--" + f.name, *f.value, f.help)->capture_default_str();
+    if (f.value)
+      app.add_option("--" + f.name, *f.value, f.help)->type_name(f.type)->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -65,6 +75,7 @@ node::node(int argc, const char* const* argv, std::vector<flag> extra)
   impl_->opts.drain_timeout = std::chrono::milliseconds{static_cast<std::int64_t>(drain * 1000)};
   impl_->opts.trace_sample = trace_sample;
   impl_->opts.metrics_port = metrics_port;
+  impl_->program = argc > 0 ? argv[0] : "node";
 }
 
 } // namespace plexus

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -52,7 +53,12 @@ struct node::impl {
   ~impl();
 
   // node.cpp
+  // Throws config_error, connect_error or another std::exception; when
+  // connecting or serving metrics fails, nothing of the node is left running.
   void start();
+  // A start's failure as one line on stderr ("<program>: <what>"), and its
+  // exit code.
+  int report_start_failure(const std::exception& e) const;
   // Connects to opts.broker, or starts the embedded broker and connects to it.
   void connect();
   void stop();
@@ -72,10 +78,14 @@ struct node::impl {
 
   // node_metrics.cpp
   [[nodiscard]] std::string metrics_text() const;
+  // Throws config_error when the port is taken.
   void serve_metrics();
   void stop_metrics();
 
   node_options opts;
+  // argv[0] of a program's node (made from the command line): start()
+  // failures end the process with one line. Empty for node(node_options).
+  std::string program;
   std::vector<std::unique_ptr<plexus::service>> services;
 
   std::unique_ptr<zmq::context_t> zctx;

@@ -9,6 +9,7 @@
 
 #include <httplib.h>
 
+#include "metrics_http.hpp"
 #include "node_impl.hpp"
 #include "plexus/metrics.hpp"
 
@@ -23,13 +24,12 @@ void node::impl::serve_metrics() {
   metrics->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
   });
-  metrics_port = opts.metrics_port < 0 ? metrics->bind_to_any_port("127.0.0.1")
-                                       : (metrics->bind_to_port("127.0.0.1", opts.metrics_port)
-                                            ? opts.metrics_port : -1);
-  if (metrics_port < 0) {
+  try {
+    metrics_port = broker::bind_metrics_port(*metrics, opts.metrics_port);
+  } catch (const broker::metrics_port_error& e) {
     metrics.reset();
     metrics_port = 0;
-    throw std::runtime_error("cannot serve metrics on 127.0.0.1:" + std::to_string(opts.metrics_port));
+    throw config_error(e.what());
   }
   metrics_thread = std::thread([m = metrics.get()] { m->listen_after_bind(); });
 }

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 
+#include "crash_report.hpp"
 #include "node_impl.hpp"
 #include "plexus/payload.hpp"
 
@@ -60,6 +61,7 @@ void node::impl::publish_stats() {
     while (!stats_cv.wait_for(lock, std::chrono::seconds{1}, [&] { return stats_stop; })) {
       lock.unlock();
       conn->publish(topic, encode_payload(snapshot()));
+      detail::flush_crash_reports(); // a crash storm's summary, once its second is over
       lock.lock();
     }
   });

@@ -159,6 +159,11 @@ public:
   /// What the core holds: waiting, at work (in runs), deferred.
   [[nodiscard]] std::size_t waiting() const noexcept { return waiting_.size(); }
   [[nodiscard]] std::size_t busy() const noexcept { return busy_.size(); }
+  /// The run instance `id` has in hand; null when it has none.
+  [[nodiscard]] const work_run* run_of(instance_id id) const noexcept {
+    auto it = busy_.find(id);
+    return it == busy_.end() ? nullptr : it->second.get();
+  }
   [[nodiscard]] std::size_t deferred() const noexcept { return deferred_.size(); }
   [[nodiscard]] std::size_t live() const noexcept { return born_.size(); }
   [[nodiscard]] std::uint32_t target() const noexcept { return target_; }
