@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # The two commands a newcomer needs are `make test` (and, with the runtime,
-# `make demo`). Each installs missing packages, configures and builds
-# incrementally, then does its job.
+# `make demo`). Each installs the missing packages it needs (and no more:
+# scripts/install-deps.sh), configures and builds incrementally, then does
+# its job.
 
 JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
@@ -17,7 +18,8 @@ SHA := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)$(shell \
   git rev-parse --short HEAD >/dev/null 2>&1 && { git diff --quiet HEAD -- || echo -dirty; })
 DATE := $(shell date -u +%Y-%m-%d)
 
-.PHONY: help deps build build-fuzz demo cluster test test-fault test-asan bench fuzz clean
+.PHONY: help deps deps-test deps-fault deps-bench build build-fuzz demo cluster test test-fault \
+  test-asan bench fuzz package install clean
 
 help:
 	@echo "make demo       install deps, build, run the shipping sample for DURATION s (20; 0 = until Ctrl-C)"
@@ -27,18 +29,27 @@ help:
 	@echo "make test-asan  the same tests under ASan + UBSan"
 	@echo "make bench      release build, run the bench suite (<10 min), write bench/results/<date>-<sha>.{json,md} and plots"
 	@echo "make fuzz       run every libFuzzer target for FUZZ_SECONDS (default 60) each"
+	@echo "make package    Debian packages plexus-broker, plexus-tools, libplexus-dev in build/packages"
+	@echo "make install    install into PREFIX (default /usr/local): headers, libraries, CMake package, programs"
 	@echo "make clean      remove build/"
 
 deps:
-	@scripts/install-deps.sh
+	@scripts/install-deps.sh build
+deps-test:
+	@scripts/install-deps.sh test
+deps-fault:
+	@scripts/install-deps.sh fault
+deps-bench:
+	@scripts/install-deps.sh bench
 
-build/%/build.ninja: | deps
+# Configured again when the presets change (cache variables come from them).
+build/%/build.ninja: CMakePresets.json | deps
 	cmake --preset $*
 
 build: deps build/dev/build.ninja
 	cmake --build build/dev -j $(JOBS)
 
-build-fuzz: deps build/fuzz/build.ninja
+build-fuzz: deps-test build/fuzz/build.ninja
 	cmake --build build/fuzz -j $(JOBS)
 
 demo: deps build/dev/build.ninja
@@ -49,11 +60,11 @@ demo: deps build/dev/build.ninja
 cluster: build
 	scripts/cluster.sh build/dev/brokers/plexus-broker 7400
 
-test: build build-fuzz
+test: deps-test build build-fuzz
 	ctest --test-dir build/fuzz --output-on-failure -L fuzz -E replay
 	ctest --test-dir build/dev --output-on-failure -j $(JOBS) -LE '^fault$$'
 
-test-fault: build
+test-fault: deps-fault build
 	ctest --test-dir build/dev --output-on-failure -L '^fault$$'
 
 test-asan: deps build/asan/build.ninja
@@ -64,7 +75,8 @@ test-asan: deps build/asan/build.ninja
 # table), and <date>-<sha>/ with the CSV, plot data and PNG plots. Progress
 # goes to stderr, one line per case.
 BENCH_OUT := bench/results/$(DATE)-$(SHA)
-bench: deps build/release/build.ninja
+bench: deps-bench build/release/build.ninja
+	cmake --preset release >/dev/null # finds the NATS peer deps-bench may just have installed
 	cmake --build build/release -j $(JOBS) --target plexus-bench
 	@mkdir -p $(BENCH_OUT)
 	build/release/bench/plexus-bench --runs $(BENCH_RUNS) $(BENCH_ARGS) --data-dir $(BENCH_OUT) \
@@ -74,6 +86,17 @@ bench: deps build/release/build.ninja
 
 fuzz: build-fuzz
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/run-fuzz.sh build/fuzz "" $(FUZZ_SECONDS)
+
+# The Debian packages, from an optimised build (build/release).
+package: deps build/release/build.ninja
+	cmake --build build/release -j $(JOBS) --target plexus-broker plexus plexus_plexus
+	cd build/release && cpack -B $(CURDIR)/build/packages
+	@ls -1 build/packages/*.deb
+
+PREFIX ?= /usr/local
+install: deps build/release/build.ninja
+	cmake --build build/release -j $(JOBS) --target plexus-broker plexus plexus_plexus
+	cmake --install build/release --prefix $(PREFIX)
 
 clean:
 	rm -rf build

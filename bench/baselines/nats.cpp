@@ -6,16 +6,47 @@
 
 #include <array>
 #include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <system_error>
 #include <memory>
 #include <stop_token>
 #include <thread>
 #include <vector>
 
+#if PLEXUS_BENCH_HAVE_NATS
 #include <nats/nats.h>
+#endif
 
 #include "scenarios/reqrep.hpp"
 
 namespace plexus::bench {
+
+namespace {
+
+/// The nats-server binary: PLEXUS_NATS_SERVER, else the one found at
+/// configure time (empty if none was).
+[[maybe_unused]] std::filesystem::path server_path() {
+  if (const char* env = std::getenv("PLEXUS_NATS_SERVER"); env != nullptr && *env != '\0')
+    return env;
+  return PLEXUS_BENCH_NATS_SERVER;
+}
+
+} // namespace
+
+std::string nats_missing() {
+#if PLEXUS_BENCH_HAVE_NATS
+  std::error_code ec;
+  if (auto binary = server_path(); binary.empty() || !std::filesystem::exists(binary, ec))
+    return "no nats-server binary (make bench installs it, or set PLEXUS_NATS_SERVER)";
+  return {};
+#else
+  return "plexus-bench was built without libnats-dev (make bench installs it)";
+#endif
+}
+
+#if PLEXUS_BENCH_HAVE_NATS
 
 namespace {
 
@@ -83,10 +114,7 @@ connection_ptr connect(const std::string& url, bool send_asap = false) {
 // ---------------------------------------------------------------- server
 
 std::filesystem::path nats_server_binary() {
-  // PLEXUS_NATS_SERVER overrides the path found at configure time.
-  if (const char* env = std::getenv("PLEXUS_NATS_SERVER"); env != nullptr && *env != '\0')
-    return env;
-  std::filesystem::path configured{PLEXUS_BENCH_NATS_SERVER};
+  auto configured = server_path(); // PLEXUS_NATS_SERVER overrides configure's
   if (configured.empty())
     throw std::runtime_error("nats-server was not found when plexus was configured; install "
                              "the Debian package nats-server (or set PLEXUS_NATS_SERVER)");
@@ -319,5 +347,21 @@ run_result nats_queue_once(std::size_t subscribers, std::size_t size, std::size_
                            std::vector<std::size_t>* per_subscriber) {
   return run_nats(subscribers, queue_group, size, count, per_subscriber);
 }
+
+
+#else // built without libnats: nats_missing() says so and scenarios leave the rows out
+
+namespace {
+[[noreturn]] void absent() { throw std::runtime_error(nats_missing()); }
+} // namespace
+
+std::unique_ptr<reqrep_system> make_nats_reqrep(std::size_t) { absent(); }
+run_result nats_pubsub_once(std::size_t, std::size_t) { absent(); }
+run_result nats_fanout_once(std::size_t, std::size_t, std::size_t) { absent(); }
+run_result nats_queue_once(std::size_t, std::size_t, std::size_t, std::vector<std::size_t>*) {
+  absent();
+}
+
+#endif
 
 } // namespace plexus::bench

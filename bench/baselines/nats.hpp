@@ -7,11 +7,30 @@
 #include <chrono>
 #include <cstddef>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "baselines/child_process.hpp"
 #include "scenarios/throughput.hpp"
 
 namespace plexus::bench {
+
+/// Why the nats-server baseline cannot run here, empty when it can: the
+/// bench was built without libnats-dev, or there is no nats-server binary.
+/// Scenarios then leave the nats rows out and say why in a note (`make
+/// bench` installs both; `make test` does not need them).
+[[nodiscard]] std::string nats_missing();
+
+/// `systems` with `nats` appended when the baseline can run here; else
+/// `systems` as they are and a note in `rec` saying why not.
+template <class System>
+[[nodiscard]] std::vector<System> with_nats(std::vector<System> systems, System nats, recorder& rec) {
+  if (auto why = nats_missing(); !why.empty())
+    rec.note("no nats-server rows: " + why);
+  else
+    systems.push_back(std::move(nats));
+  return systems;
+}
 
 /// A nats-server child process listening on 127.0.0.1 on a port it picked
 /// itself (-p -1, read back from its ports file: no window in which another

@@ -43,11 +43,10 @@ run_result per_subscriber(run_result r, std::size_t subscribers) {
 }
 
 void run_fanout(const run_config& cfg, recorder& rec) {
-  const std::array<fanout_system, 3> systems{{
+  const auto systems = with_nats<fanout_system>({
     {"plexus", &plexus_fanout_once},
     {"zmq", &zmq_proxy_fanout_once},
-    {"nats", &nats_fanout_once},
-  }};
+  }, {"nats", &nats_fanout_once}, rec);
   rec.note("msgs_per_s and mb_per_s are per subscriber; the broker delivers N times that");
   for (std::size_t i = 0; i < subscriber_counts.size(); ++i) {
     const auto n = subscriber_counts[i];

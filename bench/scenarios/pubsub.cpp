@@ -32,14 +32,16 @@ struct pubsub_system {
 };
 
 /// Every system, measured in the same run, case by case.
-std::vector<pubsub_system> systems() {
-  return {
-    {"plexus", &plexus_pubsub_once},
-    {"zmq", &zmq_proxy_pubsub_once},
-    {"zmq-direct", &zmq_direct_pubsub_once},
+std::vector<pubsub_system> systems(recorder& rec) {
+  return with_nats<pubsub_system>(
+    {
+      {"plexus", &plexus_pubsub_once},
+      {"zmq", &zmq_proxy_pubsub_once},
+      {"zmq-direct", &zmq_direct_pubsub_once},
+    },
     {"nats", [](std::size_t size, std::size_t count, transport) { return nats_pubsub_once(size, count); },
      true},
-  };
+    rec);
 }
 
 struct pubsub_case {
@@ -59,7 +61,7 @@ const std::array<pubsub_case, 5> cases{{
 }};
 
 void run_pubsub(const run_config& cfg, recorder& rec) {
-  const auto all = systems();
+  const auto all = systems(rec);
   for (const auto& c : cases) {
     const auto count = cfg.quick ? c.quick_count : c.count;
     for (const auto& sys : all) {

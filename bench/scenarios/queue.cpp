@@ -31,17 +31,16 @@ struct queue_system {
     run_once;
 };
 
-std::vector<queue_system> systems() {
+std::vector<queue_system> systems(recorder& rec) {
   using shares_t = std::vector<std::size_t>*;
-  return {
+  return with_nats<queue_system>({
     {"plexus", [](std::size_t n, std::size_t size, std::size_t count, shares_t shares) {
        return plexus_queue_once(n, size, count, false, shares);
      }},
     {"plexus-acked", [](std::size_t n, std::size_t size, std::size_t count, shares_t shares) {
        return plexus_queue_once(n, size, count, true, shares);
      }},
-    {"nats", &nats_queue_once},
-  };
+  }, {"nats", &nats_queue_once}, rec);
 }
 
 constexpr std::size_t payload_bytes = 128;
@@ -63,7 +62,7 @@ std::string spread(const std::vector<std::size_t>& shares) {
 }
 
 void run_queue(const run_config& cfg, recorder& rec) {
-  const auto all = systems();
+  const auto all = systems(rec);
   const auto count = cfg.quick ? quick_count : full_count;
   for (auto n : subscriber_counts) {
     const auto name = std::to_string(payload_bytes) + "B-" + std::to_string(n) + "sub";

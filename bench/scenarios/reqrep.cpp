@@ -28,6 +28,7 @@
 
 #include "latency.hpp"
 #include "scenario.hpp"
+#include "baselines/nats.hpp"
 #include "scenarios/reqrep.hpp"
 #include "scenarios/throughput.hpp"
 
@@ -123,11 +124,10 @@ void write_cdf(std::ofstream& out, const std::string& system, const std::vector<
 }
 
 void run_reqrep(const run_config& cfg, recorder& rec) {
-  const std::vector<reqrep_factory> systems{
+  const auto systems = with_nats<reqrep_factory>({
     {"plexus", &make_plexus_reqrep},
-    {"nats", &make_nats_reqrep},
     {"zmq", &make_zmq_reqrep},
-  };
+  }, {"nats", &make_nats_reqrep}, rec);
   auto paced_count = [&](double rate) {
     return static_cast<std::size_t>(
       rate * std::chrono::duration<double>(cfg.quick ? quick_paced : full_paced).count());
