@@ -13,7 +13,7 @@ if(PLEXUS_SANITIZE)
     -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
   target_link_options(plexus_options INTERFACE -fsanitize=address,undefined)
 endif()
-if(PLEXUS_FUZZ)
+if(PLEXUS_BUILD_FUZZ)
   target_compile_options(plexus_options INTERFACE
     -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
     -fno-omit-frame-pointer)

@@ -13,6 +13,9 @@
 #include <CLI/CLI.hpp>
 #include <toml++/toml.h>
 
+#include "plexus/version.hpp"
+#include "plexus/wire.hpp"
+
 namespace plexus::broker {
 
 namespace {
@@ -267,6 +270,9 @@ command_line parse_command_line(int argc, const char* const* argv) {
   }
   bool version = false;
   app.add_flag("--version", version, "print the version and exit");
+  bool check = false;
+  app.add_flag("--check", check, "read --config and the flags, print the settings in effect and exit: "
+               "0 if they are valid, 2 (with the reason) if not");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -278,7 +284,8 @@ command_line parse_command_line(int argc, const char* const* argv) {
   }
   if (version) {
     result.exit_now = true;
-    result.output = "plexus-broker 0.1.0 (wire protocol 1)\n";
+    result.output = "plexus-broker " PLEXUS_VERSION " (wire protocol "
+                    + std::to_string(plexus::wire::protocol_version) + ")\n";
     return result;
   }
   if (!config_path.empty()) {
@@ -301,6 +308,10 @@ command_line parse_command_line(int argc, const char* const* argv) {
   if (!result.server.peers.empty() && secret.empty())
     throw config_error("--peer needs a cluster secret, the same on every broker of the cluster: "
                        "--cluster-secret-file FILE or PLEXUS_CLUSTER_SECRET (at least 16 bytes)");
+  if (check) {
+    result.exit_now = true;
+    for (auto& s : all) result.output += toml_key(s.name) + " = " + s.current(result) + "\n";
+  }
   return result;
 }
 
