@@ -89,13 +89,13 @@ fuzz: build-fuzz
 
 # The Debian packages, from an optimised build (build/release).
 package: deps build/release/build.ninja
-	cmake --build build/release -j $(JOBS) --target plexus-broker plexus plexus_plexus
+	cmake --build build/release -j $(JOBS) --target plexus-broker plexus plexus_runtime
 	cd build/release && cpack -B $(CURDIR)/build/packages
 	@ls -1 build/packages/*.deb
 
 PREFIX ?= /usr/local
 install: deps build/release/build.ninja
-	cmake --build build/release -j $(JOBS) --target plexus-broker plexus plexus_plexus
+	cmake --build build/release -j $(JOBS) --target plexus-broker plexus plexus_runtime
 	cmake --install build/release --prefix $(PREFIX)
 
 clean:

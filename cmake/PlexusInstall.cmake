@@ -38,6 +38,7 @@ install(FILES "${PROJECT_BINARY_DIR}/plexusConfig.cmake"
 
 # plexus.pc, relocatable: the prefix is found from the file's own place.
 file(RELATIVE_PATH PLEXUS_PC_TO_PREFIX "/root/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/root")
+string(REGEX REPLACE "/$" "" PLEXUS_PC_TO_PREFIX "${PLEXUS_PC_TO_PREFIX}")
 configure_file(cmake/plexus.pc.in "${PROJECT_BINARY_DIR}/plexus.pc" @ONLY)
 install(FILES "${PROJECT_BINARY_DIR}/plexus.pc"
         DESTINATION "${CMAKE_INSTALL_LIBDIR}/pkgconfig" COMPONENT dev)
