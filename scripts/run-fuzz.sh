@@ -11,7 +11,7 @@ build/fuzz`) for SECONDS each, starting from the seed corpus in
 test/fuzz/corpus/TARGET.
 
   BUILD_DIR  the fuzz build directory, e.g. build/fuzz
-  TARGET     envelope, topic, broker, spans, pool_core or connector (fuzz_ prefix
+  TARGET     envelope, topic, broker, spans, pool_core, connector, zap or auth_file (fuzz_ prefix
              optional); empty or absent: all
   SECONDS    per target; default $FUZZ_SECONDS, else 60
 
@@ -24,7 +24,7 @@ exits non-zero if any target failed. Reproduce a failure with
 EOF
 }
 
-all_targets=(envelope topic broker spans pool_core connector)
+all_targets=(envelope topic broker spans pool_core connector zap auth_file)
 
 if [[ $# -ge 1 && ( $1 == -h || $1 == --help ) ]]; then
   usage

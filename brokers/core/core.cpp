@@ -22,6 +22,7 @@ core::state::state(config c, const core& self)
   auto f = std::make_shared<forward_info>();
   f->origin = cfg.id;
   plain_fwd = std::move(f);
+  auth = cfg.auth.has_value();
   rebuild_welcome();
 }
 
@@ -115,6 +116,9 @@ core::core(config cfg) : s_(std::make_unique<state>(std::move(cfg), *this)) {}
 core::~core() = default;
 
 const counters& core::stats() const noexcept { return s_->stats; }
+const std::map<std::string, std::uint64_t>& core::denied_by_user() const noexcept {
+  return s_->denied_by_user;
+}
 const observe::latency_histogram& core::ack_latency() const noexcept { return s_->ack_latency; }
 const config& core::settings() const noexcept { return s_->cfg; }
 
@@ -136,6 +140,13 @@ void core::receive(conn_id from, const wire::entry& e, time_point now) {
   const auto& h = e.h;
   if (c->role != conn_role::client || h.kind == wire::op::peer_hello) {
     s.on_peer_op(*c, e);
+  } else if (s.auth && !c->perms && h.kind != wire::op::hello && h.kind != wire::op::ping
+             && h.kind != wire::op::pong && h.kind != wire::op::bye && h.kind != wire::op::err) {
+    // Not admitted as a user the policy knows: a session, liveness, goodbye.
+    s.deny(*c,
+           c->user.empty() ? std::string{"connection not identified: only HELLO, PING and BYE"}
+                           : "user '" + c->user + "' is not in the broker's policy: only HELLO, PING and BYE",
+           &h);
   } else if (h.kind != wire::op::hello && !c->hello) {
     ++c->bad_frames;
     ++s.stats.bad_frames;
@@ -176,8 +187,22 @@ void core::reject(conn_id from, const wire::decode_error& err, time_point now) {
   ++c->bad_frames;
   ++s.stats.bad_frames;
   s.send_err(*c, static_cast<std::uint32_t>(err.code), wire::to_string(err), nullptr);
-  if (c->bad_frames > s.cfg.error_budget) s.request_close(*c, "error budget exceeded");
+  if (c->bad_frames + c->denied > s.cfg.error_budget) s.request_close(*c, "error budget exceeded");
   s.finish_closes();
+}
+
+void core::identify(conn_id id, std::string_view user, time_point now) {
+  auto& s = *s_;
+  s.now = now;
+  auto* c = s.find(id);
+  if (!c) c = &s.open(id);
+  if (c->closing || c->hello) return; // a session's identity is fixed by its HELLO
+  c->user = std::string{user};
+  c->perms = nullptr;
+  if (s.cfg.auth) {
+    const auto& users = s.cfg.auth->users;
+    if (auto it = users.find(c->user); it != users.end()) c->perms = &it->second;
+  }
 }
 
 void core::disconnected(conn_id id, time_point now) {
@@ -403,6 +428,7 @@ void core::state::close(connection& c, std::string_view reason) {
   for (auto& [sid, sub] : c.subs) sids.push_back(sid);
   for (auto sid : sids) remove_subscription(c, *c.subs.at(sid));
   unlink(c);
+  release_node(c);
   c.closing = true;
   // Whatever was queued for it is dropped; only the BYE goes out.
   c.out.clear();
@@ -429,21 +455,72 @@ void core::state::close(connection& c, std::string_view reason) {
   }
 }
 
+bool core::state::admit_session(connection& c, const wire::header& h) {
+  std::string why;
+  if (sessions >= cfg.max_connections) {
+    why = "too many connections: the broker's max_connections is " + std::to_string(cfg.max_connections);
+  } else if (auth && c.perms && cfg.max_connections_per_user != 0
+             && sessions_by_user[c.user] >= cfg.max_connections_per_user) {
+    why = "too many connections for user '" + c.user + "': max_connections_per_user is "
+          + std::to_string(cfg.max_connections_per_user);
+  }
+  if (!why.empty()) {
+    // Answered, not closed: closing now would drop the ERR unsent (a
+    // connection before HELLO gets no BYE). It stays without a session,
+    // able only to say HELLO again, until it goes or its heartbeats stop.
+    ++stats.connections_refused;
+    send_err(c, status::overloaded, why, &h);
+    return false;
+  }
+  ++sessions;
+  if (auth && c.perms) ++sessions_by_user[c.user];
+  return true;
+}
+
 void core::state::forget(connection& c) {
   assert(c.subs.empty());
+  if (c.hello && c.role == conn_role::client) {
+    --sessions;
+    if (auth && c.perms)
+      if (auto it = sessions_by_user.find(c.user); it != sessions_by_user.end() && --it->second == 0)
+        sessions_by_user.erase(it);
+  }
   if (last_found == &c) last_found = nullptr;
   gone.push_back(c.id);
   conns.erase(c.id); // `c` is gone after this line
 }
 
 void core::state::on_hello(connection& c, const wire::header& h) {
+  // With auth a node id is one user's: replies to it (_INBOX.<node>.) are
+  // its to read. Checked before anything changes: a refused HELLO leaves
+  // the session as it was.
+  if (auth && c.perms) {
+    if (validate_topic(h.node, cfg.limits.topic) != topic_errc::ok
+        || h.node.find('.') != std::string_view::npos) {
+      deny(c, "HELLO: a node id must be one topic token, not '" + std::string{h.node} + "'", &h);
+      return;
+    }
+    if (auto it = node_owners.find(std::string{h.node});
+        it != node_owners.end() && it->second.user != c.user) {
+      deny(c, "HELLO: node id '" + std::string{h.node} + "' is held by another user", &h);
+      return;
+    }
+  }
+  if (!c.hello && !admit_session(c, h)) return;
   if (c.hello) { // a second HELLO starts a new session on this connection
     std::vector<std::uint32_t> sids;
     for (auto& [sid, sub] : c.subs) sids.push_back(sid);
     for (auto sid : sids) remove_subscription(c, *c.subs.at(sid));
   }
   c.hello = true;
+  release_node(c);
   c.node = std::string{h.node};
+  if (auth && c.perms) {
+    auto& held = node_owners[c.node];
+    held.user = c.user;
+    ++held.conns;
+    c.owns_node = true;
+  }
   // The scope of its msg ids: a client that names a lineage (a random
   // number it keeps across reconnects) is one publisher wherever it
   // connects, so a re-send after a failover is recognised; one that does
@@ -464,6 +541,7 @@ void core::state::on_hello(connection& c, const wire::header& h) {
 }
 
 void core::state::on_sub(connection& c, const wire::header& h) {
+  if (auth && !permit_sub(c, h)) return;
   if (c.subs.contains(h.sid)) {
     send_err(c, status::duplicate_sid, "subscription id already in use", &h);
     return;
@@ -575,6 +653,72 @@ void core::state::on_credit(connection& c, const wire::header& h) {
   }
 }
 
+// ---------------------------------------------------------------- authentication
+
+void core::state::deny(connection& c, std::string text, const wire::header* about) {
+  ++stats.permission_denied;
+  ++denied_by_user[c.user];
+  ++c.denied;
+  send_err(c, code_of(status::permission_denied), std::move(text), about);
+  // Denials spend the error budget that bad frames do: a burst ends it.
+  if (c.bad_frames + c.denied > cfg.error_budget) request_close(c, "error budget exceeded");
+}
+
+bool core::state::permit_sub(connection& c, const wire::header& h) {
+  const auto& p = *c.perms; // receive() lets only known users this far
+  if (!h.queue.empty() && !may_join(p, h.queue)) {
+    deny(c, "user '" + c.user + "' may not join queue group '" + std::string{h.queue} + "'", &h);
+    return false;
+  }
+  if (!may_subscribe(p, h.topic, c.owns_node ? std::string_view{c.node} : std::string_view{})) {
+    deny(c, "user '" + c.user + "' may not subscribe to '" + std::string{h.topic} + "'", &h);
+    return false;
+  }
+  return true;
+}
+
+void core::state::release_node(connection& c) {
+  if (!c.owns_node) return;
+  c.owns_node = false;
+  if (auto it = node_owners.find(c.node); it != node_owners.end() && --it->second.conns == 0)
+    node_owners.erase(it);
+}
+
+std::size_t open_replies::open(std::string_view subject, time_point expires, std::size_t max) {
+  auto [it, fresh] = by_subject.try_emplace(std::string{subject});
+  if (!fresh) { // the same request again (a redelivery): still one answer
+    it->second.expires = std::max(it->second.expires, expires);
+    return 0;
+  }
+  // Answered ones leave stale entries in `order`: drop them now and then.
+  if (order.size() > 2 * by_subject.size() + 1024) {
+    std::erase_if(order, [&](const auto& o) {
+      auto f = by_subject.find(o.second);
+      return f == by_subject.end() || f->second.gen != o.first;
+    });
+  }
+  it->second = {expires, next_gen};
+  order.emplace_back(next_gen++, std::string{subject});
+  std::size_t dropped = 0;
+  while (by_subject.size() > max && order.size() > 1) {
+    auto f = by_subject.find(order.front().second);
+    if (f != by_subject.end() && f->second.gen == order.front().first) {
+      by_subject.erase(f);
+      ++dropped;
+    }
+    order.pop_front();
+  }
+  return dropped;
+}
+
+bool open_replies::take(std::string_view subject, time_point now) {
+  auto f = by_subject.find(std::string{subject});
+  if (f == by_subject.end()) return false;
+  bool live = f->second.expires > now;
+  by_subject.erase(f);
+  return live;
+}
+
 // ---------------------------------------------------------------- introspection
 
 gauges core::current() const {
@@ -605,6 +749,8 @@ std::vector<connection_stats> core::connections() const {
     connection_stats cs;
     cs.id = id;
     cs.node = c->node;
+    cs.user = c->user;
+    cs.permission_denied = c->denied;
     cs.msgs_in = c->msgs_in;
     cs.msgs_out = c->msgs_out;
     cs.bad_frames = c->bad_frames;

@@ -11,11 +11,15 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "permissions.hpp"
 #include "plexus/metrics.hpp"
 #include "plexus/wire.hpp"
 
@@ -75,8 +79,24 @@ struct config {
   /// travels). Empty: no peer is admitted, every PEER_HELLO is refused.
   /// Every broker of a cluster has the same one.
   std::string cluster_secret;
-  /// Bad frames a connection may send before it is dropped.
+  /// Bad frames a connection may send before it is dropped. With `auth`,
+  /// permission denials (ERR 114) count against the same budget.
   std::size_t error_budget = 100;
+  /// Per-identity permissions (brokers/PROTOCOL.md, "Authentication"). The
+  /// shell admits connections and names their users with identify().
+  /// nullopt: no authentication, every client may do everything.
+  std::optional<auth_policy> auth;
+  /// With `auth`: requests a connection was delivered and may answer once
+  /// (allow_responses), at most this many per connection (the oldest go
+  /// first, counted), each until its deadline or, without one, this long.
+  std::size_t max_open_replies = 65536;
+  milliseconds reply_window{120000};
+  /// Client sessions (connections past HELLO; peer links aside) at once,
+  /// and, with auth, per user (0: only the total applies). A HELLO past
+  /// either is answered ERR 103 naming the limit; the connection gets no
+  /// session (only HELLO again is heard) and costs no more than its socket.
+  std::size_t max_connections = 65536;
+  std::size_t max_connections_per_user = 0;
   milliseconds stats_interval{1000};
 };
 
@@ -134,6 +154,10 @@ struct counters {
   std::uint64_t peer_links_lost = 0;
   std::uint64_t self_links = 0;    // a seed that was this broker
   std::uint64_t peers_refused = 0; // PEER_HELLOs without a valid proof of the cluster secret
+  std::uint64_t connections_refused = 0; // HELLOs past max_connections (or the user's share)
+  // Authentication (config::auth).
+  std::uint64_t permission_denied = 0;    // ERR 114s: PUB, SUB, group joins, HELLOs refused
+  std::uint64_t open_replies_dropped = 0; // answerable requests forgotten: a bound was hit
 };
 
 struct gauges {
@@ -160,6 +184,8 @@ struct peer_stats {
 struct connection_stats {
   conn_id id = 0;
   std::string node;
+  std::string user; // as identify() named it; empty when never identified
+  std::uint64_t permission_denied = 0;
   std::uint64_t msgs_in = 0, msgs_out = 0, bad_frames = 0;
   std::size_t subscriptions = 0, pending_msgs = 0, pending_bytes = 0, unacked = 0;
   std::uint64_t drops = 0; // messages dropped because its queue was full
@@ -180,6 +206,11 @@ public:
   /// A frame from `from` that did not decode: answered with ERR, counted;
   /// past the error budget the connection is closed.
   void reject(conn_id from, const wire::decode_error& err, time_point now);
+  /// With config::auth: the shell admitted connection `c` as `user` (call
+  /// it before its first receive()). A user the policy does not know, like
+  /// a connection never identified, may only say HELLO, PING and BYE.
+  /// Without auth the name is only recorded (connection_stats::user).
+  void identify(conn_id c, std::string_view user, time_point now);
   /// The transport lost the connection.
   void disconnected(conn_id c, time_point now);
   /// Timers: ack timeouts, delayed NACKs, heartbeats, dedup expiry, stats.
@@ -219,6 +250,9 @@ public:
   [[nodiscard]] std::vector<conn_id> take_gone();
 
   [[nodiscard]] const counters& stats() const noexcept;
+  /// Permission denials (ERR 114) by user, since the start; connections
+  /// never identified count under "". For per-user metrics.
+  [[nodiscard]] const std::map<std::string, std::uint64_t>& denied_by_user() const noexcept;
   /// Delivery -> ACK, every at-least-once delivery ACKed here.
   [[nodiscard]] const observe::latency_histogram& ack_latency() const noexcept;
   [[nodiscard]] gauges current() const;

@@ -85,6 +85,7 @@ void core::state::on_pub(connection& c, const wire::entry& e) {
     send_err(c, status::forbidden, "clients may not publish on $SYS.broker.", &h);
     return;
   }
+  if (auth && !permit_pub(c, h)) return;
   if (h.deadline_ns != 0 && h.deadline_ns <= static_cast<std::uint64_t>(now.count())) {
     ++stats.expired;
     answer(status::expired);
@@ -185,7 +186,37 @@ bool core::state::deliver(subscription& s, const message_ptr& m, std::uint32_t d
     s.unacked.push(seq, inflight{m, delivery, now + s.ack_wait});
     ++m->unsettled;
   }
+  // A request: with auth its receiver may answer it once (allow_responses).
+  if (auth && !m->reply_to.empty() && reserved_namespace(m->reply_to) == reserved::inbox) {
+    auto until = m->deadline_ns != 0 ? time_point{static_cast<std::int64_t>(m->deadline_ns)}
+                                     : now + cfg.reply_window;
+    stats.open_replies_dropped += c->replies.open(m->reply_to, until, cfg.max_open_replies);
+  }
   return true;
+}
+
+bool core::state::permit_pub(connection& c, const wire::header& h) {
+  const auto& p = *c.perms; // receive() lets only known users this far
+  // Where a request's answers go: the publisher's own inbox, or a subject
+  // it may publish on itself (else it could aim responders at others).
+  if (!h.reply_to.empty() && reserved_namespace(h.reply_to) == reserved::inbox) {
+    constexpr std::string_view inbox = "_INBOX.";
+    auto rest = h.reply_to.substr(inbox.size());
+    auto own = c.owns_node && rest.size() > c.node.size() && rest.starts_with(c.node)
+               && rest[c.node.size()] == '.';
+    if (!own && !may_publish(p, h.reply_to)) {
+      deny(c, "user '" + c.user + "' may not ask for replies on '" + std::string{h.reply_to} + "'",
+           &h);
+      return false;
+    }
+  }
+  if (may_publish(p, h.topic)) return true;
+  // An answer to a request it was delivered: once, before its deadline.
+  if (reserved_namespace(h.topic) == reserved::inbox && may_respond(p, h.topic)
+      && c.replies.take(h.topic, now))
+    return true;
+  deny(c, "user '" + c.user + "' may not publish on '" + std::string{h.topic} + "'", &h);
+  return false;
 }
 
 namespace {

@@ -187,6 +187,24 @@ struct forwarded {
   std::uint32_t delivery = 0;
 };
 
+/// With auth: the requests delivered to a connection that it may answer
+/// (allow_responses), by reply subject, each once and until its expiry;
+/// at most config::max_open_replies, the oldest forgotten first.
+struct open_replies {
+  struct entry {
+    time_point expires{};
+    std::uint64_t gen = 0; // which `order` entry is this one's
+  };
+  std::unordered_map<std::string, entry> by_subject;
+  std::deque<std::pair<std::uint64_t, std::string>> order; // oldest first; stale ones skipped
+  std::uint64_t next_gen = 0;
+
+  /// Returns how many were forgotten to make room (0 or 1).
+  std::size_t open(std::string_view subject, time_point expires, std::size_t max);
+  /// True (and forgets it) if `subject` is open and not expired at `now`.
+  bool take(std::string_view subject, time_point now);
+};
+
 /// A connection is a client's, or one of the (at most two) links to a peer
 /// broker: the one it dialed to us, or the one our server dialed to it.
 enum class conn_role : std::uint8_t { client, peer_in, peer_out };
@@ -236,6 +254,13 @@ struct connection {
   out_queue out;
   bool ready = false; // listed in state::ready
   std::uint64_t msgs_in = 0, msgs_out = 0, bad_frames = 0;
+  // Authentication: who the shell said it is (identify), its permissions
+  // (null: unidentified or unknown, with auth on), its denials so far.
+  std::string user;
+  const user_permissions* perms = nullptr;
+  std::uint64_t denied = 0;
+  bool owns_node = false; // counted in state::node_owners
+  open_replies replies;
   // Delivery -> ACK of its deliveries; made at its first ACK (~7.5 KiB:
   // only consumers that ACK pay for it).
   std::unique_ptr<observe::latency_histogram> ack_latency;
@@ -286,6 +311,22 @@ struct core::state {
   std::vector<route*> scratch; // reused by match
   time_point next_stats{};
   time_point now{};
+  // Authentication (config::auth): on or off for the core's life.
+  bool auth = false;
+  std::map<std::string, std::uint64_t> denied_by_user;
+  /// Node ids of live client sessions: the user holding each, and how many
+  /// of its connections say it. A node is one user's at a time.
+  struct node_owner {
+    std::string user;
+    std::size_t conns = 0;
+  };
+  std::unordered_map<std::string, node_owner> node_owners;
+  /// Client sessions (connections past HELLO), in all and by user: what
+  /// max_connections and max_connections_per_user bound.
+  std::size_t sessions = 0;
+  std::unordered_map<std::string, std::size_t> sessions_by_user;
+  /// Whether `c` may start a session (refused: answered, left without one).
+  bool admit_session(connection& c, const wire::header& h);
 
   // core.cpp (heartbeats, holds_unacked and report_drops: liveness.cpp)
   /// The connection an input came from (opened on first sight), its
@@ -313,9 +354,17 @@ struct core::state {
   [[nodiscard]] static bool holds_unacked(const connection& c);
   void report_drops(connection& c);
   void publish_stats();
+  /// An ERR 114 naming the user, counted (in all, per user, against the
+  /// connection's error budget: past it the connection is closed).
+  void deny(connection& c, std::string text, const wire::header* about);
+  /// With auth: whether `c` may SUB as `h` asks (denied: answered).
+  bool permit_sub(connection& c, const wire::header& h);
+  void release_node(connection& c);
 
   // routing.cpp
   void on_pub(connection& c, const wire::entry& e);
+  /// With auth: whether `c` may PUB as `h` asks (denied: answered).
+  bool permit_pub(connection& c, const wire::header& h);
   std::size_t route_message(const message_ptr& m); // returns how many routes matched
   bool expired(const message& m) const;
   /// The group takes `q` (a new obligation): a member with credit gets it

@@ -92,6 +92,9 @@ std::string stats_json(const core& b, time_point now) {
     o.num("peer_links_lost", c.peer_links_lost);
     o.num("self_links", c.self_links);
     o.num("peers_refused", c.peers_refused);
+    o.num("connections_refused", c.connections_refused);
+    o.num("permission_denied", c.permission_denied);
+    o.num("open_replies_dropped", c.open_replies_dropped);
   }
   auto g = b.current();
   root.key("gauges");
@@ -137,6 +140,11 @@ std::string stats_json(const core& b, time_point now) {
     o.num("id", cs.id);
     o.key("node");
     json_string(out, cs.node);
+    if (!cs.user.empty()) {
+      o.key("user");
+      json_string(out, cs.user);
+      o.num("permission_denied", cs.permission_denied);
+    }
     o.num("msgs_in", cs.msgs_in);
     o.num("msgs_out", cs.msgs_out);
     o.num("bad_frames", cs.bad_frames);

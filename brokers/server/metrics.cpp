@@ -41,7 +41,10 @@ std::string prometheus_metrics(const core& b) {
     {"plexus_broker_rerouted_total", "Forwards routed again after a peer was lost or returned them.", c.rerouted},
     {"plexus_broker_peer_links_lost_total", "Links to peer brokers lost.", c.peer_links_lost},
     {"plexus_broker_peers_refused_total", "PEER_HELLOs refused: no valid proof of the cluster secret.", c.peers_refused},
+    {"plexus_broker_connections_refused_total", "HELLOs refused past max_connections or a user's share.", c.connections_refused},
     {"plexus_broker_heartbeat_timeouts_total", "Connections dropped for silence.", c.heartbeat_timeouts},
+    {"plexus_broker_permission_denied_total", "Operations refused for their identity's permissions (code 114).", c.permission_denied},
+    {"plexus_broker_open_replies_dropped_total", "Open requests forgotten for the per-connection bound: their answers are refused.", c.open_replies_dropped},
   };
   for (auto& k : counters) {
     t.family(k.name, "counter", k.help);
@@ -64,6 +67,12 @@ std::string prometheus_metrics(const core& b) {
     t.family(k.name, "gauge", k.help);
     t.sample(k.name, l, k.value);
   }
+  // With authentication: refusals by the identity that earned them ("" for
+  // connections that never proved one).
+  t.family("plexus_user_permission_denied_total", "counter",
+           "Operations refused for a user's permissions (code 114), by user.");
+  for (auto& [user, n] : b.denied_by_user())
+    t.sample("plexus_user_permission_denied_total", {{"broker", id}, {"user", user}}, n);
   // Per connection: its labels made once, each family a row of this table.
   auto conns = b.connections();
   std::vector<observe::labels> conn_labels;

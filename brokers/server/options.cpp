@@ -4,6 +4,7 @@
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -13,6 +14,8 @@
 #include <CLI/CLI.hpp>
 #include <toml++/toml.h>
 
+#include "auth_file.hpp"
+#include "plexus/creds.hpp"
 #include "plexus/version.hpp"
 #include "plexus/wire.hpp"
 
@@ -35,6 +38,15 @@ std::string joined(const std::vector<std::string>& v) {
   std::string s;
   for (auto& a : v) s += (s.empty() ? "" : ",") + a;
   return s;
+}
+
+// Whether a listen endpoint takes connections from other machines: any
+// tcp:// address but a loopback one (ipc:// and inproc:// never do).
+bool reachable_from_outside(std::string_view listen) {
+  if (!listen.starts_with("tcp://")) return false;
+  auto host = listen.substr(6);
+  host = host.substr(0, host.rfind(':')); // npos (no port): all of it
+  return !(host.starts_with("127.") || host == "localhost" || host == "[::1]" || host == "::1");
 }
 
 void check_endpoint(const std::string& flag, const std::string& v) {
@@ -60,6 +72,34 @@ std::string read_secret_file(const std::string& path) {
   if (!in) throw config_error("--cluster-secret-file: cannot read '" + path + "'");
   std::string s{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
   return checked_secret(std::move(s), "--cluster-secret-file " + path);
+}
+
+// --auth FILE: the broker's secret key (secret_key_file, relative to the
+// auth file's folder), the users it admits with their permissions, and the
+// peers' keys.
+void apply_auth_file(command_line& c, const std::string& path) {
+  std::ifstream in{path, std::ios::binary};
+  if (!in) throw config_error("--auth: cannot read '" + path + "'");
+  std::string text{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+  std::string error;
+  auto file = parse_auth_file(text, path, error);
+  if (!file) throw config_error(error);
+  std::filesystem::path key_path{file->secret_key_file};
+  if (key_path.is_relative()) key_path = std::filesystem::path{path}.parent_path() / key_path;
+  std::ifstream key_in{key_path, std::ios::binary};
+  if (!key_in)
+    throw config_error(path + ": secret_key_file: cannot read '" + key_path.string() + "'");
+  std::string key{std::istreambuf_iterator<char>{key_in}, std::istreambuf_iterator<char>{}};
+  while (!key.empty() && std::isspace(static_cast<unsigned char>(key.back()))) key.pop_back();
+  if (!is_z85_key(key))
+    throw config_error(key_path.string() + ": not a CURVE secret key (40 characters of Z85; "
+                       "`plexus keys broker NAME` writes NAME.key)");
+  c.auth_path = path;
+  c.server.curve_secret_key = key;
+  c.server.admitted = {};
+  for (auto& u : file->users) (void)c.server.admitted.admit(u.public_key, u.name);
+  for (auto& k : file->peer_keys) (void)c.server.admitted.admit(k, std::string{peer_user_id});
+  c.server.core.auth = std::move(file->policy);
 }
 
 std::string toml_key(std::string flag) {
@@ -148,6 +188,26 @@ std::vector<setting> settings() {
                  "Also from the environment as PLEXUS_CLUSTER_SECRET. Without one no peer is admitted",
                  [](const cl& c) { return c.server.core.cluster_secret.empty() ? "none" : "set"; },
                  [](cl& c, const std::string& v) { c.server.core.cluster_secret = read_secret_file(v); }});
+  all.push_back({"auth", "TOML file of the users this broker admits (CurveZMQ keys, with what each may "
+                 "publish and subscribe) and its secret key: without it the broker admits "
+                 "everyone, in plaintext",
+                 [](const cl& c) { return c.auth_path.empty() ? "none" : c.auth_path; },
+                 [](cl& c, const std::string& v) { apply_auth_file(c, v); }});
+  all.push_back({"creds", "credentials file (plexus keys user) for this broker's links to its "
+                 "peers, as a CURVE client; its public key must be in their auth file's [[peers]]. "
+                 "Default with --auth: the broker's own key pair",
+                 [](const cl& c) { return c.creds_path.empty() ? "none" : c.creds_path; },
+                 [](cl& c, const std::string& v) {
+                   try {
+                     auto cr = read_credentials(v);
+                     c.server.link_public_key = cr.public_key;
+                     c.server.link_secret_key = cr.secret_key;
+                     c.server.link_server_key = cr.broker_key;
+                     c.creds_path = v;
+                   } catch (const creds_error& e) {
+                     throw config_error(std::string{"--creds: "} + e.what());
+                   }
+                 }});
   all.push_back({"log-level", "trace, debug, info, warn, error or off",
                  [](const cl& c) { return c.log_level; },
                  [](cl& c, const std::string& v) {
@@ -196,6 +256,12 @@ std::vector<setting> settings() {
     [](cl& c) -> std::size_t& { return c.server.core.dedup_entries; }));
   all.push_back(number<std::size_t>("dedup-bytes", "bytes the dedup window holds at most: ids, publishers and ~128 B of bookkeeping each, never payloads", 0, big,
     [](cl& c) -> std::size_t& { return c.server.core.dedup_bytes; }));
+  all.push_back(number<std::size_t>("max-connections", "client connections at once; a HELLO past it is refused (ERR 103)", 1, big,
+    [](cl& c) -> std::size_t& { return c.server.core.max_connections; }));
+  all.push_back(number<std::size_t>("max-connections-per-user", "with --auth, connections one user may hold at once; 0 = only max-connections", 0, big,
+    [](cl& c) -> std::size_t& { return c.server.core.max_connections_per_user; }));
+  all.push_back(millis<std::int64_t, std::milli>("handshake-timeout-ms", "time a new connection has to finish its ZeroMQ/CURVE handshake", 100, 600'000,
+    [](cl& c) -> milliseconds& { return c.server.handshake_timeout; }));
   all.push_back(number<std::size_t>("error-budget", "bad frames before a connection is dropped", 0, big,
     [](cl& c) -> std::size_t& { return c.server.core.error_budget; }));
   all.push_back(millis<std::int64_t, std::milli>("stats-interval-ms", "period of $SYS.broker.<id>.stats", 100, 3'600'000,
@@ -270,6 +336,10 @@ command_line parse_command_line(int argc, const char* const* argv) {
   }
   bool version = false;
   app.add_flag("--version", version, "print the version and exit");
+  bool insecure = false;
+  app.add_flag("--insecure", insecure, "listen on an address other machines can reach without --auth: "
+               "anyone who reaches it may publish anywhere and read every dead letter and trace "
+               "(logged each minute). Loopback, ipc and inproc need no --auth");
   bool check = false;
   app.add_flag("--check", check, "read --config and the flags, print the settings in effect and exit: "
                "0 if they are valid, 2 (with the reason) if not");
@@ -308,6 +378,12 @@ command_line parse_command_line(int argc, const char* const* argv) {
   if (!result.server.peers.empty() && secret.empty())
     throw config_error("--peer needs a cluster secret, the same on every broker of the cluster: "
                        "--cluster-secret-file FILE or PLEXUS_CLUSTER_SECRET (at least 16 bytes)");
+  result.server.insecure = insecure;
+  if (result.server.curve_secret_key.empty() && !insecure && reachable_from_outside(result.server.listen))
+    throw config_error("--listen " + result.server.listen + " is reachable from other machines and there "
+                       "is no --auth: anyone who reaches it could publish anywhere and read every dead "
+                       "letter and trace. Give --auth FILE (README: Secure a broker), or --insecure to "
+                       "run open anyway");
   if (check) {
     result.exit_now = true;
     for (auto& s : all) result.output += toml_key(s.name) + " = " + s.current(result) + "\n";

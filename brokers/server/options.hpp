@@ -20,6 +20,7 @@ struct config_error : std::runtime_error {
 struct command_line {
   server_options server;
   std::string log_level = "info";
+  std::string auth_path, creds_path; // --auth, --creds (for --check)
   bool exit_now = false; // --help or --version was answered
   std::string output;    // what to print when exit_now
 };

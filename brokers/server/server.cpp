@@ -30,6 +30,9 @@ time_point wall_now() {
 
 using steady = std::chrono::steady_clock;
 
+constexpr int handshake_failed = ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                                 | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+
 /// A link this broker dials to a seed: a DEALER, and a monitor socket
 /// that reports the TCP connection coming up (the core then says
 /// PEER_HELLO) and going down (a killed peer is noticed at once, not after
@@ -42,6 +45,7 @@ struct link {
   bool self = false; // the seed turned out to be this broker
   steady::time_point next_attempt{};
   std::chrono::milliseconds backoff{0};
+  bool said_refused = false; // a failed CURVE handshake was logged (once until it works)
 };
 
 } // namespace
@@ -87,10 +91,80 @@ struct server::impl {
     return c;
   }
 
+  // With a secret key: the ROUTER is a CURVE server, and the ZAP handler
+  // (bound first, so no handshake ever goes unchecked) admits the listed
+  // keys. Our links default to the broker's own key pair.
+  void secure_router() {
+    if (opts.curve_secret_key.empty()) return;
+    if (!zmq_has("curve"))
+      throw std::runtime_error("--auth needs CurveZMQ, and this libzmq was built without it");
+    char pub[41] = {};
+    if (zmq_curve_public(pub, opts.curve_secret_key.c_str()) != 0)
+      throw std::runtime_error("the broker's secret key is not a CURVE key (40 characters of Z85)");
+    if (opts.link_secret_key.empty()) {
+      opts.link_public_key = pub;
+      opts.link_secret_key = opts.curve_secret_key;
+      opts.link_server_key = pub;
+    }
+    // Whoever holds this broker's secret key could be it anyway: brokers
+    // sharing a key pair (as a cluster's clients need) link unlisted.
+    (void)opts.admitted.admit(pub, std::string{peer_user_id});
+    zap = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::rep);
+    zap->set(zmq::sockopt::linger, 0);
+    try {
+      zap->bind(zap_endpoint);
+    } catch (const zmq::error_t& e) {
+      throw std::runtime_error(std::string{"cannot start the ZAP handler on "} + zap_endpoint
+                               + " (one per ZeroMQ context): " + e.what());
+    }
+    router.set(zmq::sockopt::zap_domain, "plexus");
+    router.set(zmq::sockopt::curve_server, 1);
+    router.set(zmq::sockopt::curve_secretkey, opts.curve_secret_key);
+  }
+
+  // --insecure: a broker anyone may reach and use says so, now and then.
+  void warn_if_insecure(time_point now) {
+    if (!opts.insecure || now < next_insecure_warning) return;
+    next_insecure_warning = now + opts.insecure_warning_every;
+    spdlog::warn("plexus-broker {}: --insecure: {} takes anyone without authentication "
+                 "(see --auth)", opts.core.id, bound);
+  }
+
+  // A refused handshake is worth a line, but one who keeps knocking must
+  // not fill the log: at most a line every 10 s, with the count.
+  void note_refusal(const std::string& why) {
+    ++refusals;
+    auto t = steady::now();
+    if (opts.quiet || (last_refusal_line != steady::time_point{} && t - last_refusal_line < std::chrono::seconds{10}))
+      return;
+    spdlog::warn("plexus-broker {}: refused {} connection(s) (CurveZMQ/ZAP); the last: {}",
+                 opts.core.id, refusals, why);
+    refusals = 0;
+    last_refusal_line = t;
+  }
+
+  // Answers the ZAP requests libzmq has queued (one per handshake).
+  void serve_zap() {
+    for (int i = 0; i < 256; ++i) {
+      zap_parts.clear();
+      if (!zmq::recv_multipart(*zap, std::back_inserter(zap_parts), zmq::recv_flags::dontwait))
+        return;
+      zap_frames.clear();
+      for (auto& p : zap_parts) zap_frames.emplace_back(static_cast<const char*>(p.data()), p.size());
+      auto answer = zap_reply(zap_frames, opts.admitted);
+      if (answer[2] != "200") note_refusal(answer[3]);
+      for (std::size_t k = 0; k < answer.size(); ++k)
+        zap->send(zmq::buffer(answer[k]),
+                  k + 1 < answer.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    }
+  }
+
   std::string bind_router() {
+    secure_router();
     const auto& lim = opts.core.limits;
     router.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(lim.max_message_bytes()));
     router.set(zmq::sockopt::router_mandatory, 1);
+    router.set(zmq::sockopt::handshake_ivl, static_cast<int>(opts.handshake_timeout.count()));
     router.set(zmq::sockopt::sndhwm, opts.sndhwm);
     router.set(zmq::sockopt::rcvhwm, opts.rcvhwm);
     router.set(zmq::sockopt::linger, 500);
@@ -118,10 +192,20 @@ struct server::impl {
     l.sock->set(zmq::sockopt::sndhwm, opts.sndhwm);
     l.sock->set(zmq::sockopt::rcvhwm, opts.rcvhwm);
     l.sock->set(zmq::sockopt::immediate, 1);
+    if (!opts.link_secret_key.empty()) {
+      l.sock->set(zmq::sockopt::curve_serverkey, opts.link_server_key);
+      l.sock->set(zmq::sockopt::curve_publickey, opts.link_public_key);
+      l.sock->set(zmq::sockopt::curve_secretkey, opts.link_secret_key);
+    }
     auto addr = "inproc://plexus-link-" + std::to_string(reinterpret_cast<std::uintptr_t>(&l)) + "-"
                 + std::to_string(++monitors);
-    if (zmq_socket_monitor(l.sock->handle(), addr.c_str(),
-                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0)
+    // A CURVE link is up once its handshake is (a peer that refuses our
+    // key accepts the TCP connection first).
+    int events = ZMQ_EVENT_DISCONNECTED
+                 | (opts.link_secret_key.empty()
+                      ? ZMQ_EVENT_CONNECTED
+                      : ZMQ_EVENT_HANDSHAKE_SUCCEEDED | handshake_failed);
+    if (zmq_socket_monitor(l.sock->handle(), addr.c_str(), events) != 0)
       throw std::runtime_error("cannot monitor the link to " + l.endpoint);
     l.monitor = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::pair);
     l.monitor->connect(addr);
@@ -157,11 +241,22 @@ struct server::impl {
       if (event.more()) (void)l.monitor->recv(where, zmq::recv_flags::dontwait);
       std::uint16_t id = 0;
       if (event.size() >= sizeof id) std::memcpy(&id, event.data(), sizeof id);
-      if (id == ZMQ_EVENT_CONNECTED && !l.conn) {
+      auto up = opts.link_secret_key.empty() ? ZMQ_EVENT_CONNECTED : ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
+      if (id & handshake_failed) {
+        if (!opts.quiet && !l.said_refused)
+          spdlog::warn("plexus-broker {}: link to peer {} refused: {}", opts.core.id, l.endpoint,
+                       id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                         ? "the peer does not list our key in its auth file's [[peers]]"
+                         : "the CURVE handshake failed (is --creds' broker_key the peer's key?)");
+        l.said_refused = true;
+        close_link(l, now);
+      } else if (id == up && !l.conn) {
+        l.said_refused = false;
         l.conn = next_conn++;
         conn_of_link.emplace(l.conn, &l);
         l.backoff = {};
         b.dial(l.conn, now);
+        if (zap) b.identify(l.conn, peer_user_id, now); // it proved the cluster's key
       } else if (id == ZMQ_EVENT_DISCONNECTED) {
         if (!opts.quiet && l.conn)
           spdlog::warn("plexus-broker {}: link to peer {} lost", opts.core.id, l.endpoint);
@@ -188,7 +283,9 @@ struct server::impl {
     }
   }
 
-  conn_id id_of(const zmq::message_t& routing) {
+  // `first` is the message's first frame after the routing id: libzmq puts
+  // the user id the ZAP handler gave on every message of a connection.
+  conn_id id_of(const zmq::message_t& routing, zmq::message_t& first, time_point now) {
     // Consecutive messages mostly come from one peer: no string, no hash.
     if (last_conn && routing.to_string_view() == last_routing) return last_conn;
     auto key = routing.to_string();
@@ -196,6 +293,10 @@ struct server::impl {
     if (fresh) {
       it->second = next_conn++;
       routing_of.emplace(it->second, key);
+      if (zap) {
+        const char* user = zmq_msg_gets(first.handle(), "User-Id");
+        b.identify(it->second, user ? user : "", now);
+      }
     }
     last_routing = key;
     last_conn = it->second;
@@ -367,6 +468,7 @@ struct server::impl {
       auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - now);
       long timeout = blocked ? 1 : std::clamp<long>(wait.count(), 0, 50);
       items.assign(1, {router.handle(), 0, ZMQ_POLLIN, 0});
+      if (zap) items.push_back({zap->handle(), 0, ZMQ_POLLIN, 0});
       for (auto& l : links) {
         if (!l->sock) continue;
         items.push_back({l->sock->handle(), 0, ZMQ_POLLIN, 0});
@@ -378,6 +480,7 @@ struct server::impl {
         if (e.num() != EINTR) throw;
       }
       now = wall_now();
+      if (zap) serve_zap(); // before the ROUTER: a handshake waits on it
       // Read what is there, bounded in envelopes (a batch frame holds
       // hundreds), so timers keep their turn. What an input gives a
       // connection goes out at once, not once the rest is read: behind a
@@ -390,7 +493,7 @@ struct server::impl {
                                        zmq::recv_flags::dontwait);
         if (!got) break;
         // The routing id comes first.
-        envelopes += parts.size() >= 2 ? handle(id_of(parts[0]), parts, 1, now) : 1;
+        envelopes += parts.size() >= 2 ? handle(id_of(parts[0], parts[1], now), parts, 1, now) : 1;
         if (!blocked && b.has_output()) flush(now);
       }
       for (auto& l : links) receive_link(*l, parts, now);
@@ -399,6 +502,7 @@ struct server::impl {
         next_tick = b.next_tick();
         render_metrics(now);
         give_back_idle_memory(now);
+        warn_if_insecure(now);
       }
       flush(now);
     }
@@ -423,6 +527,12 @@ struct server::impl {
   std::unique_ptr<zmq::context_t> owned;
   zmq::context_t& ctx;
   zmq::socket_t router;
+  std::unique_ptr<zmq::socket_t> zap; // before `bound`: bind_router() sets it
+  std::vector<zmq::message_t> zap_parts;
+  std::vector<std::string_view> zap_frames;
+  std::uint64_t refusals = 0; // since the last line about them
+  time_point next_insecure_warning{};
+  steady::time_point last_refusal_line{};
   std::string bound; // before `b`, which is built with it
   core b;
   std::unordered_map<std::string, conn_id> by_routing;

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "core.hpp"
+#include "zap.hpp"
 
 namespace zmq {
 class context_t;
@@ -47,6 +48,28 @@ struct server_options {
   /// Prometheus text on http://127.0.0.1:<port>/metrics, refreshed every
   /// stats_interval: 0 = none, -1 = a free port (metrics_port() says which).
   int metrics_port = 0;
+
+  /// CurveZMQ (issue #18). With a secret key (Z85) the listener is a CURVE
+  /// server and a ZAP handler on the context admits exactly the keys of
+  /// `admitted`, each connection as its user (core::identify); plaintext
+  /// and unknown keys never get in. Empty: plaintext, everyone admitted.
+  std::string curve_secret_key;
+  zap_policy admitted;
+  /// Our links to peers as CURVE clients: our key pair and the peers'
+  /// (the cluster's) public key, all Z85. Empty with a curve_secret_key:
+  /// the broker's own key pair. With a curve_secret_key the broker always
+  /// admits its own public key as a peer: brokers sharing a key pair (as
+  /// the cluster's clients, which fail over with one broker key, need)
+  /// link without listing each other.
+  std::string link_public_key, link_secret_key, link_server_key;
+  /// A connection has this long to finish its ZeroMQ (and CURVE) handshake
+  /// before it is dropped (ZMQ_HANDSHAKE_IVL; libzmq's default is 30 s): a
+  /// crowd of connections that never complete one cannot pile up.
+  std::chrono::milliseconds handshake_timeout{5000};
+  /// Open although reachable from other machines without authentication
+  /// (--insecure): said in the log every `insecure_warning_every`.
+  bool insecure = false;
+  std::chrono::seconds insecure_warning_every{60};
 
   /// Bytes one batch frame may carry: max_pending_bytes / sndhwm (at least
   /// 4 KiB), so what ZeroMQ holds for a peer that stopped reading is

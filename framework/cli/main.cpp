@@ -13,13 +13,23 @@
 #include <iterator>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <cstdlib>
 #include <thread>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
 #include <CLI/CLI.hpp>
 
 #include "plexus/client.hpp"
+#include "plexus/creds.hpp"
 #include "plexus/node.hpp"
 #include "plexus/trace.hpp"
 #include "render.hpp"
@@ -48,14 +58,89 @@ ms parse_duration(const std::string& text) {
 struct common {
   std::string broker;
   std::string connect_timeout = "3s";
+  std::string creds_path;
+  std::optional<plexus::credentials> creds; // read from creds_path before any command
 
   plexus::client connect() const {
     plexus::client_options o;
     o.endpoint = broker;
     o.connect_timeout = parse_duration(connect_timeout);
+    if (creds) {
+      o.curve_public_key = creds->public_key;
+      o.curve_secret_key = creds->secret_key;
+      o.curve_server_key = creds->broker_key;
+    }
     return plexus::client{o};
   }
 };
+
+// ------------------------------------------------------------------ keys
+
+/// A file that is there and --force was not given: one line, exit 1.
+struct file_exists : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+void refuse_existing(const std::vector<std::string>& paths, bool force) {
+  if (force) return;
+  for (auto& p : paths)
+    if (std::filesystem::exists(p))
+      throw file_exists(p + " exists; not overwriting it (--force does)");
+}
+
+// Writes `text` to `path` with `mode` (an existing file, with --force,
+// gets that mode too: a secret must not stay readable by others).
+void write_file(const std::string& path, const std::string& text, mode_t mode, bool force) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (force ? O_TRUNC : O_EXCL), mode);
+  if (fd < 0) {
+    if (errno == EEXIST) throw file_exists(path + " exists; not overwriting it (--force does)");
+    throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
+  }
+  bool ok = ::fchmod(fd, mode) == 0;
+  std::size_t done = 0;
+  while (ok && done < text.size()) {
+    auto n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) done += static_cast<std::size_t>(n);
+  }
+  ok = ::close(fd) == 0 && ok;
+  if (!ok) throw std::runtime_error("cannot write " + path + ": " + std::strerror(errno));
+}
+
+// plexus keys broker NAME: NAME.key (secret, 0600) and NAME.pub.
+int run_keys_broker(const std::string& name, bool force) {
+  auto key = name + ".key", pub = name + ".pub";
+  refuse_existing({key, pub}, force);
+  auto pair = plexus::make_curve_key_pair();
+  write_file(key, pair.secret_key + "\n", 0600, force);
+  write_file(pub, pair.public_key + "\n", 0644, force);
+  std::cout << pair.public_key << "\n";
+  std::cerr << "plexus: wrote " << key << " (secret: give it to the broker's auth file as "
+            << "secret_key_file) and " << pub << " (for `plexus keys user --broker-key`)\n";
+  return 0;
+}
+
+// plexus keys user NAME --broker-key BROKER.pub: NAME.creds (0600).
+int run_keys_user(const std::string& name, const std::string& broker_key, bool force) {
+  auto user = std::filesystem::path{name}.filename().string();
+  if (plexus::validate_topic(user) != plexus::topic_errc::ok || user.find('.') != std::string::npos
+      || user.starts_with('$'))
+    throw std::invalid_argument("user name '" + user + "': one topic token (no dots, spaces or "
+                                "wildcards), not starting with '$'");
+  std::string server = plexus::is_z85_key(broker_key) && !std::filesystem::exists(broker_key)
+                         ? broker_key
+                         : plexus::read_key_file(broker_key);
+  auto path = name + ".creds";
+  refuse_existing({path}, force);
+  auto pair = plexus::make_curve_key_pair();
+  write_file(path, plexus::format_credentials({user, pair.public_key, pair.secret_key, server}), 0600,
+             force);
+  std::cout << pair.public_key << "\n";
+  std::cerr << "plexus: wrote " << path << " (secret: --creds " << path << "); the broker's auth "
+            << "file lists the key above as user '" << user << "'\n";
+  return 0;
+}
 
 // What the broker refused of a plain publish comes back as ERR, with its
 // reason; a plain publish has no answer otherwise. So after the messages
@@ -468,6 +553,11 @@ int main(int argc, char** argv) {
                  "also accepted after the subcommand, as is --connect-timeout")
     ->type_name("ENDPOINT")
     ->capture_default_str();
+  const char* creds_env = std::getenv("PLEXUS_CREDS");
+  c.creds_path = creds_env ? creds_env : "";
+  app.add_option("--creds", c.creds_path,
+                 "credentials file (plexus keys user) for a broker with --auth (or $PLEXUS_CREDS)")
+    ->type_name("FILE");
   app.add_option("--connect-timeout", c.connect_timeout,
                  "give up when the broker has not answered within this (e.g. 500ms, 3s)")
     ->type_name("DURATION")
@@ -536,6 +626,22 @@ int main(int argc, char** argv) {
   top->add_flag("--once", top_once, "print one table (after two seconds: rates need two samples) and exit");
   top->add_option("--interval", top_interval, "refresh period")->type_name("DURATION")->capture_default_str();
 
+  auto* keys = app.add_subcommand("keys", "make CurveZMQ keys: a broker's, or a user's credentials file");
+  keys->require_subcommand(1);
+  bool keys_force = false;
+  keys->add_flag("--force", keys_force, "overwrite files that exist");
+  auto* keys_broker = keys->add_subcommand(
+    "broker", "write NAME.key (the secret key, mode 0600) and NAME.pub; print the public key");
+  std::string keys_name, keys_broker_key;
+  keys_broker->add_option("NAME", keys_name, "file name without extension")->required();
+  auto* keys_user = keys->add_subcommand(
+    "user", "write NAME.creds (mode 0600) for --creds; print the user's public key (for the "
+            "broker's auth file)");
+  keys_user->add_option("NAME", keys_name, "the user's name (and file name)")->required();
+  keys_user->add_option("--broker-key", keys_broker_key, "the broker's NAME.pub (or the key itself)")
+    ->type_name("FILE")
+    ->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -547,6 +653,29 @@ int main(int argc, char** argv) {
   }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  if (*keys) {
+    try {
+      if (*keys_broker) return run_keys_broker(keys_name, keys_force);
+      return run_keys_user(keys_name, keys_broker_key, keys_force);
+    } catch (const plexus::creds_error& e) {
+      std::cerr << "plexus: --broker-key: " << e.what() << "\n";
+      return 2;
+    } catch (const std::invalid_argument& e) {
+      std::cerr << "plexus: " << e.what() << "\n";
+      return 2;
+    } catch (const std::exception& e) {
+      std::cerr << "plexus: " << e.what() << "\n";
+      return 1;
+    }
+  }
+  if (!c.creds_path.empty()) {
+    try {
+      c.creds = plexus::read_credentials(c.creds_path);
+    } catch (const plexus::creds_error& e) {
+      std::cerr << "plexus: --creds: " << e.what() << "\n";
+      return 2;
+    }
+  }
   try {
     parse_duration(c.connect_timeout);
     if (*pub) return run_pub(c, pub_topic, pub_data, data_opt->count() > 0, pub_count, confirm);

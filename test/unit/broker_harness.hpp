@@ -100,6 +100,15 @@ public:
     return c;
   }
 
+  /// A connection the shell admitted as `user` (authentication), welcomed.
+  conn_id connect_as(std::string user, std::string node = "client") {
+    core_.identify(next_conn_, user, now_);
+    return connect(std::move(node));
+  }
+
+  /// A connection id not used yet (for a connection the test drives itself).
+  conn_id new_conn() { return next_conn_++; }
+
   void subscribe(conn_id c, std::uint32_t sid, std::string pattern, sub_options o = {}) {
     wire::header h;
     h.kind = wire::op::sub;

@@ -140,6 +140,7 @@ constexpr status_info statuses[] = {
   {status::returned, "returned", "returned (the peer has no member left)", true},
   {status::slow_consumer, "slow_consumer", "slow consumer (the broker dropped messages)", false},
   {status::not_authorized, "not_authorized", "not authorized", false},
+  {status::permission_denied, "permission_denied", "permission denied", false},
   {status::timeout, "timeout", "timeout", true},
   {status::disconnected, "disconnected", "disconnected", true},
   {status::outbox_full, "outbox_full", "unconfirmed outbox full", true},

@@ -98,10 +98,23 @@ struct client_options {
   /// most 64 Ki messages (64 MiB at 1 KiB, the broker's pending-bytes cap).
   std::size_t max_unconfirmed = 65536;
   unconfirmed_full when_unconfirmed_full = unconfirmed_full::block;
+  /// CurveZMQ, for a broker with --auth: this client's key pair and the
+  /// broker's (the cluster's) public key, each 40 characters of Z85
+  /// (plexus/creds.hpp reads them from a credentials file). All three or
+  /// none: none is plaintext. A broker that refuses the key, or whose key
+  /// is another, never answers: connect_error, saying so.
+  std::string curve_public_key, curve_secret_key, curve_server_key;
   /// A zmq::context_t* to share (needed for inproc endpoints); own one if null.
   void* zmq_context = nullptr;
   wire::limits limits{};
 };
+
+/// A new CURVE key pair, Z85 (what `plexus keys` writes). Throws
+/// std::runtime_error when this libzmq has no CURVE support.
+struct curve_key_pair {
+  std::string public_key, secret_key;
+};
+[[nodiscard]] curve_key_pair make_curve_key_pair();
 
 struct publish_options {
   std::string_view reply_to{};

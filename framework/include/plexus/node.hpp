@@ -468,6 +468,10 @@ struct node_options {
   /// Prometheus text on http://127.0.0.1:<port>/metrics: 0 = none, -1 = a
   /// free port (node::metrics_port() says which).
   int metrics_port = 0;
+  /// A credentials file (`plexus keys user`; plexus/creds.hpp) for a
+  /// --broker with --auth: the node connects with its CURVE keys. Empty:
+  /// plaintext. Unreadable or malformed: start() fails with config_error.
+  std::string creds{};
 };
 
 /// run()'s exit code when a service failed under failure_policy::stop_node.

@@ -13,6 +13,7 @@
 
 #include "crash_report.hpp"
 #include "node_impl.hpp"
+#include "plexus/creds.hpp"
 #include "server.hpp"
 #include "stop_signals.hpp"
 #include "supervision.hpp"
@@ -83,6 +84,16 @@ void node::impl::connect() {
     return;
   }
   co.endpoint = opts.broker;
+  if (!opts.creds.empty()) {
+    try {
+      auto cr = read_credentials(opts.creds);
+      co.curve_public_key = cr.public_key;
+      co.curve_secret_key = cr.secret_key;
+      co.curve_server_key = cr.broker_key;
+    } catch (const creds_error& e) {
+      throw config_error(std::string{"--creds: "} + e.what());
+    }
+  }
   try {
     conn = std::make_unique<plexus::client>(co);
   } catch (const std::invalid_argument& e) { // the endpoint is malformed (checked by the client)

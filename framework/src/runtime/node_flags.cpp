@@ -55,6 +55,12 @@ node::node(int argc, const char* const* argv, std::vector<flag> extra)
                  "$SYS.trace.<node>; failed spans always are")
     ->check(in_range(0.0, 1.0))
     ->capture_default_str();
+  const char* creds_env = std::getenv("PLEXUS_CREDS");
+  std::string creds = creds_env ? creds_env : "";
+  app.add_option("--creds", creds,
+                 "credentials file (plexus keys user) for a --broker with --auth; also "
+                 "$PLEXUS_CREDS")
+    ->type_name("FILE");
   for (auto& f : extra)
     if (f.value)
       app.add_option("--" + f.name, *f.value, f.help)->type_name(f.type)->capture_default_str();
@@ -75,6 +81,7 @@ node::node(int argc, const char* const* argv, std::vector<flag> extra)
   impl_->opts.drain_timeout = std::chrono::milliseconds{static_cast<std::int64_t>(drain * 1000)};
   impl_->opts.trace_sample = trace_sample;
   impl_->opts.metrics_port = metrics_port;
+  impl_->opts.creds = creds;
   impl_->program = argc > 0 ? argv[0] : "node";
 }
 

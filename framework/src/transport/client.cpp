@@ -11,6 +11,7 @@
 #include <random>
 
 #include "connector.hpp"
+#include "plexus/creds.hpp"
 
 namespace plexus {
 
@@ -39,6 +40,17 @@ client_options checked(client_options o) {
   if (auto why = detail::endpoint_problem(o.endpoint); !why.empty()) throw std::invalid_argument(why);
   for (auto& f : o.fallback)
     if (auto why = detail::endpoint_problem(f); !why.empty()) throw std::invalid_argument(why);
+  bool curve = !o.curve_public_key.empty() || !o.curve_secret_key.empty() || !o.curve_server_key.empty();
+  if (curve) {
+    for (auto [name, key] : {std::pair{"curve_public_key", &o.curve_public_key},
+                             std::pair{"curve_secret_key", &o.curve_secret_key},
+                             std::pair{"curve_server_key", &o.curve_server_key}})
+      if (!is_z85_key(*key))
+        throw std::invalid_argument(std::string{name} + ": a CURVE key is 40 characters of Z85 "
+                                    "(all three keys or none)");
+    if (!zmq_has("curve"))
+      throw std::invalid_argument("CURVE keys given, but this libzmq was built without CurveZMQ");
+  }
   if (o.node_id.empty()) o.node_id = "n" + detail::random_hex(8);
   if (validate_topic(o.node_id) != topic_errc::ok || o.node_id.find('.') != std::string::npos)
     throw std::invalid_argument("node id must be one topic token: '" + o.node_id + "'");
@@ -122,6 +134,13 @@ client::impl::envelope client::impl::sub_envelope(std::uint32_t sid, const subsc
 
 // ---------------------------------------------------------------- API
 
+curve_key_pair make_curve_key_pair() {
+  char pub[41] = {}, sec[41] = {};
+  if (zmq_curve_keypair(pub, sec) != 0)
+    throw std::runtime_error("cannot make a CURVE key pair: this libzmq was built without CurveZMQ");
+  return {pub, sec};
+}
+
 client::client(client_options opts) : impl_(std::make_unique<impl>(std::move(opts))) {
   auto& i = *impl_;
   // The inbox for replies: one wildcard subscription per client.
@@ -138,8 +157,11 @@ client::client(client_options opts) : impl_(std::make_unique<impl>(std::move(opt
     i.stopping = true;
     i.box.close();
     i.io.join();
-    throw connect_error("no answer from broker at " + i.opts.endpoint + " within "
-                        + std::to_string(i.opts.connect_timeout.count()) + " ms");
+    auto why = "no answer from broker at " + i.opts.endpoint + " within "
+               + std::to_string(i.opts.connect_timeout.count()) + " ms";
+    std::lock_guard state{i.state_mutex};
+    if (!i.handshake_failure.empty()) why += ": " + i.handshake_failure;
+    throw connect_error(why);
   }
 }
 

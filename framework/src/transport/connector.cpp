@@ -108,6 +108,11 @@ void client::impl::open_socket(const std::string& endpoint) {
   auto hb = static_cast<int>(opts.heartbeat.count());
   sock->set(zmq::sockopt::heartbeat_ivl, hb);
   sock->set(zmq::sockopt::heartbeat_timeout, hb * static_cast<int>(std::max(opts.liveness, 2u) - 1));
+  if (!opts.curve_secret_key.empty()) { // checked by the client: all three or none
+    sock->set(zmq::sockopt::curve_serverkey, opts.curve_server_key);
+    sock->set(zmq::sockopt::curve_publickey, opts.curve_public_key);
+    sock->set(zmq::sockopt::curve_secretkey, opts.curve_secret_key);
+  }
   watch_socket();
   try {
     sock->connect(endpoint); // endpoints are checked (endpoint_problem) before they get here
@@ -122,7 +127,11 @@ void client::impl::open_socket(const std::string& endpoint) {
 
 void client::impl::watch_socket() {
   auto addr = "inproc://plexus-monitor." + id_prefix + "." + std::to_string(++monitors);
-  if (zmq_socket_monitor(sock->handle(), addr.c_str(), ZMQ_EVENT_DISCONNECTED) != 0)
+  int events = ZMQ_EVENT_DISCONNECTED;
+  if (!opts.curve_secret_key.empty())
+    events |= ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+              | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
+  if (zmq_socket_monitor(sock->handle(), addr.c_str(), events) != 0)
     throw zmq::error_t();
   monitor = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::pair);
   monitor->set(zmq::sockopt::linger, 0);
@@ -137,7 +146,19 @@ void client::impl::read_monitor() {
     static_cast<void>(monitor->recv(address));
     std::uint16_t id = 0;
     std::memcpy(&id, event.data(), sizeof id);
-    if (id == ZMQ_EVENT_DISCONNECTED) core.link_lost();
+    if (id == ZMQ_EVENT_DISCONNECTED) {
+      core.link_lost();
+    } else if (id & (ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                     | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)) {
+      // The broker refused our key (ZAP), or its key is not the one we
+      // were given (the handshake's crypto fails): say which to whoever
+      // waits for the connection.
+      std::lock_guard lock{state_mutex};
+      handshake_failure = id == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                            ? "the broker refused this client's CURVE key (not in its auth file)"
+                            : "the CURVE handshake failed (is the broker key right? does the broker "
+                              "use --auth?)";
+    }
   }
 }
 

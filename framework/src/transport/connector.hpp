@@ -157,6 +157,8 @@ struct client::impl {
   std::condition_variable state_cv;
   bool connected_once = false;
   std::string broker;
+  /// Why the last CURVE handshake failed (for connect_error); empty: none did.
+  std::string handshake_failure;
   error_handler error_cb;
 
   // I/O thread only

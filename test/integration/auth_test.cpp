@@ -1,0 +1,331 @@
+// SPDX-License-Identifier: Apache-2.0
+// CurveZMQ and the broker's auth file (issue #18), as a user sets them up:
+// keys made with `plexus keys`, a plexus-broker with --auth, clients and
+// the CLI with credentials files. Only listed keys get a session; a
+// user's permissions hold.
+#include <sys/stat.h>
+
+#include <fstream>
+#include <future>
+
+#include "harness.hpp"
+#include "plexus/creds.hpp"
+
+using namespace plexus::itest;
+using plexus::client;
+using plexus::client_options;
+
+namespace {
+
+struct outcome {
+  int code = -1;
+  std::string out, err;
+};
+
+outcome run(std::vector<std::string> args) {
+  spawn_options o;
+  o.args = std::move(args);
+  o.out = redirect::pipe;
+  o.err = redirect::pipe;
+  child_process p{o};
+  outcome r;
+  auto code = p.wait(default_wait);
+  BOOST_REQUIRE_MESSAGE(code, o.args[0] << " did not exit within 10 s");
+  r.code = *code;
+  r.err = p.read_stderr(1s);
+  while (auto line = p.read_line(0ms)) r.out += *line + "\n";
+  return r;
+}
+
+// A node program (the shipping sample) to its end: exit code and stderr.
+outcome run_node(std::vector<std::string> args) {
+  spawn_options o;
+  o.args = {PLEXUS_SHIPPING_BIN};
+  o.args.insert(o.args.end(), args.begin(), args.end());
+  o.out = redirect::null;
+  o.err = redirect::pipe;
+  child_process p{o};
+  outcome r;
+  r.err = p.read_stderr(default_wait); // until it exits and its stderr closes
+  auto code = p.wait(default_wait);
+  BOOST_REQUIRE_MESSAGE(code, "shipping did not exit within 10 s; stderr: " << r.err);
+  r.code = *code;
+  return r;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in{path};
+  return {std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+}
+
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+/// A scratch folder with a broker key pair, users alice (may publish and
+/// subscribe orders.> and its inbox) and mallory (keys made, not listed),
+/// and the auth file naming them: all made with the CLI.
+class keyring {
+public:
+  keyring() {
+    dir_ = (std::filesystem::temp_directory_path()
+            / ("plexus-auth-" + std::to_string(::getpid()) + "-" + std::to_string(counter()++)))
+             .string();
+    std::filesystem::create_directories(dir_);
+    auto b = run({cli_bin, "keys", "broker", path("broker")});
+    BOOST_REQUIRE_MESSAGE(b.code == 0, b.err);
+    broker_public = first_line(b.out);
+    BOOST_REQUIRE(plexus::is_z85_key(broker_public));
+    alice_public = user("alice", path("broker.pub"));
+    (void)user("mallory", path("broker.pub"));
+    std::ofstream f{path("auth.toml")};
+    f << "secret_key_file = \"broker.key\"\n"
+         "[[users]]\n"
+         "name = \"alice\"\n"
+         "public_key = \"" << alice_public << "\"\n"
+         "publish_allow = [\"orders.>\", \"$itest.>\"] # $itest: sync_with_broker\n"
+         "subscribe_allow = [\"orders.>\"]\n";
+  }
+  ~keyring() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  keyring(const keyring&) = delete;
+  keyring& operator=(const keyring&) = delete;
+
+  [[nodiscard]] std::string path(const std::string& name) const { return dir_ + "/" + name; }
+
+  std::string user(const std::string& name, const std::string& broker_key) {
+    auto u = run({cli_bin, "keys", "user", path(name), "--broker-key", broker_key});
+    BOOST_REQUIRE_MESSAGE(u.code == 0, u.err);
+    return first_line(u.out);
+  }
+
+  std::string broker_public, alice_public;
+
+private:
+  static std::atomic<int>& counter() {
+    static std::atomic<int> n{0};
+    return n;
+  }
+  std::string dir_;
+};
+
+client_options options_for(const broker_process& b, const std::string& creds_path) {
+  client_options o;
+  o.endpoint = b.endpoint();
+  o.connect_timeout = 1500ms;
+  if (!creds_path.empty()) {
+    auto c = plexus::read_credentials(creds_path);
+    o.curve_public_key = c.public_key;
+    o.curve_secret_key = c.secret_key;
+    o.curve_server_key = c.broker_key;
+  }
+  return o;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(auth)
+
+BOOST_AUTO_TEST_CASE(a_listed_user_connects_publishes_and_receives) {
+  keyring keys;
+  broker_process b{{"--auth", keys.path("auth.toml")}};
+  collector got;
+  client alice{options_for(b, keys.path("alice.creds"))};
+  alice.subscribe("orders.>", got.handler());
+  sync_with_broker(alice);
+  alice.publish("orders.new", "from alice");
+  // The CLI with the same credentials file (--creds).
+  auto r = run({cli_bin, "--broker", b.endpoint(), "--creds", keys.path("alice.creds"), "pub",
+                "orders.cli", "from the cli", "--confirm"});
+  BOOST_TEST(r.code == 0, r.err);
+  BOOST_REQUIRE(got.wait_count(2));
+  BOOST_TEST(got.payloads() == (std::vector<std::string>{"from alice", "from the cli"}));
+}
+
+BOOST_AUTO_TEST_CASE(plaintext_and_unknown_keys_never_get_a_session) {
+  keyring keys;
+  broker_process b{{"--auth", keys.path("auth.toml")}};
+  BOOST_CHECK_THROW(client{options_for(b, "")}, plexus::connect_error);
+  try {
+    client mallory{options_for(b, keys.path("mallory.creds"))};
+    BOOST_FAIL("mallory got a session");
+  } catch (const plexus::connect_error& e) {
+    BOOST_TEST(std::string{e.what()}.find("refused") != std::string::npos, e.what());
+  }
+  for (auto creds : {std::string{}, keys.path("mallory.creds")}) {
+    std::vector<std::string> args{cli_bin, "--broker", b.endpoint(), "--connect-timeout", "1s"};
+    if (!creds.empty()) args.insert(args.end(), {"--creds", creds});
+    args.insert(args.end(), {"pub", "orders.x", "y"});
+    auto r = run(args);
+    BOOST_TEST(r.code == 1, r.err);
+    BOOST_TEST(r.err.find("no answer from broker") != std::string::npos, r.err);
+  }
+  // What they tried never reached a subscriber: alice, listed, hears nothing.
+  collector got;
+  client alice{options_for(b, keys.path("alice.creds"))};
+  alice.subscribe("orders.>", got.handler());
+  sync_with_broker(alice);
+  alice.publish("orders.marker", "m");
+  BOOST_REQUIRE(got.wait_count(1));
+  BOOST_TEST(got.payloads() == std::vector<std::string>{"m"});
+}
+
+BOOST_AUTO_TEST_CASE(a_wrong_broker_key_fails_the_handshake) {
+  keyring keys;
+  auto other = run({cli_bin, "keys", "broker", keys.path("other")});
+  BOOST_REQUIRE(other.code == 0);
+  // alice's key pair, but another broker's public key.
+  auto c = plexus::read_credentials(keys.path("alice.creds"));
+  c.broker_key = first_line(other.out);
+  {
+    std::ofstream f{keys.path("wrong.creds")};
+    f << plexus::format_credentials(c);
+  }
+  broker_process b{{"--auth", keys.path("auth.toml")}};
+  BOOST_CHECK_THROW(client{options_for(b, keys.path("wrong.creds"))}, plexus::connect_error);
+  auto r = run({cli_bin, "--broker", b.endpoint(), "--connect-timeout", "1s", "--creds",
+                keys.path("wrong.creds"), "pub", "orders.x", "y"});
+  BOOST_TEST(r.code == 1, r.err);
+}
+
+BOOST_AUTO_TEST_CASE(a_user_may_not_publish_outside_its_permissions) {
+  keyring keys;
+  broker_process b{{"--auth", keys.path("auth.toml")}};
+  auto r = run({cli_bin, "--broker", b.endpoint(), "--creds", keys.path("alice.creds"), "pub",
+                "$SYS.x", "nope", "--confirm"});
+  BOOST_TEST(r.code == 1);
+  BOOST_TEST(r.err.find("permission denied") != std::string::npos, r.err);
+  client alice{options_for(b, keys.path("alice.creds"))};
+  auto code = std::make_shared<std::promise<std::uint32_t>>();
+  auto f = code->get_future();
+  alice.publish_confirmed("billing.x", "nope", [code](std::uint32_t k) { code->set_value(k); });
+  BOOST_REQUIRE(f.wait_for(default_wait) == std::future_status::ready);
+  BOOST_TEST(f.get() == static_cast<std::uint32_t>(plexus::status::permission_denied));
+}
+
+BOOST_AUTO_TEST_CASE(keys_are_not_overwritten_without_force_and_secrets_are_private) {
+  keyring keys;
+  auto before = slurp(keys.path("broker.key"));
+  auto again = run({cli_bin, "keys", "broker", keys.path("broker")});
+  BOOST_TEST(again.code == 1);
+  BOOST_TEST(again.err.find("exists") != std::string::npos, again.err);
+  BOOST_TEST(std::count(again.err.begin(), again.err.end(), '\n') == 1);
+  BOOST_TEST(slurp(keys.path("broker.key")) == before);
+  auto user_again = run({cli_bin, "keys", "user", keys.path("alice"), "--broker-key",
+                         keys.path("broker.pub")});
+  BOOST_TEST(user_again.code == 1);
+  for (auto* f : {"broker.key", "alice.creds"}) {
+    struct stat st{};
+    BOOST_REQUIRE(::stat(keys.path(f).c_str(), &st) == 0);
+    BOOST_TEST((st.st_mode & 0777) == 0600u, f);
+  }
+  auto forced = run({cli_bin, "keys", "broker", keys.path("broker"), "--force"});
+  BOOST_TEST(forced.code == 0, forced.err);
+  BOOST_TEST(slurp(keys.path("broker.key")) != before);
+}
+
+BOOST_AUTO_TEST_CASE(a_bad_credentials_file_is_one_line_and_exit_2) {
+  keyring keys;
+  {
+    std::ofstream f{keys.path("bad.creds")};
+    f << "user = \"x\"\npublic_key = \"short\"\n";
+  }
+  for (auto* file : {"bad.creds", "missing.creds"}) {
+    auto r = run({cli_bin, "--broker", "tcp://127.0.0.1:1", "--creds", keys.path(file), "pub", "a", "b"});
+    BOOST_TEST(r.code == 2, file);
+    BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1, r.err);
+    BOOST_TEST(r.err.find(file) != std::string::npos, r.err);
+  }
+  // And the broker's --auth naming a file that is not there.
+  auto broker = run({broker_bin, "--auth", keys.path("nope.toml")});
+  BOOST_TEST(broker.code == 2);
+  BOOST_TEST(broker.err.find("nope.toml") != std::string::npos, broker.err);
+}
+
+BOOST_AUTO_TEST_CASE(a_node_connects_with_creds_and_not_without) {
+  keyring keys;
+  {
+    // alice without limits: a node publishes and subscribes on topics of its own.
+    std::ofstream f{keys.path("open.toml")};
+    f << "secret_key_file = \"broker.key\"\n[[users]]\nname = \"alice\"\npublic_key = \""
+      << keys.alice_public << "\"\n";
+  }
+  broker_process b{{"--auth", keys.path("open.toml")}};
+  auto ok = run_node({"--broker", b.endpoint(), "--creds", keys.path("alice.creds"), "--duration", "1"});
+  BOOST_TEST(ok.code == 0, ok.err);
+  auto plain = run_node({"--broker", b.endpoint(), "--duration", "1"});
+  BOOST_TEST(plain.code == 1, plain.err); // exit_start_failed: no answer
+  auto missing = run_node({"--broker", b.endpoint(), "--creds", keys.path("nope.creds")});
+  BOOST_TEST(missing.code == 2, missing.err); // exit_bad_config
+  BOOST_TEST(missing.err.find("--creds") != std::string::npos, missing.err);
+}
+
+BOOST_AUTO_TEST_CASE(brokers_sharing_the_key_link_and_an_unlisted_link_key_is_refused) {
+  keyring keys;
+  {
+    std::ofstream f{keys.path("cluster.secret")};
+    f << "a cluster secret of 32 bytes...\n";
+  }
+  std::vector<std::string> common{"--auth", keys.path("auth.toml"), "--cluster-secret-file",
+                                  keys.path("cluster.secret")};
+  broker_process b{{common.begin(), common.end()}};
+  auto with_peer = common;
+  with_peer.insert(with_peer.end(), {"--id", "a", "--peer", b.endpoint()});
+  broker_process a{with_peer};
+  // mallory's keys are no peer's: her broker's link to b is refused.
+  auto refused = common;
+  refused.insert(refused.end(), {"--id", "m", "--peer", b.endpoint(), "--creds", keys.path("mallory.creds")});
+  broker_process m{refused};
+
+  collector got;
+  client on_b{options_for(b, keys.path("alice.creds"))};
+  on_b.subscribe("orders.>", got.handler());
+  sync_with_broker(on_b);
+  client on_a{options_for(a, keys.path("alice.creds"))};
+  client on_m{options_for(m, keys.path("alice.creds"))};
+  // Until the link is up and b's interest known at a, a's copy goes nowhere.
+  BOOST_REQUIRE(poll_until([&] {
+    on_a.publish("orders.across", "via a");
+    return got.size() > 0;
+  }, default_wait, 50ms));
+  // Meanwhile m, unlinked, forwards nothing: what it takes for 1 s never
+  // reaches b (a working link takes well under that, as above).
+  for (int i = 0; i < 20; ++i) {
+    on_m.publish("orders.across", "via m");
+    std::this_thread::sleep_for(50ms); // a window in which nothing may arrive
+  }
+  BOOST_TEST(!got.wait_count(1000, 500ms));
+  for (auto& p : got.payloads()) BOOST_TEST(p == "via a");
+}
+
+// Secure by default: an address other machines can reach needs --auth, or
+// --insecure saying so in so many words; loopback stays open.
+BOOST_AUTO_TEST_CASE(a_broker_reachable_from_outside_needs_auth_or_insecure) {
+  for (const char* listen : {"tcp://0.0.0.0:*", "tcp://*:*"}) {
+    auto r = run({broker_bin, "--listen", listen});
+    BOOST_TEST(r.code == 2, listen << ": " << r.err);
+    BOOST_TEST(r.err.find("is reachable from other machines and there is no --auth") != std::string::npos,
+               r.err);
+    BOOST_TEST(r.err.find("--insecure") != std::string::npos, r.err);
+  }
+  // --insecure starts it, and it says so in its log.
+  spawn_options o;
+  o.args = {broker_bin, "--listen", "tcp://0.0.0.0:*", "--insecure"};
+  o.out = redirect::pipe;
+  o.err = redirect::pipe;
+  child_process open_broker{o};
+  auto line = open_broker.read_line(default_wait);
+  BOOST_TEST_REQUIRE(line.has_value());
+  BOOST_TEST(line->starts_with("listening on tcp://0.0.0.0:"), *line);
+  bool warned = false; // its log (stdout) says it at once, then each minute
+  for (int i = 0; i < 5 && !warned; ++i)
+    if (auto l = open_broker.read_line(default_wait)) warned = l->find("--insecure") != std::string::npos;
+  BOOST_TEST(warned);
+  open_broker.signal(SIGTERM);
+  BOOST_TEST(open_broker.wait(default_wait).value_or(-1) == 0);
+  // Loopback needs neither.
+  auto loop = run({broker_bin, "--listen", "tcp://127.0.0.1:7999", "--check"});
+  BOOST_TEST(loop.code == 0, loop.err);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
