@@ -99,6 +99,11 @@ natsStatus try_connect(const std::string& url, connection_ptr& out, bool send_as
   // 10 s is nats-server's own write deadline towards clients.
   check(natsOptions_SetWriteDeadline(opts.get(), write_deadline_ms), "natsOptions_SetWriteDeadline");
   check(natsOptions_SetSendAsap(opts.get(), send_asap), "natsOptions_SetSendAsap");
+  if (url.starts_with("tls://")) { // the bench's own self-signed server
+    check(natsOptions_SetSecure(opts.get(), true), "natsOptions_SetSecure");
+    check(natsOptions_SkipServerVerification(opts.get(), true),
+          "natsOptions_SkipServerVerification");
+  }
   natsConnection* nc = nullptr;
   auto s = natsConnection_Connect(&nc, opts.get());
   if (s == NATS_OK) out.reset(nc);
@@ -121,7 +126,21 @@ std::filesystem::path nats_server_binary() {
   return configured;
 }
 
-std::vector<std::string> server_argv(const std::filesystem::path& dir) {
+/// A self-signed certificate for 127.0.0.1 in `dir` (cert.pem, key.pem),
+/// made with openssl: what the TLS baseline serves.
+void make_certificate(const std::filesystem::path& dir) {
+  const auto log = dir / "openssl.log";
+  child_process openssl{{"/usr/bin/openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                         "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj",
+                         "/CN=127.0.0.1", "-keyout", (dir / "key.pem").string(), "-out",
+                         (dir / "cert.pem").string()},
+                        log};
+  if (!openssl.wait_for_exit(10s) || !std::filesystem::exists(dir / "cert.pem"))
+    throw std::runtime_error("openssl could not make the TLS baseline's certificate: "
+                             + tail_of(log));
+}
+
+std::vector<std::string> server_argv(const std::filesystem::path& dir, bool tls) {
   auto binary = nats_server_binary();
   if (!std::filesystem::exists(binary))
     throw std::runtime_error(binary.string() + " does not exist; install the Debian package "
@@ -129,17 +148,26 @@ std::vector<std::string> server_argv(const std::filesystem::path& dir) {
   // -p -1: the server picks a free port and writes it to a ports file in
   // --ports_file_dir once it listens. Defaults otherwise (max payload 1 MB,
   // per-client pending 64 MB, as nats-server ships).
-  return {binary.string(), "-a", "127.0.0.1", "-p", "-1", "--ports_file_dir", dir.string()};
+  std::vector<std::string> argv{binary.string(), "-a", "127.0.0.1", "-p", "-1",
+                                "--ports_file_dir", dir.string()};
+  if (tls) {
+    make_certificate(dir);
+    argv.insert(argv.end(), {"--tls", "--tlscert", (dir / "cert.pem").string(), "--tlskey",
+                             (dir / "key.pem").string()});
+  }
+  return argv;
 }
 
-/// The client URL in a ports file ({"nats":["nats://127.0.0.1:4222"],...}),
+/// The client URL in a ports file ({"nats":["nats://127.0.0.1:4222"],...};
+/// tls:// with TLS),
 /// "" if there is none (yet).
 std::string url_in_ports_file(const std::filesystem::path& dir) {
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator{dir, ec}) {
     if (entry.path().extension() != ".ports") continue;
     auto text = tail_of(entry.path(), 4096);
-    auto begin = text.find("nats://");
+    auto begin = text.find("nats://"); // "tls://" when it serves TLS
+    if (begin == std::string::npos) begin = text.find("tls://");
     auto end = text.find('"', begin);
     if (begin != std::string::npos && end != std::string::npos)
       return text.substr(begin, end - begin);
@@ -149,8 +177,8 @@ std::string url_in_ports_file(const std::filesystem::path& dir) {
 
 } // namespace
 
-nats_server::nats_server(std::chrono::milliseconds ready_within)
-  : dir_("plexus-bench-nats-"), process_(server_argv(dir_.path()), dir_.path() / "nats-server.log") {
+nats_server::nats_server(bool tls, std::chrono::milliseconds ready_within)
+  : dir_("plexus-bench-nats-"), process_(server_argv(dir_.path(), tls), dir_.path() / "nats-server.log") {
   const auto log = dir_.path() / "nats-server.log";
   const auto until = steady::now() + ready_within;
   natsStatus last = NATS_OK;
@@ -160,6 +188,7 @@ nats_server::nats_server(std::chrono::milliseconds ready_within)
       throw std::runtime_error("nats-server " + process_.describe() +
                                " before it was ready; its log:\n" + tail_of(log));
     if (auto url = url_in_ports_file(dir_.path()); !url.empty()) {
+      if (tls) url.replace(0, url.find("://"), "tls"); // try_connect then speaks TLS
       connection_ptr probe;
       last = try_connect(url, probe);
       if (last == NATS_OK) {
@@ -207,13 +236,13 @@ void receive(std::stop_token stop, natsSubscription* sub, message_sink& sink,
 }
 
 run_result run_nats(std::size_t subscribers, const char* group, std::size_t size,
-                    std::size_t count, std::vector<std::size_t>* per_subscriber) {
+                    std::size_t count, std::vector<std::size_t>* per_subscriber, bool tls = false) {
   // Declaration order is teardown order, reversed: the publisher goes, the
   // receivers are joined, then the subscriber connections close (which
   // stops their reader threads) and only then the subscriptions are freed.
   // Freeing a subscription first races with a reader thread still parsing
   // MSGs for it when the connection is dying (libnats 3.4: use after free).
-  nats_server server;
+  nats_server server{tls};
   std::vector<subscription_ptr> subs;
   std::vector<connection_ptr> sub_conns;
   for (std::size_t i = 0; i < subscribers; ++i) {
@@ -274,7 +303,7 @@ void on_request(natsConnection* nc, natsSubscription*, natsMsg* raw, void*) {
 
 class nats_reqrep final : public reqrep_system {
 public:
-  explicit nats_reqrep(std::size_t size) : payload_(size, 'r') {
+  nats_reqrep(std::size_t size, bool tls) : server_(tls), payload_(size, 'r') {
     // Send ASAP: a round trip waits for no flusher (plexus's client, too,
     // sends as soon as its I/O thread wakes).
     responder_conn_ = connect(server_.url(), true);
@@ -331,12 +360,12 @@ private:
 
 } // namespace
 
-std::unique_ptr<reqrep_system> make_nats_reqrep(std::size_t size) {
-  return std::make_unique<nats_reqrep>(size);
+std::unique_ptr<reqrep_system> make_nats_reqrep(std::size_t size, bool tls) {
+  return std::make_unique<nats_reqrep>(size, tls);
 }
 
-run_result nats_pubsub_once(std::size_t size, std::size_t count) {
-  return run_nats(1, nullptr, size, count, nullptr);
+run_result nats_pubsub_once(std::size_t size, std::size_t count, bool tls) {
+  return run_nats(1, nullptr, size, count, nullptr, tls);
 }
 
 run_result nats_fanout_once(std::size_t subscribers, std::size_t size, std::size_t count) {
@@ -355,8 +384,8 @@ namespace {
 [[noreturn]] void absent() { throw std::runtime_error(nats_missing()); }
 } // namespace
 
-std::unique_ptr<reqrep_system> make_nats_reqrep(std::size_t) { absent(); }
-run_result nats_pubsub_once(std::size_t, std::size_t) { absent(); }
+std::unique_ptr<reqrep_system> make_nats_reqrep(std::size_t, bool) { absent(); }
+run_result nats_pubsub_once(std::size_t, std::size_t, bool) { absent(); }
 run_result nats_fanout_once(std::size_t, std::size_t, std::size_t) { absent(); }
 run_result nats_queue_once(std::size_t, std::size_t, std::size_t, std::vector<std::size_t>*) {
   absent();

@@ -40,9 +40,12 @@ class nats_server {
 public:
   /// Starts it and waits until a client can connect, up to `ready_within`.
   /// Throws with an actionable message (no binary, exited, not ready).
-  explicit nats_server(std::chrono::milliseconds ready_within = std::chrono::seconds{10});
+  /// With `tls`, it serves TLS only, with a self-signed certificate made
+  /// by openssl for the run (clients skip verifying it).
+  explicit nats_server(bool tls = false,
+                       std::chrono::milliseconds ready_within = std::chrono::seconds{10});
 
-  /// "nats://127.0.0.1:<port>".
+  /// "nats://127.0.0.1:<port>" ("tls://..." with TLS).
   [[nodiscard]] const std::string& url() const noexcept { return url_; }
 
 private:
@@ -52,7 +55,8 @@ private:
 };
 
 /// One publisher -> nats-server -> one subscriber: one timed run.
-[[nodiscard]] run_result nats_pubsub_once(std::size_t size, std::size_t count);
+/// With `tls`, over TLS (a self-signed certificate; see nats_server).
+[[nodiscard]] run_result nats_pubsub_once(std::size_t size, std::size_t count, bool tls = false);
 
 /// One publisher -> nats-server -> `subscribers` plain subscribers, each on
 /// its own connection and getting every message: one timed run; `received`

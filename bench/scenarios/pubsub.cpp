@@ -29,19 +29,32 @@ struct pubsub_system {
   std::string name;
   std::function<run_result(std::size_t size, std::size_t count, transport t)> run_once;
   bool tcp_only = false;
+  std::string_view only_case{}; // set: measured in this case alone
 };
 
 /// Every system, measured in the same run, case by case.
 std::vector<pubsub_system> systems(recorder& rec) {
-  return with_nats<pubsub_system>(
+  auto all = with_nats<pubsub_system>(
     {
-      {"plexus", &plexus_pubsub_once},
+      {"plexus", [](std::size_t size, std::size_t count, transport t) {
+         return plexus_pubsub_once(size, count, t);
+       }},
+      // As with --auth: CURVE, ZAP, the core's permission checks; what
+      // encryption costs, at the headline size.
+      {"plexus-curve", [](std::size_t size, std::size_t count, transport t) {
+         return plexus_pubsub_once(size, count, t, true);
+       }, true, "128B"},
       {"zmq", &zmq_proxy_pubsub_once},
       {"zmq-direct", &zmq_direct_pubsub_once},
     },
     {"nats", [](std::size_t size, std::size_t count, transport) { return nats_pubsub_once(size, count); },
      true},
     rec);
+  if (nats_missing().empty()) // TLS with a self-signed certificate: nats-server's encryption
+    all.push_back({"nats-tls", [](std::size_t size, std::size_t count, transport) {
+                     return nats_pubsub_once(size, count, true);
+                   }, true, "128B"});
+  return all;
 }
 
 struct pubsub_case {
@@ -66,6 +79,7 @@ void run_pubsub(const run_config& cfg, recorder& rec) {
     const auto count = cfg.quick ? c.quick_count : c.count;
     for (const auto& sys : all) {
       if (sys.tcp_only && c.via != transport::tcp) continue;
+      if (!sys.only_case.empty() && sys.only_case != c.name) continue;
       record_throughput(cfg, rec, c.name, sys.name, c.size,
                         [&] { return sys.run_once(c.size, count, c.via); });
     }
@@ -73,7 +87,7 @@ void run_pubsub(const run_config& cfg, recorder& rec) {
 }
 
 const registration pubsub_registration{
-  {"pubsub", "1 publisher -> broker -> 1 subscriber, 16/128/1024 B over tcp loopback, 128 B over ipc and inproc: plexus, zmq_proxy, zmq direct, nats-server (tcp)",
+  {"pubsub", "1 publisher -> broker -> 1 subscriber, 16/128/1024 B over tcp loopback, 128 B over ipc and inproc: plexus, zmq_proxy, zmq direct, nats-server (tcp); at 128 B also plexus with CURVE and nats-server with TLS",
    &run_pubsub}};
 
 } // namespace

@@ -124,10 +124,14 @@ void write_cdf(std::ofstream& out, const std::string& system, const std::vector<
 }
 
 void run_reqrep(const run_config& cfg, recorder& rec) {
-  const auto systems = with_nats<reqrep_factory>({
-    {"plexus", &make_plexus_reqrep},
+  auto systems = with_nats<reqrep_factory>({
+    {"plexus", [](std::size_t size) { return make_plexus_reqrep(size); }},
+    // As with --auth: CURVE on every hop, ZAP, the core's permission checks.
+    {"plexus-curve", [](std::size_t size) { return make_plexus_reqrep(size, true); }},
     {"zmq", &make_zmq_reqrep},
-  }, {"nats", &make_nats_reqrep}, rec);
+  }, {"nats", [](std::size_t size) { return make_nats_reqrep(size); }}, rec);
+  if (nats_missing().empty()) // TLS with a self-signed certificate: nats-server's encryption
+    systems.push_back({"nats-tls", [](std::size_t size) { return make_nats_reqrep(size, true); }});
   auto paced_count = [&](double rate) {
     return static_cast<std::size_t>(
       rate * std::chrono::duration<double>(cfg.quick ? quick_paced : full_paced).count());
@@ -181,7 +185,7 @@ void run_reqrep(const run_config& cfg, recorder& rec) {
 }
 
 const registration reqrep_registration{
-  {"reqrep", "request/reply, 128 B: p50/p99/p999 at 1k/s and 10k/s, and max with 64 outstanding; plexus, nats-server, zmq",
+  {"reqrep", "request/reply, 128 B: p50/p99/p999 at 1k/s and 10k/s, and max with 64 outstanding; plexus (plaintext and CURVE), nats-server (plaintext and TLS), zmq",
    &run_reqrep}};
 
 } // namespace

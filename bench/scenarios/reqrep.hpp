@@ -101,10 +101,11 @@ protected:
 
 /// plexus: client request_async -> broker -> a responder client that
 /// publishes the payload to reply_to -> broker -> the requester.
-[[nodiscard]] std::unique_ptr<reqrep_system> make_plexus_reqrep(std::size_t size);
+/// With `curve`, the broker runs as with --auth (CURVE, ZAP, permissions).
+[[nodiscard]] std::unique_ptr<reqrep_system> make_plexus_reqrep(std::size_t size, bool curve = false);
 /// nats-server via libnats: PublishRequest with a reply subject per
 /// request, a responder that publishes to the reply subject.
-[[nodiscard]] std::unique_ptr<reqrep_system> make_nats_reqrep(std::size_t size);
+[[nodiscard]] std::unique_ptr<reqrep_system> make_nats_reqrep(std::size_t size, bool tls = false);
 /// Raw ZeroMQ, direct (no broker): PUSH -> PULL to the responder, which
 /// PUSHes the reply back to a PULL; the floor of a round trip over tcp.
 [[nodiscard]] std::unique_ptr<reqrep_system> make_zmq_reqrep(std::size_t size);

@@ -34,9 +34,14 @@ class broker_under_test {
 public:
   /// `id` names it in WELCOME and in the cluster; `peers` are the seeds it
   /// dials (none: a broker alone).
+  /// With `curve`, as a broker with --auth runs: CURVE encryption, a ZAP
+  /// handler that admits the one bench user's key, and the core checking
+  /// each PUB and SUB against that user's permissions.
   explicit broker_under_test(std::string id = "bench", std::vector<std::string> peers = {},
-                             transport t = transport::tcp)
-    : server_(options(std::move(id), std::move(peers), t), &ctx_), inproc_(t == transport::inproc) {
+                             transport t = transport::tcp, bool curve = false)
+    : keys_(curve ? std::optional<bench_keys>{bench_keys{}} : std::nullopt),
+      server_(options(std::move(id), std::move(peers), t, keys_), &ctx_),
+      inproc_(t == transport::inproc) {
     broker::tune_allocator(); // as plexus-broker's main does
     server_.start();
   }
@@ -50,13 +55,32 @@ public:
     client_options o;
     o.endpoint = server_.endpoint();
     if (inproc_) o.zmq_context = &ctx_; // inproc: the broker's context
+    if (keys_) {
+      o.curve_public_key = keys_->user.public_key;
+      o.curve_secret_key = keys_->user.secret_key;
+      o.curve_server_key = keys_->broker.public_key;
+    }
     return o;
   }
 
 private:
+  struct bench_keys {
+    curve_key_pair broker = make_curve_key_pair(), user = make_curve_key_pair();
+  };
+
   static broker::server_options options(std::string id, std::vector<std::string> peers,
-                                        transport t) {
+                                        transport t, const std::optional<bench_keys>& keys) {
     broker::server_options o;
+    if (keys) {
+      o.curve_secret_key = keys->broker.secret_key;
+      o.admitted.admit(keys->user.public_key, "bench");
+      broker::user_permissions may; // what the scenarios use, and no more
+      may.publish.allow = {"bench.>"};
+      may.subscribe.allow = {"bench.>"};
+      broker::auth_policy policy;
+      policy.users["bench"] = may;
+      o.core.auth = std::move(policy);
+    }
     o.listen = bind_endpoint(t);
     o.peers = std::move(peers);
     o.core.id = std::move(id);
@@ -70,6 +94,7 @@ private:
     return o;
   }
 
+  std::optional<bench_keys> keys_;
   mutable zmq::context_t ctx_{1}; // clients on inproc share it (client() is const)
   broker::server server_;
   bool inproc_;
@@ -133,7 +158,8 @@ constexpr std::string_view rpc_topic = "bench.rpc";
 
 class plexus_reqrep final : public reqrep_system {
 public:
-  explicit plexus_reqrep(std::size_t size) : payload_(size, 'r') {
+  plexus_reqrep(std::size_t size, bool curve)
+    : broker_("bench", {}, transport::tcp, curve), payload_(size, 'r') {
     responder_.subscribe(rpc_topic, [this](const message_view& m) {
       responder_.publish(m.reply_to, m.payload);
     });
@@ -174,12 +200,12 @@ void with_plexus_broker(const std::function<void(const std::string& endpoint)>& 
   body(b.endpoint());
 }
 
-std::unique_ptr<reqrep_system> make_plexus_reqrep(std::size_t size) {
-  return std::make_unique<plexus_reqrep>(size);
+std::unique_ptr<reqrep_system> make_plexus_reqrep(std::size_t size, bool curve) {
+  return std::make_unique<plexus_reqrep>(size, curve);
 }
 
-run_result plexus_pubsub_once(std::size_t size, std::size_t count, transport t) {
-  broker_under_test b{"bench", {}, t};
+run_result plexus_pubsub_once(std::size_t size, std::size_t count, transport t, bool curve) {
+  broker_under_test b{"bench", {}, t, curve};
   return pubsub_run(b, b, size, count);
 }
 

@@ -22,9 +22,10 @@ namespace plexus::bench {
 /// free loopback port; `body` gets its endpoint. The broker stops after.
 void with_plexus_broker(const std::function<void(const std::string& endpoint)>& body);
 
-/// One publisher -> plexus broker -> one subscriber: one timed run.
+/// One publisher -> plexus broker -> one subscriber: one timed run. With
+/// `curve`, the broker runs as with --auth (CURVE, ZAP, permissions).
 [[nodiscard]] run_result plexus_pubsub_once(std::size_t size, std::size_t count,
-                                            transport t = transport::tcp);
+                                            transport t = transport::tcp, bool curve = false);
 
 /// One publisher -> plexus broker -> `subscribers` plain subscribers, each
 /// a client of its own and getting every message: one timed run;
