@@ -5,8 +5,12 @@
 // user's permissions hold.
 #include <sys/stat.h>
 
+#include <cstring>
 #include <fstream>
+#include <memory>
 #include <future>
+
+#include <zmq.hpp>
 
 #include "harness.hpp"
 #include "plexus/creds.hpp"
@@ -326,6 +330,100 @@ BOOST_AUTO_TEST_CASE(a_broker_reachable_from_outside_needs_auth_or_insecure) {
   // Loopback needs neither.
   auto loop = run({broker_bin, "--listen", "tcp://127.0.0.1:7999", "--check"});
   BOOST_TEST(loop.code == 0, loop.err);
+}
+
+namespace {
+
+// The broker's resident memory (VmRSS), KiB.
+std::size_t rss_kib(pid_t pid) {
+  std::ifstream status{"/proc/" + std::to_string(pid) + "/status"};
+  for (std::string line; std::getline(status, line);)
+    if (line.starts_with("VmRSS:")) return std::stoul(line.substr(6));
+  return 0;
+}
+
+// `n` DEALERs with random CURVE keys dial the broker at once, each says
+// something, and each waits (a socket monitor) for its handshake to be
+// refused.
+void knock_with_random_keys(zmq::context_t& ctx, const std::string& endpoint,
+                            const std::string& broker_key, int n) {
+  struct attempt {
+    zmq::socket_t dealer, monitor;
+  };
+  std::vector<std::unique_ptr<attempt>> all;
+  for (int i = 0; i < n; ++i) {
+    auto a = std::make_unique<attempt>();
+    a->dealer = zmq::socket_t{ctx, zmq::socket_type::dealer};
+    auto k = plexus::make_curve_key_pair();
+    a->dealer.set(zmq::sockopt::curve_serverkey, broker_key);
+    a->dealer.set(zmq::sockopt::curve_publickey, k.public_key);
+    a->dealer.set(zmq::sockopt::curve_secretkey, k.secret_key);
+    a->dealer.set(zmq::sockopt::linger, 0);
+    a->dealer.set(zmq::sockopt::reconnect_ivl, -1); // one attempt each
+    static int monitors = 0; // inproc addresses are not reused at once after a close
+    auto addr = "inproc://knock-" + std::to_string(monitors++);
+    BOOST_REQUIRE(zmq_socket_monitor(a->dealer.handle(), addr.c_str(),
+                                     ZMQ_EVENT_HANDSHAKE_FAILED_AUTH
+                                       | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL
+                                       | ZMQ_EVENT_HANDSHAKE_SUCCEEDED) == 0);
+    a->monitor = zmq::socket_t{ctx, zmq::socket_type::pair};
+    a->monitor.connect(addr);
+    a->dealer.connect(endpoint);
+    a->dealer.send(zmq::str_buffer("orders.x"), zmq::send_flags::dontwait);
+    all.push_back(std::move(a));
+  }
+  for (auto& a : all) {
+    zmq::message_t event;
+    a->monitor.set(zmq::sockopt::rcvtimeo, static_cast<int>(default_wait.count()));
+    BOOST_REQUIRE_MESSAGE(a->monitor.recv(event), "no handshake outcome within 10 s");
+    std::uint16_t kind = 0;
+    std::memcpy(&kind, event.data(), sizeof kind);
+    BOOST_TEST(kind != ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
+    zmq::message_t address;
+    (void)a->monitor.recv(address); // the second frame of an event
+  }
+}
+
+} // namespace
+
+// 1,000 connection attempts with random keys, 200 at a time: none gets a
+// session, nothing they sent is delivered, and the broker's memory after
+// them stays within 32 MiB of before (what it keeps per refused attempt
+// is nothing: a leak of even 32 KiB each would show).
+BOOST_AUTO_TEST_CASE(a_thousand_random_keys_get_nothing_and_leave_nothing) {
+  keyring keys;
+  auto admin_public = keys.user("admin", keys.path("broker.pub"));
+  {
+    std::ofstream f{keys.path("auth.toml"), std::ios::app};
+    f << "[[users]]\nname = \"admin\"\npublic_key = \"" << admin_public << "\"\n"
+      << "subscribe_allow = [\"$SYS.>\"]\npublish_allow = [\"$itest.>\"]\n";
+  }
+  broker_process b{{"--auth", keys.path("auth.toml"), "--id", "knocked", "--stats-interval-ms", "100"}};
+  collector got;
+  client alice{options_for(b, keys.path("alice.creds"))};
+  alice.subscribe("orders.>", got.handler());
+  sync_with_broker(alice);
+  const auto before = rss_kib(b.process().pid());
+  BOOST_REQUIRE(before > 0);
+  zmq::context_t ctx;
+  ctx.set(zmq::ctxopt::max_sockets, 4096);
+  for (int batch = 0; batch < 5; ++batch) knock_with_random_keys(ctx, b.endpoint(), keys.broker_public, 200);
+  alice.publish("orders.marker", "m");
+  BOOST_REQUIRE(got.wait_count(1));
+  sync_with_broker(alice);
+  BOOST_TEST(got.payloads() == std::vector<std::string>{"m"});
+  // The broker's own count: alice and admin, no one else, ever.
+  collector stats;
+  client admin{options_for(b, keys.path("admin.creds"))};
+  admin.subscribe("$SYS.broker.knocked.stats", stats.handler());
+  sync_with_broker(admin);
+  BOOST_REQUIRE(stats.wait_count(1));
+  auto json = stats.messages().back().payload;
+  BOOST_TEST(json_number(json, "connections_opened").value_or(99) == 2u, json);
+  // Each has its explicit subscription and its reply inbox: 4, none of the knockers'.
+  BOOST_TEST(json_number(json, "subscriptions").value_or(99) == 4u, json);
+  const auto after = rss_kib(b.process().pid());
+  BOOST_TEST(after < before + 32 * 1024, "VmRSS " << before << " KiB before, " << after << " KiB after");
 }
 
 BOOST_AUTO_TEST_SUITE_END()
