@@ -138,7 +138,11 @@ void core::receive(conn_id from, const wire::entry& e, time_point now) {
   auto* c = s.heard_from(from, now);
   if (!c) return;
   const auto& h = e.h;
-  if (c->role != conn_role::client || h.kind == wire::op::peer_hello) {
+  if (s.auth && c->role == conn_role::client && h.kind == wire::op::peer_hello
+      && c->user != peer_user_id) {
+    // A user's connection is no broker, whatever secret it knows.
+    s.deny(*c, "PEER_HELLO: only a broker's key may link (user '" + c->user + "')", &h);
+  } else if (c->role != conn_role::client || h.kind == wire::op::peer_hello) {
     s.on_peer_op(*c, e);
   } else if (s.auth && !c->perms && h.kind != wire::op::hello && h.kind != wire::op::ping
              && h.kind != wire::op::pong && h.kind != wire::op::bye && h.kind != wire::op::err) {

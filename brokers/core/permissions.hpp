@@ -24,6 +24,11 @@
 
 namespace plexus::broker {
 
+/// The identity of another broker (the shell admits a link key as this;
+/// '$': no user's name starts with it). With auth, only a connection of
+/// this identity may say PEER_HELLO.
+inline constexpr std::string_view peer_user_id = "$peer";
+
 struct permission_lists {
   std::vector<std::string> allow; // plexus patterns; empty: all (reserved aside)
   std::vector<std::string> deny;  // wins over allow

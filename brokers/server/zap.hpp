@@ -15,11 +15,9 @@
 #include <string_view>
 #include <vector>
 
-namespace plexus::broker {
+#include "permissions.hpp" // peer_user_id
 
-/// The user id of a broker admitted for a peer link ('$': no user's name
-/// starts with it).
-inline constexpr std::string_view peer_user_id = "$peer";
+namespace plexus::broker {
 
 /// The ZAP endpoint libzmq asks, on the socket's context.
 inline constexpr const char* zap_endpoint = "inproc://zeromq.zap.01";

@@ -426,4 +426,76 @@ BOOST_AUTO_TEST_CASE(a_thousand_random_keys_get_nothing_and_leave_nothing) {
   BOOST_TEST(after < before + 32 * 1024, "VmRSS " << before << " KiB before, " << after << " KiB after");
 }
 
+// Replies cannot be forged: bob answers dave's request (it was delivered
+// to him); carol, who may publish anywhere but reserved subjects, cannot
+// put a message in dave's inbox.
+BOOST_AUTO_TEST_CASE(only_the_responder_may_answer_and_a_forged_reply_is_refused) {
+  keyring keys;
+  auto bob_public = keys.user("bob", keys.path("broker.pub"));
+  auto carol_public = keys.user("carol", keys.path("broker.pub"));
+  auto dave_public = keys.user("dave", keys.path("broker.pub"));
+  {
+    std::ofstream f{keys.path("auth.toml"), std::ios::app};
+    f << "[[users]]\nname = \"bob\"\npublic_key = \"" << bob_public << "\"\n"
+      << "publish_allow = [\"$itest.>\"]\nsubscribe_allow = [\"svc.>\"]\n"
+      << "[[users]]\nname = \"carol\"\npublic_key = \"" << carol_public << "\"\n"
+      << "publish_allow = [\">\"]\n"
+      << "[[users]]\nname = \"dave\"\npublic_key = \"" << dave_public << "\"\n"
+      << "publish_allow = [\"svc.>\"]\n";
+  }
+  broker_process b{{"--auth", keys.path("auth.toml")}};
+  client bob{options_for(b, keys.path("bob.creds"))};
+  bob.subscribe("svc.echo", [&bob](const plexus::message_view& m) { bob.publish(m.reply_to, m.payload); });
+  sync_with_broker(bob);
+  client dave{options_for(b, keys.path("dave.creds"))};
+  auto r = dave.request("svc.echo", "hi", default_wait);
+  BOOST_TEST(r.code == 0u, r.code << " " << r.text);
+  BOOST_TEST(r.payload == "hi");
+  client carol{options_for(b, keys.path("carol.creds"))};
+  std::promise<std::uint32_t> outcome;
+  carol.publish_confirmed("_INBOX." + dave.node_id() + ".1", "forged",
+                          [&outcome](std::uint32_t code) { outcome.set_value(code); });
+  auto f = outcome.get_future();
+  BOOST_REQUIRE(f.wait_for(default_wait) == std::future_status::ready);
+  BOOST_TEST(f.get() == plexus::code_of(plexus::status::permission_denied));
+}
+
+// A client fails over to the next broker of the cluster and authenticates
+// there as it did on the first (the cluster shares one key pair).
+BOOST_AUTO_TEST_CASE(a_client_fails_over_and_authenticates_on_the_next_broker) {
+  keyring keys;
+  {
+    std::ofstream f{keys.path("cluster.secret")};
+    f << "a cluster secret of 32 bytes...\n";
+  }
+  std::vector<std::string> common{"--auth", keys.path("auth.toml"), "--cluster-secret-file",
+                                  keys.path("cluster.secret")};
+  auto with_id = [&](const char* id) {
+    auto v = common;
+    v.insert(v.end(), {"--id", id});
+    return v;
+  };
+  broker_process second{with_id("second")};
+  auto first_args = with_id("first");
+  first_args.insert(first_args.end(), {"--peer", second.endpoint()});
+  auto first = std::make_unique<broker_process>(first_args);
+  collector got;
+  client listener{options_for(second, keys.path("alice.creds"))};
+  listener.subscribe("orders.>", got.handler());
+  sync_with_broker(listener);
+  auto o = options_for(*first, keys.path("alice.creds"));
+  o.fallback = {second.endpoint()};
+  client alice{o};
+  BOOST_TEST(alice.broker_id() == "first");
+  first->process().signal(SIGKILL);
+  BOOST_TEST(first->process().wait(default_wait).has_value());
+  // Published until it arrives: before the failover it goes nowhere.
+  BOOST_REQUIRE(poll_until([&] {
+    alice.publish("orders.after", "after the failover");
+    return got.size() > 0;
+  }, default_wait, 50ms));
+  BOOST_TEST(alice.broker_id() == "second");
+  BOOST_TEST(alice.stats().failovers >= 1u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

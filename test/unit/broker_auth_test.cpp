@@ -597,6 +597,39 @@ BOOST_AUTO_TEST_CASE(denials_and_bad_frames_share_one_budget) {
 
 BOOST_AUTO_TEST_SUITE_END()
 
+BOOST_AUTO_TEST_SUITE(peer_links)
+
+// With auth a PEER_HELLO needs the broker identity ($peer, a link key the
+// shell admitted), not only the cluster secret: a user that learnt the
+// secret is still no broker.
+BOOST_AUTO_TEST_CASE(only_the_broker_identity_may_link_whatever_secret_it_knows) {
+  auto cfg = auth_config();
+  cfg.cluster_secret = "the cluster's secret, sixteen+";
+  harness h{cfg};
+  auto hello_from = [&](conn_id c, std::uint32_t number) {
+    wire::header hello;
+    hello.kind = wire::op::peer_hello;
+    hello.node = "x";
+    hello.seq = 7;
+    hello.delivery = number;
+    auto proof = broker::peer_hello_proof(cfg.cluster_secret, hello.node, hello.seq, number);
+    hello.auth = proof;
+    h.send(c, hello);
+  };
+  auto alice = h.new_conn();
+  h.core().identify(alice, "alice", h.now());
+  hello_from(alice, 1);
+  BOOST_TEST(expect_denied(h, alice).find("only a broker's key may link") != std::string::npos);
+  BOOST_TEST(h.core().peers().empty());
+  auto link = h.new_conn();
+  h.core().identify(link, broker::peer_user_id, h.now());
+  hello_from(link, 2);
+  BOOST_TEST(errs(h.take(link)).empty());
+  BOOST_TEST(h.core().peers().size() == 1u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
 // Connections that cost: a HELLO past max_connections (or, with auth, the
 // user's share) is answered ERR 103 naming the limit and gets no session;
 // a place frees when a session ends.
