@@ -561,7 +561,8 @@ BOOST_AUTO_TEST_CASE(a_connection_that_cannot_prove_the_cluster_secret_is_no_pee
   hello.node = "impostor";
   hello.seq = 1;
   hello.delivery = 1;
-  hello.auth = std::string(32, 'x'); // a guess
+  const std::string guess(32, 'x');
+  hello.auth = guess; // a view: the string outlives every send
   m.send(0, fake, hello);
   auto refused = m.take(0, fake, op::err);
   BOOST_TEST_REQUIRE(refused.size() == 1u);
