@@ -428,7 +428,11 @@ BOOST_AUTO_TEST_CASE(a_thousand_random_keys_get_nothing_and_leave_nothing) {
   // Each has its explicit subscription and its reply inbox: 4, none of the knockers'.
   BOOST_TEST(json_number(json, "subscriptions").value_or(99) == 4u, json);
   const auto after = rss_kib(b.process().pid());
+#if !defined(__SANITIZE_ADDRESS__) // ASan's quarantine keeps freed memory resident on purpose
   BOOST_TEST(after < before + 32 * 1024, "VmRSS " << before << " KiB before, " << after << " KiB after");
+#else
+  BOOST_TEST_MESSAGE("VmRSS " << before << " KiB before, " << after << " KiB after (ASan: not judged)");
+#endif
 }
 
 // Replies cannot be forged: bob answers dave's request (it was delivered
