@@ -21,42 +21,6 @@ using plexus::client_options;
 
 namespace {
 
-struct outcome {
-  int code = -1;
-  std::string out, err;
-};
-
-outcome run(std::vector<std::string> args) {
-  spawn_options o;
-  o.args = std::move(args);
-  o.out = redirect::pipe;
-  o.err = redirect::pipe;
-  child_process p{o};
-  outcome r;
-  auto code = p.wait(default_wait);
-  BOOST_REQUIRE_MESSAGE(code, o.args[0] << " did not exit within 10 s");
-  r.code = *code;
-  r.err = p.read_stderr(1s);
-  while (auto line = p.read_line(0ms)) r.out += *line + "\n";
-  return r;
-}
-
-// A node program (the shipping sample) to its end: exit code and stderr.
-outcome run_node(std::vector<std::string> args) {
-  spawn_options o;
-  o.args = {PLEXUS_SHIPPING_BIN};
-  o.args.insert(o.args.end(), args.begin(), args.end());
-  o.out = redirect::null;
-  o.err = redirect::pipe;
-  child_process p{o};
-  outcome r;
-  r.err = p.read_stderr(default_wait); // until it exits and its stderr closes
-  auto code = p.wait(default_wait);
-  BOOST_REQUIRE_MESSAGE(code, "shipping did not exit within 10 s; stderr: " << r.err);
-  r.code = *code;
-  return r;
-}
-
 std::string slurp(const std::string& path) {
   std::ifstream in{path};
   return {std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};

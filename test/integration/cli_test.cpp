@@ -16,27 +16,6 @@ namespace wire = plexus::wire;
 
 namespace {
 
-struct outcome {
-  int code = -1;
-  std::string out, err;
-};
-
-// Runs a program to completion (within 10 s) and collects what it printed.
-outcome run(std::vector<std::string> args) {
-  spawn_options o;
-  o.args = std::move(args);
-  o.out = redirect::pipe;
-  o.err = redirect::pipe;
-  child_process p{o};
-  outcome r;
-  auto code = p.wait(default_wait);
-  BOOST_REQUIRE_MESSAGE(code, o.args[0] << " did not exit within 10 s");
-  r.code = *code;
-  r.err = p.read_stderr(1s);
-  while (auto line = p.read_line(0ms)) r.out += *line + "\n";
-  return r;
-}
-
 // A confirmed publish until the broker confirms it with 0: then the
 // subscriber the test started is in, and has this message.
 void publish_until_delivered(client& c, const std::string& topic, const std::string& payload,

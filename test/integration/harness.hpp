@@ -254,4 +254,46 @@ private:
   std::string path_;
 };
 
+/// How a program run to its end went.
+struct outcome {
+  int code = -1;
+  std::string out, err;
+};
+
+/// Runs a program to completion (within 10 s) and collects what it printed.
+inline outcome run(std::vector<std::string> args) {
+  spawn_options o;
+  o.args = std::move(args);
+  o.out = redirect::pipe;
+  o.err = redirect::pipe;
+  child_process p{o};
+  outcome r;
+  auto code = p.wait(default_wait);
+  BOOST_REQUIRE_MESSAGE(code, o.args[0] << " did not exit within 10 s");
+  r.code = *code;
+  r.err = p.read_stderr(std::chrono::seconds{1});
+  while (auto line = p.read_line(std::chrono::milliseconds{0})) r.out += *line + "\n";
+  return r;
+}
+
+#ifdef PLEXUS_SHIPPING_BIN // the integration tests' (the fault suite includes this file too)
+/// A node program (the shipping sample) with `args` to its end, its
+/// standard output dropped: exit code and stderr (read while it runs, so a
+/// chatty node never blocks on a full pipe).
+inline outcome run_node(std::vector<std::string> args) {
+  spawn_options o;
+  o.args = {PLEXUS_SHIPPING_BIN};
+  o.args.insert(o.args.end(), args.begin(), args.end());
+  o.out = redirect::null;
+  o.err = redirect::pipe;
+  child_process p{o};
+  outcome r;
+  r.err = p.read_stderr(default_wait); // until it exits and its stderr closes
+  auto code = p.wait(default_wait);
+  BOOST_REQUIRE_MESSAGE(code, "shipping did not exit within 10 s; stderr: " << r.err);
+  r.code = *code;
+  return r;
+}
+#endif
+
 } // namespace plexus::itest

@@ -18,27 +18,6 @@ namespace {
 
 const std::string shipping_bin = PLEXUS_SHIPPING_BIN;
 
-struct outcome {
-  int code = -1;
-  std::string err;
-};
-
-// Runs the sample until it exits (within 10 s): its exit code and stderr.
-outcome run(std::vector<std::string> args) {
-  spawn_options o;
-  o.args = {shipping_bin};
-  o.args.insert(o.args.end(), args.begin(), args.end());
-  o.out = redirect::null;
-  o.err = redirect::pipe;
-  child_process p{o};
-  outcome r;
-  r.err = p.read_stderr(default_wait); // until it exits and its stderr closes
-  auto code = p.wait(default_wait);
-  BOOST_REQUIRE_MESSAGE(code, "shipping did not exit within 10 s; stderr: " << r.err);
-  r.code = *code;
-  return r;
-}
-
 std::size_t lines_in(const std::string& s) {
   return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n'));
 }
@@ -110,7 +89,7 @@ BOOST_AUTO_TEST_CASE(help_shows_the_type_of_every_standard_flag) {
 // std::invalid_argument in its constructor (before that, the client's I/O
 // thread threw and the process aborted).
 BOOST_AUTO_TEST_CASE(a_malformed_broker_endpoint_is_one_line_and_exit_2) {
-  auto r = run({"--broker", "nonsense", "--duration", "1"});
+  auto r = run_node({"--broker", "nonsense", "--duration", "1"});
   BOOST_TEST(r.code == 2, "stderr: " << r.err);
   BOOST_TEST(lines_in(r.err) == 1u, "stderr: " << r.err);
   BOOST_TEST(r.err.find("--broker: ") != std::string::npos, "stderr: " << r.err);
@@ -118,7 +97,7 @@ BOOST_AUTO_TEST_CASE(a_malformed_broker_endpoint_is_one_line_and_exit_2) {
 }
 
 BOOST_AUTO_TEST_CASE(an_unreachable_broker_is_one_line_and_exit_1_after_the_connect_timeout) {
-  auto r = run({"--broker", "tcp://127.0.0.1:1", "--duration", "1"});
+  auto r = run_node({"--broker", "tcp://127.0.0.1:1", "--duration", "1"});
   BOOST_TEST(r.code == 1, "stderr: " << r.err);
   BOOST_TEST(lines_in(r.err) == 1u, "stderr: " << r.err);
   BOOST_TEST(r.err.find("no answer from broker at tcp://127.0.0.1:1") != std::string::npos,
@@ -128,7 +107,7 @@ BOOST_AUTO_TEST_CASE(an_unreachable_broker_is_one_line_and_exit_1_after_the_conn
 BOOST_AUTO_TEST_CASE(a_metrics_port_another_socket_listens_on_is_refused_with_exit_2) {
   listener taken;
   auto port = std::to_string(taken.port());
-  auto r = run({"--metrics-port", port, "--duration", "1"});
+  auto r = run_node({"--metrics-port", port, "--duration", "1"});
   BOOST_TEST(r.code == 2, "stderr: " << r.err);
   BOOST_TEST(lines_in(r.err) == 1u, "stderr: " << r.err);
   BOOST_TEST(r.err.find("metrics port " + port + ": port in use") != std::string::npos,
@@ -148,7 +127,7 @@ BOOST_AUTO_TEST_CASE(a_second_node_on_the_same_metrics_port_is_refused_and_the_f
   child_process first{o};
   BOOST_REQUIRE_MESSAGE(poll_until([&] { return accepts(port) || !first.running(); }) && first.running(),
                         "the first node never served metrics on " << port);
-  auto r = run({"--metrics-port", std::to_string(port), "--duration", "1"});
+  auto r = run_node({"--metrics-port", std::to_string(port), "--duration", "1"});
   BOOST_TEST(r.code == 2, "stderr: " << r.err);
   BOOST_TEST(r.err.find("metrics port " + std::to_string(port) + ": port in use") != std::string::npos,
              "stderr: " << r.err);
