@@ -455,7 +455,15 @@ void core::state::on_fwd(connection& c, const wire::entry& e) {
   ++p.fwd_in;
   ++stats.forwards_in;
   ++c.msgs_in;
-  auto m = message::copy_of(h, e.payload, h.publisher);
+  if (auth && !h.user.empty() && !permit_forwarded(h.user, h.topic)) {
+    // Its origin let the user publish this; our policy does not.
+    ++stats.forwards_denied;
+    ++stats.permission_denied;
+    ++denied_by_user[std::string{h.user}];
+    if ((h.flags & wire::flag_confirm) != 0) send_relay(p, h.seq, status::permission_denied);
+    return;
+  }
+  auto m = message::copy_of(h, e.payload, h.publisher, h.user);
   m->from = &p;
   m->relay = (h.flags & wire::flag_confirm) != 0;
   m->relay_seq = h.seq;
@@ -501,13 +509,26 @@ void core::state::route_from_peer(const message_ptr& m, std::string_view queue,
 }
 
 void core::state::send_relay(message& m) {
-  if (!m.from || !m.relay) return;
+  if (m.from && m.relay) send_relay(*m.from, m.relay_seq, m.outcome);
+}
+
+void core::state::send_relay(peer& p, std::uint64_t seq, status outcome) {
   output o;
   o.kind = wire::op::confirm_relay;
-  o.seq = m.relay_seq;
-  o.code = static_cast<std::uint32_t>(m.outcome);
+  o.seq = seq;
+  o.code = static_cast<std::uint32_t>(outcome);
   o.aux = welcome;
-  if (send_to_peer(*m.from, std::move(o))) ++stats.relays;
+  if (send_to_peer(p, std::move(o))) ++stats.relays;
+}
+
+bool core::state::permit_forwarded(std::string_view user, std::string_view topic) const {
+  const auto& users = cfg.auth->users;
+  auto it = users.find(std::string{user});
+  if (it == users.end()) return false; // a user this broker does not know
+  // An answer on a reply subject: its origin checked that it answers a
+  // request it was delivered, once; here only that it may answer at all.
+  return may_publish(it->second, topic)
+         || (reserved_namespace(topic) == reserved::inbox && may_respond(it->second, topic));
 }
 
 void core::state::on_relay(connection& c, const wire::header& h) {

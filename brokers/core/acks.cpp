@@ -160,7 +160,7 @@ void core::state::dead_letter(const message_ptr& m, std::uint32_t delivery,
   h.topic = topic;
   h.msg_id = m->msg_id;
   h.traceparent = m->traceparent;
-  auto dlq = message::copy_of(h, m->payload, {}, headers.raw(), headers.size());
+  auto dlq = message::copy_of(h, m->payload, {}, {}, headers.raw(), headers.size());
   route_message(dlq);
   if (dlq->outcome == status::no_interest) ++stats.dead_letters_dropped;
 }

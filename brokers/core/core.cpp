@@ -77,6 +77,7 @@ wire::header output::header() const {
       const auto& f = *static_cast<const forward_info*>(aux.get());
       carry_message(*msg, h);
       h.publisher = msg->publisher;
+      h.user = msg->user;
       h.node = f.origin;
       h.queue = f.queue;
       h.flags = seq != 0 ? wire::flag_confirm : 0; // a relay is wanted

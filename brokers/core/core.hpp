@@ -148,6 +148,7 @@ struct counters {
   // The mesh.
   std::uint64_t forwarded = 0;     // FWDs sent to peers
   std::uint64_t forwards_in = 0;   // FWDs received from peers
+  std::uint64_t forwards_denied = 0; // FWDs whose user this broker's policy refuses
   std::uint64_t relays = 0;        // CONFIRM_RELAYs sent
   std::uint64_t late_relays = 0;   // for a forward already settled or routed again
   std::uint64_t rerouted = 0;      // forwards routed again: the peer was lost or returned them

@@ -35,6 +35,7 @@ struct with_tail {
 
 std::shared_ptr<message> message::copy_of(const wire::header& h, std::string_view payload,
                                           std::string_view publisher,
+                                          std::string_view user,
                                           std::string_view extra_headers,
                                           std::uint32_t extra_count) {
   // Its strings are kept as its MSGs say them, encoded once for all its
@@ -45,7 +46,8 @@ std::shared_ptr<message> message::copy_of(const wire::header& h, std::string_vie
                           h.deadline_ns};
   char* tail = nullptr;
   auto m = std::allocate_shared<message>(
-    with_tail<message>{wire::encoded_size(fields) + payload.size() + publisher.size(), &tail});
+    with_tail<message>{wire::encoded_size(fields) + payload.size() + publisher.size() + user.size(),
+                       &tail});
   m->encoded = wire::encode_msg_fields(fields, tail);
   m->topic = fields.topic;
   m->msg_id = fields.msg_id;
@@ -59,6 +61,9 @@ std::shared_ptr<message> message::copy_of(const wire::header& h, std::string_vie
   tail += payload.size();
   if (!publisher.empty()) std::memcpy(tail, publisher.data(), publisher.size());
   m->publisher = {tail, publisher.size()};
+  tail += publisher.size();
+  if (!user.empty()) std::memcpy(tail, user.data(), user.size());
+  m->user = {tail, user.size()};
   return m;
 }
 
@@ -109,7 +114,8 @@ void core::state::on_pub(connection& c, const wire::entry& e) {
     }
   }
   // The publisher's scope is kept only with a msg id: it is the dedup key's.
-  auto m = message::copy_of(h, e.payload, h.msg_id.empty() ? std::string_view{} : c.scope);
+  auto m = message::copy_of(h, e.payload, h.msg_id.empty() ? std::string_view{} : c.scope,
+                            auth ? std::string_view{c.user} : std::string_view{});
   m->confirm = wants_confirm;
   m->confirm_to = c.id;
   if (!m->msg_id.empty())
@@ -340,7 +346,7 @@ void core::state::publish_internal(std::string_view topic, std::string_view payl
   wire::header h;
   h.kind = wire::op::pub;
   h.topic = topic;
-  route_message(message::copy_of(h, payload, {}, headers, header_count));
+  route_message(message::copy_of(h, payload, {}, {}, headers, header_count));
 }
 
 } // namespace plexus::broker

@@ -32,6 +32,9 @@ struct message : std::enable_shared_from_this<message> {
   // Whose msg id this is (see dedup_key): the publishing connection's
   // scope, or the one a FWD carries. Travels in FWD, never in MSG.
   std::string_view publisher;
+  // With auth: the user whose connection published it (or the one a FWD
+  // names); FWD carries it so every broker checks it against its policy.
+  std::string_view user;
   wire::string_map_view headers;
   std::uint64_t deadline_ns = 0;
   // The fields above as every MSG of it says them: each delivery's header
@@ -51,6 +54,7 @@ struct message : std::enable_shared_from_this<message> {
 
   static std::shared_ptr<message> copy_of(const wire::header& h, std::string_view payload,
                                           std::string_view publisher = {},
+                                          std::string_view user = {},
                                           std::string_view extra_headers = {},
                                           std::uint32_t extra_count = 0);
 };
@@ -401,6 +405,9 @@ struct core::state {
   bool forward_to_group(group& g, const queued_msg& q);
   void route_from_peer(const message_ptr& m, std::string_view queue, std::uint32_t delivery);
   void send_relay(message& m);
+  void send_relay(peer& p, std::uint64_t seq, status outcome);
+  // With auth: may `user` (named by a peer's FWD) publish on `topic` here?
+  [[nodiscard]] bool permit_forwarded(std::string_view user, std::string_view topic) const;
   void maybe_erase_group(group& g);
   void rebuild_welcome();
 

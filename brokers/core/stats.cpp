@@ -86,6 +86,7 @@ std::string stats_json(const core& b, time_point now) {
     o.num("heartbeat_timeouts", c.heartbeat_timeouts);
     o.num("forwarded", c.forwarded);
     o.num("forwards_in", c.forwards_in);
+    o.num("forwards_denied", c.forwards_denied);
     o.num("relays", c.relays);
     o.num("late_relays", c.late_relays);
     o.num("rerouted", c.rerouted);

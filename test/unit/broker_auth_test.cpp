@@ -5,6 +5,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
+#include <map>
 
 #include "broker_harness.hpp"
 #include "permissions.hpp"
@@ -626,6 +627,67 @@ BOOST_AUTO_TEST_CASE(only_the_broker_identity_may_link_whatever_secret_it_knows)
   hello_from(link, 2);
   BOOST_TEST(errs(h.take(link)).empty());
   BOOST_TEST(h.core().peers().size() == 1u);
+}
+
+// A permission holds across brokers: a FWD names the user that published
+// it, the origin's link carries that name, and the receiving broker checks
+// it against its own policy (its users may differ from the origin's).
+BOOST_AUTO_TEST_CASE(a_forward_carries_its_publisher_and_is_checked_against_this_policy) {
+  auto cfg = auth_config();
+  cfg.cluster_secret = "the cluster's secret, sixteen+";
+  harness h{cfg};
+  auto link = h.new_conn();
+  h.core().identify(link, broker::peer_user_id, h.now());
+  wire::header hello;
+  hello.kind = wire::op::peer_hello;
+  hello.node = "x";
+  hello.seq = 7;
+  hello.delivery = 1;
+  auto proof = broker::peer_hello_proof(cfg.cluster_secret, hello.node, hello.seq, 1);
+  hello.auth = proof;
+  h.send(link, hello);
+  wire::header interest;
+  interest.kind = wire::op::interest_add;
+  interest.topic = "orders.>";
+  h.send(link, interest);
+  (void)h.take(link);
+
+  // Outbound: alice's publish goes to the peer with her name on it.
+  auto alice = h.connect_as("alice", "shop");
+  h.publish(alice, "orders.1", "x");
+  auto out = h.take(link);
+  auto fwd = std::find_if(out.begin(), out.end(), [](auto& s) { return s.kind == wire::op::fwd; });
+  BOOST_TEST_REQUIRE((fwd != out.end()));
+  BOOST_TEST(fwd->user == "alice");
+
+  // Inbound: the peer's FWDs are checked against this broker's users.
+  auto admin = h.connect_as("admin", "ops");
+  h.subscribe(admin, 1, ">");
+  auto forward = [&](std::string user, std::string topic, std::uint64_t seq) {
+    wire::header f;
+    f.kind = wire::op::fwd;
+    f.topic = topic;
+    f.node = "x";
+    f.user = user;
+    f.flags = wire::flag_confirm;
+    f.seq = seq;
+    h.send(link, f, "payload");
+  };
+  forward("alice", "orders.2", 1); // hers to publish
+  forward("alice", "orders.secret.plan", 2); // denied to her here
+  forward("mallory", "orders.3", 3); // a user this broker does not know
+  auto got = h.take_msgs(admin);
+  BOOST_TEST_REQUIRE(got.size() == 1u);
+  BOOST_TEST(got[0].topic == "orders.2");
+  std::map<std::uint64_t, std::uint32_t> outcome;
+  for (auto& s : h.take(link))
+    if (s.kind == wire::op::confirm_relay) outcome[s.seq] = s.code;
+  BOOST_TEST(outcome[1] == 0u);
+  BOOST_TEST(outcome[2] == denied);
+  BOOST_TEST(outcome[3] == denied);
+  BOOST_TEST(h.core().stats().forwards_denied == 2u);
+  BOOST_TEST(h.core().denied_by_user().at("alice") == 1u);
+  BOOST_TEST(h.core().denied_by_user().at("mallory") == 1u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

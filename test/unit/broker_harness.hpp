@@ -26,7 +26,7 @@ struct seen {
   wire::op kind{};
   std::uint32_t sid = 0, delivery = 0, code = 0, credit = 0, count = 0;
   std::uint64_t seq = 0;
-  std::string topic, msg_id, reply_to, text, payload, node;
+  std::string topic, msg_id, reply_to, text, payload, node, user;
   std::vector<std::pair<std::string, std::string>> headers;
 
   [[nodiscard]] std::string header(std::string_view key) const {
@@ -214,6 +214,7 @@ private:
     s.reply_to = h.reply_to;
     s.text = h.text;
     s.node = h.node;
+    s.user = h.user;
     s.payload = o.payload();
     for (auto& [k, v] : h.headers.items()) s.headers.emplace_back(k, v);
     inbox_[c].push_back(std::move(s));

@@ -95,6 +95,9 @@ header full_header(op kind, std::string& storage) {
   h.brokers = pack_string_list({"tcp://127.0.0.1:4222", "tcp://127.0.0.1:4223"}, storage);
   h.max_payload = 1 << 20;
   h.count = 32;
+  h.publisher = "node-1/7";
+  h.auth = std::string_view{"\x01\x02\x03", 3};
+  h.user = "alice";
   return h;
 }
 
@@ -125,6 +128,9 @@ void check_equal(const header& a, const header& b) {
   BOOST_TEST(a.brokers.items() == b.brokers.items(), boost::test_tools::per_element());
   BOOST_TEST(a.max_payload == b.max_payload);
   BOOST_TEST(a.count == b.count);
+  BOOST_TEST(a.publisher == b.publisher);
+  BOOST_TEST(a.auth == b.auth);
+  BOOST_TEST(a.user == b.user);
 }
 
 constexpr std::array all_ops{op::hello, op::welcome, op::sub, op::unsub, op::pub, op::msg,
@@ -283,7 +289,7 @@ BOOST_AUTO_TEST_CASE(unknown_fields_are_skipped_for_forward_compatibility) {
   auto r = pub_prefix(3);
   r.u(99).s("a later version's field");
   r.u(100).map(1).s("nested").array(2).u(1).u(2);
-  r.u(28).nil();
+  r.u(29).nil();
   auto bytes = r.str();
   header h;
   auto e = decode_header(bytes, {}, h);

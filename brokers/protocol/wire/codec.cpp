@@ -161,6 +161,7 @@ decode_error read_field(reader& r, field f, const limits& lim, header& h,
     case field::count: return read_uint_as(r, f, u32_max, h.count);
     case field::publisher: return read_str(r, f, lim.max_name_bytes + 32, h.publisher);
     case field::auth: return read_str(r, f, 64, h.auth, true);
+    case field::user: return read_str(r, f, lim.max_name_bytes, h.user);
     default: break;
   }
   assert(false && "read_field called with a non-key field");
@@ -535,13 +536,15 @@ void encode_header(const header& h, std::string& out) {
   n += want(field::count, h.count != 0);
   n += want(field::publisher, !h.publisher.empty());
   n += want(field::auth, !h.auth.empty());
+  n += want(field::user, !h.user.empty());
 
   // An upper bound: map header 5 bytes; per field a 1-byte key and a value
   // of at most 9 bytes (uint64) or a 5-byte string header plus the bytes.
   const std::size_t bound = 5 + 15 * std::size_t{n} + h.topic.size() + h.queue.size()
                             + h.msg_id.size() + h.reply_to.size() + h.headers.raw().size()
                             + h.traceparent.size() + h.text.size() + h.node.size()
-                            + h.brokers.raw().size() + h.publisher.size() + h.auth.size();
+                            + h.brokers.raw().size() + h.publisher.size() + h.auth.size()
+                            + h.user.size();
   const auto start = out.size();
   out.resize(start + bound);
   field_writer w{out.data() + start};
@@ -574,6 +577,7 @@ void encode_header(const header& h, std::string& out) {
   w.uint(field::count, h.count, must(field::count));
   w.str(field::publisher, h.publisher, must(field::publisher));
   w.bin(field::auth, h.auth, must(field::auth));
+  w.str(field::user, h.user, must(field::user));
   assert(w.fields() == n);
   assert(static_cast<std::size_t>(w.end() - out.data()) <= start + bound);
   out.resize(static_cast<std::size_t>(w.end() - out.data()));

@@ -37,7 +37,7 @@ const char* to_string(field f) noexcept {
     "version", "op", "sid", "topic", "queue", "msg_id", "reply_to", "headers",
     "deadline", "traceparent", "flags", "seq", "delivery", "credit", "ack_mode",
     "ack_wait", "max_deliver", "action", "delay", "code", "text", "node",
-    "heartbeat", "brokers", "max_payload", "count", "publisher", "auth"};
+    "heartbeat", "brokers", "max_payload", "count", "publisher", "auth", "user"};
   auto i = static_cast<std::size_t>(f);
   if (i < names.size()) return names[i];
   switch (f) {

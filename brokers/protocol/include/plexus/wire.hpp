@@ -81,6 +81,7 @@ enum class field : std::uint8_t {
   count = 25, // ACK: how many consecutive seqs from `seq`
   publisher = 26, // FWD: the publisher's dedup scope
   auth = 27,      // PEER_HELLO: proof that the sender knows the cluster secret
+  user = 28,      // FWD: the user that published (brokers with auth)
   // not header keys: where an error was found
   none = 200,
   key = 201,     // a map key that is not a non-negative integer
@@ -89,7 +90,7 @@ enum class field : std::uint8_t {
   frame = 204, // the frame as a whole
   batch = 205,
 };
-inline constexpr std::size_t field_count = 28; // keys 0 .. 27
+inline constexpr std::size_t field_count = 29; // keys 0 .. 28
 
 [[nodiscard]] const char* to_string(field f) noexcept;
 
@@ -182,6 +183,10 @@ struct header {
   std::string_view publisher;
   /// PEER_HELLO: HMAC-SHA256 of the hello under the cluster secret.
   std::string_view auth;
+  /// FWD: the user its origin broker admitted the publisher as (with
+  /// auth), so the receiving broker checks the publish against its own
+  /// policy too. Clients never send it; a broker ignores it on PUB.
+  std::string_view user;
 };
 
 /// Decoder limits. Defaults follow NATS where it has one (1 MiB payload).
