@@ -8,7 +8,7 @@
 
 namespace plexus::broker {
 
-std::string prometheus_metrics(const core& b) {
+std::string prometheus_metrics(const core& b, const shell_figures& s) {
   observe::prometheus_text t;
   const auto& id = b.settings().id;
   const observe::labels l{{"broker", id}};
@@ -38,6 +38,7 @@ std::string prometheus_metrics(const core& b) {
     {"plexus_broker_confirms_total", "Publisher confirms sent.", c.confirms},
     {"plexus_broker_forwarded_total", "Messages forwarded to peer brokers.", c.forwarded},
     {"plexus_broker_forwards_in_total", "Messages forwarded here by peers.", c.forwards_in},
+    {"plexus_broker_forwards_denied_total", "Forwarded messages refused: this broker's policy denies their publisher (code 114).", c.forwards_denied},
     {"plexus_broker_rerouted_total", "Forwards routed again after a peer was lost or returned them.", c.rerouted},
     {"plexus_broker_peer_links_lost_total", "Links to peer brokers lost.", c.peer_links_lost},
     {"plexus_broker_peers_refused_total", "PEER_HELLOs refused: no valid proof of the cluster secret.", c.peers_refused},
@@ -45,6 +46,8 @@ std::string prometheus_metrics(const core& b) {
     {"plexus_broker_heartbeat_timeouts_total", "Connections dropped for silence.", c.heartbeat_timeouts},
     {"plexus_broker_permission_denied_total", "Operations refused for their identity's permissions (code 114).", c.permission_denied},
     {"plexus_broker_open_replies_dropped_total", "Open requests forgotten for the per-connection bound: their answers are refused.", c.open_replies_dropped},
+    {"plexus_broker_handshakes_refused_total", "Connections closed when accepted: max_handshakes were in their handshake.", s.handshakes_refused},
+    {"plexus_broker_handshakes_failed_total", "ZeroMQ/CURVE handshakes that failed: unknown keys, protocol errors, timeouts, hang-ups.", s.handshakes_failed},
   };
   for (auto& k : counters) {
     t.family(k.name, "counter", k.help);
@@ -62,6 +65,7 @@ std::string prometheus_metrics(const core& b) {
     {"plexus_broker_dedup_bytes", "Bytes the dedup window holds (ids and bookkeeping, no payloads).", g.dedup_bytes},
     {"plexus_broker_peers", "Peer brokers with a live link.", g.peers},
     {"plexus_broker_forwards_unsettled", "Forwards awaiting the peer's outcome.", g.forwards_unsettled},
+    {"plexus_broker_handshakes_in_progress", "Connections accepted and still in their ZeroMQ/CURVE handshake.", s.handshakes_in_progress},
   };
   for (auto& k : gauges) {
     t.family(k.name, "gauge", k.help);

@@ -5,12 +5,20 @@
 // thread from the core's counters, gauges and connections; served by the
 // server's HTTP thread from the last rendering).
 
+#include <cstdint>
 #include <string>
 
 #include "core.hpp"
 
 namespace plexus::broker {
 
-[[nodiscard]] std::string prometheus_metrics(const core& b);
+/// What the server shell counts itself (the core never sees a handshake).
+struct shell_figures {
+  std::uint64_t handshakes_in_progress = 0;
+  std::uint64_t handshakes_refused = 0; // past max_handshakes: closed when accepted
+  std::uint64_t handshakes_failed = 0;  // refused keys, protocol errors, timeouts, hang-ups
+};
+
+[[nodiscard]] std::string prometheus_metrics(const core& b, const shell_figures& s = {});
 
 } // namespace plexus::broker

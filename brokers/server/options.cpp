@@ -262,6 +262,8 @@ std::vector<setting> settings() {
     [](cl& c) -> std::size_t& { return c.server.core.max_connections_per_user; }));
   all.push_back(millis<std::int64_t, std::milli>("handshake-timeout-ms", "time a new connection has to finish its ZeroMQ/CURVE handshake", 100, 600'000,
     [](cl& c) -> milliseconds& { return c.server.handshake_timeout; }));
+  all.push_back(number<std::size_t>("max-handshakes", "connections still in their ZeroMQ/CURVE handshake at once; one past it is closed when accepted (0 = no cap)", 0, big,
+    [](cl& c) -> std::size_t& { return c.server.max_handshakes; }));
   all.push_back(number<std::size_t>("error-budget", "bad frames before a connection is dropped", 0, big,
     [](cl& c) -> std::size_t& { return c.server.core.error_budget; }));
   all.push_back(millis<std::int64_t, std::milli>("stats-interval-ms", "period of $SYS.broker.<id>.stats", 100, 3'600'000,

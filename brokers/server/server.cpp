@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "server.hpp"
 
+#include "handshakes.hpp"
 #include "metrics.hpp"
 #include "metrics_http.hpp"
 
 #include <malloc.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <cstring>
@@ -54,7 +57,8 @@ struct server::impl {
   impl(server_options o, zmq::context_t* shared)
     : opts(std::move(o)), owned(shared ? nullptr : std::make_unique<zmq::context_t>(1)),
       ctx(shared ? *shared : *owned), router(ctx, zmq::socket_type::router),
-      bound(bind_router()), b(advertised(opts.core, bound)) {
+      gate(opts.max_handshakes, opts.handshake_timeout), bound(bind_router()),
+      b(advertised(opts.core, bound)) {
     if (!opts.peers.empty() && opts.core.cluster_secret.empty())
       throw std::runtime_error("peers need a cluster secret (config::cluster_secret), the same on "
                                "every broker of the cluster: without one no peer is admitted");
@@ -79,7 +83,11 @@ struct server::impl {
   void render_metrics(time_point now) {
     if (!http || now < next_metrics) return;
     next_metrics = now + opts.core.stats_interval;
-    auto text = prometheus_metrics(b);
+    shell_figures f;
+    f.handshakes_in_progress = gate.in_progress(steady::now());
+    f.handshakes_refused = gate.refused();
+    f.handshakes_failed = gate.failed();
+    auto text = prometheus_metrics(b, f);
     std::lock_guard lock{metrics_m};
     metrics_text = std::move(text);
   }
@@ -137,7 +145,7 @@ struct server::impl {
     auto t = steady::now();
     if (opts.quiet || (last_refusal_line != steady::time_point{} && t - last_refusal_line < std::chrono::seconds{10}))
       return;
-    spdlog::warn("plexus-broker {}: refused {} connection(s) (CurveZMQ/ZAP); the last: {}",
+    spdlog::warn("plexus-broker {}: refused {} connection(s) in their handshake; the last: {}",
                  opts.core.id, refusals, why);
     refusals = 0;
     last_refusal_line = t;
@@ -173,13 +181,67 @@ struct server::impl {
     auto hb = static_cast<int>(opts.core.heartbeat.count());
     router.set(zmq::sockopt::heartbeat_ivl, hb);
     router.set(zmq::sockopt::heartbeat_timeout, hb * static_cast<int>(opts.core.liveness));
+    if (!opts.listen.starts_with("inproc://")) watch_handshakes();
     try {
       router.bind(opts.listen);
     } catch (const zmq::error_t& e) {
       throw std::runtime_error("cannot listen on " + opts.listen + ": " + e.what());
     }
     auto at = router.get(zmq::sockopt::last_endpoint);
+    if (at.starts_with("tcp://")) listen_port = std::stoi(at.substr(at.rfind(':') + 1));
     return at.empty() ? opts.listen : at; // inproc reports nothing
+  }
+
+  // ---------------------------------------------------------------- handshakes
+
+  // The ROUTER's monitor, set before it binds: no accepted connection
+  // goes uncounted. Its queue is deep, and the gate forgets what it
+  // misses after the handshake timeout anyway.
+  void watch_handshakes() {
+    auto addr = "inproc://plexus-router-" + std::to_string(reinterpret_cast<std::uintptr_t>(this));
+    if (zmq_socket_monitor(router.handle(), addr.c_str(),
+                           ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | handshake_failed)
+        != 0)
+      throw std::runtime_error("cannot monitor the broker's socket");
+    router_monitor = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::pair);
+    router_monitor->set(zmq::sockopt::rcvhwm, 100'000);
+    router_monitor->connect(addr);
+  }
+
+  void handshake_events() {
+    for (int i = 0; i < 4096 && router_monitor; ++i) {
+      zmq::message_t event, where;
+      if (!router_monitor->recv(event, zmq::recv_flags::dontwait)) return;
+      if (event.more()) (void)router_monitor->recv(where, zmq::recv_flags::dontwait);
+      std::uint16_t id = 0;
+      std::int32_t value = 0;
+      if (event.size() < sizeof id + sizeof value) continue;
+      std::memcpy(&id, event.data(), sizeof id);
+      std::memcpy(&value, static_cast<const char*>(event.data()) + sizeof id, sizeof value);
+      auto t = steady::now();
+      if (id == ZMQ_EVENT_ACCEPTED) {
+        if (!gate.accepted(t)) refuse_handshake(value);
+      } else {
+        gate.finished(id != ZMQ_EVENT_HANDSHAKE_SUCCEEDED, t);
+      }
+    }
+  }
+
+  // Ends a connection libzmq just accepted: shutdown(2), not close (the fd
+  // stays libzmq's, which sees the hang-up and cleans up as for any).
+  // Only a TCP socket on our port: a fd number libzmq has already closed
+  // and reused for something else is left alone.
+  void refuse_handshake(int fd) {
+    sockaddr_storage a{};
+    socklen_t len = sizeof a;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) return;
+    int port = a.ss_family == AF_INET    ? ntohs(reinterpret_cast<sockaddr_in&>(a).sin_port)
+               : a.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6&>(a).sin6_port)
+                                         : -1;
+    if (port != listen_port) return;
+    ::shutdown(fd, SHUT_RDWR);
+    note_refusal(std::to_string(opts.max_handshakes)
+                 + " connections were in their handshake (--max-handshakes)");
   }
 
   // ---------------------------------------------------------------- links
@@ -469,6 +531,7 @@ struct server::impl {
       long timeout = blocked ? 1 : std::clamp<long>(wait.count(), 0, 50);
       items.assign(1, {router.handle(), 0, ZMQ_POLLIN, 0});
       if (zap) items.push_back({zap->handle(), 0, ZMQ_POLLIN, 0});
+      if (router_monitor) items.push_back({router_monitor->handle(), 0, ZMQ_POLLIN, 0});
       for (auto& l : links) {
         if (!l->sock) continue;
         items.push_back({l->sock->handle(), 0, ZMQ_POLLIN, 0});
@@ -480,6 +543,7 @@ struct server::impl {
         if (e.num() != EINTR) throw;
       }
       now = wall_now();
+      handshake_events();
       if (zap) serve_zap(); // before the ROUTER: a handshake waits on it
       // Read what is there, bounded in envelopes (a batch frame holds
       // hundreds), so timers keep their turn. What an input gives a
@@ -510,6 +574,10 @@ struct server::impl {
       http->stop();
       http_thread.join();
     }
+    if (router_monitor) {
+      zmq_socket_monitor(router.handle(), nullptr, 0);
+      router_monitor.reset();
+    }
     auto now = wall_now();
     b.shutdown(now);
     flush(now);
@@ -531,6 +599,9 @@ struct server::impl {
   std::vector<zmq::message_t> zap_parts;
   std::vector<std::string_view> zap_frames;
   std::uint64_t refusals = 0; // since the last line about them
+  handshake_gate gate;
+  std::unique_ptr<zmq::socket_t> router_monitor; // accepted connections, handshake outcomes
+  int listen_port = -1; // tcp
   time_point next_insecure_warning{};
   steady::time_point last_refusal_line{};
   std::string bound; // before `b`, which is built with it

@@ -66,6 +66,10 @@ struct server_options {
   /// before it is dropped (ZMQ_HANDSHAKE_IVL; libzmq's default is 30 s): a
   /// crowd of connections that never complete one cannot pile up.
   std::chrono::milliseconds handshake_timeout{5000};
+  /// Connections still in their handshake at once (0: no cap). One past it
+  /// is closed as soon as it is accepted, so a crowd of idle or slow
+  /// dialers costs at most this many handshakes' memory and CPU.
+  std::size_t max_handshakes = 1024;
   /// Open although reachable from other machines without authentication
   /// (--insecure): said in the log every `insecure_warning_every`.
   bool insecure = false;

@@ -3,7 +3,11 @@
 // keys made with `plexus keys`, a plexus-broker with --auth, clients and
 // the CLI with credentials files. Only listed keys get a session; a
 // user's permissions hold.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <fstream>
@@ -397,6 +401,60 @@ BOOST_AUTO_TEST_CASE(a_thousand_random_keys_get_nothing_and_leave_nothing) {
 #else
   BOOST_TEST_MESSAGE("VmRSS " << before << " KiB before, " << after << " KiB after (ASan: not judged)");
 #endif
+}
+
+namespace {
+
+// A TCP connection to the broker that never says a word.
+int dial_silently(const std::string& endpoint) {
+  auto port = std::stoi(endpoint.substr(endpoint.rfind(':') + 1));
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  BOOST_REQUIRE(fd >= 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  BOOST_REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  return fd;
+}
+
+// Reads what the broker sends (its ZMTP greeting) until it hangs up:
+// true if it did within `wait`, false if the connection is still open.
+bool hung_up(int fd, std::chrono::milliseconds wait) {
+  timeval tv{static_cast<time_t>(wait.count() / 1000),
+             static_cast<suseconds_t>((wait.count() % 1000) * 1000)};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char buf[256];
+  for (;;) {
+    auto n = ::recv(fd, buf, sizeof buf, wait.count() == 0 ? MSG_DONTWAIT : 0);
+    if (n == 0) return true;
+    if (n < 0) return errno != EAGAIN && errno != EWOULDBLOCK;
+  }
+}
+
+} // namespace
+
+// --max-handshakes 4: four silent dialers hold the four places (for the
+// minute their handshake may take); the six after them are closed as soon
+// as they are accepted, and once the four leave, a user gets in.
+BOOST_AUTO_TEST_CASE(connections_past_the_handshake_cap_are_closed_at_once) {
+  keyring keys;
+  broker_process b{{"--auth", keys.path("auth.toml"), "--max-handshakes", "4",
+                    "--handshake-timeout-ms", "60000"}};
+  std::vector<int> held, extra;
+  for (int i = 0; i < 4; ++i) held.push_back(dial_silently(b.endpoint()));
+  for (int i = 0; i < 6; ++i) extra.push_back(dial_silently(b.endpoint()));
+  for (auto fd : extra) BOOST_TEST(hung_up(fd, default_wait), "a connection past the cap stayed open");
+  for (auto fd : held) BOOST_TEST(!hung_up(fd, 0ms), "a connection within the cap was closed");
+  for (auto fd : held) ::close(fd);
+  for (auto fd : extra) ::close(fd);
+  collector got;
+  client alice{options_for(b, keys.path("alice.creds"))};
+  alice.subscribe("orders.>", got.handler());
+  sync_with_broker(alice);
+  alice.publish("orders.after", "in");
+  BOOST_REQUIRE(got.wait_count(1));
+  BOOST_TEST(got.payloads() == std::vector<std::string>{"in"});
 }
 
 // Replies cannot be forged: bob answers dave's request (it was delivered
