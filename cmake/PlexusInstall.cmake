@@ -9,7 +9,7 @@ include(CMakePackageConfigHelpers)
 
 # Libraries by what an application names: plexus::plexus, or the parts.
 set(_plexus_libs plexus_wire plexus_metrics plexus_pool_core plexus_connector_core plexus_client
-    plexus_observe plexus_broker_core plexus_broker plexus_runtime)
+    plexus_observe plexus_broker_core plexus_broker_store plexus_broker plexus_runtime)
 foreach(lib IN LISTS _plexus_libs)
   string(REGEX REPLACE "^plexus_" "" _export_name "${lib}")
   set_target_properties(${lib} PROPERTIES EXPORT_NAME ${_export_name})

@@ -11,8 +11,8 @@ build/fuzz`) for SECONDS each, starting from the seed corpus in
 test/fuzz/corpus/TARGET.
 
   BUILD_DIR  the fuzz build directory, e.g. build/fuzz
-  TARGET     envelope, topic, broker, spans, pool_core, connector, zap or auth_file (fuzz_ prefix
-             optional); empty or absent: all
+  TARGET     envelope, topic, broker, spans, pool_core, connector, zap, auth_file or
+             store_record (fuzz_ prefix optional); empty or absent: all
   SECONDS    per target; default $FUZZ_SECONDS, else 60
 
 The seeds are copied into a fresh working corpus, BUILD_DIR/fuzz-corpus/TARGET,
@@ -24,7 +24,7 @@ exits non-zero if any target failed. Reproduce a failure with
 EOF
 }
 
-all_targets=(envelope topic broker spans pool_core connector zap auth_file)
+all_targets=(envelope topic broker spans pool_core connector zap auth_file store_record)
 
 if [[ $# -ge 1 && ( $1 == -h || $1 == --help ) ]]; then
   usage
