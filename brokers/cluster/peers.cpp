@@ -298,6 +298,9 @@ void core::state::on_interest(connection& c, const wire::header& h, bool add) {
     }
     return;
   }
+  // A peer's members of a queue that is durable here are not a share of
+  // it: its messages stay with this broker, their home.
+  if (durable_named(h.queue)) return;
   if (add) {
     auto& g = group_of(h.topic, h.queue);
     if (auto* r = member_of(g, p)) {
@@ -322,7 +325,7 @@ void core::state::send_interest(connection& to) {
   for (auto& [pattern, n] : local_patterns)
     enqueue(to, interest_output(wire::op::interest_add, pattern, {}, 0), false);
   for (auto& [key, g] : groups)
-    if (!g->members.empty())
+    if (!g->members.empty() && !g->dur)
       enqueue(to, interest_output(wire::op::interest_add, g->pattern, g->name, capacity(*g)),
               false);
 }
@@ -341,6 +344,7 @@ std::uint32_t core::state::capacity(const group& g) const {
 }
 
 void core::state::advertise_group(group& g) {
+  if (g.dur) return; // its subjects are advertised as plain interest: it is their home
   if (peers.empty() && dialing.empty()) return;
   if (g.members.empty()) {
     if (!g.announced) return;
@@ -372,7 +376,7 @@ void core::state::advertise_dirty() {
 }
 
 void core::state::maybe_erase_group(group& g) {
-  if (!g.members.empty()) return;
+  if (!g.members.empty() || g.dur) return; // a durable keeps what waits
   // What peers forwarded here can only go to local members: back it goes.
   for (auto it = g.waiting.begin(); it != g.waiting.end();) {
     if (!it->msg->from) {
@@ -491,14 +495,18 @@ void core::state::route_from_peer(const message_ptr& m, std::string_view queue,
   routes.clear();
   trie.match_cached(m->topic, routes);
   m->unsettled = 1; // held until routing is done
+  ++route_gen;
   bool any = false;
   for (auto* r : routes) {
     if (queue.empty() && r->kind == route_kind::subscription) {
       deliver(*static_cast<subscription*>(r), m, 1);
       any = true;
+    } else if (queue.empty() && r->kind == route_kind::group && static_cast<group*>(r)->dur) {
+      capture(*static_cast<group*>(r)->dur, m); // this broker is its home
+      any = true;
     } else if (!queue.empty() && r->kind == route_kind::group) {
       auto& g = *static_cast<group*>(r);
-      if (g.name != queue || g.members.empty()) continue;
+      if (g.name != queue || g.members.empty() || g.dur) continue;
       deliver_to_group(g, {m, delivery}, nullptr, false);
       any = true;
       break; // one member in the cluster

@@ -24,10 +24,9 @@ core::state::state(config c, const core& self)
   plain_fwd = std::move(f);
   auth = cfg.auth.has_value();
   rebuild_welcome();
+  setup_durables();
 }
 
-namespace {
-// What MSG and FWD carry of a message.
 void carry_message(const message& m, wire::header& h) {
   h.topic = m.topic;
   h.msg_id = m.msg_id;
@@ -36,7 +35,6 @@ void carry_message(const message& m, wire::header& h) {
   h.deadline_ns = m.deadline_ns;
   h.traceparent = m.traceparent;
 }
-} // namespace
 
 wire::header output::header() const {
   wire::header h;
@@ -227,6 +225,7 @@ void core::tick(time_point now) {
   s.delayed_redeliveries();
   s.heartbeats();
   s.dedup.expire(now);
+  s.age_out_durables();
   if (now >= s.next_stats) {
     if (s.next_stats != time_point{}) s.publish_stats();
     s.next_stats = now + s.cfg.stats_interval;
@@ -555,6 +554,13 @@ void core::state::on_sub(connection& c, const wire::header& h) {
     send_err(c, status::too_many_subscriptions, "subscription limit reached", &h);
     return;
   }
+  if (auto home = durable_homes.find(h.queue); home != durable_homes.end()) {
+    send_err(c, status::forbidden,
+             "durable queue '" + home->first + "' is kept by broker '" + home->second
+               + "': its members subscribe there",
+             &h);
+    return;
+  }
   auto sub = std::make_unique<subscription>();
   sub->conn = c.id;
   sub->sid = h.sid;
@@ -571,7 +577,8 @@ void core::state::on_sub(connection& c, const wire::header& h) {
     if (++local_patterns[s->pattern] == 1) advertise_pattern(s->pattern, true);
     return;
   }
-  auto& g = group_of(s->pattern, h.queue);
+  auto* d = durable_named(h.queue);
+  auto& g = d ? *d->grp : group_of(s->pattern, h.queue);
   s->grp = &g;
   g.members.push_back(s);
   advertise_group(g);
@@ -622,7 +629,9 @@ void core::state::remove_subscription(connection& c, subscription& s) {
   if (!s.unacked.empty()) {
     auto pending = s.unacked.take_all();
     for (auto& [seq, f] : pending) {
-      if (g && (!g->members.empty() || !g->remote.empty()) && f.delivery < s.max_deliver) {
+      // A durable keeps it for the next member, whenever one comes.
+      if (g && (g->dur || !g->members.empty() || !g->remote.empty())
+          && f.delivery < s.max_deliver) {
         ++stats.redeliveries;
         deliver_to_group(*g, {f.msg, f.delivery}, nullptr, true);
         settle(*f.msg, status::ok);

@@ -37,6 +37,44 @@ enum class slow_consumer_policy { drop, disconnect };
 using plexus::status;
 
 
+/// A durable queue group (issue #19, brokers/PROTOCOL.md "Durable queues"):
+/// every message matching one of `subjects` is kept, whether or not a
+/// member is connected, until a member ACKs it (or it dies: dead letter,
+/// deadline, max_age). Members SUB with `queue` = `name`. Its messages are
+/// in memory too (the store is for recovery), so max_bytes bounds both.
+struct durable_config {
+  std::string name;
+  std::vector<std::string> subjects;
+  std::uint64_t max_msgs = 1'000'000;
+  std::uint64_t max_bytes = 256ull << 20; // payloads
+  milliseconds max_age{0};                // 0: no limit
+  /// In a cluster sharing one configuration: the id of the broker that
+  /// keeps it (its home); the others forward its subjects there and refuse
+  /// members of it (they connect to the home). Empty: this broker.
+  std::string home;
+};
+
+/// What the core asks of the store, in order: the shell applies these to
+/// its log before it commits. Ids are the store's: the core numbers
+/// appends from the id store_ids_from() gave it, one by one.
+struct store_op {
+  enum class kind : std::uint8_t { append, ack } op = kind::append;
+  std::uint64_t id = 0;
+  std::string group; // append: the durable's name
+  std::string body;  // append: encode_stored()
+};
+
+struct durable_stats {
+  std::string name;
+  std::size_t messages = 0, bytes = 0; // kept (waiting or in flight)
+  std::size_t waiting = 0, members = 0;
+  std::uint64_t stored = 0;    // appends asked of the store
+  std::uint64_t acked = 0;     // settled: ACKed, dead-lettered, expired or aged out
+  std::uint64_t full = 0;      // publishes refused: a limit was reached (code 115)
+  std::uint64_t aged_out = 0;  // past max_age
+  std::uint64_t restored = 0;  // recovered from the store at start
+};
+
 struct config {
   std::string id = "broker";
   /// Endpoints advertised in WELCOME for failover (this broker's first).
@@ -98,6 +136,10 @@ struct config {
   std::size_t max_connections = 65536;
   std::size_t max_connections_per_user = 0;
   milliseconds stats_interval{1000};
+  /// Durable queue groups. The core asks the shell's store to keep their
+  /// messages (take_store_ops) and confirms a publish they capture only
+  /// once the store says it is durable (stored).
+  std::vector<durable_config> durables;
 };
 
 struct message; // a published message, shared by all its deliveries
@@ -225,6 +267,23 @@ public:
   /// Links that turned out to reach this very broker (a seed naming
   /// itself) since the last call: the shell stops dialing them.
   [[nodiscard]] std::vector<conn_id> take_self_links();
+
+  // ------------------------------------------------ durable queues (issue #19)
+  /// At start, before any input: a message the store recovered. Kept in
+  /// its durable, redelivered when members come; its msg id is remembered
+  /// (a re-send is a duplicate). False, with `why` set, for a group no
+  /// durable of this config has or a body that does not decode: the
+  /// message stays in the store, untouched (the shell says so).
+  bool restore(std::uint64_t id, std::string_view group, std::string_view body, time_point now,
+               std::string& why);
+  /// After restore(): the id the store gives its next append.
+  void store_ids_from(std::uint64_t next_id);
+  /// Appends and acks for the store, in order, since the last call.
+  [[nodiscard]] std::vector<store_op> take_store_ops();
+  /// Every append up to `durable_id` is durable: their publishers' confirms
+  /// may say 0 now.
+  void stored(std::uint64_t durable_id, time_point now);
+  [[nodiscard]] std::vector<durable_stats> durables() const;
 
   /// When tick() next has work to do.
   [[nodiscard]] time_point next_tick() const noexcept;

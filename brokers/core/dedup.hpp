@@ -107,11 +107,12 @@ private:
     entries_.erase(it);
   }
 
+  // Not noexcept on purpose: libstdc++ then keeps each key's hash in its
+  // node (as it does for std::hash<std::string>), so a rehash or a walk
+  // down a bucket does not hash every key again.
   struct string_hash {
     using is_transparent = void;
-    std::size_t operator()(std::string_view s) const noexcept {
-      return std::hash<std::string_view>{}(s);
-    }
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
 
   milliseconds window_;

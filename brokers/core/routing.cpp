@@ -143,7 +143,8 @@ std::size_t core::state::route_message(const message_ptr& m) {
   for (auto* r : routes) {
     switch (r->kind) {
       case route_kind::group:
-        deliver_to_group(*static_cast<group*>(r), {m, 0}, nullptr, false);
+        if (auto* g = static_cast<group*>(r); g->dur) capture(*g->dur, m);
+        else deliver_to_group(*g, {m, 0}, nullptr, false);
         break;
       case route_kind::subscription: deliver(*static_cast<subscription*>(r), m, 1); break;
       case route_kind::interest: forward(*static_cast<interest*>(r)->owner, m); break;
@@ -271,7 +272,10 @@ void core::state::deliver_to_group(group& g, queued_msg q, const subscription* a
     }
   }
   auto bytes = q.msg->payload.size();
-  if (g.waiting.size() >= cfg.group_queue_msgs || g.waiting_bytes + bytes > cfg.group_queue_bytes) {
+  // A durable's queue is bounded by its limits, when a message is captured.
+  if (!g.dur
+      && (g.waiting.size() >= cfg.group_queue_msgs
+          || g.waiting_bytes + bytes > cfg.group_queue_bytes)) {
     ++stats.group_queue_drops;
     settle(*q.msg, status::overloaded);
     return;
@@ -318,12 +322,17 @@ void core::state::note_outcome(message& m, status outcome) {
 void core::state::settle(message& m, status outcome) {
   note_outcome(m, outcome);
   if (m.unsettled == 0 || --m.unsettled > 0) return;
+  if (m.durable) { // a durable's copy: no publisher waits on it
+    release_durable(m);
+    return;
+  }
   if (!m.msg_id.empty()) {
     if (auto* d = dedup.find(dedup_key(m.publisher, m.msg_id, key_scratch));
         d && d->msg.lock().get() == &m) {
       dedup_window::settle(*d, m.outcome,
                            m.outcome == status::no_interest || m.outcome == status::overloaded
-                             || m.outcome == status::expired || m.outcome == status::peer_lost);
+                             || m.outcome == status::expired || m.outcome == status::peer_lost
+                             || m.outcome == status::full);
     }
   }
   if (m.confirm) send_confirm(m.shared_from_this());

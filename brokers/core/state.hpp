@@ -26,6 +26,7 @@ namespace plexus::broker {
 /// bytes live in the same allocation, right after it: its MSG fields,
 /// encoded once (the views point into them), then the payload (copy_of).
 struct peer;
+struct durable_queue;
 
 struct message : std::enable_shared_from_this<message> {
   std::string_view topic, msg_id, reply_to, traceparent, payload;
@@ -51,6 +52,11 @@ struct message : std::enable_shared_from_this<message> {
   peer* from = nullptr;
   std::uint64_t relay_seq = 0;
   bool relay = false;
+  // A durable queue's own copy (durable.cpp): kept in the store as
+  // `store_id` since `kept_at`; its settling ACKs it there.
+  durable_queue* durable = nullptr;
+  std::uint64_t store_id = 0;
+  time_point kept_at{};
 
   static std::shared_ptr<message> copy_of(const wire::header& h, std::string_view payload,
                                           std::string_view publisher = {},
@@ -59,6 +65,9 @@ struct message : std::enable_shared_from_this<message> {
                                           std::uint32_t extra_count = 0);
 };
 using message_ptr = std::shared_ptr<message>;
+
+/// What MSG and FWD carry of a message (core.cpp).
+void carry_message(const message& m, wire::header& h);
 
 /// What an ERR or BYE says (the aux of its output).
 struct control_text {
@@ -166,6 +175,19 @@ struct group : route {
   std::uint32_t advertised = 0;            // capacity last told to peers
   bool announced = false;                  // peers know this group here
   bool dirty = false;                      // listed in state::dirty_groups
+  // A durable queue's group (durable.cpp): never erased, never shared with
+  // peers, its queue bounded by the durable's limits instead.
+  durable_queue* dur = nullptr;
+};
+
+/// A durable queue group (config::durables): its group holds what waits
+/// and its members; these count what it keeps, in memory and in the store.
+struct durable_queue {
+  durable_config cfg;
+  group* grp = nullptr;
+  std::size_t messages = 0, bytes = 0;
+  std::uint64_t stored = 0, acked = 0, full = 0, aged_out = 0, restored = 0;
+  std::uint64_t last_route = 0; // route_gen of its last capture: one per message
 };
 
 /// The outbound queue of one connection: a vector with a moving head, so
@@ -308,6 +330,14 @@ struct core::state {
   dedup_window dedup;
   std::string key_scratch; // dedup keys are built here
   std::multimap<time_point, delayed> delayed_nacks;
+  // Durable queues (durable.cpp): by name; what the store is asked, in
+  // order; the publishes each waiting for its copy's append to be durable.
+  std::map<std::string, std::unique_ptr<durable_queue>, std::less<>> durables;
+  std::map<std::string, std::string, std::less<>> durable_homes; // kept elsewhere: name -> home
+  std::vector<store_op> store_ops;
+  std::deque<std::pair<std::uint64_t, message_ptr>> awaiting_store; // by id
+  std::uint64_t next_store_id = 1;
+  time_point next_age_check{};
   std::vector<conn_id> ready;
   std::vector<conn_id> closed;
   std::vector<conn_id> gone; // forgotten (see take_gone)
@@ -381,6 +411,16 @@ struct core::state {
   void send_confirm(const message_ptr& m);
   void publish_internal(std::string_view topic, std::string_view payload,
                         std::string_view headers = {}, std::uint32_t header_count = 0);
+
+  // durable.cpp
+  void setup_durables();
+  [[nodiscard]] durable_queue* durable_named(std::string_view name) const;
+  /// `m` matched durable `d`: a copy is kept (appended, delivered to the
+  /// group), `m` held until the append is durable; or, at a limit, 115.
+  void capture(durable_queue& d, const message_ptr& m);
+  /// A durable copy settled (ACKed, dead-lettered, expired): ACKed in the store.
+  void release_durable(message& m);
+  void age_out_durables();
 
   // ../cluster/peers.cpp
   void dial(connection& c);

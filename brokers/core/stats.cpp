@@ -131,6 +131,26 @@ std::string stats_json(const core& b, time_point now) {
     o.num("fwd_in", ps.fwd_in);
   }
   out += ']';
+  root.key("durables");
+  out += '[';
+  auto durables = b.durables();
+  for (std::size_t i = 0; i < durables.size(); ++i) {
+    if (i) out += ',';
+    const auto& d = durables[i];
+    object o{out};
+    o.key("name");
+    json_string(out, d.name);
+    o.num("messages", d.messages);
+    o.num("bytes", d.bytes);
+    o.num("waiting", d.waiting);
+    o.num("members", d.members);
+    o.num("stored", d.stored);
+    o.num("acked", d.acked);
+    o.num("full", d.full);
+    o.num("aged_out", d.aged_out);
+    o.num("restored", d.restored);
+  }
+  out += ']';
   auto conns = b.connections();
   root.key("connections");
   out += '[';

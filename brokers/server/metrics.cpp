@@ -71,6 +71,61 @@ std::string prometheus_metrics(const core& b, const shell_figures& s) {
     t.family(k.name, "gauge", k.help);
     t.sample(k.name, l, k.value);
   }
+  if (s.store) {
+    const counter store_gauges[] = {
+      {"plexus_broker_store_disk_bytes", "Bytes of the store's segment files, buffered writes included.", s.store_disk_bytes},
+      {"plexus_broker_store_live_bytes", "Bytes of the store's records of unacked messages.", s.store_live_bytes},
+      {"plexus_broker_store_live_messages", "Messages the store keeps (not acked yet).", s.store_live_messages},
+      {"plexus_broker_store_segments", "Segment files of the store.", s.store_segments},
+      {"plexus_broker_store_orphans", "Messages recovered at start that no durable queue took: left on disk.", s.store_orphans},
+    };
+    for (auto& k : store_gauges) {
+      t.family(k.name, "gauge", k.help);
+      t.sample(k.name, l, k.value);
+    }
+    const counter store_counters[] = {
+      {"plexus_broker_store_fsyncs_total", "fdatasync and fsync calls of the store, recovery's included.", s.store_fsyncs},
+      {"plexus_broker_store_commits_total", "Store commits that wrote something (each makes publishes durable).", s.store_commits},
+      {"plexus_broker_store_torn_tails_cut_total", "Torn tails cut from the store's last segment at recovery.", s.store_torn_tails_cut},
+    };
+    for (auto& k : store_counters) {
+      t.family(k.name, "counter", k.help);
+      t.sample(k.name, l, k.value);
+    }
+  }
+  // Per durable queue: its labels made once, each family a row of this table.
+  if (auto durables = b.durables(); !durables.empty()) {
+    std::vector<observe::labels> dl;
+    for (auto& d : durables) dl.push_back({{"broker", id}, {"durable", d.name}});
+    struct per_durable {
+      const char* name;
+      const char* type;
+      const char* help;
+      std::uint64_t (*read)(const durable_stats&);
+    };
+    static constexpr per_durable families[] = {
+      {"plexus_broker_durable_messages", "gauge", "Messages a durable queue keeps (waiting or in flight).",
+       [](const durable_stats& d) { return std::uint64_t{d.messages}; }},
+      {"plexus_broker_durable_bytes", "gauge", "Payload bytes a durable queue keeps.",
+       [](const durable_stats& d) { return std::uint64_t{d.bytes}; }},
+      {"plexus_broker_durable_waiting", "gauge", "Messages of a durable queue waiting for a member with credit.",
+       [](const durable_stats& d) { return std::uint64_t{d.waiting}; }},
+      {"plexus_broker_durable_members", "gauge", "Subscriptions in a durable queue.",
+       [](const durable_stats& d) { return std::uint64_t{d.members}; }},
+      {"plexus_broker_durable_stored_total", "counter", "Messages a durable queue kept (appended to the store).",
+       [](const durable_stats& d) { return d.stored; }},
+      {"plexus_broker_durable_acked_total", "counter", "Messages of a durable queue settled: acked, dead-lettered, expired or aged out.",
+       [](const durable_stats& d) { return d.acked; }},
+      {"plexus_broker_durable_full_total", "counter", "Publishes a durable queue refused at a limit (code 115).",
+       [](const durable_stats& d) { return d.full; }},
+      {"plexus_broker_durable_aged_out_total", "counter", "Messages of a durable queue dropped past max_age.",
+       [](const durable_stats& d) { return d.aged_out; }},
+    };
+    for (auto& f : families) {
+      t.family(f.name, f.type, f.help);
+      for (std::size_t i = 0; i < durables.size(); ++i) t.sample(f.name, dl[i], f.read(durables[i]));
+    }
+  }
   // With authentication: refusals by the identity that earned them ("" for
   // connections that never proved one).
   t.family("plexus_user_permission_denied_total", "counter",

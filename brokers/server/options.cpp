@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "options.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
+#include <optional>
 #include <sstream>
+#include <string_view>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -32,6 +36,7 @@ struct setting {
   std::function<void(command_line&, const std::string&)> apply;
   bool list = false;
   std::function<void(command_line&)> clear{}; // lists: flags replace the file's list
+  bool toml_only = false; // a key of --config, no flag
 };
 
 std::string joined(const std::vector<std::string>& v) {
@@ -151,6 +156,30 @@ setting millis(std::string name, std::string help, std::uint64_t lo, std::uint64
 
 constexpr std::uint64_t big = std::uint64_t{1} << 40;
 
+std::string store_sync_text(const server_options& o) {
+  switch (o.store_sync_policy) {
+    case store_sync::always: return "always";
+    case store_sync::batch: return "batch";
+    case store_sync::interval: return "interval:" + std::to_string(o.store_sync_interval.count());
+  }
+  return "batch";
+}
+
+void apply_store_sync(server_options& o, const std::string& v) {
+  if (v == "always") {
+    o.store_sync_policy = store_sync::always;
+  } else if (v == "batch") {
+    o.store_sync_policy = store_sync::batch;
+  } else if (v.starts_with("interval:")) {
+    auto ms = parse_uint("--store-sync interval:N", v.substr(9), 1, 3'600'000);
+    o.store_sync_policy = store_sync::interval;
+    o.store_sync_interval = std::chrono::milliseconds{ms};
+  } else {
+    throw config_error("--store-sync: expected always, batch or interval:N (N milliseconds, 1 or "
+                       "more), got '" + v + "'");
+  }
+}
+
 std::vector<setting> settings() {
   using cl = command_line;
   std::vector<setting> all;
@@ -208,6 +237,27 @@ std::vector<setting> settings() {
                      throw config_error(std::string{"--creds: "} + e.what());
                    }
                  }});
+  all.push_back({"store", "directory of the durable queues' store (created if missing; one broker "
+                 "at a time): the messages of [[durable]] queues are kept there until acked and "
+                 "recovered at start. The TOML key store_segment_bytes sizes its files",
+                 [](const cl& c) { return c.server.store.empty() ? "none" : c.server.store; },
+                 [](cl& c, const std::string& v) {
+                   if (v.empty()) throw config_error("--store: expected a directory, got ''");
+                   c.server.store = v;
+                 }});
+  all.push_back({"store-sync", "when a durable queue's messages are fdatasynced (and their publishers "
+                 "confirmed): always (after each message), batch (once per loop pass: a group "
+                 "commit) or interval:N (every N ms at most)",
+                 [](const cl& c) { return store_sync_text(c.server); },
+                 [](cl& c, const std::string& v) { apply_store_sync(c.server, v); }});
+  setting segment{"store-segment-bytes", "store segment file size, bytes (a file rolls past it)",
+                  [](const cl& c) { return std::to_string(c.server.store_segment_bytes); },
+                  [](cl& c, const std::string& v) {
+                    c.server.store_segment_bytes = parse_uint("store_segment_bytes", v, 64u << 10,
+                                                              std::uint64_t{1} << 32);
+                  }};
+  segment.toml_only = true;
+  all.push_back(std::move(segment));
   all.push_back({"log-level", "trace, debug, info, warn, error or off",
                  [](const cl& c) { return c.log_level; },
                  [](cl& c, const std::string& v) {
@@ -275,10 +325,72 @@ std::vector<setting> settings() {
   return all;
 }
 
-// Reads the TOML file into (key -> values as text), rejecting unknown keys
-// and values of the wrong kind.
-std::map<std::string, std::vector<std::string>> read_toml(const std::string& path,
-                                                         const std::vector<setting>& known) {
+// [[durable]] tables: one queue each. Unknown keys and values of the wrong
+// kind are refused, naming the table; the core checks names and subjects.
+std::vector<durable_config> read_durables(const std::string& path, const toml::node& node) {
+  auto* arr = node.as_array();
+  if (!arr || !arr->is_array_of_tables())
+    throw config_error(path + ": durable must be an array of tables ([[durable]])");
+  std::vector<durable_config> out;
+  std::size_t i = 0;
+  for (auto&& el : *arr) {
+    const auto& t = *el.as_table();
+    auto where = path + ": durable[" + std::to_string(i++) + "]";
+    auto* name = t.get("name");
+    auto n = name ? name->value<std::string>() : std::nullopt;
+    where += n && !n->empty() ? " '" + *n + "': " : ": ";
+    for (auto&& [k, v] : t) {
+      static constexpr std::string_view known[] = {"name", "subjects", "max_msgs", "max_bytes",
+                                                   "max_age_ms", "home"};
+      if (std::find(std::begin(known), std::end(known), k.str()) == std::end(known))
+        throw config_error(where + "unknown key '" + std::string{k.str()}
+                           + "' (name, subjects, max_msgs, max_bytes, max_age_ms, home)");
+    }
+    durable_config d;
+    if (!name) throw config_error(where + "no 'name'");
+    if (!n || n->empty()) throw config_error(where + "name must be a non-empty string");
+    d.name = *n;
+    auto* subjects = t.get("subjects");
+    if (!subjects) throw config_error(where + "no 'subjects'");
+    auto* list = subjects->as_array();
+    if (!list) throw config_error(where + "subjects must be an array of strings");
+    for (auto&& s : *list) {
+      auto v = s.value<std::string>();
+      if (!v) throw config_error(where + "subjects must be an array of strings");
+      d.subjects.push_back(std::move(*v));
+    }
+    if (d.subjects.empty()) throw config_error(where + "subjects must not be empty");
+    auto whole = [&](std::string_view key, std::int64_t lo) -> std::optional<std::uint64_t> {
+      auto* v = t.get(key);
+      if (!v) return std::nullopt;
+      auto x = v->value_exact<std::int64_t>();
+      if (!x) throw config_error(where + std::string{key} + " must be a whole number");
+      if (*x < lo)
+        throw config_error(where + std::string{key} + " must be " + std::to_string(lo)
+                           + " or more, got " + std::to_string(*x));
+      return static_cast<std::uint64_t>(*x);
+    };
+    if (auto v = whole("max_msgs", 1)) d.max_msgs = *v;
+    if (auto v = whole("max_bytes", 1)) d.max_bytes = *v;
+    if (auto v = whole("max_age_ms", 0)) d.max_age = milliseconds{static_cast<std::int64_t>(*v)};
+    if (auto* home = t.get("home")) {
+      auto h = home->value<std::string>();
+      if (!h) throw config_error(where + "home must be a string (a broker id)");
+      d.home = *h;
+    }
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+struct toml_file {
+  std::map<std::string, std::vector<std::string>> values; // key -> values as text
+  std::optional<std::vector<durable_config>> durables;    // [[durable]]
+};
+
+// Reads the TOML file into (key -> values as text) and its [[durable]]
+// tables, rejecting unknown keys and values of the wrong kind.
+toml_file read_toml(const std::string& path, const std::vector<setting>& known) {
   toml::table tbl;
   try {
     tbl = toml::parse_file(path);
@@ -288,9 +400,14 @@ std::map<std::string, std::vector<std::string>> read_toml(const std::string& pat
        << e.description();
     throw config_error(os.str());
   }
-  std::map<std::string, std::vector<std::string>> out;
+  toml_file file;
+  auto& out = file.values;
   for (auto&& [k, node] : tbl) {
     std::string key{k.str()};
+    if (key == "durable") {
+      file.durables = read_durables(path, node);
+      continue;
+    }
     auto it = std::find_if(known.begin(), known.end(),
                            [&](const setting& s) { return toml_key(s.name) == key; });
     if (it == known.end()) throw config_error(path + ": unknown key '" + key + "'");
@@ -309,7 +426,13 @@ std::map<std::string, std::vector<std::string>> read_toml(const std::string& pat
       out[key].push_back(text(node));
     }
   }
-  return out;
+  return file;
+}
+
+std::string durable_text(const durable_config& d) {
+  return d.name + " (subjects " + joined(d.subjects) + "; max_msgs " + std::to_string(d.max_msgs)
+         + "; max_bytes " + std::to_string(d.max_bytes) + "; max_age_ms "
+         + std::to_string(d.max_age.count()) + (d.home.empty() ? "" : "; home " + d.home) + ")";
 }
 
 } // namespace
@@ -327,12 +450,17 @@ command_line parse_command_line(int argc, const char* const* argv) {
                "errors, pongs); per queue group, group-queue-msgs and group-queue-bytes while no "
                "member has credit; the dedup window, dedup-entries and dedup-bytes of ids (never "
                "payloads). A message is stored once however many subscribers it has; an unacked "
-               "delivery is kept until its ACK, at most ack-wait-ms before it is redelivered."};
+               "delivery is kept until its ACK, at most ack-wait-ms before it is redelivered.\n"
+               "Durable queues: [[durable]] tables in --config (name, subjects, max_msgs, max_bytes, "
+               "max_age_ms, home) keep what matches their subjects on disk in --store DIR, "
+               "whether or not a member is connected, until a member acks it (README: Keep "
+               "messages on disk)."};
   app.set_help_flag("-h,--help", "print this help and exit");
   std::string config_path;
   app.add_option("--config", config_path, "TOML file with any of the settings below");
   std::map<std::string, std::vector<std::string>> given;
   for (auto& s : all) {
+    if (s.toml_only) continue;
     auto* o = app.add_option("--" + s.name, given[s.name], s.help + " [default: " + s.current(result) + "]");
     if (!s.list) o->expected(1);
   }
@@ -361,11 +489,13 @@ command_line parse_command_line(int argc, const char* const* argv) {
     return result;
   }
   if (!config_path.empty()) {
-    for (auto& [key, values] : read_toml(config_path, all)) {
+    auto file = read_toml(config_path, all);
+    for (auto& [key, values] : file.values) {
       auto& s = *std::find_if(all.begin(), all.end(),
                               [&](const setting& x) { return toml_key(x.name) == key; });
       for (auto& v : values) s.apply(result, v);
     }
+    if (file.durables) result.server.core.durables = std::move(*file.durables);
   }
   for (auto& s : all) {
     auto& values = given[s.name];
@@ -386,9 +516,23 @@ command_line parse_command_line(int argc, const char* const* argv) {
                        "is no --auth: anyone who reaches it could publish anywhere and read every dead "
                        "letter and trace. Give --auth FILE (README: Secure a broker), or --insecure to "
                        "run open anyway");
+  if (!result.server.core.durables.empty()) {
+    auto here = kept_here(result.server.core);
+    if (here > 0 && result.server.store.empty())
+      throw config_error("durable queues need --store DIR: " + config_path + " declares "
+                         + std::to_string(here) + " [[durable]] kept by this broker");
+    // The core's own checks (names, duplicates, subject patterns), now
+    // rather than when the broker starts.
+    try {
+      core probe{result.server.core};
+    } catch (const std::invalid_argument& e) {
+      throw config_error(config_path + ": " + e.what());
+    }
+  }
   if (check) {
     result.exit_now = true;
     for (auto& s : all) result.output += toml_key(s.name) + " = " + s.current(result) + "\n";
+    for (auto& d : result.server.core.durables) result.output += "durable = " + durable_text(d) + "\n";
   }
   return result;
 }

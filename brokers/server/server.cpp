@@ -2,6 +2,7 @@
 #include "server.hpp"
 
 #include "handshakes.hpp"
+#include "log.hpp"
 #include "metrics.hpp"
 #include "metrics_http.hpp"
 
@@ -13,6 +14,7 @@
 #include <chrono>
 #include <cstring>
 #include <mutex>
+#include <set>
 #include <stdexcept>
 #include <unordered_map>
 #include <vector>
@@ -55,7 +57,8 @@ struct link {
 
 struct server::impl {
   impl(server_options o, zmq::context_t* shared)
-    : opts(std::move(o)), owned(shared ? nullptr : std::make_unique<zmq::context_t>(1)),
+    : opts(checked(std::move(o))), log(open_store()),
+      owned(shared ? nullptr : std::make_unique<zmq::context_t>(1)),
       ctx(shared ? *shared : *owned), router(ctx, zmq::socket_type::router),
       gate(opts.max_handshakes, opts.handshake_timeout), bound(bind_router()),
       b(advertised(opts.core, bound)) {
@@ -68,6 +71,124 @@ struct server::impl {
       links.push_back(std::make_unique<link>());
       links.back()->endpoint = ep;
     }
+  }
+
+  static server_options checked(server_options o) {
+    if (kept_here(o.core) > 0 && o.store.empty())
+      throw std::invalid_argument("durable queues need a store (--store DIR)");
+    return o;
+  }
+
+  // ---------------------------------------------------------------- the store
+
+  // Opened (and recovered) before the socket is bound: a directory another
+  // broker holds stops this one before any client can reach it.
+  std::unique_ptr<store::log> open_store() {
+    if (opts.store.empty()) return nullptr;
+    store::options so;
+    so.dir = opts.store;
+    so.segment_bytes = opts.store_segment_bytes;
+    // Any message the broker takes fits: its header (with the publisher
+    // and user the core adds), its payload, the durable's name.
+    const auto& lim = opts.core.limits;
+    so.max_record_bytes = std::max<std::uint64_t>(so.max_record_bytes,
+                                                  lim.max_header_bytes + lim.max_payload_bytes + 65536);
+    return std::make_unique<store::log>(std::move(so));
+  }
+
+  // What the store recovered (said when run() starts: the log comes after
+  // the `listening on` line tools wait for) goes back to its durables,
+  // before any input. A message no durable takes (its queue left the
+  // configuration, or a body the core cannot read) stays on disk,
+  // untouched: said once per group.
+  void restore_durables() {
+    if (!log || restored_once) return;
+    restored_once = true;
+    const auto& r = log->report();
+    if (!opts.quiet)
+      spdlog::info("plexus-broker {}: store {}: {} segment(s), {} record(s), {} live message(s), "
+                   "{} torn byte(s) cut", opts.core.id, opts.store, r.segments, r.records, r.live,
+                   r.torn_bytes);
+    for (auto& p : r.problems) spdlog::warn("plexus-broker {}: store: {}", opts.core.id, p);
+    last_commit = steady::now();
+    next_maintain = last_commit + std::chrono::seconds{1};
+    auto now = wall_now();
+    std::set<std::string, std::less<>> warned;
+    std::size_t restored = 0;
+    for (auto& m : log->take_recovered()) {
+      std::string why;
+      if (b.restore(m.id, m.group, m.body, now, why)) {
+        ++restored;
+        continue;
+      }
+      ++store_orphans;
+      if (warned.insert(m.group).second)
+        spdlog::warn("plexus-broker {}: store: message {} of '{}' not restored ({}); it stays on "
+                     "disk, as do the group's others not restored", opts.core.id, m.id, m.group,
+                     why);
+    }
+    b.store_ids_from(log->next_id());
+    if (!opts.quiet && restored > 0)
+      spdlog::info("plexus-broker {}: restored {} message(s) to durable queues", opts.core.id,
+                   restored);
+    if (store_orphans > 0)
+      spdlog::warn("plexus-broker {}: store: {} recovered message(s) not restored, left on disk",
+                   opts.core.id, store_orphans);
+  }
+
+  // Each loop pass, after inputs and timers and before the outputs go:
+  // what the core asked of the store is written, committed as the policy
+  // says, and the publishes it made durable are confirmed (in this pass).
+  // A store that fails to write or sync stops the broker: after a failed
+  // fdatasync nothing more can be promised (see brokers/store/README.md);
+  // a restart recovers what the disk holds.
+  void sync_store(time_point now, bool final_pass = false) {
+    if (!log) return;
+    try {
+      const bool always = opts.store_sync_policy == store_sync::always;
+      for (auto& op : b.take_store_ops()) {
+        if (op.op == store_op::kind::ack) {
+          log->ack(op.id);
+          continue;
+        }
+        auto id = log->append(op.group, op.body);
+        if (id != op.id)
+          throw std::logic_error("store: the core numbered an append " + std::to_string(op.id)
+                                 + ", the store gave it " + std::to_string(id));
+        if (always) commit_store();
+      }
+      auto t = steady::now();
+      if (log->pending()
+          && (final_pass || opts.store_sync_policy != store_sync::interval
+              || t - last_commit >= opts.store_sync_interval))
+        commit_store();
+      // After the commit: reclaiming works on what is written (what it
+      // deletes or moves is made durable by the next commit).
+      if (t >= next_maintain) {
+        log->maintain();
+        next_maintain = t + std::chrono::seconds{1};
+      }
+    } catch (const std::exception& e) {
+      spdlog::critical("plexus-broker {}: store {} failed: {}; stopping (a restart recovers what "
+                       "the disk holds)", opts.core.id, opts.store, e.what());
+      throw;
+    }
+    b.stored(log->durable_id(), now);
+  }
+
+  void commit_store() {
+    if (!log->pending()) return;
+    log->commit();
+    ++store_commits;
+    last_commit = steady::now();
+  }
+
+  // How long the loop may sleep before the store wants a commit (interval).
+  long store_wait(long timeout) const {
+    if (!log || opts.store_sync_policy != store_sync::interval || !log->pending()) return timeout;
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(last_commit + opts.store_sync_interval
+                                                             - steady::now());
+    return std::clamp<long>(left.count(), 0, timeout);
   }
 
   // /metrics serves the last text the loop rendered (the core is the loop's).
@@ -87,6 +208,17 @@ struct server::impl {
     f.handshakes_in_progress = gate.in_progress(steady::now());
     f.handshakes_refused = gate.refused();
     f.handshakes_failed = gate.failed();
+    if (log) {
+      f.store = true;
+      f.store_disk_bytes = log->disk_bytes();
+      f.store_live_bytes = log->live_bytes();
+      f.store_live_messages = log->live_messages();
+      f.store_segments = log->segments();
+      f.store_fsyncs = log->fsyncs();
+      f.store_commits = store_commits;
+      f.store_torn_tails_cut = log->torn_tails_cut();
+      f.store_orphans = store_orphans;
+    }
     auto text = prometheus_metrics(b, f);
     std::lock_guard lock{metrics_m};
     metrics_text = std::move(text);
@@ -512,9 +644,21 @@ struct server::impl {
 
   void run(const std::atomic<bool>& stop) {
     if (!opts.quiet) spdlog::info("plexus-broker {} listening on {}", opts.core.id, bound);
+    restore_durables();
     if (!opts.quiet && !links.empty())
       spdlog::info("plexus-broker {}: linking with {} peer(s)", opts.core.id, links.size());
     std::thread http_thread;
+    // However run() ends (a failing store throws out of the loop), the
+    // HTTP thread is stopped and joined first.
+    struct http_joiner {
+      httplib::Server* http;
+      std::thread& t;
+      ~http_joiner() {
+        if (!t.joinable()) return;
+        http->stop();
+        t.join();
+      }
+    } join_http{http.get(), http_thread};
     if (http) {
       render_metrics(wall_now());
       http_thread = std::thread([this] { http->listen_after_bind(); });
@@ -528,7 +672,7 @@ struct server::impl {
       auto now = wall_now();
       tend_links(now);
       auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - now);
-      long timeout = blocked ? 1 : std::clamp<long>(wait.count(), 0, 50);
+      long timeout = store_wait(blocked ? 1 : std::clamp<long>(wait.count(), 0, 50));
       items.assign(1, {router.handle(), 0, ZMQ_POLLIN, 0});
       if (zap) items.push_back({zap->handle(), 0, ZMQ_POLLIN, 0});
       if (router_monitor) items.push_back({router_monitor->handle(), 0, ZMQ_POLLIN, 0});
@@ -568,6 +712,7 @@ struct server::impl {
         give_back_idle_memory(now);
         warn_if_insecure(now);
       }
+      sync_store(now);
       flush(now);
     }
     if (http) {
@@ -579,6 +724,7 @@ struct server::impl {
       router_monitor.reset();
     }
     auto now = wall_now();
+    sync_store(now, true); // what is acked stays acked
     b.shutdown(now);
     flush(now);
     for (auto& l : links) { // the BYEs on our links get a moment to leave
@@ -592,6 +738,10 @@ struct server::impl {
   }
 
   server_options opts;
+  std::unique_ptr<store::log> log; // with a store: opened before anything else
+  steady::time_point last_commit{}, next_maintain{};
+  std::uint64_t store_commits = 0, store_orphans = 0;
+  bool restored_once = false; // run() may be called again (start, stop, start)
   std::unique_ptr<zmq::context_t> owned;
   zmq::context_t& ctx;
   zmq::socket_t router;

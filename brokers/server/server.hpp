@@ -23,8 +23,23 @@ class context_t;
 
 namespace plexus::broker {
 
+/// When the broker makes its store's writes durable (--store-sync): a
+/// publish a durable queue keeps is confirmed (0) only after that.
+enum class store_sync {
+  always,   // an fdatasync after every message appended
+  batch,    // once per pass of the event loop with writes pending (group commit)
+  interval, // at most every store_sync_interval: fewer syncs, later confirms
+};
+
 struct server_options {
   config core{};
+  /// The durable queues' store (brokers/store): a directory only this
+  /// broker uses (a second one is refused). Empty: no store, and then no
+  /// core.durables either.
+  std::string store;
+  store_sync store_sync_policy = store_sync::batch;
+  std::chrono::milliseconds store_sync_interval{0}; // store_sync::interval
+  std::uint64_t store_segment_bytes = 64ull << 20;  // a segment file rolls past this
   /// Where to listen. `tcp://127.0.0.1:*` picks a free port (see endpoint()).
   std::string listen = "tcp://127.0.0.1:7400";
   /// ZeroMQ queue limits per peer, in frames. Past them ROUTER would drop
@@ -86,6 +101,15 @@ struct server_options {
     return std::max<std::size_t>(per_frame, 4096);
   }
 };
+
+/// The durable queues of `c` this broker keeps (their home is empty or
+/// this broker's id): with any, the broker needs a store.
+[[nodiscard]] inline std::size_t kept_here(const config& c) {
+  return static_cast<std::size_t>(std::count_if(c.durables.begin(), c.durables.end(),
+                                                [&](const durable_config& d) {
+                                                  return d.home.empty() || d.home == c.id;
+                                                }));
+}
 
 /// Process-wide malloc tuning for a broker process: glibc returns freed heap
 /// to the kernel whenever 128 KiB sit free at the top, and a broker frees

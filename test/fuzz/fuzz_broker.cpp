@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -88,9 +89,28 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   cfg.limits.max_payload_bytes = 4096;
   cfg.limits.max_batch_bytes = 16 * 1024;
   cfg.cluster_secret = std::string{fuzz_secret};
+  // A durable queue on some of the topics; the fuzzer's group "g" is it.
+  cfg.durables = {{"g", {"a.*", "b.>"}, 8, 2048, std::chrono::milliseconds{3000}, {}}};
   broker::core core{cfg};
   broker::time_point now{std::chrono::seconds{1'700'000'000}};
   core.tick(now);
+  // The store as the core sees it: appends come with increasing ids, an
+  // ack names a live one; what is appended is made durable at once.
+  std::set<std::uint64_t> live;
+  std::uint64_t last_append = 0;
+  auto apply_store = [&] {
+    for (auto& op : core.take_store_ops()) {
+      if (op.op == broker::store_op::kind::append) {
+        PLEXUS_FUZZ_CHECK((op.id > last_append) && "store ids did not increase");
+        last_append = op.id;
+        live.insert(op.id);
+      } else {
+        PLEXUS_FUZZ_CHECK((live.erase(op.id) == 1) && "an ack for an id not live in the store");
+      }
+    }
+    core.stored(last_append, now);
+    PLEXUS_FUZZ_CHECK((live.size() <= 8) && "a durable kept more than max_msgs");
+  };
   input in{data, size};
   std::vector<wire::entry> batch;
   std::string storage, proof, encoded, check_bytes, shell_bytes;
@@ -147,7 +167,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (step & 32) core.dial(c, now); // the shell dialed a seed on c
         else core.disconnected(c, now);
         break;
-      case 4: flush(in.byte() & 7); break;
+      case 4:
+        apply_store();
+        flush(in.byte() & 7);
+        break;
       default: { // a well-formed envelope, through the codec
         auto h = structured(in, storage, proof);
         encoded.clear();
@@ -168,6 +191,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     PLEXUS_FUZZ_CHECK((g.dedup_entries <= cfg.dedup_entries) && "dedup window grew past its bound");
   }
   core.shutdown(now);
+  apply_store();
   flush(~std::size_t{0});
   return 0;
 }

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -145,9 +146,12 @@ private:
 /// reaped when the fixture goes.
 class broker_process {
 public:
-  explicit broker_process(std::vector<std::string> extra = {}) {
+  /// `listen`: where (a free loopback port by default; a restarted broker
+  /// takes its predecessor's endpoint()).
+  explicit broker_process(std::vector<std::string> extra = {},
+                          std::string listen = "tcp://127.0.0.1:*") {
     spawn_options o;
-    o.args = {broker_bin, "--listen", "tcp://127.0.0.1:*", "--log-level", "warn"};
+    o.args = {broker_bin, "--listen", std::move(listen), "--log-level", "warn"};
     o.args.insert(o.args.end(), extra.begin(), extra.end());
     o.out = redirect::pipe;
     proc_ = std::make_unique<child_process>(o);
@@ -252,6 +256,27 @@ private:
     return n;
   }
   std::string path_;
+};
+
+/// A fresh directory (mkdtemp) in the temporary directory, removed with
+/// everything in it afterwards.
+class temp_dir {
+public:
+  explicit temp_dir(const std::string& stem = "plexus-itest") {
+    auto tmpl = (std::filesystem::temp_directory_path() / (stem + ".XXXXXX")).string();
+    BOOST_TEST_REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    path_ = tmpl;
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
+
+private:
+  std::filesystem::path path_;
 };
 
 /// How a program run to its end went.

@@ -25,13 +25,16 @@ class mesh {
 public:
   /// `n` brokers that share a cluster secret unless `secret_of` gives
   /// broker i another.
+  /// `adjust` changes broker i's config last.
   explicit mesh(std::size_t n, broker::config base = {},
-                std::function<std::string(std::size_t)> secret_of = {}) {
+                std::function<std::string(std::size_t)> secret_of = {},
+                std::function<void(std::size_t, broker::config&)> adjust = {}) {
     for (std::size_t i = 0; i < n; ++i) {
       auto cfg = base;
       cfg.id = std::string(1, static_cast<char>('a' + i));
       cfg.advertise = {"tcp://" + cfg.id + ":7400"};
       cfg.cluster_secret = secret_of ? secret_of(i) : "the mesh test's cluster secret";
+      if (adjust) adjust(i, cfg);
       brokers_.push_back(std::make_unique<broker::core>(cfg));
       brokers_.back()->tick(now_);
     }
@@ -42,6 +45,7 @@ public:
   }
 
   broker::core& at(std::size_t i) { return *brokers_[i]; }
+  [[nodiscard]] broker::time_point now() const { return now_; }
 
   /// `from` dials `to`: a link with one connection id at each end.
   void dial(std::size_t from, std::size_t to) {
@@ -598,6 +602,42 @@ BOOST_AUTO_TEST_CASE(a_broker_without_a_cluster_secret_admits_no_peer) {
   mesh m{2, {}, [](std::size_t i) { return i == 0 ? std::string{} : std::string{"a secret only b has"}; }};
   BOOST_TEST(m.at(0).current().peers == 0u);
   BOOST_TEST(m.at(1).current().peers == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_durable_queue_s_home_keeps_what_is_published_anywhere_and_confirms_once_stored) {
+  // One configuration for the cluster: durable "shipping" lives on a.
+  broker::config shared;
+  shared.durables = {{"shipping", {"orders.>"}, 1000, 1 << 20, {}, "a"}};
+  mesh m{2, shared};
+  BOOST_TEST(m.at(1).durables().empty());
+  auto pub = m.connect(1, "pub");
+  auto audit = m.connect(1, "audit"); // another group on b: the confirm waits for it too
+  m.subscribe(1, audit, 1, "orders.>", {.queue = "audit", .acked = true, .credit = 10});
+  m.publish(1, pub, "orders.created", "order 1", {.msg_id = "m1", .confirm = true});
+  auto at_b = m.take(1, audit, op::msg);
+  BOOST_TEST_REQUIRE(at_b.size() == 1u);
+  m.ack(1, audit, 1, at_b[0].seq);
+  BOOST_TEST(m.take(1, pub, op::confirm).empty()); // a has not stored it yet
+  BOOST_TEST(m.at(1).take_store_ops().empty());    // b keeps nothing
+  auto ops = m.at(0).take_store_ops();
+  BOOST_TEST_REQUIRE(ops.size() == 1u);
+  BOOST_TEST(ops[0].group == "shipping");
+  m.at(0).stored(ops[0].id, m.now());
+  m.pump();
+  auto confirms = m.take(1, pub, op::confirm);
+  BOOST_TEST_REQUIRE(confirms.size() == 1u);
+  BOOST_TEST(confirms[0].code == 0u);
+  // Its members subscribe at a; b sends them there.
+  auto lost = m.connect(1, "lost");
+  m.subscribe(1, lost, 1, "orders.>", {.queue = "shipping", .acked = true, .credit = 10});
+  auto errs = m.take(1, lost, op::err);
+  BOOST_TEST_REQUIRE(errs.size() == 1u);
+  BOOST_TEST(errs[0].code == code_of(status::forbidden));
+  auto w = m.connect(0, "w");
+  m.subscribe(0, w, 1, "orders.>", {.queue = "shipping", .acked = true, .credit = 10});
+  auto got = m.take(0, w, op::msg);
+  BOOST_TEST_REQUIRE(got.size() == 1u);
+  BOOST_TEST(got[0].payload == "order 1");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -212,6 +212,47 @@ BOOST_AUTO_TEST_CASE(an_err_naming_a_confirmed_publish_is_its_outcome) {
   BOOST_TEST(r.core.counts().errors == 1u);
 }
 
+BOOST_AUTO_TEST_CASE(a_full_durable_queue_sends_the_publish_again_later_instead_of_settling_it) {
+  connector_rig r; // full_retry_min 50 ms, doubling, at most 2 s
+  r.connect();
+  std::vector<std::uint32_t> codes;
+  r.take(connector_rig::confirmed("orders.x", "m1", [&](std::uint32_t c) { codes.push_back(c); }));
+  r.write();
+  BOOST_TEST(r.of(wire::op::pub).size() == 1u);
+  r.hear(confirm_of("m1", code_of(status::full)));
+  BOOST_TEST(codes.empty()); // still the publisher's: its slot stays taken
+  BOOST_TEST(r.slots == 1u);
+  r.advance(40ms);
+  r.write();
+  BOOST_TEST(r.of(wire::op::pub).size() == 1u); // not yet
+  r.advance(20ms);
+  r.write();
+  BOOST_TEST(r.of(wire::op::pub).size() == 2u); // once the wait is over
+  r.hear(confirm_of("m1", code_of(status::full)));
+  r.advance(60ms);
+  r.write();
+  BOOST_TEST(r.of(wire::op::pub).size() == 2u); // the wait doubled: 100 ms
+  r.advance(60ms);
+  r.write();
+  BOOST_TEST(r.of(wire::op::pub).size() == 3u);
+  BOOST_TEST(r.core.counts().full_retries == 2u);
+  r.hear(confirm_of("m1", 0));
+  BOOST_TEST(codes == std::vector<std::uint32_t>{0});
+  BOOST_TEST(r.slots == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(without_retry_full_the_publisher_hears_full) {
+  auto cfg = connector_rig::config();
+  cfg.retry_full = false;
+  connector_rig r{cfg};
+  r.connect();
+  std::vector<std::uint32_t> codes;
+  r.take(connector_rig::confirmed("orders.x", "m1", [&](std::uint32_t c) { codes.push_back(c); }));
+  r.write();
+  r.hear(confirm_of("m1", code_of(status::full)));
+  BOOST_TEST(codes == std::vector<std::uint32_t>{code_of(status::full)});
+}
+
 BOOST_AUTO_TEST_CASE(unconfirmed_publishes_survive_any_number_of_reconnects_until_confirmed) {
   connector_rig r;
   r.connect();

@@ -141,6 +141,7 @@ constexpr status_info statuses[] = {
   {status::slow_consumer, "slow_consumer", "slow consumer (the broker dropped messages)", false},
   {status::not_authorized, "not_authorized", "not authorized", false},
   {status::permission_denied, "permission_denied", "permission denied", false},
+  {status::full, "full", "full (a durable queue is at its limit)", true},
   {status::timeout, "timeout", "timeout", true},
   {status::disconnected, "disconnected", "disconnected", true},
   {status::outbox_full, "outbox_full", "unconfirmed outbox full", true},

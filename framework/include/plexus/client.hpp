@@ -98,6 +98,14 @@ struct client_options {
   /// most 64 Ki messages (64 MiB at 1 KiB, the broker's pending-bytes cap).
   std::size_t max_unconfirmed = 65536;
   unconfirmed_full when_unconfirmed_full = unconfirmed_full::block;
+  /// A CONFIRM saying `full` (115: a durable queue is at its limit) does
+  /// not settle a publish: it stays in the unconfirmed window and is sent
+  /// again after a wait that doubles from full_retry_min to full_retry_max,
+  /// so a publisher slows to what the consumers take (its window fills,
+  /// then publish_confirmed blocks or fails as when_unconfirmed_full says)
+  /// and loses nothing. false: `done` hears 115.
+  bool retry_full = true;
+  std::chrono::milliseconds full_retry_min{50}, full_retry_max{2000};
   /// CurveZMQ, for a broker with --auth: this client's key pair and the
   /// broker's (the cluster's) public key, each 40 characters of Z85
   /// (plexus/creds.hpp reads them from a credentials file). All three or
@@ -187,6 +195,8 @@ struct client_stats {
   /// session); handler calls that blocked the I/O thread past the broker's
   /// heartbeat.
   std::uint64_t dropped = 0, sessions_lost = 0, stalls = 0;
+  /// Confirmed publishes sent again because a durable queue was full.
+  std::uint64_t full_retries = 0;
 };
 
 class client {

@@ -165,6 +165,26 @@ void connector_core::settle(unconfirmed_map::iterator it, std::uint32_t code) {
   cmds_.emplace_back(connector_cmd::confirmed{std::move(done), code});
 }
 
+void connector_core::retry_later(unconfirmed_map::iterator it, time_point now) {
+  auto n = ++it->second.extras->full_retries;
+  auto wait = cfg_.full_retry_min;
+  for (std::uint32_t i = 1; i < n && wait < cfg_.full_retry_max; ++i) wait *= 2;
+  full_retries_.emplace(now + std::min(wait, cfg_.full_retry_max), it->first);
+}
+
+void connector_core::resend_due(time_point now) {
+  while (!full_retries_.empty() && full_retries_.begin()->first <= now) {
+    auto id = std::move(full_retries_.begin()->second);
+    full_retries_.erase(full_retries_.begin());
+    // Settled meanwhile, or waiting for a session (which re-sends every
+    // unconfirmed publish when it begins): nothing to do.
+    auto it = unconfirmed_.find(id);
+    if (it == unconfirmed_.end() || !welcomed_) continue;
+    pending_.push_back(it->second.copy());
+    ++counts_.full_retries;
+  }
+}
+
 void connector_core::restore(std::vector<envelope> subs) {
   std::deque<envelope> again;
   for (auto& s : subs) again.push_back(std::move(s));
@@ -211,7 +231,9 @@ void connector_core::control(const wire::header& h, time_point now) {
     }
     case wire::op::confirm: {
       auto it = unconfirmed_.find(h.msg_id);
-      if (it != unconfirmed_.end()) settle(it, h.code); // else a duplicate's second confirm
+      if (it == unconfirmed_.end()) break; // a duplicate's second confirm
+      if (h.code == code_of(status::full) && cfg_.retry_full) retry_later(it, now);
+      else settle(it, h.code);
       break;
     }
     case wire::op::err: {
@@ -328,6 +350,7 @@ bool connector_core::between_handlers(time_point now) {
 
 void connector_core::tick(time_point now) {
   expire_requests(now);
+  resend_due(now);
   if (!linked_) {
     if (now >= next_attempt_ && !closing_) dial(now);
     return;

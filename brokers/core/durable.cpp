@@ -1,0 +1,249 @@
+// SPDX-License-Identifier: Apache-2.0
+// Durable queue groups (issue #19): a message matching a durable's subjects
+// is copied into it, the copy appended to the store (through the shell,
+// as store_ops) and delivered like any queue group's message; the
+// publisher's CONFIRM waits until the store says the append is durable;
+// the copy's settling (ACK, dead letter, deadline, max_age) ACKs it in the
+// store. After a restart the shell hands back what the store kept.
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
+#include "state.hpp"
+
+namespace plexus::broker {
+
+namespace {
+// What the store keeps of a message: u8 format (1), u64 when it was first
+// kept (ns since the epoch: max_age counts from there, across restarts),
+// u32 header length, a PUB header with everything a delivery and the dedup
+// need (the publisher's scope and user too), the payload. Little-endian.
+constexpr std::uint8_t stored_format = 1;
+constexpr std::size_t stored_prefix = 1 + 8 + 4;
+
+template <class T>
+void put_le(std::string& out, std::size_t at, T v) {
+  for (std::size_t i = 0; i < sizeof(T); ++i) out[at + i] = static_cast<char>(v >> (8 * i));
+}
+
+template <class T>
+T get_le(std::string_view in, std::size_t at) {
+  T v = 0;
+  for (std::size_t i = 0; i < sizeof(T); ++i)
+    v |= static_cast<T>(static_cast<unsigned char>(in[at + i])) << (8 * i);
+  return v;
+}
+
+std::string encode_stored(const message& m) {
+  wire::header h;
+  h.kind = wire::op::pub;
+  carry_message(m, h);
+  h.publisher = m.publisher;
+  h.user = m.user;
+  std::string out(stored_prefix, '\0');
+  wire::encode_header(h, out);
+  out[0] = static_cast<char>(stored_format);
+  put_le(out, 1, static_cast<std::uint64_t>(m.kept_at.count()));
+  put_le(out, 9, static_cast<std::uint32_t>(out.size() - stored_prefix));
+  out.append(m.payload);
+  return out;
+}
+
+struct stored_message {
+  wire::header h;
+  std::string_view payload;
+  time_point kept_at{};
+};
+
+bool decode_stored(std::string_view body, const wire::limits& lim, stored_message& out,
+                   std::string& why) {
+  if (body.size() < stored_prefix || static_cast<std::uint8_t>(body[0]) != stored_format) {
+    why = body.size() < stored_prefix ? "a body of " + std::to_string(body.size()) + " bytes"
+                                      : "an unknown format " + std::to_string(static_cast<unsigned char>(body[0]));
+    return false;
+  }
+  out.kept_at = time_point{static_cast<std::int64_t>(get_le<std::uint64_t>(body, 1))};
+  auto len = get_le<std::uint32_t>(body, 9);
+  if (len > body.size() - stored_prefix) {
+    why = "a header longer than its body";
+    return false;
+  }
+  if (auto err = wire::decode_header(body.substr(stored_prefix, len), lim, out.h); err) {
+    why = "its header does not decode: " + wire::to_string(err);
+    return false;
+  }
+  if (out.h.kind != wire::op::pub || validate_topic(out.h.topic, lim.topic) != topic_errc::ok) {
+    why = "its header is not a publish";
+    return false;
+  }
+  out.payload = body.substr(stored_prefix + len);
+  return true;
+}
+} // namespace
+
+void core::state::setup_durables() {
+  for (auto& dc : cfg.durables) {
+    if (dc.name.empty() || dc.name.size() > cfg.limits.max_name_bytes)
+      throw std::invalid_argument("durable queue: a name of 1 to "
+                                  + std::to_string(cfg.limits.max_name_bytes) + " bytes");
+    if (durables.contains(dc.name) || durable_homes.contains(dc.name))
+      throw std::invalid_argument("durable queue '" + dc.name + "' is declared twice");
+    if (dc.subjects.empty())
+      throw std::invalid_argument("durable queue '" + dc.name + "': no subjects");
+    for (auto& p : dc.subjects)
+      if (auto e = validate_pattern(p, cfg.limits.topic); e != topic_errc::ok)
+        throw std::invalid_argument("durable queue '" + dc.name + "': subject '" + p
+                                    + "': " + to_string(e));
+    if (dc.max_msgs == 0 || dc.max_bytes == 0)
+      throw std::invalid_argument("durable queue '" + dc.name
+                                  + "': max_msgs and max_bytes must be above 0");
+    if (!dc.home.empty() && dc.home != cfg.id) {
+      durable_homes.emplace(dc.name, dc.home); // its home advertises its subjects
+      continue;
+    }
+    auto d = std::make_unique<durable_queue>();
+    d->cfg = dc;
+    // Its group: keyed apart from any (pattern, queue) group, in the trie
+    // under each subject, in `groups` (delayed NACKs find it by key).
+    auto g = std::make_unique<group>();
+    g->kind = route_kind::group;
+    g->key = std::string{"\0durable\0", 9} + dc.name;
+    g->pattern = dc.subjects.front();
+    g->name = dc.name;
+    g->dur = d.get();
+    d->grp = g.get();
+    for (auto& p : dc.subjects) {
+      trie.insert(p, g.get());
+      // Peers forward what matches to this broker, the durable's home, as
+      // for a plain subscriber here.
+      ++local_patterns[p];
+    }
+    groups.emplace(g->key, std::move(g));
+    durables.emplace(dc.name, std::move(d));
+  }
+}
+
+durable_queue* core::state::durable_named(std::string_view name) const {
+  auto it = durables.find(name);
+  return it == durables.end() ? nullptr : it->second.get();
+}
+
+void core::state::capture(durable_queue& d, const message_ptr& m) {
+  if (d.last_route == route_gen) return; // two of its subjects matched
+  d.last_route = route_gen;
+  auto size = m->payload.size();
+  if (d.messages >= d.cfg.max_msgs || d.bytes + size > d.cfg.max_bytes) {
+    ++d.full;
+    note_outcome(*m, status::full);
+    return;
+  }
+  wire::header h;
+  carry_message(*m, h);
+  auto copy = message::copy_of(h, m->payload, m->publisher, m->user);
+  copy->durable = &d;
+  copy->store_id = next_store_id++;
+  copy->kept_at = now;
+  store_ops.push_back({store_op::kind::append, copy->store_id, d.cfg.name, encode_stored(*copy)});
+  ++d.messages;
+  d.bytes += size;
+  ++d.stored;
+  // The publish is settled once its copy is on disk (stored()).
+  ++m->unsettled;
+  awaiting_store.emplace_back(copy->store_id, m);
+  deliver_to_group(*d.grp, {std::move(copy), 0}, nullptr, false);
+}
+
+void core::state::release_durable(message& m) {
+  auto& d = *m.durable;
+  store_ops.push_back({store_op::kind::ack, m.store_id, {}, {}});
+  --d.messages;
+  d.bytes -= m.payload.size();
+  ++d.acked;
+}
+
+void core::state::age_out_durables() {
+  if (now < next_age_check) return;
+  next_age_check = now + milliseconds{1000};
+  for (auto& [name, d] : durables) {
+    if (d->cfg.max_age.count() <= 0) continue;
+    auto& g = *d->grp;
+    // Oldest first (a redelivery goes back to the front, older still):
+    // what waits past max_age goes; what a member holds waits for it.
+    while (!g.waiting.empty() && g.waiting.front().msg->kept_at + d->cfg.max_age <= now) {
+      auto q = std::move(g.waiting.front());
+      g.waiting.pop_front();
+      g.waiting_bytes -= q.msg->payload.size();
+      ++d->aged_out;
+      settle(*q.msg, status::expired);
+    }
+  }
+}
+
+bool core::restore(std::uint64_t id, std::string_view group_name, std::string_view body,
+                   time_point now, std::string& why) {
+  auto& s = *s_;
+  s.now = now;
+  auto* d = s.durable_named(group_name);
+  if (!d) {
+    why = "no durable queue '" + std::string{group_name} + "' in this configuration";
+    return false;
+  }
+  stored_message sm;
+  if (!decode_stored(body, s.cfg.limits, sm, why)) return false;
+  auto copy = message::copy_of(sm.h, sm.payload, sm.h.publisher, sm.h.user);
+  copy->durable = d;
+  copy->store_id = id;
+  copy->kept_at = sm.kept_at;
+  ++d->messages;
+  d->bytes += sm.payload.size();
+  ++d->restored;
+  // A publisher re-sending it after the restart hears 0: it is kept.
+  if (!copy->msg_id.empty() && !copy->publisher.empty()) {
+    auto key = dedup_key(copy->publisher, copy->msg_id, s.key_scratch);
+    s.stats.dedup_evictions += s.dedup.insert(key, now, copy);
+    if (auto* e = s.dedup.find(key)) dedup_window::settle(*e, status::ok, false);
+  }
+  s.next_store_id = std::max(s.next_store_id, id + 1);
+  s.deliver_to_group(*d->grp, {std::move(copy), 0}, nullptr, false);
+  s.finish_closes();
+  return true;
+}
+
+void core::store_ids_from(std::uint64_t next_id) {
+  s_->next_store_id = std::max(s_->next_store_id, next_id);
+}
+
+std::vector<store_op> core::take_store_ops() { return std::exchange(s_->store_ops, {}); }
+
+void core::stored(std::uint64_t durable_id, time_point now) {
+  auto& s = *s_;
+  s.now = now;
+  while (!s.awaiting_store.empty() && s.awaiting_store.front().first <= durable_id) {
+    auto m = std::move(s.awaiting_store.front().second);
+    s.awaiting_store.pop_front();
+    s.settle(*m, status::ok);
+  }
+  s.finish_closes();
+}
+
+std::vector<durable_stats> core::durables() const {
+  std::vector<durable_stats> out;
+  out.reserve(s_->durables.size());
+  for (auto& [name, d] : s_->durables) {
+    durable_stats ds;
+    ds.name = name;
+    ds.messages = d->messages;
+    ds.bytes = d->bytes;
+    ds.waiting = d->grp->waiting.size();
+    ds.members = d->grp->members.size();
+    ds.stored = d->stored;
+    ds.acked = d->acked;
+    ds.full = d->full;
+    ds.aged_out = d->aged_out;
+    ds.restored = d->restored;
+    out.push_back(std::move(ds));
+  }
+  return out;
+}
+
+} // namespace plexus::broker
