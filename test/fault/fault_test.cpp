@@ -296,6 +296,52 @@ BOOST_AUTO_TEST_CASE(a_broker_stopped_for_5_seconds_loses_nothing) {
   check_none_lost(processed(workers.files), sc.messages, "broker SIGSTOP 5 s");
 }
 
+BOOST_AUTO_TEST_CASE(a_durable_queue_s_broker_killed_again_and_again_loses_nothing_confirmed) {
+  // One broker keeps the workers' queue "fault" on disk (--store), and is
+  // killed -9 and started again on the same port and directory every
+  // kill_every while the publisher streams: what it confirmed 0 was on
+  // disk, so every confirmed id is processed, whoever was running when.
+  auto sc = current_scale();
+  temp_dir dir{"plexus-fault-durable"};
+  auto config = (dir.path() / "broker.toml").string();
+  {
+    std::ofstream f{config};
+    f << "[[durable]]\nname = \"fault\"\nsubjects = [\"fault.work\"]\n";
+    BOOST_TEST_REQUIRE(f.good());
+  }
+  std::vector<std::string> args{"--id", "d1", "--store", (dir.path() / "store").string(),
+                                "--config", config};
+  auto b = std::make_unique<broker_process>(args);
+  const auto endpoint = b->endpoint();
+  worker_set workers;
+  for (int i = 0; i < 2; ++i) workers.start(endpoint);
+  publisher pub{endpoint, sc.messages};
+  auto per_step = static_cast<std::size_t>(sc.rate * sc.kill_every.count() / 1000.0);
+  std::size_t sent = 0;
+  for (int k = 0; k < sc.kills; ++k) {
+    auto next = std::min(sc.messages, sent + per_step);
+    pub.publish_paced(sent, next, sc.rate);
+    sent = next;
+    b->process().signal(SIGKILL);
+    (void)b->process().wait(default_wait);
+    b = std::make_unique<broker_process>(args, endpoint);
+  }
+  pub.publish_paced(sent, sc.messages, sc.rate);
+  BOOST_TEST_REQUIRE(pub.settle_until(steady::now() + sc.deadline),
+                     "confirmed " << pub.confirmed() << " of " << sc.messages);
+  // Confirmed is on disk, not necessarily processed yet: the workers drain it.
+  std::map<std::size_t, int> seen;
+  BOOST_TEST_REQUIRE(poll_until([&] {
+    seen = processed(workers.files);
+    return seen.size() >= sc.messages;
+  }, sc.deadline, 100ms), "processed " << seen.size() << " of " << sc.messages);
+  check_none_lost(seen, sc.messages, "durable queue, broker killed -9 again and again");
+  auto st = pub.stats();
+  BOOST_TEST(st.reconnects >= static_cast<std::uint64_t>(sc.kills));
+  BOOST_TEST_MESSAGE("re-sent after reconnects: " << st.resent
+                                                  << ", outcomes not ok (published again): " << pub.not_ok());
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 namespace {
