@@ -10,13 +10,17 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "json_reader.hpp"
+#include "json_reader.hpp" // plexus::observe
 
 namespace plexus::bench {
 
 // ---------------------------------------------------------------- reading
 
 namespace {
+
+using observe::json_error;
+using observe::json_value;
+using observe::parse_json;
 
 const json_value& member(const json_value& obj, std::string_view key, json_value::kind kind,
                          std::string_view where) {

@@ -2,9 +2,8 @@
 #include "json_reader.hpp"
 
 #include <charconv>
-#include <cstdint>
 
-namespace plexus::bench {
+namespace plexus::observe {
 
 const json_value* json_value::find(std::string_view key) const noexcept {
   if (type != kind::object) return nullptr;
@@ -13,9 +12,18 @@ const json_value* json_value::find(std::string_view key) const noexcept {
   return nullptr;
 }
 
+std::optional<std::uint64_t> json_value::as_uint64() const noexcept {
+  if (type != kind::number) return std::nullopt;
+  std::uint64_t n = 0;
+  const auto* end = text.data() + text.size();
+  auto [p, ec] = std::from_chars(text.data(), end, n);
+  if (ec != std::errc{} || p != end) return std::nullopt; // "-1", "1.0", "1e3", past 2^64 - 1
+  return n;
+}
+
 namespace {
 
-constexpr int max_depth = 64;
+constexpr int max_depth = 64; // arrays and objects in one another
 
 class parser {
 public:
@@ -55,7 +63,7 @@ private:
   }
 
   json_value value(int depth) {
-    if (depth > max_depth) fail("nested too deep");
+    if (depth >= max_depth) fail("nested too deep");
     json_value v;
     switch (peek()) {
       case '{': object(v, depth); break;
@@ -64,7 +72,7 @@ private:
       case 't': literal("true"); v.type = json_value::kind::boolean; v.boolean = true; break;
       case 'f': literal("false"); v.type = json_value::kind::boolean; break;
       case 'n': literal("null"); break;
-      default: v.type = json_value::kind::number; v.number = number(); break;
+      default: number(v); break;
     }
     return v;
   }
@@ -106,12 +114,33 @@ private:
     }
   }
 
-  double number() {
-    double d = 0;
-    auto [end, ec] = std::from_chars(s_.data() + i_, s_.data() + s_.size(), d);
-    if (ec != std::errc{} || end == s_.data() + i_) fail("expected a value");
-    i_ = static_cast<std::size_t>(end - s_.data());
-    return d;
+  // RFC 8259: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, a subset of
+  // what from_chars takes (which also takes "inf", "nan", ".5", "01").
+  void number(json_value& v) {
+    auto start = i_;
+    auto digits = [&] {
+      auto from = i_;
+      while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') ++i_;
+      return i_ - from;
+    };
+    if (s_[i_] == '-') ++i_;
+    auto int_at = i_;
+    auto n = digits();
+    if (n == 0) fail("expected a value");
+    if (n > 1 && s_[int_at] == '0') fail("leading zero");
+    if (i_ < s_.size() && s_[i_] == '.') {
+      ++i_;
+      if (digits() == 0) fail("expected a digit");
+    }
+    if (i_ < s_.size() && (s_[i_] == 'e' || s_[i_] == 'E')) {
+      ++i_;
+      if (i_ < s_.size() && (s_[i_] == '+' || s_[i_] == '-')) ++i_;
+      if (digits() == 0) fail("expected a digit");
+    }
+    auto [end, ec] = std::from_chars(s_.data() + start, s_.data() + i_, v.number);
+    if (ec != std::errc{} || end != s_.data() + i_) fail("number out of range");
+    v.type = json_value::kind::number;
+    v.text = s_.substr(start, i_ - start);
   }
 
   unsigned hex4() {
@@ -164,11 +193,13 @@ private:
         case 'u': {
           std::uint32_t cp = hex4();
           if (cp >= 0xD800 && cp < 0xDC00 && s_.substr(i_, 2) == "\\u") {
+            auto at = i_;
             i_ += 2;
             auto low = hex4();
-            if (low < 0xDC00 || low > 0xDFFF) fail("bad surrogate pair");
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+            if (low >= 0xDC00 && low <= 0xDFFF) cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+            else i_ = at; // a lone high surrogate; the next escape stands alone
           }
+          if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD; // a lone surrogate has no UTF-8
           append_utf8(out, cp);
           break;
         }
@@ -185,4 +216,4 @@ private:
 
 json_value parse_json(std::string_view text) { return parser{text}.document(); }
 
-} // namespace plexus::bench
+} // namespace plexus::observe
