@@ -32,6 +32,7 @@
 #include "plexus/creds.hpp"
 #include "plexus/node.hpp"
 #include "plexus/trace.hpp"
+#include "queues.hpp"
 #include "render.hpp"
 
 namespace {
@@ -642,6 +643,9 @@ int main(int argc, char** argv) {
     ->type_name("FILE")
     ->required();
 
+  plexus::cli::queue_commands queues; // plexus queue ls|info, plexus dlq ls|show|replay
+  plexus::cli::add_queue_commands(app, queues);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -688,6 +692,8 @@ int main(int argc, char** argv) {
       return run_trace(c, trace_id, trace_all, parse_duration(trace_wait), trace_count, trace_zipkin);
     if (*graph) return run_graph(c, parse_duration(graph_window), graph_format, graph_png);
     if (*top) return run_top(c, top_once, parse_duration(top_interval));
+    if (auto rc = plexus::cli::run_queue_commands(queues, [&] { return c.connect(); }, parse_duration, &interrupted))
+      return *rc;
   } catch (const CLI::ValidationError& e) {
     std::cerr << "plexus: " << e.what() << "\n";
     return 2;
