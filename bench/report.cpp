@@ -213,10 +213,7 @@ std::vector<std::string> sanity_problems(std::span<const result> results) {
 
 // ---------------------------------------------------------------- json
 
-namespace {
-
-void write_header(json_writer& w, const machine_info& m) {
-  w.begin_object();
+void write_machine_fields(json_writer& w, const machine_info& m) {
   w.key("git_sha"); w.string(m.git_sha);
   w.key("compiler"); w.string(m.compiler);
   w.key("build_type"); w.string(m.build_type);
@@ -224,6 +221,14 @@ void write_header(json_writer& w, const machine_info& m) {
   w.key("cores"); w.integer(m.cores);
   w.key("date"); w.string(m.date);
   w.key("load"); w.string(m.load);
+}
+
+
+namespace {
+
+void write_header(json_writer& w, const machine_info& m) {
+  w.begin_object();
+  write_machine_fields(w, m);
   w.end_object();
 }
 

@@ -52,6 +52,9 @@ inline constexpr std::array<std::string_view, 2> ratio_systems{subject_system, "
 [[nodiscard]] std::string format_number(double v);
 
 void print_header(std::ostream& out, const machine_info& m);
+class json_writer;
+/// Writes `m`'s fields as keys of the JSON object `w` is in.
+void write_machine_fields(json_writer& w, const machine_info& m);
 void print_table(std::ostream& out, std::span<const result> results);
 
 /// Why the numbers cannot be trusted, one line each; empty if they are sane

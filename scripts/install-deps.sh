@@ -2,9 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 # Installs the Debian packages one make target needs, and nothing more:
 #   scripts/install-deps.sh build   build the libraries, programs, tests and samples (make demo, make build)
-#   scripts/install-deps.sh test    build + clang/libFuzzer, Python and Graphviz for the tests (make test)
+#   scripts/install-deps.sh test    build + clang/libFuzzer, Python, Graphviz, SQLite and LMDB for the tests (make test)
 #   scripts/install-deps.sh fault   build + iproute2 for the partition fault test (make test-fault)
-#   scripts/install-deps.sh bench   build + the NATS peer and gnuplot (make bench)
+#   scripts/install-deps.sh bench   build + the NATS peer, gnuplot, SQLite and LMDB (make bench)
 # Idempotent: installs only what is missing, runs apt-get update only then.
 # Quiet: one line per step; apt's full log only when a step fails.
 set -euo pipefail
@@ -26,6 +26,8 @@ test_extra=(
   graphviz
   # integration.spec_client: a Python client written from PROTOCOL.md alone
   python3-zmq python3-msgpack
+  # bench.store.quick: plexus-store-bench's rows (docs/durable-storage.md)
+  libsqlite3-dev liblmdb-dev
 )
 fault_extra=(
   # `ip netns` and `tc` for the partition fault test
@@ -35,6 +37,9 @@ bench_extra=(
   # the NATS peer's C client; gnuplot draws `make bench`'s plots. The
   # nats-server binary itself comes below, without its system service.
   libnats-dev gnuplot-nox
+  # plexus-store-bench: the embedded stores the broker's segment log is
+  # measured against (docs/durable-storage.md)
+  libsqlite3-dev liblmdb-dev
 )
 
 profile="${1:-test}"

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <filesystem>
 #include <string>
 #include <utility>
 #include <vector>
@@ -45,10 +46,23 @@ public:
   explicit nats_server(bool tls = false,
                        std::chrono::milliseconds ready_within = std::chrono::seconds{10});
 
+  /// JetStream enabled (-js), its file store in `store_dir` (-sd): a
+  /// directory of the caller's (the scratch directory is under /tmp, which
+  /// may be a tmpfs, where no write reaches a disk).
+  struct jetstream {
+    std::filesystem::path store_dir;
+  };
+  explicit nats_server(const jetstream& js,
+                       std::chrono::milliseconds ready_within = std::chrono::seconds{10});
+
   /// "nats://127.0.0.1:<port>" ("tls://..." with TLS).
   [[nodiscard]] const std::string& url() const noexcept { return url_; }
 
 private:
+  /// Until a client connects, up to `ready_within`; throws if it exits or
+  /// is not ready by then.
+  void wait_ready(bool tls, std::chrono::milliseconds ready_within);
+
   scratch_dir dir_;
   child_process process_;
   std::string url_;

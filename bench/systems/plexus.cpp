@@ -2,10 +2,16 @@
 #include "systems/plexus.hpp"
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -16,6 +22,7 @@
 
 #include "plexus/client.hpp"
 #include "plexus/node.hpp"
+#include "scenarios/durable.hpp"
 #include "scenarios/reqrep.hpp"
 #include "server.hpp"
 
@@ -337,6 +344,218 @@ run_result plexus_worker_pool_once(std::size_t size, std::size_t count, std::uin
                              std::to_string(st.ok) + ", failed " +
                              std::to_string(st.errors + st.crashes + st.rejected));
   return result;
+}
+
+// ---------------------------------------------------------------- durable queues (issue #19)
+
+namespace {
+
+constexpr std::string_view durable_topic = "bench.durable";
+constexpr std::string_view durable_name = "bench-durable";
+
+/// --store-sync's values: always, batch, interval:N (milliseconds).
+void apply_sync(broker::server_options& o, std::string_view sync) {
+  if (sync == "always") {
+    o.store_sync_policy = broker::store_sync::always;
+  } else if (sync == "batch") {
+    o.store_sync_policy = broker::store_sync::batch;
+  } else if (sync.starts_with("interval:")) {
+    std::uint64_t ms = 0;
+    auto digits = sync.substr(9);
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), ms);
+    if (ec != std::errc{} || end != digits.data() + digits.size() || ms == 0)
+      throw std::invalid_argument("plexus durable: bad store sync '" + std::string{sync} + "'");
+    o.store_sync_policy = broker::store_sync::interval;
+    o.store_sync_interval = std::chrono::milliseconds{ms};
+  } else {
+    throw std::invalid_argument("plexus durable: bad store sync '" + std::string{sync} + "'");
+  }
+}
+
+/// A broker as broker_under_test runs one (unlimited per-connection
+/// queues), with a store in `store` and one durable queue on durable_topic.
+/// Dedup stays at the broker's default: confirmed publishes carry msg ids,
+/// and a restart puts the restored ones back in the window.
+broker::server_options durable_options(const std::filesystem::path& store, std::string_view sync,
+                                       std::uint64_t max_msgs, std::uint64_t max_bytes) {
+  broker::server_options o;
+  o.listen = bind_endpoint(transport::tcp);
+  o.core.id = "bench";
+  o.core.max_pending_msgs = std::size_t{1} << 24;
+  o.core.max_pending_bytes = std::size_t{4} << 30;
+  o.core.group_queue_msgs = std::size_t{1} << 24;
+  o.core.group_queue_bytes = std::size_t{4} << 30;
+  o.quiet = true;
+  o.store = store.string();
+  apply_sync(o, sync);
+  broker::durable_config d;
+  d.name = std::string{durable_name};
+  d.subjects = {std::string{durable_topic}};
+  d.max_msgs = max_msgs;
+  d.max_bytes = max_bytes;
+  o.core.durables.push_back(std::move(d));
+  return o;
+}
+
+/// The broker on its own context and thread, started.
+class durable_broker {
+public:
+  explicit durable_broker(broker::server_options o) : server_(std::move(o), &ctx_) {
+    broker::tune_allocator();
+    server_.start();
+  }
+  ~durable_broker() { server_.stop(); }
+  durable_broker(const durable_broker&) = delete;
+  durable_broker& operator=(const durable_broker&) = delete;
+
+  [[nodiscard]] client_options client() const {
+    client_options o;
+    o.endpoint = server_.endpoint();
+    return o;
+  }
+
+private:
+  zmq::context_t ctx_{1};
+  broker::server server_;
+};
+
+subscribe_options member_options(std::uint32_t credit) {
+  subscribe_options o;
+  o.queue = std::string{durable_name};
+  o.acked = true;
+  o.credit = credit;
+  return o;
+}
+
+// A confirm's closure: the message's index, its kind in the top bit (so
+// the closure fits std::function's small buffer).
+constexpr std::uint64_t warmup_bit = std::uint64_t{1} << 63;
+
+/// The limits a store filled with `count` messages of `size` B is read
+/// back with (the same when it is filled).
+std::uint64_t recovery_max_msgs(std::size_t count) { return count + 1024; }
+std::uint64_t recovery_max_bytes(std::size_t count, std::size_t size) {
+  return std::max<std::uint64_t>(std::uint64_t{2} * count * size, std::uint64_t{64} << 20);
+}
+
+} // namespace
+
+durable_result plexus_durable_once(const durable_spec& spec) {
+  durable_broker b{durable_options(spec.store, spec.sync, spec.max_msgs, spec.max_bytes)};
+  durable_log log{spec};
+  // The member acks each message (JetStream's consumer acks each, too) and
+  // grants its credit back per batch, as the queue scenario's members do.
+  std::optional<plexus::client> member;
+  if (spec.consumer) {
+    auto& c = member.emplace(b.client());
+    c.subscribe_batch(durable_topic, [&c, &log](std::span<const message_view> batch) {
+      for (const auto& m : batch) {
+        log.consumed(m.payload);
+        c.ack(m.sid, m.seq);
+      }
+      c.grant_credit(batch.front().sid, static_cast<std::uint32_t>(batch.size()));
+    }, member_options(spec.credit));
+    if (!c.flush(10s)) throw std::runtime_error("plexus durable: the member's SUB was not sent");
+  }
+  auto co = b.client();
+  co.max_unconfirmed = spec.window;
+  plexus::client pub{co};
+  auto start = publish_durable(spec, log, [&pub, &log](std::string_view payload) {
+    durable_kind kind{};
+    std::uint64_t i = 0;
+    (void)durable_log::parse(payload, kind, i);
+    const std::uint64_t key = i | (kind == durable_kind::warmup ? warmup_bit : 0);
+    pub.publish_confirmed(durable_topic, payload, [&log, key](std::uint32_t code) {
+      log.confirmed((key & warmup_bit) != 0 ? durable_kind::warmup : durable_kind::measured,
+                    key & ~warmup_bit, code == 0, status_text(code));
+    });
+  }, [] {}); // the log hears every confirm
+  return log.result(start); // the clients go before the log their handlers feed
+}
+
+double plexus_durable_fill(const std::filesystem::path& dir, std::size_t count, std::size_t size) {
+  durable_spec spec;
+  spec.size = size;
+  spec.count = count;
+  spec.store = dir;
+  spec.max_msgs = recovery_max_msgs(count);
+  spec.max_bytes = recovery_max_bytes(count, size);
+  return plexus_durable_once(spec).msgs_per_s();
+}
+
+durable_recovery plexus_durable_recover_once(const std::filesystem::path& dir, std::size_t count,
+                                             bool drain) {
+  using clock = steady;
+  // Limits that take whatever plexus_durable_fill stored.
+  auto opts = durable_options(dir, "batch", recovery_max_msgs(count), std::uint64_t{4} << 30);
+  zmq::context_t ctx{1};
+  broker::tune_allocator();
+
+  // What a user sees: the broker starts (reading its store), a member
+  // connects and joins, and its first message arrives.
+  const auto t0 = clock::now();
+  broker::server server{std::move(opts), &ctx};
+  const auto opened = clock::now();
+  server.start();
+  struct stopper {
+    broker::server& s;
+    ~stopper() { s.stop(); }
+  } stop_server{server};
+
+  std::mutex m;
+  std::condition_variable cv;
+  clock::time_point first{};
+  std::size_t distinct = 0;
+  std::vector<char> seen(drain ? count : 0, 0);
+  bool stray = false;
+  client_options co;
+  co.endpoint = server.endpoint();
+  // The broker answers no HELLO until its store's messages are back in
+  // their queues: the member waits for that, as long as it takes.
+  co.connect_timeout = 300s;
+  plexus::client member{co};
+  const auto serving = clock::now();
+  member.subscribe_batch(durable_topic, [&](std::span<const message_view> batch) {
+    const auto now = clock::now();
+    std::size_t fresh = 0;
+    bool bad = false;
+    for (const auto& msg : batch) {
+      if (!drain) continue; // held unacked: redelivered to the next broker's member
+      durable_kind kind{};
+      std::uint64_t i = 0;
+      if (!durable_log::parse(msg.payload, kind, i) || i >= count) {
+        bad = true;
+        continue;
+      }
+      if (!seen[i]) {
+        seen[i] = 1;
+        ++fresh;
+      }
+      member.ack(msg.sid, msg.seq);
+    }
+    if (drain) member.grant_credit(batch.front().sid, static_cast<std::uint32_t>(batch.size()));
+    std::lock_guard lock{m};
+    if (first == clock::time_point{}) first = now;
+    distinct += fresh;
+    stray = stray || bad;
+    cv.notify_all();
+  }, member_options(drain ? 1024 : 1));
+
+  std::unique_lock lock{m};
+  if (!cv.wait_for(lock, 60s, [&] { return first != clock::time_point{}; }))
+    throw std::runtime_error("plexus durable recovery: no message within 60 s of the restart");
+  durable_recovery r;
+  r.open_ms = std::chrono::duration<double, std::milli>(opened - t0).count();
+  r.serving_ms = std::chrono::duration<double, std::milli>(serving - t0).count();
+  r.first_delivery_ms = std::chrono::duration<double, std::milli>(first - t0).count();
+  if (drain) {
+    if (!cv.wait_for(lock, 300s, [&] { return distinct == count || stray; }) || stray)
+      throw std::runtime_error("plexus durable recovery: the member got " +
+                               std::to_string(distinct) + " of the " + std::to_string(count) +
+                               " stored messages" + (stray ? ", and some never stored" : ""));
+    r.drained = distinct;
+  }
+  return r; // the member goes first, then the broker stops
 }
 
 } // namespace plexus::bench
