@@ -8,6 +8,10 @@
 //   shipping --fail-rate 0.05 --poison-every 100   faults: isolation shows
 //   shipping --broker tcp://127.0.0.1:7400 --role create-label
 //                                               one part per process
+//   plexus-broker --config samples/shipping/broker.toml --store DIR
+//                                               a broker that keeps the orders
+//                                               on disk: parts may start in any
+//                                               order, and it may restart
 //   shipping --broker tcp://127.0.0.1:7400 --inject label-crash
 //                                               a fault to find with `plexus trace`
 #include <algorithm>
@@ -15,7 +19,6 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <future>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -23,7 +26,6 @@
 #include <string>
 #include <string_view>
 #include <thread>
-#include <utility>
 #include <vector>
 
 #include "plexus/node.hpp"
@@ -97,24 +99,49 @@ std::vector<std::string> join_injects(int argc, char** argv) {
   return args;
 }
 
-/// Publishes `payload` confirmed, again every 100 ms while the broker
-/// answers 101 (nobody subscribes: it dropped it). False when `stop` came
-/// first.
-bool publish_when_heard(plexus::client& c, std::string_view topic, std::string_view payload,
-                        const std::atomic<bool>& stop) {
-  for (bool told = false; !stop;) {
-    auto answer = std::make_shared<std::promise<std::uint32_t>>(); // outlives a stop
-    auto code = answer->get_future();
-    c.publish_confirmed(topic, payload, [answer](std::uint32_t s) { answer->set_value(s); });
-    while (!stop && code.wait_for(std::chrono::milliseconds{100}) != std::future_status::ready) {}
-    if (stop) return false;
-    if (code.get() != plexus::code_of(plexus::status::no_interest)) return true;
-    if (!std::exchange(told, true))
-      std::fprintf(stderr, "generator: nobody takes %.*s yet; waiting for a function\n",
-                   static_cast<int>(topic.size()), topic.data());
-    std::this_thread::sleep_for(std::chrono::milliseconds{100}); // pacing the retries
+/// What the broker answered the generator's orders. The confirm handlers
+/// run on the client's I/O thread, one at a time, and may still run while
+/// the node stops: they share this, not main's locals.
+struct order_answers {
+  std::atomic<long> confirmed{0}, dead_lettered{0}, not_delivered{0}, failed{0}, answered{0};
+  std::atomic<bool> told_nobody{false}, told_failed{false};
+};
+
+/// Counts one order's CONFIRM. 0: kept on disk by a durable queue, or
+/// taken and finished by validate-address (a confirm is end to end); 102:
+/// validate-address gave up on it (poison); 101: nobody subscribes to
+/// orders.shipped and no durable queue keeps it, so the broker dropped it:
+/// said once, with what to do, and never sent again (orders are not
+/// retried in a loop: a broker with a store keeps them instead). Once
+/// `expected` orders are answered, one line says how they went.
+void count_answer(order_answers& a, int id, std::uint32_t code, long expected) {
+  if (code == 0) {
+    ++a.confirmed;
+  } else if (code == plexus::code_of(plexus::status::dead_lettered)) {
+    ++a.dead_lettered;
+  } else if (code == plexus::code_of(plexus::status::no_interest)) {
+    ++a.not_delivered;
+    if (!a.told_nobody.exchange(true))
+      std::fprintf(stderr,
+                   "generator: order %d was not delivered: nobody takes orders.shipped and the "
+                   "broker keeps no durable queue for it (101); the orders nobody takes are "
+                   "dropped, counted as not delivered. Start the functions first, or run "
+                   "plexus-broker with --config samples/shipping/broker.toml --store DIR: it then "
+                   "keeps every order on disk until a function takes it\n",
+                   id);
+  } else {
+    ++a.failed;
+    if (!a.told_failed.exchange(true))
+      std::fprintf(stderr, "generator: order %d failed: %s (%u)\n", id, plexus::status_text(code),
+                   code);
   }
-  return false;
+  if (a.answered.fetch_add(1) + 1 == expected) {
+    std::printf("generator: %ld of %ld orders confirmed (%ld not delivered, %ld dead-lettered, "
+                "%ld failed)\n",
+                a.confirmed.load(), expected, a.not_delivered.load(), a.dead_lettered.load(),
+                a.failed.load());
+    std::fflush(stdout);
+  }
 }
 
 } // namespace
@@ -127,7 +154,11 @@ int main(int argc, char** argv) {
   for (auto& a : args) arg_ptrs.push_back(a.c_str());
   plexus::node node{static_cast<int>(arg_ptrs.size()), arg_ptrs.data(),
                     {{"role", "what this process runs: all, generator, functions, validate-address, "
-                              "create-label or send-confirmation", &role},
+                              "create-label or send-confirmation. Parts in processes of their own "
+                              "need a --broker; a plexus-broker run with --config "
+                              "samples/shipping/broker.toml --store DIR keeps the orders on disk, "
+                              "so the parts may start in any order and a broker restart loses no "
+                              "order", &role},
                      {"rate", "orders generated per second", &rate_s, "FLOAT"},
                      {"orders", "orders to generate, then stop (0 = no limit)", &orders_s, "UINT"},
                      {"fail-rate", "chance that create-label crashes on a message (0..1)", &fail_s, "FLOAT"},
@@ -199,7 +230,9 @@ int main(int argc, char** argv) {
 
   // validate-address and create-label are reliable: what they publish is
   // confirmed before their order is ACKed, so an order lost between two
-  // functions (a process or a broker dying) is run again, not dropped.
+  // functions (a process or a broker dying) is run again, not dropped. On
+  // a broker with samples/shipping/broker.toml and --store, each hop also
+  // waits on disk for its function, across the broker's restarts.
   auto& shipping = node.service("shipping");
   if (hosts("validate-address"))
     shipping.function("validate-address").on("orders.shipped").reliable()
@@ -282,21 +315,22 @@ int main(int argc, char** argv) {
   if (generates)
     node.client().subscribe("$DLQ.>", [&](const plexus::message_view&) { ++dead_letters; });
 
-  // The order generator, paced to --rate, up to --orders.
+  // The order generator, paced to --rate, up to --orders: each order
+  // published once, confirmed (the client keeps it until the broker answers
+  // and sends it again after a reconnect).
   std::atomic<bool> stop{false};
   std::atomic<long> generated{0};
+  auto answers = std::make_shared<order_answers>();
   std::thread generator;
   if (generates) generator = std::thread{[&] {
     auto start = std::chrono::steady_clock::now();
     for (long i = 1; !stop && (max_orders == 0 || i <= max_orders); ++i) {
       order o{static_cast<int>(i), "customer-" + std::to_string(i % 97), std::to_string(i) + " Main St",
               poison_every > 0 && i % poison_every == 0};
-      auto payload = plexus::encode_payload(o);
-      if (i == 1) { // the broker keeps no store: wait for a function to take orders
-        if (!publish_when_heard(node.client(), "orders.shipped", payload, stop)) break;
-      } else {
-        node.client().publish("orders.shipped", payload);
-      }
+      node.client().publish_confirmed("orders.shipped", plexus::encode_payload(o),
+                                      [answers, id = o.id, max_orders](std::uint32_t code) {
+                                        count_answer(*answers, id, code, max_orders);
+                                      });
       ++generated;
       auto due = start + std::chrono::duration<double>(static_cast<double>(i) / rate);
       while (!stop && std::chrono::steady_clock::now() < due)
@@ -312,7 +346,9 @@ int main(int argc, char** argv) {
       while (!stop && std::chrono::steady_clock::now() < next)
         std::this_thread::sleep_for(std::chrono::milliseconds{20});
       if (stop) break;
-      std::string line = generates ? "orders " + std::to_string(generated.load()) : "";
+      std::string line = generates ? "orders " + std::to_string(generated.load()) + " (confirmed " +
+                                       std::to_string(answers->confirmed.load()) + ")"
+                                   : "";
       for (auto& s : node.stats())
         line += (line.empty() ? "" : " | ") + s.function + " " + std::to_string(s.ok) +
                 " [x" + std::to_string(s.instances) + "]" +
@@ -331,8 +367,14 @@ int main(int argc, char** argv) {
   node.stop(); // finishes what is in flight, then says BYE
 
   std::printf("\nsummary (--role %s):\n", role.c_str());
-  if (generates)
+  if (generates) {
+    auto& a = *answers;
     std::printf("  %ld orders generated, %ld dead letters seen\n", generated.load(), dead_letters.load());
+    std::printf("  orders.shipped: %ld confirmed, %ld dead-lettered, %ld not delivered (nobody took "
+                "them), %ld failed, %ld unanswered at shutdown\n",
+                a.confirmed.load(), a.dead_lettered.load(), a.not_delivered.load(), a.failed.load(),
+                generated.load() - a.answered.load());
+  }
   for (auto& s : node.stats())
     std::printf("  %-18s ok %-7llu errors %-4llu crashes %-4llu restarts %-4llu quarantined %-3llu %s\n",
                 s.function.c_str(), static_cast<unsigned long long>(s.ok),

@@ -4,12 +4,15 @@
 // Every order that is not poison ends as a confirmation in the outbox and
 // every poison one on $DLQ.orders.shipped, also when the create-label
 // process is killed mid-stream and replaced (at least once: some orders are
-// confirmed twice, none is lost).
+// confirmed twice, none is lost), and on a broker with a store
+// (samples/shipping/broker.toml) when the broker is killed -9 with orders
+// in flight and started again.
 #include <algorithm>
 #include <csignal>
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 
@@ -22,6 +25,7 @@ using namespace plexus::itest;
 namespace {
 
 const std::string shipping_bin = PLEXUS_SHIPPING_BIN;
+const std::string shipping_toml = PLEXUS_SHIPPING_TOML; // samples/shipping/broker.toml
 
 // The fields of the sample's order the test looks at (a msgpack map
 // converts into a struct with fewer keys).
@@ -90,6 +94,26 @@ long long summary_count(const std::string& output, const std::string& function,
   return -1;
 }
 
+/// The generator's line once every one of its --orders was answered
+/// (`generator: 270 of 300 orders confirmed (...)`), or "" before.
+std::string answered_line(const std::string& output) {
+  std::istringstream in{output};
+  for (std::string line; std::getline(in, line);)
+    if (line.starts_with("generator: ") && line.find(" orders confirmed (") != std::string::npos)
+      return line;
+  return {};
+}
+
+/// A durable queue's counter from a broker's stats JSON
+/// (`{"name":"shipping.create-label","messages":3,...}`), if it is there.
+std::optional<std::uint64_t> durable_counter(const std::string& json, const std::string& durable,
+                                             std::string_view name) {
+  auto at = json.find("{\"name\":\"" + durable + "\"");
+  if (at == std::string::npos) return std::nullopt;
+  auto end = json.find('}', at);
+  return json_number(std::string_view{json}.substr(at, end - at), name);
+}
+
 constexpr auto chain_deadline = 30s;
 
 /// A broker with a $DLQ watcher, its stats and an outbox, and the three
@@ -151,6 +175,11 @@ BOOST_FIXTURE_TEST_CASE(every_order_is_confirmed_or_dead_lettered_across_process
   }
   BOOST_TEST(dead.size() == poison.size()); // each quarantined once
   BOOST_TEST(dead_ids == poison, boost::test_tools::per_element());
+  // Without a store a confirm is end to end: the generator hears 0 once
+  // the chain is done with an order, 102 for a quarantined one.
+  BOOST_TEST(poll_until([&] { return !answered_line(generator.output()).empty(); }, default_wait, 20ms));
+  BOOST_TEST(answered_line(generator.output())
+             == "generator: 270 of 300 orders confirmed (0 not delivered, 30 dead-lettered, 0 failed)");
 
   for (auto* p : {&generator, &validate, &label, &confirm}) BOOST_TEST(p->terminate() == 0);
   auto v = validate.output(), l = label.output(), c = confirm.output(), g = generator.output();
@@ -285,7 +314,7 @@ BOOST_FIXTURE_TEST_CASE(a_create_label_process_killed_mid_stream_loses_no_order,
 // functions of the chain, each the child of the one before, from the spans
 // the node keeps (asked after the fact, not caught live).
 BOOST_AUTO_TEST_CASE(plexus_trace_shows_an_order_s_way_through_the_chain) {
-  broker_process b;
+  broker_process b{{"--id", "trace", "--stats-interval-ms", "100"}};
   temp_file outbox{"plexus-itest-trace-outbox"};
   auto watcher = b.connect();
   guarded<std::string> trace_id;
@@ -295,10 +324,13 @@ BOOST_AUTO_TEST_CASE(plexus_trace_shows_an_order_s_way_through_the_chain) {
         trace_id.update([&](std::string& id) { if (id.empty()) id = s.trace_id; });
   });
   sync_with_broker(*watcher);
-  // The generator first: it holds its first order until a function takes
-  // it (the broker would drop it), so none of the three is lost.
-  shipping_process generator{b, "generator", {"--orders", "3"}};
+  // The functions first: this broker keeps no store, so it would drop
+  // orders published before they joined their groups.
+  stats_watch stats{b, "trace"};
   shipping_process functions{b, "functions", {"--trace-sample", "1", "--outbox", outbox.path()}};
+  BOOST_REQUIRE_MESSAGE(stats.wait_for("groups", [](std::uint64_t g) { return g >= 3; }),
+                        "the three functions did not join their groups within 10 s");
+  shipping_process generator{b, "generator", {"--orders", "3"}};
   BOOST_TEST_REQUIRE(trace_id.wait_until([](const std::string& id) { return !id.empty(); }));
   spawn_options o;
   o.args = {cli_bin, "--broker", b.endpoint(), "trace", trace_id.snapshot(), "--wait", "500ms"};
@@ -427,6 +459,150 @@ BOOST_AUTO_TEST_CASE(plexus_trace_names_the_fault_each_injected_mode_causes) {
                         ": nobody serves loyalty.points"), joined(lines));
     BOOST_TEST(sample.terminate() == 0);
   }
+}
+
+namespace {
+
+/// The chain on a plexus-broker with a store and samples/shipping/broker.toml
+/// (a durable queue per hop), whose broker is killed -9 and started
+/// again on the same endpoint and store. validate-address and
+/// send-confirmation run from the start; create-label does not.
+struct stored_chain {
+  static constexpr int n = 1000;
+  temp_dir store{"plexus-itest-shipping-store"};
+  const std::vector<std::string> broker_args{"--id", "ship", "--stats-interval-ms", "100", "--store",
+                                             store.path().string(), "--config", shipping_toml};
+  temp_file outbox{"plexus-itest-outbox"};
+  std::unique_ptr<broker_process> broker = std::make_unique<broker_process>(broker_args);
+  const std::string endpoint = broker->endpoint();
+  std::unique_ptr<stats_watch> stats = std::make_unique<stats_watch>(*broker, "ship");
+  shipping_process validate{*broker, "validate-address"};
+  shipping_process confirm{*broker, "send-confirmation", {"--outbox", outbox.path()}};
+
+  /// A durable queue's counter in the broker's latest stats, 0 before any.
+  [[nodiscard]] std::uint64_t durable(const std::string& queue, std::string_view counter) const {
+    return durable_counter(stats->json(), queue, counter).value_or(0);
+  }
+
+  /// `--role generator --orders n`, until it says every order was
+  /// answered: all n confirmed (on disk), none otherwise; then SIGTERM.
+  void generate() {
+    shipping_process generator{*broker, "generator", {"--orders", std::to_string(n), "--rate", "2000"}};
+    BOOST_REQUIRE_MESSAGE(poll_until([&] { return !answered_line(generator.output()).empty(); },
+                                     chain_deadline, 20ms),
+                          "the generator's orders were not all answered within 30 s:\n"
+                            << generator.output());
+    BOOST_TEST(answered_line(generator.output())
+               == "generator: 1000 of 1000 orders confirmed (0 not delivered, 0 dead-lettered, 0 failed)");
+    BOOST_TEST(generator.terminate() == 0);
+    auto g = generator.output();
+    BOOST_TEST(g.find("\n  orders.shipped: 1000 confirmed, 0 dead-lettered, 0 not delivered (nobody "
+                      "took them), 0 failed, 0 unanswered at shutdown\n") != std::string::npos, g);
+  }
+
+  /// kill -9, then a new broker on the same endpoint and store; returns
+  /// what it restored per queue (validate-address's, create-label's).
+  std::pair<std::uint64_t, std::uint64_t> kill_9_and_restart() {
+    stats.reset();
+    broker->process().signal(SIGKILL);
+    BOOST_REQUIRE_EQUAL(broker->process().wait(default_wait).value_or(-1), 128 + SIGKILL);
+    broker = std::make_unique<broker_process>(broker_args, endpoint);
+    BOOST_REQUIRE_EQUAL(broker->endpoint(), endpoint);
+    stats = std::make_unique<stats_watch>(*broker, "ship");
+    BOOST_REQUIRE(stats->wait_for("restored", [](std::uint64_t) { return true; }));
+    std::pair restored{durable("shipping.validate-address", "restored"),
+                       durable("shipping.create-label", "restored")};
+    BOOST_TEST_MESSAGE("restored: " << restored.first << " orders for validate-address, "
+                       << restored.second << " for create-label");
+    // Every order is in one queue or the other: validate-address ACKs an
+    // order only once create-label's copy is on disk.
+    BOOST_TEST(restored.first + restored.second >= std::uint64_t{n});
+    return restored;
+  }
+
+  /// Starts create-label and waits until the outbox holds every order;
+  /// asserts none is lost (a repeat is allowed: at least once).
+  void label_and_count() {
+    shipping_process label{*broker, "create-label"};
+    bool done = poll_until([&] { return confirmations(outbox.path()).size() >= std::size_t{n}; },
+                           chain_deadline, 20ms);
+    auto seen = confirmations(outbox.path());
+    std::vector<int> lost;
+    std::size_t repeats = 0;
+    for (int i = 1; i <= n; ++i) {
+      auto it = seen.find(i);
+      if (it == seen.end()) lost.push_back(i);
+      else repeats += it->second - 1;
+    }
+    BOOST_TEST_MESSAGE(seen.size() << " of " << n << " orders in the outbox after the broker's restart, "
+                       << repeats << " repeated confirmations");
+    BOOST_TEST(done, "within 30 s: " << seen.size() << " of " << n << " orders confirmed");
+    BOOST_TEST(lost.empty(), lost.size() << " orders lost, the first " << (lost.empty() ? 0 : lost.front()));
+    BOOST_TEST(seen.size() == std::size_t{n}); // and no id that was never ordered
+    BOOST_TEST(stats->counter("dead_letters") == 0u);
+    for (auto* p : {&validate, &label, &confirm}) BOOST_TEST(p->terminate() == 0);
+    BOOST_TEST_MESSAGE("validate-address:\n" << validate.output() << "create-label:\n"
+                       << label.output() << "send-confirmation:\n" << confirm.output());
+  }
+};
+
+} // namespace
+
+// Issue #19: create-label is not running, the generator's 1000 orders are
+// all confirmed (on disk), validate-address passes them on to create-label's
+// durable queue, and the broker is killed -9 with them in flight. Started
+// again on the same endpoint and store, it gets them back, the function
+// processes reconnect by themselves, create-label joins, and every order
+// ends in the outbox (at least once: repeats are counted).
+BOOST_FIXTURE_TEST_CASE(orders_in_flight_survive_a_kill_9_of_a_broker_with_the_sample_s_store,
+                        stored_chain) {
+  generate();
+  // Orders between two functions when the broker dies: validated, kept
+  // for create-label, which never ran (so none is in the outbox yet).
+  BOOST_REQUIRE_MESSAGE(poll_until([&] { return durable("shipping.create-label", "messages") > 0; },
+                                   default_wait, 20ms),
+                        "validate-address passed no order on within 10 s: " << stats->json());
+  BOOST_TEST(confirmations(outbox.path()).empty());
+  auto restored = kill_9_and_restart();
+  BOOST_TEST(restored.second > 0u); // create-label's queue came back with orders
+  label_and_count();
+}
+
+// Nobody takes orders.shipped and the broker keeps no store: the generator
+// publishes each order once, says so once on stderr with what to do, and
+// counts the orders as not delivered instead of sending them again.
+BOOST_AUTO_TEST_CASE(orders_nobody_takes_are_said_once_and_counted_not_delivered) {
+  constexpr int n = 20;
+  broker_process broker;
+  temp_file out{"plexus-itest-generator-out"}, err{"plexus-itest-generator-err"};
+  spawn_options o;
+  o.args = {shipping_bin, "--broker", broker.endpoint(), "--role", "generator", "--orders",
+            std::to_string(n), "--rate", "1000"};
+  o.out = redirect::file;
+  o.out_path = out.path();
+  o.err = redirect::file;
+  o.err_path = err.path();
+  child_process generator{o};
+  auto output = [&] {
+    std::string all;
+    for (auto& l : complete_lines(out.path())) all += l + "\n";
+    return all;
+  };
+  BOOST_REQUIRE_MESSAGE(poll_until([&] { return !answered_line(output()).empty(); }, default_wait, 20ms),
+                        "the generator's orders were not all answered within 10 s:\n" << output());
+  BOOST_TEST(answered_line(output())
+             == "generator: 0 of 20 orders confirmed (20 not delivered, 0 dead-lettered, 0 failed)");
+  generator.signal(SIGTERM);
+  BOOST_TEST(generator.wait(default_wait).value_or(-1) == 0);
+  BOOST_TEST(output().find("\n  orders.shipped: 0 confirmed, 0 dead-lettered, 20 not delivered (nobody "
+                           "took them), 0 failed, 0 unanswered at shutdown\n") != std::string::npos,
+             output());
+  auto said = complete_lines(err.path());
+  BOOST_TEST_REQUIRE(said.size() == 1u, "stderr:\n" << joined(said));
+  BOOST_TEST(said[0].starts_with("generator: order "), said[0]);
+  BOOST_TEST(said[0].find("was not delivered") != std::string::npos, said[0]);
+  BOOST_TEST(said[0].find("Start the functions first") != std::string::npos, said[0]);
+  BOOST_TEST(said[0].find("--config samples/shipping/broker.toml --store") != std::string::npos, said[0]);
 }
 
 // An --inject mode the sample does not know is refused like a bad role.
