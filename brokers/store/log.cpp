@@ -246,7 +246,9 @@ void log::recover() {
   file_window w;
   const auto max_record = static_cast<std::uint32_t>(opts_.max_record_bytes);
   for (std::size_t i = 0; i < files.size(); ++i) {
-    const auto& [base, path] = files[i];
+    // Named, not a structured binding: clang 14 lets no lambda capture one.
+    const auto base = files[i].first;
+    const auto& path = files[i].second;
     const bool last = i + 1 == files.size();
     last_base_ = std::max(last_base_, base);
     auto fd = open_or_throw(path, last ? O_RDWR | O_APPEND : O_RDONLY);
