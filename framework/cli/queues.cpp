@@ -247,7 +247,7 @@ std::string payload_dump(std::string_view payload) {
   static constexpr char hex[] = "0123456789abcdef";
   auto shown = std::min<std::size_t>(payload.size(), 256);
   for (std::size_t at = 0; at < shown; at += 16) {
-    char offset[16];
+    char offset[24]; // "%08zx  " of any size_t fits
     std::snprintf(offset, sizeof offset, "%08zx  ", at);
     out += offset;
     std::string ascii;
