@@ -556,7 +556,7 @@ void core::state::on_sub(connection& c, const wire::header& h) {
   }
   if (auto home = durable_homes.find(h.queue); home != durable_homes.end()) {
     send_err(c, status::forbidden,
-             "durable queue '" + home->first + "' is kept by broker '" + home->second
+             "durable queue '" + home->first + "' is kept by broker '" + home->second->home
                + "': its members subscribe there",
              &h);
     return;

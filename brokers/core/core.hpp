@@ -176,6 +176,7 @@ struct counters {
   std::uint64_t expired = 0;
   std::uint64_t no_responders = 0;
   std::uint64_t no_interest = 0;
+  std::uint64_t durable_unreachable = 0; // matched a durable whose home was out of reach: 116
   std::uint64_t duplicates = 0;
   std::uint64_t dedup_evictions = 0; // ids forgotten before their window ended (a bound was hit)
   std::uint64_t acks = 0, nacks = 0;

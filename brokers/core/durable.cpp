@@ -98,7 +98,10 @@ void core::state::setup_durables() {
       throw std::invalid_argument("durable queue '" + dc.name
                                   + "': max_msgs and max_bytes must be above 0");
     if (!dc.home.empty() && dc.home != cfg.id) {
-      durable_homes.emplace(dc.name, dc.home); // its home advertises its subjects
+      // Its home advertises its subjects (interest): publishes go there.
+      auto rd = std::make_unique<remote_durable>(remote_durable{dc.name, dc.home});
+      for (auto& p : dc.subjects) remote_trie.insert(p, rd.get());
+      durable_homes.emplace(dc.name, std::move(rd));
       continue;
     }
     auto d = std::make_unique<durable_queue>();
@@ -176,6 +179,21 @@ void core::state::age_out_durables() {
       ++d->aged_out;
       settle(*q.msg, status::expired);
     }
+  }
+}
+
+void core::state::check_remote_durables(message& m) {
+  if (durable_homes.empty() || m.from) return; // a peer's message: its origin checked
+  remote_scratch.clear();
+  remote_trie.match(m.topic, remote_scratch);
+  for (auto* rd : remote_scratch) {
+    auto p = peers.find(rd->home);
+    // forward() marks a peer it sent the message to with this route_gen.
+    if (p != peers.end() && p->second->last_route == route_gen && !p->second->links.empty())
+      continue;
+    ++stats.durable_unreachable;
+    note_outcome(m, status::unavailable);
+    return;
   }
 }
 

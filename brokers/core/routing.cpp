@@ -150,7 +150,8 @@ std::size_t core::state::route_message(const message_ptr& m) {
       case route_kind::interest: forward(*static_cast<interest*>(r)->owner, m); break;
     }
   }
-  if (routes.empty()) ++stats.no_interest;
+  check_remote_durables(*m);
+  if (routes.empty() && m->outcome != status::unavailable) ++stats.no_interest;
   settle(*m, routes.empty() ? status::no_interest : status::ok);
   return routes.size();
 }
@@ -332,7 +333,7 @@ void core::state::settle(message& m, status outcome) {
       dedup_window::settle(*d, m.outcome,
                            m.outcome == status::no_interest || m.outcome == status::overloaded
                              || m.outcome == status::expired || m.outcome == status::peer_lost
-                             || m.outcome == status::full);
+                             || m.outcome == status::full || m.outcome == status::unavailable);
     }
   }
   if (m.confirm) send_confirm(m.shared_from_this());

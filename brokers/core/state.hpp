@@ -190,6 +190,11 @@ struct durable_queue {
   std::uint64_t last_route = 0; // route_gen of its last capture: one per message
 };
 
+/// A durable queue another broker keeps (durable_config::home).
+struct remote_durable {
+  std::string name, home;
+};
+
 /// The outbound queue of one connection: a vector with a moving head, so
 /// the shell gets a contiguous span.
 struct out_queue {
@@ -333,7 +338,10 @@ struct core::state {
   // Durable queues (durable.cpp): by name; what the store is asked, in
   // order; the publishes each waiting for its copy's append to be durable.
   std::map<std::string, std::unique_ptr<durable_queue>, std::less<>> durables;
-  std::map<std::string, std::string, std::less<>> durable_homes; // kept elsewhere: name -> home
+  // Durables kept by another broker (`home`): their subjects, so a publish
+  // this broker could not forward to the home is answered 116, not 101.
+  std::map<std::string, std::unique_ptr<remote_durable>, std::less<>> durable_homes;
+  pattern_trie<remote_durable> remote_trie;
   std::vector<store_op> store_ops;
   std::deque<std::pair<std::uint64_t, message_ptr>> awaiting_store; // by id
   std::uint64_t next_store_id = 1;
@@ -343,6 +351,7 @@ struct core::state {
   std::vector<conn_id> gone; // forgotten (see take_gone)
   std::vector<conn_id> doomed; // see request_close
   std::vector<route*> scratch; // reused by match
+  std::vector<remote_durable*> remote_scratch;
   time_point next_stats{};
   time_point now{};
   // Authentication (config::auth): on or off for the core's life.
@@ -421,6 +430,9 @@ struct core::state {
   /// A durable copy settled (ACKed, dead-lettered, expired): ACKed in the store.
   void release_durable(message& m);
   void age_out_durables();
+  /// `m` was routed: a durable kept elsewhere that it matches, whose home
+  /// did not get it forwarded (down, or no link yet), makes its outcome 116.
+  void check_remote_durables(message& m);
 
   // ../cluster/peers.cpp
   void dial(connection& c);

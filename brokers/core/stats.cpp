@@ -71,6 +71,7 @@ std::string stats_json(const core& b, time_point now) {
     o.num("expired", c.expired);
     o.num("no_responders", c.no_responders);
     o.num("no_interest", c.no_interest);
+    o.num("durable_unreachable", c.durable_unreachable);
     o.num("duplicates", c.duplicates);
     o.num("dedup_evictions", c.dedup_evictions);
     o.num("acks", c.acks);

@@ -121,12 +121,13 @@ std::vector<fs::path> segments_in(const fs::path& dir) {
 // own, stats every 100 ms.
 class store_broker {
 public:
-  store_broker(const store_dir& dir, const std::string& config, std::vector<std::string> extra = {})
+  store_broker(const store_dir& dir, const std::string& config, std::vector<std::string> extra = {},
+               const std::string& listen = "tcp://127.0.0.1:*")
     : out_path_((dir.path() / ("broker-" + std::to_string(++starts_) + ".out")).string()),
       err_path_((dir.path() / ("broker-" + std::to_string(starts_) + ".err")).string()),
       metrics_port_(free_port()) {
     spawn_options o;
-    o.args = {broker_bin, "--listen", "tcp://127.0.0.1:*", "--log-level", "info",
+    o.args = {broker_bin, "--listen", listen, "--log-level", "info",
               "--store", dir.store(), "--config", config, "--metrics-port",
               std::to_string(metrics_port_), "--stats-interval-ms", "100"};
     o.args.insert(o.args.end(), extra.begin(), extra.end());
@@ -149,15 +150,15 @@ public:
                        "no metrics on port " << metrics_port_);
   }
 
-  /// `retry_full` false: a publish's `done` hears 115 instead of the
+  /// `retry_unkept` false: a publish's `done` hears 115 instead of the
   /// client sending it again later.
   [[nodiscard]] std::unique_ptr<plexus::client> connect(std::string node_id = {},
-                                                        bool retry_full = true) const {
+                                                        bool retry_unkept = true) const {
     plexus::client_options o;
     o.endpoint = endpoint_;
     o.node_id = std::move(node_id);
     o.connect_timeout = 5s;
-    o.retry_full = retry_full;
+    o.retry_unkept = retry_unkept;
     return std::make_unique<plexus::client>(o);
   }
 
@@ -505,6 +506,59 @@ BOOST_AUTO_TEST_CASE(garbage_after_the_last_record_is_cut_and_said_and_every_mes
     BOOST_TEST_REQUIRE((it != s.by_id.end()), "e-" << i << " was not delivered");
     BOOST_TEST(it->second == payload_of(i));
   }
+}
+
+BOOST_AUTO_TEST_CASE(while_the_home_broker_is_down_publishes_elsewhere_wait_in_the_outbox_and_are_kept_when_it_returns) {
+  // A cluster of two sharing one configuration: "shipping" lives on a.
+  store_dir dir_a, dir_b;
+  auto config = (dir_a.path() / "cluster.toml").string();
+  write_text(config, durable_toml("shipping", "[\"orders.>\"]", "home = \"a\"\n"));
+  auto secret = (dir_a.path() / "secret").string();
+  write_text(secret, "the durable suite's cluster secret\n");
+  auto a_endpoint = "tcp://127.0.0.1:" + std::to_string(free_port()); // a comes back on it
+  std::vector<std::string> common{"--cluster-secret-file", secret};
+  auto args = [&](std::vector<std::string> more) {
+    more.insert(more.end(), common.begin(), common.end());
+    return more;
+  };
+  auto a = std::make_unique<store_broker>(dir_a, config, args({"--id", "a"}), a_endpoint);
+  store_broker b{dir_b, config, args({"--id", "b", "--peer", a_endpoint})};
+  BOOST_TEST_REQUIRE(b.wait_metric("plexus_broker_peers", [](auto v) { return v == 1; }));
+  a->kill9();
+  BOOST_TEST_REQUIRE(b.wait_metric("plexus_broker_peers", [](auto v) { return v == 0; }));
+
+  constexpr std::size_t n = 50;
+  auto pub = b.connect("publisher");
+  guarded<std::map<std::string, std::uint32_t>> codes;
+  for (std::size_t i = 0; i < n; ++i) {
+    auto id = "h-" + std::to_string(i);
+    plexus::publish_options po;
+    po.msg_id = id;
+    pub->publish_confirmed("orders.created", payload_of(i),
+                           [&codes, id](std::uint32_t code) {
+                             codes.update([&](auto& m) { m[id] = code; });
+                           }, po);
+  }
+  // b answered every one 116 (at least once); none is settled: each waits
+  // in the publisher's outbox, sent again with backoff.
+  BOOST_TEST_REQUIRE(b.wait_metric("plexus_broker_durable_unreachable_total",
+                                   [](auto v) { return v >= n; }));
+  BOOST_TEST(codes.snapshot().empty(), codes.snapshot().size() << " publish(es) settled while the home was down");
+  BOOST_TEST(pub->stats().unkept_retries > 0u);
+
+  a = std::make_unique<store_broker>(dir_a, config, args({"--id", "a"}), a_endpoint);
+  BOOST_TEST_REQUIRE(codes.wait_until([](const auto& m) { return m.size() == n; }, 20s),
+                     "confirms after the home returned: "
+                       << codes.read([](const auto& m) { return m.size(); }) << " of " << n);
+  BOOST_TEST(count_code(codes.snapshot(), 0) == n);
+  guarded<consumed> got;
+  auto sub = a->connect("shipper");
+  consume(*sub, got, "orders.>", "shipping");
+  BOOST_TEST_REQUIRE(got.wait_until([](const consumed& s) { return s.by_id.size() >= n; }),
+                     "received " << got.read([](const consumed& s) { return s.by_id.size(); }) << " of " << n);
+  auto s = got.snapshot();
+  for (std::size_t i = 0; i < n; ++i)
+    BOOST_TEST(s.by_id.contains("h-" + std::to_string(i)), "h-" << i << " was not kept");
 }
 
 BOOST_AUTO_TEST_CASE(bad_durable_configurations_are_one_line_and_exit_2) {

@@ -135,6 +135,7 @@ public:
   /// Broker `b` restarts faster than its peers notice: its old links stay
   /// open at their ends (into a void), the new process dials everyone.
   void restart(std::size_t b) {
+    dead_.erase(b); // a killed broker may come back too
     auto cfg = brokers_[b]->settings();
     brokers_[b] = std::make_unique<broker::core>(cfg);
     brokers_[b]->tick(now_);
@@ -638,6 +639,40 @@ BOOST_AUTO_TEST_CASE(a_durable_queue_s_home_keeps_what_is_published_anywhere_and
   auto got = m.take(0, w, op::msg);
   BOOST_TEST_REQUIRE(got.size() == 1u);
   BOOST_TEST(got[0].payload == "order 1");
+}
+
+BOOST_AUTO_TEST_CASE(while_a_durable_s_home_is_down_a_publish_elsewhere_hears_116_and_is_kept_once_it_returns) {
+  broker::config shared;
+  shared.durables = {{"shipping", {"orders.>"}, 1000, 1 << 20, {}, "a"}};
+  mesh m{2, shared};
+  auto pub = m.connect(1, "pub");
+  auto watcher = m.connect(1, "watcher"); // a plain subscriber on b: it gets the message
+  m.subscribe(1, watcher, 1, "orders.>");
+  m.kill(0);
+  m.publish(1, pub, "orders.created", "order 1", {.msg_id = "m1", .confirm = true});
+  BOOST_TEST(m.take(1, watcher, op::msg).size() == 1u);
+  auto confirms = m.take(1, pub, op::confirm);
+  BOOST_TEST_REQUIRE(confirms.size() == 1u);
+  // Not 0 (the durable did not keep it), not 101 (someone keeps it, once
+  // reachable): 116, which the client retries.
+  BOOST_TEST(confirms[0].code == code_of(status::unavailable));
+  BOOST_TEST(m.at(1).stats().durable_unreachable == 1u);
+  // Not a publish on an unrelated subject.
+  m.publish(1, pub, "billing.due", "x", {.msg_id = "m2", .confirm = true});
+  confirms = m.take(1, pub, op::confirm);
+  BOOST_TEST_REQUIRE(confirms.size() == 1u);
+  BOOST_TEST(confirms[0].code == code_of(status::no_interest));
+  // The home returns; the client's re-send of m1 is routed again (a 116 is
+  // not a final answer in the dedup window) and kept.
+  m.restart(0);
+  m.publish(1, pub, "orders.created", "order 1", {.msg_id = "m1", .confirm = true});
+  auto ops = m.at(0).take_store_ops();
+  BOOST_TEST_REQUIRE(ops.size() == 1u);
+  m.at(0).stored(ops[0].id, m.now());
+  m.pump();
+  confirms = m.take(1, pub, op::confirm);
+  BOOST_TEST_REQUIRE(confirms.size() == 1u);
+  BOOST_TEST(confirms[0].code == 0u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

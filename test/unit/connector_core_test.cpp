@@ -213,7 +213,7 @@ BOOST_AUTO_TEST_CASE(an_err_naming_a_confirmed_publish_is_its_outcome) {
 }
 
 BOOST_AUTO_TEST_CASE(a_full_durable_queue_sends_the_publish_again_later_instead_of_settling_it) {
-  connector_rig r; // full_retry_min 50 ms, doubling, at most 2 s
+  connector_rig r; // unkept_retry_min 50 ms, doubling, at most 2 s
   r.connect();
   std::vector<std::uint32_t> codes;
   r.take(connector_rig::confirmed("orders.x", "m1", [&](std::uint32_t c) { codes.push_back(c); }));
@@ -235,15 +235,30 @@ BOOST_AUTO_TEST_CASE(a_full_durable_queue_sends_the_publish_again_later_instead_
   r.advance(60ms);
   r.write();
   BOOST_TEST(r.of(wire::op::pub).size() == 3u);
-  BOOST_TEST(r.core.counts().full_retries == 2u);
+  BOOST_TEST(r.core.counts().unkept_retries == 2u);
   r.hear(confirm_of("m1", 0));
   BOOST_TEST(codes == std::vector<std::uint32_t>{0});
   BOOST_TEST(r.slots == 0u);
 }
 
-BOOST_AUTO_TEST_CASE(without_retry_full_the_publisher_hears_full) {
+BOOST_AUTO_TEST_CASE(a_durable_whose_home_is_out_of_reach_gets_the_publish_again_later) {
+  connector_rig r;
+  r.connect();
+  std::vector<std::uint32_t> codes;
+  r.take(connector_rig::confirmed("orders.x", "m1", [&](std::uint32_t c) { codes.push_back(c); }));
+  r.write();
+  r.hear(confirm_of("m1", code_of(status::unavailable)));
+  BOOST_TEST(codes.empty()); // held in the outbox, unconfirmed
+  r.advance(60ms);
+  r.write();
+  BOOST_TEST(r.of(wire::op::pub).size() == 2u);
+  r.hear(confirm_of("m1", 0)); // the home is back and stored it
+  BOOST_TEST(codes == std::vector<std::uint32_t>{0});
+}
+
+BOOST_AUTO_TEST_CASE(without_retry_unkept_the_publisher_hears_full) {
   auto cfg = connector_rig::config();
-  cfg.retry_full = false;
+  cfg.retry_unkept = false;
   connector_rig r{cfg};
   r.connect();
   std::vector<std::uint32_t> codes;

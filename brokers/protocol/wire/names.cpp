@@ -142,6 +142,8 @@ constexpr status_info statuses[] = {
   {status::not_authorized, "not_authorized", "not authorized", false},
   {status::permission_denied, "permission_denied", "permission denied", false},
   {status::full, "full", "full (a durable queue is at its limit)", true},
+  {status::unavailable, "unavailable", "unavailable (a durable queue's home broker is out of reach)",
+   true},
   {status::timeout, "timeout", "timeout", true},
   {status::disconnected, "disconnected", "disconnected", true},
   {status::outbox_full, "outbox_full", "unconfirmed outbox full", true},

@@ -98,14 +98,16 @@ struct client_options {
   /// most 64 Ki messages (64 MiB at 1 KiB, the broker's pending-bytes cap).
   std::size_t max_unconfirmed = 65536;
   unconfirmed_full when_unconfirmed_full = unconfirmed_full::block;
-  /// A CONFIRM saying `full` (115: a durable queue is at its limit) does
-  /// not settle a publish: it stays in the unconfirmed window and is sent
-  /// again after a wait that doubles from full_retry_min to full_retry_max,
-  /// so a publisher slows to what the consumers take (its window fills,
-  /// then publish_confirmed blocks or fails as when_unconfirmed_full says)
-  /// and loses nothing. false: `done` hears 115.
-  bool retry_full = true;
-  std::chrono::milliseconds full_retry_min{50}, full_retry_max{2000};
+  /// A CONFIRM saying a durable queue could not keep the message, `full`
+  /// (115: at its limit) or `unavailable` (116: the broker that keeps it
+  /// is out of reach), does not settle a publish: it stays in the
+  /// unconfirmed window and is sent again after a wait that doubles from
+  /// unkept_retry_min to unkept_retry_max, so a publisher slows to what the
+  /// consumers take, or waits for the queue's home to return (its window
+  /// fills, then publish_confirmed blocks or fails as when_unconfirmed_full
+  /// says), and loses nothing. false: `done` hears 115 or 116.
+  bool retry_unkept = true;
+  std::chrono::milliseconds unkept_retry_min{50}, unkept_retry_max{2000};
   /// CurveZMQ, for a broker with --auth: this client's key pair and the
   /// broker's (the cluster's) public key, each 40 characters of Z85
   /// (plexus/creds.hpp reads them from a credentials file). All three or
@@ -195,8 +197,9 @@ struct client_stats {
   /// session); handler calls that blocked the I/O thread past the broker's
   /// heartbeat.
   std::uint64_t dropped = 0, sessions_lost = 0, stalls = 0;
-  /// Confirmed publishes sent again because a durable queue was full.
-  std::uint64_t full_retries = 0;
+  /// Confirmed publishes sent again because a durable queue could not keep
+  /// them (115 full, 116 its home out of reach).
+  std::uint64_t unkept_retries = 0;
 };
 
 class client {

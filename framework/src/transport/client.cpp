@@ -73,9 +73,9 @@ detail::connector_config core_config(const client_options& o, std::string_view i
   c.silence_timeout = o.silence_timeout;
   c.reconnect_min = o.reconnect_min;
   c.reconnect_max = o.reconnect_max;
-  c.retry_full = o.retry_full;
-  c.full_retry_min = o.full_retry_min;
-  c.full_retry_max = o.full_retry_max;
+  c.retry_unkept = o.retry_unkept;
+  c.unkept_retry_min = o.unkept_retry_min;
+  c.unkept_retry_max = o.unkept_retry_max;
   c.max_batch_bytes = std::min<std::size_t>(detail::batch_frame_bytes, o.limits.max_batch_bytes / 2);
   c.max_batch_envelopes = detail::batch_frame_envelopes;
   return c;
@@ -407,7 +407,7 @@ client_stats client::stats() const {
   s.dropped = c.broker_dropped.load();
   s.sessions_lost = c.sessions_lost.load();
   s.stalls = c.stalls.load();
-  s.full_retries = c.full_retries.load();
+  s.unkept_retries = c.unkept_retries.load();
   return s;
 }
 

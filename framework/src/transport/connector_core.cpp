@@ -166,22 +166,22 @@ void connector_core::settle(unconfirmed_map::iterator it, std::uint32_t code) {
 }
 
 void connector_core::retry_later(unconfirmed_map::iterator it, time_point now) {
-  auto n = ++it->second.extras->full_retries;
-  auto wait = cfg_.full_retry_min;
-  for (std::uint32_t i = 1; i < n && wait < cfg_.full_retry_max; ++i) wait *= 2;
-  full_retries_.emplace(now + std::min(wait, cfg_.full_retry_max), it->first);
+  auto n = ++it->second.extras->unkept_retries;
+  auto wait = cfg_.unkept_retry_min;
+  for (std::uint32_t i = 1; i < n && wait < cfg_.unkept_retry_max; ++i) wait *= 2;
+  unkept_retries_.emplace(now + std::min(wait, cfg_.unkept_retry_max), it->first);
 }
 
 void connector_core::resend_due(time_point now) {
-  while (!full_retries_.empty() && full_retries_.begin()->first <= now) {
-    auto id = std::move(full_retries_.begin()->second);
-    full_retries_.erase(full_retries_.begin());
+  while (!unkept_retries_.empty() && unkept_retries_.begin()->first <= now) {
+    auto id = std::move(unkept_retries_.begin()->second);
+    unkept_retries_.erase(unkept_retries_.begin());
     // Settled meanwhile, or waiting for a session (which re-sends every
     // unconfirmed publish when it begins): nothing to do.
     auto it = unconfirmed_.find(id);
     if (it == unconfirmed_.end() || !welcomed_) continue;
     pending_.push_back(it->second.copy());
-    ++counts_.full_retries;
+    ++counts_.unkept_retries;
   }
 }
 
@@ -232,7 +232,9 @@ void connector_core::control(const wire::header& h, time_point now) {
     case wire::op::confirm: {
       auto it = unconfirmed_.find(h.msg_id);
       if (it == unconfirmed_.end()) break; // a duplicate's second confirm
-      if (h.code == code_of(status::full) && cfg_.retry_full) retry_later(it, now);
+      if ((h.code == code_of(status::full) || h.code == code_of(status::unavailable))
+          && cfg_.retry_unkept)
+        retry_later(it, now);
       else settle(it, h.code);
       break;
     }

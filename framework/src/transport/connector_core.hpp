@@ -56,16 +56,16 @@ struct connector_config {
   /// by this and by max_batch_envelopes).
   std::size_t max_batch_bytes = 32 * 1024;
   std::size_t max_batch_envelopes = 256;
-  /// CONFIRM 115 (`full`): sent again after min, doubling to max (see
-  /// client_options::retry_full).
-  bool retry_full = true;
-  std::chrono::milliseconds full_retry_min{50}, full_retry_max{2000};
+  /// CONFIRM 115 (`full`) or 116 (`unavailable`): sent again after min, doubling to max (see
+  /// client_options::retry_unkept).
+  bool retry_unkept = true;
+  std::chrono::milliseconds unkept_retry_min{50}, unkept_retry_max{2000};
 };
 
 /// Read by client::stats() on any thread.
 struct connector_counters {
   std::atomic<std::uint64_t> errors{0}, reconnects{0}, failovers{0}, resent{0}, stale_acks{0},
-    broker_dropped{0}, sessions_lost{0}, stalls{0}, full_retries{0};
+    broker_dropped{0}, sessions_lost{0}, stalls{0}, unkept_retries{0};
 };
 
 /// What the shell carries out, in order.
@@ -229,7 +229,7 @@ private:
   std::deque<control_frame> controls_;
   std::deque<envelope> pending_;
   unconfirmed_map unconfirmed_;
-  std::multimap<time_point, std::string> full_retries_; // msg ids to send again, when
+  std::multimap<time_point, std::string> unkept_retries_; // msg ids to send again, when
   std::unordered_map<std::uint64_t, std::pair<time_point, client::reply_handler>> requests_;
 
   // What next_frame gave: a control, one envelope, or a batch of `batched_`.

@@ -24,7 +24,7 @@ struct envelope_extras {
   client::reply_handler on_reply;
   std::uint64_t request_id = 0;
   std::chrono::steady_clock::time_point request_deadline{};
-  std::uint32_t full_retries = 0; // CONFIRMs that said `full` (115) so far
+  std::uint32_t unkept_retries = 0; // CONFIRMs that said 115 or 116 so far
 };
 
 /// One encoded envelope: header and payload in one buffer, plus what the

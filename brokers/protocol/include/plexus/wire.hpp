@@ -369,6 +369,7 @@ enum class status : std::uint32_t {
   not_authorized = 113,         // ERR: a PEER_HELLO without a valid proof of the cluster secret
   permission_denied = 114,      // ERR: the connection's user may not do this (PUB, SUB, queue group, HELLO node)
   full = 115,                   // CONFIRM: a durable queue it matched is at a limit: not kept
+  unavailable = 116,            // CONFIRM: a durable queue it matched is kept by a broker out of reach
   timeout = 900,                // a request's reply did not come in time
   disconnected = 901,           // the client closed with the request open
   outbox_full = 902,            // publish_confirmed refused: max_unconfirmed in flight
