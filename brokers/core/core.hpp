@@ -66,6 +66,8 @@ struct store_op {
 
 struct durable_stats {
   std::string name;
+  durable_config cfg;
+  bool declared = false; // at run time ($SYS.queue.add), not in the configuration
   std::size_t messages = 0, bytes = 0; // kept (waiting or in flight)
   std::size_t waiting = 0, members = 0;
   std::uint64_t stored = 0;    // appends asked of the store
@@ -140,6 +142,9 @@ struct config {
   /// messages (take_store_ops) and confirms a publish they capture only
   /// once the store says it is durable (stored).
   std::vector<durable_config> durables;
+  /// The shell keeps a store: durable queues may also be declared at run
+  /// time ($SYS.queue.add), their declarations kept there.
+  bool store = false;
 };
 
 struct message; // a published message, shared by all its deliveries
@@ -177,6 +182,7 @@ struct counters {
   std::uint64_t no_responders = 0;
   std::uint64_t no_interest = 0;
   std::uint64_t durable_unreachable = 0; // matched a durable whose home was out of reach: 116
+  std::uint64_t queue_admin = 0; // $SYS.queue.add / rm requests answered
   std::uint64_t duplicates = 0;
   std::uint64_t dedup_evictions = 0; // ids forgotten before their window ended (a bound was hit)
   std::uint64_t acks = 0, nacks = 0;

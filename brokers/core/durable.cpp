@@ -81,22 +81,25 @@ bool decode_stored(std::string_view body, const wire::limits& lim, stored_messag
 }
 } // namespace
 
+std::string core::state::durable_problem(const durable_config& dc) const {
+  if (dc.name.empty() || dc.name.size() > cfg.limits.max_name_bytes)
+    return "durable queue: a name of 1 to " + std::to_string(cfg.limits.max_name_bytes) + " bytes";
+  if (dc.name.front() == '$') // "$queues" holds the declarations in the store
+    return "durable queue '" + dc.name + "': names starting with '$' are the broker's";
+  if (dc.subjects.empty()) return "durable queue '" + dc.name + "': no subjects";
+  for (auto& p : dc.subjects)
+    if (auto e = validate_pattern(p, cfg.limits.topic); e != topic_errc::ok)
+      return "durable queue '" + dc.name + "': subject '" + p + "': " + to_string(e);
+  if (dc.max_msgs == 0 || dc.max_bytes == 0)
+    return "durable queue '" + dc.name + "': max_msgs and max_bytes must be above 0";
+  return {};
+}
+
 void core::state::setup_durables() {
   for (auto& dc : cfg.durables) {
-    if (dc.name.empty() || dc.name.size() > cfg.limits.max_name_bytes)
-      throw std::invalid_argument("durable queue: a name of 1 to "
-                                  + std::to_string(cfg.limits.max_name_bytes) + " bytes");
+    if (auto why = durable_problem(dc); !why.empty()) throw std::invalid_argument(why);
     if (durables.contains(dc.name) || durable_homes.contains(dc.name))
       throw std::invalid_argument("durable queue '" + dc.name + "' is declared twice");
-    if (dc.subjects.empty())
-      throw std::invalid_argument("durable queue '" + dc.name + "': no subjects");
-    for (auto& p : dc.subjects)
-      if (auto e = validate_pattern(p, cfg.limits.topic); e != topic_errc::ok)
-        throw std::invalid_argument("durable queue '" + dc.name + "': subject '" + p
-                                    + "': " + to_string(e));
-    if (dc.max_msgs == 0 || dc.max_bytes == 0)
-      throw std::invalid_argument("durable queue '" + dc.name
-                                  + "': max_msgs and max_bytes must be above 0");
     if (!dc.home.empty() && dc.home != cfg.id) {
       // Its home advertises its subjects (interest): publishes go there.
       auto rd = std::make_unique<remote_durable>(remote_durable{dc.name, dc.home});
@@ -104,26 +107,64 @@ void core::state::setup_durables() {
       durable_homes.emplace(dc.name, std::move(rd));
       continue;
     }
-    auto d = std::make_unique<durable_queue>();
-    d->cfg = dc;
-    // Its group: keyed apart from any (pattern, queue) group, in the trie
-    // under each subject, in `groups` (delayed NACKs find it by key).
-    auto g = std::make_unique<group>();
-    g->kind = route_kind::group;
-    g->key = std::string{"\0durable\0", 9} + dc.name;
-    g->pattern = dc.subjects.front();
-    g->name = dc.name;
-    g->dur = d.get();
-    d->grp = g.get();
-    for (auto& p : dc.subjects) {
-      trie.insert(p, g.get());
-      // Peers forward what matches to this broker, the durable's home, as
-      // for a plain subscriber here.
-      ++local_patterns[p];
-    }
-    groups.emplace(g->key, std::move(g));
-    durables.emplace(dc.name, std::move(d));
+    add_durable(dc);
   }
+}
+
+durable_queue& core::state::add_durable(const durable_config& dc) {
+  auto d = std::make_unique<durable_queue>();
+  d->cfg = dc;
+  // Its group: keyed apart from any (pattern, queue) group, in the trie
+  // under each subject, in `groups` (delayed NACKs find it by key).
+  auto g = std::make_unique<group>();
+  g->kind = route_kind::group;
+  g->key = std::string{"\0durable\0", 9} + dc.name;
+  g->pattern = dc.subjects.front();
+  g->name = dc.name;
+  g->dur = d.get();
+  d->grp = g.get();
+  for (auto& p : dc.subjects) {
+    trie.insert(p, g.get());
+    // Peers forward what matches to this broker, the durable's home, as
+    // for a plain subscriber here.
+    if (++local_patterns[p] == 1) advertise_pattern(p, true);
+  }
+  groups.emplace(g->key, std::move(g));
+  auto& out = *d;
+  durables.emplace(dc.name, std::move(d));
+  return out;
+}
+
+void core::state::remove_durable(durable_queue& d) {
+  auto& g = *d.grp;
+  // What it keeps goes, acked in the store: waiting, and waiting on a
+  // delayed NACK (a member held it and left). Members are gone already.
+  for (auto it = delayed_nacks.begin(); it != delayed_nacks.end();) {
+    if (it->second.group_key != g.key) {
+      ++it;
+      continue;
+    }
+    auto m = std::move(it->second.msg);
+    it = delayed_nacks.erase(it);
+    settle(*m, status::no_interest);
+  }
+  while (!g.waiting.empty()) {
+    auto q = std::move(g.waiting.front());
+    g.waiting.pop_front();
+    g.waiting_bytes -= q.msg->payload.size();
+    settle(*q.msg, status::no_interest);
+  }
+  for (auto& p : d.cfg.subjects) {
+    trie.erase(p, &g);
+    if (auto it = local_patterns.find(p); it != local_patterns.end() && --it->second == 0) {
+      local_patterns.erase(it);
+      advertise_pattern(p, false);
+    }
+  }
+  if (d.decl_id != 0) store_ops.push_back({store_op::kind::ack, d.decl_id, {}, {}});
+  auto name = d.cfg.name;
+  groups.erase(g.key); // `g` is gone after this line
+  durables.erase(name); // and `d`
 }
 
 durable_queue* core::state::durable_named(std::string_view name) const {
@@ -201,6 +242,11 @@ bool core::restore(std::uint64_t id, std::string_view group_name, std::string_vi
                    time_point now, std::string& why) {
   auto& s = *s_;
   s.now = now;
+  if (is_declaration_group(group_name)) {
+    auto ok = s.restore_declaration(id, body, why);
+    s.next_store_id = std::max(s.next_store_id, id + 1);
+    return ok;
+  }
   auto* d = s.durable_named(group_name);
   if (!d) {
     why = "no durable queue '" + std::string{group_name} + "' in this configuration";
@@ -241,6 +287,11 @@ void core::stored(std::uint64_t durable_id, time_point now) {
     s.awaiting_store.pop_front();
     s.settle(*m, status::ok);
   }
+  while (!s.awaiting_decl.empty() && s.awaiting_decl.front().first <= durable_id) {
+    auto reply_to = std::move(s.awaiting_decl.front().second);
+    s.awaiting_decl.pop_front();
+    s.publish_internal(reply_to, "created");
+  }
   s.finish_closes();
 }
 
@@ -250,6 +301,8 @@ std::vector<durable_stats> core::durables() const {
   for (auto& [name, d] : s_->durables) {
     durable_stats ds;
     ds.name = name;
+    ds.cfg = d->cfg;
+    ds.declared = d->decl_id != 0;
     ds.messages = d->messages;
     ds.bytes = d->bytes;
     ds.waiting = d->grp->waiting.size();

@@ -91,6 +91,10 @@ void core::state::on_pub(connection& c, const wire::entry& e) {
     return;
   }
   if (auth && !permit_pub(c, h)) return;
+  if (is_queue_admin(h.topic)) {
+    on_queue_admin(c, h);
+    return;
+  }
   if (h.deadline_ns != 0 && h.deadline_ns <= static_cast<std::uint64_t>(now.count())) {
     ++stats.expired;
     answer(status::expired);

@@ -69,6 +69,12 @@ using message_ptr = std::shared_ptr<message>;
 /// What MSG and FWD carry of a message (core.cpp).
 void carry_message(const message& m, wire::header& h);
 
+/// $SYS.queue.add or $SYS.queue.rm: a request the broker answers itself
+/// (queue_admin.cpp).
+[[nodiscard]] bool is_queue_admin(std::string_view topic) noexcept;
+/// The store group that keeps run-time declarations of durable queues.
+[[nodiscard]] bool is_declaration_group(std::string_view group) noexcept;
+
 /// What an ERR or BYE says (the aux of its output).
 struct control_text {
   std::string text, msg_id, reply_to;
@@ -188,6 +194,9 @@ struct durable_queue {
   std::size_t messages = 0, bytes = 0;
   std::uint64_t stored = 0, acked = 0, full = 0, aged_out = 0, restored = 0;
   std::uint64_t last_route = 0; // route_gen of its last capture: one per message
+  // Declared at run time ($SYS.queue.add): its declaration's record in the
+  // store (acked when it is removed). 0: from the configuration.
+  std::uint64_t decl_id = 0;
 };
 
 /// A durable queue another broker keeps (durable_config::home).
@@ -344,6 +353,7 @@ struct core::state {
   pattern_trie<remote_durable> remote_trie;
   std::vector<store_op> store_ops;
   std::deque<std::pair<std::uint64_t, message_ptr>> awaiting_store; // by id
+  std::deque<std::pair<std::uint64_t, std::string>> awaiting_decl;  // by id: reply-to of its "created"
   std::uint64_t next_store_id = 1;
   time_point next_age_check{};
   std::vector<conn_id> ready;
@@ -423,6 +433,16 @@ struct core::state {
 
   // durable.cpp
   void setup_durables();
+  /// Why `dc` cannot be a durable queue, or empty.
+  [[nodiscard]] std::string durable_problem(const durable_config& dc) const;
+  durable_queue& add_durable(const durable_config& dc);
+  /// Drops a durable without members and what it keeps (acked in the store).
+  void remove_durable(durable_queue& d);
+  // queue_admin.cpp: $SYS.queue.add / $SYS.queue.rm requests, and the
+  // declarations they keep in the store.
+  void on_queue_admin(connection& c, const wire::header& h);
+  void answer_admin(const wire::header& h, std::string_view reply, std::string_view failure);
+  [[nodiscard]] bool restore_declaration(std::uint64_t id, std::string_view body, std::string& why);
   [[nodiscard]] durable_queue* durable_named(std::string_view name) const;
   /// `m` matched durable `d`: a copy is kept (appended, delivered to the
   /// group), `m` held until the append is durable; or, at a limit, 115.

@@ -72,6 +72,7 @@ std::string stats_json(const core& b, time_point now) {
     o.num("no_responders", c.no_responders);
     o.num("no_interest", c.no_interest);
     o.num("durable_unreachable", c.durable_unreachable);
+    o.num("queue_admin", c.queue_admin);
     o.num("duplicates", c.duplicates);
     o.num("dedup_evictions", c.dedup_evictions);
     o.num("acks", c.acks);
@@ -141,6 +142,18 @@ std::string stats_json(const core& b, time_point now) {
     object o{out};
     o.key("name");
     json_string(out, d.name);
+    o.key("subjects");
+    out += '[';
+    for (std::size_t j = 0; j < d.cfg.subjects.size(); ++j) {
+      if (j) out += ',';
+      json_string(out, d.cfg.subjects[j]);
+    }
+    out += ']';
+    o.num("max_msgs", d.cfg.max_msgs);
+    o.num("max_bytes", d.cfg.max_bytes);
+    o.num("max_age_ms", static_cast<std::uint64_t>(d.cfg.max_age.count()));
+    o.key("declared");
+    out += d.declared ? "\"runtime\"" : "\"config\"";
     o.num("messages", d.messages);
     o.num("bytes", d.bytes);
     o.num("waiting", d.waiting);

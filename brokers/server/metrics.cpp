@@ -29,6 +29,7 @@ std::string prometheus_metrics(const core& b, const shell_figures& s) {
     {"plexus_broker_expired_total", "Messages dropped past their deadline.", c.expired},
     {"plexus_broker_no_responders_total", "Requests that matched no subscriber.", c.no_responders},
     {"plexus_broker_durable_unreachable_total", "Publishes matching a durable queue whose home broker was out of reach (116).", c.durable_unreachable},
+    {"plexus_broker_queue_admin_total", "Requests on $SYS.queue.add / $SYS.queue.rm answered.", c.queue_admin},
     {"plexus_broker_duplicates_total", "Publishes dropped as duplicates by msg id.", c.duplicates},
     {"plexus_broker_dedup_evictions_total", "Msg ids forgotten before the dedup window ended (a bound was hit).", c.dedup_evictions},
     {"plexus_broker_acks_total", "Deliveries acknowledged.", c.acks},

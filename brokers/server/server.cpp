@@ -76,6 +76,7 @@ struct server::impl {
   static server_options checked(server_options o) {
     if (kept_here(o.core) > 0 && o.store.empty())
       throw std::invalid_argument("durable queues need a store (--store DIR)");
+    o.core.store = !o.store.empty(); // then queues may be declared at run time too
     return o;
   }
 

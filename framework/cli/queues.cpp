@@ -21,6 +21,7 @@
 
 #include "json_reader.hpp"
 #include "plexus/client.hpp"
+#include "plexus/queues.hpp"
 #include "render.hpp"
 
 namespace plexus::cli {
@@ -36,7 +37,8 @@ constexpr std::pair<std::string_view, std::uint64_t durable_row::*> durable_fiel
   {"waiting", &durable_row::waiting},   {"members", &durable_row::members},
   {"stored", &durable_row::stored},     {"acked", &durable_row::acked},
   {"full", &durable_row::full},         {"aged_out", &durable_row::aged_out},
-  {"restored", &durable_row::restored},
+  {"restored", &durable_row::restored}, {"max_msgs", &durable_row::max_msgs},
+  {"max_bytes", &durable_row::max_bytes}, {"max_age_ms", &durable_row::max_age_ms},
 };
 
 // ------------------------------------------------------------ text
@@ -121,6 +123,15 @@ std::optional<std::vector<durable_row>> durables_from_stats(std::string_view jso
         row.name = v.text;
         continue;
       }
+      if (key == "declared" && v.type == kind::string) {
+        row.declared = v.text;
+        continue;
+      }
+      if (key == "subjects" && v.type == kind::array) {
+        for (const auto& subject : v.items)
+          if (subject.type == kind::string) row.subjects.push_back(subject.text);
+        continue;
+      }
       auto f = std::find_if(std::begin(durable_fields), std::end(durable_fields),
                             [&](auto& e) { return e.first == key; });
       if (f == std::end(durable_fields)) continue; // a field this CLI does not know
@@ -168,6 +179,13 @@ std::string queue_details(std::vector<durable_row> rows) {
     };
     field("broker", d.broker);
     field("name", d.name);
+    std::string subjects;
+    for (auto& p : d.subjects) subjects += (subjects.empty() ? "" : " ") + p;
+    if (!subjects.empty()) field("subjects", subjects);
+    if (!d.declared.empty()) field("declared", d.declared);
+    if (d.max_msgs) field("max_msgs", std::to_string(d.max_msgs));
+    if (d.max_bytes) field("max_bytes", std::to_string(d.max_bytes) + " (" + human_bytes(d.max_bytes) + ")");
+    if (!d.declared.empty()) field("max_age", d.max_age_ms ? std::to_string(d.max_age_ms) + " ms" : "none");
     field("messages", std::to_string(d.messages));
     field("bytes", std::to_string(d.bytes) + " (" + human_bytes(d.bytes) + ")");
     field("waiting", std::to_string(d.waiting));
@@ -709,6 +727,25 @@ std::string require_name(const std::string& name, std::string_view what) {
   return name;
 }
 
+// `queue add` / `queue rm`: one request to the broker --broker names.
+int run_queue_admin(const queue_commands& q, const connect_fn& connect, const duration_fn& parse) {
+  auto name = require_name(q.name, "NAME");
+  plexus::queue_spec spec{name, q.subjects, q.max_msgs, q.max_bytes, {}};
+  if (!q.max_age.empty()) {
+    spec.max_age = parse(q.max_age);
+    if (spec.max_age.count() <= 0) throw CLI::ValidationError("--max-age: a duration above 0 (e.g. 7d)");
+  }
+  auto cl = connect();
+  try {
+    auto said = *q.queue_add ? plexus::declare_queue(cl, spec) : plexus::remove_queue(cl, name);
+    std::cout << "durable queue '" << name << "' on broker " << cl.broker_id() << ": " << said << "\n";
+    return 0;
+  } catch (const plexus::queue_error& e) {
+    std::cerr << "plexus: " << e.what() << "\n";
+    return 1;
+  }
+}
+
 } // namespace
 
 void add_queue_commands(CLI::App& app, queue_commands& q) {
@@ -724,6 +761,24 @@ void add_queue_commands(CLI::App& app, queue_commands& q) {
   q.queue_info->add_option("--wait", q.wait, "listen to the brokers' stats for this long")
     ->type_name("DURATION")
     ->capture_default_str();
+  q.queue_add = q.queue->add_subcommand(
+    "add", "declare durable queue NAME on the broker: from then on it keeps every message matching "
+           "its subjects, on disk, until a member (a SUB with queue group NAME) ACKs it; the broker "
+           "needs --store, and keeps the declaration there");
+  q.queue_add->add_option("NAME", q.name, "the durable queue (its members' queue group)")->required();
+  q.queue_add->add_option("--subject", q.subjects, "a subject pattern whose messages it keeps; repeat for more")
+    ->type_name("PATTERN")
+    ->required();
+  q.queue_add->add_option("--max-msgs", q.max_msgs, "at most this many messages (0: the broker's default, 1000000)")
+    ->capture_default_str();
+  q.queue_add->add_option("--max-bytes", q.max_bytes, "at most this many payload bytes (0: the broker's default, 256 MiB)")
+    ->capture_default_str();
+  q.queue_add->add_option("--max-age", q.max_age, "drop what waited longer than this (e.g. 7d); default: no limit")
+    ->type_name("DURATION");
+  q.queue_rm = q.queue->add_subcommand(
+    "rm", "remove durable queue NAME declared at run time, and every message it keeps; it must "
+          "have no members ([[durable]] queues are removed from the broker's configuration)");
+  q.queue_rm->add_option("NAME", q.name, "the durable queue")->required();
 
   q.dlq = app.add_subcommand("dlq", "dead letters kept by a durable queue: list, show, replay");
   q.dlq->require_subcommand(1);
@@ -756,6 +811,7 @@ std::optional<int> run_queue_commands(const queue_commands& q, const connect_fn&
     auto wait = parse(q.wait);
     if (wait.count() <= 0) throw CLI::ValidationError("--wait: a duration above 0 (e.g. 2s)");
     if (*q.queue_info) return run_queue_ls(connect, wait, require_name(q.name, "NAME"), stop);
+    if (*q.queue_add || *q.queue_rm) return run_queue_admin(q, connect, parse);
     return run_queue_ls(connect, wait, {}, stop);
   }
   if (q.dlq && *q.dlq) {

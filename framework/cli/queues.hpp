@@ -35,7 +35,9 @@ namespace plexus::cli {
 struct durable_row {
   std::string broker, name;
   std::uint64_t messages = 0, bytes = 0, waiting = 0, members = 0, stored = 0, acked = 0,
-                full = 0, aged_out = 0, restored = 0;
+                full = 0, aged_out = 0, restored = 0, max_msgs = 0, max_bytes = 0, max_age_ms = 0;
+  std::vector<std::string> subjects;
+  std::string declared; // "config" ([[durable]]) or "runtime" (plexus queue add, .durable())
 };
 
 /// The durables of one stats payload, one row each (none for a broker
@@ -112,7 +114,11 @@ struct dead_letter {
 
 /// The subcommands' options, as add_queue_commands registers them.
 struct queue_commands {
-  CLI::App *queue = nullptr, *queue_ls = nullptr, *queue_info = nullptr;
+  CLI::App *queue = nullptr, *queue_ls = nullptr, *queue_info = nullptr, *queue_add = nullptr,
+           *queue_rm = nullptr;
+  std::vector<std::string> subjects; // queue add --subject
+  std::uint64_t max_msgs = 0, max_bytes = 0; // queue add; 0: the broker's default
+  std::string max_age;                       // queue add --max-age; empty: none
   CLI::App *dlq = nullptr, *dlq_ls = nullptr, *dlq_show = nullptr, *dlq_replay = nullptr;
   std::string wait = "2s"; // queue ls, queue info
   std::string name;        // queue info NAME, dlq * QUEUE
@@ -122,7 +128,7 @@ struct queue_commands {
   bool dry_run = false;
 };
 
-/// Adds `queue ls|info` and `dlq ls|show|replay` to `app`, bound to `q`.
+/// Adds `queue ls|info|add|rm` and `dlq ls|show|replay` to `app`, bound to `q`.
 void add_queue_commands(CLI::App& app, queue_commands& q);
 
 using connect_fn = std::function<plexus::client()>;

@@ -5,6 +5,7 @@
 // store gives back.
 #include <boost/test/unit_test.hpp>
 
+#include <set>
 #include <stdexcept>
 
 #include "broker_harness.hpp"
@@ -356,6 +357,193 @@ BOOST_AUTO_TEST_CASE(bad_durable_configurations_are_refused_with_the_reason) {
   refused({{"q", {"a..b"}, 10, 10, {}, {}}}, "subject 'a..b'");
   refused({{"", {"a"}, 10, 10, {}, {}}}, "name");
   refused({{"q", {"a"}, 0, 10, {}, {}}}, "max_msgs");
+}
+
+
+// ------------------------------------------------ declared at run time
+
+namespace {
+
+broker::config with_store() {
+  broker::config c;
+  c.store = true;
+  return c;
+}
+
+// A client that asks the broker: its inbox is sid 900.
+conn_id admin_of(harness& t) {
+  auto c = t.connect("admin");
+  t.subscribe(c, 900, "_INBOX.admin");
+  return c;
+}
+
+// A $SYS.queue.add / rm request from `c` (an admin_of).
+void ask(harness& t, conn_id c, std::string_view topic,
+         std::vector<std::pair<std::string_view, std::string_view>> fields) {
+  std::string packed;
+  wire::header h;
+  h.kind = op::pub;
+  h.topic = topic;
+  h.reply_to = "_INBOX.admin";
+  h.headers = wire::pack_string_map(fields, packed);
+  t.send(c, h);
+}
+
+// The answer `c` got: its payload, or "failed: <cause>".
+std::vector<std::string> answers(harness& t, conn_id c) {
+  std::vector<std::string> out;
+  for (auto& m : of_kind(t.take(c), op::msg)) {
+    if (m.sid != 900) continue;
+    auto cause = m.header("plexus-cause");
+    out.push_back(cause.empty() ? m.payload : "failed: " + cause);
+  }
+  return out;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_queue_declared_at_run_time_answers_created_once_on_disk_and_keeps_what_matches) {
+  harness t{with_store()};
+  auto admin = admin_of(t);
+  ask(t, admin, "$SYS.queue.add", {{"name", "billing"}, {"subjects", "invoices.> refunds.*"}, {"max_msgs", "2"}});
+  BOOST_TEST(answers(t, admin).empty()); // not on disk yet
+  auto ops = t.core().take_store_ops();
+  BOOST_TEST_REQUIRE(ops.size() == 1u);
+  BOOST_TEST(ops[0].group == "$queues");
+  t.core().stored(ops[0].id, t.now());
+  t.flush();
+  BOOST_TEST((answers(t, admin) == std::vector<std::string>{"created"}));
+  auto& d = stats_of(t.core().durables(), "billing");
+  BOOST_TEST(d.declared);
+  BOOST_TEST(d.cfg.max_msgs == 2u);
+  BOOST_TEST(d.cfg.max_bytes == broker::durable_config{}.max_bytes); // left out: the default
+
+  auto pub = t.connect("pub");
+  t.publish(pub, "refunds.r1", "r1", {.msg_id = "m1", .confirm = true});
+  t.publish(pub, "invoices.eu.i1", "i1", {.msg_id = "m2", .confirm = true});
+  t.publish(pub, "invoices.eu.i2", "i2", {.msg_id = "m3", .confirm = true}); // past max_msgs
+  auto appends = ops_of(t.core(), store_op::kind::append);
+  BOOST_TEST(appends.size() == 2u);
+  auto confirms = of_kind(t.take(pub), op::confirm);
+  BOOST_TEST_REQUIRE(confirms.size() == 1u);
+  BOOST_TEST(confirms[0].code == code_of(status::full));
+
+  // The same again: "exists"; other subjects: refused.
+  ask(t, admin, "$SYS.queue.add", {{"name", "billing"}, {"subjects", "refunds.* invoices.>"}});
+  BOOST_TEST((answers(t, admin) == std::vector<std::string>{"exists"}));
+  ask(t, admin, "$SYS.queue.add", {{"name", "billing"}, {"subjects", "invoices.>"}});
+  auto refused = answers(t, admin);
+  BOOST_TEST_REQUIRE(refused.size() == 1u);
+  BOOST_TEST(refused[0].find("exists with other subjects") != std::string::npos, refused[0]);
+}
+
+BOOST_AUTO_TEST_CASE(bad_declarations_are_answered_with_the_reason_and_change_nothing) {
+  auto refused = [](harness& t, conn_id c, std::vector<std::pair<std::string_view, std::string_view>> f,
+                    std::string_view says, std::string_view topic = "$SYS.queue.add") {
+    ask(t, c, topic, std::move(f));
+    auto a = answers(t, c);
+    BOOST_TEST_REQUIRE(a.size() == 1u);
+    BOOST_TEST(a[0].starts_with("failed: "), a[0]);
+    BOOST_TEST(a[0].find(says) != std::string::npos, a[0] << " should say " << says);
+  };
+  {
+    harness t; // no store
+    auto c = admin_of(t);
+    refused(t, c, {{"name", "q"}, {"subjects", "a.>"}}, "keeps no store (start it with --store DIR)");
+  }
+  harness t{[] {
+    auto c = with_store();
+    c.durables = {shipping()};
+    return c;
+  }()};
+  auto c = admin_of(t);
+  refused(t, c, {{"subjects", "a.>"}}, "needs a `name`");
+  refused(t, c, {{"name", "q"}}, "no subjects");
+  refused(t, c, {{"name", "q"}, {"subjects", "a..b"}}, "subject 'a..b'");
+  refused(t, c, {{"name", "$q"}, {"subjects", "a.>"}}, "names starting with '$'");
+  refused(t, c, {{"name", "q"}, {"subjects", "a.>"}, {"max_msgs", "ten"}}, "max_msgs 'ten' is not a whole number");
+  refused(t, c, {{"name", "q"}, {"subjects", "a.>"}, {"max_bytes", "0"}}, "above 0");
+  refused(t, c, {{"name", "shipping"}}, "declared in the broker's configuration", "$SYS.queue.rm");
+  refused(t, c, {{"name", "nope"}}, "no durable queue 'nope'", "$SYS.queue.rm");
+  // A plain queue group of that name with members: refused, not doubled.
+  auto w = t.connect("w");
+  t.subscribe(w, 1, "a.>", {.queue = "q", .acked = true, .credit = 5});
+  refused(t, c, {{"name", "q"}, {"subjects", "a.>"}}, "has members subscribed as a plain queue group");
+  BOOST_TEST(t.core().take_store_ops().empty());
+  BOOST_TEST(t.core().durables().size() == 1u);
+  // A request without a reply-to is an error to the sender, counted.
+  wire::header h;
+  h.kind = op::pub;
+  h.topic = "$SYS.queue.add";
+  t.send(c, h);
+  auto errs = of_kind(t.take(c), op::err);
+  BOOST_TEST_REQUIRE(errs.size() == 1u);
+  BOOST_TEST(errs[0].text.find("needs a reply-to") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(removing_a_declared_queue_waits_for_its_members_and_drops_what_it_keeps) {
+  harness t{with_store()};
+  auto admin = admin_of(t);
+  ask(t, admin, "$SYS.queue.add", {{"name", "billing"}, {"subjects", "invoices.>"}});
+  auto decl = t.core().take_store_ops().at(0).id;
+  t.core().stored(decl, t.now());
+  auto pub = t.connect("pub");
+  for (auto id : {"m1", "m2", "m3"}) t.publish(pub, "invoices.x", id, {.msg_id = id});
+  auto appends = ops_of(t.core(), store_op::kind::append);
+  BOOST_TEST_REQUIRE(appends.size() == 3u);
+  auto w = t.connect("w");
+  t.subscribe(w, 1, "invoices.>", {.queue = "billing", .acked = true, .credit = 1});
+  auto held = of_kind(t.take(w), op::msg);
+  BOOST_TEST_REQUIRE(held.size() == 1u);
+  (void)answers(t, admin);
+  ask(t, admin, "$SYS.queue.rm", {{"name", "billing"}});
+  auto a = answers(t, admin);
+  BOOST_TEST_REQUIRE(a.size() == 1u);
+  BOOST_TEST(a[0].find("1 member(s) subscribed") != std::string::npos, a[0]);
+  t.simple(w, op::unsub, 1); // leaves holding m1: back in the queue
+  ask(t, admin, "$SYS.queue.rm", {{"name", "billing"}});
+  BOOST_TEST((answers(t, admin) == std::vector<std::string>{"removed, 3 message(s) dropped"}));
+  // Every message and the declaration acked in the store; nothing kept.
+  std::set<std::uint64_t> acked;
+  for (auto& o : ops_of(t.core(), store_op::kind::ack)) acked.insert(o.id);
+  BOOST_TEST(acked == (std::set<std::uint64_t>{decl, appends[0].id, appends[1].id, appends[2].id}));
+  BOOST_TEST(t.core().durables().empty());
+  t.publish(pub, "invoices.x", "late", {.msg_id = "m4", .confirm = true});
+  auto confirms = of_kind(t.take(pub), op::confirm);
+  BOOST_TEST_REQUIRE(confirms.size() == 1u);
+  BOOST_TEST(confirms[0].code == code_of(status::no_interest));
+}
+
+BOOST_AUTO_TEST_CASE(a_declaration_the_store_gives_back_comes_before_its_messages) {
+  std::vector<store_op> kept;
+  {
+    harness t{with_store()};
+    auto admin = admin_of(t);
+    ask(t, admin, "$SYS.queue.add", {{"name", "billing"}, {"subjects", "invoices.>"}, {"max_age_ms", "60000"}});
+    auto pub = t.connect("pub");
+    t.publish(pub, "invoices.x", "i1", {.msg_id = "m1"});
+    kept = t.core().take_store_ops();
+    BOOST_TEST_REQUIRE(kept.size() == 2u);
+  }
+  harness t{with_store()};
+  std::string why;
+  for (auto& o : kept) BOOST_TEST_REQUIRE(t.core().restore(o.id, o.group, o.body, t.now(), why), why);
+  auto& d = stats_of(t.core().durables(), "billing");
+  BOOST_TEST(d.declared);
+  BOOST_TEST(d.cfg.max_age == std::chrono::milliseconds{60000});
+  BOOST_TEST(d.messages == 1u);
+  // The configuration declaring it now wins: the record goes.
+  auto cfg = with_store();
+  cfg.durables = {{"billing", {"invoices.>"}, 10, 1000, {}, {}}};
+  harness configured{cfg};
+  BOOST_TEST(configured.core().restore(kept[0].id, kept[0].group, kept[0].body, configured.now(), why));
+  auto acks = ops_of(configured.core(), store_op::kind::ack);
+  BOOST_TEST_REQUIRE(acks.size() == 1u);
+  BOOST_TEST(acks[0].id == kept[0].id);
+  BOOST_TEST(!stats_of(configured.core().durables(), "billing").declared);
+  // A record that is no declaration is refused, with the reason.
+  BOOST_TEST(!t.core().restore(99, "$queues", "garbage", t.now(), why));
+  BOOST_TEST(why.find("does not decode") != std::string::npos, why);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

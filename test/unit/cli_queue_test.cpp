@@ -23,7 +23,8 @@ const std::string stats_json =
   R"("gauges":{"connections":2,"pending_msgs":0},"peers":[{"id":"b2","links":1,"fwd_out":0}],)"
   R"("durables":[{"name":"orders-dlq","messages":2,"bytes":1536,"waiting":2,"members":0,"stored":2,)"
   R"("acked":0,"full":0,"aged_out":0,"restored":1},)"
-  R"({"name":"orders","messages":5,"bytes":100,"waiting":4,"members":1,"stored":9,"acked":4,"full":7,)"
+  R"({"name":"orders","subjects":["orders.>","returns.*"],"max_msgs":1000,"max_bytes":2048,)"
+  R"("max_age_ms":0,"declared":"runtime","messages":5,"bytes":100,"waiting":4,"members":1,"stored":9,"acked":4,"full":7,)"
   R"("aged_out":3,"restored":0,"future_field":{"x":[1,2.5,true,null]}}],)"
   R"("connections":[{"id":1,"node":"n\u00e9\"x","msgs_in":1}]})";
 
@@ -64,6 +65,11 @@ BOOST_AUTO_TEST_CASE(durables_are_read_from_a_brokers_stats_with_every_field) {
   BOOST_TEST(orders.acked == 4u);
   BOOST_TEST(orders.full == 7u);
   BOOST_TEST(orders.aged_out == 3u);
+  BOOST_TEST((orders.subjects == std::vector<std::string>{"orders.>", "returns.*"}));
+  BOOST_TEST(orders.declared == "runtime");
+  BOOST_TEST(orders.max_msgs == 1000u);
+  BOOST_TEST(orders.max_bytes == 2048u);
+  BOOST_TEST(dlq.subjects.empty()); // a broker from before subjects were in its stats
 }
 
 BOOST_AUTO_TEST_CASE(stats_without_durables_are_a_broker_with_none_and_other_text_is_not_stats) {
@@ -100,7 +106,10 @@ BOOST_AUTO_TEST_CASE(bytes_are_shown_in_binary_units) {
 
 BOOST_AUTO_TEST_CASE(queue_table_has_one_sorted_row_per_broker_and_durable) {
   auto rows = *durables_from_stats(stats_json);
-  rows.push_back({"a0", "zeta", 1, 2, 3, 4, 5, 6, 7, 8, 9});
+  durable_row zeta;
+  zeta.broker = "a0";
+  zeta.name = "zeta";
+  rows.push_back(zeta);
   auto lines = lines_of(queue_table(rows));
   BOOST_TEST_REQUIRE(lines.size() == 4u);
   BOOST_TEST(lines[0].starts_with("BROKER"));
@@ -130,6 +139,13 @@ BOOST_AUTO_TEST_CASE(queue_details_show_every_field_of_each_broker_with_exact_by
   BOOST_TEST(text.find("1536 (1.5 KiB)") != std::string::npos);
   BOOST_TEST(text.find("\n\n") != std::string::npos); // two blocks
   BOOST_TEST(text.find("b0") < text.find("b1"));
+  auto orders = *durables_from_stats(stats_json);
+  std::erase_if(orders, [](auto& d) { return d.name != "orders"; });
+  auto details = queue_details(orders);
+  BOOST_TEST(details.find("subjects  orders.> returns.*\n") != std::string::npos, details);
+  BOOST_TEST(details.find("declared  runtime\n") != std::string::npos, details);
+  BOOST_TEST(details.find("max_bytes 2048 (2.0 KiB)\n") != std::string::npos, details);
+  BOOST_TEST(details.find("max_age   none\n") != std::string::npos, details);
 }
 
 BOOST_AUTO_TEST_CASE(a_dead_letter_is_described_by_the_brokers_headers) {
