@@ -163,6 +163,7 @@ public:
   }
 
   [[nodiscard]] pid_t pid() const { return proc_->pid(); }
+  [[nodiscard]] const std::string& endpoint() const { return endpoint_; }
 
   void kill9() {
     proc_->signal(SIGKILL);
@@ -559,6 +560,64 @@ BOOST_AUTO_TEST_CASE(while_the_home_broker_is_down_publishes_elsewhere_wait_in_t
   auto s = got.snapshot();
   for (std::size_t i = 0; i < n; ++i)
     BOOST_TEST(s.by_id.contains("h-" + std::to_string(i)), "h-" << i << " was not kept");
+}
+
+BOOST_AUTO_TEST_CASE(a_queue_added_with_the_cli_keeps_messages_across_kill_9_and_rm_drops_it) {
+  store_dir dir;
+  auto config = (dir.path() / "broker.toml").string();
+  write_text(config, ""); // no [[durable]]: declared at run time only
+  auto cli = [](const store_broker& b, std::vector<std::string> args) {
+    args.insert(args.begin(), cli_bin);
+    args.insert(args.end(), {"--broker", b.endpoint()});
+    return run(std::move(args));
+  };
+  constexpr std::size_t n = 200;
+  {
+    store_broker broker{dir, config};
+    auto add = cli(broker, {"queue", "add", "billing", "--subject", "invoices.>", "--max-msgs", "1000"});
+    BOOST_TEST_REQUIRE(add.code == 0, add.err);
+    BOOST_TEST(add.out.find("durable queue 'billing' on broker") != std::string::npos, add.out);
+    BOOST_TEST(add.out.find(": created") != std::string::npos, add.out);
+    auto again = cli(broker, {"queue", "add", "billing", "--subject", "invoices.>"});
+    BOOST_TEST(again.out.find(": exists") != std::string::npos, again.out);
+    auto other = cli(broker, {"queue", "add", "billing", "--subject", "refunds.>"});
+    BOOST_TEST(other.code == 1);
+    BOOST_TEST(other.err.find("exists with other subjects") != std::string::npos, other.err);
+    auto pub = broker.connect("publisher");
+    auto codes = publish_confirmed(*pub, "invoices.eu", "i-", n);
+    BOOST_TEST(count_code(codes, 0) == n);
+    broker.kill9();
+  }
+  store_broker broker{dir, config};
+  // The declaration and its messages came back.
+  BOOST_TEST(broker.wait_metric("plexus_broker_durable_messages", [](auto v) { return v == n; },
+                                "durable=\"billing\""));
+  auto info = cli(broker, {"queue", "info", "billing"});
+  BOOST_TEST(info.code == 0, info.err);
+  BOOST_TEST(info.out.find("declared  runtime") != std::string::npos, info.out);
+  BOOST_TEST(info.out.find("subjects  invoices.>") != std::string::npos, info.out);
+  BOOST_TEST(info.out.find("max_msgs  1000") != std::string::npos, info.out);
+  {
+    guarded<consumed> got;
+    auto sub = broker.connect("biller");
+    auto sid = consume(*sub, got, "invoices.>", "billing", 8);
+    BOOST_TEST_REQUIRE(got.wait_until([](const consumed& c) { return c.by_id.size() >= 10; }));
+    auto busy = cli(broker, {"queue", "rm", "billing"});
+    BOOST_TEST(busy.code == 1);
+    BOOST_TEST(busy.err.find("member(s) subscribed: stop them first") != std::string::npos, busy.err);
+    sub->unsubscribe(sid);
+    sync_with_broker(*sub);
+  }
+  auto rm = cli(broker, {"queue", "rm", "billing"});
+  BOOST_TEST(rm.code == 0, rm.err);
+  BOOST_TEST(rm.out.find(": removed, ") != std::string::npos, rm.out);
+  BOOST_TEST_REQUIRE(broker.wait_metric(live_messages, [](auto v) { return v == 0; }),
+                     "the store still keeps " << broker.metric(live_messages).value_or(0));
+  broker.kill9();
+  store_broker after{dir, config}; // nothing comes back
+  BOOST_TEST(after.metric(live_messages).value_or(1) == 0u);
+  auto ls = cli(after, {"queue", "ls", "--wait", "500ms"});
+  BOOST_TEST(ls.out.find("no durable queues") != std::string::npos, ls.out);
 }
 
 BOOST_AUTO_TEST_CASE(bad_durable_configurations_are_one_line_and_exit_2) {

@@ -46,16 +46,19 @@ struct tcp_broker {
   broker::server server;
 
   /// `group_queue_msgs`: what waits in a queue group before the broker drops.
-  explicit tcp_broker(std::size_t group_queue_msgs = broker::config{}.group_queue_msgs)
-    : server{options(group_queue_msgs), &zctx} {
+  /// `store`: a directory for durable queues (none: empty).
+  explicit tcp_broker(std::size_t group_queue_msgs = broker::config{}.group_queue_msgs,
+                      std::string store = {})
+    : server{options(group_queue_msgs, std::move(store)), &zctx} {
     server.start();
   }
   [[nodiscard]] std::string endpoint() const { return server.endpoint(); }
   void stop() { server.stop(); }
 
 private:
-  static broker::server_options options(std::size_t group_queue_msgs) {
+  static broker::server_options options(std::size_t group_queue_msgs, std::string store) {
     broker::server_options so;
+    so.store = std::move(store);
     so.listen = "tcp://127.0.0.1:*";
     so.quiet = true;
     so.core.group_queue_msgs = group_queue_msgs;

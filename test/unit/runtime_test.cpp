@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -952,6 +953,59 @@ BOOST_AUTO_TEST_CASE(a_node_serves_through_a_separate_broker_over_tcp) {
   BOOST_TEST(r.payload == "PLEXUS");
   n.stop();
   b.stop();
+}
+
+// .durable(): the queue outlives the function's subscription, so what is
+// published while no instance runs anywhere waits for the next one.
+BOOST_AUTO_TEST_CASE(a_durable_function_gets_what_was_published_while_it_was_not_running) {
+  char tmpl[] = "/tmp/plexus-durable-fn-XXXXXX";
+  BOOST_TEST_REQUIRE(::mkdtemp(tmpl) != nullptr);
+  std::string dir = tmpl;
+  {
+    tcp_broker b{broker::config{}.group_queue_msgs, dir + "/store"};
+    waiter w;
+    std::vector<std::string> seen;
+    auto billing = [&](node& n) {
+      n.service("billing").function("charge").on("invoices.>").durable({.max_msgs = 100})
+        .handle([&](std::string_view s, context&) -> result<void> {
+          w.update([&] { seen.emplace_back(s); });
+          return {};
+        });
+    };
+    {
+      node first{node_options{.broker = b.endpoint()}};
+      billing(first);
+      first.start(); // declares billing.charge
+      first.stop();
+    }
+    client_options co;
+    co.endpoint = b.endpoint();
+    client pub{co};
+    // Nobody subscribes now: kept (0), not dropped (101).
+    for (int i = 0; i < 5; ++i)
+      BOOST_TEST(confirmed(pub, "invoices.eu", "invoice " + std::to_string(i)) == 0u);
+    node second{node_options{.broker = b.endpoint()}};
+    billing(second);
+    second.start(); // "exists": joins the queue
+    BOOST_TEST(w.until([&] { return seen.size() == 5u; }), seen.size() << " of 5 handled");
+    second.stop();
+    std::sort(seen.begin(), seen.end());
+    BOOST_TEST(seen.front() == "invoice 0");
+    BOOST_TEST(seen.back() == "invoice 4");
+    b.stop();
+  }
+  // A broker without a store cannot keep it: start() says so.
+  node embedded{node_options{}};
+  embedded.service("billing").function("charge").on("invoices.>").durable()
+    .handle([](std::string_view, context&) -> result<void> { return {}; });
+  BOOST_CHECK_EXCEPTION(embedded.start(), config_error, [](const config_error& e) {
+    std::string what = e.what();
+    BOOST_TEST_INFO("what: " << what);
+    return what.find("billing.charge is durable") != std::string::npos
+           && what.find("keeps no store") != std::string::npos
+           && what.find("node_options::store") != std::string::npos;
+  });
+  std::filesystem::remove_all(dir);
 }
 
 // One port, one node: a second node asked for a metrics port in use is

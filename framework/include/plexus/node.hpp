@@ -30,6 +30,7 @@
 
 #include "plexus/client.hpp"
 #include "plexus/payload.hpp"
+#include "plexus/queues.hpp"
 
 namespace plexus {
 
@@ -240,6 +241,15 @@ struct function_options {
   /// (and holds its credit) until downstream consumers ACK what it
   /// published (a confirm is end to end).
   bool reliable = false;
+  /// Its queue group is a durable queue (brokers/PROTOCOL.md "Durable
+  /// queues"): at start the node declares it on its broker (its name the
+  /// queue group's, its subject the pattern; see plexus/queues.hpp), so
+  /// messages published while no instance runs anywhere (scaled to zero,
+  /// redeployed, crashed) wait on the broker's disk instead of being
+  /// dropped. The broker needs a store (--store; node_options::store for
+  /// the embedded one), or start() fails with config_error saying so.
+  bool durable = false;
+  queue_spec durable_limits{}; // name and subjects are the function's
 };
 
 class function_builder {
@@ -288,6 +298,13 @@ public:
   /// See function_options::reliable.
   function_builder& reliable(bool on = true) {
     opts_.reliable = on;
+    return *this;
+  }
+  /// See function_options::durable; `limits` (max_msgs, max_bytes,
+  /// max_age) apply when the node creates the queue.
+  function_builder& durable(queue_spec limits = {}) {
+    opts_.durable = true;
+    opts_.durable_limits = std::move(limits);
     return *this;
   }
   function_builder& blocking(bool b = true) {
@@ -472,6 +489,10 @@ struct node_options {
   /// --broker with --auth: the node connects with its CURVE keys. Empty:
   /// plaintext. Unreadable or malformed: start() fails with config_error.
   std::string creds{};
+  /// The embedded broker's store directory (no --broker): durable queues
+  /// (function_builder::durable()) keep their messages there across
+  /// restarts of the node. Empty: no store, and then no durable function.
+  std::string store{};
 };
 
 /// run()'s exit code when a service failed under failure_policy::stop_node.

@@ -54,7 +54,9 @@ void node::impl::start() {
   spans = std::make_unique<detail::span_sink>(*conn, conn->node_id(), opts.trace_sample);
   try {
     if (opts.metrics_port != 0) serve_metrics();
+    declare_durables();
   } catch (...) { // nothing started stays behind: a program's node exits next
+    stop_metrics();
     spans->stop();
     spans.reset();
     conn.reset();
@@ -69,6 +71,27 @@ void node::impl::start() {
   announce_ready();
 }
 
+// Before any function subscribes: a durable function's queue must exist
+// before its members join, or they would join a plain queue group.
+void node::impl::declare_durables() {
+  for (auto& svc : services)
+    for (auto& f : svc->functions()) {
+      const auto& o = f->options();
+      if (!o.durable) continue;
+      auto q = o.durable_limits;
+      q.name = o.queue.empty() ? svc->name() + "." + f->name() : o.queue;
+      q.subjects = {o.pattern};
+      try {
+        declare_queue(*conn, q);
+      } catch (const queue_error& e) {
+        auto text = svc->name() + "." + f->name() + " is durable: " + e.what();
+        if (opts.broker.empty() && opts.store.empty())
+          text += " (the embedded broker keeps one with node_options::store / --store DIR)";
+        throw config_error(text);
+      }
+    }
+}
+
 void node::impl::connect() {
   client_options co;
   if (opts.broker.empty()) {
@@ -76,6 +99,7 @@ void node::impl::connect() {
     so.listen = "inproc://plexus-node-" + std::to_string(reinterpret_cast<std::uintptr_t>(this));
     so.core.id = "embedded";
     so.quiet = true;
+    so.store = opts.store;
     embedded = std::make_unique<broker::server>(so, zctx.get());
     embedded->start();
     co.endpoint = embedded->endpoint();

@@ -61,6 +61,11 @@ node::node(int argc, const char* const* argv, std::vector<flag> extra)
                  "credentials file (plexus keys user) for a --broker with --auth; also "
                  "$PLEXUS_CREDS")
     ->type_name("FILE");
+  std::string store;
+  app.add_option("--store", store,
+                 "without --broker: the embedded broker's store directory, where durable "
+                 "functions' messages wait across restarts")
+    ->type_name("DIR");
   for (auto& f : extra)
     if (f.value)
       app.add_option("--" + f.name, *f.value, f.help)->type_name(f.type)->capture_default_str();
@@ -82,6 +87,7 @@ node::node(int argc, const char* const* argv, std::vector<flag> extra)
   impl_->opts.trace_sample = trace_sample;
   impl_->opts.metrics_port = metrics_port;
   impl_->opts.creds = creds;
+  impl_->opts.store = store;
   impl_->program = argc > 0 ? argv[0] : "node";
 }
 

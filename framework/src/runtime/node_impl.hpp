@@ -61,6 +61,7 @@ struct node::impl {
   int report_start_failure(const std::exception& e) const;
   // Connects to opts.broker, or starts the embedded broker and connects to it.
   void connect();
+  void declare_durables();
   void stop();
   void tear_down();
   [[nodiscard]] bool failed();
