@@ -18,6 +18,8 @@ build=(
   libcli11-dev libtomlplusplus-dev libspdlog-dev libfmt-dev libcpp-httplib-dev
   # HMAC-SHA256 for the cluster secret (ZeroMQ links it for CURVE anyway)
   libsodium-dev
+  # actors/timer: schedules in named time zones read /usr/share/zoneinfo
+  tzdata
 )
 test_extra=(
   # clang + libFuzzer/ASan/UBSan runtimes for the fuzz smoke and `make fuzz`
