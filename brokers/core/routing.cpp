@@ -100,14 +100,23 @@ void core::state::on_pub(connection& c, const wire::entry& e) {
     answer(status::expired);
     return;
   }
+  // A shared id (wire::flag_shared_id) is the event's: its scope is the
+  // topic, whoever publishes it.
+  const bool shared = (h.flags & wire::flag_shared_id) != 0 && !h.msg_id.empty();
+  if (shared) shared_scope.assign("S ").append(h.topic);
+  std::string_view scope = shared ? std::string_view{shared_scope} : std::string_view{c.scope};
   if (!h.msg_id.empty()) {
-    if (auto* d = dedup.find(dedup_key(c.scope, h.msg_id, key_scratch))) {
+    if (auto* d = dedup.find(dedup_key(scope, h.msg_id, key_scratch))) {
       ++stats.duplicates;
       auto original = d->msg.lock();
       if (original && !d->settled) {
         // Still in flight: its CONFIRM goes to whoever sent it last (a
-        // publisher that failed over re-sends on a new connection).
-        if (wants_confirm) {
+        // publisher that failed over re-sends on a new connection); for a
+        // shared id, to every publisher that sent it.
+        if (wants_confirm && shared && original->confirm && original->confirm_to != c.id) {
+          if (!original->also_confirm) original->also_confirm = std::make_unique<std::vector<conn_id>>();
+          original->also_confirm->push_back(c.id);
+        } else if (wants_confirm) {
           original->confirm = true;
           original->confirm_to = c.id;
         }
@@ -118,12 +127,12 @@ void core::state::on_pub(connection& c, const wire::entry& e) {
     }
   }
   // The publisher's scope is kept only with a msg id: it is the dedup key's.
-  auto m = message::copy_of(h, e.payload, h.msg_id.empty() ? std::string_view{} : c.scope,
+  auto m = message::copy_of(h, e.payload, h.msg_id.empty() ? std::string_view{} : scope,
                             auth ? std::string_view{c.user} : std::string_view{});
   m->confirm = wants_confirm;
   m->confirm_to = c.id;
   if (!m->msg_id.empty())
-    stats.dedup_evictions += dedup.insert(dedup_key(c.scope, m->msg_id, key_scratch), now, m);
+    stats.dedup_evictions += dedup.insert(dedup_key(scope, m->msg_id, key_scratch), now, m);
   ++stats.msgs_in;
   stats.bytes_in += e.payload.size();
   auto routes = route_message(m);
@@ -345,7 +354,13 @@ void core::state::settle(message& m, status outcome) {
 }
 
 void core::state::send_confirm(const message_ptr& m) {
-  auto* c = find(m->confirm_to);
+  if (m->also_confirm)
+    for (auto id : *m->also_confirm) send_confirm_to(id, m);
+  send_confirm_to(m->confirm_to, m);
+}
+
+void core::state::send_confirm_to(conn_id to, const message_ptr& m) {
+  auto* c = find(to);
   if (!c || !c->hello) return;
   ++stats.confirms;
   output o;

@@ -45,6 +45,9 @@ struct message : std::enable_shared_from_this<message> {
   // at-least-once delivery is settled.
   conn_id confirm_to = 0;
   bool confirm = false;
+  // A shared id's duplicates that came while it was in flight, each from
+  // another publisher: their CONFIRMs say its outcome too.
+  std::unique_ptr<std::vector<conn_id>> also_confirm;
   std::uint32_t unsettled = 0;
   status outcome = status::ok;
   // A message a peer forwarded (FWD): it goes to local clients only, and
@@ -362,6 +365,7 @@ struct core::state {
   std::vector<conn_id> doomed; // see request_close
   std::vector<route*> scratch; // reused by match
   std::vector<remote_durable*> remote_scratch;
+  std::string shared_scope; // on_pub: a shared id's scope is built here
   time_point next_stats{};
   time_point now{};
   // Authentication (config::auth): on or off for the core's life.
@@ -428,6 +432,7 @@ struct core::state {
   void settle(message& m, status outcome);
   void note_outcome(message& m, status outcome); // settle() without letting go
   void send_confirm(const message_ptr& m);
+  void send_confirm_to(conn_id to, const message_ptr& m);
   void publish_internal(std::string_view topic, std::string_view payload,
                         std::string_view headers = {}, std::uint32_t header_count = 0);
 

@@ -249,4 +249,42 @@ BOOST_AUTO_TEST_CASE(a_silent_client_is_told_why_its_session_ended) {
   BOOST_TEST(err[0].code == static_cast<std::uint32_t>(status::protocol_violation));
 }
 
+BOOST_AUTO_TEST_CASE(a_shared_id_is_the_event_s_kept_once_whoever_publishes_it_and_every_publisher_hears_its_outcome) {
+  harness t;
+  auto sub = t.connect();
+  t.subscribe(sub, 1, "ticks.>", {.acked = true});
+  auto node1 = t.connect("n1", 1), node2 = t.connect("n2", 2);
+  auto tick = [&](conn_id c, std::string_view topic, std::string_view id) {
+    wire::header h;
+    h.kind = op::pub;
+    h.topic = topic;
+    h.msg_id = id;
+    h.flags = wire::flag_confirm | wire::flag_shared_id;
+    t.send(c, h, "tick");
+  };
+  tick(node1, "ticks.daily", "daily@1000");
+  tick(node2, "ticks.daily", "daily@1000"); // while the first is in flight
+  auto got = t.take_msgs(sub);
+  BOOST_TEST_REQUIRE(got.size() == 1u); // one event
+  BOOST_TEST(of_kind(t.take(node1), op::confirm).empty()); // not acked yet: nobody hears 0
+  BOOST_TEST(of_kind(t.take(node2), op::confirm).empty());
+  t.simple(sub, op::ack, 1, got[0].seq);
+  for (auto pub : {node1, node2}) {
+    auto confirms = of_kind(t.take(pub), op::confirm);
+    BOOST_TEST_REQUIRE(confirms.size() == 1u);
+    BOOST_TEST(confirms[0].code == 0u);
+  }
+  tick(node2, "ticks.daily", "daily@1000"); // late: answered from the window
+  auto late = of_kind(t.take(node2), op::confirm);
+  BOOST_TEST_REQUIRE(late.size() == 1u);
+  BOOST_TEST(late[0].code == 0u);
+  BOOST_TEST(t.take_msgs(sub).empty());
+  // Its scope is the topic: the same id on another topic is another event,
+  // and a plain publish of the same id is the publisher's own.
+  tick(node1, "ticks.hourly", "daily@1000");
+  t.publish(node1, "ticks.daily", "x", {.msg_id = "daily@1000", .confirm = true});
+  BOOST_TEST(t.take_msgs(sub).size() == 2u);
+  BOOST_TEST(t.core().stats().duplicates == 2u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

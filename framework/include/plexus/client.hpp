@@ -132,6 +132,12 @@ struct publish_options {
   std::string_view traceparent{};
   wire::string_map_view headers{}; // see wire::pack_string_map
   std::string_view msg_id{};       // generated for confirmed publishes when empty
+  /// The msg id names the event, whoever publishes it (wire::flag_shared_id):
+  /// the broker keeps the first publish of that id on this topic from any
+  /// client and drops the others as duplicates (their confirms say what
+  /// the first one's did). For processes that publish the same event, each
+  /// with the same id: timers on several nodes. Needs msg_id.
+  bool shared_id = false;
 };
 
 struct subscribe_options {

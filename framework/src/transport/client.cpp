@@ -115,6 +115,10 @@ wire::header client::impl::pub_header(std::string_view topic, const publish_opti
   h.traceparent = o.traceparent;
   h.headers = o.headers;
   h.msg_id = o.msg_id;
+  if (o.shared_id) {
+    if (o.msg_id.empty()) throw std::invalid_argument("publish_options::shared_id needs a msg_id");
+    h.flags |= wire::flag_shared_id;
+  }
   return h;
 }
 
@@ -179,7 +183,7 @@ namespace {
 
 bool plain(const publish_options& o) noexcept {
   return o.reply_to.empty() && o.deadline_ns == 0 && o.traceparent.empty() && o.headers.empty()
-         && o.msg_id.empty();
+         && o.msg_id.empty() && !o.shared_id;
 }
 
 // The last topic this thread published on with default options, validated
@@ -241,7 +245,7 @@ void client::publish_confirmed(std::string_view topic, std::string_view payload,
   }
   std::string id = o.msg_id.empty() ? impl_->next_msg_id() : std::string{o.msg_id};
   h.msg_id = id;
-  h.flags = wire::flag_confirm;
+  h.flags |= wire::flag_confirm;
   auto e = detail::make_envelope(h, payload);
   auto& i = *impl_;
   // The I/O thread goes through even when full: it would wait for itself.

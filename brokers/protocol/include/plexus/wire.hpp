@@ -99,6 +99,12 @@ enum class nack_action : std::uint8_t { requeue = 0, delay = 1, dead_letter = 2 
 
 /// PUB flags.
 inline constexpr std::uint32_t flag_confirm = 1u << 0;
+/// The msg id names the event, not this publisher's attempt: the broker
+/// deduplicates it against every publish on the same topic that carries
+/// this flag, whoever sent it (as JetStream's Nats-Msg-Id within a
+/// stream). For an event several processes publish alike: a schedule's
+/// tick from the timer of every node. Without a msg id it means nothing.
+inline constexpr std::uint32_t flag_shared_id = 1u << 1;
 /// CREDIT flags: the subscription's credit becomes `credit` (else it grows
 /// by `credit`).
 inline constexpr std::uint32_t flag_credit_set = 1u << 0;
