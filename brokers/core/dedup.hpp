@@ -83,6 +83,24 @@ public:
     return evicted;
   }
 
+  /// Remembers `key` as settled already with `outcome` (a message the
+  /// store gave back, first kept `at`): one lookup, no message to point at.
+  std::size_t insert_settled(std::string_view key, time_point at, status outcome) {
+    auto cost = key.size() + entry_overhead;
+    if (max_entries_ == 0 || cost > max_bytes_) return 0;
+    std::size_t evicted = 0;
+    for (; !order_.empty() && (entries_.size() >= max_entries_ || bytes_ + cost > max_bytes_);
+         ++evicted)
+      evict_oldest();
+    auto [it, fresh] = entries_.try_emplace(std::string{key});
+    it->second = entry{at, {}, outcome, true, false};
+    if (fresh) {
+      order_.push_back(&it->first);
+      bytes_ += cost;
+    }
+    return evicted;
+  }
+
   /// The message of `e` reached its outcome: keep the outcome, let go of
   /// the message.
   static void settle(entry& e, status outcome, bool undelivered) {

@@ -243,6 +243,7 @@ bool core::restore(std::uint64_t id, std::string_view group_name, std::string_vi
   auto& s = *s_;
   s.now = now;
   if (is_declaration_group(group_name)) {
+    if (s.restore_left > 0) --s.restore_left;
     auto ok = s.restore_declaration(id, body, why);
     s.next_store_id = std::max(s.next_store_id, id + 1);
     return ok;
@@ -261,16 +262,26 @@ bool core::restore(std::uint64_t id, std::string_view group_name, std::string_vi
   ++d->messages;
   d->bytes += sm.payload.size();
   ++d->restored;
-  // A publisher re-sending it after the restart hears 0: it is kept.
-  if (!copy->msg_id.empty() && !copy->publisher.empty()) {
-    auto key = dedup_key(copy->publisher, copy->msg_id, s.key_scratch);
-    s.stats.dedup_evictions += s.dedup.insert(key, now, copy);
-    if (auto* e = s.dedup.find(key)) dedup_window::settle(*e, status::ok, false);
+  // A publisher re-sending it after the restart hears 0: it is kept. Its
+  // window counts from when it was first kept (the store's time): one
+  // whose window ended before the restart is not remembered.
+  auto newer = s.restore_left > 0 ? --s.restore_left : 0; // messages the store gives after it
+  if (!copy->msg_id.empty() && !copy->publisher.empty() && sm.kept_at + s.cfg.dedup_window > now) {
+    if (newer >= s.cfg.dedup_entries) { // the newer ones would evict it before any input
+      ++s.stats.dedup_evictions;
+    } else {
+      auto key = dedup_key(copy->publisher, copy->msg_id, s.key_scratch);
+      s.stats.dedup_evictions += s.dedup.insert_settled(key, sm.kept_at, status::ok);
+    }
   }
   s.next_store_id = std::max(s.next_store_id, id + 1);
   s.deliver_to_group(*d->grp, {std::move(copy), 0}, nullptr, false);
   s.finish_closes();
   return true;
+}
+
+void core::restoring(std::size_t count) {
+  s_->restore_left = count;
 }
 
 void core::store_ids_from(std::uint64_t next_id) {

@@ -358,6 +358,7 @@ struct core::state {
   std::deque<std::pair<std::uint64_t, message_ptr>> awaiting_store; // by id
   std::deque<std::pair<std::uint64_t, std::string>> awaiting_decl;  // by id: reply-to of its "created"
   std::uint64_t next_store_id = 1;
+  std::size_t restore_left = 0; // see core::restoring
   time_point next_age_check{};
   std::vector<conn_id> ready;
   std::vector<conn_id> closed;

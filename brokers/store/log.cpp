@@ -335,8 +335,23 @@ void log::recover() {
 
   next_id_ = std::max(max_id + 1, ledger_.segments() > 0 ? ledger_.head().base : 1);
   durable_id_ = next_id_ - 1;
-  read_recovered();
   report_.live = ledger_.live_messages();
+  replayed_ = report_.live == 0;
+}
+
+void log::for_each_recovered(const replay_fn& fn) {
+  if (std::exchange(replayed_, true)) return;
+  read_recovered(fn);
+  report_.live = ledger_.live_messages();
+}
+
+std::vector<recovered> log::take_recovered() {
+  std::vector<recovered> out;
+  out.reserve(ledger_.live_messages());
+  for_each_recovered([&](std::uint64_t id, std::string_view group, std::string_view body) {
+    out.push_back(recovered{id, std::string{group}, std::string{body}});
+  });
+  return out;
 }
 
 // Pass 2 of recovery: the replay settled every ack, so the ledger knows
@@ -344,7 +359,7 @@ void log::recover() {
 // order, a window of a segment at a time (a window starts at a live
 // record and never goes past its segment's last one), and cut out of the
 // window: a few reads per segment, not one per message.
-void log::read_recovered() {
+void log::read_recovered(const replay_fn& fn) {
   const auto n = ledger_.live_messages();
   if (n == 0) return;
   const auto first_seq = ledger_.head_seq() + 1 - ledger_.segments();
@@ -369,7 +384,7 @@ void log::read_recovered() {
   const auto max_record = static_cast<std::uint32_t>(opts_.max_record_bytes);
   // Fills `out` from the record of `id` at `loc`; false (reported) when it
   // is not what pass 1 read there.
-  auto take = [&](std::uint64_t id, const ledger::location& loc, recovered& out) {
+  auto take = [&](std::uint64_t id, const ledger::location& loc, std::optional<record>& r) {
     if (loc.segment != open_seq) {
       path = path_of(ledger_.segment_at(loc.segment)->base);
       fd = open_or_throw(path, O_RDONLY);
@@ -381,7 +396,7 @@ void log::read_recovered() {
       auto want = std::min<std::uint64_t>(std::max<std::uint64_t>(recovery_window, loc.size), to_end);
       w.read(fd.get(), loc.offset, static_cast<std::size_t>(want), path);
     }
-    std::optional<record> r;
+    r.reset();
     if (w.holds(loc.offset, loc.size)) {
       decoder d{w.bytes().substr(static_cast<std::size_t>(loc.offset - w.offset()), loc.size), 0,
                 max_record};
@@ -391,22 +406,17 @@ void log::read_recovered() {
       problem(path, loc.offset, "message " + std::to_string(id) + " changed on disk while read");
       return false;
     }
-    out.id = id;
-    out.group.assign(r->group);
-    out.body.assign(r->body);
     return true;
   };
 
   std::vector<std::uint64_t> unreadable;
-  if (file_order) {
-    recovered_.reserve(n);
+  std::optional<record> r;
+  if (file_order) { // straight from the window to `fn`
     ledger_.scan([&](std::uint64_t id, const ledger::location& loc) {
-      if (!take(id, loc, recovered_.emplace_back())) {
-        recovered_.pop_back();
-        unreadable.push_back(id);
-      }
+      if (take(id, loc, r)) fn(id, r->group, r->body);
+      else unreadable.push_back(id);
     });
-  } else {
+  } else { // read in file order, copied, handed over in id order
     struct entry {
       std::uint64_t id;
       ledger::location loc;
@@ -421,23 +431,22 @@ void log::read_recovered() {
       return a.loc.segment != b.loc.segment ? a.loc.segment < b.loc.segment
                                             : a.loc.offset < b.loc.offset;
     });
-    recovered_.resize(n);
+    std::vector<recovered> copies(n);
     std::vector<bool> got(n, false);
     for (const auto& e : order) {
-      if (take(e.id, e.loc, recovered_[e.at])) got[e.at] = true;
-      else unreadable.push_back(e.id);
+      if (take(e.id, e.loc, r)) {
+        copies[e.at] = recovered{e.id, std::string{r->group}, std::string{r->body}};
+        got[e.at] = true;
+      } else {
+        unreadable.push_back(e.id);
+      }
     }
-    if (!unreadable.empty()) {
-      std::size_t kept = 0;
-      for (std::size_t i = 0; i < n; ++i)
-        if (got[i]) recovered_[kept++] = std::move(recovered_[i]);
-      recovered_.resize(kept);
-    }
+    for (std::size_t i = 0; i < n; ++i)
+      if (got[i]) fn(copies[i].id, copies[i].group, copies[i].body);
   }
   for (auto id : unreadable) ledger_.ack(id);
 }
 
-std::vector<recovered> log::take_recovered() { return std::exchange(recovered_, {}); }
 
 void log::make_room(std::size_t record_bytes) {
   if (!head_writable_) return roll();
@@ -539,6 +548,7 @@ bool log::fully_written(std::uint64_t base) const noexcept {
 
 void log::maintain() {
   if (broken_) return;
+  if (!replayed_) throw std::logic_error("store: maintain() before for_each_recovered() (it may move records)");
   for (auto n = ledger_.deletable(); n > 0; --n) {
     assert(fully_written(ledger_.oldest().base));
     auto p = path_of(ledger_.oldest().base);

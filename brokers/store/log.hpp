@@ -27,6 +27,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -96,8 +97,17 @@ public:
 
   [[nodiscard]] const recovery_report& report() const noexcept { return report_; }
 
-  /// The live messages recovered at open, in id order; empty after the
-  /// first call.
+  /// Hands each live message recovered at open to `fn(id, group, body)`,
+  /// in id order, the views valid during the call only: read straight
+  /// from the segment files a window at a time (pass 2 of recovery), never
+  /// copied into strings of their own, so a million messages cost no
+  /// million allocations. Once: a later call hands nothing. Call it before
+  /// maintain() (which may move records; it throws std::logic_error
+  /// otherwise). A record that changed on disk since open is skipped,
+  /// acked and reported (report().problems, report().live).
+  using replay_fn = std::function<void(std::uint64_t id, std::string_view group, std::string_view body)>;
+  void for_each_recovered(const replay_fn& fn);
+  /// for_each_recovered() into a vector: tests and tools.
   [[nodiscard]] std::vector<recovered> take_recovered();
 
   /// Buffers a message; returns its id (greater than every id before,
@@ -165,7 +175,7 @@ private:
   };
 
   void recover();
-  void read_recovered();
+  void read_recovered(const replay_fn& fn);
   void make_room(std::size_t record_bytes);
   void roll();
   void compact_oldest();
@@ -191,7 +201,7 @@ private:
   std::uint64_t last_base_ = 0; // the greatest segment name seen, skipped files too
   std::uint64_t fsyncs_ = 0, torn_tails_cut_ = 0, unknown_acks_ = 0, moved_ = 0;
   recovery_report report_;
-  std::vector<recovered> recovered_;
+  bool replayed_ = false; // for_each_recovered() ran (or nothing was live)
 };
 
 } // namespace plexus::broker::store

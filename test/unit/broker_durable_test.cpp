@@ -287,6 +287,36 @@ BOOST_AUTO_TEST_CASE(what_the_store_gives_back_is_delivered_and_its_msg_id_remem
   BOOST_TEST(acks[0].id == kept[0].id); // acked under the id the store knows it by
 }
 
+BOOST_AUTO_TEST_CASE(a_restore_remembers_only_ids_still_in_their_window_and_no_more_than_the_window_holds) {
+  auto cfg = with_durables({shipping()});
+  cfg.dedup_entries = 2;
+  cfg.dedup_window = std::chrono::milliseconds{60000};
+  std::vector<store_op> kept;
+  harness t{cfg};
+  auto pub = t.connect("pub", 7);
+  t.publish(pub, "orders.created", "old", {.msg_id = "m0"});
+  t.advance(std::chrono::milliseconds{61000}); // m0's window ends before the restart
+  pub = t.connect("pub", 7);                   // (the silent one timed out meanwhile)
+  for (auto id : {"m1", "m2", "m3"}) t.publish(pub, "orders.created", id, {.msg_id = id});
+  kept = t.core().take_store_ops();
+  BOOST_TEST_REQUIRE(kept.size() == 4u);
+  harness after{cfg};
+  after.advance(std::chrono::milliseconds{61000}); // the same wall clock as `t`
+  after.core().restoring(kept.size());
+  std::string why;
+  for (auto& o : kept) BOOST_TEST_REQUIRE(after.core().restore(o.id, o.group, o.body, after.now(), why), why);
+  // Remembered: the newest two (the window holds 2); m1 would have been
+  // evicted (counted), m0 was past its window.
+  BOOST_TEST(after.core().current().dedup_entries == 2u);
+  BOOST_TEST(after.core().stats().dedup_evictions == 1u);
+  auto again = after.connect("pub", 7);
+  // (Newest first: what is kept again is remembered, and evicts with a window of 2.)
+  for (auto id : {"m3", "m2", "m1", "m0"}) after.publish(again, "orders.created", id, {.msg_id = id});
+  auto appends = ops_of(after.core(), store_op::kind::append);
+  BOOST_TEST_REQUIRE(appends.size() == 2u); // m1 and m0 kept again: duplicates, never losses
+  BOOST_TEST(after.core().stats().duplicates == 2u);
+}
+
 BOOST_AUTO_TEST_CASE(max_age_counts_from_the_first_keeping_across_a_restart) {
   auto aging = broker::durable_config{"q", {"t.>"}, 1000, 1 << 20, std::chrono::milliseconds{5000}, {}};
   std::vector<store_op> kept;

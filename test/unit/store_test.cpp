@@ -585,8 +585,11 @@ BOOST_AUTO_TEST_CASE(reopened_log_recovers_exactly_the_unacked_messages_and_cont
     BOOST_TEST(l.report().problems.empty());
     BOOST_TEST(l.report().torn_bytes == 0u);
     BOOST_TEST(l.durable_id() == ids.back());
+    // Records may move only once they are handed over.
+    BOOST_CHECK_THROW(l.maintain(), std::logic_error);
     auto got = l.take_recovered();
     BOOST_TEST(ids_of(got) == expect);
+    BOOST_CHECK_NO_THROW(l.maintain());
     for (const auto& m : got) {
       auto i = static_cast<std::size_t>(std::find(ids.begin(), ids.end(), m.id) - ids.begin());
       BOOST_TEST_REQUIRE(m.group == (i % 2 == 0 ? "even" : "odd"));
