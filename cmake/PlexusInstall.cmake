@@ -9,7 +9,7 @@ include(CMakePackageConfigHelpers)
 
 # Libraries by what an application names: plexus::plexus, or the parts.
 set(_plexus_libs plexus_wire plexus_metrics plexus_pool_core plexus_connector_core plexus_client
-    plexus_observe plexus_broker_core plexus_broker_store plexus_broker plexus_runtime)
+    plexus_observe plexus_broker_core plexus_broker_store plexus_broker plexus_runtime plexus_actors)
 foreach(lib IN LISTS _plexus_libs)
   string(REGEX REPLACE "^plexus_" "" _export_name "${lib}")
   set_target_properties(${lib} PROPERTIES EXPORT_NAME ${_export_name})
@@ -21,6 +21,7 @@ install(TARGETS ${_plexus_libs} plexus_plexus EXPORT plexus-targets
 # The public headers: the framework's API and the protocol's floor under
 # it (wire, topic, metrics), plus the generated version.hpp.
 install(DIRECTORY "${PROJECT_SOURCE_DIR}/framework/include/plexus"
+                  "${PROJECT_SOURCE_DIR}/actors/include/plexus"
                   "${PROJECT_SOURCE_DIR}/brokers/protocol/include/plexus"
                   "${PROJECT_BINARY_DIR}/include/plexus"
         DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}" COMPONENT dev)
