@@ -443,7 +443,7 @@ BOOST_AUTO_TEST_CASE(a_queue_declared_at_run_time_answers_created_once_on_disk_a
   t.core().stored(ops[0].id, t.now());
   t.flush();
   BOOST_TEST((answers(t, admin) == std::vector<std::string>{"created"}));
-  auto& d = stats_of(t.core().durables(), "billing");
+  auto d = stats_of(t.core().durables(), "billing"); // a copy: durables() is a temporary
   BOOST_TEST(d.declared);
   BOOST_TEST(d.cfg.max_msgs == 2u);
   BOOST_TEST(d.cfg.max_bytes == broker::durable_config{}.max_bytes); // left out: the default
@@ -558,7 +558,7 @@ BOOST_AUTO_TEST_CASE(a_declaration_the_store_gives_back_comes_before_its_message
   harness t{with_store()};
   std::string why;
   for (auto& o : kept) BOOST_TEST_REQUIRE(t.core().restore(o.id, o.group, o.body, t.now(), why), why);
-  auto& d = stats_of(t.core().durables(), "billing");
+  auto d = stats_of(t.core().durables(), "billing"); // a copy: durables() is a temporary
   BOOST_TEST(d.declared);
   BOOST_TEST(d.cfg.max_age == std::chrono::milliseconds{60000});
   BOOST_TEST(d.messages == 1u);
