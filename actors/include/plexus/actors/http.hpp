@@ -1,0 +1,138 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+// The HTTP gateway: routes HTTP requests to topics on the node's broker.
+//
+//   POST /events/<topic>  a confirmed publish of the body; 202 {"msg_id": ...}
+//                         once a consumer has it (the broker's CONFIRM)
+//   POST /rpc/<topic>     a request with the body; the reply is the body (200)
+//   routes                e.g. {"POST", "/orders", "orders.create"}: either
+//
+//   plexus::node node{argc, argv};
+//   ... services ...
+//   node.start();
+//   plexus::actors::gateway http{{.port = 8080, .routes = {{"POST", "/orders", "orders.create"}}}};
+//   http.start(node.client());
+//   node.wait();
+//   http.stop(); // before node.stop(): in-flight requests still need the client
+//   node.stop();
+//
+// Bodies pass as bytes both ways (no JSON <-> msgpack conversion); a reply
+// goes out as application/octet-stream. Headers in: `traceparent` (W3C;
+// the trace goes on, and the same value comes back out; without a valid
+// one the gateway starts a trace and returns that), `X-Request-Timeout`
+// (whole ms: how long the gateway waits, capped at max_timeout; a default
+// applies without it), `X-Msg-Id` (/events: the msg id, so a retry of the
+// same event is dropped by the broker's dedup window). A request carries
+// its timeout as its deadline; an event only when X-Request-Timeout asked
+// for one (an event is not stale because its caller stopped waiting: the
+// gateway then answers 504 with the msg id, and it may still be handled).
+//
+// How outcomes map to status codes (the JSON body of every error is
+// {"error": <name>, "cause": <why>} plus "from" when a function failed):
+//
+//   reply / CONFIRM 0                        200 (rpc) / 202 (events)
+//   no responders (100); events: no subscriber (101)        503
+//   timeout (900), expired (104), failure "timeout"          504
+//   failure "downstream", "crash", "error" (or other)        502
+//   failure "no_responders" (the callee's own request)       503
+//   overloaded (103), outbox full (902), failure "rejected"  429 + Retry-After
+//   failure "dead_lettered" (plexus::reject), events: 102    422
+//   forbidden (105), permission denied (114), reserved topic 403
+//   body over max_body (or the broker's max_payload)         413
+//   past max_concurrent                                      429 + Retry-After
+//   unknown path 404; known path, other method 405 + Allow; malformed
+//   topic, X-Request-Timeout or X-Msg-Id 400; stopping 503 + Retry-After
+//
+// A function's failure (903) also comes as X-Plexus-Failure (how it
+// ended), X-Plexus-From (service.function) and X-Plexus-Cause (why).
+//
+// Threads: cpp-httplib serves each connection on a thread of its own (up
+// to max_connections; more wait for one), and a request's thread waits
+// for the broker's answer: no CAF thread ever blocks on HTTP. No CAF and
+// no cpp-httplib in this header.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "plexus/client.hpp"
+
+namespace plexus::actors {
+
+struct http_route {
+  std::string method = "POST"; // GET, POST, PUT, PATCH or DELETE
+  std::string path;            // matched exactly: "/orders"
+  std::string topic;           // a concrete topic outside $SYS., $DLQ., _INBOX.
+  bool request = true;         // false: a confirmed publish, as /events
+  std::chrono::milliseconds timeout{0}; // 0: default_timeout
+};
+
+struct http_options {
+  std::string listen = "127.0.0.1";
+  int port = 8080; // 0: a free port (gateway::port() says which)
+  std::vector<http_route> routes;
+  bool events = true; // POST /events/<topic>
+  bool rpc = true;    // POST /rpc/<topic>
+  /// 413 past it (and past the broker's max_payload, when smaller).
+  std::size_t max_body = std::size_t{1} << 20;
+  /// Requests waiting on the broker at once; past it 429 with Retry-After.
+  std::size_t max_concurrent = 256;
+  /// Connections served at once, a thread each (cpp-httplib's model; the
+  /// threads are made as connections come). More wait, accepted, for one.
+  /// Keep it above max_concurrent: a request can only be turned away with
+  /// 429 by a thread that serves its connection.
+  std::size_t max_connections = 512;
+  /// X-Request-Timeout overrides (and a route's timeout), capped at max_timeout.
+  std::chrono::milliseconds default_timeout{10000};
+  std::chrono::milliseconds max_timeout{60000};
+  /// A keep-alive connection idle this long is closed (cpp-httplib's 5 s).
+  std::chrono::milliseconds keep_alive_timeout{5000};
+  /// stop(): in-flight requests may finish this long (as node_options'
+  /// drain_timeout); past it they are answered 503.
+  std::chrono::milliseconds drain_timeout{10000};
+};
+
+struct gateway_stats {
+  std::uint64_t requests = 0;                 // answered, by any status
+  std::uint64_t ok = 0;                       // 2xx
+  std::uint64_t client_errors = 0;            // 4xx, 429 included
+  std::uint64_t server_errors = 0;            // 5xx
+  std::uint64_t too_many = 0;                 // 429 past max_concurrent
+  std::uint64_t in_flight = 0;                // waiting on the broker now
+  std::uint64_t connections = 0;              // open and served now
+};
+
+class gateway {
+public:
+  /// Checks every option and throws one std::invalid_argument naming each
+  /// bad one: `http gateway: port: ...; routes[1] "/orders": ...`.
+  explicit gateway(http_options o);
+  /// stop()s.
+  ~gateway();
+  gateway(const gateway&) = delete;
+  gateway& operator=(const gateway&) = delete;
+
+  /// Listens (returns once it does) and serves through `c` (a node's
+  /// client(), which must outlive stop()) on threads of its own. Throws
+  /// plexus::config_error when it cannot listen on listen:port, and
+  /// std::logic_error when started twice.
+  void start(client& c);
+  /// Graceful: stops accepting, closes idle keep-alive connections,
+  /// answers requests arriving on open ones 503, lets those in flight
+  /// finish (up to drain_timeout, then answers them 503), and returns
+  /// once every connection is closed. Idempotent.
+  void stop();
+  /// The port it listens on once started (0 before).
+  [[nodiscard]] int port() const noexcept;
+  [[nodiscard]] gateway_stats stats() const noexcept;
+
+private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+} // namespace plexus::actors

@@ -1,0 +1,374 @@
+// SPDX-License-Identifier: Apache-2.0
+// The HTTP gateway (actors/http) on a real node and TCP broker, spoken to
+// over HTTP with cpp-httplib's client: /rpc, /events, each failure class,
+// traceparent, a configured route, max_concurrent, stop()'s drain; and a
+// throughput line beside direct requests. Its core: http_gateway_core_test.cpp.
+#define BOOST_TEST_MODULE plexus_http_gateway
+#include <boost/test/unit_test.hpp>
+
+#include <httplib.h>
+
+#include <chrono>
+#include <cstdio>
+#include <future>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "gateway_core.hpp"
+#include "plexus/actors/http.hpp"
+#include "plexus/node.hpp"
+#include "runtime_helpers.hpp"
+#include "waiter.hpp"
+
+using namespace std::chrono_literals;
+using namespace plexus;
+using namespace plexus::actors;
+using plexus::test::tcp_broker;
+using plexus::test::waiter;
+namespace core = plexus::actors::detail;
+
+namespace {
+
+// What the node's functions saw.
+struct seen {
+  waiter w;
+  std::string traceparent, trace_id, held_reply_to, event_id;
+  std::uint64_t deadline_ns = 0;
+};
+
+// A TCP broker, a node with the test's functions, and a gateway on a free port.
+struct rig {
+  tcp_broker b;
+  node n{node_options{.broker = b.endpoint()}};
+  std::shared_ptr<seen> s = std::make_shared<seen>();
+  std::unique_ptr<gateway> gw;
+
+  explicit rig(http_options o = {}) {
+    auto& app = n.service("app");
+    auto s_ = s;
+    app.function("echo").on("echo").handle([s_](std::string_view body, context& ctx) -> result<void> {
+      s_->w.update([&] {
+        s_->traceparent = ctx.traceparent();
+        s_->trace_id = ctx.trace_id();
+        s_->deadline_ns = ctx.deadline_ns();
+      });
+      ctx.reply(body);
+      return {};
+    });
+    app.function("silent").on("silent").handle([](std::string_view, context&) -> result<void> { return {}; });
+    app.function("fail").on("fail").max_deliver(1).handle(
+      [](std::string_view, context&) -> result<void> { return error{"boom\r\nX-Injected: 1"}; });
+    app.function("refuse").on("refuse").handle(
+      [](std::string_view, context&) -> result<void> { return reject{"not an order"}; });
+    app.function("hold").on("hold").handle([s_](std::string_view, context& ctx) -> result<void> {
+      s_->w.update([&] { s_->held_reply_to = ctx.reply_to(); });
+      return {}; // the test answers on reply_to itself
+    });
+    app.function("orders")
+      .on("orders.create")
+      .handle([](std::string_view body, context& ctx) -> result<void> {
+        ctx.reply("created:" + std::string{body});
+        return {};
+      });
+    app.function("sink").on("events.in").handle([s_](std::string_view, context& ctx) -> result<void> {
+      s_->w.update([&] { s_->event_id = ctx.msg_id(); });
+      return {};
+    });
+    n.start();
+    o.port = 0;
+    gw = std::make_unique<gateway>(std::move(o));
+    gw->start(n.client());
+  }
+  ~rig() {
+    gw->stop();
+    n.stop();
+  }
+  std::unique_ptr<httplib::Client> http() const {
+    auto c = std::make_unique<httplib::Client>("127.0.0.1", gw->port());
+    c->set_keep_alive(true);
+    c->set_tcp_nodelay(true); // as curl and wrk: no 40 ms Nagle stall between headers and body
+    c->set_read_timeout(30, 0);
+    return c;
+  }
+  // Waits until a request holds in `hold` and returns its reply-to.
+  std::string held() {
+    BOOST_TEST_REQUIRE(s->w.until([&] { return !s->held_reply_to.empty(); }));
+    std::lock_guard lock{s->w.m};
+    return s->held_reply_to;
+  }
+};
+
+httplib::Result post(httplib::Client& c, const std::string& path, const std::string& body = "x",
+                     const httplib::Headers& h = {}) {
+  return c.Post(path, h, body, "application/octet-stream");
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(http_gateway)
+
+BOOST_AUTO_TEST_CASE(rpc_body_goes_in_and_the_reply_comes_back_200) {
+  rig r;
+  auto c = r.http();
+  for (const auto& body :
+       std::vector<std::string>{"hello", std::string(100'000, 'z'), std::string("\0\x01\xff", 3)}) {
+    auto res = post(*c, "/rpc/echo", body, {{"X-Request-Timeout", "4000"}});
+    BOOST_TEST_REQUIRE(res);
+    BOOST_TEST(res->status == 200);
+    BOOST_TEST(res->body == body);
+    BOOST_TEST(res->get_header_value("Content-Type") == "application/octet-stream");
+  }
+  // The header's timeout is the request's deadline, as the handler sees it.
+  auto now = static_cast<std::uint64_t>(
+    std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count());
+  std::lock_guard lock{r.s->w.m};
+  BOOST_TEST(r.s->deadline_ns > now + 3'000'000'000u);
+  BOOST_TEST(r.s->deadline_ns <= now + 4'000'000'000u);
+  BOOST_TEST(r.gw->stats().ok == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(events_answer_202_with_the_msg_id_once_a_consumer_acks) {
+  rig r;
+  auto c = r.http();
+  auto res = post(*c, "/events/events.in", "{\"id\":42}");
+  BOOST_TEST_REQUIRE(res);
+  BOOST_TEST(res->status == 202);
+  auto id = res->get_header_value("X-Msg-Id");
+  BOOST_TEST(id.size() == 32u);
+  BOOST_TEST(res->body == "{\"msg_id\":\"" + id + "\"}");
+  {
+    std::lock_guard lock{r.s->w.m};
+    BOOST_TEST(r.s->event_id == id); // confirmed after the handler had it
+  }
+  res = post(*c, "/events/events.in", "again", {{"X-Msg-Id", "order-42"}});
+  BOOST_TEST_REQUIRE(res);
+  BOOST_TEST(res->status == 202);
+  BOOST_TEST(res->body == R"({"msg_id":"order-42"})");
+  res = post(*c, "/events/nobody.listens");
+  BOOST_TEST_REQUIRE(res);
+  BOOST_TEST(res->status == 503);
+  BOOST_TEST(res->body.find("no_subscriber") != std::string::npos);
+  res = post(*c, "/events/refuse");
+  BOOST_TEST_REQUIRE(res);
+  BOOST_TEST(res->status == 422);
+  res = post(*c, "/events/events.in", "x", {{"X-Msg-Id", "has space"}});
+  BOOST_TEST_REQUIRE(res);
+  BOOST_TEST(res->status == 400);
+}
+
+BOOST_AUTO_TEST_CASE(failure_classes_map_to_their_status_codes) {
+  http_options o;
+  o.max_body = 1024;
+  rig r{o};
+  auto c = r.http();
+  auto res = post(*c, "/rpc/nobody.home");
+  BOOST_TEST_REQUIRE(res);
+  BOOST_TEST(res->status == 503);
+  BOOST_TEST(res->get_header_value("Retry-After") == "1");
+  // A handler that never answers, within the caller's timeout (not the 10 s default).
+  auto t0 = std::chrono::steady_clock::now();
+  res = post(*c, "/rpc/silent", "x", {{"X-Request-Timeout", "300"}});
+  auto waited = std::chrono::steady_clock::now() - t0;
+  BOOST_TEST_REQUIRE(res);
+  BOOST_TEST(res->status == 504);
+  BOOST_TEST((waited >= 290ms && waited < 5s));
+  res = post(*c, "/rpc/fail");
+  BOOST_TEST_REQUIRE(res);
+  BOOST_TEST(res->status == 502);
+  BOOST_TEST(res->get_header_value("X-Plexus-Failure") == "error");
+  BOOST_TEST(res->get_header_value("X-Plexus-From") == "app.fail");
+  BOOST_TEST(res->get_header_value("X-Plexus-Cause") == "boom  X-Injected: 1");
+  BOOST_TEST(!res->has_header("X-Injected"));
+  BOOST_TEST(res->body == R"({"error":"error","from":"app.fail","cause":"boom\r\nX-Injected: 1"})");
+  res = post(*c, "/rpc/refuse");
+  BOOST_TEST_REQUIRE(res);
+  BOOST_TEST(res->status == 422);
+  BOOST_TEST(res->get_header_value("X-Plexus-Cause") == "not an order");
+  res = post(*c, "/rpc/echo", std::string(1025, 'b'));
+  BOOST_TEST_REQUIRE(res);
+  BOOST_TEST(res->status == 413);
+  BOOST_TEST(res->body.find("payload_too_large") != std::string::npos);
+  c = r.http(); // a 413 closes the connection (the body was not read)
+  res = post(*c, "/nowhere");
+  BOOST_TEST_REQUIRE(res);
+  BOOST_TEST(res->status == 404);
+  auto get = c->Get("/rpc/echo");
+  BOOST_TEST_REQUIRE(get);
+  BOOST_TEST(get->status == 405);
+  BOOST_TEST(get->get_header_value("Allow") == "POST");
+  res = post(*c, "/rpc/echo", "x", {{"X-Request-Timeout", "soon"}});
+  BOOST_TEST_REQUIRE(res);
+  BOOST_TEST(res->status == 400);
+}
+
+BOOST_AUTO_TEST_CASE(traceparent_in_reaches_the_handler_and_comes_back_out) {
+  rig r;
+  auto c = r.http();
+  const std::string tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  auto res = post(*c, "/rpc/echo", "x", {{"traceparent", tp}});
+  BOOST_TEST_REQUIRE(res);
+  BOOST_TEST(res->status == 200);
+  BOOST_TEST(res->get_header_value("traceparent") == tp);
+  {
+    std::lock_guard lock{r.s->w.m};
+    BOOST_TEST(r.s->traceparent == tp);
+    BOOST_TEST(r.s->trace_id == "4bf92f3577b34da6a3ce929d0e0e4736");
+  }
+  // None (or a malformed one) in: the gateway starts the trace the handler continues.
+  res = post(*c, "/rpc/echo", "x", {{"traceparent", "garbage"}});
+  BOOST_TEST_REQUIRE(res);
+  auto out = res->get_header_value("traceparent");
+  BOOST_TEST(core::valid_traceparent(out));
+  BOOST_TEST(out != tp);
+  std::lock_guard lock{r.s->w.m};
+  BOOST_TEST(r.s->traceparent == out);
+  BOOST_TEST(r.s->trace_id == out.substr(3, 32));
+}
+
+BOOST_AUTO_TEST_CASE(a_configured_route_sends_to_its_topic) {
+  http_options o;
+  o.routes = {{"POST", "/orders", "orders.create"}, {"PUT", "/audit", "events.in", false}};
+  o.rpc = false;
+  rig r{o};
+  auto c = r.http();
+  auto res = post(*c, "/orders", "{\"id\":42}");
+  BOOST_TEST_REQUIRE(res);
+  BOOST_TEST(res->status == 200);
+  BOOST_TEST(res->body == "created:{\"id\":42}");
+  auto put = c->Put("/audit", "seen", "text/plain");
+  BOOST_TEST_REQUIRE(put);
+  BOOST_TEST(put->status == 202);
+  res = post(*c, "/rpc/orders.create");
+  BOOST_TEST_REQUIRE(res);
+  BOOST_TEST(res->status == 404); // rpc is off
+}
+
+BOOST_AUTO_TEST_CASE(past_max_concurrent_a_request_gets_429_with_retry_after) {
+  http_options o;
+  o.max_concurrent = 1;
+  rig r{o};
+  auto first = std::async(std::launch::async, [&] {
+    auto c = r.http();
+    auto res = post(*c, "/rpc/hold", "x", {{"X-Request-Timeout", "20000"}});
+    return res ? std::pair{res->status, res->body} : std::pair{-1, std::string{}};
+  });
+  auto reply_to = r.held(); // the first request waits on the broker now
+  auto c = r.http();
+  auto res = post(*c, "/rpc/echo");
+  BOOST_TEST_REQUIRE(res);
+  BOOST_TEST(res->status == 429);
+  BOOST_TEST(res->get_header_value("Retry-After") == "1");
+  BOOST_TEST(r.gw->stats().too_many == 1u);
+  r.n.client().publish(reply_to, "released");
+  auto [status, body] = first.get();
+  BOOST_TEST(status == 200);
+  BOOST_TEST(body == "released");
+  res = post(*c, "/rpc/echo", "after");
+  BOOST_TEST_REQUIRE(res);
+  BOOST_TEST(res->status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(stop_lets_a_request_in_flight_finish) {
+  rig r;
+  auto first = std::async(std::launch::async, [&] {
+    auto c = r.http();
+    auto res = post(*c, "/rpc/hold", "x", {{"X-Request-Timeout", "20000"}});
+    return res ? std::pair{res->status, res->body} : std::pair{-1, std::string{}};
+  });
+  auto reply_to = r.held();
+  auto stopping = std::async(std::launch::async, [&] { r.gw->stop(); });
+  // Once it stops accepting, a new connection is refused.
+  waiter refused;
+  BOOST_TEST_REQUIRE(refused.until([&] {
+    httplib::Client probe{"127.0.0.1", r.gw->port()};
+    return !probe.Get("/x");
+  }));
+  BOOST_TEST((stopping.wait_for(0s) != std::future_status::ready)); // it waits for the one in flight
+  r.n.client().publish(reply_to, "finished");
+  auto [status, body] = first.get();
+  BOOST_TEST(status == 200);
+  BOOST_TEST(body == "finished");
+  BOOST_TEST((stopping.wait_for(10s) == std::future_status::ready));
+}
+
+BOOST_AUTO_TEST_CASE(stop_closes_idle_keep_alive_connections_at_once) {
+  http_options o;
+  o.drain_timeout = 20s;
+  o.keep_alive_timeout = 60s;
+  rig r{o};
+  auto idle = r.http(); // a keep-alive connection, idle once answered
+  auto res = post(*idle, "/rpc/echo");
+  BOOST_TEST_REQUIRE(res);
+  BOOST_TEST(res->status == 200);
+  BOOST_TEST(r.gw->stats().connections == 1u);
+  auto t0 = std::chrono::steady_clock::now();
+  r.gw->stop();
+  auto took = std::chrono::steady_clock::now() - t0;
+  BOOST_TEST((took < 5s)); // neither the drain timeout (20 s) nor the idle timeout (60 s)
+  BOOST_TEST(r.gw->stats().connections == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(stop_answers_503_past_the_drain_timeout) {
+  http_options o;
+  o.drain_timeout = 300ms;
+  rig r{o};
+  auto first = std::async(std::launch::async, [&] {
+    auto c = r.http();
+    auto res = post(*c, "/rpc/hold", "x", {{"X-Request-Timeout", "20000"}});
+    return res ? std::pair{res->status, res->body} : std::pair{-1, std::string{}};
+  });
+  r.held();
+  auto t0 = std::chrono::steady_clock::now();
+  r.gw->stop();
+  auto took = std::chrono::steady_clock::now() - t0;
+  BOOST_TEST((took >= 290ms && took < 5s));
+  auto [status, body] = first.get();
+  BOOST_TEST(status == 503);
+  BOOST_TEST(body.find("stopping") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_port_in_use_is_a_config_error) {
+  rig r;
+  http_options o;
+  o.port = r.gw->port();
+  gateway second{o};
+  try {
+    second.start(r.n.client());
+    BOOST_FAIL("a second gateway listens on the same port");
+  } catch (const config_error& e) {
+    BOOST_TEST(std::string{e.what()}.find("port in use") != std::string::npos, e.what());
+  }
+}
+
+// Not a benchmark (the bench suite's `http` scenario is wrk's): one
+// keep-alive client in a loop, beside the same requests made directly.
+BOOST_AUTO_TEST_CASE(throughput_through_the_gateway_beside_direct_requests) {
+  rig r;
+  constexpr int n = 2000;
+  const std::string body(128, 'p');
+  auto c = r.http();
+  auto rate = [&](auto&& one) {
+    for (int i = 0; i < 100; ++i) BOOST_TEST_REQUIRE(one()); // warm
+    auto t0 = std::chrono::steady_clock::now();
+    int good = 0;
+    for (int i = 0; i < n; ++i) good += one() ? 1 : 0;
+    BOOST_TEST(good == n);
+    return n / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  };
+  double http = rate([&] {
+    auto res = post(*c, "/rpc/echo", body);
+    return res && res->status == 200 && res->body == body;
+  });
+  double direct = rate([&] {
+    auto rep = r.n.client().request("echo", body, 5s);
+    return rep.code == 0 && rep.payload == body;
+  });
+  std::printf("http gateway, 1 keep-alive client, 128 B echo: %.0f req/s (%.1f us each); "
+              "client.request: %.0f req/s (%.1f us each); ratio %.2f\n",
+              http, 1e6 / http, direct, 1e6 / direct, http / direct);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
