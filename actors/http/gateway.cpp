@@ -29,6 +29,7 @@
 #include <httplib.h>
 
 #include "gateway_core.hpp"
+#include "json_msgpack.hpp"
 #include "http_io.hpp"
 #include "plexus/node.hpp"
 
@@ -168,12 +169,28 @@ struct gateway::impl {
       }
       p->cv.notify_one();
     };
+    // JSON in: msgpack on (a typed handler's map); JSON out for whoever asked.
+    const bool json_in = opts.json && req.get_header_value("Content-Type").starts_with("application/json");
+    const bool json_out =
+      opts.json && (json_in || req.get_header_value("Accept").find("application/json") != std::string::npos);
+    std::string converted;
+    if (json_in) {
+      std::string why;
+      if (!detail::json_to_msgpack(req.body, converted, why))
+        return detail::error_answer(400, "bad_json", "the body is not JSON: " + why);
+    }
+    const std::string& body = json_in ? converted : req.body;
     if (t.request) {
       po.deadline_ns = detail::deadline_ns(unix_ns(), tc.value);
-      conn->request_async(t.topic, req.body, tc.value, settle, po);
+      conn->request_async(t.topic, body, tc.value, settle, po);
       if (!wait(p, start + tc.value + reply_grace)) p->r.code = status_timeout;
       if (p->aborted && !p->done) return stopped_answer(t.topic);
-      return detail::answer_reply(p->r, t.topic, tc.value);
+      auto a = detail::answer_reply(p->r, t.topic, tc.value);
+      if (std::string text; json_out && a.status == 200 && detail::msgpack_to_json(a.body, text)) {
+        a.body = std::move(text);
+        a.content_type = "application/json";
+      }
+      return a;
     }
     std::string id;
     if (req.has_header("X-Msg-Id")) {
@@ -186,7 +203,7 @@ struct gateway::impl {
     po.msg_id = id;
     if (tc.from_header) po.deadline_ns = detail::deadline_ns(unix_ns(), tc.value);
     conn->publish_confirmed(
-      t.topic, req.body,
+      t.topic, body,
       [settle](std::uint32_t code) {
         settle(reply{code, {}, {}, {}, {}});
       },

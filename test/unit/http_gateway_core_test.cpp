@@ -10,7 +10,10 @@
 #include <utility>
 #include <vector>
 
+#include <msgpack.hpp>
+
 #include "gateway_core.hpp"
+#include "json_msgpack.hpp"
 #include "plexus/actors/http.hpp"
 
 using namespace std::chrono_literals;
@@ -177,6 +180,48 @@ BOOST_AUTO_TEST_CASE(traceparent_msg_ids_and_headers_are_checked_and_made) {
   BOOST_TEST(core::error_json("e", "say \"hi\"\n", "s.f") ==
              R"({"error":"e","from":"s.f","cause":"say \"hi\"\n"})");
   BOOST_TEST(core::answer_status(413, 10).body.find("over 10 bytes") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(json_becomes_msgpack_and_back) {
+  auto round = [](std::string_view json) {
+    std::string mp, why, back;
+    BOOST_TEST_REQUIRE(core::json_to_msgpack(json, mp, why), why);
+    BOOST_TEST_REQUIRE(core::msgpack_to_json(mp, back));
+    return back;
+  };
+  BOOST_TEST(round(R"( {"a": [1, -2, 3.5, true, false, null], "b": {"c": "d"}} )")
+             == R"({"a":[1,-2,3.5,true,false,null],"b":{"c":"d"}})");
+  BOOST_TEST(round(R"("tab\tq\"u\u00e9\ud83d\ude00")") == "\"tab\\tq\\\"u\u00e9\U0001F600\"");
+  BOOST_TEST(round("18446744073709551615") == "18446744073709551615"); // u64 max stays whole
+  BOOST_TEST(round("-9223372036854775808") == "-9223372036854775808");
+  BOOST_TEST(round("1e3") == "1000");
+  BOOST_TEST(round("[]") == "[]");
+  BOOST_TEST(round("{}") == "{}");
+  // What a typed handler decodes: the map of its struct.
+  std::string mp, why;
+  BOOST_TEST_REQUIRE(core::json_to_msgpack(R"({"x": 7})", mp, why));
+  auto h = msgpack::unpack(mp.data(), mp.size());
+  BOOST_TEST(h.get().type == msgpack::type::MAP);
+  BOOST_TEST(h.get().via.map.ptr[0].val.as<int>() == 7);
+  // Not JSON: refused, saying where.
+  for (std::string_view bad : {"", "{", "[1,]", "{\"a\" 1}", "01", "1.", "\"\\x\"", "\"\\ud800\"", "tru",
+                               "[1] 2", "\"a\nb\""}) {
+    std::string out, err;
+    BOOST_TEST(!core::json_to_msgpack(bad, out, err), bad);
+    BOOST_TEST(err.starts_with("at byte "), err);
+  }
+  std::string deep(core::max_json_depth + 1, '[');
+  std::string err, out;
+  BOOST_TEST(!core::json_to_msgpack(deep, out, err));
+  BOOST_TEST(err.find("nested too deep") != std::string::npos, err);
+  // Not one msgpack value: passed on as bytes (false).
+  msgpack::sbuffer two;
+  msgpack::pack(two, 1);
+  msgpack::pack(two, 2);
+  std::string text;
+  BOOST_TEST(!core::msgpack_to_json({two.data(), two.size()}, text));
+  BOOST_TEST(!core::msgpack_to_json("\xdd\xff\xff\xff\xff", text)); // claims 4 Gi elements
+  BOOST_TEST(!core::msgpack_to_json("", text));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

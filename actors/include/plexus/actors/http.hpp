@@ -17,8 +17,9 @@
 //   http.stop(); // before node.stop(): in-flight requests still need the client
 //   node.stop();
 //
-// Bodies pass as bytes both ways (no JSON <-> msgpack conversion); a reply
-// goes out as application/octet-stream. Headers in: `traceparent` (W3C;
+// Bodies pass as bytes both ways, except JSON (http_options::json): a JSON
+// body goes on as msgpack, and a msgpack reply to a JSON request comes back
+// as JSON; other replies go out as application/octet-stream. Headers in: `traceparent` (W3C;
 // the trace goes on, and the same value comes back out; without a valid
 // one the gateway starts a trace and returns that), `X-Request-Timeout`
 // (whole ms: how long the gateway waits, capped at max_timeout; a default
@@ -77,6 +78,12 @@ struct http_options {
   std::vector<http_route> routes;
   bool events = true; // POST /events/<topic>
   bool rpc = true;    // POST /rpc/<topic>
+  /// A body sent as `Content-Type: application/json` goes on as the
+  /// msgpack of that JSON (a map for a typed handler: plexus::decode_payload),
+  /// 400 when it is not JSON; a reply to a JSON request, or to one that
+  /// `Accept`s application/json, comes back as JSON when it is msgpack.
+  /// false: bodies pass as bytes both ways.
+  bool json = true;
   /// 413 past it (and past the broker's max_payload, when smaller).
   std::size_t max_body = std::size_t{1} << 20;
   /// Requests waiting on the broker at once; past it 429 with Retry-After.
