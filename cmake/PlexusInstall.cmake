@@ -104,5 +104,5 @@ Build services on CAF and ZeroMQ against plexus with find_package(plexus 0.2)
 and target_link_libraries(app PRIVATE plexus::plexus), or pkg-config plexus.")
 # Static libraries: what they link must be there when the application links.
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS
-  "libcaf-dev (>= 0.17), libzmq3-dev, cppzmq-dev, libmsgpack-cxx-dev, libboost-dev, libspdlog-dev, libcpp-httplib-dev, libsodium-dev, libtomlplusplus-dev")
+  "libcaf-dev (>= 0.17), libzmq3-dev, cppzmq-dev, libmsgpack-cxx-dev, libboost-dev, libspdlog-dev, libcpp-httplib-dev, libsodium-dev, libtomlplusplus-dev, libpq-dev, tzdata")
 include(CPack)

@@ -20,6 +20,8 @@ build=(
   libsodium-dev
   # actors/timer: schedules in named time zones read /usr/share/zoneinfo
   tzdata
+  # actors/postgres: LISTEN/NOTIFY through libpq
+  libpq-dev
 )
 test_extra=(
   # clang + libFuzzer/ASan/UBSan runtimes for the fuzz smoke and `make fuzz`
@@ -30,6 +32,8 @@ test_extra=(
   python3-zmq python3-msgpack
   # bench.store.quick: plexus-store-bench's rows (docs/durable-storage.md)
   libsqlite3-dev liblmdb-dev
+  # postgres_actor_tests: a real server (initdb, postgres) the test starts itself
+  postgresql
 )
 fault_extra=(
   # `ip netns` and `tc` for the partition fault test
