@@ -8,6 +8,9 @@ JOBS ?= $(shell nproc)
 FUZZ_SECONDS ?= 60
 SMOKE_FUZZ_SECONDS ?= 10
 DURATION ?= 20
+# make demo's HTTP gateway (the sample's orders come in through it; curl it
+# while it runs); 0 = a free port, printed.
+HTTP_PORT ?= 8080
 BENCH_ARGS ?=
 # Timed runs per case for `make bench` (median, MAD, min and max need at
 # least 3): the set took under 10 minutes on 2 cores before the durable
@@ -57,7 +60,8 @@ build-fuzz: deps-test build/fuzz/build.ninja
 demo: deps build/dev/build.ninja
 	cmake --build build/dev -j $(JOBS) --target shipping
 	build/dev/samples/shipping --duration $(DURATION) --fail-rate 0.02 --poison-every 200 \
-	  --outbox build/demo-outbox.txt
+	  --outbox build/demo-outbox.txt --http-port $(HTTP_PORT) --generator http \
+	  --summary '@every 5s' --drop build/demo-drop
 
 cluster: build
 	scripts/cluster.sh build/dev/brokers/plexus-broker 7400

@@ -14,6 +14,9 @@
 //                                               order, and it may restart
 //   shipping --broker tcp://127.0.0.1:7400 --inject label-crash
 //                                               a fault to find with `plexus trace`
+//   shipping --http-port 8080 --generator http  orders over HTTP (entry.hpp: curl
+//                                               lines), --drop DIR for CSV files,
+//                                               --summary '@every 10s' a timer
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -28,17 +31,12 @@
 #include <thread>
 #include <vector>
 
+#include "entry.hpp"
 #include "plexus/node.hpp"
 
 namespace {
 
-struct order {
-  int id = 0;
-  std::string customer;
-  std::string address;
-  bool poison = false; // fault injection: this one always crashes validation
-  MSGPACK_DEFINE_MAP(id, customer, address, poison)
-};
+using shipping::order;
 
 struct label {
   int id = 0;
@@ -148,7 +146,8 @@ void count_answer(order_answers& a, int id, std::uint32_t code, long expected) {
 
 int main(int argc, char** argv) {
   std::string role = "all", rate_s = "500", orders_s = "0", fail_s = "0", poison_s = "0",
-              label_ms_s = "4", outbox_path = "shipping-outbox.txt", inject_s, inject_every_s = "10";
+              label_ms_s = "4", outbox_path = "shipping-outbox.txt", inject_s, inject_every_s = "10",
+              http_port_s = "-1", summary = "@daily", drop_dir, generator_s = "bus";
   auto args = join_injects(argc, argv);
   std::vector<const char*> arg_ptrs;
   for (auto& a : args) arg_ptrs.push_back(a.c_str());
@@ -168,7 +167,20 @@ int main(int argc, char** argv) {
                      {"inject", fault_help(), &inject_s},
                      {"inject-every", "an injected fault hits every Nth order (1 = every order), "
                                       "each fault a different one",
-                      &inject_every_s, "UINT"}}};
+                      &inject_every_s, "UINT"},
+                     {"http-port", "with --role all: an HTTP gateway on 127.0.0.1:PORT (POST "
+                                   "/orders/shipped, /rpc/orders.status, /rpc/<topic>, "
+                                   "/events/<topic>); 0 = a free port, -1 = none",
+                      &http_port_s, "INT"},
+                     {"generator", "how the generator sends its orders: 'bus' (a confirmed publish) "
+                                   "or 'http' (POST /orders/shipped to --http-port)",
+                      &generator_s},
+                     {"summary", "with --role all: when the summary timer fires (cron, @daily, "
+                                 "'@every 10s'); empty = none",
+                      &summary},
+                     {"drop", "with --role all: a directory whose *.csv files (id,customer,address "
+                              "lines) become orders; done/ and failed/ inside it",
+                      &drop_dir, "DIR"}}};
   // A role is everything, the order generator, the three functions or one.
   const bool generates = role == "all" || role == "generator";
   auto hosts = [&role](const std::string& function) {
@@ -200,6 +212,10 @@ int main(int argc, char** argv) {
     fail_rate = to_double(fail_s, "fail-rate");
     poison_every = static_cast<long>(to_double(poison_s, "poison-every"));
     label_ms = to_double(label_ms_s, "label-ms");
+    if (generator_s != "bus" && generator_s != "http")
+      throw std::invalid_argument("--generator: bus or http, not '" + generator_s + "'");
+    if (generator_s == "http" && (to_double(http_port_s, "http-port") < 0 || role != "all"))
+      throw std::invalid_argument("--generator http needs --http-port and --role all");
     if (rate <= 0 || max_orders < 0 || fail_rate < 0 || fail_rate > 1 || poison_every < 0 ||
         label_ms < 0 || label_ms > 1000)
       throw std::invalid_argument("--rate > 0, --orders >= 0, --fail-rate in 0..1, "
@@ -233,10 +249,11 @@ int main(int argc, char** argv) {
   // functions (a process or a broker dying) is run again, not dropped. On
   // a broker with samples/shipping/broker.toml and --store, each hop also
   // waits on disk for its function, across the broker's restarts.
+  auto track = std::make_shared<shipping::tracker>(); // where each order is (orders.status)
   auto& shipping = node.service("shipping");
   if (hosts("validate-address"))
     shipping.function("validate-address").on("orders.shipped").reliable()
-      .handle([hits, label_budget](const order& o, plexus::context& ctx) -> plexus::result<void> {
+      .handle([hits, label_budget, track](const order& o, plexus::context& ctx) -> plexus::result<void> {
         if (o.poison)
           throw std::runtime_error("address parser crashed on order " + std::to_string(o.id));
         if (o.address.empty()) return plexus::reject{"order without an address"};
@@ -250,6 +267,7 @@ int main(int argc, char** argv) {
                                return {};
                              });
         ctx.publish("address.validated", o);
+        track->saw(o.id, "address validated");
         return {};
       });
   // The label printer is slow (--label-ms, a blocking call): create-label
@@ -257,7 +275,7 @@ int main(int argc, char** argv) {
   // at their fixed 4.
   if (hosts("create-label"))
     shipping.function("create-label").on("address.validated").scale(1, 32).blocking().reliable()
-      .handle([fail_rate, label_ms, hits, label_budget](const order& o, plexus::context& ctx)
+      .handle([fail_rate, label_ms, hits, label_budget, track](const order& o, plexus::context& ctx)
                 -> plexus::result<void> {
         thread_local std::mt19937 rng{std::random_device{}()};
         auto printing = std::chrono::duration<double, std::milli>{label_ms};
@@ -272,6 +290,7 @@ int main(int argc, char** argv) {
             static_cast<std::uint64_t>(std::chrono::nanoseconds{now}.count()) > ctx.deadline_ns())
           return plexus::error{"label for order " + std::to_string(o.id) + " printed too late"};
         ctx.publish("label.created", label{o.id, o.customer, "PX" + std::to_string(100000 + o.id)});
+        track->saw(o.id, "label PX" + std::to_string(100000 + o.id) + " created");
         ctx.reply("printed"); // asked by request (--inject label-timeout); else nobody waits
         return {};
       });
@@ -289,7 +308,7 @@ int main(int argc, char** argv) {
   };
   if (hosts("send-confirmation"))
     shipping.function("send-confirmation").on("label.created")
-      .handle([send, asked, hits](const label& l, plexus::context& ctx) -> plexus::result<void> {
+      .handle([send, asked, hits, track](const label& l, plexus::context& ctx) -> plexus::result<void> {
         const char* ask = hits("confirm-downstream", l.id) ? "customers.lookup"
                           : hits("no-responders", l.id)    ? "loyalty.points"
                                                            : nullptr;
@@ -301,6 +320,7 @@ int main(int argc, char** argv) {
                                return ok;
                              });
         send(l, l.customer);
+        track->saw(l.id, "confirmation sent");
         return {};
       });
   if (hosts("send-confirmation") &&
@@ -309,7 +329,26 @@ int main(int argc, char** argv) {
       .handle([](const label&, plexus::context&) -> plexus::result<void> {
         return plexus::error{"customer database unreachable"}; // asked only when the fault hits
       });
+  std::unique_ptr<plexus::actors::gateway> http;
+  if (role == "all") { // the ways in from outside (entry.cpp)
+    try {
+      http = shipping::add_entry(node, {static_cast<int>(to_double(http_port_s, "http-port")), summary, drop_dir},
+                                 track);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "shipping: %s\n", e.what());
+      return 2;
+    }
+  }
   node.start();
+  if (http) {
+    http->start(node.client());
+    std::printf("http: orders in with  curl -X POST localhost:%d/orders/shipped -H 'Content-Type: "
+                "application/json' -d '{\"id\": 1000042, \"customer\": \"ada\", \"address\": \"1 Main St\"}'\n"
+                "http: where one is    curl -X POST localhost:%d/rpc/orders.status -H 'Content-Type: "
+                "application/json' -d '{\"id\": 42}'\n",
+                http->port(), http->port());
+    std::fflush(stdout);
+  }
 
   std::atomic<long> dead_letters{0};
   if (generates)
@@ -327,10 +366,20 @@ int main(int argc, char** argv) {
     for (long i = 1; !stop && (max_orders == 0 || i <= max_orders); ++i) {
       order o{static_cast<int>(i), "customer-" + std::to_string(i % 97), std::to_string(i) + " Main St",
               poison_every > 0 && i % poison_every == 0};
-      node.client().publish_confirmed("orders.shipped", plexus::encode_payload(o),
-                                      [answers, id = o.id, max_orders](std::uint32_t code) {
-                                        count_answer(*answers, id, code, max_orders);
-                                      });
+      if (http && generator_s == "http") { // through the gateway: its status, as a code
+        auto status = shipping::post_order(http->port(), o);
+        count_answer(*answers, o.id,
+                     status == 202   ? 0u
+                     : status == 422 ? plexus::code_of(plexus::status::dead_lettered)
+                     : status == 503 ? plexus::code_of(plexus::status::no_interest)
+                                     : plexus::code_of(plexus::status::failed),
+                     max_orders);
+      } else {
+        node.client().publish_confirmed("orders.shipped", plexus::encode_payload(o),
+                                        [answers, id = o.id, max_orders](std::uint32_t code) {
+                                          count_answer(*answers, id, code, max_orders);
+                                        });
+      }
       ++generated;
       auto due = start + std::chrono::duration<double>(static_cast<double>(i) / rate);
       while (!stop && std::chrono::steady_clock::now() < due)
@@ -364,6 +413,7 @@ int main(int argc, char** argv) {
   stop = true;
   if (generator.joinable()) generator.join();
   reporter.join();
+  if (http) http->stop(); // its requests in flight still need the node's client
   node.stop(); // finishes what is in flight, then says BYE
 
   std::printf("\nsummary (--role %s):\n", role.c_str());

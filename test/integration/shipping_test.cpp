@@ -605,6 +605,56 @@ BOOST_AUTO_TEST_CASE(orders_nobody_takes_are_said_once_and_counted_not_delivered
   BOOST_TEST(said[0].find("--config samples/shipping/broker.toml --store") != std::string::npos, said[0]);
 }
 
+// The sample's ways in (entry.cpp, plexus::actors): every order through
+// the HTTP gateway (--generator http: 202 once validate-address took it),
+// a CSV dropped in a directory (its orders reach the outbox, the file goes
+// to done/, a file without a good line to failed/), the summary timer.
+BOOST_AUTO_TEST_CASE(orders_come_in_over_http_and_in_a_dropped_csv_and_the_summary_fires) {
+  constexpr int n = 40;
+  temp_dir dir{"plexus-itest-entry"};
+  auto drop = dir.path() / "drop";
+  std::filesystem::create_directories(drop);
+  {
+    std::ofstream csv{drop / "orders.csv"};
+    csv << "900001,grace,2 Elm St\n900002,alan,3 Oak St\nnot a line\n";
+    std::ofstream junk{drop / "junk.csv"};
+    junk << "nothing,\n";
+  }
+  auto outbox = (dir.path() / "outbox.txt").string();
+  temp_file out{"plexus-itest-entry-out"}, err{"plexus-itest-entry-err"};
+  spawn_options o;
+  o.args = {shipping_bin, "--orders", std::to_string(n), "--rate", "200", "--http-port", "0",
+            "--generator", "http", "--summary", "@every 1s", "--drop", drop.string(), "--outbox", outbox};
+  o.out = redirect::file;
+  o.out_path = out.path();
+  o.err = redirect::file;
+  o.err_path = err.path();
+  child_process shipping{o};
+  auto output = [&] {
+    std::string all;
+    for (auto& l : complete_lines(out.path())) all += l + "\n";
+    return all;
+  };
+  auto outbox_has = [&](std::string_view id) {
+    std::ifstream in{outbox};
+    std::string text{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+    return text.find(std::string{"Your order "} + std::string{id} + " ") != std::string::npos;
+  };
+  BOOST_REQUIRE_MESSAGE(poll_until([&] { return !answered_line(output()).empty(); }, default_wait, 20ms),
+                        "the orders over HTTP were not all answered within 10 s:\n" << output());
+  BOOST_TEST(answered_line(output()) == "generator: " + std::to_string(n) + " of " + std::to_string(n)
+                                          + " orders confirmed (0 not delivered, 0 dead-lettered, 0 failed)");
+  BOOST_TEST(output().find("http: orders in with  curl -X POST localhost:") != std::string::npos, output());
+  BOOST_TEST(poll_until([&] { return outbox_has("900001") && outbox_has("900002"); }, default_wait, 20ms),
+             "the CSV's orders did not reach the outbox");
+  BOOST_TEST(poll_until([&] { return std::filesystem::exists(drop / "done" / "orders.csv"); }, default_wait, 20ms));
+  BOOST_TEST(poll_until([&] { return std::filesystem::exists(drop / "failed" / "junk.csv"); }, default_wait, 20ms));
+  BOOST_TEST(poll_until([&] { return output().find("summary #1 at ") != std::string::npos; }, default_wait, 20ms),
+             output());
+  shipping.signal(SIGTERM);
+  BOOST_TEST(shipping.wait(default_wait).value_or(-1) == 0);
+}
+
 // An --inject mode the sample does not know is refused like a bad role.
 BOOST_AUTO_TEST_CASE(an_unknown_inject_mode_is_one_line_on_stderr_and_exit_2) {
   spawn_options o;
