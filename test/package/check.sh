@@ -26,6 +26,7 @@ run_consumer() { # binary
   local out
   out="$("$1" 2>&1)" || fail "$1 exited $?: $out"
   grep -q "A-17: 12 EUR" <<<"$out" || fail "$1 said: $out"
+  grep -q "next weekday 09:00: 2026-12-07T09:00:00.000Z" <<<"$out" || fail "$1: plexus::actors said: $out"
   echo "ok: $1: $(tail -n1 <<<"$out")"
 }
 consumer_cmake() { # build dir, extra cmake args...
@@ -48,7 +49,8 @@ installed)
   prefix="$work/prefix"
   quiet cmake --install "$build" --prefix "$prefix"
   expect_files "$prefix" include/plexus/node.hpp include/plexus/client.hpp include/plexus/wire.hpp \
-    include/plexus/topic.hpp include/plexus/version.hpp 'lib*/libplexus_runtime.a' \
+    include/plexus/topic.hpp include/plexus/version.hpp include/plexus/actors/timer.hpp \
+    'lib*/libplexus_runtime.a' 'lib*/libplexus_actors.a' \
     'lib*/libplexus_wire.a' 'lib*/cmake/plexus/plexusConfig.cmake' \
     'lib*/cmake/plexus/plexusConfigVersion.cmake' 'lib*/cmake/plexus/FindCAF.cmake' \
     'lib*/pkgconfig/plexus.pc' bin/plexus-broker bin/plexus etc/plexus/broker.toml \
@@ -101,6 +103,8 @@ debs)
   must plexus-tools ./usr/bin/plexus
   must libplexus-dev ./usr/include/plexus/node.hpp
   must libplexus-dev ./usr/include/plexus/version.hpp
+  must libplexus-dev ./usr/include/plexus/actors/http.hpp
+  grep -q '^\./usr/lib.*/libplexus_actors\.a$' "$work/libplexus-dev.files" || fail "libplexus-dev lacks the actors"
   grep -q '^\./usr/lib.*/libplexus_runtime\.a$' "$work/libplexus-dev.files" || fail "libplexus-dev lacks the runtime"
   grep -q '^\./usr/lib.*/cmake/plexus/plexusConfig\.cmake$' "$work/libplexus-dev.files" || fail "no CMake package"
   grep -q '^\./usr/lib.*/pkgconfig/plexus\.pc$' "$work/libplexus-dev.files" || fail "no plexus.pc"
