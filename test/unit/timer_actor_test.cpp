@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // The timer actor (actors/timer) on real nodes: ticks on time, one fire
-// across two nodes on one broker, fire now, catch_up and skip after
+// across three nodes on one broker, fire now, catch_up and skip after
 // downtime (from a state file), options refused.
 
 #define BOOST_TEST_MODULE plexus_timer_actor
@@ -187,19 +187,21 @@ BOOST_AUTO_TEST_CASE(an_interval_timer_publishes_a_tick_at_each_multiple_of_its_
   n.stop();
 }
 
-BOOST_AUTO_TEST_CASE(two_nodes_running_the_same_timer_publish_each_fire_once) {
+BOOST_AUTO_TEST_CASE(three_nodes_running_the_same_timer_publish_each_fire_once) {
   tcp_broker b;
   tick_log log;
   client_options co;
   co.endpoint = b.endpoint();
   client c{co};
   log.listen(c, "ticks.shared");
-  node first{node_options{.broker = b.endpoint()}}, second{node_options{.broker = b.endpoint()}};
-  for (auto* n : {&first, &second})
+  node first{node_options{.broker = b.endpoint()}}, second{node_options{.broker = b.endpoint()}},
+    third{node_options{.broker = b.endpoint()}};
+  for (auto* n : {&first, &second, &third})
     add_timer(n->service("cron"), {.name = "shared", .schedule = "@every 100ms", .topic = "ticks.shared"});
   first.start();
   second.start();
-  auto both = (wall() + 100ms).time_since_epoch().count(); // both timers run from here on
+  third.start();
+  auto both = (wall() + 100ms).time_since_epoch().count(); // all three timers run from here on
   auto since_both = [both](const std::vector<seen_tick>& ticks) {
     std::map<std::int64_t, int> count;
     for (auto& s : ticks)
@@ -216,6 +218,8 @@ BOOST_AUTO_TEST_CASE(two_nodes_running_the_same_timer_publish_each_fire_once) {
   }
   BOOST_TEST(stats_of(first, "timer-shared").live == 1u);
   BOOST_TEST(stats_of(second, "timer-shared").live == 1u);
+  BOOST_TEST(stats_of(third, "timer-shared").live == 1u);
+  third.stop();
   second.stop();
   first.stop();
 }
