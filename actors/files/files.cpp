@@ -29,6 +29,7 @@
 
 #include "drop_core.hpp"
 #include "file_io.hpp"
+#include "actor_support.hpp"
 #include "plexus/actor.hpp"
 #include "plexus/wire.hpp"
 
@@ -66,19 +67,7 @@ struct config {
   std::string who; // "<service>.files-<name>", for the log
 };
 
-// One line on stderr, as context::log writes it.
-void log_line(const char* level, const std::string& who, std::string_view id, std::string_view text) {
-  auto t = system_clock::now();
-  auto secs = system_clock::to_time_t(t);
-  auto ms = duration_cast<milliseconds>(t.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::fprintf(stderr, "%s.%03lldZ %-5s %s msg=%.*s trace=- %.*s\n", stamp, static_cast<long long>(ms),
-               level, who.c_str(), static_cast<int>(id.size()), id.data(), static_cast<int>(text.size()),
-               text.data());
-}
+using detail::log_line;
 
 // The blocking file work, on a thread of its own (detached), in order.
 caf::behavior file_worker(caf::event_based_actor* self, std::shared_ptr<const config> cfg) {
@@ -282,21 +271,11 @@ caf::behavior drop_actor(caf::event_based_actor* self, client& conn, std::shared
   };
 }
 
-bool valid_name(std::string_view n) {
-  return !n.empty() && n.size() <= max_name && std::all_of(n.begin(), n.end(), [](char ch) {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
-           ch == '-';
-  });
-}
-
 std::shared_ptr<const config> check(const service& svc, file_drop_options o) {
   std::string problems;
-  auto bad = [&](const std::string& what) { problems += (problems.empty() ? "" : "; ") + what; };
-  if (!valid_name(o.name)) bad("name \"" + o.name + "\": 1-20 letters, digits, '_' or '-'");
-  if (auto e = validate_topic(o.topic); e != topic_errc::ok)
-    bad("topic \"" + o.topic + "\": " + to_string(e));
-  else if (reserved_namespace(o.topic) != reserved::none)
-    bad("topic \"" + o.topic + "\": a reserved namespace ($SYS., $DLQ., _INBOX.)");
+  auto bad = [&](const std::string& what) { detail::add_problem(problems, what); };
+  if (!detail::valid_token(o.name, max_name)) bad("name \"" + o.name + "\": 1-20 letters, digits, '_' or '-'");
+  if (auto why = detail::topic_problem("topic", o.topic); !why.empty()) bad(why);
   if (o.max_content > max_content_limit)
     bad("max_content " + std::to_string(o.max_content) + ": at most 1048576 (a typed handler decodes "
         "strings up to 1 MiB; bigger files go by path)");
@@ -327,13 +306,10 @@ std::string file_drop_rescan_topic(std::string_view name) { return "_plexus.file
 
 function_builder& add_file_drop(service& svc, file_drop_options o) {
   auto cfg = check(svc, std::move(o));
-  auto& f = svc.function(file_drop_function_name(cfg->o.name))
-              .on(file_drop_rescan_topic(cfg->o.name))
-              .instances(1)
-              .restart(permanent);
-  return actor_function(f, [cfg](caf::event_based_actor* self, client& conn) {
-    return drop_actor(self, conn, cfg);
-  });
+  return detail::add_singleton(svc, file_drop_function_name(cfg->o.name), file_drop_rescan_topic(cfg->o.name),
+                               [cfg](caf::event_based_actor* self, client& conn) {
+                                 return drop_actor(self, conn, cfg);
+                               });
 }
 
 } // namespace plexus::actors

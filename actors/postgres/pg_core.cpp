@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <set>
 
+#include "actor_support.hpp"
 #include "plexus/topic.hpp"
 #include "plexus/wire.hpp"
 
@@ -16,13 +17,6 @@ constexpr std::size_t max_name = 20;    // "pg:<20>:<16 hex>-<16 hex>#<n>" fits 
 constexpr std::size_t max_channel = 63; // Postgres' NAMEDATALEN - 1
 constexpr std::chrono::milliseconds first_retry{250};
 
-bool token_chars(std::string_view s) {
-  return std::all_of(s.begin(), s.end(), [](char ch) {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
-           ch == '-';
-  });
-}
-
 std::string hex16(std::uint64_t v) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
@@ -33,17 +27,14 @@ std::string hex16(std::uint64_t v) {
 
 std::vector<std::string> option_problems(const postgres_options& o) {
   std::vector<std::string> bad;
-  if (o.name.empty() || o.name.size() > max_name || !token_chars(o.name))
+  if (!valid_token(o.name, max_name))
     bad.push_back("name \"" + o.name + "\": 1-20 letters, digits, '_' or '-'");
   if (o.conninfo.empty()) bad.push_back("conninfo: empty (a libpq connection string, e.g. \"dbname=shop\")");
-  if (auto e = validate_topic(o.topic); e != topic_errc::ok)
-    bad.push_back("topic \"" + o.topic + "\": " + to_string(e));
-  else if (reserved_namespace(o.topic) != reserved::none)
-    bad.push_back("topic \"" + o.topic + "\": a reserved namespace ($SYS., $DLQ., _INBOX.)");
+  if (auto why = topic_problem("topic", o.topic); !why.empty()) bad.push_back(why);
   if (o.channels.empty()) bad.push_back("channels: none (LISTEN on at least one)");
   std::set<std::string_view> seen;
   for (const auto& c : o.channels) {
-    if (c.empty() || c.size() > max_channel || !token_chars(c))
+    if (!valid_token(c, max_channel))
       bad.push_back("channel \"" + c + "\": 1-63 letters, digits, '_' or '-'");
     else if (!seen.insert(c).second)
       bad.push_back("channel \"" + c + "\": listed twice");

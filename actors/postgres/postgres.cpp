@@ -20,6 +20,7 @@
 
 #include "pg_core.hpp"
 #include "pg_io.hpp"
+#include "actor_support.hpp"
 #include "plexus/actor.hpp"
 #include "plexus/wire.hpp"
 
@@ -52,19 +53,7 @@ struct config {
   std::shared_ptr<counters> count;
 };
 
-// One line on stderr, as context::log writes it.
-void log_line(const char* level, const std::string& who, std::string_view id, std::string_view text) {
-  auto t = system_clock::now();
-  auto secs = system_clock::to_time_t(t);
-  auto ms = duration_cast<milliseconds>(t.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::fprintf(stderr, "%s.%03lldZ %-5s %s msg=%.*s trace=- %.*s\n", stamp, static_cast<long long>(ms),
-               level, who.c_str(), static_cast<int>(id.size()), id.data(), static_cast<int>(text.size()),
-               text.data());
-}
+using detail::log_line;
 
 struct pending {
   std::string topic, payload;
@@ -233,13 +222,10 @@ std::optional<postgres_listener_stats> postgres_stats(std::string_view service_n
 
 function_builder& add_postgres_listener(service& svc, postgres_options o) {
   auto cfg = check(svc, std::move(o));
-  auto& f = svc.function(postgres_function_name(cfg->o.name))
-              .on(postgres_reconnect_topic(cfg->o.name))
-              .instances(1)
-              .restart(permanent);
-  return actor_function(f, [cfg](caf::event_based_actor* self, client& conn) {
-    return listener_actor(self, conn, cfg);
-  });
+  return detail::add_singleton(svc, postgres_function_name(cfg->o.name), postgres_reconnect_topic(cfg->o.name),
+                               [cfg](caf::event_based_actor* self, client& conn) {
+                                 return listener_actor(self, conn, cfg);
+                               });
 }
 
 } // namespace plexus::actors

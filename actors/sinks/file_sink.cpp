@@ -20,6 +20,7 @@
 #include <utility>
 
 #include "plexus/topic.hpp"
+#include "actor_support.hpp"
 #include "sink_core.hpp"
 
 namespace plexus::actors {
@@ -129,12 +130,10 @@ private:
 
 std::shared_ptr<appender> check(file_sink_options o) {
   std::string problems;
-  auto bad = [&](const std::string& what) { problems += (problems.empty() ? "" : "; ") + what; };
-  if (!detail::valid_sink_name(o.name)) bad("name \"" + o.name + "\": 1-40 letters, digits, '_' or '-'");
-  if (auto e = validate_pattern(o.on); e != topic_errc::ok)
-    bad("on \"" + o.on + "\": " + to_string(e));
-  else if (reserved_namespace(o.on) != reserved::none)
-    bad("on \"" + o.on + "\": a reserved namespace ($SYS., $DLQ., _INBOX.)");
+  auto bad = [&](const std::string& what) { detail::add_problem(problems, what); };
+  if (!detail::valid_token(o.name, detail::max_sink_name))
+    bad("name \"" + o.name + "\": 1-40 letters, digits, '_' or '-'");
+  if (auto why = detail::topic_problem("on", o.on, true); !why.empty()) bad(why);
   if (o.format != record_format::line && o.format != record_format::length_prefixed &&
       o.format != record_format::json_line)
     bad("format " + std::to_string(static_cast<int>(o.format)) + ": line, length_prefixed or json_line");

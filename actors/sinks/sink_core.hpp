@@ -19,13 +19,6 @@ namespace plexus::actors::detail {
 
 inline constexpr std::size_t max_sink_name = 40;
 
-[[nodiscard]] inline bool valid_sink_name(std::string_view n) {
-  return !n.empty() && n.size() <= max_sink_name && std::all_of(n.begin(), n.end(), [](char ch) {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
-           ch == '-';
-  });
-}
-
 inline void append_base64(std::string_view in, std::string& out) {
   static constexpr char table[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::size_t i = 0;

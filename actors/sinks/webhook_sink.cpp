@@ -26,6 +26,7 @@
 #include <httplib.h>
 
 #include "plexus/topic.hpp"
+#include "actor_support.hpp"
 #include "sink_core.hpp"
 
 namespace plexus::actors {
@@ -121,12 +122,10 @@ bool valid_header_value(std::string_view v) { return v.find_first_of("\r\n") == 
 
 std::shared_ptr<const webhook_config> check(webhook_options o) {
   std::string problems;
-  auto bad = [&](const std::string& what) { problems += (problems.empty() ? "" : "; ") + what; };
-  if (!detail::valid_sink_name(o.name)) bad("name \"" + o.name + "\": 1-40 letters, digits, '_' or '-'");
-  if (auto e = validate_pattern(o.on); e != topic_errc::ok)
-    bad("on \"" + o.on + "\": " + to_string(e));
-  else if (reserved_namespace(o.on) != reserved::none)
-    bad("on \"" + o.on + "\": a reserved namespace ($SYS., $DLQ., _INBOX.)");
+  auto bad = [&](const std::string& what) { detail::add_problem(problems, what); };
+  if (!detail::valid_token(o.name, detail::max_sink_name))
+    bad("name \"" + o.name + "\": 1-40 letters, digits, '_' or '-'");
+  if (auto why = detail::topic_problem("on", o.on, true); !why.empty()) bad(why);
   auto url = detail::parse_url(o.url);
   if (!url) bad("url \"" + o.url + "\": not http://host[:port][/path] or https://...");
   if (o.timeout.count() <= 0) bad("timeout " + std::to_string(o.timeout.count()) + "ms: more than 0");

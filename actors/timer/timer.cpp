@@ -29,6 +29,7 @@
 #include <caf/send.hpp>
 #include <caf/spawn_options.hpp>
 
+#include "actor_support.hpp"
 #include "plexus/actor.hpp"
 #include "plexus/wire.hpp"
 
@@ -61,19 +62,7 @@ instant wall_now() { return time_point_cast<milliseconds>(system_clock::now()); 
 
 std::int64_t ms_of(instant t) { return t.time_since_epoch().count(); }
 
-// One line on stderr, as context::log writes it.
-void log_line(const char* level, const std::string& who, std::string_view id, std::string_view text) {
-  auto t = system_clock::now();
-  auto secs = system_clock::to_time_t(t);
-  auto ms = duration_cast<milliseconds>(t.time_since_epoch()).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::fprintf(stderr, "%s.%03lldZ %-5s %s msg=%.*s trace=- %.*s\n", stamp, static_cast<long long>(ms),
-               level, who.c_str(), static_cast<int>(id.size()), id.data(), static_cast<int>(text.size()),
-               text.data());
-}
+using detail::log_line;
 
 std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
 
@@ -301,22 +290,12 @@ caf::behavior timer_actor(caf::event_based_actor* self, client& conn, std::share
   };
 }
 
-bool valid_name(std::string_view n) {
-  return !n.empty() && n.size() <= max_name && std::all_of(n.begin(), n.end(), [](char ch) {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
-           ch == '-';
-  });
-}
-
 std::shared_ptr<const config> check(const service& svc, timer_options o) {
   std::string problems;
-  auto bad = [&](const std::string& what) { problems += (problems.empty() ? "" : "; ") + what; };
-  if (!valid_name(o.name))
+  auto bad = [&](const std::string& what) { detail::add_problem(problems, what); };
+  if (!detail::valid_token(o.name, max_name))
     bad("name \"" + o.name + "\": 1-40 letters, digits, '_' or '-'");
-  if (auto e = validate_topic(o.topic); e != topic_errc::ok)
-    bad("topic \"" + o.topic + "\": " + to_string(e));
-  else if (reserved_namespace(o.topic) != reserved::none)
-    bad("topic \"" + o.topic + "\": a reserved namespace ($SYS., $DLQ., _INBOX.)");
+  if (auto why = detail::topic_problem("topic", o.topic); !why.empty()) bad(why);
   time_zone zone;
   try {
     zone = time_zone::locate(o.zone);
@@ -359,13 +338,10 @@ std::string timer_state_path(std::string_view state_dir, std::string_view name) 
 
 function_builder& add_timer(service& svc, timer_options o) {
   auto cfg = check(svc, std::move(o));
-  auto& f = svc.function(function_name(cfg->o.name))
-              .on(fire_now_topic(cfg->o.name))
-              .instances(1)
-              .restart(permanent);
-  return actor_function(f, [cfg](caf::event_based_actor* self, client& conn) {
-    return timer_actor(self, conn, cfg);
-  });
+  return detail::add_singleton(svc, function_name(cfg->o.name), fire_now_topic(cfg->o.name),
+                               [cfg](caf::event_based_actor* self, client& conn) {
+                                 return timer_actor(self, conn, cfg);
+                               });
 }
 
 } // namespace plexus::actors
