@@ -35,22 +35,11 @@ using namespace plexus::actors;
 using namespace plexus::actors::detail;
 using plexus::test::confirmed;
 using plexus::test::tcp_broker;
+using plexus::test::temp_dir;
 using plexus::test::waiter;
 namespace fs = std::filesystem;
 
 namespace {
-
-/// A directory of its own under /tmp, removed at the end.
-struct temp_dir {
-  fs::path path;
-  explicit temp_dir(const std::string& what)
-    : path{fs::temp_directory_path() / ("plexus-files-" + std::to_string(::getpid()) + "-" + what)} {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~temp_dir() { fs::remove_all(path); }
-  [[nodiscard]] std::string str() const { return path.string(); }
-};
 
 void write_file(const fs::path& p, const std::string& content) { std::ofstream{p, std::ios::binary} << content; }
 

@@ -36,6 +36,7 @@ using namespace plexus;
 using namespace plexus::actors;
 using namespace plexus::actors::detail;
 using plexus::test::tcp_broker;
+using plexus::test::temp_dir;
 using plexus::test::waiter;
 namespace fs = std::filesystem;
 
@@ -47,18 +48,6 @@ std::string read_text(const fs::path& p) {
   s << in.rdbuf();
   return s.str();
 }
-
-/// A directory of its own under /tmp, removed at the end.
-struct temp_dir {
-  fs::path path;
-  explicit temp_dir(const std::string& what)
-    : path{fs::temp_directory_path() / ("plexus-pg-" + std::to_string(::getpid()) + "-" + what)} {
-    fs::remove_all(path);
-    fs::create_directories(path);
-    fs::permissions(path, fs::perms::owner_all, fs::perm_options::replace);
-  }
-  ~temp_dir() { fs::remove_all(path); }
-};
 
 /// A real PostgreSQL server (Debian's binaries) in a temporary directory,
 /// reached by its Unix socket alone (no TCP: the private directory makes

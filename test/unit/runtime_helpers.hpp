@@ -1,18 +1,23 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
-// What the runtime tests (runtime_test.cpp, runtime_spans_test.cpp) share:
-// a function's stats by name, a confirmed publish waited for, a broker of
+// What the runtime and actor tests share: a function's stats by name, a
+// confirmed publish waited for, a directory of their own, a broker of
 // their own over TCP.
 
 #include <boost/test/unit_test.hpp>
 
+#include <stdlib.h> // mkdtemp
+
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <future>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 #include <zmq.hpp>
 
@@ -39,6 +44,24 @@ inline std::uint32_t confirmed(client& c, std::string_view topic, std::string_vi
   c.publish_confirmed(topic, payload, [p](std::uint32_t code) { p->set_value(code); }, o);
   return f.wait_for(std::chrono::seconds{20}) == std::future_status::ready ? f.get() : 999u;
 }
+
+/// A directory of its own under /tmp (mkdtemp: 0700, unique across
+/// processes), removed with what it holds at the end.
+struct temp_dir {
+  std::filesystem::path path;
+  explicit temp_dir(const std::string& what) {
+    auto tmpl = (std::filesystem::temp_directory_path() / ("plexus-" + what + "-XXXXXX")).string();
+    if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp " + tmpl);
+    path = tmpl;
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  [[nodiscard]] std::string str() const { return path.string(); }
+};
 
 /// A broker of its own on a free loopback port, as another process would see it.
 struct tcp_broker {

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <filesystem>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -32,6 +31,7 @@ using namespace plexus;
 using plexus::test::confirmed;
 using plexus::test::stats_of;
 using plexus::test::tcp_broker;
+using plexus::test::temp_dir;
 using plexus::test::waiter;
 
 namespace {
@@ -958,11 +958,9 @@ BOOST_AUTO_TEST_CASE(a_node_serves_through_a_separate_broker_over_tcp) {
 // .durable(): the queue outlives the function's subscription, so what is
 // published while no instance runs anywhere waits for the next one.
 BOOST_AUTO_TEST_CASE(a_durable_function_gets_what_was_published_while_it_was_not_running) {
-  char tmpl[] = "/tmp/plexus-durable-fn-XXXXXX";
-  BOOST_TEST_REQUIRE(::mkdtemp(tmpl) != nullptr);
-  std::string dir = tmpl;
+  temp_dir dir{"durable-fn"};
   {
-    tcp_broker b{broker::config{}.group_queue_msgs, dir + "/store"};
+    tcp_broker b{broker::config{}.group_queue_msgs, (dir.path / "store").string()};
     waiter w;
     std::vector<std::string> seen;
     auto billing = [&](node& n) {
@@ -1005,7 +1003,6 @@ BOOST_AUTO_TEST_CASE(a_durable_function_gets_what_was_published_while_it_was_not
            && what.find("keeps no store") != std::string::npos
            && what.find("node_options::store") != std::string::npos;
   });
-  std::filesystem::remove_all(dir);
 }
 
 // One port, one node: a second node asked for a metrics port in use is

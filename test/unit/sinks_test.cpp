@@ -46,20 +46,11 @@ using namespace plexus::actors::detail;
 using plexus::test::confirmed;
 using plexus::test::stats_of;
 using plexus::test::tcp_broker;
+using plexus::test::temp_dir;
 using plexus::test::waiter;
 namespace fs = std::filesystem;
 
 namespace {
-
-struct temp_dir {
-  fs::path path;
-  explicit temp_dir(const std::string& what)
-    : path{fs::temp_directory_path() / ("plexus-sinks-" + std::to_string(::getpid()) + "-" + what)} {
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~temp_dir() { fs::remove_all(path); }
-};
 
 std::string read_file(const fs::path& p) {
   std::ifstream in{p, std::ios::binary};

@@ -29,6 +29,7 @@ using namespace plexus::actors;
 using plexus::test::confirmed;
 using plexus::test::stats_of;
 using plexus::test::tcp_broker;
+using plexus::test::temp_dir;
 using plexus::test::waiter;
 
 namespace {
@@ -73,13 +74,6 @@ private:
   std::vector<std::string> bad_;
 };
 
-std::string unique_dir(const std::string& what) {
-  auto dir = std::filesystem::temp_directory_path() /
-             ("plexus-timer-" + std::to_string(::getpid()) + "-" + what);
-  std::filesystem::remove_all(dir);
-  return dir.string();
-}
-
 std::string read_file(const std::string& path) {
   std::ifstream in{path};
   std::stringstream s;
@@ -116,8 +110,8 @@ downtime_run restart_after_downtime(const std::string& name, missed_policy polic
   downtime_run run;
   run.minute = std::chrono::floor<std::chrono::minutes>(wall());
   auto last = run.minute - 5min;
-  auto dir = unique_dir(name);
-  std::filesystem::create_directories(dir);
+  temp_dir tmp{"timer-" + name}; // removed at the end, even when a check fails
+  auto dir = tmp.str();
   std::ofstream{timer_state_path(dir, name)} << last.time_since_epoch().count() << "\n";
 
   node n{node_options{.broker = b.endpoint()}};
@@ -140,7 +134,6 @@ downtime_run restart_after_downtime(const std::string& name, missed_policy polic
   }
   run.state_after = read_file(timer_state_path(dir, name));
   n.stop();
-  std::filesystem::remove_all(dir);
   return run;
 }
 
