@@ -414,7 +414,9 @@ private:
       PLEXUS_FUZZ_CHECK(r.cls == 'c' && n.action == nack_action::dead_letter && r.count >= opts_.poison_after
                         && "a quarantine of what did not crash poison_after times");
     } else if (has("fz:failed")) {
-      PLEXUS_FUZZ_CHECK(r.cls == 'f' && n.action == nack_action::requeue && "a failure NACK for what did not fail");
+      // An error waits its backoff (function_options::retry), then comes again.
+      PLEXUS_FUZZ_CHECK(r.cls == 'f' && (n.action == nack_action::requeue || n.action == nack_action::delay)
+                        && "a failure NACK for what did not fail");
     } else if (has("fz:rejected")) {
       PLEXUS_FUZZ_CHECK(r.cls == 'r' && n.action == nack_action::dead_letter && "a rejection for what was not rejected");
     } else if (n.action == nack_action::delay) {

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -39,6 +40,7 @@ struct msg {
   std::uint64_t seq = 0;
   std::uint32_t count = 1;
   std::string msg_id{};
+  std::string reply_to{}; // a request's
 };
 
 std::vector<msg> seqs(std::uint64_t first, std::uint64_t n, std::uint32_t count = 1) {
@@ -49,14 +51,15 @@ std::vector<msg> seqs(std::uint64_t first, std::uint64_t n, std::uint32_t count 
 
 // A block as the pool's shell makes it (copy_deliveries).
 delivery_batch make_batch(std::uint32_t sid, const std::vector<msg>& msgs) {
-  std::vector<std::string> ids, payloads;
+  std::vector<std::string> ids, payloads, replies;
   for (auto& m : msgs) {
+    replies.push_back(m.reply_to);
     ids.push_back(m.msg_id.empty() ? "m" + std::to_string(m.seq) : m.msg_id);
     payloads.push_back("p" + std::to_string(m.seq));
   }
   std::vector<delivery> views(msgs.size());
   for (std::size_t i = 0; i < msgs.size(); ++i)
-    views[i] = delivery{sid, msgs[i].seq, msgs[i].count, 0, 0, "orders", payloads[i], ids[i], {}, {}};
+    views[i] = delivery{sid, msgs[i].seq, msgs[i].count, 0, 0, "orders", payloads[i], ids[i], replies[i], {}};
   return copy_deliveries(std::move(views)); // the strings above die here
 }
 
@@ -89,10 +92,15 @@ function_options fixed(std::uint32_t n, std::uint32_t prefetch = 8) {
 
 class pool_harness {
 public:
-  explicit pool_harness(function_options o, service_options so = patient())
+  /// `random`: the core's jitter draws (empty: its own generator).
+  explicit pool_harness(function_options o, service_options so = patient(),
+                        std::function<double()> random = {})
     : opts_(o), counters_(std::make_shared<pool_counters>()),
       sup_(std::make_shared<shared_supervisor>(so, std::vector<restart_type>{o.restart, permanent}, 1)),
-      core_(pool_core_spec{"svc", "fn", 0, o, counters_, sup_}) {}
+      core_(pool_core_spec{"svc", "fn", 0, o, counters_, sup_, std::move(random)}) {}
+
+  /// The fake clock moves on, and nothing else happens.
+  void advance(std::chrono::milliseconds by) { now_ += by; }
 
   pool_core& core() { return core_; }
   pool_counters& counters() { return *counters_; }
@@ -242,7 +250,7 @@ private:
       BOOST_TEST_REQUIRE(taken_.insert({sid, m.seq}).second, "the broker repeats seq " << m.seq);
       ++held_[sid];
     }
-    core_.take(make_batch(sid, msgs));
+    core_.take(make_batch(sid, msgs), now_);
     collect();
   }
 
@@ -508,16 +516,19 @@ BOOST_AUTO_TEST_CASE(credit_goes_back_in_batches_of_a_quarter_of_the_prefetch_an
   BOOST_TEST(t.credit() == 10);
 }
 
-BOOST_AUTO_TEST_CASE(a_failed_outcome_is_nacked_for_requeue_and_a_rejected_one_dead_lettered) {
+BOOST_AUTO_TEST_CASE(a_failed_outcome_is_nacked_with_a_backoff_and_a_rejected_one_dead_lettered) {
   pool_harness t{fixed(1)};
   t.start();
   t.deliver(seqs(1, 3));
   t.done(t.runs().begin()->first, {outcome::ok, outcome::failed, outcome::rejected});
   BOOST_TEST(t.settled(1) == "ack");
+  // The default policy: 100 ms for the first retry, equal jitter: [50, 100].
   auto requeued = t.nack_of(2);
-  BOOST_TEST(requeued.action == wire::nack_action::requeue);
-  BOOST_TEST(requeued.delay_ms == 0u);
+  BOOST_TEST(requeued.action == wire::nack_action::delay);
+  BOOST_TEST(requeued.delay_ms >= 50u);
+  BOOST_TEST(requeued.delay_ms <= 100u);
   BOOST_TEST(requeued.reason == failed_why);
+  BOOST_TEST(t.counters().retries.load() == 1u);
   auto dead = t.nack_of(3);
   BOOST_TEST(dead.action == wire::nack_action::dead_letter);
   BOOST_TEST(dead.reason == rejected_why);
@@ -1186,6 +1197,276 @@ BOOST_AUTO_TEST_CASE(work_left_by_an_instance_from_before_a_revival_never_waits_
   BOOST_TEST(t.nack_of(1).reason == "crash: boom");
   BOOST_TEST_REQUIRE((t.core().phase() == pool_phase::running));
   BOOST_TEST(!(t.core().waiting() > 0 && t.core().live() == 0), "seq 2 waits with no instance to run it");
+}
+
+// ---------------------------------------------------------------- retries
+
+namespace {
+
+function_options retrying(retry_policy p, std::uint32_t instances = 1) {
+  auto o = fixed(instances, 16);
+  o.retry = p;
+  o.max_deliver = p.max + 1; // as function_builder::retry does
+  return o;
+}
+
+// Delivery `count` of seq `seq` fails in a run of its own; its NACK.
+pool_cmd::nack fail_once(pool_harness& t, std::uint64_t seq, std::uint32_t count,
+                         std::chrono::milliseconds asked = std::chrono::milliseconds{-1}) {
+  t.deliver({msg{seq, count}});
+  auto id = t.runs().begin()->first;
+  auto run = t.runs().begin()->second;
+  if (asked.count() >= 0) run->retry_after.assign(1, asked); // as the instance records it
+  t.done(id, {outcome::failed});
+  return t.nack_of(seq);
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(without_jitter_the_backoff_doubles_from_initial_up_to_max_delay) {
+  retry_policy p{.max = 8, .initial = 100ms, .max_delay = 1s, .multiplier = 2, .jitter = no_jitter};
+  pool_harness t{retrying(p)};
+  t.start();
+  const std::uint32_t want[] = {100, 200, 400, 800, 1000, 1000, 1000, 1000};
+  for (std::uint32_t count = 1; count <= 8; ++count) {
+    auto n = fail_once(t, count, count);
+    BOOST_TEST((n.action == wire::nack_action::delay), "delivery " << count);
+    BOOST_TEST(n.delay_ms == want[count - 1], "delivery " << count);
+  }
+  BOOST_TEST(t.counters().retries.load() == 8u);
+  BOOST_TEST(t.counters().errors.load() == 8u);
+  // The schedule alone: a multiplier of 3, and a max_delay below initial.
+  BOOST_TEST(backoff_delay({.initial = 10ms, .max_delay = 1s, .multiplier = 3, .jitter = no_jitter}, 4, 0.5).count() == 270);
+  BOOST_TEST(backoff_delay({.initial = 5s, .max_delay = 2s, .jitter = no_jitter}, 1, 0.5).count() == 2000);
+  // Far past the cap it stays there (no overflow to 0 or negative).
+  BOOST_TEST(backoff_delay({.initial = 1s, .max_delay = 30s, .jitter = no_jitter}, 4000, 0.5).count() == 30000);
+}
+
+BOOST_AUTO_TEST_CASE(jitter_stays_within_its_bounds_at_the_ends_of_the_draw_and_between) {
+  // Full: [0, d]; equal: [d/2, d]. The injected draws hit both ends.
+  for (auto mode : {full_jitter, equal_jitter}) {
+    retry_policy p{.max = 4, .initial = 400ms, .max_delay = 10s, .multiplier = 2, .jitter = mode};
+    std::vector<double> draws{0.0, 0.999999};
+    std::size_t next = 0;
+    pool_harness t{retrying(p), patient(), [&draws, &next] { return draws[next++ % draws.size()]; }};
+    t.start();
+    auto low = fail_once(t, 1, 1).delay_ms;
+    auto high = fail_once(t, 2, 1).delay_ms;
+    BOOST_TEST(low == (mode == full_jitter ? 0u : 200u));
+    BOOST_TEST(high >= 399u);
+    BOOST_TEST(high <= 400u);
+    // A jitter of 0 is an immediate requeue, not a delayed NACK of 0 ms.
+    if (mode == full_jitter) BOOST_TEST((t.nack_of(1).action == wire::nack_action::requeue));
+  }
+  // Any draw, any delivery: within the bounds, and the draws do spread.
+  retry_policy full{.max = 10, .initial = 100ms, .max_delay = 3s, .jitter = full_jitter};
+  retry_policy equal{.max = 10, .initial = 100ms, .max_delay = 3s, .jitter = equal_jitter};
+  retry_policy none{.max = 10, .initial = 100ms, .max_delay = 3s, .jitter = no_jitter};
+  std::set<long> seen;
+  for (std::uint32_t count = 1; count <= 8; ++count)
+    for (int k = 0; k < 200; ++k) {
+      double u = jitter_unit(k * 0.013, static_cast<std::size_t>(k % 32));
+      BOOST_TEST_REQUIRE((u >= 0.0 && u < 1.0));
+      auto d = backoff_delay(none, count, u);
+      auto f = backoff_delay(full, count, u);
+      auto e = backoff_delay(equal, count, u);
+      BOOST_TEST_REQUIRE((f >= 0ms && f <= d));
+      BOOST_TEST_REQUIRE((e >= d / 2 && e <= d));
+      if (count == 8) seen.insert(static_cast<long>(f.count()));
+    }
+  BOOST_TEST(seen.size() > 100u); // spread, not a handful of values
+  // One run's items get different draws (they failed together, they come back apart).
+  BOOST_TEST(jitter_unit(0.5, 0) != jitter_unit(0.5, 1));
+}
+
+BOOST_AUTO_TEST_CASE(a_handlers_retry_after_wins_over_the_backoff_but_not_over_the_limit) {
+  retry_policy p{.max = 2, .initial = 100ms, .max_delay = 1s, .jitter = no_jitter};
+  pool_harness t{retrying(p)};
+  t.start();
+  auto asked = fail_once(t, 1, 1, 2500ms);
+  BOOST_TEST((asked.action == wire::nack_action::delay));
+  BOOST_TEST(asked.delay_ms == 2500u); // past max_delay even: the handler knows best
+  BOOST_TEST((fail_once(t, 2, 2).action == wire::nack_action::delay)); // its own backoff: 200 ms
+  BOOST_TEST(t.nack_of(2).delay_ms == 200u);
+  // The third delivery of max 2 retries: no wait; the broker, at the
+  // SUB's max_deliver (delivery_limit), dead-letters it with the text.
+  auto last = fail_once(t, 3, 3, 2500ms);
+  BOOST_TEST((last.action == wire::nack_action::requeue));
+  BOOST_TEST(last.delay_ms == 0u);
+  BOOST_TEST(last.reason == failed_why);
+  BOOST_TEST(delivery_limit(retrying(p)) == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(past_its_retries_an_error_is_left_to_the_dead_letter_and_max_deliver_bounds_the_retries) {
+  retry_policy p{.max = 3, .initial = 10ms, .max_delay = 1s, .jitter = no_jitter};
+  pool_harness t{retrying(p)};
+  t.start();
+  for (std::uint32_t count = 1; count <= 3; ++count)
+    BOOST_TEST((fail_once(t, count, count).action == wire::nack_action::delay));
+  BOOST_TEST((fail_once(t, 4, 4).action == wire::nack_action::requeue)); // the last: the broker dead-letters
+  BOOST_TEST(!decide_retry(retrying(p), 4, 0.5, -1ms).retry);
+  BOOST_TEST(t.counters().retries.load() == 3u);
+  BOOST_TEST(t.counters().errors.load() == 4u);
+  // Options set by hand with max_deliver below retry.max + 1: the smaller
+  // wins (it is the SUB's max_deliver), and no wait is asked past it.
+  auto o = retrying(p);
+  o.max_deliver = 2;
+  BOOST_TEST(delivery_limit(o) == 2u);
+  pool_harness u{o};
+  u.start();
+  BOOST_TEST((fail_once(u, 1, 1).action == wire::nack_action::delay));
+  BOOST_TEST((fail_once(u, 2, 2).action == wire::nack_action::requeue));
+  // A rate-limited function's wait for its turn uses a delivery: one more.
+  o.rate = {10, 1};
+  BOOST_TEST(delivery_limit(o) == 3u);
+  // The builder keeps the two in step, whichever comes last.
+  function_builder b{"f"};
+  b.retry({.max = 7});
+  BOOST_TEST(b.options().max_deliver == 8u);
+  b.max_deliver(3);
+  BOOST_TEST(b.options().retry.max == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(the_delay_a_context_shows_is_the_one_the_nack_carries) {
+  retry_policy p{.max = 5, .initial = 100ms, .max_delay = 30s, .jitter = full_jitter};
+  auto o = retrying(p);
+  o.scale.min = o.scale.max = 1;
+  pool_harness t{o}; // the core's own draws
+  t.start();
+  t.deliver({msg{1, 3}, msg{2, 1}, msg{3, 6}});
+  auto id = t.runs().begin()->first;
+  auto run = t.runs().begin()->second;
+  BOOST_TEST_REQUIRE(run->items.size() == 3u);
+  // What context::next_retry_delay() computes for item i (instance.cpp
+  // sets the invocation's jitter to jitter_unit(run.jitter, i)).
+  std::vector<retry_decision> shown;
+  for (std::size_t i = 0; i < 3; ++i)
+    shown.push_back(decide_retry(o, run->items[i]->count, jitter_unit(run->jitter, i), -1ms));
+  t.done(id, {outcome::failed, outcome::failed, outcome::failed});
+  for (std::uint64_t seq = 1; seq <= 2; ++seq) {
+    BOOST_TEST_REQUIRE(shown[seq - 1].retry);
+    auto n = t.nack_of(seq);
+    BOOST_TEST(n.delay_ms == static_cast<std::uint32_t>(shown[seq - 1].delay.count()));
+  }
+  BOOST_TEST(!shown[2].retry); // its sixth delivery: none left
+  BOOST_TEST((t.nack_of(3).action == wire::nack_action::requeue));
+  BOOST_TEST(t.nack_of(3).delay_ms == 0u);
+}
+
+// ---------------------------------------------------------------- rate limit
+
+namespace {
+function_options limited(double per_second, std::uint32_t burst, std::uint32_t instances = 3,
+                         std::uint32_t prefetch = 16) {
+  auto o = fixed(instances, prefetch);
+  o.rate = {per_second, burst};
+  return o;
+}
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_burst_passes_and_the_rest_waits_in_the_broker_for_reserved_slots_at_the_rate) {
+  pool_harness t{limited(10, 3)};
+  t.start();
+  t.deliver(seqs(1, 10));
+  BOOST_TEST(t.runs().size() == 3u); // the burst, one each
+  for (std::uint64_t seq = 4; seq <= 10; ++seq) {
+    auto n = t.nack_of(seq);
+    BOOST_TEST((n.action == wire::nack_action::delay));
+    BOOST_TEST(n.delay_ms == (seq - 3) * 100, "seq " << seq); // one slot each, 100 ms apart
+    BOOST_TEST(n.reason == "rate limited");
+  }
+  BOOST_TEST(t.counters().throttled.load() == 7u);
+  BOOST_TEST(t.counters().errors.load() == 0u); // a wait, not a failure
+  // A deferred message back at its slot runs, though the bucket is empty
+  // for anyone else: a fresh one now goes behind every reserved slot.
+  t.advance(100ms);
+  t.deliver({msg{11, 2, "m4"}, msg{12, 1}});
+  BOOST_TEST(t.settled(11) == ""); // taken: it waits for a free instance
+  BOOST_TEST(t.core().waiting() == 1u);
+  BOOST_TEST(t.nack_of(12).delay_ms == 700u); // after the slots of m5..m10
+  BOOST_TEST(t.counters().throttled.load() == 8u);
+}
+
+BOOST_AUTO_TEST_CASE(admissions_never_pass_burst_plus_rate_times_the_time_and_each_waits_once) {
+  const double rate = 50;
+  const std::uint32_t burst = 5;
+  pool_harness t{limited(rate, burst, 4, 512)};
+  t.start();
+  struct due {
+    time_point at;
+    std::string id;
+    std::uint32_t count;
+  };
+  std::vector<due> broker; // what the broker holds for later (delayed NACKs)
+  std::uint64_t seq = 1, fresh = 0, taken = 0;
+  std::set<std::uint64_t> nacked;
+  std::map<std::string, int> deferrals;
+  auto t0 = t.now();
+  for (int step = 0; step < 400; ++step) { // 400 x 7 ms: 2.8 s of arrivals
+    t.advance(7ms);
+    std::vector<msg> batch;
+    for (auto it = broker.begin(); it != broker.end();) {
+      if (it->at <= t.now()) {
+        batch.push_back({seq++, it->count, it->id});
+        it = broker.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (int k = 0; k < step % 4; ++k) batch.push_back({seq++, 1, "f" + std::to_string(fresh++)});
+    if (!batch.empty()) {
+      std::map<std::uint64_t, std::string> ids;
+      for (auto& m : batch) ids[m.seq] = m.msg_id;
+      t.deliver(batch);
+      taken += batch.size();
+      for (auto& [s, id] : ids) {
+        if (t.settled(s) != "delay") continue;
+        auto n = t.nack_of(s);
+        broker.push_back({t.now() + std::chrono::milliseconds{n.delay_ms}, id, 2});
+        ++deferrals[id];
+      }
+    }
+    while (!t.runs().empty()) t.done(t.runs().begin()->first);
+    // Structural: what started by now fits the bucket.
+    auto admitted = taken - t.counters().throttled.load();
+    auto elapsed = std::chrono::duration<double>(t.now() - t0).count();
+    BOOST_TEST_REQUIRE(static_cast<double>(admitted) <= burst + rate * elapsed + 1,
+                       admitted << " admitted after " << elapsed << " s");
+  }
+  BOOST_TEST(t.counters().throttled.load() > 0u); // the arrivals were above the rate
+  for (auto& [id, n] : deferrals) BOOST_TEST_REQUIRE(n == 1, id << " deferred " << n << " times");
+}
+
+// ---------------------------------------------------------------- bulkhead queue
+
+BOOST_AUTO_TEST_CASE(requests_past_max_queued_are_refused_at_once_and_other_messages_wait) {
+  auto o = fixed(2, 16);
+  o.max_queued = 3;
+  pool_harness t{o};
+  t.start();
+  std::vector<msg> requests;
+  for (std::uint64_t s = 1; s <= 8; ++s) requests.push_back({s, 1, "", "_INBOX.n.r" + std::to_string(s)});
+  t.deliver(requests);
+  // 2 start (one per idle instance), 3 wait, 3 are refused: answered and ACKed.
+  auto refused = t.got<pool_cmd::refuse>();
+  BOOST_TEST_REQUIRE(refused.size() == 3u);
+  BOOST_TEST(refused[0].reply_to == "_INBOX.n.r6");
+  BOOST_TEST(refused[2].reply_to == "_INBOX.n.r8");
+  BOOST_TEST(refused[0].why.find("max_queued 3") != std::string::npos);
+  for (std::uint64_t s = 6; s <= 8; ++s) BOOST_TEST(t.settled(s) == "ack");
+  for (std::uint64_t s = 1; s <= 5; ++s) BOOST_TEST(t.settled(s) == "");
+  BOOST_TEST(t.counters().shed.load() == 3u);
+  // Plain messages are never shed: they wait, whatever the queue.
+  t.mark();
+  t.deliver(seqs(9, 4));
+  BOOST_TEST(t.got<pool_cmd::refuse>().empty());
+  for (std::uint64_t s = 9; s <= 12; ++s) BOOST_TEST(t.settled(s) == "");
+  // Once the queue drains, requests are taken again.
+  while (!t.runs().empty()) t.done(t.runs().begin()->first);
+  t.mark();
+  t.deliver({msg{13, 1, "", "_INBOX.n.r13"}});
+  BOOST_TEST(t.got<pool_cmd::refuse>().empty());
+  BOOST_TEST(t.runs().size() == 1u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -34,10 +35,24 @@
 
 namespace plexus {
 
-/// A handler's failure: the message is NACKed and redelivered (to another
-/// instance or node), and dead-lettered with this text after max_deliver.
+/// A handler's failure: the message is NACKed and waits in the broker for
+/// its next try (the function's retry_policy says how long), and is
+/// dead-lettered with this text when no try is left.
+///
+///   return plexus::error{"rates service down"}.retry_after(2s);
 struct error {
   std::string text;
+  /// Asked by the handler: the next try after exactly this long (negative:
+  /// the function's backoff decides). It never adds a try.
+  std::chrono::milliseconds after{-1};
+  error& retry_after(std::chrono::milliseconds d) & {
+    after = d;
+    return *this;
+  }
+  error&& retry_after(std::chrono::milliseconds d) && {
+    after = d;
+    return std::move(*this);
+  }
 };
 
 /// A failure no retry can fix (e.g. a payload of the wrong type): the
@@ -60,7 +75,8 @@ template <>
 class result<void> {
 public:
   result() = default; // ok
-  result(error e) : why_(std::move(e.text)), kind_(kind::error) {}   // NOLINT: implicit by design
+  result(error e) // NOLINT: implicit by design
+    : why_(std::move(e.text)), retry_after_(e.after), kind_(kind::error) {}
   result(reject r) : why_(std::move(r.text)), kind_(kind::reject) {} // NOLINT
   explicit result(detail::pending_tag) : kind_(kind::pending) {}
   [[nodiscard]] bool ok() const noexcept { return kind_ == kind::ok; }
@@ -68,10 +84,13 @@ public:
   /// Waiting on a request the handler made (see context::request).
   [[nodiscard]] bool pending() const noexcept { return kind_ == kind::pending; }
   [[nodiscard]] const std::string& why() const noexcept { return why_; }
+  /// An error's error::retry_after; negative when it asked for none.
+  [[nodiscard]] std::chrono::milliseconds retry_after() const noexcept { return retry_after_; }
 
 private:
   enum class kind { ok, error, reject, pending };
   std::string why_;
+  std::chrono::milliseconds retry_after_{-1};
   kind kind_ = kind::ok;
 };
 
@@ -95,6 +114,12 @@ public:
   [[nodiscard]] std::string_view msg_id() const noexcept;
   [[nodiscard]] std::string_view reply_to() const noexcept;
   [[nodiscard]] std::uint32_t delivery() const noexcept; // 1 on first delivery
+  /// How long this message waits in the broker before its next try should
+  /// this invocation fail with an error (the function's retry_policy, its
+  /// jitter drawn already: the same delay the NACK will carry); nullopt
+  /// when this is its last try (a failure dead-letters it) or outside a
+  /// function's instance. error::retry_after overrides it.
+  [[nodiscard]] std::optional<std::chrono::milliseconds> next_retry_delay() const noexcept;
   /// True when this invocation is a cold start (the function was at zero).
   [[nodiscard]] bool cold_start() const noexcept;
   /// A cold start's cost: from the message's arrival at the node to this
@@ -208,6 +233,56 @@ struct scale_options {
   std::chrono::milliseconds idle_grace{30000};  // Knative's scale-to-zero grace
 };
 
+/// How a backoff delay is spread (AWS's names): not at all; drawn from
+/// [0, d] (full, the most spread: retries of many messages that failed
+/// together do not come back together); or from [d/2, d] (equal: spread,
+/// yet never much shorter than d).
+enum jitter_mode : std::uint8_t { no_jitter, full_jitter, equal_jitter };
+
+/// When a message whose handler returned an error is tried again: after
+/// initial, then each delay `multiplier` times the one before, up to
+/// max_delay, jittered; at most `max` retries (max + 1 deliveries), then
+/// the message goes to $DLQ.<topic> with the last error's text. The
+/// message waits in the broker (a NACK with the delay), not in an
+/// instance, which takes the next message meanwhile. A crash is not an
+/// error (poison_after quarantines), nor is a reject (dead-lettered now).
+///
+///   .retry({.max = 5, .initial = 100ms, .max_delay = 30s, .multiplier = 2,
+///           .jitter = plexus::full_jitter})
+///
+/// The default (every function without .retry()) is Moleculer's retry
+/// policy, 100 ms doubling up to 2 s, with equal jitter and 4 retries
+/// (max_deliver's 5 deliveries): an error waits 0.75 to 1.5 s in all
+/// before it is dead-lettered, where an immediate requeue burned all five
+/// tries in about a millisecond.
+struct retry_policy {
+  std::uint32_t max = 4;
+  std::chrono::milliseconds initial{100};
+  std::chrono::milliseconds max_delay{2000};
+  double multiplier = 2.0;
+  jitter_mode jitter = equal_jitter;
+};
+
+/// A function's rate: at most `per_second` handler starts a second, with
+/// bursts of up to `burst` at once (a token bucket). A message above the
+/// rate goes back to the broker to wait (a NACK with the delay until its
+/// turn, reserved for it), never dropped. per_second 0: no limit.
+struct rate_limit_options {
+  double per_second = 0;
+  std::uint32_t burst = 1;
+};
+
+/// A dispatcher of its own for a function's handlers (SObjectizer's
+/// thread-pool dispatcher): `threads` threads, shared by every function
+/// (and service) naming the same dispatcher; the handlers run there and
+/// never on the threads the node's other functions share, so a CPU-bound
+/// function cannot hold up a neighbour (a bulkhead), and at most `threads`
+/// of its handlers run at once. threads 0: the shared scheduler.
+struct thread_pool {
+  std::string name;
+  std::uint32_t threads = 0;
+};
+
 struct function_options {
   std::string pattern;
   std::string queue;             // queue group; default: "<service>.<function>"
@@ -224,7 +299,16 @@ struct function_options {
   /// group's nodes when handlers are slow, and more memory (prefetch x
   /// payload): lower it for slow handlers and big payloads.
   std::uint32_t prefetch = 4096;
-  std::uint32_t max_deliver = 5; // then $DLQ.<topic>
+  std::uint32_t max_deliver = 5; // then $DLQ.<topic>; retry.max + 1 (see function_builder::retry)
+  retry_policy retry{};
+  rate_limit_options rate{};
+  thread_pool dispatcher{}; // none: the service's, else the shared scheduler
+  /// Requests (messages with a reply-to) that would wait behind this many
+  /// others in the pool (taken in, not started) are refused at once: the
+  /// requester gets the failure `rejected` (overload) instead of waiting,
+  /// and the message is settled. 0: no bound but the credit. Other
+  /// messages are never refused: they wait (the broker holds the rest).
+  std::uint32_t max_queued = 0;
   std::uint32_t poison_after = 3; // crashes on one msg id before it is quarantined
   std::uint32_t ack_wait_ms = 30000;
   restart_type restart = permanent;
@@ -283,8 +367,39 @@ public:
     opts_.prefetch = n;
     return *this;
   }
+  /// Deliveries before $DLQ: retry().max + 1, kept in step with it.
   function_builder& max_deliver(std::uint32_t n) {
     opts_.max_deliver = n;
+    opts_.retry.max = n > 0 ? n - 1 : 0;
+    return *this;
+  }
+  /// See retry_policy; sets max_deliver to p.max + 1 (the broker's bound).
+  function_builder& retry(retry_policy p) {
+    opts_.retry = p;
+    opts_.max_deliver = p.max + 1;
+    return *this;
+  }
+  /// See rate_limit_options.
+  function_builder& rate_limit(double per_second, std::uint32_t burst = 1) {
+    opts_.rate = {per_second, burst};
+    return *this;
+  }
+  /// A bulkhead's two numbers (Moleculer's 3 concurrent + 10 queued): at
+  /// most `concurrent` handlers at once (its instances) and requests past
+  /// `queued` waiting refused at once (see function_options::max_queued).
+  function_builder& bulkhead(std::uint32_t concurrent, std::uint32_t queued) {
+    opts_.scale.min = opts_.scale.max = concurrent;
+    opts_.max_queued = queued;
+    return *this;
+  }
+  /// See function_options::max_queued.
+  function_builder& max_queued(std::uint32_t n) {
+    opts_.max_queued = n;
+    return *this;
+  }
+  /// See thread_pool: the function's handlers run on that dispatcher.
+  function_builder& dispatcher(thread_pool d) {
+    opts_.dispatcher = std::move(d);
     return *this;
   }
   function_builder& poison_after(std::uint32_t n) {
@@ -376,6 +491,9 @@ struct service_options {
   /// backoff_max, each drawn from [d/2, d] (jitter).
   std::chrono::milliseconds backoff_initial{10};
   std::chrono::milliseconds backoff_max{1000};
+  /// The dispatcher of the service's functions that name none of their own
+  /// (see thread_pool): the whole service is one bulkhead.
+  thread_pool dispatcher{};
 };
 
 /// A supervision event, published as msgpack on
@@ -440,13 +558,18 @@ struct function_stats {
   /// another member): at a stop (never started, waiting past the confirm
   /// grace, running past the drain timeout) or an escalation; each time.
   std::uint64_t handed_back = 0;
+  /// Errors that sent their message back to wait for a later try (the
+  /// retry policy's backoff), and messages over the function's rate that
+  /// went back to wait for their turn.
+  std::uint64_t retries = 0, throttled = 0;
+  std::uint64_t shed = 0; // requests refused at once: max_queued were waiting
   /// Every node publishes its functions' stats each second on
   /// `$SYS.node.<id>.stats` (a msgpack array of these maps): `plexus top`.
   MSGPACK_DEFINE_MAP(service, function, ok, errors, crashes, restarts, rejected, quarantined,
                      recycled, escalations, revivals, stopped, instances, live, cold_starts,
                      cold_start_ns_total, cold_start_ns_max, inits, init_ns_max, invocations,
                      duration_p50_ns, duration_p99_ns, duration_p999_ns, in_flight, queue_depth,
-                     credit, handed_back)
+                     credit, handed_back, retries, throttled, shed)
 };
 
 /// A program's own flag, parsed with the node's: `--name VALUE` into *value

@@ -82,6 +82,12 @@ std::uint64_t context::since_arrival_ns() const noexcept {
   return static_cast<std::uint64_t>(std::max<std::int64_t>(0, detail::steady_ns() - d_.arrived_ns));
 }
 std::string_view context::traceparent() const noexcept { return d_.traceparent; }
+std::optional<std::chrono::milliseconds> context::next_retry_delay() const noexcept {
+  if (!inv_ || !inv_->opts) return std::nullopt;
+  auto next = detail::decide_retry(*inv_->opts, d_.count, inv_->jitter, std::chrono::milliseconds{-1});
+  if (!next.retry) return std::nullopt;
+  return next.delay;
+}
 
 void detail::ensure_ids(invocation& inv) {
   if ((inv.trace_hi | inv.trace_lo) == 0) {

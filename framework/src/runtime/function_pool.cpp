@@ -83,7 +83,7 @@ void carry_out(pool_actor* self) {
       [&](pool_cmd::subscribe&) { s.core->subscribed(subscribe_pool(s.spec, caf::actor{self})); },
       [&](pool_cmd::spawn& c) {
         auto inst = spawn_instance_of(self, *s.spec.fn, conn, &s.fn_name, s.spec.spans, s.span_name,
-                                      &s.spec.counters->duration);
+                                      &s.spec.counters->duration, s.spec.disp);
         self->monitor(inst);
         s.ids.emplace(inst.address(), c.id);
         s.actors.emplace(c.id, std::move(inst));
@@ -115,6 +115,16 @@ void carry_out(pool_actor* self) {
       },
       [&](pool_cmd::restart_later& c) { self->delayed_send(self, c.delay, spawn_atom::value, c.epoch); },
       [&](pool_cmd::quit&) { self->quit(); },
+      [&](pool_cmd::refuse& c) { // as a failed handler's answer (instance.cpp's end_span)
+        std::string storage;
+        auto headers = wire::pack_string_map(
+          {{failure_header, to_string(span_status::rejected)}, {failure_from_header, s.fn_name},
+           {failure_cause_header, c.why}},
+          storage);
+        publish_options po;
+        po.headers = headers;
+        conn->publish(c.reply_to, {}, po);
+      },
     }, cmd);
   }
 }
@@ -172,7 +182,7 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
     carry_out(self);
   };
   return {
-    [fed](batch_atom, const delivery_batch& b) { fed([&](pool_core& c) { c.take(b); }); },
+    [fed](batch_atom, const delivery_batch& b) { fed([&](pool_core& c) { c.take(b, steady::now()); }); },
     // One demand sample for the autoscaler.
     [self, fed](tick_atom) {
       fed([](pool_core& c) { c.tick(steady::now()); });
@@ -226,7 +236,10 @@ std::uint32_t subscribe_pool(const pool_spec& spec, const caf::actor& pool_handl
   so.acked = true;
   so.credit = o.scale.min + o.prefetch; // one more granted per finished message
   so.ack_wait_ms = o.ack_wait_ms;
-  so.max_deliver = o.max_deliver;
+  // The retry policy's tries, within max_deliver, and one more delivery for
+  // a rate-limited function's wait for its turn (delivery_limit): past it
+  // the broker dead-letters.
+  so.max_deliver = delivery_limit(o);
   auto sid = spec.conn->subscribe_batch(
     o.pattern, [pool](std::span<const message_view> b) { post_batch(pool, b); }, so);
   spec.counters->sid = sid;

@@ -32,6 +32,7 @@
 
 namespace plexus::detail {
 class span_sink;
+class dispatcher;
 }
 
 namespace plexus::detail {
@@ -44,6 +45,10 @@ struct invocation {
   caf::actor_addr instance;
   const std::string* name = nullptr; // "service.function", for log lines (the pool's)
   bool cold = false; // the item in hand is a cold start
+  // Its function's options (the retry policy) and the item's jitter draw:
+  // context::next_retry_delay() and the span say what the pool will do.
+  const function_options* opts = nullptr;
+  double jitter = 0;
   std::uint64_t cold_ns = 0; // its arrival -> handler start
   // Reliable functions: the pool that settles, the tracker of the item in
   // hand (made at its first publish) and the function's place in its
@@ -92,6 +97,9 @@ struct pool_spec {
   // At a stop, how long a finished reliable invocation may still wait for
   // its publishes' confirms before its message goes back unacked.
   std::chrono::milliseconds confirm_grace{1000};
+  // The dispatcher the function's handlers run on (the node's, by name);
+  // null: the shared scheduler.
+  dispatcher* disp = nullptr;
 };
 
 /// Spawns the pool, which spawns its instances.

@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <exception>
 #include <functional>
+#include <memory>
+#include <utility>
+#include <vector>
 
 #include <caf/event_based_actor.hpp>
 #include <caf/exit_reason.hpp>
@@ -13,6 +16,7 @@
 #include <caf/system_messages.hpp>
 
 #include "crash_report.hpp"
+#include "dispatcher.hpp"
 #include "plexus/actor.hpp"
 #include "span_sink.hpp"
 
@@ -23,18 +27,33 @@ namespace {
 // ---------------------------------------------------------------- instance
 
 using reply_atom = caf::atom_constant<caf::atom("reply")>;
+// dispatcher thread -> instance: the handlers ran; (worked, run ended?)
+using worked_atom = caf::atom_constant<caf::atom("worked")>;
 
+// What the handlers of an instance work with. Apart from the actor's
+// state (on the heap, shared) so that a dispatcher's thread can run them
+// while the actor only waits for the end (see dispatcher.hpp).
 struct instance_state {
   work_run_ptr run; // the run in hand
   invocation inv;   // what its context reaches: a pending request
   std::uint32_t poison_after = 0; // a crash on this delivery is a quarantine
-  caf::actor user;  // a raw-actor function's own actor
   const std::function<void()>* init = nullptr; // the function's init hook
   bool initialized = false;
+};
+
+struct instance_box {
+  std::shared_ptr<instance_state> st = std::make_shared<instance_state>();
+  caf::actor user; // a raw-actor function's own actor
+  // A function with a dispatcher of its own: its handlers run there, and
+  // while they do (`away`) the actor touches nothing of `st`: a reply that
+  // comes meanwhile waits in `stashed`.
+  dispatcher* disp = nullptr;
+  bool away = false;
+  std::vector<std::pair<std::uint64_t, reply_ptr>> stashed;
   static inline const char* name = "plexus.instance";
 };
 
-using instance_actor = caf::stateful_actor<instance_state>;
+using instance_actor = caf::stateful_actor<instance_box>;
 
 std::uint64_t wall_ns() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -113,6 +132,14 @@ void end_span(instance_state& st, client& conn, const delivery& d, const result<
   }
   // An ok span of a trace not sampled is never built.
   if (!st.inv.spans || (status == span_status::ok && !st.inv.sampled)) return;
+  // An error that the message will be tried again for says when: the
+  // span's delivery is this try's, its cause ends with the next one's delay.
+  if (failed && !crash && !r->rejected() && st.inv.opts) {
+    auto next = decide_retry(*st.inv.opts, d.count, st.inv.jitter, r->retry_after());
+    if (next.retry)
+      cause += " (try " + std::to_string(d.count) + " of " + std::to_string(delivery_limit(*st.inv.opts)) +
+               ", next in " + std::to_string(next.delay.count()) + " ms)";
+  }
   auto s = record_of(st, d, st.inv.start_ns, end_ns, status);
   s.span_id = st.inv.span;
   s.parent_id = st.inv.parent;
@@ -151,7 +178,7 @@ void end_request_span(instance_state& st, const delivery& d, const reply& r) {
       cause = std::string{status_text(r.code)} + (r.text.empty() ? "" : ": " + r.text);
       break;
   }
-  if (status != span_status::ok) {
+  if (status != span_status::ok && !r.fallback) {
     st.inv.request_failure = status;
     st.inv.request_cause = cause;
     st.inv.request_callee = callee;
@@ -171,6 +198,10 @@ bool record(instance_state& st, const result<void>& r) {
   st.inv.then = nullptr; // a request whose result was not returned is dropped
   auto kind = r.ok() ? outcome::ok : r.rejected() ? outcome::rejected : outcome::failed;
   st.run->outcomes.emplace_back(static_cast<std::uint8_t>(kind), r.why());
+  if (kind == outcome::failed && r.retry_after().count() >= 0) { // the handler's own delay
+    st.run->retry_after.resize(st.run->items.size(), std::chrono::milliseconds{-1});
+    st.run->retry_after[st.run->finished] = r.retry_after();
+  }
   if (st.inv.tracker) { // a reliable invocation published: the pool waits for the confirms
     st.run->trackers.resize(st.run->items.size());
     st.run->trackers[st.run->finished] = std::move(st.inv.tracker);
@@ -208,14 +239,14 @@ void report(instance_state& st, const delivery& d, const std::string& what) {
 }
 
 void end_run(instance_actor* self, const caf::actor& pool) {
-  self->state.run.reset();
+  self->state.st->run.reset();
   self->send(pool, done_atom::value);
 }
 
-// Runs the run's items from where it stands; stops at a pending request
-// (the reply resumes it) or a crash, and reports the run done.
-void work(instance_actor* self, const caf::actor& pool, const raw_handler& handler, client& conn) {
-  auto& st = self->state;
+// Runs the run's items from where it stands, up to a pending request
+// (false: the reply resumes it) or the end of the run, finished or
+// crashed (true: the pool hears of it).
+bool work_items(instance_state& st, const raw_handler& handler, client& conn) {
   auto& run = *st.run;
   if (!st.initialized) { // a new instance: the function's init hook first
     if (st.init && *st.init) {
@@ -231,7 +262,7 @@ void work(instance_actor* self, const caf::actor& pool, const raw_handler& handl
         const auto& d = *run.items[run.finished];
         begin_span(st.inv, d); // the message's trace, for the line
         report(st, d, *run.crash);
-        return end_run(self, pool);
+        return true;
       }
       run.init_ns = static_cast<std::uint64_t>(steady_ns() - t0);
     }
@@ -244,19 +275,57 @@ void work(instance_actor* self, const caf::actor& pool, const raw_handler& handl
       run.started_ns = steady_ns();
       st.inv.cold_ns = static_cast<std::uint64_t>(std::max<std::int64_t>(0, run.started_ns - d.arrived_ns));
     }
+    st.inv.jitter = jitter_unit(run.jitter, run.finished);
     begin_span(st.inv, d);
     context ctx{conn, d, &st.inv};
     result<void> r;
     if (!attempt(st, [&] { return handler(d.payload, ctx); }, r)) {
       report(st, d, *run.crash);
       end_span(st, conn, d, nullptr, &*run.crash);
-      break;
+      return true;
     }
-    if (r.pending()) return; // waits on a request
+    if (r.pending()) return false; // waits on a request
     end_span(st, conn, d, &r, nullptr);
     record(st, r);
   }
-  end_run(self, pool);
+  return true;
+}
+
+// The reply to the request the item in hand made (the caller checked it
+// is the one awaited): the continuation, then the rest of the run.
+bool resume(instance_state& st, const reply& rep, const raw_handler& handler, client& conn) {
+  auto then = std::move(st.inv.then);
+  st.inv.then = nullptr;
+  const auto& d = *st.run->items[st.run->finished];
+  end_request_span(st, d, rep);
+  context ctx{conn, d, &st.inv};
+  result<void> out;
+  if (!attempt(st, [&] { return then(rep, ctx); }, out)) {
+    report(st, d, *st.run->crash);
+    end_span(st, conn, d, nullptr, &*st.run->crash);
+    return true;
+  }
+  if (out.pending()) return false; // another request
+  end_span(st, conn, d, &out, nullptr);
+  record(st, out);
+  return work_items(st, handler, conn);
+}
+
+bool awaited(const instance_state& st, std::uint64_t token) {
+  return st.run && st.inv.then && token == st.inv.token;
+}
+
+// Runs `f` (work_items or resume) on the instance's dispatcher; its end
+// comes back as a message (worked_atom), on the shared scheduler.
+template <class F>
+void run_away(instance_actor* self, F f) {
+  auto& b = self->state;
+  b.away = true;
+  b.disp->post([st = b.st, me = caf::actor_cast<caf::actor>(self), f = std::move(f)]() mutable {
+    bool ended = f(*st);
+    caf::anon_send(me, worked_atom::value, ended);
+    me = caf::actor{}; // no handle of an actor outlives its message here
+  });
 }
 
 // Runs the handler for one message at a time. A handler's exception ends
@@ -264,42 +333,56 @@ void work(instance_actor* self, const caf::actor& pool, const raw_handler& handl
 // (the handler is shared and const), so a restart reuses it, and a crash
 // costs about what a message does. Anything else that fails the actor
 // kills it, and the pool replaces it.
-caf::behavior instance(instance_actor* self, caf::actor pool, const raw_handler* handler,
-                       const std::function<void()>* init, client* conn, const std::string* name,
-                       bool reliable, span_sink* spans, const std::string* span_name,
-                       std::uint32_t poison_after, observe::latency_histogram* latency) {
-  self->state.init = init;
-  self->state.inv.latency = latency;
-  self->state.inv.spans = spans;
-  self->state.inv.span_name = span_name;
-  self->state.poison_after = poison_after;
-  self->state.inv.instance = self->address();
-  self->state.inv.name = name;
-  self->state.inv.reliable = reliable;
-  self->state.inv.pool = pool;
+caf::behavior instance(instance_actor* self, caf::actor pool, const function_builder* fn,
+                       client* conn, const std::string* name, span_sink* spans,
+                       const std::string* span_name, observe::latency_histogram* latency,
+                       dispatcher* disp) {
+  auto& st = *self->state.st;
+  self->state.disp = disp;
+  st.init = &fn->init_hook();
+  st.inv.latency = latency;
+  st.inv.spans = spans;
+  st.inv.span_name = span_name;
+  st.poison_after = fn->options().poison_after;
+  st.inv.instance = self->address();
+  st.inv.name = name;
+  st.inv.reliable = fn->options().reliable;
+  st.inv.pool = pool;
+  st.inv.opts = &fn->options();
+  const raw_handler* handler = &fn->handler();
   return {
     [=](run_atom, const work_run_ptr& run) {
-      self->state.run = run;
-      work(self, pool, *handler, *conn);
+      auto& b = self->state;
+      b.st->run = run;
+      if (b.disp)
+        return run_away(self, [handler, conn](instance_state& s) { return work_items(s, *handler, *conn); });
+      if (work_items(*b.st, *handler, *conn)) end_run(self, pool);
     },
     [=](reply_atom, std::uint64_t token, const reply_ptr& r) {
-      auto& st = self->state;
-      if (!st.run || !st.inv.then || token != st.inv.token) return; // stale
-      auto then = std::move(st.inv.then);
-      st.inv.then = nullptr;
-      const auto& d = *st.run->items[st.run->finished];
-      end_request_span(st, d, *r);
-      context ctx{*conn, d, &st.inv};
-      result<void> out;
-      if (!attempt(st, [&] { return then(*r, ctx); }, out)) {
-        report(st, d, *st.run->crash);
-        end_span(st, *conn, d, nullptr, &*st.run->crash);
+      auto& b = self->state;
+      if (b.away) { // the handler that made the request has not returned yet
+        b.stashed.emplace_back(token, r);
+        return;
+      }
+      if (!awaited(*b.st, token)) return; // stale
+      if (b.disp)
+        return run_away(self, [r, handler, conn](instance_state& s) { return resume(s, *r, *handler, *conn); });
+      if (resume(*b.st, *r, *handler, *conn)) end_run(self, pool);
+    },
+    [=](worked_atom, bool ended) {
+      auto& b = self->state;
+      b.away = false;
+      if (ended) {
+        b.stashed.clear();
         return end_run(self, pool);
       }
-      if (out.pending()) return; // another request
-      end_span(st, *conn, d, &out, nullptr);
-      record(st, out);
-      work(self, pool, *handler, *conn);
+      auto stashed = std::move(b.stashed);
+      b.stashed.clear();
+      for (auto& [token, r] : stashed) {
+        if (!awaited(*b.st, token)) continue;
+        reply_ptr rep = r; // a copy: no lambda captures a structured binding
+        return run_away(self, [rep, handler, conn](instance_state& s) { return resume(s, *rep, *handler, *conn); });
+      }
     },
   };
 }
@@ -309,16 +392,16 @@ caf::behavior instance(instance_actor* self, caf::actor pool, const raw_handler*
 // Hands the run's next message to the user's actor and waits for its
 // result (a request: the user may answer later through a promise).
 void feed(instance_actor* self, const caf::actor& pool) {
-  auto& st = self->state;
+  auto& st = *self->state.st;
   if (st.run->finished == st.run->items.size()) return end_run(self, pool);
   const auto& d = *st.run->items[st.run->finished];
   envelope e{std::string{d.topic},       std::string{d.payload},     std::string{d.msg_id},
              std::string{d.reply_to},    std::string{d.traceparent}, d.count,
              d.deadline_ns};
-  self->request(st.user, caf::infinite, handle_atom::value, std::move(e))
+  self->request(self->state.user, caf::infinite, handle_atom::value, std::move(e))
     .then(
       [self, pool](const result<void>& r) {
-        auto& s = self->state;
+        auto& s = *self->state.st;
         if (!s.run) return;
         record(s, r.pending() ? result<void>{error{"a raw actor answered pending"}} : r);
         feed(self, pool);
@@ -353,7 +436,7 @@ caf::behavior actor_instance(instance_actor* self, caf::actor pool, const actor_
   self->set_exit_handler([self](caf::exit_msg& m) { self->quit(std::move(m.reason)); });
   return {
     [=](run_atom, const work_run_ptr& run) {
-      self->state.run = run;
+      self->state.st->run = run;
       feed(self, pool);
     },
   };
@@ -363,18 +446,15 @@ caf::behavior actor_instance(instance_actor* self, caf::actor pool, const actor_
 
 caf::actor spawn_instance_of(caf::event_based_actor* pool, const function_builder& fn,
                              client* conn, const std::string* name, span_sink* spans,
-                             const std::string* span_name, observe::latency_histogram* latency) {
+                             const std::string* span_name, observe::latency_histogram* latency,
+                             dispatcher* disp) {
   caf::actor self{pool};
   if (fn.actor())
     return fn.options().blocking ? pool->spawn<caf::detached>(actor_instance, self, fn.actor().get(), conn)
                                  : pool->spawn(actor_instance, self, fn.actor().get(), conn);
-  auto reliable = fn.options().reliable;
-  auto poison = fn.options().poison_after;
   return fn.options().blocking
-           ? pool->spawn<caf::detached>(instance, self, &fn.handler(), &fn.init_hook(), conn, name,
-                                        reliable, spans, span_name, poison, latency)
-           : pool->spawn<caf::lazy_init>(instance, self, &fn.handler(), &fn.init_hook(), conn,
-                                         name, reliable, spans, span_name, poison, latency);
+           ? pool->spawn<caf::detached>(instance, self, &fn, conn, name, spans, span_name, latency, nullptr)
+           : pool->spawn<caf::lazy_init>(instance, self, &fn, conn, name, spans, span_name, latency, disp);
 }
 
 void post_reply(const caf::actor_addr& instance, std::uint64_t token, reply r) {

@@ -21,12 +21,16 @@ using run_atom = caf::atom_constant<caf::atom("run")>;
 // instance -> pool: the run ended (all done, or work_run::crash says where)
 using done_atom = caf::atom_constant<caf::atom("done")>;
 
+class dispatcher;
+
 /// Spawns one instance of `fn` for `pool`: lazily (an instance that never
 /// gets work never allocates its behavior, ~190 B of the ~1.8 KiB one
-/// cost), or on a thread of its own when the function is blocking.
+/// cost), or on a thread of its own when the function is blocking. With
+/// `disp`, its handlers run on that dispatcher's threads (dispatcher.hpp).
 caf::actor spawn_instance_of(caf::event_based_actor* pool, const function_builder& fn,
                              client* conn, const std::string* name, span_sink* spans,
-                             const std::string* span_name, observe::latency_histogram* latency);
+                             const std::string* span_name, observe::latency_histogram* latency,
+                             dispatcher* disp = nullptr);
 
 /// The item in hand starts: its span's ids (from the incoming traceparent,
 /// or a new trace) and start time (context.cpp, which shares the ids).

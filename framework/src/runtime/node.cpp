@@ -172,6 +172,7 @@ void node::impl::stop() {
 
 void node::impl::tear_down() {
   sys->await_all_actors_done();
+  dispatchers.clear(); // their threads, idle once every pool ended (before the system goes)
   sys.reset();
   cfg.reset();
   spans->stop(); // the last spans out, before the connection goes
@@ -193,6 +194,7 @@ node::impl::~impl() {
   }
   std::fprintf(stderr, "plexus node: handlers never returned; leaving them to the process exit\n");
   static_cast<void>(sys.release());
+  for (auto& d : dispatchers) static_cast<void>(d.release()); // a handler may run there
   static_cast<void>(cfg.release());
   static_cast<void>(spans.release());
   static_cast<void>(conn.release());

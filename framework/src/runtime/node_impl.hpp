@@ -25,6 +25,7 @@
 #include <caf/actor_system_config.hpp>
 
 #include "plexus/client.hpp"
+#include "dispatcher.hpp"
 #include "plexus/node.hpp"
 #include "pool_types.hpp"
 #include "span_sink.hpp"
@@ -100,6 +101,12 @@ struct node::impl {
   std::unique_ptr<httplib::Server> metrics; // GET /metrics, on its own thread
   std::thread metrics_thread;
   int metrics_port = 0;
+  // node::add_metrics: more Prometheus text after the node's own.
+  mutable std::mutex extra_metrics_m;
+  std::vector<std::function<std::string()>> extra_metrics;
+  // Dispatchers of their own (plexus::thread_pool), by name: joined once
+  // every actor is done, before the actor system goes (tear_down).
+  std::vector<std::unique_ptr<detail::dispatcher>> dispatchers;
   std::unique_ptr<caf::actor_system_config> cfg;
   std::unique_ptr<caf::actor_system> sys;
   caf::actor root;

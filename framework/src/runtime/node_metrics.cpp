@@ -82,7 +82,13 @@ std::string node::impl::metrics_text() const {
      &detail::pool_counters::escalations},
     {"plexus_function_handed_back_total",
      "Messages given back to the broker unfinished, at a stop or an escalation.",
-     &detail::pool_counters::handed_back}};
+     &detail::pool_counters::handed_back},
+    {"plexus_function_retries_total", "Errors whose message went back to wait for a later try.",
+     &detail::pool_counters::retries},
+    {"plexus_function_throttled_total", "Messages over the rate limit, sent back to wait for their turn.",
+     &detail::pool_counters::throttled},
+    {"plexus_function_shed_total", "Requests refused at once: max_queued others were waiting.",
+     &detail::pool_counters::shed}};
   for (auto& k : counters) {
     t.family(k.name, "counter", k.help);
     each([&](auto& p, const observe::labels& l) { t.sample(k.name, l, ((*p.counters).*k.field).load()); });

@@ -48,6 +48,9 @@ std::vector<function_stats> node::impl::snapshot() const {
     s.credit = static_cast<std::uint32_t>(
       std::clamp<std::int64_t>(c.credit.load(relaxed), 0, std::int64_t{UINT32_MAX}));
     s.handed_back = c.handed_back.load(relaxed);
+    s.retries = c.retries.load(relaxed);
+    s.throttled = c.throttled.load(relaxed);
+    s.shed = c.shed.load(relaxed);
   }
   return out;
 }

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <future>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include <caf/send.hpp>
 
@@ -15,7 +17,28 @@
 
 namespace plexus {
 
+namespace {
+
+// The dispatcher a function's handlers run on: its own, else its
+// service's (unless it is blocking or a raw actor, which keep theirs);
+// threads 0: the shared scheduler. Unnamed, it is the function's (or the
+// service's) alone.
+thread_pool dispatcher_of(const service& s, const function_builder& f) {
+  auto d = f.options().dispatcher;
+  if (d.threads > 0) {
+    if (d.name.empty()) d.name = s.name() + "." + f.name();
+    return d;
+  }
+  d = s.options().dispatcher;
+  if (d.threads == 0 || f.options().blocking || f.actor()) return {};
+  if (d.name.empty()) d.name = s.name();
+  return d;
+}
+
+} // namespace
+
 void node::impl::validate() const {
+  std::vector<thread_pool> pools_seen; // dispatchers by name: one thread count each
   for (auto& s : services) {
     detail::check_name("service", s->name());
     for (auto& f : s->functions()) {
@@ -38,6 +61,23 @@ void node::impl::validate() const {
           sc.stable_window < sc.panic_window || sc.idle_grace.count() < 0)
         throw std::invalid_argument(where + ": scale needs target > 0, tick > 0, tick <= panic "
                                             "window <= stable window, idle grace >= 0");
+      const auto& o = f->options();
+      if (!(o.rate.per_second >= 0) || (o.rate.per_second > 0 && o.rate.burst == 0))
+        throw std::invalid_argument(where + ": rate_limit needs per_second >= 0 and burst >= 1");
+      if (!(o.retry.multiplier >= 1) || o.retry.initial.count() < 0 || o.retry.max_delay.count() < 0)
+        throw std::invalid_argument(where + ": retry needs multiplier >= 1, initial >= 0, max_delay >= 0");
+      if (o.dispatcher.threads > 0 && (o.blocking || f->actor()))
+        throw std::invalid_argument(where + ": a dispatcher runs handlers; a blocking function has a "
+                                            "thread per instance, a raw actor runs as an actor: choose one");
+      auto d = dispatcher_of(*s, *f);
+      if (d.threads == 0) continue;
+      auto same = std::find_if(pools_seen.begin(), pools_seen.end(),
+                               [&d](const thread_pool& p) { return p.name == d.name; });
+      if (same == pools_seen.end()) pools_seen.push_back(d);
+      else if (same->threads != d.threads)
+        throw std::invalid_argument(where + ": dispatcher \"" + d.name + "\" with " +
+                                    std::to_string(d.threads) + " threads, elsewhere " +
+                                    std::to_string(same->threads));
     }
   }
 }
@@ -104,6 +144,13 @@ void node::impl::spawn_tree() {
       ps.sup = sup;
       ps.service_actor = svc;
       ps.confirm_grace = std::min(opts.drain_timeout, std::chrono::milliseconds{1000});
+      if (auto d = dispatcher_of(s, *s.functions()[fi]); d.threads > 0) {
+        auto it = std::find_if(dispatchers.begin(), dispatchers.end(),
+                               [&d](const auto& p) { return p->name() == d.name; });
+        if (it == dispatchers.end())
+          it = dispatchers.insert(dispatchers.end(), std::make_unique<detail::dispatcher>(d.name, d.threads));
+        ps.disp = it->get();
+      }
       ps.on_exit = [sh = shared] {
         std::lock_guard lock{sh->m};
         --sh->live_pools;

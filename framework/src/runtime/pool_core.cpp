@@ -2,6 +2,9 @@
 #include "pool_core.hpp"
 
 #include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <functional>
 
@@ -41,7 +44,62 @@ delivery_batch copy_deliveries(std::vector<delivery> views) {
   return out;
 }
 
-pool_core::pool_core(pool_core_spec spec) : spec_(std::move(spec)) {}
+// ---------------------------------------------------------------- retries
+
+double jitter_unit(double draw, std::size_t index) noexcept {
+  double x = draw + static_cast<double>(index) * 0.6180339887498949; // golden ratio
+  return x - std::floor(x);
+}
+
+std::chrono::milliseconds backoff_delay(const retry_policy& p, std::uint32_t count,
+                                        double unit) noexcept {
+  using ms = std::chrono::milliseconds;
+  auto cap = static_cast<double>(std::max<ms::rep>(0, p.max_delay.count()));
+  auto d = std::min(static_cast<double>(std::max<ms::rep>(0, p.initial.count())), cap);
+  auto factor = std::max(1.0, p.multiplier);
+  for (std::uint32_t k = 1; k < count && d < cap; ++k) d = std::min(d * factor, cap);
+  unit = std::clamp(unit, 0.0, 1.0);
+  switch (p.jitter) {
+    case full_jitter: d *= unit; break;
+    case equal_jitter: d = d / 2 + d / 2 * unit; break;
+    default: break;
+  }
+  return ms{static_cast<ms::rep>(d)};
+}
+
+std::uint32_t delivery_limit(const function_options& o) noexcept {
+  std::uint32_t n = o.retry.max < UINT32_MAX ? o.retry.max + 1 : UINT32_MAX;
+  if (o.max_deliver > 0) n = std::min(n, o.max_deliver);
+  if (o.rate.per_second > 0 && n < UINT32_MAX) ++n;
+  return n;
+}
+
+retry_decision decide_retry(const function_options& o, std::uint32_t count, double unit,
+                            std::chrono::milliseconds asked) noexcept {
+  if (count >= delivery_limit(o)) return {};
+  return {true, asked.count() >= 0 ? asked : backoff_delay(o.retry, count, unit)};
+}
+
+pool_core::pool_core(pool_core_spec spec) : spec_(std::move(spec)) {
+  const auto& r = spec_.opts.rate;
+  if (r.per_second > 0) {
+    rate_limited_ = true;
+    interval_ = std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>{1.0 / r.per_second});
+    if (interval_.count() <= 0) interval_ = clock::duration{1};
+    tolerance_ = interval_ * (std::max<std::uint32_t>(1, r.burst) - 1);
+  }
+}
+
+double pool_core::draw() {
+  if (spec_.random) return spec_.random();
+  if (rng_ == 0) rng_ = reinterpret_cast<std::uintptr_t>(this) ^ 0x9e3779b97f4a7c15ull;
+  rng_ += 0x9e3779b97f4a7c15ull; // splitmix64
+  auto z = rng_;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * 0x1.0p-53;
+}
 
 std::vector<pool_command> pool_core::take_commands() {
   auto r = std::move(out_);
@@ -62,7 +120,8 @@ std::uint32_t pool_core::initial_credit() const noexcept {
   return spec_.opts.scale.min + spec_.opts.prefetch; // one more granted per finished message
 }
 
-void pool_core::start(clock::time_point) {
+void pool_core::start(clock::time_point now) {
+  last_now_ = now;
   const auto& scale = spec_.opts.scale;
   target_ = scale.min;
   for (std::uint32_t i = 0; i < scale.min; ++i) spawn_instance();
@@ -116,6 +175,7 @@ void pool_core::dispatch() {
       waiting_.pop_front();
     }
     run->cold = std::exchange(cold_pending_, false);
+    if (spec_.opts.retry.jitter != no_jitter) run->jitter = draw();
     handed_ += n;
     busy_.emplace(id, run);
     emit(pool_cmd::run{id, run});
@@ -292,13 +352,34 @@ void pool_core::settle_finished(const work_run& run) {
         emit(pool_cmd::nack{d->sid, d->seq, wire::nack_action::dead_letter, 0, why});
         break;
       default:
-        ++c.errors;
-        emit(pool_cmd::nack{d->sid, d->seq, wire::nack_action::requeue, 0, why});
+        settle_failed(run, i);
         break;
     }
     finished(*d);
   }
   flush_acks();
+}
+
+// An error (not a crash, not a reject): the message waits in the broker
+// for its next try, as the retry policy (or the handler) says. The delay
+// is the one its context showed. On its last try it is NACKed plainly and
+// the broker, at the SUB's max_deliver (delivery_limit), dead-letters it
+// with this text: dead-lettering stays the broker's, in one place.
+void pool_core::settle_failed(const work_run& run, std::size_t i) {
+  const auto& d = *run.items[i];
+  const auto& why = run.outcomes[i].second;
+  auto& c = *spec_.counters;
+  ++c.errors;
+  auto asked = i < run.retry_after.size() ? run.retry_after[i] : std::chrono::milliseconds{-1};
+  auto r = decide_retry(spec_.opts, d.count, jitter_unit(run.jitter, i), asked);
+  if (!r.retry) { // its last try: the broker dead-letters it (the SUB's max_deliver is the limit)
+    emit(pool_cmd::nack{d.sid, d.seq, wire::nack_action::requeue, 0, why});
+    return;
+  }
+  c.retries.fetch_add(1, std::memory_order_relaxed);
+  auto ms = std::min<std::chrono::milliseconds::rep>(r.delay.count(), UINT32_MAX);
+  if (ms <= 0) emit(pool_cmd::nack{d.sid, d.seq, wire::nack_action::requeue, 0, why});
+  else emit(pool_cmd::nack{d.sid, d.seq, wire::nack_action::delay, static_cast<std::uint32_t>(ms), why});
 }
 
 // One more message handled: the service's intensity and backoff start over.
@@ -463,7 +544,56 @@ void pool_core::cold_start() {
 
 // ---------------------------------------------------------------- inputs
 
-void pool_core::take(const delivery_batch& b) {
+// Whether `d` may start now under the function's rate; if not, it is
+// NACKed to come back at its reserved slot (and its credit given back).
+bool pool_core::admit(const delivery& d, clock::time_point now) {
+  if (!rate_limited_) return true;
+  if (!reserved_.empty()) {
+    if (auto it = reserved_.find(message_key(d)); it != reserved_.end()) {
+      reserved_.erase(it); // its turn was kept for it
+      return true;
+    }
+  }
+  if (tat_ < now) tat_ = now;
+  if (tat_ - now <= tolerance_) {
+    tat_ += interval_;
+    return true;
+  }
+  auto slot = tat_ - tolerance_;
+  tat_ += interval_;
+  if (reserved_.size() >= sweep_at_) { // slots long past: their messages went elsewhere
+    std::erase_if(reserved_, [now](const auto& kv) { return kv.second + std::chrono::minutes{1} < now; });
+    sweep_at_ = std::max<std::size_t>(1024, 2 * reserved_.size());
+  }
+  reserved_.insert_or_assign(message_key(d), slot);
+  auto wait = std::chrono::ceil<std::chrono::milliseconds>(slot - now).count();
+  auto ms = static_cast<std::uint32_t>(std::clamp<std::int64_t>(wait, 1, UINT32_MAX));
+  spec_.counters->throttled.fetch_add(1, std::memory_order_relaxed);
+  emit(pool_cmd::nack{d.sid, d.seq, wire::nack_action::delay, ms, "rate limited"});
+  finished(d);
+  return false;
+}
+
+// A request that would wait behind max_queued others (taken in, not
+// started; an idle instance starts one at once) is refused now: its
+// requester hears `rejected` instead of waiting, and it is ACKed (it was
+// answered). Other messages are never shed.
+bool pool_core::shed(const delivery& d) {
+  auto limit = spec_.opts.max_queued;
+  if (limit == 0 || d.reply_to.empty()) return false;
+  auto queued = waiting_.size() + handed_ - busy_.size();
+  if (queued < idle_.size() + limit) return false;
+  spec_.counters->shed.fetch_add(1, std::memory_order_relaxed);
+  emit(pool_cmd::refuse{std::string{d.reply_to},
+                        "overloaded: " + std::to_string(queued) + " waiting in " + spec_.service + "." +
+                          spec_.function + " (max_queued " + std::to_string(limit) + ")"});
+  emit(pool_cmd::ack{d.sid, d.seq, 1});
+  finished(d);
+  return true;
+}
+
+void pool_core::take(const delivery_batch& b, clock::time_point now) {
+  if (now > last_now_) last_now_ = now;
   auto& c = *spec_.counters;
   // Each delivery used one credit of its subscription's.
   auto sid = c.sid.load(std::memory_order_relaxed);
@@ -477,14 +607,17 @@ void pool_core::take(const delivery_batch& b) {
     }
     sid_ = d.sid;
     if (d.count > 1) c.redeliveries.fetch_add(1, std::memory_order_relaxed);
+    if (shed(d) || !admit(d, now)) continue;
     waiting_.emplace_back(b, &d); // shares the block
     ++taken_since_tick_;
   }
   if (target_ == 0) cold_start();
   dispatch();
+  credit_if_dry(); // what went back for its turn is credited now when nothing runs
 }
 
 void pool_core::run_done(instance_id id, clock::time_point now) {
+  if (now > last_now_) last_now_ = now;
   auto it = busy_.find(id);
   if (it == busy_.end()) return;
   auto run = std::move(it->second);
@@ -517,6 +650,7 @@ void pool_core::instance_down(instance_id id, const std::optional<std::string>& 
 }
 
 void pool_core::tick(clock::time_point now) {
+  if (now > last_now_) last_now_ = now;
   if (stopping() || !scaler_) return;
   if (live_phase()) {
     // Demand: messages at work or waiting now; at least 1 if any came in

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -99,6 +100,9 @@ struct restart_later { // a restart after a backoff: answer with restart_due(epo
   std::uint64_t epoch = 0;
 };
 struct quit {};
+struct refuse { // answer a request with the failure `rejected` (overload) now
+  std::string reply_to, why;
+};
 } // namespace pool_cmd
 
 using pool_command =
@@ -106,7 +110,7 @@ using pool_command =
                pool_cmd::unsubscribe, pool_cmd::subscribe, pool_cmd::spawn, pool_cmd::retire,
                pool_cmd::run, pool_cmd::event, pool_cmd::scaled, pool_cmd::recovered,
                pool_cmd::escalate, pool_cmd::recycle_siblings, pool_cmd::restart_later,
-               pool_cmd::quit>;
+               pool_cmd::quit, pool_cmd::refuse>;
 
 struct pool_core_spec {
   std::string service, function; // names
@@ -114,6 +118,9 @@ struct pool_core_spec {
   function_options opts;
   std::shared_ptr<pool_counters> counters;
   std::shared_ptr<shared_supervisor> sup; // the service's decisions
+  /// Draws in [0, 1) for the retries' jitter (one a run); empty: a
+  /// generator of the core's own. Tests inject theirs.
+  std::function<double()> random{};
 };
 
 class pool_core {
@@ -129,8 +136,10 @@ public:
   void start(clock::time_point now);
   [[nodiscard]] std::uint32_t initial_credit() const noexcept;
   void subscribed(std::uint32_t sid);
-  /// Deliveries from the broker, in order (`now`: the autoscaler's clock).
-  void take(const delivery_batch& b);
+  /// Deliveries from the broker, in order. `now` paces a rate-limited
+  /// function (without it: the time of the core's last input).
+  void take(const delivery_batch& b, clock::time_point now);
+  void take(const delivery_batch& b) { take(b, last_now_); }
   /// An instance finished the run it was handed (its `crash`: the handler
   /// threw on items[finished], and the instance lives on).
   void run_done(instance_id id, clock::time_point now);
@@ -199,6 +208,10 @@ private:
                  clock::time_point now);
   void scale_to(std::uint32_t to, const char* why);
   void cold_start();
+  [[nodiscard]] double draw();
+  void settle_failed(const work_run& run, std::size_t i);
+  [[nodiscard]] bool admit(const delivery& d, clock::time_point now);
+  [[nodiscard]] bool shed(const delivery& d);
 
   pool_core_spec spec_;
   pool_phase phase_ = pool_phase::running;
@@ -230,6 +243,19 @@ private:
   bool cold_pending_ = false;     // the next run is the first after a cold start
   std::uint64_t taken_since_tick_ = 0; // messages taken in since the last demand sample
   std::vector<scale_event> unannounced_; // announced at the next tick
+  clock::time_point last_now_{};          // the time of the last input that said it
+  std::uint64_t rng_ = 0;                 // the core's own jitter draws (splitmix64)
+  // The rate limit, a token bucket as GCRA (the ATM cell-rate algorithm):
+  // the theoretical arrival time tat_ moves on by interval_ per message
+  // admitted, a message conforms when tat_ - now <= tolerance_ (burst - 1
+  // intervals). One over the rate is NACKed with the delay to its slot,
+  // which is reserved for it (tat_ moves on): when it comes back it is
+  // admitted without a token, so it is deferred once, not again and again.
+  bool rate_limited_ = false;
+  clock::duration interval_{}, tolerance_{};
+  clock::time_point tat_{};
+  std::unordered_map<std::string, clock::time_point> reserved_; // message key -> its slot
+  std::size_t sweep_at_ = 1024;
 };
 
 } // namespace plexus::detail

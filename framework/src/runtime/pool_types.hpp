@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "plexus/metrics.hpp"
+#include "plexus/node.hpp"
 
 namespace plexus::detail {
 
@@ -68,12 +69,44 @@ struct work_run {
   std::vector<std::pair<std::uint8_t, std::string>> outcomes; // per item, once run
   std::size_t finished = 0; // items with an outcome
   std::vector<tracker_ptr> trackers; // per item, for reliable functions that published
+  // Per item, when its handler's error asked for a delay of its own
+  // (error::retry_after; negative elsewhere): sized on the first such.
+  std::vector<std::chrono::milliseconds> retry_after;
+  double jitter = 0; // the pool's draw for this run, in [0, 1): see jitter_unit
   std::optional<std::string> crash; // the handler threw on items[finished]
   bool cold = false;        // the first run of a function started from zero
   std::int64_t started_ns = 0; // steady clock, when its first handler began
   std::uint64_t init_ns = 0;   // the init hook ran first, this long
 };
 using work_run_ptr = std::shared_ptr<work_run>;
+
+/// The jitter of a run's item `index`: the run's one draw, spread over its
+/// items by the golden ratio (so items that failed together still come
+/// back apart), in [0, 1). The pool and the item's context compute the
+/// same value: ctx.next_retry_delay() is the NACK's delay.
+[[nodiscard]] double jitter_unit(double draw, std::size_t index) noexcept;
+
+/// The backoff before the try after delivery `count` (1 = the first)
+/// failed: p.initial * p.multiplier^(count - 1), at most p.max_delay,
+/// jittered with `unit` in [0, 1). pool_core.cpp.
+[[nodiscard]] std::chrono::milliseconds backoff_delay(const retry_policy& p, std::uint32_t count,
+                                                      double unit) noexcept;
+
+/// Deliveries a failing message gets before it is dead-lettered: the
+/// retry policy's max + 1, never past max_deliver, one more for a
+/// rate-limited function (a message deferred for its turn used a
+/// delivery). The pool subscribes with it as the broker's max_deliver.
+[[nodiscard]] std::uint32_t delivery_limit(const function_options& o) noexcept;
+
+/// What follows an error on delivery `count`: a retry after `delay`, or
+/// (retry false: its last try) the broker's dead-letter queue. `asked`: error::retry_after
+/// (negative: none), which replaces the backoff, never the limit.
+struct retry_decision {
+  bool retry = false;
+  std::chrono::milliseconds delay{0};
+};
+[[nodiscard]] retry_decision decide_retry(const function_options& o, std::uint32_t count, double unit,
+                                          std::chrono::milliseconds asked) noexcept;
 
 [[nodiscard]] inline std::int64_t steady_ns() noexcept {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -87,6 +120,9 @@ struct pool_counters {
   std::atomic<std::uint64_t> ok{0}, errors{0}, crashes{0}, restarts{0}, rejected{0},
     quarantined{0}, recycled{0}, escalations{0}, revivals{0};
   std::atomic<std::uint64_t> redeliveries{0}; // messages taken in with a delivery count above 1
+  std::atomic<std::uint64_t> retries{0};   // errors NACKed for a later try (backoff)
+  std::atomic<std::uint64_t> throttled{0}; // messages over the rate, NACKed to wait for their turn
+  std::atomic<std::uint64_t> shed{0};      // requests refused at once: max_queued were waiting
   // Messages taken in, then given back to the broker unfinished: NACKed
   // at a stop or an escalation, left unacked past a stop's confirm grace
   // or its drain timeout. Each time: a message can go back twice.
