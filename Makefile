@@ -88,7 +88,9 @@ bench: deps-bench build/release/build.ninja
 	build/release/bench/plexus-bench --runs $(BENCH_RUNS) $(BENCH_ARGS) --data-dir $(BENCH_OUT) \
 	  --json $(BENCH_OUT).json --markdown $(BENCH_OUT).md --csv $(BENCH_OUT)/table.csv
 	bench/plot.sh $(BENCH_OUT)
-	@echo "bench: $(BENCH_OUT).json, $(BENCH_OUT).md, $(BENCH_OUT)/*.png"
+	/usr/bin/python3 bench/python/bench_python.py --broker build/release/brokers/plexus-broker \
+	  --runs $(BENCH_RUNS) --json $(BENCH_OUT)/python.json
+	@echo "bench: $(BENCH_OUT).json, $(BENCH_OUT).md, $(BENCH_OUT)/*.png, $(BENCH_OUT)/python.json"
 
 fuzz: build-fuzz
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/run-fuzz.sh build/fuzz "" $(FUZZ_SECONDS)

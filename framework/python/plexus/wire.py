@@ -1,0 +1,268 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The plexus wire protocol, version 1 (brokers/PROTOCOL.md).
+
+A header is a msgpack map with small integer keys; a message is either
+``[header]``, ``[header][payload]`` or one batch frame, a msgpack array
+``[header0, payload0, header1, payload1, ...]``. Headers are handed around as
+dicts keyed by the integer field numbers below (``H_TOPIC`` ...): no
+translation to names on the hot path.
+"""
+from __future__ import annotations
+
+import struct
+
+import msgpack
+
+VERSION = 1
+
+# Header keys (PROTOCOL.md, "The header").
+H_VERSION, H_OP, H_SID, H_TOPIC, H_QUEUE, H_MSG_ID, H_REPLY_TO, H_HEADERS = range(8)
+H_DEADLINE, H_TRACEPARENT, H_FLAGS, H_SEQ, H_DELIVERY, H_CREDIT = range(8, 14)
+H_ACK_MODE, H_ACK_WAIT, H_MAX_DELIVER, H_ACTION, H_DELAY, H_CODE, H_TEXT = range(14, 21)
+H_NODE, H_HEARTBEAT, H_BROKERS, H_MAX_PAYLOAD, H_COUNT, H_PUBLISHER = range(21, 27)
+H_AUTH, H_USER = 27, 28
+
+FIELD_NAMES = ("version", "op", "sid", "topic", "queue", "msg_id", "reply_to",
+               "headers", "deadline", "traceparent", "flags", "seq", "delivery",
+               "credit", "ack_mode", "ack_wait", "max_deliver", "action", "delay",
+               "code", "text", "node", "heartbeat", "brokers", "max_payload", "count",
+               "publisher", "auth", "user")
+
+# Ops.
+HELLO, WELCOME, SUB, UNSUB, PUB, MSG, ACK, NACK, CREDIT, CONFIRM = range(1, 11)
+PING, PONG, ERR, BYE = 11, 12, 13, 14
+PAUSE, RESUME = 16, 17  # flow control: only to a client whose HELLO opts in (this one does not)
+PEER_HELLO, INTEREST_ADD, INTEREST_DEL, FWD, CONFIRM_RELAY = 32, 33, 34, 35, 36
+OPS = frozenset(range(1, 15)) | frozenset((PAUSE, RESUME)) | frozenset(range(32, 37))
+WITH_PAYLOAD = frozenset((PUB, MSG, FWD))
+OP_NAMES = {HELLO: "HELLO", WELCOME: "WELCOME", SUB: "SUB", UNSUB: "UNSUB", PUB: "PUB",
+            MSG: "MSG", ACK: "ACK", NACK: "NACK", CREDIT: "CREDIT", CONFIRM: "CONFIRM",
+            PING: "PING", PONG: "PONG", ERR: "ERR", BYE: "BYE", PAUSE: "PAUSE",
+            RESUME: "RESUME", PEER_HELLO: "PEER_HELLO",
+            INTEREST_ADD: "INTEREST+", INTEREST_DEL: "INTEREST-", FWD: "FWD",
+            CONFIRM_RELAY: "CONFIRM_RELAY"}
+
+# PUB flags, CREDIT flags, NACK actions.
+FLAG_CONFIRM = 1
+FLAG_SHARED_ID = 2
+CREDIT_SET = 1
+NACK_REQUEUE, NACK_DELAY, NACK_DEAD_LETTER = 0, 1, 2
+
+# Limits the client keeps to when it writes (PROTOCOL.md, "Limits").
+MAX_BATCH_ENTRIES = 1024
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+MAX_HEADERS = 32
+MAX_MESSAGE_BYTES = 8 * 1024 + 1024 * 1024 + 4 * 1024 * 1024  # what ZMQ_MAXMSGSIZE allows
+
+# User headers a failed request's answer carries (PROTOCOL.md, "System topics").
+FAILURE_HEADER = "plexus-failure"
+FAILURE_FROM_HEADER = "plexus-from"
+FAILURE_CAUSE_HEADER = "plexus-cause"
+
+
+class ProtocolError(Exception):
+    """A frame from the broker that does not decode."""
+
+
+def encode_header(fields: dict) -> bytes:
+    """A header dict (int keys; version added) as msgpack bytes."""
+    fields[H_VERSION] = VERSION
+    return msgpack.packb(fields, use_bin_type=True)
+
+
+def header(op: int, **named) -> bytes:
+    """A header from field names: header(SUB, sid=1, topic="a.b")."""
+    fields = {H_VERSION: VERSION, H_OP: op}
+    for name, value in named.items():
+        fields[FIELD_NAMES.index(name)] = value
+    return msgpack.packb(fields, use_bin_type=True)
+
+
+_BIN8 = [b"\xc4" + bytes((i,)) for i in range(256)]
+
+
+def bin_prefix(n: int) -> bytes:
+    """The msgpack bin header for `n` bytes."""
+    if n < 0x100:
+        return _BIN8[n]
+    if n < 0x10000:
+        return b"\xc5" + struct.pack(">H", n)
+    return b"\xc6" + struct.pack(">I", n)
+
+
+def array32_prefix(n: int) -> bytes:
+    return b"\xdd" + struct.pack(">I", n)
+
+
+NIL = b"\xc0"
+
+
+def batch_frame(entries) -> bytes:
+    """One batch frame from (header bytes, payload bytes or None) pairs.
+
+    Headers are already encoded; payloads are framed as msgpack bin (nil for
+    ops without one). Written as array32 as the C++ encoder does."""
+    parts = [b"\xdd" + struct.pack(">I", 2 * len(entries))]
+    for head, payload in entries:
+        parts.append(head)
+        if payload is None:
+            parts.append(NIL)
+        else:
+            parts.append(bin_prefix(len(payload)))
+            parts.append(payload)
+    return b"".join(parts)
+
+
+def _unpack(data):
+    # Integer map keys need strict_map_key=False; strings are passed through,
+    # not validated, so undecodable bytes are kept (surrogateescape).
+    return msgpack.unpackb(data, raw=False, strict_map_key=False,
+                           unicode_errors="surrogateescape",
+                           max_bin_len=MAX_MESSAGE_BYTES, max_str_len=1 << 20,
+                           max_array_len=2 * MAX_BATCH_ENTRIES, max_map_len=64,
+                           max_ext_len=0)
+
+
+def _check(h):
+    if type(h) is not dict:
+        raise ProtocolError("not_a_map")
+    if h.get(H_VERSION) != VERSION:
+        raise ProtocolError(f"bad_version: {h.get(H_VERSION)!r}")
+    op = h.get(H_OP)
+    if op not in OPS:
+        raise ProtocolError(f"unknown_op: {op!r}")
+    mid = h.get(H_MSG_ID)
+    if mid is not None and type(mid) is str:  # "bin or str": bytes either way
+        h[H_MSG_ID] = mid.encode("utf-8", "surrogateescape")
+    return op
+
+
+class MsgBatch:
+    """A batch frame of MSGs only (checked): the headers and the payloads,
+    apart, so a receiver can hand a run of them on in one step."""
+
+    __slots__ = ("heads", "payloads")
+
+    def __init__(self, heads, payloads):
+        self.heads, self.payloads = heads, payloads
+
+    def __iter__(self):
+        return zip(self.heads, self.payloads)
+
+    def __len__(self):
+        return len(self.heads)
+
+
+def decode(frames):
+    """One ZeroMQ message (a list of frames) -> (header, payload) pairs, an
+    iterable (all or nothing: a bad entry raises before any is handed out)."""
+    first = frames[0] if frames else b""
+    if not first:
+        raise ProtocolError("empty first frame")
+    lead = first[0]
+    if 0x80 <= lead <= 0x8F or lead in (0xDE, 0xDF):
+        if len(frames) > 2:
+            raise ProtocolError("too_many_frames")
+        try:
+            h = _unpack(first)
+        except Exception as e:
+            raise ProtocolError(f"malformed header: {e}") from None
+        op = _check(h)
+        payload = frames[1] if len(frames) == 2 else None
+        if op in WITH_PAYLOAD:
+            if payload is None:
+                raise ProtocolError("missing_payload")
+        elif payload is not None:
+            raise ProtocolError("unexpected_payload")
+        return [(h, payload)]
+    if 0x90 <= lead <= 0x9F or lead in (0xDC, 0xDD):
+        if len(frames) != 1:
+            raise ProtocolError("too_many_frames after a batch")
+        try:
+            entries = _unpack(first)
+        except Exception as e:
+            raise ProtocolError(f"malformed batch: {e}") from None
+        n = len(entries)
+        if n == 0 or n % 2:
+            raise ProtocolError(f"bad_batch: {n} elements")
+        heads, payloads = entries[0::2], entries[1::2]
+        # The common case checked in one sweep (every entry a MSG of this
+        # version with a bin payload and no str msg id); anything else,
+        # entry by entry.
+        try:
+            fast = (all(h[H_OP] == MSG and h[H_VERSION] == VERSION for h in heads)
+                    and all(type(p) is bytes for p in payloads)
+                    and not any(type(h.get(H_MSG_ID)) is str for h in heads))
+        except (KeyError, TypeError, AttributeError):
+            fast = False
+        if fast:
+            return MsgBatch(heads, payloads)
+        out = []
+        for i in range(0, n, 2):
+            h = entries[i]
+            payload = entries[i + 1]
+            try:
+                op = _check(h)
+            except ProtocolError as e:
+                raise ProtocolError(f"batch entry {i // 2}: {e}") from None
+            if op in WITH_PAYLOAD:
+                if type(payload) is not bytes:
+                    raise ProtocolError(f"batch entry {i // 2}: missing_payload")
+            elif payload is not None:
+                raise ProtocolError(f"batch entry {i // 2}: unexpected_payload")
+            out.append((h, payload))
+        return out
+    raise ProtocolError(f"first byte 0x{lead:02x} is neither a map nor an array")
+
+
+# ---------------------------------------------------------------- topics
+
+def _token_ok(tok: str) -> bool:
+    if not tok:
+        return False
+    for ch in tok.encode("utf-8", "surrogateescape"):
+        if ch <= 0x20 or ch == 0x7F:
+            return False
+    return True
+
+
+def check_topic(topic: str) -> None:
+    """Raises ValueError for what the broker would refuse as a PUB topic."""
+    if len(topic.encode("utf-8", "surrogateescape")) > 256:
+        raise ValueError(f"topic too long: {topic[:40]!r}...")
+    toks = topic.split(".")
+    if len(toks) > 16:
+        raise ValueError(f"bad topic {topic!r}: more than 16 tokens")
+    for t in toks:
+        if not _token_ok(t):
+            raise ValueError(f"bad topic {topic!r}: empty token or a forbidden byte")
+        if t in ("*", ">"):
+            raise ValueError(f"bad topic {topic!r}: a wildcard in a topic")
+
+
+def check_pattern(pattern: str) -> None:
+    """Raises ValueError for what the broker would refuse as a pattern."""
+    toks = pattern.split(".")
+    if len(toks) > 16 or len(pattern.encode("utf-8", "surrogateescape")) > 256:
+        raise ValueError(f"bad pattern {pattern!r}: too long")
+    for i, t in enumerate(toks):
+        if not _token_ok(t):
+            raise ValueError(f"bad pattern {pattern!r}: empty token or a forbidden byte")
+        if t == ">" and i != len(toks) - 1:
+            raise ValueError(f"bad pattern {pattern!r}: '>' before the last token")
+        if t not in ("*", ">") and ("*" in t or ">" in t):
+            raise ValueError(f"bad pattern {pattern!r}: a wildcard inside a token")
+
+
+def matches(pattern: str, topic: str) -> bool:
+    """Whether `topic` matches `pattern` (PROTOCOL.md, "Topics")."""
+    p = pattern.split(".")
+    t = topic.split(".")
+    if p[0] in ("*", ">") and t[0].startswith("$"):
+        return False
+    for i, tok in enumerate(p):
+        if tok == ">":
+            return len(t) > i
+        if i >= len(t) or (tok != "*" and tok != t[i]):
+            return False
+    return len(t) == len(p)
