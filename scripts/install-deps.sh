@@ -2,9 +2,9 @@
 # SPDX-License-Identifier: Apache-2.0
 # Installs the Debian packages one make target needs, and nothing more:
 #   scripts/install-deps.sh build   build the libraries, programs, tests and samples (make demo, make build)
-#   scripts/install-deps.sh test    build + clang/libFuzzer, Python, Graphviz, SQLite and LMDB for the tests (make test)
+#   scripts/install-deps.sh test    build + clang/libFuzzer, Python (pyzmq, msgpack, pytest), Graphviz, SQLite, LMDB, PostgreSQL and wrk for the tests (make test)
 #   scripts/install-deps.sh fault   build + iproute2 for the partition fault test (make test-fault)
-#   scripts/install-deps.sh bench   build + the NATS peer, gnuplot, SQLite and LMDB (make bench)
+#   scripts/install-deps.sh bench   build + the NATS peer, nginx and wrk, gnuplot, SQLite and LMDB (make bench)
 # Idempotent: installs only what is missing, runs apt-get update only then.
 # Quiet: one line per step; apt's full log only when a step fails.
 set -euo pipefail
@@ -34,6 +34,10 @@ test_extra=(
   libsqlite3-dev liblmdb-dev
   # postgres_actor_tests: a real server (initdb, postgres) the test starts itself
   postgresql
+  # bench.http.quick: wrk drives the HTTP gateway (and nginx in `make bench`)
+  wrk
+  # test/python: the Python package's tests (framework/python)
+  python3-pytest
 )
 fault_extra=(
   # `ip netns` and `tc` for the partition fault test
@@ -46,6 +50,10 @@ bench_extra=(
   # plexus-store-bench: the embedded stores the broker's segment log is
   # measured against (docs/durable-storage.md)
   libsqlite3-dev liblmdb-dev
+  # the http scenario's load generator (nginx, its ceiling, comes below)
+  wrk
+  # bench/python/bench_python.py: the Python package beside raw pyzmq
+  python3-zmq python3-msgpack
 )
 
 profile="${1:-test}"
@@ -142,5 +150,24 @@ if [ "$profile" = bench ]; then
       bash -c "dpkg-deb -x '$scratch'/nats-server_*.deb '$scratch/root' &&
                mkdir -p '$tools/usr/sbin' &&
                cp '$scratch/root/usr/sbin/nats-server' '$tools/usr/sbin/nats-server'"
+  fi
+  # nginx, the http scenario's ceiling: the same way, only its binary (the
+  # package would enable and start a web server on port 80).
+  if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then
+    echo "install-deps: nginx present"
+  elif [ -x "$tools/usr/sbin/nginx" ]; then
+    echo "install-deps: nginx present in build/tools"
+  else
+    need_root nginx
+    apt_update
+    mkdir -p "$tools"
+    scratch_ngx="$(mktemp -d -t plexus-nginx.XXXXXX)"
+    trap 'rm -f "$log"; rm -rf "${scratch:-}" "$scratch_ngx"' EXIT
+    step "downloading nginx (binary only, no service)" \
+      bash -c "cd '$scratch_ngx' && apt-get download -q nginx"
+    step "unpacking nginx into build/tools" \
+      bash -c "dpkg-deb -x '$scratch_ngx'/nginx_*.deb '$scratch_ngx/root' &&
+               mkdir -p '$tools/usr/sbin' &&
+               cp '$scratch_ngx/root/usr/sbin/nginx' '$tools/usr/sbin/nginx'"
   fi
 fi
