@@ -398,6 +398,7 @@ void core::state::maybe_erase_group(group& g) {
     settle(*q.msg, status::no_interest);
   }
   g.waiting.clear();
+  resume_all(g); // nothing waits for this group any more
   if (g.dirty) std::erase(dirty_groups, &g);
   trie.erase(g.pattern, &g);
   groups.erase(g.key); // `g` is gone after this line
@@ -577,6 +578,7 @@ void core::state::rebuild_welcome() {
   w->node = cfg.id;
   w->heartbeat_ms = static_cast<std::uint32_t>(cfg.heartbeat.count());
   w->max_payload = cfg.limits.max_payload_bytes;
+  w->flags = flow_on() ? wire::flag_flow_control : 0;
   std::vector<std::string_view> list(cfg.advertise.begin(), cfg.advertise.end());
   for (auto& [id, p] : peers)
     for (auto& ep : p->endpoints)

@@ -23,6 +23,15 @@ core::state::state(config c, const core& self)
   f->origin = cfg.id;
   plain_fwd = std::move(f);
   auth = cfg.auth.has_value();
+  if (cfg.pause_percent > 100) cfg.pause_percent = 100;
+  if (cfg.resume_percent >= cfg.pause_percent) cfg.resume_percent = cfg.pause_percent / 2;
+  auto share = [](std::size_t limit, std::uint32_t percent) {
+    return limit / 100 * percent + limit % 100 * percent / 100; // no overflow
+  };
+  pause_msgs = std::max<std::size_t>(share(cfg.group_queue_msgs, cfg.pause_percent), 1);
+  pause_bytes = std::max<std::size_t>(share(cfg.group_queue_bytes, cfg.pause_percent), 1);
+  resume_msgs = share(cfg.group_queue_msgs, cfg.resume_percent);
+  resume_bytes = share(cfg.group_queue_bytes, cfg.resume_percent);
   rebuild_welcome();
   setup_durables();
 }
@@ -66,6 +75,7 @@ wire::header output::header() const {
         h.auth = hi.auth;
       }
       h.node = w->node;
+      if (kind == wire::op::welcome) h.flags = w->flags;
       h.heartbeat_ms = w->heartbeat_ms;
       h.max_payload = w->max_payload;
       h.brokers = w->brokers;
@@ -82,7 +92,9 @@ wire::header output::header() const {
       break;
     }
     case wire::op::interest_add:
-    case wire::op::interest_remove: {
+    case wire::op::interest_remove:
+    case wire::op::pause:
+    case wire::op::resume: {
       const auto& t = *static_cast<const interest_text*>(aux.get());
       h.topic = t.pattern;
       h.queue = t.queue;
@@ -433,6 +445,7 @@ void core::state::close(connection& c, std::string_view reason) {
   for (auto sid : sids) remove_subscription(c, *c.subs.at(sid));
   unlink(c);
   release_node(c);
+  forget_pauses(c);
   c.closing = true;
   // Whatever was queued for it is dropped; only the BYE goes out.
   c.out.clear();
@@ -515,8 +528,10 @@ void core::state::on_hello(connection& c, const wire::header& h) {
     std::vector<std::uint32_t> sids;
     for (auto& [sid, sub] : c.subs) sids.push_back(sid);
     for (auto sid : sids) remove_subscription(c, *c.subs.at(sid));
+    forget_pauses(c); // the new session starts unpaused, on both sides
   }
   c.hello = true;
+  c.flow_control = (h.flags & wire::flag_flow_control) != 0;
   release_node(c);
   c.node = std::string{h.node};
   if (auth && c.perms) {
@@ -772,6 +787,9 @@ std::vector<connection_stats> core::connections() const {
     cs.pending_msgs = c->out.size();
     cs.pending_bytes = c->out.bytes;
     cs.drops = c->drops;
+    cs.flow_control = c->flow_control;
+    cs.paused = c->paused_on.size();
+    cs.pauses = c->pauses;
     for (auto& [sid, sub] : c->subs) cs.unacked += sub->unacked.size();
     cs.ack_latency = c->ack_latency.get();
     out.push_back(std::move(cs));

@@ -103,6 +103,17 @@ struct config {
   /// Messages waiting in a queue group because no member has credit.
   std::size_t group_queue_msgs = 65536;
   std::size_t group_queue_bytes = 64u << 20;
+  /// Flow control (PROTOCOL.md "Flow control"): a publisher whose HELLO
+  /// says wire::flag_flow_control and whose message lands in a group whose
+  /// queue holds `pause_percent` % of group_queue_msgs or _bytes is sent
+  /// PAUSE for that group, and RESUME once the queue is down to
+  /// `resume_percent` %. Its confirmed publishes to a group past the pause
+  /// mark get CONFIRM 103 at once (nothing of them delivered: it sends
+  /// again); its plain ones are still taken up to the group's limits (what
+  /// was on the way when it was told). 0: no flow control (as before:
+  /// past the limits, dropped and counted).
+  std::uint32_t pause_percent = 50;
+  std::uint32_t resume_percent = 25;
   /// At-least-once defaults (a SUB may override): JetStream's AckWait is
   /// 30 s; its MaxDeliver is unlimited, plexus dead-letters after 5.
   milliseconds ack_wait{30000};
@@ -178,6 +189,13 @@ struct counters {
   std::uint64_t slow_consumer_drops = 0;
   std::uint64_t slow_consumer_disconnects = 0;
   std::uint64_t group_queue_drops = 0;
+  // Flow control: PAUSEs and RESUMEs sent; confirmed publishes refused
+  // (103) before routing because a group they match is past its pause
+  // mark; plain messages of a paused publisher dropped at the group's
+  // limits (it sent on after PAUSE; also in group_queue_drops); the most
+  // messages one group's queue ever held.
+  std::uint64_t pauses = 0, resumes = 0, paused_refusals = 0, flow_overruns = 0;
+  std::uint64_t group_queue_peak = 0;
   std::uint64_t expired = 0;
   std::uint64_t no_responders = 0;
   std::uint64_t no_interest = 0;
@@ -239,6 +257,9 @@ struct connection_stats {
   std::uint64_t msgs_in = 0, msgs_out = 0, bad_frames = 0;
   std::size_t subscriptions = 0, pending_msgs = 0, pending_bytes = 0, unacked = 0;
   std::uint64_t drops = 0; // messages dropped because its queue was full
+  bool flow_control = false;  // its HELLO said wire::flag_flow_control
+  std::size_t paused = 0;     // groups it is paused on now
+  std::uint64_t pauses = 0;   // PAUSEs sent to it
   /// Delivery -> ACK of its deliveries; null until it ACKs one. Valid
   /// until the core is next given an input.
   const observe::latency_histogram* ack_latency = nullptr;

@@ -126,6 +126,17 @@ void core::state::on_pub(connection& c, const wire::entry& e) {
       return;
     }
   }
+  // Flow control: a confirmed publish to a group past its pause mark is
+  // refused before anything of it is delivered, so the publisher's resend
+  // is no duplicate anywhere (plain ones are taken: see deliver_to_group).
+  if (wants_confirm && c.flow_control && flow_on()) {
+    if (auto* g = paused_route(h.topic)) {
+      ++stats.paused_refusals;
+      pause(c, *g);
+      answer(status::overloaded);
+      return;
+    }
+  }
   // The publisher's scope is kept only with a msg id: it is the dedup key's.
   auto m = message::copy_of(h, e.payload, h.msg_id.empty() ? std::string_view{} : scope,
                             auth ? std::string_view{c.user} : std::string_view{});
@@ -135,7 +146,9 @@ void core::state::on_pub(connection& c, const wire::entry& e) {
     stats.dedup_evictions += dedup.insert(dedup_key(scope, m->msg_id, key_scratch), now, m);
   ++stats.msgs_in;
   stats.bytes_in += e.payload.size();
+  publisher = c.flow_control && flow_on() ? &c : nullptr;
   auto routes = route_message(m);
+  publisher = nullptr;
   if (!m->reply_to.empty() && m->outcome == status::no_interest) {
     ++stats.no_responders;
     send_err(c, status::no_responders, "no responders", &h);
@@ -286,24 +299,91 @@ void core::state::deliver_to_group(group& g, queued_msg q, const subscription* a
     }
   }
   auto bytes = q.msg->payload.size();
+  // A new message from a publisher that does flow control (on_pub): one
+  // that lands past the group's pause mark pauses it for this group.
+  auto* from = !front && q.delivery == 0 ? publisher : nullptr;
   // A durable's queue is bounded by its limits, when a message is captured.
   if (!g.dur
       && (g.waiting.size() >= cfg.group_queue_msgs
           || g.waiting_bytes + bytes > cfg.group_queue_bytes)) {
     ++stats.group_queue_drops;
+    if (from) { // it sent on after PAUSE (or that PAUSE is still on its way)
+      ++stats.flow_overruns;
+      pause(*from, g);
+    }
     settle(*q.msg, status::overloaded);
     return;
   }
   g.waiting_bytes += bytes;
   if (front) g.waiting.push_front(std::move(q));
   else g.waiting.push_back(std::move(q));
+  if (g.waiting.size() > stats.group_queue_peak) stats.group_queue_peak = g.waiting.size();
+  if (from && !g.dur && past_pause_mark(g)) pause(*from, g);
+}
+
+// ---------------------------------------------------------------- flow control
+
+bool core::state::past_pause_mark(const group& g) const noexcept {
+  return g.waiting.size() >= pause_msgs || g.waiting_bytes >= pause_bytes;
+}
+
+group* core::state::paused_route(std::string_view topic) {
+  auto& routes = scratch;
+  routes.clear();
+  trie.match_cached(topic, routes);
+  for (auto* r : routes) {
+    if (r->kind != route_kind::group) continue;
+    auto* g = static_cast<group*>(r);
+    if (!g->dur && past_pause_mark(*g)) return g;
+  }
+  return nullptr;
+}
+
+void core::state::pause(connection& c, group& g) {
+  if (std::find(g.paused.begin(), g.paused.end(), &c) != g.paused.end()) return;
+  if (!g.flow_aux) {
+    auto t = std::make_shared<interest_text>();
+    t->pattern = g.pattern;
+    t->queue = g.name;
+    g.flow_aux = std::move(t);
+  }
+  g.paused.push_back(&c);
+  c.paused_on.push_back(&g);
+  ++c.pauses;
+  ++stats.pauses;
+  output o;
+  o.kind = wire::op::pause;
+  o.aux = g.flow_aux;
+  enqueue(c, std::move(o), false);
+}
+
+void core::state::resume_all(group& g) {
+  for (auto* c : g.paused) {
+    std::erase(c->paused_on, &g);
+    ++stats.resumes;
+    output o;
+    o.kind = wire::op::resume;
+    o.aux = g.flow_aux;
+    enqueue(*c, std::move(o), false);
+  }
+  g.paused.clear();
+}
+
+void core::state::maybe_resume(group& g) {
+  if (!g.paused.empty() && g.waiting.size() <= resume_msgs && g.waiting_bytes <= resume_bytes)
+    resume_all(g);
+}
+
+void core::state::forget_pauses(connection& c) {
+  for (auto* g : c.paused_on) std::erase(g->paused, &c);
+  c.paused_on.clear();
 }
 
 void core::state::drain_group(group& g) {
   while (!g.waiting.empty()) {
     auto* s = pick_member(g, nullptr);
     if (!s) {
-      if (!forward_to_group(g, g.waiting.front())) return;
+      if (!forward_to_group(g, g.waiting.front())) break;
       auto q = std::move(g.waiting.front());
       g.waiting.pop_front();
       g.waiting_bytes -= q.msg->payload.size();
@@ -321,10 +401,11 @@ void core::state::drain_group(group& g) {
     if (!deliver(*s, q.msg, q.delivery + 1)) {
       g.waiting_bytes += q.msg->payload.size();
       g.waiting.push_front(std::move(q));
-      return;
+      break;
     }
     settle(*q.msg, status::ok);
   }
+  maybe_resume(g);
 }
 
 void core::state::note_outcome(message& m, status outcome) {

@@ -96,6 +96,7 @@ struct welcome_info {
   std::string node;
   std::uint32_t heartbeat_ms = 0;
   std::uint64_t max_payload = 0;
+  std::uint32_t flags = 0; // WELCOME only: wire::flag_flow_control
   std::string brokers_raw;
   wire::string_list_view brokers;
 };
@@ -187,6 +188,10 @@ struct group : route {
   // A durable queue's group (durable.cpp): never erased, never shared with
   // peers, its queue bounded by the durable's limits instead.
   durable_queue* dur = nullptr;
+  // Flow control (routing.cpp): publishers told PAUSE for this group, each
+  // once, until RESUME; and what their PAUSE and RESUME say, made once.
+  std::vector<connection*> paused;
+  std::shared_ptr<const interest_text> flow_aux;
 };
 
 /// A durable queue group (config::durables): its group holds what waits
@@ -303,6 +308,11 @@ struct connection {
   const user_permissions* perms = nullptr;
   std::uint64_t denied = 0;
   bool owns_node = false; // counted in state::node_owners
+  // Flow control: its HELLO said wire::flag_flow_control; the groups it
+  // was told PAUSE for (each lists it in group::paused); PAUSEs sent.
+  bool flow_control = false;
+  std::vector<group*> paused_on;
+  std::uint64_t pauses = 0;
   open_replies replies;
   // Delivery -> ACK of its deliveries; made at its first ACK (~7.5 KiB:
   // only consumers that ACK pay for it).
@@ -369,6 +379,10 @@ struct core::state {
   std::string shared_scope; // on_pub: a shared id's scope is built here
   time_point next_stats{};
   time_point now{};
+  // Flow control: the publisher whose PUB is being routed, when it does
+  // flow control (on_pub); the pause and resume marks of a group's queue.
+  connection* publisher = nullptr;
+  std::size_t pause_msgs = 0, pause_bytes = 0, resume_msgs = 0, resume_bytes = 0;
   // Authentication (config::auth): on or off for the core's life.
   bool auth = false;
   std::map<std::string, std::uint64_t> denied_by_user;
@@ -429,6 +443,18 @@ struct core::state {
   /// now, else it waits (at the front for a redelivery).
   void deliver_to_group(group& g, queued_msg q, const subscription* avoid, bool front);
   void drain_group(group& g);
+  // Flow control (routing.cpp).
+  [[nodiscard]] bool flow_on() const noexcept { return cfg.pause_percent != 0; }
+  [[nodiscard]] bool past_pause_mark(const group& g) const noexcept;
+  void pause(connection& c, group& g);
+  /// RESUME to every publisher paused on `g`.
+  void resume_all(group& g);
+  /// RESUME when `g`'s queue is down to the resume mark.
+  void maybe_resume(group& g);
+  /// Forgets the pauses of `c` (closing, or a new session), saying nothing.
+  void forget_pauses(connection& c);
+  /// A group `topic` goes to whose queue is past its pause mark, or null.
+  group* paused_route(std::string_view topic);
   bool deliver(subscription& s, const message_ptr& m, std::uint32_t delivery);
   void settle(message& m, status outcome);
   void note_outcome(message& m, status outcome); // settle() without letting go

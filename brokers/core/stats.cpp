@@ -68,6 +68,11 @@ std::string stats_json(const core& b, time_point now) {
     o.num("slow_consumer_drops", c.slow_consumer_drops);
     o.num("slow_consumer_disconnects", c.slow_consumer_disconnects);
     o.num("group_queue_drops", c.group_queue_drops);
+    o.num("group_queue_peak", c.group_queue_peak);
+    o.num("pauses", c.pauses);
+    o.num("resumes", c.resumes);
+    o.num("paused_refusals", c.paused_refusals);
+    o.num("flow_overruns", c.flow_overruns);
     o.num("expired", c.expired);
     o.num("no_responders", c.no_responders);
     o.num("no_interest", c.no_interest);
@@ -187,6 +192,10 @@ std::string stats_json(const core& b, time_point now) {
     o.num("pending_msgs", cs.pending_msgs);
     o.num("pending_bytes", cs.pending_bytes);
     o.num("unacked", cs.unacked);
+    if (cs.flow_control) {
+      o.num("paused", cs.paused);
+      o.num("pauses", cs.pauses);
+    }
   }
   out += ']';
   } // closes the root object

@@ -296,6 +296,10 @@ std::vector<setting> settings() {
     [](cl& c) -> std::size_t& { return c.server.core.group_queue_msgs; }));
   all.push_back(number<std::size_t>("group-queue-bytes", "bytes a queue group holds while no member has credit", 0, big,
     [](cl& c) -> std::size_t& { return c.server.core.group_queue_bytes; }));
+  all.push_back(number<std::uint32_t>("pause-percent", "flow control: pause a group's publishers (those that do flow control) once its queue holds this % of group-queue-msgs or -bytes; 0 = off", 0, 100,
+    [](cl& c) -> std::uint32_t& { return c.server.core.pause_percent; }));
+  all.push_back(number<std::uint32_t>("resume-percent", "flow control: resume them once the queue is down to this %", 0, 100,
+    [](cl& c) -> std::uint32_t& { return c.server.core.resume_percent; }));
   all.push_back(millis<std::int64_t, std::milli>("ack-wait-ms", "default time before an unacked message is redelivered", 1, 86'400'000,
     [](cl& c) -> milliseconds& { return c.server.core.ack_wait; }));
   all.push_back(number<std::uint32_t>("max-deliver", "default deliveries before a message is dead-lettered", 1, 1'000'000,

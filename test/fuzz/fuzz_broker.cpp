@@ -27,9 +27,10 @@ using plexus::fuzz::input;
 
 constexpr std::array<const char*, 8> patterns{"a", "a.b", "a.*", "a.>", ">", "$DLQ.>", "b.c", "*.c"};
 constexpr std::array<const char*, 5> topics{"a", "a.b", "a.c", "b.c", "_INBOX.n.1"};
-constexpr std::array<wire::op, 15> kinds{
+constexpr std::array<wire::op, 16> kinds{
   wire::op::hello, wire::op::sub, wire::op::unsub, wire::op::pub, wire::op::ack,
   wire::op::nack, wire::op::credit, wire::op::ping, wire::op::bye, wire::op::msg,
+  wire::op::pause, // the broker's to send: a client's is a protocol violation
   // the mesh: a connection may turn out to be a peer broker's link
   wire::op::peer_hello, wire::op::interest_add, wire::op::interest_remove, wire::op::fwd,
   wire::op::confirm_relay};
@@ -45,11 +46,12 @@ wire::header structured(input& in, std::string& storage, std::string& proof) {
   h.topic = wire::carries_payload(h.kind) ? topics[(b >> 2) % topics.size()]
                                           : patterns[(b >> 2) % patterns.size()];
   auto c = in.byte();
-  if (c & 1) h.queue = "g";
+
   if (c & 2) h.ack = wire::ack_mode::explicit_ack;
   h.credit = (c >> 2) & 7;
   h.max_deliver = 1 + ((c >> 5) & 3);
   auto d = in.byte();
+  if (c & 1) h.queue = (d & 2) ? "h" : "g"; // "g" is the durable; "h" a plain group (flow control)
   h.seq = 1 + (d & 15);
   h.action = static_cast<wire::nack_action>((d >> 4) % 3);
   h.delay_ms = (d >> 6) * 100;
@@ -62,6 +64,7 @@ wire::header structured(input& in, std::string& storage, std::string& proof) {
   if (e & 32) h.reply_to = "_INBOX.n.1";
   if (e & 64) h.deadline_ns = 1'700'000'000'000'000'000ull + (e & 128 ? 10'000'000'000ull : 0);
   h.ack_wait_ms = 200;
+  if (h.kind == wire::op::hello && (d & 1)) h.flags = wire::flag_flow_control; // PAUSE/RESUME
   if (h.kind == wire::op::peer_hello) {
     h.node = (b & 1) ? "peer" : "broker"; // "broker": the core itself (a self link)
     h.delivery = 1 + (d & 3);             // the hello's number
@@ -189,6 +192,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     PLEXUS_FUZZ_CHECK((g.pending_msgs <= (conns + 1) * (cfg.max_pending_msgs + 2)) && "outbound queues grew past their bound");
     PLEXUS_FUZZ_CHECK((g.group_queued <= 8 * cfg.group_queue_msgs) && "group queues grew past their bound");
     PLEXUS_FUZZ_CHECK((g.dedup_entries <= cfg.dedup_entries) && "dedup window grew past its bound");
+    for (auto& cs : core.connections()) // paused at most once per group
+      PLEXUS_FUZZ_CHECK((cs.paused <= g.groups) && "a connection paused twice on a group");
   }
   core.shutdown(now);
   apply_store();

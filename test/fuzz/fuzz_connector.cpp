@@ -4,8 +4,10 @@
 // sequences: publishes plain and confirmed (msg ids from a small set, so
 // some repeat), requests, ACKs of this session and of an earlier one, a
 // socket with or without room, a broker that welcomes, confirms, refuses,
-// pings, says BYE, forgets the session (108), drops messages (112) or
-// vanishes, replies, handlers that return late, time passing.
+// pings, says BYE, forgets the session (108), drops messages (112),
+// pauses and resumes groups (flow control), refuses a confirmed publish
+// with 103 (sent again) or vanishes, replies, handlers that return late,
+// time passing.
 //
 // Invariants, after every step: each confirm handler and each request
 // handler runs at most once; a CONFIRM settles every publish of its msg id
@@ -105,7 +107,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   m.check();
   static const char* ids[] = {"m0", "m1", "m2", "m3"};
   for (int step = 0; step < 400 && !in.done(); ++step) {
-    auto op = in.byte() % 16;
+    auto op = in.byte() % 18;
     auto arg = in.byte();
     auto& r = m.r;
     switch (op) {
@@ -139,7 +141,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         h.kind = wire::op::confirm;
         std::string id = ids[arg % 4];
         h.msg_id = id;
-        h.code = arg & 0x10 ? 103 : 0;
+        h.code = arg & 0x10 ? 104 : 0; // (103 is sent again: case 17)
         if (!r.core.in_session()) break;
         r.hear(h);
         for (auto k : m.by_id[id]) PLEXUS_FUZZ_CHECK(m.confirm_calls[k] == 1);
@@ -197,6 +199,25 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         r.carry_out();
         break;
       case 15: m.advance(1ms); break;
+      case 16: { // flow control: the broker pauses or resumes a group
+        if (!r.core.in_session()) break;
+        wire::header h;
+        h.kind = arg & 1 ? wire::op::pause : wire::op::resume;
+        h.topic = arg & 2 ? ">" : "t";
+        r.hear(h);
+        PLEXUS_FUZZ_CHECK(r.paused == r.core.paused()); // the shell's gate knows
+        break;
+      }
+      case 17: { // a confirm saying 103: sent again later, not settled now
+        if (!r.core.in_session()) break;
+        wire::header h;
+        h.kind = wire::op::confirm;
+        std::string id = ids[arg % 4];
+        h.msg_id = id;
+        h.code = 103;
+        r.hear(h);
+        break;
+      }
     }
     m.check();
   }

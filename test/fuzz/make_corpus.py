@@ -22,6 +22,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 # ops (wire.hpp)
 HELLO, WELCOME, SUB, UNSUB, PUB, MSG, ACK, NACK, CREDIT, CONFIRM = range(1, 11)
 PING, PONG, ERR, BYE = range(11, 15)
+PAUSE, RESUME = 16, 17  # 15 is unassigned
 PEER_HELLO, INTEREST_ADD, INTEREST_REMOVE, FWD, CONFIRM_RELAY = range(32, 37)
 
 # fields (wire.hpp)
@@ -115,6 +116,9 @@ def valid_headers():
     """One valid header per op, with the fields encode_header would write."""
     return {
         "hello": header(HELLO, (NODE, s("client-1"))),
+        "hello-flow": header(HELLO, (NODE, s("client-1")), (FLAGS, uint(1))),
+        "pause": header(PAUSE, (TOPIC, s("orders.>")), (QUEUE, s("workers"))),
+        "resume": header(RESUME, (TOPIC, s("orders.>")), (QUEUE, s("workers"))),
         "welcome": header(WELCOME, (NODE, s("broker-a")), (HEARTBEAT, uint(5000)),
                           (MAX_PAYLOAD, uint(1 << 20)),
                           (BROKERS, str_list(["tcp://b1:4222", "tcp://b2:4222"]))),

@@ -8,9 +8,11 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "connector_rig.hpp"
+#include "outbox.hpp"
 #include "print.hpp"
 
 using namespace std::chrono_literals;
@@ -176,9 +178,9 @@ BOOST_AUTO_TEST_CASE(a_confirm_settles_its_publish_once_with_the_brokers_code) {
   r.take(connector_rig::confirmed("t", "m1", [&](std::uint32_t c) { codes.push_back(c); }));
   r.write();
   BOOST_TEST(r.slots == 1u);
-  r.hear(confirm_of("m1", 103));
+  r.hear(confirm_of("m1", 104)); // (103 is sent again: see flow_control)
   r.hear(confirm_of("m1", 0)); // a duplicate's second confirm: nothing left to settle
-  BOOST_TEST(codes == std::vector<std::uint32_t>{103});
+  BOOST_TEST(codes == std::vector<std::uint32_t>{104});
   BOOST_TEST(r.slots == 0u);
   BOOST_TEST(r.core.unconfirmed() == 0u);
 }
@@ -580,6 +582,228 @@ BOOST_AUTO_TEST_CASE(closing_before_welcome_says_nothing) {
   r.start();
   r.core.close();
   BOOST_TEST(r.write() == 0u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(flow_control)
+
+namespace {
+wire::header flow(wire::op kind, std::string_view pattern) {
+  auto h = from_broker(kind);
+  h.topic = pattern;
+  return h;
+}
+std::vector<std::string> topics_of(const std::vector<plexus::test::written>& w) {
+  std::vector<std::string> r;
+  for (auto& x : w) r.push_back(x.topic + "/" + x.payload);
+  return r;
+}
+} // namespace
+
+BOOST_AUTO_TEST_CASE(hello_says_the_client_does_flow_control_unless_it_is_off) {
+  connector_rig on;
+  on.start();
+  on.write();
+  BOOST_TEST_REQUIRE(on.of(wire::op::hello).size() == 1u);
+  BOOST_TEST(on.of(wire::op::hello)[0].confirm); // flags bit 0: on HELLO it is flag_flow_control
+  auto cfg = connector_rig::config();
+  cfg.flow_control = false;
+  connector_rig off{cfg};
+  off.start();
+  off.write();
+  BOOST_TEST(!off.of(wire::op::hello)[0].confirm);
+  // And a PAUSE it never asked for changes nothing.
+  off.welcome();
+  off.hear(flow(wire::op::pause, "jobs.>"));
+  off.take(connector_rig::pub("jobs.a", "1"));
+  off.write();
+  BOOST_TEST(off.of(wire::op::pub).size() == 1u);
+  BOOST_TEST(off.paused.empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_pause_holds_back_publishes_to_its_pattern_and_resume_sends_them_in_order) {
+  connector_rig r;
+  r.connect();
+  r.take(connector_rig::pub("jobs.a", "0"));
+  r.hear(flow(wire::op::pause, "jobs.>")); // "0" was not written yet: held too
+  BOOST_TEST(r.paused == std::vector<std::string>{"jobs.>"});
+  r.take(connector_rig::pub("jobs.a", "1"));
+  r.take(connector_rig::pub("other", "x"));
+  r.take(connector_rig::pub("jobs.b", "2"));
+  r.write();
+  BOOST_TEST(topics_of(r.of(wire::op::pub)) == std::vector<std::string>{"other/x"});
+  BOOST_TEST(r.core.held() == 3u);
+  BOOST_TEST(r.core.counts().pauses == 1u);
+  auto flushed = r.finished;
+  r.hear(flow(wire::op::resume, "jobs.>"));
+  BOOST_TEST(r.paused.empty());
+  r.take(connector_rig::pub("jobs.a", "3"));
+  r.write();
+  BOOST_TEST(topics_of(r.of(wire::op::pub))
+             == (std::vector<std::string>{"other/x", "jobs.a/0", "jobs.a/1", "jobs.b/2", "jobs.a/3"}));
+  BOOST_TEST(r.core.held() == 0u);
+  BOOST_TEST(r.finished == flushed + 4); // flush() waits for held ones, and they went
+}
+
+BOOST_AUTO_TEST_CASE(two_paused_groups_each_hold_their_own_topics_until_their_own_resume) {
+  connector_rig r;
+  r.connect();
+  r.hear(flow(wire::op::pause, "a.*"));
+  r.hear(flow(wire::op::pause, "b.>"));
+  r.take(connector_rig::pub("a.1", "x"));
+  r.take(connector_rig::pub("b.1.2", "y"));
+  r.write();
+  BOOST_TEST(r.of(wire::op::pub).empty());
+  r.hear(flow(wire::op::resume, "b.>"));
+  BOOST_TEST(r.paused == std::vector<std::string>{"a.*"});
+  r.write();
+  BOOST_TEST(topics_of(r.of(wire::op::pub)) == std::vector<std::string>{"b.1.2/y"});
+  BOOST_TEST(r.core.held() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_request_is_never_held_the_broker_answers_it) {
+  connector_rig r;
+  r.connect();
+  r.hear(flow(wire::op::pause, ">"));
+  r.take(r.request(1, 1s, [](reply) {}));
+  r.write();
+  BOOST_TEST(r.of(wire::op::pub).size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_confirm_saying_overloaded_is_sent_again_with_backoff_and_at_once_on_resume) {
+  connector_rig r; // unkept_retry_min 50 ms, doubling
+  r.connect();
+  std::vector<std::uint32_t> codes;
+  r.take(connector_rig::confirmed("jobs.a", "m1", [&](std::uint32_t c) { codes.push_back(c); }));
+  r.write();
+  r.hear(confirm_of("m1", code_of(status::overloaded)));
+  BOOST_TEST(codes.empty()); // not settled: the slot stays taken
+  BOOST_TEST(r.slots == 1u);
+  r.advance(40ms);
+  r.write();
+  BOOST_TEST(r.of(wire::op::pub).size() == 1u);
+  r.advance(20ms);
+  r.write();
+  BOOST_TEST(r.of(wire::op::pub).size() == 2u);
+  BOOST_TEST(r.of(wire::op::pub)[1].msg_id == "m1"); // the same id: no duplicate at the broker
+  BOOST_TEST(r.core.counts().overload_retries == 1u);
+  // Refused again, and paused: the next try waits for RESUME, not for 100 ms.
+  r.hear(flow(wire::op::pause, "jobs.>"));
+  r.hear(confirm_of("m1", code_of(status::overloaded)));
+  r.advance(200ms);
+  r.write();
+  BOOST_TEST(r.of(wire::op::pub).size() == 2u); // due, but held: its group is paused
+  r.hear(flow(wire::op::resume, "jobs.>"));
+  r.write();
+  BOOST_TEST(r.of(wire::op::pub).size() == 3u);
+  r.hear(confirm_of("m1", 0));
+  BOOST_TEST(codes == std::vector<std::uint32_t>{0});
+  BOOST_TEST(r.slots == 0u);
+  BOOST_TEST(r.core.counts().unkept_retries == 0u); // counted apart from 115/116
+}
+
+BOOST_AUTO_TEST_CASE(a_resume_cuts_the_backoff_of_a_refused_confirmed_publish_short) {
+  connector_rig r;
+  r.connect();
+  std::vector<std::uint32_t> codes;
+  r.take(connector_rig::confirmed("jobs.a", "m1", [&](std::uint32_t c) { codes.push_back(c); }));
+  r.write();
+  r.hear(flow(wire::op::pause, "jobs.>"));
+  r.hear(confirm_of("m1", code_of(status::overloaded)));
+  r.advance(10ms); // 50 ms of backoff left
+  r.hear(flow(wire::op::resume, "jobs.>"));
+  r.write();
+  BOOST_TEST(r.of(wire::op::pub).size() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(without_retry_overloaded_the_publisher_hears_103) {
+  auto cfg = connector_rig::config();
+  cfg.retry_overloaded = false;
+  connector_rig r{cfg};
+  r.connect();
+  std::vector<std::uint32_t> codes;
+  r.take(connector_rig::confirmed("jobs.a", "m1", [&](std::uint32_t c) { codes.push_back(c); }));
+  r.write();
+  r.hear(confirm_of("m1", code_of(status::overloaded)));
+  BOOST_TEST(codes == std::vector<std::uint32_t>{code_of(status::overloaded)});
+}
+
+BOOST_AUTO_TEST_CASE(a_lost_session_ends_every_pause_and_held_confirmed_publishes_go_to_the_next) {
+  connector_rig r;
+  r.connect();
+  r.hear(flow(wire::op::pause, "jobs.>"));
+  std::vector<std::uint32_t> codes;
+  r.take(connector_rig::confirmed("jobs.a", "m1", [&](std::uint32_t c) { codes.push_back(c); }));
+  r.take(connector_rig::pub("jobs.a", "plain"));
+  r.write();
+  BOOST_TEST(r.of(wire::op::pub).empty());
+  BOOST_TEST(r.core.held() == 2u);
+  r.core.link_lost();
+  r.advance(1ms); // hangs up: the plain one is gone (at most once), counted for flush()
+  BOOST_TEST(r.paused.empty()); // publishers waiting in publish() are let go
+  BOOST_TEST(r.finished == r.taken_counted);
+  r.advance(1ms);
+  r.write();
+  r.welcome("b2");
+  r.write();
+  auto pubs = r.of(wire::op::pub);
+  BOOST_TEST_REQUIRE(pubs.size() == 1u);
+  BOOST_TEST(pubs[0].msg_id == "m1"); // the confirmed one, again, to the new session
+  BOOST_TEST(r.core.paused().empty());
+}
+
+BOOST_AUTO_TEST_CASE(the_publish_window_bounds_what_the_broker_has_not_read_and_pongs_open_it) {
+  auto cfg = connector_rig::config();
+  cfg.publish_window = 8; // a PING after every 2 PUBs
+  connector_rig r{cfg};
+  r.connect();
+  for (int i = 0; i < 20; ++i) r.take(connector_rig::pub("t", std::to_string(i)));
+  r.write();
+  BOOST_TEST(r.of(wire::op::pub).size() == 8u); // then it waits for the broker
+  BOOST_TEST(r.of(wire::op::ping).size() == 4u); // one after each 2: the last covers the tail
+  BOOST_TEST(r.core.counts().window_waits == 1u);
+  r.hear(from_broker(wire::op::pong)); // the broker read the first 2
+  r.write();
+  BOOST_TEST(r.of(wire::op::pub).size() == 10u);
+  for (int i = 0; i < 4; ++i) r.hear(from_broker(wire::op::pong));
+  r.write();
+  BOOST_TEST(r.of(wire::op::pub).size() == 18u);
+  // Order is kept through all of it.
+  auto pubs = r.of(wire::op::pub);
+  for (std::size_t i = 0; i < pubs.size(); ++i) BOOST_TEST(pubs[i].payload == std::to_string(i));
+}
+
+BOOST_AUTO_TEST_CASE(without_flow_control_there_is_no_publish_window) {
+  auto cfg = connector_rig::config();
+  cfg.publish_window = 8;
+  cfg.flow_control = false;
+  connector_rig r{cfg};
+  r.connect();
+  for (int i = 0; i < 20; ++i) r.take(connector_rig::pub("t", std::to_string(i)));
+  r.write();
+  BOOST_TEST(r.of(wire::op::pub).size() == 20u);
+  BOOST_TEST(r.of(wire::op::ping).empty());
+}
+
+BOOST_AUTO_TEST_CASE(the_shells_gate_lets_a_waiting_publisher_go_once_nothing_pauses_its_topic) {
+  detail::flow_gate gate;
+  BOOST_TEST(!gate.any());
+  BOOST_TEST(!gate.wait("jobs.a")); // nothing paused: no wait
+  gate.set({"jobs.>"});
+  BOOST_TEST(gate.any());
+  BOOST_TEST(gate.paused("jobs.a"));
+  BOOST_TEST(!gate.paused("other"));
+  bool waited = false;
+  std::thread publisher{[&] { waited = gate.wait("jobs.a"); }};
+  gate.set({}); // RESUME (or the session ended)
+  publisher.join(); // hangs, and times out, if set() did not wake it
+  BOOST_TEST(!gate.paused("jobs.a"));
+  gate.set({"jobs.>"});
+  std::thread closing{[&] { gate.wait("jobs.b"); }};
+  gate.close(); // the client goes: nobody stays blocked
+  closing.join();
+  static_cast<void>(waited); // true if it got there before set(); either way it returned
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -69,6 +69,7 @@ struct connector_rig {
   std::size_t began = 0;
   std::uint64_t max_payload = 0; // the last began's
   std::vector<std::pair<std::uint32_t, std::string>> reports;
+  std::vector<std::string> paused; // patterns the broker paused, as the shell knows them
   std::uint64_t taken_counted = 0, finished = 0; // outbox envelopes in, written or dropped
   std::vector<written> out;                       // every envelope written, in order
 
@@ -102,6 +103,7 @@ struct connector_rig {
   void run(detail::connector_cmd::slot_freed&) { --slots; }
   void run(detail::connector_cmd::replied& c) { c.done(std::move(c.answer)); }
   void run(detail::connector_cmd::report& c) { reports.emplace_back(c.code, c.text); }
+  void run(detail::connector_cmd::flow& c) { paused = c.paused; } // the shell's flow_gate
 
   /// Writes frames while the socket has room; returns how many.
   std::size_t write() {

@@ -168,7 +168,7 @@ BOOST_AUTO_TEST_CASE(anything_else_is_refused_with_an_error) {
     change(f);
     return span_bytes(f);
   };
-  refused(with([](fields& f) { f.head = 8; }));         // a status past the last
+  refused(with([](fields& f) { f.head = 9; }));         // a status past the last (circuit_open, 8)
   refused(with([](fields& f) { f.name = "\x01"; }));    // past the name table
   refused(with([](fields& f) { f.topic = "\x01"; }));   // past the topic table
   refused(with([](fields& f) { f.delivery = "\x80\x80\x80\x80\x10"; })); // past 32 bits

@@ -38,6 +38,8 @@ constexpr std::uint32_t required(op o) noexcept {
     case op::pong: return 0;
     case op::err: return bit(field::code);
     case op::bye: return 0;
+    case op::pause: return bit(field::topic);
+    case op::resume: return bit(field::topic);
     case op::peer_hello: return bit(field::node);
     case op::interest_add: return bit(field::topic);
     case op::interest_remove: return bit(field::topic);
@@ -48,7 +50,7 @@ constexpr std::uint32_t required(op o) noexcept {
 }
 
 bool known_op(std::uint64_t v) noexcept {
-  return (v >= 1 && v <= 14) || (v >= 32 && v <= 36);
+  return (v >= 1 && v <= 14) || v == 16 || v == 17 || (v >= 32 && v <= 36);
 }
 
 enum class topic_kind { none, topic, pattern };
@@ -57,6 +59,7 @@ topic_kind topic_rule(op o) noexcept {
   switch (o) {
     case op::pub: case op::msg: case op::fwd: return topic_kind::topic;
     case op::sub: case op::unsub: case op::interest_add: case op::interest_remove:
+    case op::pause: case op::resume:
       return topic_kind::pattern;
     default: return topic_kind::none;
   }

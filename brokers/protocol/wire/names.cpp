@@ -22,6 +22,8 @@ const char* to_string(op o) noexcept {
     case op::pong: return "PONG";
     case op::err: return "ERR";
     case op::bye: return "BYE";
+    case op::pause: return "PAUSE";
+    case op::resume: return "RESUME";
     case op::peer_hello: return "PEER_HELLO";
     case op::interest_add: return "INTEREST+";
     case op::interest_remove: return "INTEREST-";
@@ -150,6 +152,7 @@ constexpr status_info statuses[] = {
   {status::failed, "failed", "the responder failed", false},
   {status::session_lost, "session_lost", "session lost", true},
   {status::handler_stall, "handler_stall", "a handler blocked the I/O thread", false},
+  {status::circuit_open, "circuit_open", "circuit open (the client did not send the request)", true},
 };
 } // namespace
 

@@ -58,6 +58,53 @@ enum class unconfirmed_full {
   fail,  // call `done` at once with status_outbox_full
 };
 
+/// A request breaker's state (docs/circuit-breakers.md).
+enum class breaker_state : std::uint8_t {
+  closed,    // requests go through; their outcomes fill the window
+  open,      // requests fail at once with status_circuit_open (or the fallback answers)
+  half_open, // `trials` requests go through; the others are refused as when open
+};
+[[nodiscard]] const char* to_string(breaker_state s) noexcept;
+
+/// Circuit breakers on requests (request_async, request, and so a node's
+/// ctx.request): one per callee topic. Off unless `enabled`. A breaker
+/// opens when, over the last `window`, at least `min_requests` requests to
+/// its topic ended and at least `failure_ratio` of them failed (defaults
+/// as Moleculer's: 50% of >= 20 in 60 s). Open, it refuses every request
+/// at once (status_circuit_open, or the topic's fallback answers) until
+/// `half_open_after` has passed; the first `trials` requests after that go
+/// through: all succeed, it closes (with an empty window); one fails, it
+/// opens again for another `half_open_after`.
+struct breaker_options {
+  bool enabled = false;
+  double failure_ratio = 0.5;
+  std::uint32_t min_requests = 20;
+  /// Sliding, in 10 steps: an outcome leaves it between 0.9 and 1 window later.
+  std::chrono::milliseconds window{60000};
+  std::chrono::milliseconds half_open_after{10000};
+  std::uint32_t trials = 1;
+  /// Which outcomes are failures; any other outcome of a request that
+  /// reached its callee is a success. A request that never left (closed
+  /// client, payload too large, session lost) counts as neither.
+  bool count_timeouts = true;      // no reply in time, or the callee ran past its deadline
+  bool count_no_responders = true; // 100: nobody subscribes to the topic
+  bool count_crashes = true;       // status_failed: the callee threw
+  bool count_errors = false;       // status_failed any other way (error, its own downstream, ...)
+  bool count_overloaded = false;   // 103 overloaded, status_outbox_full
+  /// Breakers kept at most; past it, a new topic goes without one until a
+  /// closed breaker with an empty window can be forgotten.
+  std::size_t max_topics = 4096;
+};
+
+/// What publish() does while the broker has paused the queue group its
+/// topic goes to (flow control: its consumers have no credit left and its
+/// queue is half full; brokers/PROTOCOL.md "Flow control").
+enum class paused_publish {
+  block, // wait until the broker resumes it (a handler on the I/O thread never waits)
+  drop,  // drop the message here, counted in client_stats::paused_drops
+  fail,  // throw publish_error with code 103 (overloaded)
+};
+
 struct client_options {
   /// The broker; more endpoints to fail over to come from WELCOME.
   std::string endpoint = "tcp://127.0.0.1:7400";
@@ -89,7 +136,8 @@ struct client_options {
   /// failover).
   std::chrono::milliseconds reconnect_min{100};
   std::chrono::milliseconds reconnect_max{5000};
-  /// Envelopes queued for the I/O thread before publish() blocks.
+  /// Envelopes queued for the I/O thread, or taken by it and not written
+  /// yet (the publish window holds them back), before publish() blocks.
   std::size_t outbox_limit = 65536;
   /// Confirmed publishes kept until their CONFIRM (and re-sent after a
   /// reconnect). 64 Ki, as outbox_limit and a broker's queue-group and
@@ -108,6 +156,28 @@ struct client_options {
   /// says), and loses nothing. false: `done` hears 115 or 116.
   bool retry_unkept = true;
   std::chrono::milliseconds unkept_retry_min{50}, unkept_retry_max{2000};
+  /// Flow control (brokers/PROTOCOL.md "Flow control"): HELLO tells the
+  /// broker this client honours PAUSE/RESUME; the broker then pauses it
+  /// per queue group instead of dropping what it publishes there. While
+  /// paused, publishes to that group's topics are held in this client (in
+  /// order, sent on RESUME), publish() does as `when_paused` says and
+  /// try_publish() returns false. false: none of this (a broker drops what
+  /// a full group cannot take, as before).
+  bool flow_control = true;
+  paused_publish when_paused = paused_publish::block;
+  /// With flow control: PUBs written that the broker has not read yet, at
+  /// most (envelopes, bytes; 0: no bound), learnt from the PONGs to PINGs
+  /// it sends among them. It bounds what is still on its way when the
+  /// broker says PAUSE (the broker takes that much past its pause mark:
+  /// keep it well under half of the broker's group_queue_msgs / _bytes).
+  std::size_t publish_window = 8192;
+  std::size_t publish_window_bytes = 8u << 20;
+  /// A CONFIRM saying 103 (`overloaded`: the group was paused or a bounded
+  /// queue was full) does not settle a publish: it is sent again after the
+  /// unkept_retry_min..max backoff, at once when the broker resumes, and
+  /// publish_confirmed's `done` hears the final outcome. false: `done`
+  /// hears 103.
+  bool retry_overloaded = true;
   /// CurveZMQ, for a broker with --auth: this client's key pair and the
   /// broker's (the cluster's) public key, each 40 characters of Z85
   /// (plexus/creds.hpp reads them from a credentials file). All three or
@@ -117,6 +187,8 @@ struct client_options {
   /// A zmq::context_t* to share (needed for inproc endpoints); own one if null.
   void* zmq_context = nullptr;
   wire::limits limits{};
+  /// Circuit breakers on this client's requests (off by default).
+  breaker_options breaker{};
 };
 
 /// A new CURVE key pair, Z85 (what `plexus keys` writes). Throws
@@ -171,6 +243,9 @@ inline constexpr std::uint32_t status_handler_stall = static_cast<std::uint32_t>
 /// on_error from the broker (ERR 112): it dropped messages for this
 /// client because its queue was full; the text says how many.
 inline constexpr std::uint32_t status_slow_consumer = static_cast<std::uint32_t>(status::slow_consumer);
+/// A request refused at once, never sent: its topic's breaker is open (or
+/// half-open with its trials in flight). Never sent by a broker.
+inline constexpr std::uint32_t status_circuit_open = static_cast<std::uint32_t>(status::circuit_open);
 
 struct reply {
   std::uint32_t code = 0;
@@ -179,7 +254,34 @@ struct reply {
   /// status_failed: the responder ("service.function") and how it ended
   /// (a span_status name: "crash", "error", "timeout", ...).
   std::string from, failure;
+  /// The topic's fallback answered (code as it said, usually 0): its
+  /// breaker refused the request, which was never sent.
+  bool fallback = false;
 };
+
+/// A request breaker as it is now (client::breakers()).
+struct breaker_info {
+  std::string topic;
+  breaker_state state = breaker_state::closed;
+  /// Requests ended in the window, and failures among them (closed); open
+  /// or half-open: those that opened it.
+  std::uint64_t requests = 0, failures = 0;
+  /// Times it opened; requests it refused (a fallback's answers included).
+  std::uint64_t opened = 0, refused = 0;
+};
+
+/// A breaker's change of state, published as a msgpack map on
+/// `$SYS.breaker.<node id>` by the client (and so by a node).
+struct breaker_event {
+  std::string node, topic;
+  std::string state; // "opened", "half_open" or "closed"
+  /// opened: the window that opened it (requests, failures in it) or, from
+  /// half-open, the trials and the one that failed; closed: the trials.
+  std::uint64_t requests = 0, failures = 0;
+  std::uint32_t trials = 0;
+};
+/// Reads a `$SYS.breaker.*` payload; throws std::runtime_error on anything else.
+[[nodiscard]] breaker_event decode_breaker_event(std::string_view payload);
 
 /// The headers of a failure answered instead of a reply (a plexus function
 /// whose invocation for a request failed sends them on the reply-to).
@@ -206,6 +308,14 @@ struct client_stats {
   /// Confirmed publishes sent again because a durable queue could not keep
   /// them (115 full, 116 its home out of reach).
   std::uint64_t unkept_retries = 0;
+  /// Flow control: PAUSEs heard; confirmed publishes sent again after a
+  /// CONFIRM 103; publish() calls that waited, were dropped or threw while
+  /// their topic was paused; try_publish() calls refused for it.
+  std::uint64_t pauses = 0, overload_retries = 0;
+  std::uint64_t paused_waits = 0, paused_drops = 0, paused_failures = 0, paused_refusals = 0;
+  /// Requests refused by an open breaker (status_circuit_open), and those
+  /// of them a fallback answered.
+  std::uint64_t circuit_open = 0, fallbacks = 0;
 };
 
 class client {
@@ -215,6 +325,7 @@ public:
   using confirm_handler = std::function<void(std::uint32_t code)>;
   using reply_handler = std::function<void(reply)>;
   using error_handler = std::function<void(std::uint32_t code, std::string_view text)>;
+  using fallback_handler = std::function<reply(std::string_view topic, std::string_view payload)>;
 
   /// Connects and waits for WELCOME; throws connect_error after the timeout.
   /// An endpoint (or fallback) that is not tcp://HOST:PORT, ipc://PATH or
@@ -226,12 +337,15 @@ public:
   client(const client&) = delete;
   client& operator=(const client&) = delete;
 
-  /// Queues a PUB; blocks while the outbox is full. An invalid topic throws
+  /// Queues a PUB; blocks while the outbox is full, and while the broker
+  /// pauses the topic's queue group (client_options::when_paused: or drops,
+  /// or throws publish_error 103). An invalid topic throws
   /// std::invalid_argument (as does an invalid pattern in subscribe); a
   /// payload over the broker's max_payload throws publish_error (code
   /// payload_too_large), as the broker would drop it.
   void publish(std::string_view topic, std::string_view payload, const publish_options& o = {});
-  /// Queues a PUB unless the outbox is full.
+  /// Queues a PUB unless the outbox is full or the broker pauses the
+  /// topic's queue group (flow control).
   [[nodiscard]] bool try_publish(std::string_view topic, std::string_view payload,
                                  const publish_options& o = {});
   /// A PUB the broker confirms (end to end for at-least-once consumers).
@@ -276,6 +390,17 @@ public:
   [[nodiscard]] reply request(std::string_view topic, std::string_view payload,
                               std::chrono::milliseconds timeout, const publish_options& o = {});
 
+  /// While the breaker of a topic matching `pattern` refuses a request,
+  /// `f` answers it instead of status_circuit_open: on the requesting
+  /// thread, at once, its reply marked `fallback`. It must not block. One
+  /// that throws leaves the request refused (the text says why). The first
+  /// pattern registered that matches wins; registering one again replaces
+  /// its function. Needs client_options::breaker.enabled.
+  void fallback(std::string_view pattern, fallback_handler f);
+  /// Every topic's breaker (those with requests in their window, open or
+  /// half-open ones). An open breaker whose wait is over reads half_open.
+  [[nodiscard]] std::vector<breaker_info> breakers() const;
+
   /// Errors the broker reports that no request is waiting for, and what
   /// the application must know of its session: status_slow_consumer
   /// (messages dropped), status_session_lost, status_handler_stall. Runs
@@ -300,6 +425,8 @@ public:
 private:
   struct impl;
   std::unique_ptr<impl> impl_;
+  struct breaker_shell;
+  std::unique_ptr<breaker_shell> breakers_;
 };
 
 } // namespace plexus

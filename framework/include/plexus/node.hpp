@@ -616,6 +616,10 @@ struct node_options {
   /// (function_builder::durable()) keep their messages there across
   /// restarts of the node. Empty: no store, and then no durable function.
   std::string store{};
+  /// Circuit breakers on the node's requests (ctx.request and
+  /// node::client()'s), one per callee topic; off unless `enabled`.
+  /// Fallbacks: node::client().fallback(). docs/circuit-breakers.md.
+  breaker_options breaker{};
 };
 
 /// run()'s exit code when a service failed under failure_policy::stop_node.

@@ -30,6 +30,7 @@ enum class span_status : std::uint8_t {
   no_responders = 5, // a request it made found nobody subscribed
   rejected = 6,      // overload: a bounded queue on the way was full
   dead_lettered = 7, // rejected by the handler, or quarantined as poison
+  circuit_open = 8,  // a request it made was refused by the caller's open circuit breaker
 };
 [[nodiscard]] const char* to_string(span_status s) noexcept;
 

@@ -21,6 +21,7 @@ const char* to_string(span_status s) noexcept {
     case span_status::no_responders: return "no_responders";
     case span_status::rejected: return "rejected";
     case span_status::dead_lettered: return "dead_lettered";
+    case span_status::circuit_open: return "circuit_open";
   }
   return "unknown";
 }

@@ -96,7 +96,9 @@ span_status classify(const instance_state& st, const delivery& d, const result<v
     cause = st.inv.request_cause; // the request it made failed, and so did it
     callee = st.inv.request_callee;
     auto f = st.inv.request_failure;
-    return f == span_status::no_responders || f == span_status::rejected ? f : span_status::downstream;
+    return f == span_status::no_responders || f == span_status::rejected || f == span_status::circuit_open
+             ? f
+             : span_status::downstream;
   }
   if (d.deadline_ns != 0 && wall_ns() > d.deadline_ns) {
     cause = "ran " + std::to_string((wall_ns() - d.deadline_ns) / 1'000'000) + " ms past its deadline";
@@ -154,7 +156,16 @@ void end_request_span(instance_state& st, const delivery& d, const reply& r) {
   std::string cause, callee = st.inv.request_topic;
   auto ms = (wall_ns() - st.inv.request_start_ns) / 1'000'000;
   switch (r.code) {
-    case 0: break;
+    case 0:
+      if (r.fallback) { // the breaker refused it: the callee never saw it
+        status = span_status::circuit_open;
+        cause = r.text;
+      }
+      break;
+    case status_circuit_open:
+      status = span_status::circuit_open;
+      cause = r.text;
+      break;
     case status_timeout:
       status = span_status::timeout;
       cause = "no reply from " + st.inv.request_topic + " within " + std::to_string(ms) + " ms";

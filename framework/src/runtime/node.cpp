@@ -94,6 +94,12 @@ void node::impl::declare_durables() {
 
 void node::impl::connect() {
   client_options co;
+  co.breaker = opts.breaker;
+  // No PAUSE for a node's connection: a handler blocked in publish() on a
+  // CAF thread could wait for a RESUME that only its own node's consumers
+  // (on the same threads) can bring. A full group answers the node's
+  // confirmed publishes 103 (re-sent with backoff) and counts what it drops.
+  co.flow_control = false;
   if (opts.broker.empty()) {
     broker::server_options so;
     so.listen = "inproc://plexus-node-" + std::to_string(reinterpret_cast<std::uintptr_t>(this));

@@ -42,6 +42,34 @@ void node::impl::stop_metrics() {
   metrics_port = 0;
 }
 
+namespace {
+// The client's request breakers (node_options::breaker), one sample set per
+// callee topic.
+void write_breaker_metrics(observe::prometheus_text& t, const plexus::client* conn) {
+  if (!conn) return;
+  auto breakers = conn->breakers();
+  if (breakers.empty()) return; // none on, or no request made yet
+  t.family("plexus_breaker_state", "gauge",
+           "A request breaker per callee topic: 1 for the state it is in (closed, open, half_open), 0 "
+           "for the others.");
+  for (const auto& b : breakers)
+    for (auto s : {breaker_state::closed, breaker_state::open, breaker_state::half_open})
+      t.sample("plexus_breaker_state", {{"topic", b.topic}, {"state", to_string(s)}},
+               std::uint64_t{b.state == s ? 1u : 0u});
+  t.family("plexus_breaker_window_failures", "gauge",
+           "Failed requests in a closed breaker's window (open: those that opened it).");
+  for (const auto& b : breakers) t.sample("plexus_breaker_window_failures", {{"topic", b.topic}}, b.failures);
+  t.family("plexus_breaker_window_requests", "gauge",
+           "Requests ended in a closed breaker's window (open: those that opened it).");
+  for (const auto& b : breakers) t.sample("plexus_breaker_window_requests", {{"topic", b.topic}}, b.requests);
+  t.family("plexus_breaker_opened_total", "counter", "Times a request breaker opened.");
+  for (const auto& b : breakers) t.sample("plexus_breaker_opened_total", {{"topic", b.topic}}, b.opened);
+  t.family("plexus_breaker_refused_total", "counter",
+           "Requests a breaker refused (circuit_open, or answered by the topic's fallback).");
+  for (const auto& b : breakers) t.sample("plexus_breaker_refused_total", {{"topic", b.topic}}, b.refused);
+}
+} // namespace
+
 // Prometheus names and conventions: counters end in _total, durations are
 // _seconds, one family per quantity with the function as labels.
 std::string node::impl::metrics_text() const {
@@ -147,6 +175,7 @@ std::string node::impl::metrics_text() const {
            "1 while something subscribes to the node's spans (they are published), 0 while the "
            "broker says nobody does (they are only kept, for queries).");
   t.sample("plexus_node_spans_streaming", {}, std::uint64_t{spans && spans->streaming() ? 1u : 0u});
+  write_breaker_metrics(t, conn.get());
   return t.str();
 }
 

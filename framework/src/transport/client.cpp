@@ -10,6 +10,7 @@
 #include <future>
 #include <random>
 
+#include "breaker_core.hpp"
 #include "connector.hpp"
 #include "plexus/creds.hpp"
 
@@ -76,6 +77,10 @@ detail::connector_config core_config(const client_options& o, std::string_view i
   c.retry_unkept = o.retry_unkept;
   c.unkept_retry_min = o.unkept_retry_min;
   c.unkept_retry_max = o.unkept_retry_max;
+  c.flow_control = o.flow_control;
+  c.retry_overloaded = o.retry_overloaded;
+  c.publish_window = o.publish_window;
+  c.publish_window_bytes = o.publish_window_bytes;
   c.max_batch_bytes = std::min<std::size_t>(detail::batch_frame_bytes, o.limits.max_batch_bytes / 2);
   c.max_batch_envelopes = detail::batch_frame_envelopes;
   return c;
@@ -148,7 +153,96 @@ curve_key_pair make_curve_key_pair() {
   return {pub, sec};
 }
 
-client::client(client_options opts) : impl_(std::make_unique<impl>(std::move(opts))) {
+// The request breakers' shell: the core under a lock (requests come from
+// any thread, their outcomes on the I/O thread), and the fallbacks.
+struct client::breaker_shell {
+  explicit breaker_shell(const breaker_options& o) : enabled(o.enabled), core(o) {}
+  const bool enabled;
+  mutable std::mutex mutex;
+  detail::breaker_core core;                                   // guarded by mutex
+  std::vector<std::pair<std::string, fallback_handler>> fallbacks; // guarded by mutex
+  std::atomic<std::uint64_t> refused{0}, answered{0};
+
+  // Before a request goes: its ticket, or nullopt when refused (`done`
+  // has run then, with status_circuit_open or the fallback's reply).
+  std::optional<detail::breaker_ticket> admit(client& c, std::string_view topic,
+                                              std::string_view payload, reply_handler& done) {
+    detail::breaker_admission a;
+    std::vector<detail::breaker_transition> changes;
+    fallback_handler fb;
+    {
+      std::lock_guard lock{mutex};
+      a = core.admit(topic, steady::now());
+      changes = core.take_transitions();
+      if (!a.admitted)
+        for (auto& [pattern, f] : fallbacks)
+          if (matches(pattern, topic)) {
+            fb = f;
+            break;
+          }
+    }
+    announce(c, changes);
+    if (a.admitted) return a.ticket;
+    ++refused;
+    reply r;
+    r.code = status_circuit_open;
+    r.text = refusal_text(topic, a);
+    if (fb) {
+      try {
+        auto answer = fb(topic, payload);
+        answer.fallback = true;
+        if (answer.text.empty()) answer.text = r.text + "; its fallback answered";
+        ++answered;
+        done(std::move(answer));
+        return std::nullopt;
+      } catch (const std::exception& e) {
+        r.text += std::string{"; its fallback threw: "} + e.what();
+      } catch (...) {
+        r.text += "; its fallback threw";
+      }
+    }
+    done(std::move(r));
+    return std::nullopt;
+  }
+
+  // A request admitted with `ticket` ended with `r`.
+  void record(client& c, std::string_view topic, const detail::breaker_ticket& ticket,
+              const reply& r) {
+    std::vector<detail::breaker_transition> changes;
+    {
+      std::lock_guard lock{mutex};
+      core.record(topic, ticket, detail::outcome_of(r.code, r.failure), steady::now());
+      changes = core.take_transitions();
+    }
+    announce(c, changes);
+  }
+
+  // Changes of state go out as $SYS.breaker.<node> events.
+  static void announce(client& c, const std::vector<detail::breaker_transition>& changes) {
+    for (const auto& t : changes) {
+      breaker_event e{c.node_id(), t.topic, detail::event_word(t.to), t.requests, t.failures,
+                      t.trials};
+      try {
+        c.publish("$SYS.breaker." + c.node_id(), detail::encode_breaker_event(e));
+      } catch (const std::exception&) { // a topic past the broker's max_payload: the gauge stays
+      }
+    }
+  }
+
+  static std::string refusal_text(std::string_view topic, const detail::breaker_admission& a) {
+    std::string t = "circuit open for " + std::string{topic};
+    if (a.state == breaker_state::half_open) return t + " (half-open: its trial requests are in flight)";
+    t += ": " + std::to_string(a.failures) + " of " + std::to_string(a.requests)
+         + " requests failed; half-open in "
+         + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(a.half_open_in).count())
+         + " ms";
+    return t;
+  }
+};
+
+client::client(client_options opts)
+  : impl_(std::make_unique<impl>(std::move(opts))),
+    breakers_(std::make_unique<breaker_shell>(impl_->opts.breaker)) {
   auto& i = *impl_;
   // The inbox for replies: one wildcard subscription per client.
   auto rec = std::make_shared<detail::subscription_record>();
@@ -176,6 +270,7 @@ client::~client() {
   impl_->stopping.store(true, std::memory_order_release);
   impl_->box.close();
   impl_->window.close();
+  impl_->gate.close();
   if (impl_->io.joinable()) impl_->io.join();
 }
 
@@ -222,8 +317,25 @@ detail::envelope client::impl::make_pub(std::string_view topic, std::string_view
   return e;
 }
 
+bool client::impl::pass_gate(std::string_view topic) {
+  // The I/O thread never waits: what it publishes is held by the core.
+  if (on_io_thread() || !gate.paused(topic)) return true;
+  switch (opts.when_paused) {
+    case paused_publish::block:
+      if (gate.wait(topic)) ++paused_waits;
+      return true;
+    case paused_publish::drop: ++paused_drops; return false;
+    case paused_publish::fail: break;
+  }
+  ++paused_failures;
+  throw publish_error{code_of(status::overloaded),
+                      "'" + std::string{topic}
+                        + "': the broker paused its queue group (its consumers are full)"};
+}
+
 void client::publish(std::string_view topic, std::string_view payload, const publish_options& o) {
   if (auto e = impl_->oversized(payload.size())) throw *e;
+  if (impl_->gate.any() && !impl_->pass_gate(topic)) return;
   impl_->enqueue(impl_->make_pub(topic, payload, o), true);
   ++impl_->published;
 }
@@ -231,6 +343,10 @@ void client::publish(std::string_view topic, std::string_view payload, const pub
 bool client::try_publish(std::string_view topic, std::string_view payload,
                          const publish_options& o) {
   if (auto e = impl_->oversized(payload.size())) throw *e;
+  if (impl_->gate.any() && impl_->gate.paused(topic)) {
+    ++impl_->paused_refusals;
+    return false;
+  }
   if (!impl_->enqueue(impl_->make_pub(topic, payload, o), false)) return false;
   ++impl_->published;
   return true;
@@ -356,6 +472,15 @@ void client::request_async(std::string_view topic, std::string_view payload,
   auto id = impl_->request_counter++;
   auto inbox = impl_->inbox_prefix + std::to_string(id);
   auto h = impl_->pub_header(topic, o);
+  if (breakers_->enabled) { // after the topic's check: a bad one never holds a trial
+    auto ticket = breakers_->admit(*this, topic, payload, done);
+    if (!ticket) return; // refused: `done` has run
+    if (ticket->tracked)
+      done = [this, t = std::string{topic}, k = *ticket, d = std::move(done)](reply r) {
+        breakers_->record(*this, t, k, r);
+        d(std::move(r));
+      };
+  }
   if (auto too_big = impl_->oversized(payload.size())) { // the broker would drop it
     done({too_big->code, {}, too_big->what(), {}, {}});
     return;
@@ -376,6 +501,21 @@ reply client::request(std::string_view topic, std::string_view payload,
   auto f = p.get_future();
   request_async(topic, payload, timeout, [&p](reply r) { p.set_value(std::move(r)); }, o);
   return f.get(); // the I/O thread completes it: reply, no responders or timeout
+}
+
+void client::fallback(std::string_view pattern, fallback_handler f) {
+  if (auto e = validate_pattern(pattern, impl_->opts.limits.topic); e != topic_errc::ok)
+    throw std::invalid_argument("bad pattern '" + std::string{pattern} + "': " + to_string(e));
+  std::lock_guard lock{breakers_->mutex};
+  auto& fs = breakers_->fallbacks;
+  auto it = std::find_if(fs.begin(), fs.end(), [&](const auto& p) { return p.first == pattern; });
+  if (it != fs.end()) it->second = std::move(f);
+  else fs.emplace_back(std::string{pattern}, std::move(f));
+}
+
+std::vector<breaker_info> client::breakers() const {
+  std::lock_guard lock{breakers_->mutex};
+  return breakers_->core.snapshot(steady::now());
 }
 
 void client::on_error(error_handler h) {
@@ -412,6 +552,14 @@ client_stats client::stats() const {
   s.sessions_lost = c.sessions_lost.load();
   s.stalls = c.stalls.load();
   s.unkept_retries = c.unkept_retries.load();
+  s.pauses = c.pauses.load();
+  s.overload_retries = c.overload_retries.load();
+  s.paused_waits = i.paused_waits.load();
+  s.paused_drops = i.paused_drops.load();
+  s.paused_failures = i.paused_failures.load();
+  s.paused_refusals = i.paused_refusals.load();
+  s.circuit_open = breakers_->refused.load();
+  s.fallbacks = breakers_->answered.load();
   return s;
 }
 

@@ -87,12 +87,15 @@ void client::impl::carry_out() {
           c.done(std::move(c.answer));
         } else if constexpr (std::is_same_v<C, detail::connector_cmd::report>) {
           report(c.code, c.text);
+        } else if constexpr (std::is_same_v<C, detail::connector_cmd::flow>) {
+          gate.set(std::move(c.paused));
         }
       },
       cmds[k]);
   }
   cmds.clear();
   if (auto n = core.take_finished()) box.mark_sent(n);
+  box.set_backlog(core.in_session() ? core.queued() : 0);
 }
 
 void client::impl::open_socket(const std::string& endpoint) {
@@ -186,6 +189,11 @@ void client::impl::write_frames() {
     core.wrote(steady::now());
   }
   if (auto n = core.take_finished()) box.mark_sent(n);
+  // What the core has not written yet counts against outbox_limit:
+  // publish() waits rather than let it grow behind the publish window.
+  // (What a PAUSE holds back is not counted: publish() waits, drops or
+  // fails at the gate then, as when_paused says.)
+  box.set_backlog(core.in_session() ? core.queued() : 0);
 }
 
 void client::impl::receive_all() {

@@ -136,6 +136,7 @@ struct client::impl {
   std::string id_prefix, inbox_prefix;
   detail::outbox box;
   detail::confirm_window window;
+  detail::flow_gate gate; // patterns the broker paused (flow control)
   std::unique_ptr<zmq::context_t> owned_ctx;
   zmq::context_t& ctx;
   std::unique_ptr<zmq::socket_t> sock, monitor;
@@ -145,6 +146,13 @@ struct client::impl {
   std::atomic<std::uint64_t> msg_counter{0}, request_counter{1};
   std::atomic<std::uint32_t> next_sid{1};
   std::atomic<std::uint64_t> published{0}, received{0}, outbox_full{0};
+  /// publish() while its topic was paused: calls that waited, dropped,
+  /// failed (client_options::when_paused); try_publish refusals.
+  std::atomic<std::uint64_t> paused_waits{0}, paused_drops{0}, paused_failures{0},
+    paused_refusals{0};
+  /// publish()'s check while the broker pauses some queue group: throws,
+  /// drops or waits as when_paused says; false when the message is dropped.
+  [[nodiscard]] bool pass_gate(std::string_view topic);
   /// The broker's max_payload (last WELCOME; 0 = not said).
   std::atomic<std::uint64_t> max_payload{0};
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <tuple>
 
 namespace plexus::detail {
 
@@ -81,11 +82,16 @@ void connector_core::begin_session() {
   controls_.clear();
   given_ = given::none;
   hello_sent_ = false;
+  unpause(); // a new session starts unpaused, on both sides
+  pubs_written_ = pub_bytes_written_ = pubs_read_ = pub_bytes_read_ = 0;
+  ping_marks_.clear();
+  since_mark_ = 0;
   wire::header h;
   h.kind = wire::op::hello;
   h.node = cfg_.node_id;
   h.heartbeat_ms = static_cast<std::uint32_t>(cfg_.heartbeat.count());
   h.seq = cfg_.lineage;
+  if (cfg_.flow_control) h.flags = wire::flag_flow_control;
   queue_control(h);
 }
 
@@ -101,6 +107,9 @@ void connector_core::hang_up(time_point now) {
     counts_.stale_acks += e.settles();
   }
   pending_.clear();
+  for (auto& e : held_) finished_ += e.counted; // plain ones: at most once, as above
+  held_.clear();
+  unpause();
   controls_.clear();
   given_ = given::none;
   // A session that ends moves on to the next endpoint at once; only an
@@ -136,7 +145,7 @@ void connector_core::take(std::vector<envelope>& in) {
       requests_.emplace(e.extras->request_id,
                         std::make_pair(e.extras->request_deadline, std::move(e.extras->on_reply)));
     }
-    pending_.push_back(std::move(e));
+    queue_pub(std::move(e));
   }
   in.clear();
 }
@@ -165,23 +174,24 @@ void connector_core::settle(unconfirmed_map::iterator it, std::uint32_t code) {
   cmds_.emplace_back(connector_cmd::confirmed{std::move(done), code});
 }
 
-void connector_core::retry_later(unconfirmed_map::iterator it, time_point now) {
-  auto n = ++it->second.extras->unkept_retries;
+void connector_core::retry_later(unconfirmed_map::iterator it, time_point now, bool overloaded) {
+  auto n = ++it->second.extras->unkept_retries; // 103s count here too: one backoff
   auto wait = cfg_.unkept_retry_min;
   for (std::uint32_t i = 1; i < n && wait < cfg_.unkept_retry_max; ++i) wait *= 2;
-  unkept_retries_.emplace(now + std::min(wait, cfg_.unkept_retry_max), it->first);
+  unkept_retries_.emplace(now + std::min(wait, cfg_.unkept_retry_max),
+                          std::make_pair(it->first, overloaded));
 }
 
 void connector_core::resend_due(time_point now) {
   while (!unkept_retries_.empty() && unkept_retries_.begin()->first <= now) {
-    auto id = std::move(unkept_retries_.begin()->second);
+    auto [id, overloaded] = std::move(unkept_retries_.begin()->second);
     unkept_retries_.erase(unkept_retries_.begin());
     // Settled meanwhile, or waiting for a session (which re-sends every
     // unconfirmed publish when it begins): nothing to do.
     auto it = unconfirmed_.find(id);
     if (it == unconfirmed_.end() || !welcomed_) continue;
-    pending_.push_back(it->second.copy());
-    ++counts_.unkept_retries;
+    queue_pub(it->second.copy()); // held, if its group is still paused
+    ++(overloaded ? counts_.overload_retries : counts_.unkept_retries);
   }
 }
 
@@ -195,6 +205,81 @@ void connector_core::restore(std::vector<envelope> subs) {
   for (auto it = again.rbegin(); it != again.rend(); ++it) pending_.push_front(std::move(*it));
   given_ = given::none;
 }
+
+// ---------------------------------------------------------------- flow control
+
+bool connector_core::held_back(const envelope& e) const {
+  if (paused_.empty() || e.kind != wire::op::pub) return false;
+  wire::header h;
+  if (wire::decode_header(e.header(), wire::limits{}, h)) return false; // ours: never
+  // A request is the broker's to answer (at once, when it cannot be taken).
+  if (!h.reply_to.empty()) return false;
+  for (auto& p : paused_)
+    if (matches(p, h.topic)) return true;
+  return false;
+}
+
+void connector_core::queue_pub(envelope e) {
+  // Once one PUB of a topic is held, the later ones must be too (order).
+  if (held_back(e)) held_.push_back(std::move(e));
+  else pending_.push_back(std::move(e));
+}
+
+void connector_core::on_pause(std::string_view pattern) {
+  if (std::find(paused_.begin(), paused_.end(), pattern) != paused_.end()) return;
+  if (validate_pattern(pattern) != topic_errc::ok) return; // the decoder checked it
+  ++counts_.pauses;
+  paused_.emplace_back(pattern);
+  // What waits to be written and goes to that group is held back now,
+  // in order; the frame next_frame() gave (if any) is given again.
+  std::deque<envelope> keep;
+  for (auto& e : pending_) {
+    if (held_back(e)) held_.push_back(std::move(e));
+    else keep.push_back(std::move(e));
+  }
+  pending_.swap(keep);
+  given_ = given::none;
+  announce_flow();
+}
+
+void connector_core::on_resume(std::string_view pattern, time_point now) {
+  auto it = std::find(paused_.begin(), paused_.end(), pattern);
+  if (it == paused_.end()) return;
+  paused_.erase(it);
+  // What no paused pattern holds back goes first, in order: nothing of
+  // its topics was written meanwhile.
+  std::deque<envelope> still, go;
+  for (auto& e : held_) {
+    if (held_back(e)) still.push_back(std::move(e));
+    else go.push_back(std::move(e));
+  }
+  held_.swap(still);
+  for (auto r = go.rbegin(); r != go.rend(); ++r) pending_.push_front(std::move(*r));
+  given_ = given::none;
+  // Confirmed publishes refused with 103 need not wait out their backoff.
+  std::vector<std::pair<std::string, bool>> due;
+  for (auto r = unkept_retries_.begin(); r != unkept_retries_.end();) {
+    if (r->second.second) {
+      due.push_back(std::move(r->second));
+      r = unkept_retries_.erase(r);
+    } else {
+      ++r;
+    }
+  }
+  for (auto& d : due) unkept_retries_.emplace(now, std::move(d));
+  resend_due(now);
+  announce_flow();
+}
+
+void connector_core::unpause() {
+  bool was = !paused_.empty();
+  paused_.clear();
+  for (auto r = held_.rbegin(); r != held_.rend(); ++r) pending_.push_front(std::move(*r));
+  held_.clear();
+  if (was) announce_flow();
+}
+
+void connector_core::announce_flow() { cmds_.emplace_back(connector_cmd::flow{paused_}); }
 
 // ---------------------------------------------------------------- from the broker
 
@@ -234,10 +319,18 @@ void connector_core::control(const wire::header& h, time_point now) {
       if (it == unconfirmed_.end()) break; // a duplicate's second confirm
       if ((h.code == code_of(status::full) || h.code == code_of(status::unavailable))
           && cfg_.retry_unkept)
-        retry_later(it, now);
+        retry_later(it, now, false);
+      else if (h.code == code_of(status::overloaded) && cfg_.retry_overloaded)
+        retry_later(it, now, true);
       else settle(it, h.code);
       break;
     }
+    case wire::op::pause:
+      if (welcomed_ && cfg_.flow_control) on_pause(h.topic);
+      break;
+    case wire::op::resume:
+      if (welcomed_ && cfg_.flow_control) on_resume(h.topic, now);
+      break;
     case wire::op::err: {
       if (h.code == code_of(status::protocol_violation) && welcomed_) {
         // "HELLO must come first": the broker does not know this session
@@ -291,7 +384,13 @@ void connector_core::control(const wire::header& h, time_point now) {
       }
       want_reconnect_ = true;
       break;
-    default: break; // PONG: liveness only
+    case wire::op::pong: // liveness, and the publish window's marker
+      if (!ping_marks_.empty()) {
+        std::tie(pubs_read_, pub_bytes_read_) = ping_marks_.front();
+        ping_marks_.pop_front();
+      }
+      break;
+    default: break;
   }
 }
 
@@ -410,6 +509,8 @@ void connector_core::close() {
 void connector_core::finish() {
   for (auto& e : pending_) finished_ += e.counted;
   pending_.clear();
+  for (auto& e : held_) finished_ += e.counted;
+  held_.clear();
   controls_.clear();
   given_ = given::none;
   for (auto& [id, r] : requests_)
@@ -453,6 +554,19 @@ std::optional<connector_core::frame> connector_core::next_frame() {
     given_ = given::bye;
     return frame{bye_, {}, false};
   }
+  // The publish window: PUBs wait for the broker to read what went before.
+  if (pending_.front().kind == wire::op::pub
+      && window_full(1, pending_.front().bytes.size())) {
+    if (!window_blocked_) {
+      window_blocked_ = true;
+      ++counts_.window_waits;
+    }
+    if (since_mark_ == 0) return std::nullopt; // a PING after the last PUB is out
+    queue_ping();
+    given_ = given::control;
+    return frame{controls_.front().bytes, {}, false};
+  }
+  window_blocked_ = false;
   if (pending_.size() == 1) {
     auto& e = pending_.front();
     given_ = given::one;
@@ -462,10 +576,18 @@ std::optional<connector_core::frame> connector_core::next_frame() {
   batch_.clear();
   wire::batch_writer w{batch_};
   w.begin();
-  std::size_t n = 0;
+  std::size_t n = 0, pubs = 0, pub_bytes = 0;
   for (auto& e : pending_) {
     if (n == cfg_.max_batch_envelopes || (n > 0 && w.bytes() + e.bytes.size() > cfg_.max_batch_bytes))
       break;
+    if (e.kind == wire::op::pub) {
+      // At most a quarter window between PINGs, within the window.
+      if (n > 0 && (window_full(pubs + 1, pub_bytes + e.bytes.size())
+                    || (marks() && since_mark_ + pubs >= cfg_.publish_window / 4)))
+        break;
+      ++pubs;
+      pub_bytes += e.bytes.size();
+    }
     w.add_encoded(e.header(), e.kind, e.payload());
     ++n;
   }
@@ -483,7 +605,11 @@ void connector_core::wrote(time_point now) {
       auto kind = controls_.front().kind;
       controls_.pop_front();
       if (kind == wire::op::hello) hello_sent_ = true;
-      if (kind == wire::op::ping) last_ping_ = now;
+      if (kind == wire::op::ping) {
+        last_ping_ = now;
+        if (welcomed_) ping_marks_.emplace_back(pubs_written_, pub_bytes_written_);
+        since_mark_ = 0;
+      }
       return;
     }
     case given::bye: bye_written_ = true; return;
@@ -492,9 +618,26 @@ void connector_core::wrote(time_point now) {
   }
   for (std::size_t i = 0; i < batched_; ++i) {
     finished_ += pending_[i].counted;
+    if (pending_[i].kind == wire::op::pub) {
+      ++pubs_written_;
+      pub_bytes_written_ += pending_[i].bytes.size();
+      ++since_mark_;
+    }
     spent_.push_back(std::move(pending_[i].bytes));
   }
   pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(batched_));
+  // A marker every quarter window, so the window opens as the broker reads.
+  if (marks() && since_mark_ >= std::max<std::size_t>(cfg_.publish_window / 4, 1)) queue_ping();
+}
+
+bool connector_core::window_full(std::size_t more_msgs, std::size_t more_bytes) const noexcept {
+  if (!cfg_.flow_control) return false;
+  auto unread = pubs_written_ - pubs_read_;
+  if (unread == 0 && more_msgs <= 1) return false; // one always goes, however large
+  auto msgs = unread + more_msgs;
+  auto bytes = pub_bytes_written_ - pub_bytes_read_ + more_bytes;
+  return (cfg_.publish_window != 0 && msgs > cfg_.publish_window)
+         || (cfg_.publish_window_bytes != 0 && bytes > cfg_.publish_window_bytes);
 }
 
 } // namespace plexus::detail

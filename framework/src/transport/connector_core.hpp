@@ -60,12 +60,28 @@ struct connector_config {
   /// client_options::retry_unkept).
   bool retry_unkept = true;
   std::chrono::milliseconds unkept_retry_min{50}, unkept_retry_max{2000};
+  /// Flow control (PROTOCOL.md "Flow control"): HELLO says so, and PUBs
+  /// to a queue group the broker paused are held here until it resumes.
+  bool flow_control = true;
+  /// With flow control: PUBs written that the broker has not read yet, at
+  /// most (envelopes, payload bytes; 0: no bound). The broker answers
+  /// PINGs in order, so a PING written after PUB n is a marker: its PONG
+  /// says the broker has read up to n (and any PAUSE they caused is here).
+  /// A PING goes after every publish_window / 4 PUBs. This bounds what a
+  /// PAUSE finds still on its way, whatever ZeroMQ and TCP buffer.
+  std::size_t publish_window = 8192;
+  std::size_t publish_window_bytes = 8u << 20;
+  /// CONFIRM 103 (`overloaded`): sent again with the same backoff as
+  /// unkept ones, at once when the broker resumes (see
+  /// client_options::retry_overloaded).
+  bool retry_overloaded = true;
 };
 
 /// Read by client::stats() on any thread.
 struct connector_counters {
   std::atomic<std::uint64_t> errors{0}, reconnects{0}, failovers{0}, resent{0}, stale_acks{0},
-    broker_dropped{0}, sessions_lost{0}, stalls{0}, unkept_retries{0};
+    broker_dropped{0}, sessions_lost{0}, stalls{0}, unkept_retries{0}, pauses{0},
+    overload_retries{0}, window_waits{0};
 };
 
 /// What the shell carries out, in order.
@@ -100,12 +116,17 @@ struct report {
   std::uint32_t code = 0;
   std::string text;
 };
+/// Flow control: the patterns the broker has paused now (empty: none).
+/// The shell makes publish() wait (or drop, or fail) on matching topics.
+struct flow {
+  std::vector<std::string> paused;
+};
 } // namespace connector_cmd
 
 using connector_command =
   std::variant<connector_cmd::dial, connector_cmd::hang_up, connector_cmd::began,
                connector_cmd::confirmed, connector_cmd::slot_freed, connector_cmd::replied,
-               connector_cmd::report>;
+               connector_cmd::report, connector_cmd::flow>;
 
 class connector_core {
 public:
@@ -182,6 +203,10 @@ public:
   /// Envelopes wait for the session (or for room in the socket).
   [[nodiscard]] bool backlog() const noexcept { return !pending_.empty(); }
   [[nodiscard]] std::size_t queued() const noexcept { return pending_.size(); }
+  /// PUBs held back because the broker paused their queue group.
+  [[nodiscard]] std::size_t held() const noexcept { return held_.size(); }
+  /// The patterns the broker has paused (PAUSE, until RESUME or the session ends).
+  [[nodiscard]] const std::vector<std::string>& paused() const noexcept { return paused_; }
   [[nodiscard]] const std::string& endpoint() const noexcept { return connected_to_; }
   [[nodiscard]] const connector_counters& counts() const noexcept { return counts_; }
   [[nodiscard]] std::size_t unconfirmed() const noexcept { return unconfirmed_.size(); }
@@ -198,7 +223,16 @@ private:
   void queue_ping();
   void remember_unconfirmed(envelope& e);
   void settle(unconfirmed_map::iterator it, std::uint32_t code);
-  void retry_later(unconfirmed_map::iterator it, time_point now);
+  void retry_later(unconfirmed_map::iterator it, time_point now, bool overloaded);
+  // Flow control.
+  void on_pause(std::string_view pattern);
+  void on_resume(std::string_view pattern, time_point now);
+  void unpause(); // the session ended: nothing is paused, held PUBs go back to pending_
+  [[nodiscard]] bool held_back(const envelope& e) const;
+  void queue_pub(envelope e); // to held_ if paused, else pending_
+  void announce_flow();
+  [[nodiscard]] bool window_full(std::size_t more_msgs, std::size_t more_bytes) const noexcept;
+  [[nodiscard]] bool marks() const noexcept { return cfg_.flow_control && cfg_.publish_window >= 4; }
   void resend_due(time_point now);
   void complete_request(std::string_view inbox, reply r);
   void keep_alive(time_point now);
@@ -229,7 +263,17 @@ private:
   std::deque<control_frame> controls_;
   std::deque<envelope> pending_;
   unconfirmed_map unconfirmed_;
-  std::multimap<time_point, std::string> unkept_retries_; // msg ids to send again, when
+  // Msg ids to send again, when; true for 103 (overloaded), false for 115/116.
+  std::multimap<time_point, std::pair<std::string, bool>> unkept_retries_;
+  std::vector<std::string> paused_; // patterns the broker paused
+  std::deque<envelope> held_;       // PUBs to them, in order
+  // The publish window: PUBs (and their bytes) written in this session;
+  // for each PING written and not answered yet, those counts when it went;
+  // the counts the last PONG confirmed; PUBs written since the last PING.
+  std::uint64_t pubs_written_ = 0, pub_bytes_written_ = 0, pubs_read_ = 0, pub_bytes_read_ = 0;
+  std::deque<std::pair<std::uint64_t, std::uint64_t>> ping_marks_;
+  std::size_t since_mark_ = 0;
+  bool window_blocked_ = false; // counted once per wait
   std::unordered_map<std::uint64_t, std::pair<time_point, client::reply_handler>> requests_;
 
   // What next_frame gave: a control, one envelope, or a batch of `batched_`.

@@ -9,6 +9,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cassert>
 #include <chrono>
 #include <condition_variable>
@@ -16,9 +17,11 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "envelope.hpp"
+#include "plexus/topic.hpp"
 
 namespace plexus::detail {
 
@@ -36,7 +39,7 @@ public:
   /// itself, and control ops that must not be refused).
   bool push(envelope e, bool wait, bool force = false) {
     std::unique_lock lock{m_};
-    while (!force && items_.size() >= limit_ && !closed_) {
+    while (!force && items_.size() + backlog_ >= limit_ && !closed_) {
       if (!wait) return false;
       not_full_.wait(lock);
     }
@@ -73,6 +76,22 @@ public:
     sent.clear(); // the rest are freed here, outside the lock
   }
 
+  /// The I/O thread reports how many envelopes it holds, taken and not
+  /// written yet (waiting for the socket or the publish window): they
+  /// count against the limit, so a publisher cannot run further ahead of
+  /// the broker than that, however often the I/O thread empties this
+  /// queue (it always does: ACKs and CREDITs must go).
+  void set_backlog(std::size_t n) {
+    {
+      std::lock_guard lock{m_};
+      if (n == backlog_) return;
+      bool less = n < backlog_;
+      backlog_ = n;
+      if (!less) return;
+    }
+    not_full_.notify_all();
+  }
+
   /// The I/O thread reports envelopes as written to the socket.
   void mark_sent(std::uint64_t n) {
     std::lock_guard lock{m_};
@@ -105,6 +124,7 @@ private:
   std::vector<envelope> items_;
   std::vector<std::string> spares_;
   std::size_t limit_;
+  std::size_t backlog_ = 0; // see set_backlog
   std::uint64_t pushed_ = 0, sent_ = 0;
   bool closed_ = false;
   int fd_;
@@ -153,6 +173,63 @@ private:
   std::mutex m_;
   std::condition_variable freed_;
   std::size_t used_ = 0, limit_;
+  bool closed_ = false;
+};
+
+/// Flow control between the I/O thread and publishing threads: the
+/// patterns the broker has paused (PROTOCOL.md "Flow control"). The I/O
+/// thread sets them; publish() asks whether its topic is paused and may
+/// wait until it is not. Nothing paused costs a publish one atomic load.
+class flow_gate {
+public:
+  /// The patterns paused now (empty: none); wakes whoever waits.
+  void set(std::vector<std::string> patterns) {
+    {
+      std::lock_guard lock{m_};
+      patterns_ = std::move(patterns);
+      count_.store(patterns_.size(), std::memory_order_release);
+    }
+    resumed_.notify_all();
+  }
+
+  /// True if some pattern is paused (a hint: check paused() next).
+  [[nodiscard]] bool any() const noexcept { return count_.load(std::memory_order_acquire) != 0; }
+
+  [[nodiscard]] bool paused(std::string_view topic) {
+    std::lock_guard lock{m_};
+    return paused_locked(topic);
+  }
+
+  /// Blocks while `topic` is paused (until RESUME, the session's end or
+  /// close()). Returns whether it had to wait.
+  bool wait(std::string_view topic) {
+    std::unique_lock lock{m_};
+    if (!paused_locked(topic)) return false;
+    resumed_.wait(lock, [&] { return closed_ || !paused_locked(topic); });
+    return true;
+  }
+
+  /// Lets every waiter through (the client is closing).
+  void close() {
+    {
+      std::lock_guard lock{m_};
+      closed_ = true;
+    }
+    resumed_.notify_all();
+  }
+
+private:
+  [[nodiscard]] bool paused_locked(std::string_view topic) const {
+    if (closed_) return false;
+    for (auto& p : patterns_)
+      if (matches(p, topic)) return true;
+    return false;
+  }
+
+  std::mutex m_;
+  std::condition_variable resumed_;
+  std::vector<std::string> patterns_;
+  std::atomic<std::size_t> count_{0};
   bool closed_ = false;
 };
 

@@ -37,6 +37,10 @@ enum class op : std::uint8_t {
   pong = 12,
   err = 13,
   bye = 14,
+  // broker -> client, only to a client whose HELLO says flag_flow_control
+  // (PROTOCOL.md "Flow control"); 15 stays unassigned
+  pause = 16,
+  resume = 17,
   // broker <-> broker
   peer_hello = 32,
   interest_add = 33,
@@ -108,6 +112,9 @@ inline constexpr std::uint32_t flag_shared_id = 1u << 1;
 /// CREDIT flags: the subscription's credit becomes `credit` (else it grows
 /// by `credit`).
 inline constexpr std::uint32_t flag_credit_set = 1u << 0;
+/// HELLO flags: this client understands PAUSE/RESUME (flow control);
+/// WELCOME flags: this broker sends them to such clients.
+inline constexpr std::uint32_t flag_flow_control = 1u << 0;
 
 /// A msgpack map of str -> str kept as its encoded bytes: decoding validates
 /// it once and allocates nothing; a broker forwards it byte for byte.
@@ -382,6 +389,7 @@ enum class status : std::uint32_t {
   failed = 903,                 // the responder failed and said so instead of replying
   session_lost = 904,           // the broker ended the client's session
   handler_stall = 905,          // a handler kept the client's I/O thread too long
+  circuit_open = 906,           // the client's breaker for the topic is open: not sent
 };
 
 /// What the table says of one code. `retryable`: the same publish or
