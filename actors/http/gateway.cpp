@@ -31,6 +31,7 @@
 #include "gateway_core.hpp"
 #include "json_msgpack.hpp"
 #include "http_io.hpp"
+#include "plexus/metrics.hpp"
 #include "plexus/node.hpp"
 
 namespace plexus::actors {
@@ -76,6 +77,7 @@ struct gateway::impl {
   bool started = false, stopped = false;
   std::atomic<std::uint64_t> requests{0}, ok{0}, client_errors{0}, server_errors{0}, too_many{0};
   std::atomic<std::uint64_t> in_flight{0}, connections{0};
+  observe::latency_histogram durations; // arrival to answer, every request
   std::mutex m; // guards the sets below; with drain_cv, stop()'s waits
   std::condition_variable drain_cv;
   std::set<int> sockets;
@@ -256,6 +258,7 @@ struct gateway::impl {
   }
 
   void serve(const httplib::Request& req, httplib::Response& res) {
+    const auto arrived = steady::now();
     std::string traceparent;
     detail::http_answer a;
     try {
@@ -266,6 +269,27 @@ struct gateway::impl {
     if (!traceparent.empty()) a.headers.emplace_back("traceparent", traceparent);
     count(a.status);
     write(a, res);
+    durations.record(static_cast<std::uint64_t>(duration_cast<nanoseconds>(steady::now() - arrived).count()));
+  }
+
+  std::string metrics_text() const {
+    observe::prometheus_text t;
+    const auto name = opts.listen + ":" + std::to_string(port);
+    const observe::labels l{{"gateway", name}};
+    t.family("plexus_http_requests_total", "counter", "HTTP requests the gateway answered, by status class.");
+    const std::pair<const char*, std::uint64_t> by[] = {
+      {"2xx", ok.load()}, {"4xx", client_errors.load()}, {"5xx", server_errors.load()}};
+    for (const auto& [cls, n] : by) t.sample("plexus_http_requests_total", {{"gateway", name}, {"class", cls}}, n);
+    t.family("plexus_http_too_many_total", "counter", "Requests answered 429 past max_concurrent.");
+    t.sample("plexus_http_too_many_total", l, too_many.load());
+    t.family("plexus_http_in_flight", "gauge", "Requests waiting on the broker now.");
+    t.sample("plexus_http_in_flight", l, in_flight.load());
+    t.family("plexus_http_connections", "gauge", "Connections open and served now.");
+    t.sample("plexus_http_connections", l, connections.load());
+    t.family("plexus_http_request_duration_seconds", "histogram",
+             "Requests from arrival to answer (the broker's round trip included).");
+    observe::write_histogram(t, "plexus_http_request_duration_seconds", l, durations);
+    return t.str();
   }
 
   void start(client& c) {
@@ -344,7 +368,7 @@ struct gateway::impl {
   }
 };
 
-gateway::gateway(http_options o) : impl_(std::make_unique<impl>()) {
+gateway::gateway(http_options o) : impl_(std::make_shared<impl>()) {
   auto bad = detail::check_options(o);
   if (!bad.empty()) {
     std::string text = "http gateway: ";
@@ -361,7 +385,17 @@ void gateway::start(client& c) {
   impl_->start(c);
 }
 
+void gateway::start(node& n) {
+  start(n.client());
+  n.add_metrics([w = std::weak_ptr<impl>{impl_}] {
+    auto g = w.lock(); // a gateway gone before its node: nothing
+    return g ? g->metrics_text() : std::string{};
+  });
+}
+
 void gateway::stop() { impl_->stop(); }
+
+std::string gateway::metrics_text() const { return impl_->metrics_text(); }
 
 int gateway::port() const noexcept { return impl_->port; }
 

@@ -90,7 +90,7 @@ struct rig {
     n.start();
     o.port = 0;
     gw = std::make_unique<gateway>(std::move(o));
-    gw->start(n.client());
+    gw->start(n); // its counters join the node's metrics
   }
   ~rig() {
     gw->stop();
@@ -373,6 +373,27 @@ BOOST_AUTO_TEST_CASE(a_json_body_reaches_a_typed_handler_and_its_reply_comes_bac
   auto raw = c->Post("/rpc/typed", R"({"id": 41})", "application/octet-stream");
   BOOST_TEST_REQUIRE(raw);
   BOOST_TEST(raw->status == 422, raw->body);
+}
+
+BOOST_AUTO_TEST_CASE(the_gateway_s_counters_are_in_the_node_s_metrics) {
+  rig r;
+  auto c = r.http();
+  for (int i = 0; i < 3; ++i) BOOST_TEST(post(*c, "/rpc/echo")->status == 200);
+  BOOST_TEST(post(*c, "/rpc/refuse")->status == 422);
+  BOOST_TEST(post(*c, "/nowhere")->status == 404);
+  const auto text = r.n.metrics_text();
+  const auto gw = "gateway=\"127.0.0.1:" + std::to_string(r.gw->port()) + "\"";
+  auto line = [&](const std::string& l) {
+    bool found = text.find("\n" + l + "\n") != std::string::npos;
+    if (!found) BOOST_TEST_MESSAGE("no line " << l << " in\n" << text);
+    return found;
+  };
+  BOOST_TEST(line("plexus_http_requests_total{" + gw + ",class=\"2xx\"} 3"));
+  BOOST_TEST(line("plexus_http_requests_total{" + gw + ",class=\"4xx\"} 2"));
+  BOOST_TEST(line("plexus_http_requests_total{" + gw + ",class=\"5xx\"} 0"));
+  BOOST_TEST(line("plexus_http_request_duration_seconds_count{" + gw + "} 5"));
+  BOOST_TEST(line("plexus_http_in_flight{" + gw + "} 0"));
+  BOOST_TEST(text.find("plexus_function_invocations_total") < text.find("plexus_http_requests_total"));
 }
 
 BOOST_AUTO_TEST_CASE(throughput_through_the_gateway_beside_direct_requests) {

@@ -685,6 +685,13 @@ public:
   [[nodiscard]] int metrics_port() const noexcept;
   /// What /metrics serves: the Prometheus text exposition.
   [[nodiscard]] std::string metrics_text() const;
+  /// Adds to what /metrics serves, after the node's own families: `render`
+  /// runs on each scrape (on the metrics thread, or metrics_text()'s
+  /// caller) and returns whole families (# HELP, # TYPE, samples). For
+  /// what runs beside the functions: an HTTP gateway (actors::gateway's
+  /// start(node&) adds its own), a program's counters. Kept for the node's
+  /// life: what `render` reads must outlive the node or be shared with it.
+  void add_metrics(std::function<std::string()> render);
 
 private:
   struct impl;

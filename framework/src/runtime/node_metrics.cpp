@@ -176,7 +176,16 @@ std::string node::impl::metrics_text() const {
            "broker says nobody does (they are only kept, for queries).");
   t.sample("plexus_node_spans_streaming", {}, std::uint64_t{spans && spans->streaming() ? 1u : 0u});
   write_breaker_metrics(t, conn.get());
-  return t.str();
+  auto text = t.str();
+  std::lock_guard lock{extra_metrics_m};
+  for (const auto& render : extra_metrics) text += render();
+  return text;
+}
+
+void node::add_metrics(std::function<std::string()> render) {
+  if (!render) throw std::invalid_argument("node::add_metrics: no function");
+  std::lock_guard lock{impl_->extra_metrics_m};
+  impl_->extra_metrics.push_back(std::move(render));
 }
 
 } // namespace plexus

@@ -61,6 +61,7 @@
 #include <vector>
 
 #include "plexus/client.hpp"
+#include "plexus/node.hpp"
 
 namespace plexus::actors {
 
@@ -128,6 +129,9 @@ public:
   /// plexus::config_error when it cannot listen on listen:port, and
   /// std::logic_error when started twice.
   void start(client& c);
+  /// start(n.client()), and the gateway's counters join the node's
+  /// /metrics (metrics_text()), labelled with listen:port.
+  void start(node& n);
   /// Graceful: stops accepting, closes idle keep-alive connections,
   /// answers requests arriving on open ones 503, lets those in flight
   /// finish (up to drain_timeout, then answers them 503), and returns
@@ -136,10 +140,15 @@ public:
   /// The port it listens on once started (0 before).
   [[nodiscard]] int port() const noexcept;
   [[nodiscard]] gateway_stats stats() const noexcept;
+  /// Its Prometheus families: plexus_http_requests_total by class (2xx,
+  /// 4xx, 5xx), plexus_http_too_many_total, plexus_http_in_flight,
+  /// plexus_http_connections, plexus_http_request_duration_seconds (arrival
+  /// to answer), each labelled gateway="listen:port".
+  [[nodiscard]] std::string metrics_text() const;
 
 private:
   struct impl;
-  std::unique_ptr<impl> impl_;
+  std::shared_ptr<impl> impl_; // shared with the node's metrics, when start(node&)
 };
 
 } // namespace plexus::actors
