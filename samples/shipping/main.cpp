@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "entry.hpp"
+#include "plexus/actors/config.hpp"
 #include "plexus/node.hpp"
 
 namespace {
@@ -147,7 +148,7 @@ void count_answer(order_answers& a, int id, std::uint32_t code, long expected) {
 int main(int argc, char** argv) {
   std::string role = "all", rate_s = "500", orders_s = "0", fail_s = "0", poison_s = "0",
               label_ms_s = "4", outbox_path = "shipping-outbox.txt", inject_s, inject_every_s = "10",
-              http_port_s = "-1", summary = "@daily", drop_dir, generator_s = "bus";
+              http_port_s = "-1", summary = "@daily", drop_dir, generator_s = "bus", actors_file;
   auto args = join_injects(argc, argv);
   std::vector<const char*> arg_ptrs;
   for (auto& a : args) arg_ptrs.push_back(a.c_str());
@@ -180,7 +181,10 @@ int main(int argc, char** argv) {
                       &summary},
                      {"drop", "with --role all: a directory whose *.csv files (id,customer,address "
                               "lines) become orders; done/ and failed/ inside it",
-                      &drop_dir, "DIR"}}};
+                      &drop_dir, "DIR"},
+                     {"actors", "with --role all: more triggers and sinks from a TOML file "
+                                "(plexus/actors/config.hpp; e.g. samples/shipping/actors.toml)",
+                      &actors_file, "FILE"}}};
   // A role is everything, the order generator, the three functions or one.
   const bool generates = role == "all" || role == "generator";
   auto hosts = [&role](const std::string& function) {
@@ -330,18 +334,24 @@ int main(int argc, char** argv) {
         return plexus::error{"customer database unreachable"}; // asked only when the fault hits
       });
   std::unique_ptr<plexus::actors::gateway> http;
+  plexus::actors::configured extra; // --actors
   if (role == "all") { // the ways in from outside (entry.cpp)
     try {
       http = shipping::add_entry(node, {static_cast<int>(to_double(http_port_s, "http-port")), summary, drop_dir},
                                  track);
+      if (!actors_file.empty()) extra = plexus::actors::add_from_config(node.service("edge"), actors_file);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "shipping: %s\n", e.what());
       return 2;
     }
   }
   node.start();
+  for (auto& g : extra.gateways) {
+    g->start(node);
+    std::printf("http: a gateway from %s on port %d\n", actors_file.c_str(), g->port());
+  }
   if (http) {
-    http->start(node.client());
+    http->start(node);
     std::printf("http: orders in with  curl -X POST localhost:%d/orders/shipped -H 'Content-Type: "
                 "application/json' -d '{\"id\": 1000042, \"customer\": \"ada\", \"address\": \"1 Main St\"}'\n"
                 "http: where one is    curl -X POST localhost:%d/rpc/orders.status -H 'Content-Type: "
@@ -417,6 +427,7 @@ int main(int argc, char** argv) {
   for (auto& g : generator) g.join();
   reporter.join();
   if (http) http->stop(); // its requests in flight still need the node's client
+  for (auto& g : extra.gateways) g->stop();
   node.stop(); // finishes what is in flight, then says BYE
 
   std::printf("\nsummary (--role %s):\n", role.c_str());
