@@ -228,6 +228,8 @@ http_answer answer_reply(const reply& r, std::string_view topic, milliseconds ti
     case static_cast<std::uint32_t>(wire::errc::payload_too_large):
       return error_answer(413, "payload_too_large", r.text);
     case status_disconnected: return error_answer(503, "disconnected", "the gateway's connection closed");
+    case status_circuit_open: // the client's breaker for the topic: no request was sent
+      return error_answer(503, "circuit_open", "the circuit breaker for " + t + " is open");
     default:
       return error_answer(502, status_name(r.code),
                           std::string{status_text(r.code)} + (r.text.empty() ? "" : ": " + r.text));
@@ -235,7 +237,7 @@ http_answer answer_reply(const reply& r, std::string_view topic, milliseconds ti
   // The function failed and said how (a span status name).
   int code = 502;
   if (r.failure == "timeout") code = 504;
-  else if (r.failure == "no_responders") code = 503;
+  else if (r.failure == "no_responders" || r.failure == "circuit_open") code = 503;
   else if (r.failure == "rejected") code = 429;
   else if (r.failure == "dead_lettered") code = 422;
   auto failure = r.failure.empty() ? std::string{"error"} : r.failure;

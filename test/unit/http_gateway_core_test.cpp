@@ -102,11 +102,13 @@ BOOST_AUTO_TEST_CASE(replies_and_failures_map_to_status_codes) {
     {{status_outbox_full, {}, {}, {}, {}}, 429, "overloaded"},
     {{code_of(status::permission_denied), {}, "no", {}, {}}, 403, "permission_denied"},
     {{12, {}, "too big", {}, {}}, 413, "payload_too_large"},
+    {{status_circuit_open, {}, {}, {}, {}}, 503, "circuit_open"},
     {failed("error", "app.f", "boom"), 502, "error"},
     {failed("crash", "app.f", "segv"), 502, "crash"},
     {failed("downstream", "app.f", "crash in app.g: x"), 502, "downstream"},
     {failed("timeout", "app.f", "ran 5 ms past its deadline"), 504, "timeout"},
     {failed("no_responders", "app.f", "nobody serves x"), 503, "no_responders"},
+    {failed("circuit_open", "app.f", "the circuit breaker for x is open"), 503, "circuit_open"},
     {failed("rejected", "app.f", "overloaded on the way to x"), 429, "rejected"},
     {failed("dead_lettered", "app.f", "not an order"), 422, "dead_lettered"},
   };

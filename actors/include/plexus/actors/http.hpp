@@ -37,6 +37,8 @@
 //   timeout (900), expired (104), failure "timeout"          504
 //   failure "downstream", "crash", "error" (or other)        502
 //   failure "no_responders" (the callee's own request)       503
+//   circuit open (906, client_options::breaker), failure
+//   "circuit_open" (the callee's own breaker)                 503 + Retry-After
 //   overloaded (103), outbox full (902), failure "rejected"  429 + Retry-After
 //   failure "dead_lettered" (plexus::reject), events: 102    422
 //   forbidden (105), permission denied (114), reserved topic 403
