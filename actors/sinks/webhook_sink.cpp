@@ -1,15 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // The webhook sink: a blocking function whose instances each POST one
 // message at a time with cpp-httplib's client. One attempt per delivery:
-// a failure worth retrying waits out its backoff in the instance, then
-// NACKs, and the broker redelivers (its delivery count is the attempt
-// count, so max_deliver bounds the attempts across nodes and restarts).
-//
-// Why the wait is in the instance: a handler's plexus::error NACKs for an
-// immediate redelivery (the wire's delayed NACK is not exposed to
-// handlers), so without it a dead endpoint would burn max_deliver
-// attempts in milliseconds. The wait also holds the instance, which is the
-// backpressure wanted: a failing endpoint is not hammered by the others.
+// a failure worth retrying NACKs with its backoff as the delay
+// (plexus::error::retry_after), so the message waits in the broker, not in
+// an instance, and the broker redelivers it then (its delivery count is the
+// attempt count, so max_deliver bounds the attempts across nodes and
+// restarts).
 
 #include "plexus/actors/sinks.hpp"
 
@@ -19,7 +15,6 @@
 #include <random>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -110,9 +105,8 @@ result<void> post(const webhook_config& cfg, client_pool& pool, std::string_view
   auto attempt = ctx.delivery();
   if (attempt >= cfg.o.max_deliver)
     return error{"webhook " + cfg.o.url + ": gave up after " + std::to_string(attempt) + " attempts: " + text};
-  std::this_thread::sleep_for(
+  return error{"webhook " + cfg.o.url + ": " + text}.retry_after(
     detail::backoff_after(attempt, cfg.o.backoff_initial, cfg.o.backoff_max, jitter_unit()));
-  return error{"webhook " + cfg.o.url + ": " + text};
 }
 
 bool valid_header_name(std::string_view n) {

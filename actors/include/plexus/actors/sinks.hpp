@@ -97,10 +97,9 @@ struct webhook_options {
   std::chrono::milliseconds timeout{5000};
   /// Attempts (deliveries) before a message is dead-lettered, 1 to 100.
   std::uint32_t max_deliver = 5;
-  /// The wait after the n-th failed attempt: initial x 2^(n-1), at most
-  /// `backoff_max`, drawn from [d/2, d]. timeout + backoff_max must stay
-  /// under 15 s: a message may wait behind one attempt before its own, and
-  /// one unACKed for 30 s is redelivered.
+  /// The wait after the n-th failed attempt, in the broker (the NACK's
+  /// delay): initial x 2^(n-1), at most `backoff_max`, drawn from [d/2, d].
+  /// timeout + backoff_max must stay under 15 s.
   std::chrono::milliseconds backoff_initial{200};
   std::chrono::milliseconds backoff_max{5000};
   std::string content_type = "application/octet-stream";
