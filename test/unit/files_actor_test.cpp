@@ -348,6 +348,40 @@ BOOST_AUTO_TEST_CASE(a_file_left_in_the_directory_is_not_delivered_again_after_a
   consumer.stop();
 }
 
+BOOST_AUTO_TEST_CASE(files_dropped_while_the_node_is_down_are_picked_up_after_it_starts) {
+  temp_dir d{"down"};
+  event_log log;
+  tcp_broker b;
+  node consumer{node_options{.broker = b.endpoint()}};
+  log.consume(consumer.service("c"), "files.down");
+  consumer.start();
+  file_drop_options o{.name = "down", .dir = d.str(), .topic = "files.down"};
+  {
+    node first{node_options{.broker = b.endpoint()}};
+    add_file_drop(first.service("ingest"), o);
+    first.start();
+    write_file(d.path / "before.csv", "1");
+    BOOST_TEST_REQUIRE(eventually([&] { return fs::exists(d.path / "done" / "before.csv"); }));
+    first.stop();
+  }
+  // Nobody watches the directory now: these wait in it.
+  write_file(d.path / "while-1.csv", "2");
+  write_file(d.path / "while-2.csv", "3");
+  BOOST_TEST(log.events().size() == 1u);
+  node second{node_options{.broker = b.endpoint()}};
+  add_file_drop(second.service("ingest"), o);
+  second.start();
+  BOOST_TEST_REQUIRE(log.until(3));
+  BOOST_TEST(eventually([&] { return names_in(d.path / "done").size() == 3 && names_in(d.path).empty(); }));
+  std::vector<std::string> got;
+  for (auto& s : log.events()) got.push_back(s.e.name + "=" + s.at_path);
+  std::sort(got.begin(), got.end());
+  std::vector<std::string> expect{"before.csv=1", "while-1.csv=2", "while-2.csv=3"};
+  BOOST_TEST(got == expect, boost::test_tools::per_element()); // each once, none again
+  second.stop();
+  consumer.stop();
+}
+
 BOOST_AUTO_TEST_CASE(a_file_bigger_than_max_content_is_published_by_path_alone) {
   temp_dir d{"big"};
   event_log log;
