@@ -10,7 +10,7 @@
 #include <sstream>
 #include <stdexcept>
 
-#include "json_reader.hpp" // plexus::observe
+#include "plexus/json.hpp"
 
 namespace plexus::bench {
 
@@ -18,9 +18,6 @@ namespace plexus::bench {
 
 namespace {
 
-using observe::json_error;
-using observe::json_value;
-using observe::parse_json;
 
 const json_value& member(const json_value& obj, std::string_view key, json_value::kind kind,
                          std::string_view where) {

@@ -4,8 +4,6 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
-#include <limits>
-#include <vector>
 
 #include <msgpack.hpp>
 
@@ -22,257 +20,46 @@ struct string_out {
 };
 using packer = msgpack::packer<string_out>;
 
-// A recursive descent over the text, packing as it goes. Containers are
-// packed with their sizes, which JSON says only at their end: each is
-// parsed into a buffer of its own first (its elements counted), then its
-// header and that buffer go to the parent.
-class json_reader {
-public:
-  explicit json_reader(std::string_view text) : s_(text) {}
-
-  bool parse(std::string& out, std::string& error) {
-    skip_ws();
-    if (!value(out, 0)) {
-      error = "at byte " + std::to_string(at_) + ": " + why_;
-      return false;
-    }
-    skip_ws();
-    if (at_ != s_.size()) {
-      error = "at byte " + std::to_string(at_) + ": text after the value";
-      return false;
-    }
-    return true;
-  }
-
-private:
-  bool fail(const char* why) {
-    why_ = why;
-    return false;
-  }
-
-  void skip_ws() {
-    while (at_ < s_.size() && (s_[at_] == ' ' || s_[at_] == '\t' || s_[at_] == '\n' || s_[at_] == '\r'))
-      ++at_;
-  }
-
-  bool literal(std::string_view word) {
-    if (s_.substr(at_, word.size()) != word) return fail("not a JSON value");
-    at_ += word.size();
-    return true;
-  }
-
-  bool value(std::string& out, std::size_t depth) {
-    if (depth >= max_json_depth) return fail("nested too deep");
-    if (at_ >= s_.size()) return fail("unexpected end");
-    string_out sink{out};
-    packer pk{sink};
-    switch (s_[at_]) {
-      case '{': return object(out, depth);
-      case '[': return array(out, depth);
-      case '"': {
-        std::string text;
-        if (!string(text)) return false;
-        pk.pack(text);
-        return true;
+// A parsed document packed as msgpack: containers with their sizes, a
+// number as an integer when it was written whole and fits 64 bits, else a
+// double.
+void pack_json(const json_value& v, packer& pk) {
+  switch (v.type) {
+    case json_value::kind::null: pk.pack_nil(); return;
+    case json_value::kind::boolean: v.boolean ? pk.pack_true() : pk.pack_false(); return;
+    case json_value::kind::string: pk.pack(v.text); return;
+    case json_value::kind::array:
+      pk.pack_array(static_cast<std::uint32_t>(v.items.size()));
+      for (const auto& item : v.items) pack_json(item, pk);
+      return;
+    case json_value::kind::object:
+      pk.pack_map(static_cast<std::uint32_t>(v.members.size()));
+      for (const auto& [key, member] : v.members) {
+        pk.pack(key);
+        pack_json(member, pk);
       }
-      case 't': if (!literal("true")) return false; pk.pack_true(); return true;
-      case 'f': if (!literal("false")) return false; pk.pack_false(); return true;
-      case 'n': if (!literal("null")) return false; pk.pack_nil(); return true;
-      default: return number(out);
-    }
+      return;
+    case json_value::kind::number: break;
   }
-
-  bool object(std::string& out, std::size_t depth) {
-    ++at_; // {
-    std::string body;
-    std::uint32_t n = 0;
-    skip_ws();
-    if (at_ < s_.size() && s_[at_] == '}') {
-      ++at_;
+  const auto& t = v.text;
+  if (t.find_first_of(".eE") == std::string::npos) {
+    const auto* end = t.data() + t.size();
+    if (t.front() == '-') {
+      std::int64_t n = 0;
+      if (auto [p, ec] = std::from_chars(t.data(), end, n); ec == std::errc{} && p == end) {
+        pk.pack(n);
+        return;
+      }
     } else {
-      for (;;) {
-        skip_ws();
-        if (at_ >= s_.size() || s_[at_] != '"') return fail("expected a string key");
-        std::string key;
-        if (!string(key)) return false;
-        string_out sink{body};
-        packer{sink}.pack(key);
-        skip_ws();
-        if (at_ >= s_.size() || s_[at_] != ':') return fail("expected ':'");
-        ++at_;
-        skip_ws();
-        if (!value(body, depth + 1)) return false;
-        ++n;
-        skip_ws();
-        if (at_ < s_.size() && s_[at_] == ',') {
-          ++at_;
-          continue;
-        }
-        if (at_ < s_.size() && s_[at_] == '}') {
-          ++at_;
-          break;
-        }
-        return fail("expected ',' or '}'");
+      std::uint64_t n = 0;
+      if (auto [p, ec] = std::from_chars(t.data(), end, n); ec == std::errc{} && p == end) {
+        pk.pack(n);
+        return;
       }
     }
-    string_out sink{out};
-    packer{sink}.pack_map(n);
-    out += body;
-    return true;
   }
-
-  bool array(std::string& out, std::size_t depth) {
-    ++at_; // [
-    std::string body;
-    std::uint32_t n = 0;
-    skip_ws();
-    if (at_ < s_.size() && s_[at_] == ']') {
-      ++at_;
-    } else {
-      for (;;) {
-        skip_ws();
-        if (!value(body, depth + 1)) return false;
-        ++n;
-        skip_ws();
-        if (at_ < s_.size() && s_[at_] == ',') {
-          ++at_;
-          continue;
-        }
-        if (at_ < s_.size() && s_[at_] == ']') {
-          ++at_;
-          break;
-        }
-        return fail("expected ',' or ']'");
-      }
-    }
-    string_out sink{out};
-    packer{sink}.pack_array(n);
-    out += body;
-    return true;
-  }
-
-  bool hex4(std::uint32_t& v) {
-    if (s_.size() - at_ < 4) return fail("a \\u escape needs 4 hex digits");
-    v = 0;
-    for (int i = 0; i < 4; ++i) {
-      char c = s_[at_++];
-      v <<= 4;
-      if (c >= '0' && c <= '9') v |= static_cast<std::uint32_t>(c - '0');
-      else if (c >= 'a' && c <= 'f') v |= static_cast<std::uint32_t>(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F') v |= static_cast<std::uint32_t>(c - 'A' + 10);
-      else return fail("a \\u escape needs 4 hex digits");
-    }
-    return true;
-  }
-
-  static void utf8(std::string& out, std::uint32_t cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
-
-  bool string(std::string& text) {
-    ++at_; // "
-    while (at_ < s_.size()) {
-      char c = s_[at_++];
-      if (c == '"') return true;
-      if (static_cast<unsigned char>(c) < 0x20) return fail("a control character in a string");
-      if (c != '\\') {
-        text += c;
-        continue;
-      }
-      if (at_ >= s_.size()) break;
-      switch (char e = s_[at_++]) {
-        case '"': case '\\': case '/': text += e; break;
-        case 'b': text += '\b'; break;
-        case 'f': text += '\f'; break;
-        case 'n': text += '\n'; break;
-        case 'r': text += '\r'; break;
-        case 't': text += '\t'; break;
-        case 'u': {
-          std::uint32_t cp = 0;
-          if (!hex4(cp)) return false;
-          if (cp >= 0xD800 && cp < 0xDC00) { // a high surrogate: its low one must follow
-            std::uint32_t low = 0;
-            if (s_.substr(at_, 2) != "\\u") return fail("a lone surrogate");
-            at_ += 2;
-            if (!hex4(low) || low < 0xDC00 || low >= 0xE000) return fail("a lone surrogate");
-            cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
-          } else if (cp >= 0xDC00 && cp < 0xE000) {
-            return fail("a lone surrogate");
-          }
-          utf8(text, cp);
-          break;
-        }
-        default: return fail("an unknown escape");
-      }
-    }
-    return fail("a string without its closing quote");
-  }
-
-  bool number(std::string& out) {
-    auto start = at_;
-    if (at_ < s_.size() && s_[at_] == '-') ++at_;
-    auto digits = [&] {
-      auto from = at_;
-      while (at_ < s_.size() && s_[at_] >= '0' && s_[at_] <= '9') ++at_;
-      return at_ - from;
-    };
-    auto int_start = at_;
-    if (digits() == 0) return fail("not a JSON value");
-    if (s_[int_start] == '0' && at_ - int_start > 1) return fail("a number with a leading zero");
-    bool whole = true;
-    if (at_ < s_.size() && s_[at_] == '.') {
-      ++at_;
-      whole = false;
-      if (digits() == 0) return fail("a digit must follow '.'");
-    }
-    if (at_ < s_.size() && (s_[at_] == 'e' || s_[at_] == 'E')) {
-      ++at_;
-      whole = false;
-      if (at_ < s_.size() && (s_[at_] == '+' || s_[at_] == '-')) ++at_;
-      if (digits() == 0) return fail("a digit must follow the exponent");
-    }
-    auto text = s_.substr(start, at_ - start);
-    string_out sink{out};
-    packer pk{sink};
-    if (whole) {
-      if (text.front() == '-') {
-        std::int64_t v = 0;
-        if (auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v); ec == std::errc{}) {
-          pk.pack(v);
-          return true;
-        }
-      } else {
-        std::uint64_t v = 0;
-        if (auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v); ec == std::errc{}) {
-          pk.pack(v);
-          return true;
-        }
-      }
-    }
-    double d = 0; // a fraction, an exponent, or a whole number past 64 bits
-    std::from_chars(text.data(), text.data() + text.size(), d);
-    pk.pack(d);
-    return true;
-  }
-
-  std::string_view s_;
-  std::size_t at_ = 0;
-  const char* why_ = "";
-};
+  pk.pack(v.number); // a fraction, an exponent, or a whole number past 64 bits
+}
 
 bool write_json(const msgpack::object& o, std::string& out, std::size_t depth) {
   if (depth >= max_json_depth) return false;
@@ -326,7 +113,16 @@ bool write_json(const msgpack::object& o, std::string& out, std::size_t depth) {
 } // namespace
 
 bool json_to_msgpack(std::string_view json, std::string& out, std::string& error) {
-  return json_reader{json}.parse(out, error);
+  try {
+    auto doc = parse_json(json);
+    string_out sink{out};
+    packer pk{sink};
+    pack_json(doc, pk);
+    return true;
+  } catch (const json_error& e) {
+    error = "at byte " + std::to_string(e.offset) + ": " + e.reason;
+    return false;
+  }
 }
 
 bool msgpack_to_json(std::string_view mp, std::string& out) {

@@ -11,13 +11,17 @@
 #include <string>
 #include <string_view>
 
+#include "plexus/json.hpp"
+
 namespace plexus::actors::detail {
 
-inline constexpr std::size_t max_json_depth = 64;
+/// Nesting both ways, as plexus/json.hpp's reader.
+inline constexpr std::size_t max_json_depth = static_cast<std::size_t>(plexus::max_json_depth);
 
 /// `json` (exactly one value, whitespace around it allowed) as msgpack,
 /// appended to `out`; false with `error` saying what and where ("at byte
-/// 12: expected ':'") for text that is not JSON.
+/// 12: expected ':'") for text that is not JSON (plexus::parse_json's
+/// rules: a lone surrogate escape reads as U+FFFD).
 bool json_to_msgpack(std::string_view json, std::string& out, std::string& error);
 
 /// `mp` (exactly one msgpack value) as JSON, appended to `out`: maps with

@@ -19,7 +19,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "json_reader.hpp"
+#include "plexus/json.hpp"
 #include "plexus/client.hpp"
 #include "plexus/queues.hpp"
 #include "render.hpp"
@@ -100,11 +100,11 @@ void sort_rows(std::vector<durable_row>& rows) {
 // ------------------------------------------------------------ durables
 
 std::optional<std::vector<durable_row>> durables_from_stats(std::string_view json) {
-  using kind = observe::json_value::kind;
-  observe::json_value stats;
+  using kind = json_value::kind;
+  json_value stats;
   try {
-    stats = observe::parse_json(json); // depth bounded: a payload is not trusted
-  } catch (const observe::json_error&) {
+    stats = parse_json(json); // depth bounded: a payload is not trusted
+  } catch (const json_error&) {
     return std::nullopt;
   }
   const auto* broker = stats.find("broker");

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "json_reader.hpp"
+// The JSON reader of plexus/json.hpp.
+#include "plexus/json.hpp"
 
 #include <charconv>
 
-namespace plexus::observe {
+namespace plexus {
 
 const json_value* json_value::find(std::string_view key) const noexcept {
   if (type != kind::object) return nullptr;
@@ -23,8 +24,6 @@ std::optional<std::uint64_t> json_value::as_uint64() const noexcept {
 
 namespace {
 
-constexpr int max_depth = 64; // arrays and objects in one another
-
 class parser {
 public:
   explicit parser(std::string_view text) : s_(text) {}
@@ -38,7 +37,7 @@ public:
 
 private:
   [[noreturn]] void fail(const std::string& why) const {
-    throw json_error("invalid JSON at byte " + std::to_string(i_) + ": " + why);
+    throw json_error(i_, why);
   }
 
   void skip_space() {
@@ -63,7 +62,7 @@ private:
   }
 
   json_value value(int depth) {
-    if (depth >= max_depth) fail("nested too deep");
+    if (depth >= max_json_depth) fail("nested too deep");
     json_value v;
     switch (peek()) {
       case '{': object(v, depth); break;
@@ -216,4 +215,4 @@ private:
 
 json_value parse_json(std::string_view text) { return parser{text}.document(); }
 
-} // namespace plexus::observe
+} // namespace plexus
