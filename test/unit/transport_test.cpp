@@ -994,6 +994,9 @@ BOOST_AUTO_TEST_CASE(a_broker_serves_its_counters_and_connections_as_prometheus_
   }), body);
   BOOST_TEST(body.find("# TYPE plexus_broker_messages_in_total counter\n") != std::string::npos);
   BOOST_TEST(body.find("# TYPE plexus_broker_connections gauge\n") != std::string::npos);
+  BOOST_TEST(body.find("# TYPE plexus_broker_flow_pauses_total counter\n") != std::string::npos);
+  BOOST_TEST(body.find("plexus_broker_flow_overruns_total{broker=\"b9\"} 0\n") != std::string::npos);
+  BOOST_TEST(body.find("# TYPE plexus_broker_group_queue_peak_messages gauge\n") != std::string::npos);
   BOOST_TEST(body.find("node=\"pubnode\"} 4\n") != std::string::npos, body); // its connection's count
   BOOST_TEST(body.find("# TYPE plexus_broker_ack_latency_seconds histogram\n") != std::string::npos);
   BOOST_TEST(body.find("plexus_broker_ack_latency_seconds_count{broker=\"b9\"} 0\n") != std::string::npos,
