@@ -16,7 +16,6 @@
 //   with flow control on (the defaults) and off, runs interleaved.
 
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <fstream>
 #include <memory>
@@ -31,6 +30,7 @@
 #include "plexus/client.hpp"
 #include "scenario.hpp"
 #include "scenarios/throughput.hpp"
+#include "systems/cluster.hpp"
 
 namespace plexus::bench {
 
@@ -39,18 +39,6 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr std::string_view listening_prefix = "listening on ";
-
-/// `"name":<digits>` in the broker's stats JSON.
-std::optional<std::uint64_t> json_number(std::string_view json, std::string_view name) {
-  const auto key = "\"" + std::string{name} + "\":";
-  auto at = json.find(key);
-  if (at == std::string_view::npos) return std::nullopt;
-  auto digits = json.substr(at + key.size());
-  std::uint64_t v = 0;
-  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
-  if (ec != std::errc{}) return std::nullopt;
-  return v;
-}
 
 /// A plexus-broker process on a free loopback port, stats every 100 ms.
 class broker_proc {

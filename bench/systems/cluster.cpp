@@ -58,17 +58,6 @@ std::string endpoint_in(std::string_view text) {
   return {};
 }
 
-/// `"name":<digits>` in a stats JSON, the first occurrence.
-std::optional<std::uint64_t> json_number(std::string_view json, std::string_view name) {
-  const auto key = "\"" + std::string{name} + "\":";
-  auto at = json.find(key);
-  if (at == std::string_view::npos) return std::nullopt;
-  auto digits = json.substr(at + key.size());
-  std::uint64_t v = 0;
-  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
-  if (ec != std::errc{}) return std::nullopt;
-  return v;
-}
 
 } // namespace
 
@@ -158,6 +147,17 @@ void broker_mesh::await_linked(std::chrono::milliseconds within) {
   throw std::runtime_error("the " + std::to_string(brokers_.size()) +
                            " brokers did not link as a full mesh within " +
                            std::to_string(within.count()) + " ms:" + why);
+}
+
+std::optional<std::uint64_t> json_number(std::string_view json, std::string_view name) {
+  const auto key = "\"" + std::string{name} + "\":";
+  auto at = json.find(key);
+  if (at == std::string_view::npos) return std::nullopt;
+  auto digits = json.substr(at + key.size());
+  std::uint64_t v = 0;
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v);
+  if (ec != std::errc{}) return std::nullopt;
+  return v;
 }
 
 } // namespace plexus::bench

@@ -9,9 +9,12 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "baselines/child_process.hpp"
@@ -63,5 +66,8 @@ private:
   scratch_dir dir_; // first: removed after the brokers are gone
   std::vector<std::unique_ptr<broker_process>> brokers_;
 };
+
+/// `"name":<digits>` in a broker's stats JSON, the first occurrence.
+[[nodiscard]] std::optional<std::uint64_t> json_number(std::string_view json, std::string_view name);
 
 } // namespace plexus::bench

@@ -12,7 +12,6 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -27,19 +26,13 @@
 using namespace std::chrono_literals;
 using namespace plexus;
 using namespace plexus::actors;
+using plexus::test::read_file;
 using plexus::test::tcp_broker;
 using plexus::test::temp_dir;
 using plexus::test::waiter;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in{p, std::ios::binary};
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 /// What add_from_toml throws for `text` (and that it added nothing when `nothing_added`).
 std::string refusal(const std::string& text, bool nothing_added = true) {

@@ -16,7 +16,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -33,6 +32,7 @@ using namespace std::chrono_literals;
 using namespace plexus;
 using namespace plexus::actors;
 using namespace plexus::actors::detail;
+using plexus::test::read_file;
 using plexus::test::confirmed;
 using plexus::test::tcp_broker;
 using plexus::test::temp_dir;
@@ -42,13 +42,6 @@ namespace fs = std::filesystem;
 namespace {
 
 void write_file(const fs::path& p, const std::string& content) { std::ofstream{p, std::ios::binary} << content; }
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in{p, std::ios::binary};
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 std::vector<std::string> names_in(const fs::path& dir) {
   std::vector<std::string> names;

@@ -44,6 +44,7 @@ using namespace plexus;
 using namespace plexus::actors;
 using namespace plexus::actors::detail;
 using plexus::test::confirmed;
+using plexus::test::read_file;
 using plexus::test::stats_of;
 using plexus::test::tcp_broker;
 using plexus::test::temp_dir;
@@ -51,13 +52,6 @@ using plexus::test::waiter;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in{p, std::ios::binary};
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 std::vector<std::string> lines_of(const std::string& s) {
   std::vector<std::string> out;
