@@ -32,6 +32,8 @@ enum class span_status : std::uint8_t {
   dead_lettered = 7, // rejected by the handler, or quarantined as poison
   circuit_open = 8,  // a request it made was refused by the caller's open circuit breaker
 };
+/// The highest status there is: what a decoder accepts, what the fuzzers check.
+inline constexpr span_status last_span_status = span_status::circuit_open;
 [[nodiscard]] const char* to_string(span_status s) noexcept;
 
 struct span {

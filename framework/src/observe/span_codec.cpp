@@ -284,7 +284,7 @@ std::vector<span> decode_spans(std::string_view payload) {
       span s;
       const auto head = in.byte();
       const auto status = head & 0x0fu;
-      if (status > static_cast<unsigned>(span_status::circuit_open)) throw fail();
+      if (status > static_cast<unsigned>(last_span_status)) throw fail();
       s.status = static_cast<span_status>(status);
       s.kind = head & detail::flag_request ? "request" : "invocation";
       s.cold_start = (head & detail::flag_cold) != 0;
