@@ -216,6 +216,7 @@ void read_http(table_reader& r, http_options& o, std::vector<std::string>& probl
   r.whole("max_body", o.max_body, 1);
   r.whole("max_concurrent", o.max_concurrent, 1);
   r.whole("max_connections", o.max_connections, 1);
+  r.whole("threads", o.threads, 1, 64);
   r.ms("default_timeout_ms", o.default_timeout, 1);
   r.ms("max_timeout_ms", o.max_timeout, 1);
   r.ms("keep_alive_timeout_ms", o.keep_alive_timeout, 1);

@@ -49,6 +49,7 @@ std::vector<std::string> check_options(const http_options& o) {
   if (o.max_body == 0) bad.emplace_back("max_body: 0 (at least 1 byte)");
   if (o.max_concurrent == 0) bad.emplace_back("max_concurrent: 0 (at least 1)");
   if (o.max_connections == 0) bad.emplace_back("max_connections: 0 (at least 1)");
+  if (o.threads == 0 || o.threads > 64) bad.push_back("threads: " + std::to_string(o.threads) + " (1-64)");
   if (o.max_timeout <= milliseconds{0}) bad.push_back("max_timeout: " + ms_text(o.max_timeout) + " (> 0)");
   if (o.default_timeout <= milliseconds{0} || o.default_timeout > o.max_timeout)
     bad.push_back("default_timeout: " + ms_text(o.default_timeout) + " (> 0 and <= max_timeout)");

@@ -1,12 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
 // Scenario `http`: the HTTP gateway (actors/http) as the front door.
 // `POST /rpc/echo` with a 128 B body through the gateway, a request on the
-// broker (tcp on 127.0.0.1) to a function that replies with the body, the
-// reply as the response; wrk (Debian's package) drives it with 64
-// keep-alive connections on 2 threads. Beside it, in the same run and
-// driven the same way: nginx (Debian's package) answering a static
-// `return 200` (the ceiling of HTTP on this machine; its 2 workers, as
-// `worker_processes auto` gives on 2 cores). Runs are taken in turn.
+// broker to a function that replies with the body, the reply as the
+// response; wrk (Debian's package) drives it with 64 keep-alive
+// connections on 2 threads. Two gateways, as plexus is deployed:
+//   gateway      on a node whose broker is a plexus-broker over tcp on
+//                127.0.0.1 (a cluster's broker; a tcp hop each way);
+//   gateway-emb  on a node with its embedded broker (inproc; `make demo`'s
+//                set-up, and a gateway node's own broker in a cluster).
+// Beside them, in the same run and driven the same way: nginx (Debian's
+// package) answering a static `return 200` (the ceiling of HTTP on this
+// machine; its 2 workers, as `worker_processes auto` gives on 2 cores).
+// Runs are taken in turn.
 //
 // Target (#20): the gateway with its broker round trip >= 50% of nginx's
 // req/s, p99 <= 5 ms at 64 connections. Every run fails on any non-2xx
@@ -224,39 +229,57 @@ void run_http(const run_config& cfg, recorder& rec) {
   const int runs = cfg.runs;
   scratch_dir dir{"plexus-bench-http"};
 
-  samples gw, ngx;
-  with_plexus_broker([&](const std::string& endpoint) {
-    node n{node_options{.broker = endpoint, .duration = {}}};
-    n.service("bench").function("echo").on("echo").instances(echo_instances).handle(
-      [](std::string_view body, context& ctx) -> plexus::result<void> {
-        ctx.reply(body);
-        return {};
-      });
-    n.start();
-    actors::http_options o;
-    o.port = 0;
-    o.json = false;
-    actors::gateway g{o};
-    g.start(n.client());
-    const auto gw_url = "http://127.0.0.1:" + std::to_string(g.port()) + "/rpc/echo";
+  // A node with the echo function and a gateway in front of it; broker:
+  // the endpoint, or empty for the node's embedded one.
+  struct front_door {
+    node n;
+    actors::gateway g;
+    explicit front_door(const std::string& broker)
+        : n{node_options{.broker = broker, .duration = {}}}, g{gateway_options()} {
+      n.service("bench").function("echo").on("echo").instances(echo_instances).handle(
+        [](std::string_view body, context& ctx) -> plexus::result<void> {
+          ctx.reply(body);
+          return {};
+        });
+      n.start();
+      g.start(n.client());
+    }
+    static actors::http_options gateway_options() {
+      actors::http_options o;
+      o.port = 0;
+      o.json = false;
+      return o;
+    }
+    [[nodiscard]] std::string url() const { return "http://127.0.0.1:" + std::to_string(g.port()) + "/rpc/echo"; }
+    // Stops both; throws if the gateway answered anything but 2xx.
+    std::uint64_t finish(const std::string& name) {
+      const auto st = g.stats();
+      g.stop();
+      n.stop();
+      if (st.server_errors != 0 || st.client_errors != 0)
+        throw std::runtime_error("http: " + name + " answered " + std::to_string(st.server_errors) + " 5xx and " +
+                                 std::to_string(st.client_errors) + " 4xx");
+      return st.requests;
+    }
+  };
 
+  samples gw, emb, ngx;
+  with_plexus_broker([&](const std::string& endpoint) {
+    front_door tcp{endpoint}, embedded{std::string{}};
     std::optional<nginx_server> ngx_server;
     if (!nginx_bin.empty()) ngx_server.emplace(nginx_bin, dir.path() / "nginx", free_port());
 
     for (int r = 0; r < runs; ++r) {
-      gw.add(run_wrk(wrk, dir.path(), gw_url, duration, "gateway"));
+      gw.add(run_wrk(wrk, dir.path(), tcp.url(), duration, "gateway"));
+      emb.add(run_wrk(wrk, dir.path(), embedded.url(), duration, "gateway-emb"));
       if (ngx_server) ngx.add(run_wrk(wrk, dir.path(), ngx_server->url(), duration, "nginx"));
     }
-    const auto st = g.stats();
-    g.stop();
-    n.stop();
-    if (st.server_errors != 0 || st.client_errors != 0)
-      throw std::runtime_error("http: the gateway answered " + std::to_string(st.server_errors) + " 5xx and " +
-                               std::to_string(st.client_errors) + " 4xx");
-    rec.note("gateway: " + std::to_string(st.requests) + " requests answered, all 2xx");
+    const auto a = tcp.finish("gateway"), b = embedded.finish("gateway-emb");
+    rec.note("gateways: " + std::to_string(a) + " + " + std::to_string(b) + " requests answered, all 2xx");
   });
   const auto name = std::to_string(payload_bytes) + "B-rpc-" + std::to_string(connections) + "conn";
   record(rec, name, "gateway", gw);
+  record(rec, name, "gateway-emb", emb);
   if (!ngx.rps.empty()) record(rec, name, "nginx", ngx);
 }
 

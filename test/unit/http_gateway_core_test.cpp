@@ -67,6 +67,7 @@ BOOST_AUTO_TEST_CASE(options_are_checked_together_naming_each_bad_one) {
   http_options o;
   o.port = 70000;
   o.max_concurrent = 0;
+  o.threads = 0;
   o.default_timeout = 2min;
   o.routes = {{"FETCH", "orders", "orders.create"},
               {"POST", "/a", "$SYS.x"},
@@ -78,7 +79,7 @@ BOOST_AUTO_TEST_CASE(options_are_checked_together_naming_each_bad_one) {
   } catch (const std::invalid_argument& e) {
     std::string w = e.what();
     BOOST_TEST_MESSAGE(w);
-    for (auto part : {"http gateway: ", "port 70000", "max_concurrent", "default_timeout",
+    for (auto part : {"http gateway: ", "port 70000", "max_concurrent", "threads: 0 (1-64)", "default_timeout",
                       "routes[0] \"orders\": method", "path: starts with", "routes[1] \"/a\": topic",
                       "routes[2] \"/a\": a second route", "routes[3] \"/rpc/x\": path: under"})
       BOOST_TEST(w.find(part) != std::string::npos, "missing " << part);

@@ -8,6 +8,13 @@
 
 #include <httplib.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <future>
@@ -110,6 +117,72 @@ struct rig {
     return s->held_reply_to;
   }
 };
+
+// A connection spoken to byte by byte: what curl and wrk do that
+// httplib's client does not (pipelining, Expect: 100-continue, garbage).
+class raw_connection {
+public:
+  explicit raw_connection(int port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    BOOST_TEST_REQUIRE(fd_ >= 0);
+    timeval tv{20, 0}; // a read that never ends fails the test instead of hanging it
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    BOOST_TEST_REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  }
+  ~raw_connection() { ::close(fd_); }
+  raw_connection(const raw_connection&) = delete;
+  raw_connection& operator=(const raw_connection&) = delete;
+
+  void send(const std::string& bytes) {
+    BOOST_TEST_REQUIRE(::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size()));
+  }
+  /// One response: its head (status line and headers) and its body (by
+  /// Content-Length); an empty head when the connection closed first.
+  std::pair<std::string, std::string> response() {
+    auto end = buf_.find("\r\n\r\n");
+    while (end == std::string::npos) {
+      if (!fill()) return {};
+      end = buf_.find("\r\n\r\n");
+    }
+    auto head = buf_.substr(0, end + 4);
+    buf_.erase(0, end + 4);
+    std::size_t length = 0;
+    if (auto at = head.find("Content-Length: "); at != std::string::npos) length = std::stoul(head.substr(at + 16));
+    while (buf_.size() < length)
+      if (!fill()) return {};
+    auto body = buf_.substr(0, length);
+    buf_.erase(0, length);
+    return {head, body};
+  }
+  /// True when the gateway closed the connection (EOF) before sending more.
+  bool closed_by_peer() { return buf_.empty() && !fill(); }
+  /// Bytes waiting now, without waiting for any.
+  bool has_input() {
+    char c;
+    return ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+  }
+
+private:
+  bool fill() {
+    char b[4096];
+    auto n = ::recv(fd_, b, sizeof b, 0);
+    if (n <= 0) return false;
+    buf_.append(b, static_cast<std::size_t>(n));
+    return true;
+  }
+  int fd_;
+  std::string buf_;
+};
+
+std::string echo_request(const std::string& body, const std::string& extra = {}) {
+  return "POST /rpc/echo HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\n" + extra + "\r\n" + body;
+}
 
 httplib::Result post(httplib::Client& c, const std::string& path, const std::string& body = "x",
                      const httplib::Headers& h = {}) {
@@ -354,8 +427,6 @@ BOOST_AUTO_TEST_CASE(a_port_in_use_is_a_config_error) {
   }
 }
 
-// Not a benchmark (the bench suite's `http` scenario is wrk's): one
-// keep-alive client in a loop, beside the same requests made directly.
 BOOST_AUTO_TEST_CASE(a_json_body_reaches_a_typed_handler_and_its_reply_comes_back_as_json) {
   rig r;
   auto c = r.http();
@@ -396,6 +467,110 @@ BOOST_AUTO_TEST_CASE(the_gateway_s_counters_are_in_the_node_s_metrics) {
   BOOST_TEST(text.find("plexus_function_invocations_total") < text.find("plexus_http_requests_total"));
 }
 
+BOOST_AUTO_TEST_CASE(what_is_not_http_gets_400_and_the_gateway_serves_on) {
+  rig r;
+  raw_connection bad{r.gw->port()};
+  bad.send("GARBAGE\r\n\r\n");
+  auto [head, body] = bad.response();
+  BOOST_TEST(head.starts_with("HTTP/1.1 400 Bad Request\r\n"), head);
+  BOOST_TEST(head.find("Connection: close") != std::string::npos);
+  BOOST_TEST(body.find("bad_request") != std::string::npos);
+  BOOST_TEST(bad.closed_by_peer());
+  raw_connection good{r.gw->port()};
+  good.send(echo_request("fine"));
+  auto [h2, b2] = good.response();
+  BOOST_TEST(h2.starts_with("HTTP/1.1 200 OK\r\n"), h2);
+  BOOST_TEST(b2 == "fine");
+  BOOST_TEST(r.gw->stats().client_errors == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(pipelined_requests_are_answered_in_order_on_one_connection) {
+  rig r;
+  raw_connection c{r.gw->port()};
+  c.send(echo_request("one") + echo_request("two") + echo_request("three"));
+  for (auto want : {"one", "two", "three"}) {
+    auto [head, body] = c.response();
+    BOOST_TEST(head.starts_with("HTTP/1.1 200 OK\r\n"), head);
+    BOOST_TEST(body == want);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(expect_100_continue_gets_continue_or_413_before_the_body_is_sent) {
+  http_options o;
+  o.max_body = 1024;
+  rig r{o};
+  raw_connection c{r.gw->port()};
+  c.send("POST /rpc/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+  auto [cont, none] = c.response(); // as curl does with a body over 1 KiB
+  BOOST_TEST(cont == "HTTP/1.1 100 Continue\r\n\r\n");
+  c.send("hello");
+  auto [head, body] = c.response();
+  BOOST_TEST(head.starts_with("HTTP/1.1 200 OK\r\n"), head);
+  BOOST_TEST(body == "hello");
+  // Too large: 413 at once, the connection closes, the body is never read.
+  raw_connection big{r.gw->port()};
+  big.send("POST /rpc/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n");
+  auto [h2, b2] = big.response();
+  BOOST_TEST(h2.starts_with("HTTP/1.1 413 Payload Too Large\r\n"), h2);
+  BOOST_TEST(b2.find("over 1024 bytes") != std::string::npos);
+  BOOST_TEST(big.closed_by_peer());
+}
+
+BOOST_AUTO_TEST_CASE(idle_and_half_sent_connections_close_past_the_keep_alive_timeout) {
+  http_options o;
+  o.keep_alive_timeout = 200ms;
+  rig r{o};
+  raw_connection idle{r.gw->port()}, half{r.gw->port()};
+  idle.send(echo_request("x"));
+  BOOST_TEST(idle.response().second == "x");
+  half.send("POST /rpc/echo HTTP/1.1\r\nHost: x\r\n"); // and never the rest
+  auto t0 = std::chrono::steady_clock::now();
+  BOOST_TEST(idle.closed_by_peer()); // blocks until the gateway closes it
+  BOOST_TEST(half.closed_by_peer());
+  BOOST_TEST((std::chrono::steady_clock::now() - t0 < 5s));
+  waiter w;
+  BOOST_TEST(w.until([&] { return r.gw->stats().connections == 0; }));
+}
+
+BOOST_AUTO_TEST_CASE(connections_past_max_connections_wait_until_one_closes) {
+  http_options o;
+  o.max_connections = 2;
+  rig r{o};
+  auto a = std::make_unique<raw_connection>(r.gw->port());
+  raw_connection b{r.gw->port()};
+  a->send(echo_request("a"));
+  BOOST_TEST(a->response().second == "a");
+  b.send(echo_request("b"));
+  BOOST_TEST(b.response().second == "b");
+  raw_connection third{r.gw->port()}; // connected (the kernel's backlog), not accepted
+  third.send(echo_request("third"));
+  b.send(echo_request("b2")); // a round trip on the same loop since
+  BOOST_TEST(b.response().second == "b2");
+  BOOST_TEST(!third.has_input());
+  BOOST_TEST(r.gw->stats().connections == 2u);
+  a.reset(); // one closes: the third is accepted and answered
+  BOOST_TEST(third.response().second == "third");
+}
+
+BOOST_AUTO_TEST_CASE(hundreds_of_connections_are_served_by_one_event_loop) {
+  constexpr int n = 300; // the thread-per-connection gateway this replaced capped at 512 threads
+  http_options o;
+  o.threads = 1;
+  o.max_concurrent = n; // all in flight at once: none is turned away
+  rig r{o};
+  std::vector<std::unique_ptr<raw_connection>> cs;
+  for (int i = 0; i < n; ++i) cs.push_back(std::make_unique<raw_connection>(r.gw->port()));
+  for (int i = 0; i < n; ++i) cs[static_cast<std::size_t>(i)]->send(echo_request("c" + std::to_string(i)));
+  for (int i = 0; i < n; ++i) {
+    auto [head, body] = cs[static_cast<std::size_t>(i)]->response();
+    BOOST_TEST_REQUIRE(head.starts_with("HTTP/1.1 200 OK\r\n"), head);
+    BOOST_TEST(body == "c" + std::to_string(i));
+  }
+  BOOST_TEST(r.gw->stats().connections == static_cast<std::uint64_t>(n));
+}
+
+// Not a benchmark (the bench suite's `http` scenario is wrk's): one
+// keep-alive client in a loop, beside the same requests made directly.
 BOOST_AUTO_TEST_CASE(throughput_through_the_gateway_beside_direct_requests) {
   rig r;
   constexpr int n = 2000;

@@ -27,7 +27,7 @@
 //                      backoff_initial_ms, backoff_max_ms, content_type,
 //                      headers (a table), concurrency
 //   [[http]]           listen, port, events, rpc, json, max_body,
-//                      max_concurrent, max_connections, default_timeout_ms,
+//                      max_concurrent, max_connections, threads, default_timeout_ms,
 //                      max_timeout_ms, keep_alive_timeout_ms, drain_timeout_ms,
 //                      and [[http.route]] tables: method, path, topic,
 //                      request, timeout_ms

@@ -50,10 +50,10 @@
 // A function's failure (903) also comes as X-Plexus-Failure (how it
 // ended), X-Plexus-From (service.function) and X-Plexus-Cause (why).
 //
-// Threads: cpp-httplib serves each connection on a thread of its own (up
-// to max_connections; more wait for one), and a request's thread waits
-// for the broker's answer: no CAF thread ever blocks on HTTP. No CAF and
-// no cpp-httplib in this header.
+// Threads: `threads` event loops (Boost.Asio) serve every connection,
+// none waits: a request goes to the client, and its answer comes back to
+// the connection's loop from the client's I/O thread. No CAF thread ever
+// blocks on HTTP. No CAF, Boost or cpp-httplib in this header.
 
 #include <chrono>
 #include <cstddef>
@@ -91,15 +91,21 @@ struct http_options {
   std::size_t max_body = std::size_t{1} << 20;
   /// Requests waiting on the broker at once; past it 429 with Retry-After.
   std::size_t max_concurrent = 256;
-  /// Connections served at once, a thread each (cpp-httplib's model; the
-  /// threads are made as connections come). More wait, accepted, for one.
-  /// Keep it above max_concurrent: a request can only be turned away with
-  /// 429 by a thread that serves its connection.
-  std::size_t max_connections = 512;
+  /// Connections open at once. Past it the gateway stops accepting until
+  /// one closes (more wait in the kernel's listen backlog). A connection
+  /// costs a few KiB and no thread.
+  std::size_t max_connections = 10000;
+  /// Event loops, a thread each, sharing the connections (round robin).
+  /// One serves tens of thousands of requests a second; more help only
+  /// with cores to spare (the broker, the functions and the client's I/O
+  /// thread need theirs).
+  std::size_t threads = 1;
   /// X-Request-Timeout overrides (and a route's timeout), capped at max_timeout.
   std::chrono::milliseconds default_timeout{10000};
   std::chrono::milliseconds max_timeout{60000};
-  /// A keep-alive connection idle this long is closed (cpp-httplib's 5 s).
+  /// A keep-alive connection idle this long is closed (as cpp-httplib's
+  /// 5 s; nginx's keepalive_timeout is 75 s). A request's headers must
+  /// come within it too; its body within 5 s more.
   std::chrono::milliseconds keep_alive_timeout{5000};
   /// stop(): in-flight requests may finish this long (as node_options'
   /// drain_timeout); past it they are answered 503.
