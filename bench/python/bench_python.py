@@ -12,8 +12,11 @@ plexus function is a plexus.Node function in a queue group with explicit
 ACKs and credit (instances 1, prefetch --prefetch); the publisher publishes
 at most once (its batches fill a turn of the event loop). The broker gets a
 group queue large enough that nothing is dropped; a run that lost messages
-fails (exit 1). Repeated --runs times; the table gives median, min and max.
-Target (issue #22): plexus >= 50% of raw pyzmq.
+fails (exit 1). Repeated --runs times; the table gives median, min and max,
+and the median CPU time per message of the receiver (rx: first arrival to
+last) and of the sender (tx: first send to the last written), each for its
+whole process (ZeroMQ's I/O thread too): steadier than rates on a shared
+machine. Target (issue #22): plexus >= 50% of raw pyzmq.
 """
 import argparse
 import asyncio
@@ -78,9 +81,11 @@ def role_raw_push(endpoint, n, size):
     payload = payload_of(size)
     time.sleep(0.2)  # the connection is up before the clock starts (PUSH queues anyway)
     t0 = time.monotonic()
+    cpu0 = time.process_time()
     for _ in range(n):
         s.send(payload)
-    print(json.dumps({"start": t0, "sent": time.monotonic()}), flush=True)
+    print(json.dumps({"start": t0, "sent": time.monotonic(),
+                      "cpu": time.process_time() - cpu0}), flush=True)
     s.close(linger=-1)
     ctx.term()
 
@@ -132,14 +137,16 @@ def role_publisher(endpoint, n, size):
         payload = payload_of(size)
         publish = c.publish
         t0 = time.monotonic()
+        cpu0 = time.process_time()
         chunk = 2000
         for i in range(0, n, chunk):
             for _ in range(min(chunk, n - i)):
                 publish(TOPIC, payload)
             await c.flush()  # backpressure: what was queued is in the socket
         sent = time.monotonic()
+        cpu = time.process_time() - cpu0
         await c.close()
-        print(json.dumps({"start": t0, "sent": sent}), flush=True)
+        print(json.dumps({"start": t0, "sent": sent, "cpu": cpu}), flush=True)
 
     asyncio.run(main())
 
@@ -169,7 +176,7 @@ def run_raw(n, size):
     ready(pull, "the PULL side")
     push = spawn("raw-push", endpoint, n, size)
     s, r = result(push), result(pull)
-    return n / (r["last"] - s["start"]), r["got"], r["cpu"] * 1e6 / n
+    return n / (r["last"] - s["start"]), r["got"], r["cpu"] * 1e6 / n, s["cpu"] * 1e6 / n
 
 
 def run_plexus(broker_bin, n, size, prefetch, instances, tmp):
@@ -184,7 +191,7 @@ def run_plexus(broker_bin, n, size, prefetch, instances, tmp):
         ready(fn, "the function")
         pub = spawn("publisher", endpoint, n, size)
         s, r = result(pub), result(fn)
-        return n / (r["last"] - s["start"]), r["got"], r["cpu"] * 1e6 / n
+        return n / (r["last"] - s["start"]), r["got"], r["cpu"] * 1e6 / n, s["cpu"] * 1e6 / n
     finally:
         broker.terminate()
         broker.wait(10)
@@ -219,18 +226,20 @@ def main():
         raise SystemExit(f"no plexus-broker at {a.broker} (--broker PATH)")
     if a.quick:
         a.messages, a.runs = 50000, 1
-    raw, plx, raw_cpu, plx_cpu = [], [], [], []
+    raw, plx, raw_cpu, plx_cpu, raw_tx, plx_tx = [], [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(a.runs):
-            rate, got, cpu = run_raw(a.messages, a.size)
+            rate, got, cpu, tx = run_raw(a.messages, a.size)
             raw.append(rate)
             raw_cpu.append(cpu)
-            rate, got, cpu = run_plexus(a.broker, a.messages, a.size, a.prefetch, a.instances,
-                                        tmp)
+            raw_tx.append(tx)
+            rate, got, cpu, tx = run_plexus(a.broker, a.messages, a.size, a.prefetch,
+                                            a.instances, tmp)
             if got != a.messages:  # a benchmark of lost messages is void
                 raise SystemExit(f"python bench: the function got {got} of {a.messages} messages")
             plx.append(rate)
             plx_cpu.append(cpu)
+            plx_tx.append(tx)
     git = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                          capture_output=True, text=True).stdout.strip()
     print(f"python bench: git {git}, {sys.version.split()[0]}, pyzmq {zmq.__version__} "
@@ -238,12 +247,13 @@ def main():
           f"{os.cpu_count()} cores")
     print(f"{a.messages} messages of {a.size} bytes, {a.runs} run(s), sender and receiver in "
           f"two processes\n")
-    print(f"{'case':<44} {'median msg/s':>13} {'min':>10} {'max':>10} {'rx CPU us/msg':>14}")
-    rows = [("raw pyzmq PUSH -> PULL", raw, raw_cpu),
-            ("plexus publish -> broker -> function (ack)", plx, plx_cpu)]
-    for name, v, cpu in rows:
+    print(f"{'case':<44} {'median msg/s':>13} {'min':>10} {'max':>10} {'rx CPU us/msg':>14} "
+          f"{'tx CPU us/msg':>14}")
+    rows = [("raw pyzmq PUSH -> PULL", raw, raw_cpu, raw_tx),
+            ("plexus publish -> broker -> function (ack)", plx, plx_cpu, plx_tx)]
+    for name, v, cpu, tx in rows:
         print(f"{name:<44} {statistics.median(v):>13,.0f} {min(v):>10,.0f} {max(v):>10,.0f} "
-              f"{statistics.median(cpu):>14.2f}")
+              f"{statistics.median(cpu):>14.2f} {statistics.median(tx):>14.2f}")
     ratio = statistics.median(plx) / statistics.median(raw)
     cpu_ratio = statistics.median(raw_cpu) / statistics.median(plx_cpu)
     print(f"\nplexus / raw pyzmq: {ratio:.0%} of the rate (target >= 50%); the receiver's "
@@ -256,6 +266,7 @@ def main():
         with open(a.json, "w") as f:
             json.dump({"messages": a.messages, "size": a.size, "raw": raw, "plexus": plx,
                        "raw_rx_cpu_us": raw_cpu, "plexus_rx_cpu_us": plx_cpu,
+                       "raw_tx_cpu_us": raw_tx, "plexus_tx_cpu_us": plx_tx,
                        "ratio": ratio}, f, indent=1)
 
 

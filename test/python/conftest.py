@@ -81,8 +81,9 @@ async def async_wait_until(cond, timeout, what="condition", step=0.01):
 
 
 class Broker:
-    def __init__(self, binary, tmp, bid, peers=(), extra=(), port=None):
+    def __init__(self, binary, tmp, bid, peers=(), extra=(), port=None, probe_creds=None):
         self.id = bid
+        self.probe_creds = probe_creds  # a plexus.creds.Credentials for a broker with --auth
         self.port = port or free_port()
         self.endpoint = f"tcp://127.0.0.1:{self.port}"
         self.log_path = pathlib.Path(tmp) / f"broker-{bid}.log"
@@ -94,7 +95,11 @@ class Broker:
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT,
                                      env=env, cwd=tmp)
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()  # never leave a broker that did not become ready behind
+            raise
 
     def wait_ready(self, timeout=10.0):
         ctx = zmq.Context.instance()
@@ -106,6 +111,10 @@ class Broker:
                                    + self.log_path.read_text(errors="replace")[-2000:])
             s = ctx.socket(zmq.DEALER)
             s.setsockopt(zmq.LINGER, 0)
+            if self.probe_creds is not None:
+                s.curve_serverkey = self.probe_creds.broker_key.encode()
+                s.curve_publickey = self.probe_creds.public_key.encode()
+                s.curve_secretkey = self.probe_creds.secret_key.encode()
             s.connect(self.endpoint)
             try:
                 s.send(hello)
@@ -137,8 +146,8 @@ class Broker:
 def start_broker(broker_bin, tmp_path):
     started = []
 
-    def start(bid="b1", peers=(), extra=(), port=None):
-        b = Broker(broker_bin, tmp_path, bid, peers, extra, port)
+    def start(bid="b1", peers=(), extra=(), port=None, probe_creds=None):
+        b = Broker(broker_bin, tmp_path, bid, peers, extra, port, probe_creds)
         started.append(b)
         return b
 

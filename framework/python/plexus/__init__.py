@@ -8,9 +8,10 @@
     node.run()
 """
 from .client import Client, Msg, Subscription, decode, encode
-from .errors import (DeadLettered, Disconnected, Expired, Forbidden, NoInterest, NoResponders,
-                     Overloaded, PeerLost, PermissionDenied, PlexusError, Reject, RequestFailed,
-                     RequestTimeout, Retry, status_text)
+from .creds import Credentials, CredsError, read_credentials
+from .errors import (DeadLettered, Disconnected, Expired, Forbidden, HandshakeFailed, NoInterest,
+                     NoResponders, Overloaded, PeerLost, PermissionDenied, PlexusError, Reject,
+                     RequestFailed, RequestTimeout, Retry, status_text)
 from .node import Context, Node
 
 __version__ = "0.1.0"
@@ -18,4 +19,5 @@ __version__ = "0.1.0"
 __all__ = ["Client", "Msg", "Subscription", "Node", "Context", "encode", "decode",
            "PlexusError", "NoResponders", "NoInterest", "DeadLettered", "Overloaded", "Expired",
            "Forbidden", "PeerLost", "PermissionDenied", "RequestTimeout", "RequestFailed",
-           "Disconnected", "Reject", "Retry", "status_text"]
+           "Disconnected", "HandshakeFailed", "Reject", "Retry", "status_text", "Credentials",
+           "CredsError", "read_credentials"]

@@ -5,8 +5,10 @@ One DEALER socket, driven from the event loop through its file descriptor
 (no thread): the session (HELLO/WELCOME), heartbeats both ways, failover
 across the endpoints the brokers advertise, subscriptions restored on a new
 session, confirmed publishes kept until their CONFIRM and re-sent after a
-failover under the same msg id, request/reply over a reply inbox, and
-batching: everything queued in one turn of the loop goes out as one frame.
+failover under the same msg id, request/reply over a reply inbox,
+batching (everything queued in one turn of the loop goes out as one frame),
+CurveZMQ for a broker with --auth (`creds`), and flow control: PAUSE/RESUME
+per queue group, with a publish window learnt from PING/PONG.
 The logic mirrors framework/src/transport/connector_core.cpp.
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 import msgpack
 import zmq
 
+from . import creds as _creds
 from . import errors, wire
 from .errors import PlexusError, RequestFailed, error_for
 from .wire import (ACK, BYE, CONFIRM, CREDIT, ERR, H_BROKERS, H_CODE, H_COUNT, H_CREDIT,
@@ -30,6 +33,12 @@ from .wire import (ACK, BYE, CONFIRM, CREDIT, ERR, H_BROKERS, H_CODE, H_COUNT, H
 
 _packb = msgpack.Packer(use_bin_type=True).pack
 _RETRY_UNKEPT = (errors.FULL, errors.UNAVAILABLE)
+_HANDSHAKE_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                     | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+_SUB_REFUSALS = frozenset((errors.PERMISSION_DENIED, errors.FORBIDDEN,
+                           errors.TOO_MANY_SUBSCRIPTIONS))
+_PING = _packb({H_VERSION: VERSION, H_OP: PING})
+_BIN8 = wire._BIN8
 
 
 def encode(data) -> bytes:
@@ -144,6 +153,7 @@ class Subscription:
         self.held = 0       # deliveries of this session not settled
         self.delivered = 0
         self.closed = False
+        self.error = None   # the broker's refusal of the SUB (a PlexusError), if it refused
         # Set by the Node: the credit a new session's SUB asks for.
         self.restore_credit = None
         self.on_new_session = None
@@ -226,7 +236,9 @@ class Client:
 
     def __init__(self, servers="tcp://127.0.0.1:7400", *, name=None, connect_timeout=10.0,
                  hello_timeout=2.0, max_batch_bytes=256 * 1024, max_batch_entries=1024,
-                 retry_unkept=True, on_error=None, lineage=None):
+                 retry_unkept=True, on_error=None, lineage=None, creds=None,
+                 flow_control=True, when_paused="hold", publish_window=8192,
+                 publish_window_bytes=8 << 20):
         if isinstance(servers, str):
             servers = [s for s in servers.split(",") if s]
         if not servers:
@@ -240,6 +252,25 @@ class Client:
         self.max_batch_entries = min(max_batch_entries, wire.MAX_BATCH_ENTRIES)
         self.retry_unkept = retry_unkept
         self.on_error = on_error
+        # CurveZMQ for a broker with --auth: a credentials file (`plexus keys
+        # user`) or a plexus.creds.Credentials; None is plaintext.
+        self.creds = _creds.resolve(creds)
+        if self.creds is not None and not zmq.has("curve"):
+            raise RuntimeError("this libzmq has no CURVE support: it cannot use creds")
+        self.handshake_failure = ""  # why the last CURVE handshake failed, if it did
+        # Flow control (PROTOCOL.md "Flow control"): HELLO says this client
+        # honours PAUSE/RESUME; while the broker pauses a queue group, PUBs to
+        # its topics are held here in order and written on RESUME (requests
+        # are not held). `when_paused` for publish(): "hold" (flush() waits
+        # for them: a publisher that awaits it is slowed), "drop" (counted:
+        # stats["paused_drops"]) or "fail" (Overloaded, 103). The publish
+        # window bounds PUBs written that the broker has not read yet.
+        if when_paused not in ("hold", "drop", "fail"):
+            raise ValueError(f"when_paused must be hold, drop or fail, not {when_paused!r}")
+        self.flow_control = flow_control
+        self.when_paused = when_paused
+        self.publish_window = publish_window
+        self.publish_window_bytes = publish_window_bytes
         self.broker = ""          # the broker id of the session
         self.max_payload = 0
         self.heartbeat = 1.0      # the broker's (WELCOME)
@@ -256,8 +287,19 @@ class Client:
         self._welcomed = False
         self._closing = False
         self._closed = False
-        self._controls = collections.deque()   # header bytes: HELLO, PING, PONG, BYE
-        self._out = collections.deque()        # (header, payload or None, settles)
+        self._controls = collections.deque()   # header bytes: HELLO, PONG, BYE
+        # Per PING written, in order: (waiter or None, PUBs and their bytes
+        # written before it); the k-th PONG answers the k-th.
+        self._pings = collections.deque()
+        self._flow = False                     # this session does flow control
+        self._paused = []                      # patterns the broker paused
+        self._held = collections.deque()       # PUB entries held back, in order
+        self._pubs_written = self._pub_bytes_written = 0
+        self._pubs_read = self._pub_bytes_read = 0
+        self._since_mark = 0                   # PUBs written since the last PING
+        # (header, payload or None, settles, tag): tag is the topic of a PUB
+        # flow control may hold back, the waiter (or None) of a PING.
+        self._out = collections.deque()
         self._acks = {}                        # sid -> [first seq, count, session]
         self._flush_scheduled = False
         self._blocked = False
@@ -271,6 +313,8 @@ class Client:
         self._inbox_prefix = f"_INBOX.{self.name}."
         self._inbox_sub = None
         self._welcome_event = None
+        self._refused_event = None
+        self._refusals = 0
         self._ticker = None
         self._dialed_at = 0.0
         self._last_heard = 0.0
@@ -288,14 +332,26 @@ class Client:
         self._inbox_sub = Subscription(self, self._new_sid(), self._inbox_prefix + ">",
                                        self._on_reply, None, False, 0, 0, 0, False)
         self._subs[self._inbox_sub.sid] = self._inbox_sub
+        self._refused_event = asyncio.Event()
+        self._refusals = 0
         self._dial()
         self._ticker = self._loop.create_task(self._tick_loop())
+        waits = (self._loop.create_task(self._welcome_event.wait()),
+                 self._loop.create_task(self._refused_event.wait()))
         try:
-            await asyncio.wait_for(self._welcome_event.wait(), timeout or self.connect_timeout)
-        except asyncio.TimeoutError:
-            await self.close()
-            raise ConnectionError(f"no broker answered at {', '.join(self.endpoints)}") from None
-        return self
+            await asyncio.wait(waits, timeout=timeout or self.connect_timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        if self._welcomed:
+            return self
+        failure = self.handshake_failure
+        await self.close()
+        why = f"no broker answered at {', '.join(self.endpoints)}"
+        if failure:
+            raise errors.HandshakeFailed(f"{why}: {failure}", failure)
+        raise ConnectionError(why)
 
     async def __aenter__(self):
         return await self.connect()
@@ -365,7 +421,11 @@ class Client:
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.SNDHWM, 10000)
         sock.setsockopt(zmq.RCVHWM, 10000)
-        self._monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        if self.creds is not None:
+            sock.curve_serverkey = self.creds.broker_key.encode()
+            sock.curve_publickey = self.creds.public_key.encode()
+            sock.curve_secretkey = self.creds.secret_key.encode()
+        self._monitor = sock.get_monitor_socket(zmq.EVENT_DISCONNECTED | _HANDSHAKE_FAILED)
         sock.connect(endpoint)
         self._sock = sock
         self._fd = sock.getsockopt(zmq.FD)
@@ -380,13 +440,17 @@ class Client:
         self._dialed_at = time.monotonic()  # the HELLO's own deadline
         self._controls.clear()
         self._blocked = False
-        # Settlements of the ended session mean nothing to the next one.
+        # Settlements (and PINGs) of the ended session mean nothing to the next one.
+        self._fail_pings()
+        self._unpause()
         if any(e[2] for e in self._out):
             self._out = collections.deque(e for e in self._out if not e[2])
         self._acks.clear()
-        self._controls.append(_packb({H_VERSION: VERSION, H_OP: HELLO, H_NODE: self.name,
-                                      H_HEARTBEAT: int(self.heartbeat * 1000),
-                                      H_SEQ: self.lineage}))
+        hello = {H_VERSION: VERSION, H_OP: HELLO, H_NODE: self.name,
+                 H_HEARTBEAT: int(self.heartbeat * 1000), H_SEQ: self.lineage}
+        if self.flow_control:
+            hello[H_FLAGS] = wire.FLAG_FLOW_CONTROL
+        self._controls.append(_packb(hello))
         self._kick()
 
     def _hang_up(self, final=False, linger=0) -> None:
@@ -406,6 +470,8 @@ class Client:
         if self._welcomed and not final:
             self.stats["reconnects"] += 1
         self._welcomed = False
+        self._fail_pings()
+        self._unpause()
         if not final:
             # Unsent envelopes go: subscriptions and unconfirmed publishes are
             # restored after the next WELCOME; plain publishes are at most once.
@@ -454,6 +520,9 @@ class Client:
                 if event == zmq.EVENT_DISCONNECTED and self._welcomed:
                     self._lost(f"the link to {self.endpoint} closed")
                     return
+                if event & _HANDSHAKE_FAILED:
+                    self._handshake_refused(event)
+                    return
         except zmq.ZMQError:
             pass
         if not self._welcomed:
@@ -473,10 +542,46 @@ class Client:
         # A safety net for the edge-triggered descriptor.
         self._on_events()
 
-    def _queue_ping(self) -> None:
+    def _handshake_refused(self, event) -> None:
+        """The broker refused our key (ZAP), or its key is not the one we were
+        given, or it wants CURVE and we have none: say which (connect()
+        raises it once every endpoint refused; on_error hears it)."""
+        if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            text = "the broker refused this client's CURVE key (not in its auth file)"
+        elif self.creds is not None:
+            text = "the CURVE handshake failed (is the broker key right? does the broker use --auth?)"
+        else:
+            text = ("the handshake failed (does the broker use --auth? then connect with creds=, "
+                    "a credentials file from `plexus keys user`)")
+        self.handshake_failure = text
+        # A refusal is sure; a handshake that failed without detail (a wrong
+        # broker key, a server that closed) counts once it happened thrice.
+        self._refusals += 1 if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL else 3
+        if (self._refused_event is not None and not self._welcomed
+                and self._refusals >= 3 * len(self.endpoints)):
+            self._refused_event.set()
+        self._lost(f"{text} ({self.endpoint})")
+
+    def _queue_ping(self, waiter=None) -> None:
+        # Every PING goes in line with the envelopes (a settlement: the next
+        # session does not send it) and the broker answers each with a PONG
+        # in order, behind what came before it: the k-th PONG answers the
+        # k-th PING, so `waiter` learns that all before it was taken.
         self._last_ping = time.monotonic()
-        self._controls.append(_packb({H_VERSION: VERSION, H_OP: PING}))
-        self._kick()
+        self._flush_acks()
+        self._send_entry(_PING, None, True, waiter)
+
+    def _fail_pings(self) -> None:
+        pings, self._pings = self._pings, collections.deque()
+        self._pubs_written = self._pub_bytes_written = 0
+        self._pubs_read = self._pub_bytes_read = self._since_mark = 0
+        waiters = [p[0] for p in pings]
+        if any(e[0] is _PING for e in self._out):
+            waiters += [e[3] for e in self._out if e[0] is _PING]
+            self._out = collections.deque(e for e in self._out if e[0] is not _PING)
+        for w in waiters:
+            if w is not None and not w.done():
+                w.set_exception(errors.Disconnected(text="the session ended"))
 
     # ---------------------------------------------------------------- reading
 
@@ -513,13 +618,10 @@ class Client:
             self._report(2, f"a frame from the broker did not decode: {e}")
             return
         subs = self._subs
-        if type(envelopes) is wire.MsgBatch:
-            heads = envelopes.heads
-            sid = heads[0].get(H_SID, 0)
-            sub = subs.get(sid)
-            if (sub is not None and not sub.closed and sub.take_many is not None
-                    and all(h.get(H_SID, 0) == sid for h in heads)):
-                sub.take_many(heads, envelopes.payloads)  # a run for one subscription
+        if type(envelopes) is wire.MsgBatch and envelopes.sid is not None:
+            sub = subs.get(envelopes.sid)
+            if sub is not None and not sub.closed and sub.take_many is not None:
+                sub.take_many(envelopes.heads, envelopes.payloads)  # a run for one subscription
                 return
         for h, payload in envelopes:
             op = h[H_OP]
@@ -536,6 +638,7 @@ class Client:
             if self._welcomed:
                 return
             self._welcomed = True
+            self._flow = self.flow_control and bool(h.get(H_FLAGS, 0) & wire.FLAG_FLOW_CONTROL)
             self.broker = h.get(H_NODE, "")
             self.max_payload = h.get(H_MAX_PAYLOAD, 0)
             if h.get(H_HEARTBEAT):
@@ -544,6 +647,8 @@ class Client:
                 if b and b not in self.endpoints:
                     self.endpoints.append(b)
             self._backoff = 0.1
+            self._refusals = 0
+            self.handshake_failure = ""
             if self.stats["sessions"]:
                 self.stats["resumed"] += 1
             self.stats["sessions"] += 1
@@ -554,7 +659,10 @@ class Client:
             if entry is None:
                 return  # a duplicate's second confirm
             code = h.get(H_CODE, 0)
-            if code in _RETRY_UNKEPT and self.retry_unkept:
+            if self.retry_unkept and (code in _RETRY_UNKEPT or
+                                      (code == errors.OVERLOADED and self._flow)):
+                # (103 from a flow-control broker: the group is paused; the
+                # PUB crossed the PAUSE on its way)
                 entry[3] += 1
                 delay = min(0.05 * 2 ** (entry[3] - 1), 2.0)
                 self._loop.call_later(delay, self._resend, h[H_MSG_ID])
@@ -571,7 +679,19 @@ class Client:
             if self._welcomed:
                 self.stats["sessions_lost"] += 1
             self._lost(f"the broker ended the session: {why}")
-        # PONG: liveness only.
+        elif op == PONG:
+            if self._pings:
+                w, self._pubs_read, self._pub_bytes_read = self._pings.popleft()
+                if w is not None and not w.done():
+                    w.set_result(None)
+                if self._flow:
+                    self._kick()  # the publish window may have opened
+        elif op == wire.PAUSE:
+            if self._welcomed and self._flow:
+                self._on_pause(h.get(H_TOPIC, ""))
+        elif op == wire.RESUME:
+            if self._welcomed and self._flow:
+                self._on_resume(h.get(H_TOPIC, ""))
 
     def _on_err(self, h) -> None:
         code = h.get(H_CODE, 0)
@@ -582,11 +702,24 @@ class Client:
             self._report(errors.SESSION_LOST, f"the broker no longer knew this session ({text})")
             self._welcomed = False
             self._welcome_event.clear()
+            self._fail_pings()
             self._out.clear()
             self._begin_session()
             return
         if code == errors.SLOW_CONSUMER:
             self.stats["broker_dropped"] += h.get(H_COUNT, 0)
+            self._report(code, text)
+            return
+        sub = self._subs.get(h.get(H_SID, 0)) if H_SID in h else None
+        if sub is not None and code in _SUB_REFUSALS:
+            # The broker made no subscription (e.g. 114: the user may not
+            # subscribe to that pattern): subscribe() raises it, and the
+            # subscription is not restored on a new session.
+            sub.error = error_for(code, text)
+            sub.closed = True
+            self._subs.pop(sub.sid, None)
+            if sub._pending is not None:
+                sub._pending.put_nowait(None)
             self._report(code, text)
             return
         settled = False
@@ -619,10 +752,10 @@ class Client:
             sub._owed = 0
             if sub.on_new_session:
                 sub.on_new_session()
-            again.append((sub._sub_header(), None, False))
+            again.append((sub._sub_header(), None, False, None))
         resent = 0
-        for head, payload, _fut, _n in self._unconfirmed.values():
-            again.append((head, payload, False))
+        for head, payload, _fut, _n, topic in self._unconfirmed.values():
+            again.append((head, payload, False, topic))
             resent += 1
         if self.stats["sessions"] > 1:
             self.stats["resent"] += resent
@@ -650,47 +783,15 @@ class Client:
                 self._controls.popleft()
                 wrote = True
             if self._welcomed:
-                out = self._out
-                while out:
-                    if len(out) == 1:
-                        head, payload, _ = out[0]
-                        if payload is None:
-                            sock.send(head, zmq.NOBLOCK)
-                        else:
-                            sock.send_multipart((head, payload), zmq.NOBLOCK)
-                        out.popleft()
-                    else:
-                        # One pass: [array32][header][bin prefix][payload]...
-                        parts = [b""]
-                        add = parts.append
-                        size = n = 0
-                        limit_n, limit_b = self.max_batch_entries, self.max_batch_bytes
-                        bin_prefix = wire.bin_prefix
-                        for head, payload, _ in out:
-                            if n and (n == limit_n or size > limit_b):
-                                break
-                            add(head)
-                            if payload is None:
-                                add(wire.NIL)
-                                size += len(head) + 1
-                            else:
-                                add(bin_prefix(len(payload)))
-                                add(payload)
-                                size += len(head) + len(payload) + 5
-                            n += 1
-                        parts[0] = wire.array32_prefix(2 * n)
-                        sock.send(b"".join(parts), zmq.NOBLOCK)
-                        for _ in range(n):
-                            out.popleft()
-                        self.stats["batches_sent"] += 1
-                    wrote = True
+                wrote = self._write_out(sock) or wrote
         except zmq.Again:
             self._blocked = True  # POLLOUT on the descriptor resumes it
         except zmq.ZMQError as e:
             self._report(-1, f"send failed: {e}")
         if wrote:
             self._last_sent = time.monotonic()
-        if not self._out and not self._controls and self._flush_waiters:
+        if (not self._out and not self._controls and not self._held
+                and self._flush_waiters):
             waiters, self._flush_waiters = self._flush_waiters, []
             for w in waiters:
                 if not w.done():
@@ -698,8 +799,195 @@ class Client:
         # A send may have consumed the descriptor's edge: look again soon.
         self._loop.call_soon(self._on_events)
 
-    def _send_entry(self, head, payload=None, settles=False) -> None:
-        self._out.append((head, payload, settles))
+    def _write_out(self, sock) -> bool:
+        """Writes what _out holds, batched (raises zmq.Again when the socket
+        is full); with flow control, PUBs only within the publish window."""
+        out = self._out
+        pings = self._pings
+        flow = self._flow
+        wrote = False
+        bin8, bin_prefix, nil = _BIN8, wire.bin_prefix, wire.NIL
+        quarter = max(1, self.publish_window // 4)
+        while out:
+            if flow and out[0][3].__class__ is str and self._window_full(1, len(out[0][1])):
+                if not self._since_mark:
+                    break  # a PING after the last PUB is out: its PONG opens the window
+                out.appendleft((_PING, None, True, None))  # the marker, ahead
+                self.stats["window_waits"] += 1
+            if len(out) == 1:
+                head, payload, _, tag = out[0]
+                if payload is None:
+                    sock.send(head, zmq.NOBLOCK)
+                else:
+                    sock.send_multipart((head, payload), zmq.NOBLOCK)
+                out.popleft()
+                if head is _PING:
+                    pings.append((tag, self._pubs_written, self._pub_bytes_written))
+                    self._since_mark = 0
+                elif flow and tag.__class__ is str:
+                    self._pubs_written += 1
+                    self._pub_bytes_written += len(payload)
+                    self._since_mark += 1
+                wrote = True
+                continue
+            # One pass: [array32][header][bin prefix][payload]...
+            parts = [b""]
+            add = parts.append
+            size = n = 0
+            limit_n, limit_b = self.max_batch_entries, self.max_batch_bytes
+            marks = []  # (index of a PING in this frame, its waiter)
+            if not flow:
+                for head, payload, _, tag in out:
+                    if n and (n == limit_n or size > limit_b):
+                        break
+                    add(head)
+                    if payload is None:
+                        add(nil)
+                        size += len(head) + 1
+                        if head is _PING:
+                            marks.append(tag)
+                    else:
+                        k = len(payload)
+                        add(bin8[k] if k < 256 else bin_prefix(k))
+                        add(payload)
+                        size += len(head) + k + 5
+                    n += 1
+                pubs = pub_bytes = 0
+            else:
+                pubs = pub_bytes = 0
+                # At most a quarter window between PINGs, within the window
+                # (msgs, bytes): what this frame may take (past its first).
+                max_pubs = quarter - self._since_mark
+                if self.publish_window:
+                    max_pubs = min(max_pubs, self.publish_window
+                                   - (self._pubs_written - self._pubs_read))
+                max_bytes = (self.publish_window_bytes
+                             - (self._pub_bytes_written - self._pub_bytes_read)
+                             if self.publish_window_bytes else 1 << 62)
+                for head, payload, _, tag in out:
+                    if n and (n == limit_n or size > limit_b):
+                        break
+                    if payload is None:
+                        add(head)
+                        add(nil)
+                        size += len(head) + 1
+                        if head is _PING:
+                            # Its mark: the PUBs written before it in this frame too.
+                            marks.append((tag, pubs, pub_bytes))
+                    else:
+                        k = len(payload)
+                        if tag.__class__ is str:  # a PUB flow control counts
+                            if n and (pubs >= max_pubs or pub_bytes + k > max_bytes):
+                                break
+                            pubs += 1
+                            pub_bytes += k
+                        add(head)
+                        add(bin8[k] if k < 256 else bin_prefix(k))
+                        add(payload)
+                        size += len(head) + k + 5
+                    n += 1
+            parts[0] = wire.array32_prefix(2 * n)
+            sock.send(b"".join(parts), zmq.NOBLOCK)
+            if n == len(out):
+                out.clear()
+            else:
+                for _ in range(n):
+                    out.popleft()
+            self.stats["batches_sent"] += 1
+            wrote = True
+            if marks:
+                if flow:
+                    base, base_bytes = self._pubs_written, self._pub_bytes_written
+                    for tag, p, b in marks:
+                        pings.append((tag, base + p, base_bytes + b))
+                else:
+                    for tag in marks:
+                        pings.append((tag, 0, 0))
+            if flow:
+                self._pubs_written += pubs
+                self._pub_bytes_written += pub_bytes
+                # PUBs written since the frame's last PING (or before it, none).
+                self._since_mark = (pubs - marks[-1][1]) if marks else self._since_mark + pubs
+                if self._since_mark >= quarter:
+                    out.appendleft((_PING, None, True, None))  # a marker every quarter window
+        return wrote
+
+    def _window_full(self, more_msgs, more_bytes) -> bool:
+        unread = self._pubs_written - self._pubs_read
+        if unread == 0 and more_msgs <= 1:
+            return False  # one always goes, however large
+        return ((self.publish_window and unread + more_msgs > self.publish_window)
+                or (self.publish_window_bytes and self._pub_bytes_written - self._pub_bytes_read
+                    + more_bytes > self.publish_window_bytes))
+
+    # ---------------------------------------------------------------- flow control
+
+    def _is_paused(self, topic) -> bool:
+        matches = wire.matches
+        for p in self._paused:
+            if matches(p, topic):
+                return True
+        return False
+
+    def _queue_pub(self, entry) -> None:
+        """A PUB entry to _out, or held while its group is paused (and so are
+        the later ones to the same topics: order)."""
+        if self._paused and entry[3] is not None and self._is_paused(entry[3]):
+            self._held.append(entry)
+            return
+        self._out.append(entry)
+        self._kick()
+
+    def _on_pause(self, pattern) -> None:
+        if pattern in self._paused:
+            return
+        try:
+            wire.check_pattern(pattern)
+        except ValueError:
+            return
+        self.stats["pauses"] += 1
+        self._paused.append(pattern)
+        # What waits to be written and goes to that group is held back now, in order.
+        keep = collections.deque()
+        for e in self._out:
+            if e[3].__class__ is str and wire.matches(pattern, e[3]):
+                self._held.append(e)
+            else:
+                keep.append(e)
+        self._out = keep
+
+    def _on_resume(self, pattern) -> None:
+        if pattern not in self._paused:
+            return
+        self._paused.remove(pattern)
+        self.stats["resumes"] += 1
+        # What no paused pattern holds back goes first, in order: nothing of
+        # its topics was written meanwhile.
+        still, go = collections.deque(), []
+        for e in self._held:
+            (still if self._paused and self._is_paused(e[3]) else go).append(e)
+        self._held = still
+        self._out.extendleft(reversed(go))
+        self._kick()
+
+    def _unpause(self) -> None:
+        self._paused.clear()
+        if self._held:
+            self._out.extendleft(reversed(self._held))
+            self._held.clear()
+
+    @property
+    def paused(self) -> list:
+        """The patterns whose queue groups the broker paused for this client."""
+        return list(self._paused)
+
+    @property
+    def held(self) -> int:
+        """PUBs held back while their queue group is paused."""
+        return len(self._held)
+
+    def _send_entry(self, head, payload=None, settles=False, tag=None) -> None:
+        self._out.append((head, payload, settles, tag))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._write)
@@ -709,8 +997,10 @@ class Client:
         self._send_entry(head, None, True)
 
     async def flush(self, timeout=None) -> None:
-        """Waits until everything queued so far was written to the socket."""
-        if not self._out and not self._controls and not self._acks:
+        """Waits until everything queued so far was written to the socket
+        (PUBs held while their queue group is paused too: a publisher that
+        awaits this now and then is slowed to the group's pace)."""
+        if not self._out and not self._controls and not self._acks and not self._held:
             return
         fut = self._loop.create_future()
         self._flush_waiters.append(fut)
@@ -756,7 +1046,7 @@ class Client:
         h = {H_VERSION: VERSION, H_OP: ACK, H_SID: sid, H_SEQ: run[0]}
         if run[1] > 1:
             h[H_COUNT] = run[1]
-        self._out.append((_packb(h), None, True))
+        self._out.append((_packb(h), None, True, None))
 
     def _flush_acks(self) -> None:
         acks, self._acks = self._acks, {}
@@ -811,7 +1101,17 @@ class Client:
         else:
             dl = time.time_ns() + int(deadline * 1e9) if deadline else 0
             head = self._pub_header(topic, reply_to, headers, dl, traceparent, msg_id, 0)
-        self._out.append((head, data if type(data) is bytes else encode(data), False))
+        entry = (head, data if type(data) is bytes else encode(data), False,
+                 None if reply_to else topic)
+        if self._paused and entry[3] is not None and self._is_paused(topic):
+            if self.when_paused == "drop":
+                self.stats["paused_drops"] += 1
+                return
+            if self.when_paused == "fail":
+                raise errors.Overloaded(text=f"{topic}: its queue group is paused")
+            self._held.append(entry)
+            return
+        self._out.append(entry)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._write)
@@ -844,9 +1144,9 @@ class Client:
                     mine.set_result(f.result())
             entry[2].add_done_callback(relay)
         else:
-            self._unconfirmed[msg_id] = [head, payload, fut, 0]
+            self._unconfirmed[msg_id] = [head, payload, fut, 0, topic]
         if self._welcomed:
-            self._send_entry(head, payload)
+            self._queue_pub((head, payload, False, topic))
         return fut
 
     def _resend(self, msg_id) -> None:
@@ -854,7 +1154,7 @@ class Client:
         if entry is None or not self._welcomed:
             return  # settled meanwhile, or the next session re-sends it
         self.stats["unkept_retries"] += 1
-        self._send_entry(entry[0], entry[1])
+        self._queue_pub((entry[0], entry[1], False, entry[4]))
 
     def _settle(self, msg_id, code, text) -> None:
         entry = self._unconfirmed.pop(msg_id, None)
@@ -899,6 +1199,8 @@ class Client:
         if self._welcomed:
             self._send_entry(sub._sub_header())
             await self.ping()
+            if sub.error is not None:
+                raise sub.error
         return sub
 
     def subscribe_nowait(self, sub: Subscription) -> None:
@@ -918,13 +1220,15 @@ class Client:
 
     async def ping(self, timeout=5.0) -> None:
         """A round trip through everything queued before it: when it returns,
-        the broker has taken what went before (e.g. a SUB is in effect)."""
-        # A request to a topic nobody serves comes back at once as ERR 100
-        # (no responders), in order behind what we sent: that is the round trip.
-        try:
-            await self.request(f"_INBOX.{self.name}-ping.x", b"", timeout=timeout)
-        except errors.NoResponders:
-            pass
+        the broker has taken what went before (e.g. a SUB is in effect, or
+        refused). Disconnected when the session ends first."""
+        if self._closed:
+            raise ConnectionError("client closed")
+        if not self._welcomed:
+            await asyncio.wait_for(self._welcome_event.wait(), timeout)
+        fut = self._loop.create_future()
+        self._queue_ping(fut)
+        await asyncio.wait_for(fut, timeout)
 
     # ---------------------------------------------------------------- requests
 

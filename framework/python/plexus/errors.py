@@ -125,6 +125,17 @@ def error_for(code: int, text: str = "") -> PlexusError:
     return cls(code, text) if cls else PlexusError(code, text)
 
 
+class HandshakeFailed(ConnectionError):
+    """connect() found no broker that would admit this client: the broker
+    refused its CURVE key, its key is not the one in the credentials, or it
+    wants CURVE (--auth) and the client has no credentials. `reason` says
+    which."""
+
+    def __init__(self, message: str, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason
+
+
 class Reject(Exception):
     """Raised by a handler: the message is dead-lettered now (NACK action 2),
     no retry; a request gets a failure answer saying `rejected`."""

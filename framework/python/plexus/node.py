@@ -32,6 +32,7 @@ import typing
 
 import msgpack
 
+from . import creds as creds_module
 from . import errors, trace, wire
 from .client import Client, Msg, Subscription, decode
 from .errors import PlexusError, Reject, RequestFailed, Retry
@@ -51,27 +52,35 @@ class Context(Msg):
 
     __slots__ = ("_ids", "sampled", "_published", "_replied", "_request_failure")
     _pool = None
-    # The per-function subclass sets _client and _sub as class attributes
-    # (they shadow Msg's slots): one store less per message.
+    # The per-function subclass sets _client, _sub and _session (the client
+    # session the pool's messages now come from; a new session, a new
+    # subclass) as class attributes: they shadow Msg's slots, stores less per
+    # message. The slots below h, payload and _settled are set on first use
+    # (__getattr__ gives their starting values): a context costs two stores
+    # more than a tuple.
 
     def __init__(self, h, payload):
-        self._session = self._client._session
         self._settled = False
         self.h = h
         self.payload = payload
-        # Cheap on purpose (it runs for every message): ids are made when
-        # something asks for them; sampling is the incoming traceparent's
-        # flag, or a draw for a trace that starts here.
-        self._ids = None
-        tp = h.get(wire.H_TRACEPARENT)
-        if tp and len(tp) == 55:
-            self.sampled = tp[54] in "13579bdf"
-        else:
-            rate = self._pool.trace_sample
-            self.sampled = rate > 0 and (rate >= 1.0 or random.random() < rate)
-        self._published = 0
-        self._replied = False
-        self._request_failure = None
+
+    def __getattr__(self, name):
+        # Only for a slot not set yet (and names that do not exist).
+        if name == "sampled":
+            # The incoming traceparent's flag, or a draw for a trace that
+            # starts here; drawn once.
+            tp = self.h.get(wire.H_TRACEPARENT)
+            if tp and len(tp) == 55:
+                sampled = tp[54] in "13579bdf"
+            else:
+                rate = self._pool.trace_sample
+                sampled = rate > 0 and (rate >= 1.0 or random.random() < rate)
+            self.sampled = sampled
+            return sampled
+        try:
+            return _CONTEXT_DEFAULTS[name]
+        except KeyError:
+            raise AttributeError(f"'Context' object has no attribute {name!r}") from None
 
     @property
     def msg(self) -> Msg:
@@ -188,6 +197,10 @@ class Context(Msg):
                     b"", 0, True, False, start, time.time_ns() - start, status, cause, callee))
 
 
+_H_TRACEPARENT, _H_REPLY_TO, _H_SEQ = wire.H_TRACEPARENT, wire.H_REPLY_TO, wire.H_SEQ
+_CONTEXT_DEFAULTS = {"_ids": None, "_published": 0, "_replied": False, "_request_failure": None}
+
+
 def _payload_type(fn):
     """How a handler wants its payload: a dataclass, raw bytes, or decoded."""
     try:
@@ -259,7 +272,7 @@ class _Pool:
         self.stats = collections.Counter()
         self.ok = 0  # the hot counter, apart
         self.trace_sample = node.trace_sample
-        self.ctx_class = type("Context", (Context,), {"__slots__": (), "_pool": self})
+        self.ctx_class = None  # set by subscription(), again on each new session
         self.durations = _Quantiles()
         self.idle_event = asyncio.Event()
 
@@ -284,10 +297,15 @@ class _Pool:
                                True, self.capacity, self.ack_wait, self.max_deliver, False)
         sub.restore_credit = self._restore_credit
         sub.on_new_session = self._new_session
-        self.ctx_class._client = client
-        self.ctx_class._sub = sub
         self.sub = sub
+        self._new_context_class()
         return sub
+
+    def _new_context_class(self) -> None:
+        client = self.sub._client
+        self.ctx_class = type("Context", (Context,), {
+            "__slots__": (), "_pool": self, "_client": client, "_sub": self.sub,
+            "_session": client._session})
 
     def _restore_credit(self):
         # A new session: the broker forgot what it had sent; what runs now
@@ -300,6 +318,7 @@ class _Pool:
         self.stats["handed_back"] += len(self.waiting)
         self.waiting.clear()
         self.owed = 0
+        self._new_context_class()
 
     def _take(self, msg: Msg) -> None:
         if self.stopping:
@@ -379,28 +398,42 @@ class _Pool:
     def _run_batch(self):
         """Up to 256 waiting messages through a plain handler, in one go (the
         common case inlined: no reply, not sampled; ACKs of consecutive
-        deliveries as one run). An awaitable when a handler returned one (the
-        run stops there)."""
+        deliveries as one run, credit in batches). An awaitable when a handler
+        returned one (the run stops there)."""
         waiting = self.waiting
+        if self.stopping or not waiting:
+            return None
         handler, pt = self.handler, self.payload_type
         unpackb = msgpack.unpackb
         durations = self.durations.ring
         time_ns = time.time_ns
-        H_REPLY = wire.H_REPLY_TO
-        H_SEQ = wire.H_SEQ
+        rate = self.trace_sample
+        draw = random.random
         client = self.node.client
         sub = self.sub
         session = client._session
+        # What waits came in this pool's current session (a new one clears
+        # it): ACKs go out unless the client began another meanwhile.
+        acking = self.ctx_class._session == session
         ok = owed = 0
         batch = self.credit_batch
         run_first = run_n = 0  # the ACK run being built
         start = time_ns()
         try:
-            for _ in range(256):
-                if not waiting or self.stopping:
-                    break
+            # A sync handler cannot await: nothing stops the pool meanwhile.
+            for _ in range(min(len(waiting), 256)):
                 msg = waiting.popleft()
-                ctx = msg
+                h = msg.h
+                # Sampling as Context.sampled decides it, inlined (it runs for
+                # every message), set before the handler can ask.
+                if _H_TRACEPARENT in h:
+                    tp = h[_H_TRACEPARENT]
+                    sampled = msg.sampled = (tp[54] in "13579bdf" if len(tp) == 55 else
+                                             rate > 0 and (rate >= 1.0 or draw() < rate))
+                elif rate > 0:
+                    sampled = msg.sampled = rate >= 1.0 or draw() < rate
+                else:
+                    sampled = False  # what Context.sampled says too
                 try:
                     if pt is None:
                         try:
@@ -409,34 +442,34 @@ class _Pool:
                             value = decode(msg.payload)
                     else:
                         value = msg.payload if pt is bytes else decode(msg.payload, pt)
-                    result = handler(value, ctx)
+                    result = handler(value, msg)
                 except Exception as e:
-                    self._settle_failure(msg, ctx, e, start)
+                    self._settle_failure(msg, msg, e, start)
                     owed += 1
                     start = time_ns()
                     continue
                 if result is not None and hasattr(result, "__await__"):
-                    return self._finish_async(msg, ctx, result, start)
-                h = msg.h
-                if h.get(H_REPLY) and not ctx._replied:
-                    ctx.reply(result)
-                msg._settled = True
-                if msg._session == session:
-                    seq = h.get(H_SEQ, 0)
-                    if run_n and run_first + run_n == seq:
-                        run_n += 1
-                    else:
-                        if run_n:
-                            client._ack_run(sub, session, sub.sid, run_first, run_n)
-                        run_first, run_n = seq, 1
+                    return self._finish_async(msg, msg, result, start)
+                if _H_REPLY_TO in h and h[_H_REPLY_TO] and not msg._replied:
+                    msg.reply(result)
+                if not msg._settled:  # (unless the handler did: ctx.ack()/nack())
+                    msg._settled = True
+                    if acking:
+                        seq = h.get(_H_SEQ, 0)
+                        if run_first + run_n == seq:
+                            run_n += 1
+                        else:
+                            if run_n:
+                                client._ack_run(sub, session, sub.sid, run_first, run_n)
+                            run_first, run_n = seq, 1
                 ok += 1
                 end = time_ns()
                 durations.append(end - start)
-                if ctx.sampled:
-                    self._span(ctx, msg, start, end - start, trace.OK, "", "")
+                if sampled:
+                    self._span(msg, msg, start, end - start, trace.OK, "", "")
                 start = end
                 owed += 1
-                if owed >= batch and not self.stopping:
+                if owed >= batch:
                     if run_n:
                         client._ack_run(sub, session, sub.sid, run_first, run_n)
                         run_n = 0
@@ -606,15 +639,21 @@ class Node:
     """
 
     def __init__(self, broker=None, *, name=None, service="default", trace_sample=None,
-                 drain_timeout=None, argv=None):
+                 drain_timeout=None, argv=None, creds=None):
         p = argparse.ArgumentParser(add_help=False)
         p.add_argument("--broker")
+        p.add_argument("--creds")
         p.add_argument("--node-id")
         p.add_argument("--trace-sample", type=float)
         p.add_argument("--drain-timeout", type=float)
         args, self.argv = p.parse_known_args(sys.argv[1:] if argv is None else argv)
         self.broker = (broker or args.broker or os.environ.get("PLEXUS_BROKER")
                        or "tcp://127.0.0.1:7400")
+        # A credentials file for a broker with --auth (CurveZMQ), as a C++
+        # node's: creds=, else --creds, else $PLEXUS_CREDS; read now, so a
+        # bad file is an error before anything starts.
+        self.creds = creds_module.resolve(creds or args.creds or os.environ.get("PLEXUS_CREDS"))
+        self.sys_denied = False  # the broker's auth file denies this node's $SYS publishes
         self.name = name or args.node_id or f"py-{os.uname().nodename.split('.')[0]}-{os.getpid()}"
         self.service_name = service
         ts = trace_sample if trace_sample is not None else args.trace_sample
@@ -653,18 +692,29 @@ class Node:
         """Connects, subscribes every function, announces `$SYS.node.<id>.up`."""
         loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        self.client = Client(self.broker, name=self.name)
+        self.client = Client(self.broker, name=self.name, creds=self.creds)
         await self.client.connect()
         self._started = True
         for pool in self.pools:
             self.client.subscribe_nowait(pool.subscription(self.client))
             pool.start(loop)
-        await self.client.subscribe("$SYS.trace-query", self._answer_query)
+        try:
+            await self.client.subscribe("$SYS.trace-query", self._answer_query)
+        except (errors.PermissionDenied, errors.Forbidden):
+            pass  # a user without `$SYS.trace-query`: `plexus trace` does not see this node
         self._tasks = [loop.create_task(self._span_loop()), loop.create_task(self._stats_loop())]
         up = self.client.publish_confirmed(f"$SYS.node.{self.name}.up",
                                            [p.full_name for p in self.pools],
                                            raise_on_error=False)
-        up.add_done_callback(lambda f: f.exception())  # nobody need listen
+        up.add_done_callback(self._up_confirmed)
+
+    def _up_confirmed(self, fut) -> None:
+        # Nobody need listen; but a user the broker may not let publish under
+        # $SYS would spend its error budget on stats and spans (each ERR 114
+        # does) and lose its session: then the node keeps them to itself.
+        if not fut.cancelled() and fut.exception() is None and fut.result() in (
+                errors.PERMISSION_DENIED, errors.FORBIDDEN):
+            self.sys_denied = True
 
     async def stop(self) -> None:
         """Graceful drain: no new work, in-flight finished and acked, spans and
@@ -722,6 +772,8 @@ class Node:
     # ------------------------------------------------------------ events, spans, stats
 
     def _event(self, kind, pool, reason) -> None:
+        if self.sys_denied:
+            return
         ev = {"kind": kind, "node": self.name, "service": pool.service, "function": pool.name,
               "reason": reason[:1024], "delay_ms": 0, "intensity": 0, "attempt": 0}
         self.client.publish(f"$SYS.supervisor.{kind}.{pool.service}.{pool.name}", ev)
@@ -734,6 +786,9 @@ class Node:
             self.spans_dropped += 1
 
     def _publish_spans(self) -> None:
+        if self.sys_denied:
+            self._spans_unsent = []  # kept in _spans_kept for trace queries all the same
+            return
         if not self._spans_unsent or self.client is None or not self.client.connected:
             return
         spans, self._spans_unsent = self._spans_unsent, []
@@ -747,7 +802,7 @@ class Node:
             self._publish_spans()
 
     def _publish_stats(self) -> None:
-        if self.client is not None and self.client.connected:
+        if self.client is not None and self.client.connected and not self.sys_denied:
             self.client.publish(f"$SYS.node.{self.name}.stats", self.stats())
 
     async def _stats_loop(self) -> None:

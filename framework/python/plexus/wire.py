@@ -31,7 +31,7 @@ FIELD_NAMES = ("version", "op", "sid", "topic", "queue", "msg_id", "reply_to",
 # Ops.
 HELLO, WELCOME, SUB, UNSUB, PUB, MSG, ACK, NACK, CREDIT, CONFIRM = range(1, 11)
 PING, PONG, ERR, BYE = 11, 12, 13, 14
-PAUSE, RESUME = 16, 17  # flow control: only to a client whose HELLO opts in (this one does not)
+PAUSE, RESUME = 16, 17  # flow control: only to a client whose HELLO opts in
 PEER_HELLO, INTEREST_ADD, INTEREST_DEL, FWD, CONFIRM_RELAY = 32, 33, 34, 35, 36
 OPS = frozenset(range(1, 15)) | frozenset((PAUSE, RESUME)) | frozenset(range(32, 37))
 WITH_PAYLOAD = frozenset((PUB, MSG, FWD))
@@ -44,6 +44,7 @@ OP_NAMES = {HELLO: "HELLO", WELCOME: "WELCOME", SUB: "SUB", UNSUB: "UNSUB", PUB:
 
 # PUB flags, CREDIT flags, NACK actions.
 FLAG_CONFIRM = 1
+FLAG_FLOW_CONTROL = 1  # HELLO: the client honours PAUSE/RESUME; WELCOME: the broker sends them
 FLAG_SHARED_ID = 2
 CREDIT_SET = 1
 NACK_REQUEUE, NACK_DELAY, NACK_DEAD_LETTER = 0, 1, 2
@@ -139,18 +140,44 @@ def _check(h):
 
 class MsgBatch:
     """A batch frame of MSGs only (checked): the headers and the payloads,
-    apart, so a receiver can hand a run of them on in one step."""
+    apart, so a receiver can hand a run of them on in one step. `sid`: the
+    subscription every entry is for, or None when they are for several."""
 
-    __slots__ = ("heads", "payloads")
+    __slots__ = ("heads", "payloads", "sid")
 
-    def __init__(self, heads, payloads):
-        self.heads, self.payloads = heads, payloads
+    def __init__(self, heads, payloads, sid=None):
+        self.heads, self.payloads, self.sid = heads, payloads, sid
 
     def __iter__(self):
         return zip(self.heads, self.payloads)
 
     def __len__(self):
         return len(self.heads)
+
+
+_BYTES_ONLY = {bytes}
+
+
+def _msg_run(heads, payloads):
+    """The sid every entry of a batch is for when each is a MSG of this
+    version with a bin payload and no str msg id (the common case, checked
+    in one sweep); None for several sids; False when some entry is not like
+    that (then it is checked entry by entry)."""
+    # Subscripts, not get(): a missing field (KeyError) is the slow path's
+    # to judge, and they cost less than a call each.
+    try:
+        sid = heads[0][H_SID]
+        for h in heads:
+            if (type(h) is not dict or h[H_OP] != MSG or h[H_VERSION] != VERSION
+                    or H_MSG_ID in h and type(h[H_MSG_ID]) is str):
+                return False
+            if h[H_SID] != sid:
+                sid = None
+    except (KeyError, TypeError, IndexError):
+        return False
+    if set(map(type, payloads)) != _BYTES_ONLY:
+        return False
+    return sid
 
 
 def decode(frames):
@@ -186,17 +213,9 @@ def decode(frames):
         if n == 0 or n % 2:
             raise ProtocolError(f"bad_batch: {n} elements")
         heads, payloads = entries[0::2], entries[1::2]
-        # The common case checked in one sweep (every entry a MSG of this
-        # version with a bin payload and no str msg id); anything else,
-        # entry by entry.
-        try:
-            fast = (all(h[H_OP] == MSG and h[H_VERSION] == VERSION for h in heads)
-                    and all(type(p) is bytes for p in payloads)
-                    and not any(type(h.get(H_MSG_ID)) is str for h in heads))
-        except (KeyError, TypeError, AttributeError):
-            fast = False
-        if fast:
-            return MsgBatch(heads, payloads)
+        sid = _msg_run(heads, payloads)
+        if sid is not False:
+            return MsgBatch(heads, payloads, sid)
         out = []
         for i in range(0, n, 2):
             h = entries[i]

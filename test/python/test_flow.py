@@ -1,0 +1,119 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Flow control (PROTOCOL.md "Flow control"): a fast Python publisher and a
+slow Python function in a queue group whose queue is small. The broker
+pauses the publisher instead of dropping what the group cannot hold."""
+import asyncio
+import time
+
+import plexus
+from conftest import async_wait_until
+
+N = 1500
+QUEUE = ["--group-queue-msgs", "200", "--pause-percent", "50", "--resume-percent", "25"]
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 90))
+
+
+async def slow_function(broker, name):
+    node = plexus.Node(broker.endpoint, name=name, service="flow", argv=[], trace_sample=0.0)
+    got = []
+
+    @node.function("slow", on="flow.in", instances=1, prefetch=8)
+    async def slow(order: dict, ctx):
+        await asyncio.sleep(0.001)
+        got.append(order["i"])
+
+    await node.start()
+    return node, got
+
+
+async def publish_all(c, until=lambda: True, cap=4 * N):
+    """N messages (more, up to `cap`, until `until()`: a loaded machine can
+    pace the publisher to the function before the queue ever fills); the
+    count and the time it took."""
+    t0 = time.monotonic()
+    i = 0
+    while i < N or (not until() and i < cap):
+        c.publish("flow.in", {"i": i})
+        i += 1
+        if i % 50 == 0:
+            await c.flush(timeout=30)  # waits while the group is paused
+    await c.flush(timeout=30)
+    return i, time.monotonic() - t0
+
+
+def test_a_paused_publisher_is_slowed_and_nothing_is_lost(start_broker):
+    broker = start_broker("flow", extra=QUEUE)
+
+    async def main():
+        node, got = await slow_function(broker, "py-flow")
+        # A window well under the headroom between the pause mark (100) and
+        # the limit (200): what a PAUSE finds on its way still fits.
+        pub = await plexus.Client(broker.endpoint, name="py-fast", publish_window=40).connect()
+        n, took = await publish_all(pub, until=lambda: pub.stats["pauses"] > 0)
+        assert pub.stats["pauses"] >= 1, dict(pub.stats)
+        await async_wait_until(lambda: len(got) == n, 60, f"all {n} messages")
+        assert pub.stats["resumes"] >= 1, dict(pub.stats)
+        # Slowed: the publisher finished with the function, not long before it.
+        assert took > 0.5, took
+        await asyncio.sleep(0.2)
+        assert got == list(range(n))  # none lost, none twice, in order
+        assert pub.held == 0 and not pub.paused
+        await pub.close()
+        await node.stop()
+    run(main())
+
+
+def test_without_flow_control_the_group_drops_what_it_cannot_hold(start_broker):
+    # The test above would fail without flow control: the same publisher,
+    # not honouring PAUSE, loses messages to the full group queue.
+    broker = start_broker("noflow", extra=QUEUE)
+
+    async def main():
+        node, got = await slow_function(broker, "py-noflow")
+        pub = await plexus.Client(broker.endpoint, name="py-fast2",
+                                  flow_control=False).connect()
+        await publish_all(pub)
+        assert pub.stats["pauses"] == 0
+        await pub.ping()
+        await async_wait_until(lambda: not node.pools[0].waiting and node.pools[0].busy == 0
+                               and len(got) >= 200, 30, "the function to drain")
+        await asyncio.sleep(0.5)
+        assert len(got) < N, len(got)
+        await pub.close()
+        await node.stop()
+    run(main())
+
+
+def test_when_paused_drop_and_fail_say_so(start_broker):
+    broker = start_broker("flow2", extra=QUEUE)
+
+    async def main():
+        node, got = await slow_function(broker, "py-flow2")
+        drop = await plexus.Client(broker.endpoint, name="py-drop", when_paused="drop",
+                                   publish_window=40).connect()
+        n, _ = await publish_all(drop, until=lambda: drop.stats["paused_drops"] > 0)
+        assert drop.stats["pauses"] >= 1
+        assert drop.stats["paused_drops"] > 0
+        await async_wait_until(lambda: len(got) == n - drop.stats["paused_drops"], 60,
+                               "what was not dropped")
+        await drop.close()
+        fail = await plexus.Client(broker.endpoint, name="py-fail", when_paused="fail",
+                                   publish_window=40).connect()
+        refused = i = 0
+        while i < N or (not refused and i < 4 * N):
+            try:
+                fail.publish("flow.in", {"i": i})
+            except plexus.Overloaded as e:
+                assert e.code == 103
+                refused += 1
+                await asyncio.sleep(0.01)
+            i += 1
+            if i % 50 == 0:
+                await fail.flush(timeout=30)
+        assert refused > 0 and fail.stats["pauses"] >= 1
+        await fail.close()
+        await node.stop()
+    run(main())
