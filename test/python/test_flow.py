@@ -115,5 +115,29 @@ def test_when_paused_drop_and_fail_say_so(start_broker):
                 await fail.flush(timeout=30)
         assert refused > 0 and fail.stats["pauses"] >= 1
         await fail.close()
+        # "hold" keeps at most max_held while paused, then raises: bounded memory.
+        capped = await plexus.Client(broker.endpoint, name="py-capped", publish_window=40,
+                                     max_held=5).connect()
+        refused = i = 0
+        while not refused and i < 40 * N:
+            try:
+                capped.publish("flow.in", {"i": i})
+            except plexus.Overloaded as e:
+                assert e.code == 103 and "max_held" in str(e), str(e)
+                refused += 1
+            i += 1
+            if i % 50 == 0:
+                await asyncio.sleep(0)  # a turn of the loop: frames out, PAUSE in
+        # (PUBs queued when the PAUSE came are held too, so held can be past 5.)
+        held = capped.held
+        assert refused == 1 and held >= 5, (i, dict(capped.stats))
+        try:
+            capped.publish("flow.in", {"i": i})
+            assert False, "a PUB past max_held was taken"
+        except plexus.Overloaded:
+            pass
+        assert capped.held == held  # it did not grow
+        assert capped.stats["paused_failures"] == 2 and capped.stats["pauses"] >= 1
+        await capped.close()
         await node.stop()
     run(main())

@@ -238,7 +238,7 @@ class Client:
                  hello_timeout=2.0, max_batch_bytes=256 * 1024, max_batch_entries=1024,
                  retry_unkept=True, on_error=None, lineage=None, creds=None,
                  flow_control=True, when_paused="hold", publish_window=8192,
-                 publish_window_bytes=8 << 20):
+                 publish_window_bytes=8 << 20, max_held=65536):
         if isinstance(servers, str):
             servers = [s for s in servers.split(",") if s]
         if not servers:
@@ -269,6 +269,10 @@ class Client:
             raise ValueError(f"when_paused must be hold, drop or fail, not {when_paused!r}")
         self.flow_control = flow_control
         self.when_paused = when_paused
+        # "hold" keeps at most this many PUBs while paused; past it publish()
+        # raises Overloaded, as "fail" does (memory stays bounded when the
+        # publisher never awaits flush()).
+        self.max_held = max_held
         self.publish_window = publish_window
         self.publish_window_bytes = publish_window_bytes
         self.broker = ""          # the broker id of the session
@@ -1109,6 +1113,10 @@ class Client:
                 return
             if self.when_paused == "fail":
                 raise errors.Overloaded(text=f"{topic}: its queue group is paused")
+            if len(self._held) >= self.max_held:
+                self.stats["paused_failures"] += 1
+                raise errors.Overloaded(text=f"{topic}: its queue group is paused and {len(self._held)} "
+                                             "PUBs are held (max_held): await flush()")
             self._held.append(entry)
             return
         self._out.append(entry)
