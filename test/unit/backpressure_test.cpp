@@ -246,4 +246,58 @@ BOOST_AUTO_TEST_CASE(when_paused_drop_counts_what_it_drops_and_fail_throws_overl
   BOOST_TEST(failing.stats().paused_failures == 1u);
 }
 
+// What a node's runtime relies on (docs/backpressure.md, "A chain of
+// functions"): a thread's override of when_paused. `hold` returns at once
+// and the message goes on RESUME; `fail` throws 103 naming the topic; the
+// client's own `block` is untouched outside the scope.
+BOOST_AUTO_TEST_CASE(a_threads_override_holds_or_fails_a_paused_publish_and_never_blocks) {
+  tcp_broker b;
+  slow_consumer consumer{b, 0us, 0}; // takes nothing until credit comes
+  client pub{opts(b)};               // when_paused = block
+  consumer.wait_ready(pub);
+  std::size_t taken = 0;
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!pub.paused("jobs.h") && std::chrono::steady_clock::now() < deadline)
+    if (pub.try_publish("jobs.h", std::to_string(taken))) ++taken;
+  BOOST_TEST_REQUIRE(pub.paused("jobs.h"), "never paused (" << taken << " taken)");
+  BOOST_TEST(!pub.paused("ready")); // another topic, no queue group: never paused
+  BOOST_TEST(!thread_when_paused(std::nullopt).has_value()); // no override here yet
+  {
+    paused_publish_scope hold{paused_publish::hold};
+    pub.publish("jobs.h", "held"); // would block without the scope
+    BOOST_TEST(pub.stats().paused_holds == 1u);
+    {
+      paused_publish_scope fail{paused_publish::fail};
+      std::optional<publish_error> refused;
+      try {
+        pub.publish("jobs.h", "refused");
+      } catch (const publish_error& e) {
+        refused = e;
+      }
+      BOOST_TEST_REQUIRE(refused.has_value());
+      BOOST_TEST(refused->code == code_of(status::overloaded));
+      BOOST_TEST(refused->topic == "jobs.h");
+    }
+    auto inner = thread_when_paused(std::nullopt); // the outer scope's again
+    BOOST_TEST_REQUIRE(inner.has_value());
+    BOOST_TEST((inner->how == paused_publish::hold && inner->only == nullptr));
+    thread_when_paused(inner);
+  }
+  {
+    paused_publish_scope mine{paused_publish::hold, &pub}; // this client's, named
+    pub.publish("jobs.h", "held too");
+    BOOST_TEST(pub.stats().paused_holds == 2u);
+  }
+  BOOST_TEST(!thread_when_paused(std::nullopt).has_value()); // restored
+  BOOST_TEST(pub.stats().paused_failures == 1u);
+  BOOST_TEST(pub.stats().paused_waits == 0u);
+  consumer.c.grant_credit(consumer.sid, 100000);
+  BOOST_TEST_REQUIRE(consumer.w.until([&] { return consumer.got.size() >= taken + 2; }, 10s),
+                     "delivered " << consumer.count() << " of " << taken + 2);
+  std::lock_guard lock{consumer.w.m};
+  BOOST_TEST(consumer.got.count("held") == 1u); // held, then sent on RESUME
+  BOOST_TEST(consumer.got.count("held too") == 1u);
+  BOOST_TEST(consumer.got.count("refused") == 0u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

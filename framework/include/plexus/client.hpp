@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -32,8 +33,10 @@ struct connect_error : std::runtime_error {
 /// in the status table (e.g. wire::errc::payload_too_large, 12, for a
 /// payload over the broker's max_payload), what() says why and the limit.
 struct publish_error : std::invalid_argument {
-  publish_error(std::uint32_t c, const std::string& what) : std::invalid_argument(what), code(c) {}
+  publish_error(std::uint32_t c, const std::string& what, std::string t = {})
+    : std::invalid_argument(what), code(c), topic(std::move(t)) {}
   std::uint32_t code;
+  std::string topic; // 103 (overloaded): the topic whose queue group is paused
 };
 
 /// What a handler sees; views are valid for the duration of the call.
@@ -103,6 +106,40 @@ enum class paused_publish {
   block, // wait until the broker resumes it (a handler on the I/O thread never waits)
   drop,  // drop the message here, counted in client_stats::paused_drops
   fail,  // throw publish_error with code 103 (overloaded)
+  /// Return at once: the message waits in the client, in order, and goes
+  /// on RESUME, as the I/O thread's own publishes do (not bounded by
+  /// outbox_limit). For threads that must never wait: a node sets it for
+  /// its actor system's threads.
+  hold,
+};
+
+class client;
+
+/// A thread's override of client_options::when_paused: what publish() on
+/// that thread does while its topic is paused, for client `only` (null:
+/// every client), whatever that client's own when_paused says. A node's
+/// runtime sets `hold` for its connection on the actor system's threads
+/// and `fail` around each handler call, so none of them ever waits for a
+/// RESUME that only its own consumers could bring (docs/backpressure.md).
+struct paused_override {
+  paused_publish how = paused_publish::block;
+  const client* only = nullptr;
+};
+
+/// Sets this thread's override (nullopt: none); returns the one it replaces.
+std::optional<paused_override> thread_when_paused(std::optional<paused_override> o) noexcept;
+
+/// thread_when_paused({how, only}) until the end of the scope, then the one before.
+class paused_publish_scope {
+public:
+  explicit paused_publish_scope(paused_publish how, const client* only = nullptr) noexcept
+    : before_(thread_when_paused(paused_override{how, only})) {}
+  ~paused_publish_scope() { thread_when_paused(before_); }
+  paused_publish_scope(const paused_publish_scope&) = delete;
+  paused_publish_scope& operator=(const paused_publish_scope&) = delete;
+
+private:
+  std::optional<paused_override> before_;
 };
 
 struct client_options {
@@ -310,9 +347,11 @@ struct client_stats {
   std::uint64_t unkept_retries = 0;
   /// Flow control: PAUSEs heard; confirmed publishes sent again after a
   /// CONFIRM 103; publish() calls that waited, were dropped or threw while
-  /// their topic was paused; try_publish() calls refused for it.
+  /// their topic was paused; try_publish() calls refused for it;
+  /// publish() calls held in the client (paused_publish::hold).
   std::uint64_t pauses = 0, overload_retries = 0;
   std::uint64_t paused_waits = 0, paused_drops = 0, paused_failures = 0, paused_refusals = 0;
+  std::uint64_t paused_holds = 0;
   /// Requests refused by an open breaker (status_circuit_open), and those
   /// of them a fallback answered.
   std::uint64_t circuit_open = 0, fallbacks = 0;
@@ -338,8 +377,9 @@ public:
   client& operator=(const client&) = delete;
 
   /// Queues a PUB; blocks while the outbox is full, and while the broker
-  /// pauses the topic's queue group (client_options::when_paused: or drops,
-  /// or throws publish_error 103). An invalid topic throws
+  /// pauses the topic's queue group (client_options::when_paused, or this
+  /// thread's paused_publish_scope: or drops, throws publish_error 103, or
+  /// holds it and returns). An invalid topic throws
   /// std::invalid_argument (as does an invalid pattern in subscribe); a
   /// payload over the broker's max_payload throws publish_error (code
   /// payload_too_large), as the broker would drop it.
@@ -348,6 +388,9 @@ public:
   /// topic's queue group (flow control).
   [[nodiscard]] bool try_publish(std::string_view topic, std::string_view payload,
                                  const publish_options& o = {});
+  /// Whether the broker pauses the queue group `topic` goes to, now (flow
+  /// control): publish() there would wait, drop, fail or hold. Never blocks.
+  [[nodiscard]] bool paused(std::string_view topic) const;
   /// A PUB the broker confirms (end to end for at-least-once consumers).
   /// Kept until confirmed and re-sent after a reconnect; `done` runs on the
   /// I/O thread with the CONFIRM code (or an ERR's, e.g. 105). With

@@ -9,6 +9,7 @@
 #include <charconv>
 #include <future>
 #include <random>
+#include <utility>
 
 #include "breaker_core.hpp"
 #include "connector.hpp"
@@ -317,25 +318,38 @@ detail::envelope client::impl::make_pub(std::string_view topic, std::string_view
   return e;
 }
 
-bool client::impl::pass_gate(std::string_view topic) {
+namespace {
+thread_local std::optional<paused_override> thread_paused; // thread_when_paused's
+} // namespace
+
+std::optional<paused_override> thread_when_paused(std::optional<paused_override> o) noexcept {
+  return std::exchange(thread_paused, o);
+}
+
+bool client::impl::pass_gate(std::string_view topic, const client* self) {
   // The I/O thread never waits: what it publishes is held by the core.
   if (on_io_thread() || !gate.paused(topic)) return true;
-  switch (opts.when_paused) {
+  auto how = opts.when_paused;
+  if (thread_paused && (thread_paused->only == nullptr || thread_paused->only == self))
+    how = thread_paused->how;
+  switch (how) {
     case paused_publish::block:
       if (gate.wait(topic)) ++paused_waits;
       return true;
+    case paused_publish::hold: ++paused_holds; return true; // the core holds it until RESUME
     case paused_publish::drop: ++paused_drops; return false;
     case paused_publish::fail: break;
   }
   ++paused_failures;
   throw publish_error{code_of(status::overloaded),
                       "'" + std::string{topic}
-                        + "': the broker paused its queue group (its consumers are full)"};
+                        + "': the broker paused its queue group (its consumers are full)",
+                      std::string{topic}};
 }
 
 void client::publish(std::string_view topic, std::string_view payload, const publish_options& o) {
   if (auto e = impl_->oversized(payload.size())) throw *e;
-  if (impl_->gate.any() && !impl_->pass_gate(topic)) return;
+  if (impl_->gate.any() && !impl_->pass_gate(topic, this)) return;
   impl_->enqueue(impl_->make_pub(topic, payload, o), true);
   ++impl_->published;
 }
@@ -350,6 +364,10 @@ bool client::try_publish(std::string_view topic, std::string_view payload,
   if (!impl_->enqueue(impl_->make_pub(topic, payload, o), false)) return false;
   ++impl_->published;
   return true;
+}
+
+bool client::paused(std::string_view topic) const {
+  return impl_->gate.any() && impl_->gate.paused(topic);
 }
 
 void client::publish_confirmed(std::string_view topic, std::string_view payload,
@@ -558,6 +576,7 @@ client_stats client::stats() const {
   s.paused_drops = i.paused_drops.load();
   s.paused_failures = i.paused_failures.load();
   s.paused_refusals = i.paused_refusals.load();
+  s.paused_holds = i.paused_holds.load();
   s.circuit_open = breakers_->refused.load();
   s.fallbacks = breakers_->answered.load();
   return s;

@@ -149,10 +149,11 @@ struct client::impl {
   /// publish() while its topic was paused: calls that waited, dropped,
   /// failed (client_options::when_paused); try_publish refusals.
   std::atomic<std::uint64_t> paused_waits{0}, paused_drops{0}, paused_failures{0},
-    paused_refusals{0};
+    paused_refusals{0}, paused_holds{0};
   /// publish()'s check while the broker pauses some queue group: throws,
   /// drops or waits as when_paused says; false when the message is dropped.
-  [[nodiscard]] bool pass_gate(std::string_view topic);
+  /// `self`: the client publishing (a thread's override may name it).
+  [[nodiscard]] bool pass_gate(std::string_view topic, const client* self);
   /// The broker's max_payload (last WELCOME; 0 = not said).
   std::atomic<std::uint64_t> max_payload{0};
 
