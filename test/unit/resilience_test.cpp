@@ -19,8 +19,14 @@
 #include <string>
 #include <vector>
 
+#include <set>
+#include <thread>
+#include <variant>
+
 #include "plexus/node.hpp"
+#include "pool_core.hpp"
 #include "runtime_helpers.hpp"
+#include "server.hpp"
 #include "waiter.hpp"
 
 using namespace std::chrono_literals;
@@ -346,6 +352,322 @@ BOOST_AUTO_TEST_CASE(requests_past_a_bulkheads_queue_are_rejected_at_once_and_th
   std::lock_guard lock{w.m};
   BOOST_TEST(std::count_if(replies.begin(), replies.end(), [](const reply& r) { return r.code == 0; }) == 3);
   BOOST_TEST(stats_of(n, "slow").shed == 5u);
+}
+
+// ---------------------------------------------------------------- a chain under backpressure
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(downstream_backpressure)
+
+namespace {
+
+template <class T>
+std::vector<T> only(const std::vector<detail::pool_command>& cmds) {
+  std::vector<T> out;
+  for (auto& c : cmds)
+    if (auto* p = std::get_if<T>(&c)) out.push_back(*p);
+  return out;
+}
+
+detail::delivery_batch deliveries(std::uint32_t sid, std::uint64_t first, std::uint64_t n,
+                                  std::uint32_t count = 1) {
+  std::vector<std::string> ids;
+  for (auto s = first; s < first + n; ++s) ids.push_back("m" + std::to_string(s));
+  std::vector<detail::delivery> views(n);
+  for (std::uint64_t i = 0; i < n; ++i)
+    views[i] = detail::delivery{sid, first + i, count, 0, 0, "orders", "p", ids[i], {}, {}};
+  return detail::copy_deliveries(std::move(views));
+}
+
+/// The chain's last function: it holds every message until released (the
+/// consumers are "full"), then records each one it gets.
+struct gated_sink {
+  waiter w;
+  bool open = false;
+  std::multiset<std::string> got;
+  result<void> take(std::string_view payload) {
+    w.until([&] { return open; }, 60s); // a blocking function: its own thread waits
+    w.update([&] { got.insert(std::string{payload}); });
+    return {};
+  }
+  void release() {
+    w.update([&] { open = true; });
+  }
+  /// Waits until `n` distinct messages arrived.
+  bool got_all(std::size_t n, std::chrono::milliseconds deadline) {
+    return w.until([&] { return std::set<std::string>{got.begin(), got.end()}.size() == n; }, deadline);
+  }
+  std::size_t distinct() {
+    std::lock_guard lock{w.m};
+    return std::set<std::string>{got.begin(), got.end()}.size();
+  }
+  std::size_t total() {
+    std::lock_guard lock{w.m};
+    return got.size();
+  }
+};
+
+/// A broker's stats ($SYS.broker.<id>.stats), the latest heard.
+struct broker_json {
+  waiter w;
+  std::string latest;
+  broker_json(client& c, const std::string& id) {
+    c.subscribe("$SYS.broker." + id + ".stats", [this](const message_view& v) {
+      w.update([&] { latest = std::string{v.payload}; });
+    });
+  }
+  std::string fresh() {
+    w.update([&] { latest.clear(); });
+    BOOST_TEST_REQUIRE(w.until([&] { return !latest.empty(); }, 5s), "no broker stats");
+    std::lock_guard lock{w.m};
+    return latest;
+  }
+};
+
+std::uint64_t number_after(const std::string& json, std::string_view key) {
+  auto k = "\"" + std::string{key} + "\":";
+  auto at = json.find(k);
+  BOOST_TEST_REQUIRE(at != std::string::npos, "no " << key << " in the broker's stats");
+  return std::stoull(json.substr(at + k.size()));
+}
+
+/// publisher -> a (fast: publishes each input to b's topic) -> b (gated,
+/// then fast), on one node. `publish` runs on a thread of the test's own.
+struct chain {
+  gated_sink sink;
+  void declare(node& n) {
+    auto& svc = n.service("chain");
+    svc.function("a").on("chain.in").instances(2).prefetch(16)
+      .handle([](std::string_view payload, context& ctx) -> result<void> {
+        ctx.publish("chain.out", payload);
+        return {};
+      });
+    svc.function("b").on("chain.out").instances(2).prefetch(8).blocking()
+      .handle([this](std::string_view payload, context&) { return sink.take(payload); });
+  }
+};
+
+/// Prints where the chain stands (for a failure's context).
+std::string where(node& n, gated_sink& sink) {
+  auto a = stats_of(n, "a");
+  auto b = stats_of(n, "b");
+  return "a ok " + std::to_string(a.ok) + " overloaded " + std::to_string(a.overloaded) + " pauses " +
+         std::to_string(a.downstream_pauses) + " credit " + std::to_string(a.credit) + " queued " +
+         std::to_string(a.queue_depth) + "; b ok " + std::to_string(b.ok) + "; sink " +
+         std::to_string(sink.total());
+}
+
+} // namespace
+
+// The pool's decision, sans-IO: an invocation that found its downstream
+// paused is NACKed with the policy's first delay (no error, retry or
+// crash), the pool withdraws its credit and starts nothing until a probe
+// finds the topic resumed, then sets its credit to what it can hold.
+BOOST_AUTO_TEST_CASE(a_pool_whose_downstream_is_paused_nacks_with_a_delay_holds_its_credit_and_resumes) {
+  function_options o;
+  o.scale.min = o.scale.max = 2;
+  o.prefetch = 8;
+  o.retry = {.max = 4, .initial = 100ms, .max_delay = 2s, .multiplier = 2, .jitter = no_jitter};
+  auto counters = std::make_shared<detail::pool_counters>();
+  auto sup = std::make_shared<detail::shared_supervisor>(service_options{},
+                                                         std::vector<restart_type>{permanent}, 1);
+  detail::pool_core core{detail::pool_core_spec{"svc", "fn", 0, o, counters, sup}};
+  auto t = detail::pool_core::clock::time_point{} + 1h;
+  core.start(t);
+  core.subscribed(7);
+  static_cast<void>(core.take_commands());
+  core.take(deliveries(7, 1, 6), t);
+  auto runs = only<detail::pool_cmd::run>(core.take_commands());
+  BOOST_TEST_REQUIRE(runs.size() == 2u); // 3 messages each
+  // Instance one: its first item ran fine, its second found "orders.next" paused.
+  auto& run = *runs[0].work;
+  BOOST_TEST_REQUIRE(run.items.size() == 3u);
+  run.outcomes = {{detail::outcome::ok, ""}, {detail::outcome::overloaded, "paused"}};
+  run.finished = 2;
+  run.overloaded = true;
+  run.paused_topic = "orders.next";
+  core.run_done(runs[0].id, t);
+  auto cmds = core.take_commands();
+  auto acks = only<detail::pool_cmd::ack>(cmds);
+  auto nacks = only<detail::pool_cmd::nack>(cmds);
+  BOOST_TEST_REQUIRE(acks.size() == 1u);
+  BOOST_TEST(acks[0].seq == run.items[0]->seq);
+  BOOST_TEST_REQUIRE(nacks.size() == 1u);
+  BOOST_TEST(nacks[0].seq == run.items[1]->seq);
+  BOOST_TEST((nacks[0].action == wire::nack_action::delay));
+  BOOST_TEST(nacks[0].delay_ms == 100u); // the policy's first delay, whatever the delivery count
+  BOOST_TEST(nacks[0].reason.find("orders.next") != std::string::npos);
+  auto credit = only<detail::pool_cmd::set_credit>(cmds);
+  BOOST_TEST_REQUIRE(credit.size() == 1u);
+  BOOST_TEST(credit[0].n == 0u); // the broker sends it nothing more
+  BOOST_TEST(only<detail::pool_cmd::grant_credit>(cmds).empty());
+  BOOST_TEST(only<detail::pool_cmd::run>(cmds).empty()); // its idle instance starts nothing
+  auto probes = only<detail::pool_cmd::probe_downstream>(cmds);
+  BOOST_TEST_REQUIRE(probes.size() == 1u);
+  BOOST_TEST(probes[0].topic == "orders.next");
+  BOOST_TEST(core.downstream_paused());
+  BOOST_TEST(core.waiting() == 1u); // the item it never started waits here, unNACKed
+  BOOST_TEST(counters->overloaded == 1u);
+  BOOST_TEST(counters->downstream_pauses == 1u);
+  BOOST_TEST(counters->errors == 0u);
+  BOOST_TEST(counters->retries == 0u);
+  BOOST_TEST(counters->crashes == 0u);
+  BOOST_TEST(counters->quarantined == 0u);
+  BOOST_TEST(only<detail::pool_cmd::event>(cmds).empty()); // no restart, no quarantine
+  // More arrives (sent before the broker read the withdrawal): it waits too.
+  core.take(deliveries(7, 7, 2), t);
+  BOOST_TEST(only<detail::pool_cmd::run>(core.take_commands()).empty());
+  BOOST_TEST(core.waiting() == 3u);
+  // Instance two ends its run on a message at its last delivery: it is
+  // kept here, not NACKed (the broker would dead-letter it).
+  auto& run2 = *runs[1].work;
+  run2.outcomes = {{detail::outcome::overloaded, "paused"}};
+  run2.finished = 1;
+  run2.overloaded = true;
+  run2.paused_topic = "orders.next";
+  const_cast<detail::delivery&>(*run2.items[0]).count = detail::delivery_limit(o);
+  const auto kept = run2.items[0]->seq;
+  core.run_done(runs[1].id, t);
+  cmds = core.take_commands();
+  BOOST_TEST(only<detail::pool_cmd::nack>(cmds).empty());
+  BOOST_TEST(only<detail::pool_cmd::set_credit>(cmds).empty()); // withdrawn already
+  BOOST_TEST(core.waiting() == 6u);
+  // Still paused: another probe, nothing else.
+  core.downstream_probed(probes[0].episode, true, t + 20ms);
+  cmds = core.take_commands();
+  BOOST_TEST(cmds.size() == 1u);
+  probes = only<detail::pool_cmd::probe_downstream>(cmds);
+  BOOST_TEST_REQUIRE(probes.size() == 1u);
+  // Resumed: the credit is what it can hold (2 + 8) less what it holds (6
+  // waiting, 2 of them now in runs), and the instances start.
+  core.downstream_probed(probes[0].episode, false, t + 40ms);
+  cmds = core.take_commands();
+  credit = only<detail::pool_cmd::set_credit>(cmds);
+  BOOST_TEST_REQUIRE(credit.size() == 1u);
+  BOOST_TEST(credit[0].n == 4u);
+  auto resumed = only<detail::pool_cmd::run>(cmds);
+  BOOST_TEST_REQUIRE(resumed.size() == 2u);
+  BOOST_TEST(resumed[0].work->items[0]->seq == kept); // the one kept goes first
+  BOOST_TEST(!core.downstream_paused());
+  // An earlier pause's probe changes nothing.
+  core.downstream_probed(probes[0].episode, true, t + 60ms);
+  BOOST_TEST(core.take_commands().empty());
+}
+
+// End to end over a TCP broker whose queue groups pause at 2,000 (of
+// 4,000): b holds everything it gets until released, its group fills and
+// the broker pauses the node's publishes to it; a's invocations find it
+// paused and go back to wait, a's pool holds its credit, a's group fills
+// and the broker pauses the publisher. Released, b gets every message
+// (none dropped, none dead-lettered, none quarantined), and no thread of
+// the node ever waited (the test ends).
+BOOST_AUTO_TEST_CASE(a_chain_with_a_slow_last_function_slows_the_publisher_and_loses_nothing) {
+  zmq::context_t zctx{1};
+  broker::server_options so;
+  so.listen = "tcp://127.0.0.1:*";
+  so.quiet = true;
+  so.core.id = "chain";
+  so.core.group_queue_msgs = 4000;
+  so.core.stats_interval = 100ms;
+  broker::server b{so, &zctx};
+  b.start();
+  node_options no;
+  no.broker = b.endpoint();
+  node n{no};
+  chain c;
+  c.declare(n);
+  n.start();
+  broker_json stats{n.client(), "chain"};
+  client_options po;
+  po.endpoint = b.endpoint();
+  po.publish_window = 64; // within the 2,000 between the pause mark and the bound
+  po.outbox_limit = 256;  // its lead: past it publish() waits for the I/O thread
+  client pub{po};         // when_paused = block
+  BOOST_TEST_REQUIRE(test::confirmed(pub, "chain.in", "warm-up") == 0u); // a and b subscribed
+  constexpr int total = 12000;
+  std::atomic<int> sent{0};
+  auto started = steady::now();
+  std::thread publisher{[&] {
+    for (int i = 0; i < total; ++i) {
+      pub.publish("chain.in", std::to_string(i));
+      ++sent;
+    }
+  }};
+  // The pause travels back: a's invocations are refused, then the publisher waits.
+  bool a_paused = c.sink.w.until([&] { return stats_of(n, "a").overloaded > 0; }, 30s);
+  bool pub_paused = c.sink.w.until([&] { return pub.stats().pauses > 0; }, 30s);
+  auto a = stats_of(n, "a");
+  BOOST_TEST(a_paused, where(n, c.sink));
+  BOOST_TEST(pub_paused, "sent " << sent.load() << "; " << where(n, c.sink));
+  BOOST_TEST(sent.load() < total); // it waits for b
+  BOOST_TEST(a.credit == 0u);      // a takes nothing while b is paused
+  c.sink.release();
+  publisher.join();
+  auto took = steady::now() - started;
+  BOOST_TEST(pub.stats().paused_waits > 0u); // it waited in publish() (counted once resumed)
+  BOOST_TEST_REQUIRE(c.sink.got_all(total + 1u, 60s),
+                     "b got " << c.sink.distinct() << " of " << total + 1 << "; " << where(n, c.sink));
+  a = stats_of(n, "a");
+  auto json = stats.fresh();
+  BOOST_TEST(number_after(json, "group_queue_drops") == 0u);
+  BOOST_TEST(number_after(json, "flow_overruns") == 0u);
+  BOOST_TEST(number_after(json, "dead_letters") == 0u);
+  auto pauses = number_after(json, "pauses"), peak = number_after(json, "group_queue_peak");
+  BOOST_TEST(pauses >= 2u); // a's node and the publisher
+  BOOST_TEST(peak <= 4000u); // never past a group's bound
+  BOOST_TEST(a.overloaded > 0u);
+  BOOST_TEST(a.downstream_pauses > 0u);
+  BOOST_TEST(a.errors == 0u);
+  BOOST_TEST(a.retries == 0u);
+  BOOST_TEST(a.crashes == 0u);
+  BOOST_TEST(a.quarantined == 0u);
+  BOOST_TEST(a.ok == total + 1u); // each forwarded once
+  BOOST_TEST(stats_of(n, "b").quarantined == 0u);
+  BOOST_TEST_MESSAGE("chain over tcp: " << total << " messages in "
+                     << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                     << " ms (b held them at first); a overloaded " << a.overloaded << " times, paused "
+                     << a.downstream_pauses << " times; b got " << c.sink.total() << " ("
+                     << c.sink.total() - c.sink.distinct() << " twice); publisher waited "
+                     << pub.stats().paused_waits << " times; broker pauses " << pauses
+                     << ", group_queue_peak " << peak);
+  n.stop();
+}
+
+// The same with the node's embedded broker (inproc, default bounds: b's
+// group pauses at 32,768): the publisher is the node's own client, on a
+// thread of the program's (it may wait there).
+BOOST_AUTO_TEST_CASE(a_chain_on_an_embedded_broker_pauses_the_first_function_and_loses_nothing) {
+  node n{node_options{}};
+  chain c;
+  c.declare(n);
+  n.start();
+  broker_json stats{n.client(), "embedded"};
+  BOOST_TEST_REQUIRE(test::confirmed(n.client(), "chain.in", "warm-up") == 0u);
+  constexpr int total = 40000; // past b's pause mark with b holding everything
+  std::thread publisher{[&] {
+    for (int i = 0; i < total; ++i) n.client().publish("chain.in", std::to_string(i));
+  }};
+  bool a_paused = c.sink.w.until([&] { return stats_of(n, "a").overloaded > 0; }, 60s);
+  BOOST_TEST(a_paused, where(n, c.sink));
+  c.sink.release();
+  publisher.join();
+  BOOST_TEST_REQUIRE(c.sink.got_all(total + 1u, 60s),
+                     "b got " << c.sink.distinct() << " of " << total + 1 << "; " << where(n, c.sink));
+  auto a = stats_of(n, "a");
+  auto json = stats.fresh();
+  BOOST_TEST(number_after(json, "group_queue_drops") == 0u);
+  BOOST_TEST(number_after(json, "flow_overruns") == 0u);
+  BOOST_TEST(number_after(json, "dead_letters") == 0u);
+  BOOST_TEST(a.downstream_pauses > 0u);
+  BOOST_TEST(a.errors == 0u);
+  BOOST_TEST(a.crashes == 0u);
+  BOOST_TEST(a.quarantined == 0u);
+  BOOST_TEST(a.ok == total + 1u);
+  BOOST_TEST_MESSAGE("chain on the embedded broker: a overloaded " << a.overloaded << " times, paused "
+                     << a.downstream_pauses << " times; b got " << c.sink.total() << " ("
+                     << c.sink.total() - c.sink.distinct() << " twice)");
+  n.stop();
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -556,20 +556,26 @@ struct function_stats {
   std::uint32_t in_flight = 0, queue_depth = 0, credit = 0;
   /// Messages taken in, then given back to the broker unfinished (for
   /// another member): at a stop (never started, waiting past the confirm
-  /// grace, running past the drain timeout) or an escalation; each time.
+  /// grace, running past the drain timeout), an escalation, or held half
+  /// their ack_wait while a downstream group was paused; each time.
   std::uint64_t handed_back = 0;
   /// Errors that sent their message back to wait for a later try (the
   /// retry policy's backoff), and messages over the function's rate that
   /// went back to wait for their turn.
   std::uint64_t retries = 0, throttled = 0;
   std::uint64_t shed = 0; // requests refused at once: max_queued were waiting
+  /// Flow control downstream (docs/backpressure.md): invocations that
+  /// published to a queue group the broker had paused (their message went
+  /// back to wait; not errors, crashes or retries), and the times the
+  /// function took no more work until that group was resumed.
+  std::uint64_t overloaded = 0, downstream_pauses = 0;
   /// Every node publishes its functions' stats each second on
   /// `$SYS.node.<id>.stats` (a msgpack array of these maps): `plexus top`.
   MSGPACK_DEFINE_MAP(service, function, ok, errors, crashes, restarts, rejected, quarantined,
                      recycled, escalations, revivals, stopped, instances, live, cold_starts,
                      cold_start_ns_total, cold_start_ns_max, inits, init_ns_max, invocations,
                      duration_p50_ns, duration_p99_ns, duration_p999_ns, in_flight, queue_depth,
-                     credit, handed_back, retries, throttled, shed)
+                     credit, handed_back, retries, throttled, shed, overloaded, downstream_pauses)
 };
 
 /// A program's own flag, parsed with the node's: `--name VALUE` into *value

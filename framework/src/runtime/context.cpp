@@ -89,6 +89,11 @@ std::optional<std::chrono::milliseconds> context::next_retry_delay() const noexc
   return next.delay;
 }
 
+void detail::note_overloaded(invocation& inv, std::string_view topic) {
+  if (!inv.overloaded) inv.paused_topic = std::string{topic};
+  inv.overloaded = true;
+}
+
 void detail::ensure_ids(invocation& inv) {
   if ((inv.trace_hi | inv.trace_lo) == 0) {
     inv.trace_hi = random_id();
@@ -145,6 +150,8 @@ void detail::begin_span(invocation& inv, const delivery& d) {
   inv.request_failure = span_status::ok;
   inv.request_cause.clear();
   inv.request_callee.clear();
+  inv.overloaded = false;
+  inv.paused_topic.clear();
 }
 
 std::string context::outgoing_traceparent() {
@@ -175,7 +182,15 @@ void context::publish(std::string_view topic, std::string_view payload) {
   publish_options o;
   o.traceparent = tp;
   if (!inv_ || !inv_->reliable) {
-    client_.publish(topic, payload, o);
+    try {
+      client_.publish(topic, payload, o);
+    } catch (const publish_error& e) {
+      // In an instance a paused topic is refused, never waited for (the
+      // runtime's paused_publish::fail): the invocation ends `overloaded`
+      // even if the handler catches this.
+      if (inv_ && e.code == code_of(status::overloaded)) detail::note_overloaded(*inv_, topic);
+      throw;
+    }
     return;
   }
   // Confirmed, under an id the same run of this message gives again: a

@@ -27,11 +27,15 @@
 #include <utility>
 #include <vector>
 
+#include "plexus/client.hpp"
+
 namespace plexus::detail {
 
 class dispatcher {
 public:
-  dispatcher(std::string name, std::uint32_t threads) : name_(std::move(name)) {
+  /// `conn`: the node's connection, which its threads never wait on.
+  dispatcher(std::string name, std::uint32_t threads, const client* conn = nullptr)
+    : name_(std::move(name)), conn_(conn) {
     threads_.reserve(threads);
     for (std::uint32_t i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
   }
@@ -63,6 +67,9 @@ public:
 
 private:
   void run() {
+    // Handlers run here: a publish to a paused queue group never waits on
+    // this thread (an invocation's own scope makes it fail instead).
+    if (conn_) thread_when_paused(paused_override{paused_publish::hold, conn_});
     for (;;) {
       std::function<void()> job;
       {
@@ -77,6 +84,7 @@ private:
   }
 
   std::string name_;
+  const client* conn_ = nullptr;
   std::mutex m_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> jobs_;

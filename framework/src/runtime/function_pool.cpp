@@ -33,6 +33,8 @@ using published_atom = caf::atom_constant<caf::atom("published")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 // self -> self, a stop's confirm grace is over
 using grace_atom = caf::atom_constant<caf::atom("grace")>;
+// self -> self, is the downstream topic the pool waits for still paused?
+using probe_atom = caf::atom_constant<caf::atom("dsprobe")>;
 using steady = std::chrono::steady_clock;
 
 std::string crash_text(const caf::error& reason) {
@@ -115,6 +117,7 @@ void carry_out(pool_actor* self) {
       },
       [&](pool_cmd::restart_later& c) { self->delayed_send(self, c.delay, spawn_atom::value, c.epoch); },
       [&](pool_cmd::quit&) { self->quit(); },
+      [&](pool_cmd::probe_downstream& c) { self->delayed_send(self, c.delay, probe_atom::value, c.episode); },
       [&](pool_cmd::refuse& c) { // as a failed handler's answer (instance.cpp's end_span)
         std::string storage;
         auto headers = wire::pack_string_map(
@@ -209,6 +212,13 @@ caf::behavior pool(pool_actor* self, pool_spec spec) {
       fed([](pool_core& c) { c.stop(); });
     },
     [fed](grace_atom) { fed([](pool_core& c) { c.grace_over(); }); },
+    // Flow control downstream: the client knows whether the broker still
+    // pauses the topic a handler found paused (it never blocks to say).
+    [self, fed](probe_atom, std::uint64_t episode) {
+      auto& st = self->state;
+      bool still = st.core->downstream_paused() && st.spec.conn->paused(st.core->paused_topic());
+      fed([&](pool_core& c) { c.downstream_probed(episode, still, steady::now()); });
+    },
   };
 }
 

@@ -74,6 +74,10 @@ struct invocation {
   std::string request_topic;
   std::uint64_t request_span = 0;
   std::uint64_t request_start_ns = 0;
+  // A publish of the item in hand found its topic's queue group paused
+  // (flow control): the invocation ends `overloaded`, whatever it returns.
+  std::string paused_topic;
+  bool overloaded = false;
 };
 using reply_ptr = std::shared_ptr<const reply>;
 

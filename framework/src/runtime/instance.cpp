@@ -80,6 +80,11 @@ span_record record_of(instance_state& st, const delivery& d, std::uint64_t start
 // exception's text in `crash`), its deadline and its last failed request.
 span_status classify(const instance_state& st, const delivery& d, const result<void>* r,
                      const std::string* crash, std::string& cause, std::string& callee) {
+  if (st.inv.overloaded) { // downstream full: no fault of this message's
+    cause = "overloaded: " + st.inv.paused_topic + " is paused (its consumers are full); the message "
+            "waits in the broker and this function takes no more until it is resumed";
+    return span_status::rejected;
+  }
   if (crash) {
     if (d.count >= st.poison_after) {
       cause = "poison: crashed on " + std::to_string(d.count) + " deliveries: " + *crash;
@@ -121,7 +126,7 @@ void end_span(instance_state& st, client& conn, const delivery& d, const result<
   auto status = classify(st, d, r, crash, cause, callee);
   auto end_ns = wall_ns();
   if (st.inv.latency) st.inv.latency->record(end_ns - st.inv.start_ns);
-  bool failed = crash || !r->ok();
+  bool failed = crash || !r->ok() || st.inv.overloaded;
   if (failed && !d.reply_to.empty() && st.inv.name) {
     std::string storage;
     auto how = to_string(status);
@@ -136,7 +141,7 @@ void end_span(instance_state& st, client& conn, const delivery& d, const result<
   if (!st.inv.spans || (status == span_status::ok && !st.inv.sampled)) return;
   // An error that the message will be tried again for says when: the
   // span's delivery is this try's, its cause ends with the next one's delay.
-  if (failed && !crash && !r->rejected() && st.inv.opts) {
+  if (failed && !crash && !r->rejected() && !st.inv.overloaded && st.inv.opts) {
     auto next = decide_retry(*st.inv.opts, d.count, st.inv.jitter, r->retry_after());
     if (next.retry)
       cause += " (try " + std::to_string(d.count) + " of " + std::to_string(delivery_limit(*st.inv.opts)) +
@@ -207,8 +212,15 @@ void end_request_span(instance_state& st, const delivery& d, const reply& r) {
 bool record(instance_state& st, const result<void>& r) {
   if (r.pending()) return false;
   st.inv.then = nullptr; // a request whose result was not returned is dropped
-  auto kind = r.ok() ? outcome::ok : r.rejected() ? outcome::rejected : outcome::failed;
+  auto kind = st.inv.overloaded ? outcome::overloaded
+              : r.ok()          ? outcome::ok
+              : r.rejected()    ? outcome::rejected
+                                : outcome::failed;
   st.run->outcomes.emplace_back(static_cast<std::uint8_t>(kind), r.why());
+  if (kind == outcome::overloaded) { // the run stops here: the rest waits for the resume
+    st.run->overloaded = true;
+    st.run->paused_topic = st.inv.paused_topic;
+  }
   if (kind == outcome::failed && r.retry_after().count() >= 0) { // the handler's own delay
     st.run->retry_after.resize(st.run->items.size(), std::chrono::milliseconds{-1});
     st.run->retry_after[st.run->finished] = r.retry_after();
@@ -224,10 +236,20 @@ bool record(instance_state& st, const result<void>& r) {
 // Runs `f` (a handler or a continuation) for the item in hand. An
 // exception is the instance's crash: recorded, and the run ends there.
 template <class F>
-bool attempt(instance_state& st, F&& f, result<void>& out) {
+bool attempt(instance_state& st, const client& conn, F&& f, result<void>& out) {
+  // A publish to a queue group the broker paused throws here instead of
+  // waiting for a RESUME that may need this very thread (client.hpp).
+  paused_publish_scope never_wait{paused_publish::fail, &conn};
   try {
     out = f();
     return true;
+  } catch (const publish_error& e) {
+    if (e.code == code_of(plexus::status::overloaded)) { // not a crash: the downstream is full
+      note_overloaded(st.inv, e.topic.empty() ? std::string_view{"?"} : std::string_view{e.topic});
+      out = error{e.what()};
+      return true;
+    }
+    st.run->crash = e.what();
   } catch (const std::exception& e) {
     st.run->crash = e.what();
   } catch (...) {
@@ -290,7 +312,7 @@ bool work_items(instance_state& st, const raw_handler& handler, client& conn) {
     begin_span(st.inv, d);
     context ctx{conn, d, &st.inv};
     result<void> r;
-    if (!attempt(st, [&] { return handler(d.payload, ctx); }, r)) {
+    if (!attempt(st, conn, [&] { return handler(d.payload, ctx); }, r)) {
       report(st, d, *run.crash);
       end_span(st, conn, d, nullptr, &*run.crash);
       return true;
@@ -298,6 +320,7 @@ bool work_items(instance_state& st, const raw_handler& handler, client& conn) {
     if (r.pending()) return false; // waits on a request
     end_span(st, conn, d, &r, nullptr);
     record(st, r);
+    if (run.overloaded) return true; // the pool holds the rest until the resume
   }
   return true;
 }
@@ -311,7 +334,7 @@ bool resume(instance_state& st, const reply& rep, const raw_handler& handler, cl
   end_request_span(st, d, rep);
   context ctx{conn, d, &st.inv};
   result<void> out;
-  if (!attempt(st, [&] { return then(rep, ctx); }, out)) {
+  if (!attempt(st, conn, [&] { return then(rep, ctx); }, out)) {
     report(st, d, *st.run->crash);
     end_span(st, conn, d, nullptr, &*st.run->crash);
     return true;
@@ -319,6 +342,7 @@ bool resume(instance_state& st, const reply& rep, const raw_handler& handler, cl
   if (out.pending()) return false; // another request
   end_span(st, conn, d, &out, nullptr);
   record(st, out);
+  if (st.run->overloaded) return true;
   return work_items(st, handler, conn);
 }
 

@@ -37,5 +37,7 @@ caf::actor spawn_instance_of(caf::event_based_actor* pool, const function_builde
 void begin_span(invocation& inv, const delivery& d);
 /// Makes the item's trace and span ids if nothing asked for them yet.
 void ensure_ids(invocation& inv);
+/// A publish of the item in hand found `topic` paused (flow control).
+void note_overloaded(invocation& inv, std::string_view topic);
 
 } // namespace plexus::detail

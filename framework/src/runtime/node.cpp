@@ -95,11 +95,15 @@ void node::impl::declare_durables() {
 void node::impl::connect() {
   client_options co;
   co.breaker = opts.breaker;
-  // No PAUSE for a node's connection: a handler blocked in publish() on a
-  // CAF thread could wait for a RESUME that only its own node's consumers
-  // (on the same threads) can bring. A full group answers the node's
-  // confirmed publishes 103 (re-sent with backoff) and counts what it drops.
-  co.flow_control = false;
+  // Flow control on (the default), and no thread of the node waits for a
+  // RESUME: a handler blocked in publish() on a CAF thread could wait for
+  // one that only its own node's consumers (on the same threads) can
+  // bring. An invocation that publishes to a paused group ends
+  // `overloaded` (its message waits in the broker, its pool takes no more
+  // until the group is resumed); the actor system's other publishes are
+  // held in the client (node_tree.cpp, instance.cpp, pool_core.cpp).
+  // Threads of the program's own keep client_options::when_paused.
+  co.flow_control = true;
   if (opts.broker.empty()) {
     broker::server_options so;
     so.listen = "inproc://plexus-node-" + std::to_string(reinterpret_cast<std::uintptr_t>(this));

@@ -116,7 +116,13 @@ std::string node::impl::metrics_text() const {
     {"plexus_function_throttled_total", "Messages over the rate limit, sent back to wait for their turn.",
      &detail::pool_counters::throttled},
     {"plexus_function_shed_total", "Requests refused at once: max_queued others were waiting.",
-     &detail::pool_counters::shed}};
+     &detail::pool_counters::shed},
+    {"plexus_function_overloaded_total",
+     "Invocations that published to a paused queue group: their message went back to wait.",
+     &detail::pool_counters::overloaded},
+    {"plexus_function_downstream_pauses_total",
+     "Times the function held its credit back until a paused downstream group was resumed.",
+     &detail::pool_counters::downstream_pauses}};
   for (auto& k : counters) {
     t.family(k.name, "counter", k.help);
     each([&](auto& p, const observe::labels& l) { t.sample(k.name, l, ((*p.counters).*k.field).load()); });

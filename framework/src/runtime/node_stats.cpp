@@ -51,6 +51,8 @@ std::vector<function_stats> node::impl::snapshot() const {
     s.retries = c.retries.load(relaxed);
     s.throttled = c.throttled.load(relaxed);
     s.shed = c.shed.load(relaxed);
+    s.overloaded = c.overloaded.load(relaxed);
+    s.downstream_pauses = c.downstream_pauses.load(relaxed);
   }
   return out;
 }

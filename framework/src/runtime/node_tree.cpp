@@ -9,7 +9,9 @@
 #include <string>
 #include <vector>
 
+#include <caf/actor_system_config.hpp>
 #include <caf/send.hpp>
+#include <caf/thread_hook.hpp>
 
 #include "function_pool.hpp"
 #include "node_impl.hpp"
@@ -82,8 +84,29 @@ void node::impl::validate() const {
   }
 }
 
+namespace {
+
+// No thread of the actor system waits for a paused queue group: the
+// RESUME may need the very consumers that thread would run (a function
+// publishing to a group whose members are this node's). A publish there
+// is held in the client until the RESUME (in an invocation, it fails the
+// invocation instead: instance.cpp). docs/backpressure.md.
+class never_wait_when_paused : public caf::thread_hook {
+public:
+  explicit never_wait_when_paused(const client* conn) : conn_(conn) {}
+  void init(caf::actor_system&) override {}
+  void thread_started() override { thread_when_paused(paused_override{paused_publish::hold, conn_}); }
+  void thread_terminates() override { thread_when_paused(std::nullopt); }
+
+private:
+  const client* conn_;
+};
+
+} // namespace
+
 void node::impl::start_actor_system() {
   cfg = std::make_unique<caf::actor_system_config>();
+  cfg->add_thread_hook<never_wait_when_paused>(static_cast<const plexus::client*>(conn.get()));
   // CAF's work-stealing workers, when idle, spin (aggressive), then sleep
   // 50 us at a time up to 500 times (moderate), then wait on a condition
   // variable (relaxed). A pool idles between the connector's batches, so
@@ -148,7 +171,8 @@ void node::impl::spawn_tree() {
         auto it = std::find_if(dispatchers.begin(), dispatchers.end(),
                                [&d](const auto& p) { return p->name() == d.name; });
         if (it == dispatchers.end())
-          it = dispatchers.insert(dispatchers.end(), std::make_unique<detail::dispatcher>(d.name, d.threads));
+          it = dispatchers.insert(dispatchers.end(),
+                                  std::make_unique<detail::dispatcher>(d.name, d.threads, conn.get()));
         ps.disp = it->get();
       }
       ps.on_exit = [sh = shared] {

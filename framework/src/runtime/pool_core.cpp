@@ -67,6 +67,10 @@ std::chrono::milliseconds backoff_delay(const retry_policy& p, std::uint32_t cou
   return ms{static_cast<ms::rep>(d)};
 }
 
+std::chrono::milliseconds overload_delay(const function_options& o, double unit) noexcept {
+  return backoff_delay(o.retry, 1, unit);
+}
+
 std::uint32_t delivery_limit(const function_options& o) noexcept {
   std::uint32_t n = o.retry.max < UINT32_MAX ? o.retry.max + 1 : UINT32_MAX;
   if (o.max_deliver > 0) n = std::min(n, o.max_deliver);
@@ -163,7 +167,8 @@ void pool_core::note_gauges() {
 // Hands waiting messages to idle instances, a run each: one actor message
 // for many deliveries, spread evenly, at most 32 per run.
 void pool_core::dispatch() {
-  while (!waiting_.empty() && !idle_.empty()) {
+  // Downstream paused: what waits starts once it is resumed.
+  while (!downstream_paused_ && !waiting_.empty() && !idle_.empty()) {
     auto id = idle_.back();
     idle_.pop_back();
     auto n = std::clamp<std::size_t>(waiting_.size() / (idle_.size() + 1), 1, 32);
@@ -227,7 +232,7 @@ void pool_core::give_credit() {
 // in batches of a quarter of the prefetch (one CREDIT per message cost more
 // than the message), and at once when the pool has run dry (credit_if_dry).
 void pool_core::finished(const delivery& d) {
-  if (!live_phase()) return;
+  if (!live_phase() || downstream_paused_) return; // credit withdrawn: set anew on the resume
   if (credit_debt_ > 0) { // capacity went down: this credit is not given back
     --credit_debt_;
     return;
@@ -262,6 +267,7 @@ void pool_core::hand_back(const delivery& d, const char* why) {
 void pool_core::wind_down(const char* why, group_stay group) {
   if (phase_ != pool_phase::running) return;
   phase_ = pool_phase::wound_down;
+  forget_pause();
   spec_.counters->stopped = true;
   ++generation_; // whatever runs now retires when done
   ++epoch_;
@@ -351,6 +357,9 @@ void pool_core::settle_finished(const work_run& run) {
         ++c.rejected;
         emit(pool_cmd::nack{d->sid, d->seq, wire::nack_action::dead_letter, 0, why});
         break;
+      case outcome::overloaded:
+        settle_overloaded(run, i);
+        continue;
       default:
         settle_failed(run, i);
         break;
@@ -380,6 +389,92 @@ void pool_core::settle_failed(const work_run& run, std::size_t i) {
   auto ms = std::min<std::chrono::milliseconds::rep>(r.delay.count(), UINT32_MAX);
   if (ms <= 0) emit(pool_cmd::nack{d.sid, d.seq, wire::nack_action::requeue, 0, why});
   else emit(pool_cmd::nack{d.sid, d.seq, wire::nack_action::delay, static_cast<std::uint32_t>(ms), why});
+}
+
+// The handler published to a queue group the broker had paused (flow
+// control: the group's consumers are full). Not the message's fault, nor
+// the function's: no error, no crash, no retry of its policy's. The pool
+// takes no more work until the group is resumed (hold_credit), and the
+// message waits in the broker meanwhile (a NACK with overload_delay), in
+// its queue group once that is due: so the group fills in turn, and the
+// broker pauses whoever publishes to it, back to the first publisher.
+void pool_core::settle_overloaded(const work_run& run, std::size_t i) {
+  const auto& d = run.items[i];
+  ++spec_.counters->overloaded;
+  if (live_phase() && !downstream_paused_) hold_credit(run.paused_topic);
+  auto why = "overloaded: " + run.paused_topic + " is paused (its consumers are full)";
+  if (live_phase() && d->count >= delivery_limit(spec_.opts)) {
+    // Its last delivery: NACKed, the broker would dead-letter it for a
+    // pause that is no fault of its own. It waits here, first in line.
+    waiting_.push_front(d);
+    note_gauges();
+    return;
+  }
+  auto ms = std::min<std::chrono::milliseconds::rep>(
+    overload_delay(spec_.opts, jitter_unit(run.jitter, i)).count(), UINT32_MAX);
+  if (ms <= 0) emit(pool_cmd::nack{d->sid, d->seq, wire::nack_action::requeue, 0, why});
+  else emit(pool_cmd::nack{d->sid, d->seq, wire::nack_action::delay, static_cast<std::uint32_t>(ms), why});
+  finished(*d);
+}
+
+// Downstream paused: the broker sends this pool nothing more, and what it
+// holds waits, until a probe finds the topic resumed (release_credit).
+void pool_core::hold_credit(const std::string& topic) {
+  downstream_paused_ = true;
+  paused_topic_ = topic;
+  ++pause_episode_;
+  paused_since_ = last_now_;
+  spec_.counters->downstream_pauses.fetch_add(1, std::memory_order_relaxed);
+  auto sid = sid_ ? sid_ : spec_.counters->sid.load();
+  if (sid) emit(pool_cmd::set_credit{sid, 0});
+  spec_.counters->credit = 0;
+  owed_credit_ = 0; // withdrawn: the resume sets the credit anew
+  emit(pool_cmd::probe_downstream{downstream_probe_every, topic, pause_episode_});
+}
+
+// Resumed: the broker may send what the pool can hold again, less what it
+// holds now (as after a revival).
+void pool_core::release_credit() {
+  downstream_paused_ = false;
+  ++pause_episode_;
+  auto held = static_cast<std::uint32_t>(handed_ + deferred_.size() + waiting_.size());
+  auto cap = target_ + spec_.opts.prefetch;
+  auto now = held >= cap ? 0 : cap - held;
+  credit_debt_ = held > cap ? held - cap : 0;
+  auto sid = sid_ ? sid_ : spec_.counters->sid.load();
+  if (sid) emit(pool_cmd::set_credit{sid, now});
+  spec_.counters->credit = now;
+  if (target_ == 0) cold_start(); // scaled to zero meanwhile, with work waiting
+  dispatch();
+}
+
+// The pool winds down or stops: a pause it held for no longer matters.
+void pool_core::forget_pause() {
+  downstream_paused_ = false;
+  ++pause_episode_;
+}
+
+void pool_core::downstream_probed(std::uint64_t episode, bool still, clock::time_point now) {
+  if (now > last_now_) last_now_ = now;
+  if (!downstream_paused_ || episode != pause_episode_) return; // an earlier pause's
+  if (!live_phase()) return forget_pause();
+  if (!still) return release_credit();
+  // Held here for half their ack_wait, the messages that wait go back to
+  // the broker (to wait there), before it would redeliver them itself.
+  auto ack_wait = std::chrono::milliseconds{spec_.opts.ack_wait_ms > 0 ? spec_.opts.ack_wait_ms : 30000};
+  if (!waiting_.empty() && now - paused_since_ >= ack_wait / 2) {
+    for (auto& d : waiting_) {
+      auto ms = static_cast<std::uint32_t>(std::min<std::chrono::milliseconds::rep>(
+        overload_delay(spec_.opts, draw()).count(), UINT32_MAX));
+      emit(pool_cmd::nack{d->sid, d->seq, ms > 0 ? wire::nack_action::delay : wire::nack_action::requeue,
+                          ms, "overloaded: " + paused_topic_ + " is paused (its consumers are full)"});
+      spec_.counters->handed_back.fetch_add(1, std::memory_order_relaxed);
+    }
+    waiting_.clear();
+    note_gauges();
+    paused_since_ = now;
+  }
+  emit(pool_cmd::probe_downstream{downstream_probe_every, paused_topic_, pause_episode_});
 }
 
 // One more message handled: the service's intensity and backoff start over.
@@ -510,7 +605,7 @@ void pool_core::scale_to(std::uint32_t to, const char* why) {
     auto more = to - from;
     auto repaid = std::min(more, credit_debt_);
     credit_debt_ -= repaid;
-    if (more > repaid && sid_) {
+    if (more > repaid && sid_ && !downstream_paused_) { // paused: the resume sets it
       emit(pool_cmd::grant_credit{sid_, more - repaid});
       spec_.counters->credit.fetch_add(more - repaid, std::memory_order_relaxed);
     }
@@ -624,6 +719,7 @@ void pool_core::run_done(instance_id id, clock::time_point now) {
   handed_ -= run->items.size();
   busy_.erase(it);
   if (run->crash) return run_ended(run, run->crash, id, std::to_string(id), now);
+  if (run->overloaded) requeue_unstarted(*run, false); // what it never started waits here
   settle_finished(*run);
   freed(id);
   dispatch();
@@ -652,7 +748,7 @@ void pool_core::instance_down(instance_id id, const std::optional<std::string>& 
 void pool_core::tick(clock::time_point now) {
   if (now > last_now_) last_now_ = now;
   if (stopping() || !scaler_) return;
-  if (live_phase()) {
+  if (live_phase() && !downstream_paused_) { // paused: what waits is no demand for instances
     // Demand: messages at work or waiting now; at least 1 if any came in
     // since the last tick (work that starts and ends between ticks is
     // demand too: idle_grace counts from the last message).
@@ -724,6 +820,7 @@ void pool_core::revive() {
 void pool_core::stop() {
   if (stopping()) return;
   phase_ = pool_phase::stopping;
+  forget_pause();
   // The broker sends nothing more; what never started here goes back for
   // another member (with credit left, a lone member would get it back and
   // NACK it again until it was dead-lettered).

@@ -103,6 +103,11 @@ struct quit {};
 struct refuse { // answer a request with the failure `rejected` (overload) now
   std::string reply_to, why;
 };
+struct probe_downstream { // after `delay`: is `topic` still paused? answer with downstream_probed
+  std::chrono::milliseconds delay{0};
+  std::string topic;
+  std::uint64_t episode = 0;
+};
 } // namespace pool_cmd
 
 using pool_command =
@@ -110,7 +115,10 @@ using pool_command =
                pool_cmd::unsubscribe, pool_cmd::subscribe, pool_cmd::spawn, pool_cmd::retire,
                pool_cmd::run, pool_cmd::event, pool_cmd::scaled, pool_cmd::recovered,
                pool_cmd::escalate, pool_cmd::recycle_siblings, pool_cmd::restart_later,
-               pool_cmd::quit, pool_cmd::refuse>;
+               pool_cmd::quit, pool_cmd::refuse, pool_cmd::probe_downstream>;
+
+/// How often a pool whose downstream is paused asks whether it still is.
+inline constexpr std::chrono::milliseconds downstream_probe_every{20};
 
 struct pool_core_spec {
   std::string service, function; // names
@@ -157,6 +165,8 @@ public:
   void revive();
   void stop();
   void grace_over();
+  /// The answer to probe_downstream (`still`: the topic is paused yet).
+  void downstream_probed(std::uint64_t episode, bool still, clock::time_point now);
 
   // ------------------------------------------------------------ outputs
 
@@ -176,6 +186,10 @@ public:
   [[nodiscard]] std::size_t deferred() const noexcept { return deferred_.size(); }
   [[nodiscard]] std::size_t live() const noexcept { return born_.size(); }
   [[nodiscard]] std::uint32_t target() const noexcept { return target_; }
+  /// A handler found this topic paused: the pool holds its credit back
+  /// (takes no more work) until the broker resumes it.
+  [[nodiscard]] bool downstream_paused() const noexcept { return downstream_paused_; }
+  [[nodiscard]] const std::string& paused_topic() const noexcept { return paused_topic_; }
 
 private:
   [[nodiscard]] bool live_phase() const noexcept { return phase_ == pool_phase::running; }
@@ -210,6 +224,10 @@ private:
   void cold_start();
   [[nodiscard]] double draw();
   void settle_failed(const work_run& run, std::size_t i);
+  void settle_overloaded(const work_run& run, std::size_t i);
+  void hold_credit(const std::string& topic);
+  void release_credit();
+  void forget_pause();
   [[nodiscard]] bool admit(const delivery& d, clock::time_point now);
   [[nodiscard]] bool shed(const delivery& d);
 
@@ -256,6 +274,13 @@ private:
   clock::time_point tat_{};
   std::unordered_map<std::string, clock::time_point> reserved_; // message key -> its slot
   std::size_t sweep_at_ = 1024;
+  // Flow control downstream: a handler published to a queue group the
+  // broker had paused. Until it is resumed the pool holds no credit and
+  // starts nothing (what it took in waits here, within ack_wait).
+  bool downstream_paused_ = false;
+  std::string paused_topic_;
+  std::uint64_t pause_episode_ = 0; // probes of an earlier pause lapse
+  clock::time_point paused_since_{};
 };
 
 } // namespace plexus::detail

@@ -58,8 +58,10 @@ struct publish_tracker {
 };
 using tracker_ptr = std::shared_ptr<publish_tracker>;
 
-/// One item's outcome in work_run::outcomes.
-enum outcome : std::uint8_t { ok = 0, failed = 1, rejected = 2 };
+/// One item's outcome in work_run::outcomes. `overloaded`: its handler
+/// published to a queue group the broker had paused (flow control): the
+/// downstream is full, which is not the message's fault.
+enum outcome : std::uint8_t { ok = 0, failed = 1, rejected = 2, overloaded = 3 };
 
 /// A run of messages handed to one instance in one actor message. The
 /// instance records each outcome and how far it got, so after a crash
@@ -74,6 +76,10 @@ struct work_run {
   std::vector<std::chrono::milliseconds> retry_after;
   double jitter = 0; // the pool's draw for this run, in [0, 1): see jitter_unit
   std::optional<std::string> crash; // the handler threw on items[finished]
+  // The run stopped at an item whose publish found `paused_topic` paused:
+  // the items after it never started (the pool holds them for the resume).
+  bool overloaded = false;
+  std::string paused_topic;
   bool cold = false;        // the first run of a function started from zero
   std::int64_t started_ns = 0; // steady clock, when its first handler began
   std::uint64_t init_ns = 0;   // the init hook ran first, this long
@@ -91,6 +97,13 @@ using work_run_ptr = std::shared_ptr<work_run>;
 /// jittered with `unit` in [0, 1). pool_core.cpp.
 [[nodiscard]] std::chrono::milliseconds backoff_delay(const retry_policy& p, std::uint32_t count,
                                                       double unit) noexcept;
+
+/// How long a message whose handler found its downstream paused waits in
+/// the broker before it comes back: the retry policy's first delay (its
+/// jitter drawn from `unit`), whatever its delivery count (the pause is
+/// not the message's fault). The pool gets it back only once the
+/// downstream is resumed (it holds no credit meanwhile).
+[[nodiscard]] std::chrono::milliseconds overload_delay(const function_options& o, double unit) noexcept;
 
 /// Deliveries a failing message gets before it is dead-lettered: the
 /// retry policy's max + 1, never past max_deliver, one more for a
@@ -123,6 +136,10 @@ struct pool_counters {
   std::atomic<std::uint64_t> retries{0};   // errors NACKed for a later try (backoff)
   std::atomic<std::uint64_t> throttled{0}; // messages over the rate, NACKed to wait for their turn
   std::atomic<std::uint64_t> shed{0};      // requests refused at once: max_queued were waiting
+  // Flow control downstream: invocations that published to a paused queue
+  // group (their message NACKed to wait, or held), and the times the pool
+  // withdrew its credit for it until the group was resumed.
+  std::atomic<std::uint64_t> overloaded{0}, downstream_pauses{0};
   // Messages taken in, then given back to the broker unfinished: NACKed
   // at a stop or an escalation, left unacked past a stop's confirm grace
   // or its drain timeout. Each time: a message can go back twice.
