@@ -14,12 +14,14 @@
 #include <thread>
 #include <zmq.hpp>
 
+#include "broker_stats_watch.hpp"
 #include "plexus/client.hpp"
 #include "server.hpp"
 #include "waiter.hpp"
 
 using namespace std::chrono_literals;
 using namespace plexus;
+using plexus::test::number_after;
 
 namespace {
 
@@ -53,30 +55,12 @@ client_options opts(const tcp_broker& b) {
   return o;
 }
 
-std::uint64_t number_after(const std::string& json, std::string_view key) {
-  auto k = "\"" + std::string{key} + "\":";
-  auto at = json.find(k);
-  BOOST_TEST_REQUIRE(at != std::string::npos, "no " << key << " in the broker's stats");
-  return std::stoull(json.substr(at + k.size()));
-}
-
-/// The broker's stats ($SYS.broker.bp.stats), the latest one heard.
+/// The broker's stats ($SYS.broker.bp.stats), through a client of their own.
 struct broker_stats {
-  test::waiter w;
-  std::string latest;
   client c;
-  explicit broker_stats(const tcp_broker& b) : c{opts(b)} {
-    c.subscribe("$SYS.broker.bp.stats", [this](const message_view& v) {
-      w.update([&] { latest = std::string{v.payload}; });
-    });
-  }
-  /// A report made after this call.
-  std::string fresh() {
-    w.update([&] { latest.clear(); });
-    BOOST_TEST_REQUIRE(w.until([&] { return !latest.empty(); }, 5s), "no broker stats");
-    std::lock_guard lock{w.m};
-    return latest;
-  }
+  test::broker_stats_watch watch{c, "bp"};
+  explicit broker_stats(const tcp_broker& b) : c{opts(b)} {}
+  std::string fresh() { return watch.fresh(); }
 };
 
 /// A queue group member that takes `per_message` for each message (work

@@ -23,6 +23,7 @@
 #include <thread>
 #include <variant>
 
+#include "broker_stats_watch.hpp"
 #include "plexus/node.hpp"
 #include "pool_core.hpp"
 #include "runtime_helpers.hpp"
@@ -31,6 +32,7 @@
 
 using namespace std::chrono_literals;
 using namespace plexus;
+using plexus::test::number_after;
 using plexus::test::stats_of;
 using plexus::test::waiter;
 using steady = std::chrono::steady_clock;
@@ -408,30 +410,6 @@ struct gated_sink {
   }
 };
 
-/// A broker's stats ($SYS.broker.<id>.stats), the latest heard.
-struct broker_json {
-  waiter w;
-  std::string latest;
-  broker_json(client& c, const std::string& id) {
-    c.subscribe("$SYS.broker." + id + ".stats", [this](const message_view& v) {
-      w.update([&] { latest = std::string{v.payload}; });
-    });
-  }
-  std::string fresh() {
-    w.update([&] { latest.clear(); });
-    BOOST_TEST_REQUIRE(w.until([&] { return !latest.empty(); }, 5s), "no broker stats");
-    std::lock_guard lock{w.m};
-    return latest;
-  }
-};
-
-std::uint64_t number_after(const std::string& json, std::string_view key) {
-  auto k = "\"" + std::string{key} + "\":";
-  auto at = json.find(k);
-  BOOST_TEST_REQUIRE(at != std::string::npos, "no " << key << " in the broker's stats");
-  return std::stoull(json.substr(at + k.size()));
-}
-
 /// publisher -> a (fast: publishes each input to b's topic) -> b (gated,
 /// then fast), on one node. `publish` runs on a thread of the test's own.
 struct chain {
@@ -578,7 +556,7 @@ BOOST_AUTO_TEST_CASE(a_chain_with_a_slow_last_function_slows_the_publisher_and_l
   chain c;
   c.declare(n);
   n.start();
-  broker_json stats{n.client(), "chain"};
+  test::broker_stats_watch stats{n.client(), "chain"};
   client_options po;
   po.endpoint = b.endpoint();
   po.publish_window = 64; // within the 2,000 between the pause mark and the bound
@@ -642,7 +620,7 @@ BOOST_AUTO_TEST_CASE(a_chain_on_an_embedded_broker_pauses_the_first_function_and
   chain c;
   c.declare(n);
   n.start();
-  broker_json stats{n.client(), "embedded"};
+  test::broker_stats_watch stats{n.client(), "embedded"};
   BOOST_TEST_REQUIRE(test::confirmed(n.client(), "chain.in", "warm-up") == 0u);
   constexpr int total = 40000; // past b's pause mark with b holding everything
   std::thread publisher{[&] {
