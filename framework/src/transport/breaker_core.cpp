@@ -1,15 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 // Request circuit breakers: the state machine per topic, and the
-// `$SYS.breaker.*` event's msgpack (written and read by hand: a map of
-// strings and unsigned integers, without pulling msgpack into the client).
+// `$SYS.breaker.*` event's msgpack (a map of strings and unsigned
+// integers, with msgpack-c as the other $SYS events).
 #include "breaker_core.hpp"
 
 #include <algorithm>
 #include <cassert>
 #include <limits>
+#include <span>
 #include <stdexcept>
 #include <tuple>
 #include <type_traits>
+
+#include <msgpack.hpp>
 
 
 namespace plexus {
@@ -223,113 +226,13 @@ const char* event_word(breaker_state s) noexcept {
 
 // ---------------------------------------------------------------- the event's msgpack
 
-namespace {
-
-void put_be(std::string& out, std::uint64_t v, int bytes) {
-  for (int i = bytes - 1; i >= 0; --i) out += static_cast<char>((v >> (8 * i)) & 0xff);
-}
-
-void put_str(std::string& out, std::string_view s) {
-  if (s.size() < 32) out += static_cast<char>(0xa0 | s.size());
-  else if (s.size() <= 0xff) {
-    out += static_cast<char>(0xd9);
-    put_be(out, s.size(), 1);
-  } else if (s.size() <= 0xffff) {
-    out += static_cast<char>(0xda);
-    put_be(out, s.size(), 2);
-  } else {
-    out += static_cast<char>(0xdb);
-    put_be(out, s.size(), 4);
-  }
-  out += s;
-}
-
-void put_uint(std::string& out, std::uint64_t v) {
-  if (v < 128) out += static_cast<char>(v);
-  else if (v <= 0xff) {
-    out += static_cast<char>(0xcc);
-    put_be(out, v, 1);
-  } else if (v <= 0xffff) {
-    out += static_cast<char>(0xcd);
-    put_be(out, v, 2);
-  } else if (v <= 0xffffffff) {
-    out += static_cast<char>(0xce);
-    put_be(out, v, 4);
-  } else {
-    out += static_cast<char>(0xcf);
-    put_be(out, v, 8);
-  }
-}
-
-struct event_reader {
-  std::string_view in;
-  std::size_t at = 0;
-
-  [[noreturn]] static void fail() { throw std::runtime_error("not a $SYS.breaker event"); }
-  std::uint8_t byte() {
-    if (at >= in.size()) fail();
-    return static_cast<std::uint8_t>(in[at++]);
-  }
-  std::uint64_t be(int bytes) {
-    std::uint64_t v = 0;
-    for (int i = 0; i < bytes; ++i) v = (v << 8) | byte();
-    return v;
-  }
-  std::string_view bytes(std::uint64_t n) {
-    if (n > in.size() - at) fail();
-    auto s = in.substr(at, n);
-    at += n;
-    return s;
-  }
-  std::uint32_t map_size() {
-    auto b = byte();
-    if ((b & 0xf0) == 0x80) return b & 0x0f;
-    if (b == 0xde) return static_cast<std::uint32_t>(be(2));
-    if (b == 0xdf) return static_cast<std::uint32_t>(be(4));
-    fail();
-  }
-  // A string or an unsigned integer: one of them is set.
-  bool value(std::string_view& s, std::uint64_t& u) {
-    auto b = byte();
-    if (b < 0x80) {
-      u = b;
-      return false;
-    }
-    if ((b & 0xe0) == 0xa0) {
-      s = bytes(b & 0x1f);
-      return true;
-    }
-    switch (b) {
-      case 0xcc: u = be(1); return false;
-      case 0xcd: u = be(2); return false;
-      case 0xce: u = be(4); return false;
-      case 0xcf: u = be(8); return false;
-      case 0xd9: s = bytes(be(1)); return true;
-      case 0xda: s = bytes(be(2)); return true;
-      case 0xdb: s = bytes(be(4)); return true;
-      default: fail();
-    }
-  }
-};
-
-} // namespace
-
 std::string encode_breaker_event(const breaker_event& e) {
-  std::string out;
-  out += static_cast<char>(0x80 | 6);
-  put_str(out, "node");
-  put_str(out, e.node);
-  put_str(out, "topic");
-  put_str(out, e.topic);
-  put_str(out, "state");
-  put_str(out, e.state);
-  put_str(out, "requests");
-  put_uint(out, e.requests);
-  put_str(out, "failures");
-  put_uint(out, e.failures);
-  put_str(out, "trials");
-  put_uint(out, e.trials);
-  return out;
+  msgpack::sbuffer out;
+  msgpack::packer<msgpack::sbuffer> p{out};
+  p.pack_map(6);
+  p.pack("node").pack(e.node).pack("topic").pack(e.topic).pack("state").pack(e.state);
+  p.pack("requests").pack(e.requests).pack("failures").pack(e.failures).pack("trials").pack(e.trials);
+  return {out.data(), out.size()};
 }
 
 } // namespace plexus::detail
@@ -337,36 +240,45 @@ std::string encode_breaker_event(const breaker_event& e) {
 namespace plexus {
 
 breaker_event decode_breaker_event(std::string_view payload) {
-  detail::event_reader r{payload};
+  auto fail = [] { return std::runtime_error("not a $SYS.breaker event"); };
+  // Small bounds: an event is a flat map of a few keys.
+  const msgpack::unpack_limit limit{0, 64, 1 << 16, 0, 0, 2};
+  msgpack::object_handle h;
+  std::size_t used = 0;
+  try {
+    h = msgpack::unpack(payload.data(), payload.size(), used, nullptr, nullptr, limit);
+  } catch (const std::exception&) {
+    throw fail();
+  }
+  const auto& root = h.get();
+  if (used != payload.size() || root.type != msgpack::type::MAP) throw fail();
   breaker_event e;
-  auto n = r.map_size();
   bool has_topic = false, has_state = false;
-  for (std::uint32_t i = 0; i < n; ++i) {
-    std::string_view key, s;
-    std::uint64_t u = 0;
-    if (!r.value(key, u)) r.fail();
-    bool text = r.value(s, u);
-    auto want_text = [&](std::string& field) {
-      if (!text) r.fail();
-      field.assign(s);
-    };
-    auto want_uint = [&](auto& field) {
-      if (text || u > std::numeric_limits<std::remove_reference_t<decltype(field)>>::max()) r.fail();
-      field = static_cast<std::remove_reference_t<decltype(field)>>(u);
-    };
-    if (key == "node") want_text(e.node);
+  auto text = [&](const msgpack::object& v, std::string& field) {
+    if (v.type != msgpack::type::STR) throw fail();
+    field.assign(v.via.str.ptr, v.via.str.size);
+  };
+  auto whole = [&](const msgpack::object& v, auto& field) {
+    using T = std::remove_reference_t<decltype(field)>;
+    if (v.type != msgpack::type::POSITIVE_INTEGER || v.via.u64 > std::numeric_limits<T>::max()) throw fail();
+    field = static_cast<T>(v.via.u64);
+  };
+  for (const auto& kv : std::span{root.via.map.ptr, root.via.map.size}) {
+    if (kv.key.type != msgpack::type::STR) throw fail();
+    const std::string_view key{kv.key.via.str.ptr, kv.key.via.str.size};
+    if (key == "node") text(kv.val, e.node);
     else if (key == "topic") {
-      want_text(e.topic);
+      text(kv.val, e.topic);
       has_topic = true;
     } else if (key == "state") {
-      want_text(e.state);
+      text(kv.val, e.state);
       has_state = true;
-    } else if (key == "requests") want_uint(e.requests);
-    else if (key == "failures") want_uint(e.failures);
-    else if (key == "trials") want_uint(e.trials);
+    } else if (key == "requests") whole(kv.val, e.requests);
+    else if (key == "failures") whole(kv.val, e.failures);
+    else if (key == "trials") whole(kv.val, e.trials);
     // other keys: a later version's, skipped
   }
-  if (r.at != payload.size() || !has_topic || !has_state) r.fail();
+  if (!has_topic || !has_state) throw fail();
   return e;
 }
 
