@@ -3,7 +3,7 @@
 """Python publisher -> plexus-broker -> Python function (acked), beside a raw
 pyzmq PUSH/PULL of the same payload, in the same run on the same machine.
 
-    /usr/bin/python3 bench/python/bench_python.py --broker build/h1/brokers/plexus-broker
+    /usr/bin/python3 bench/python/bench_python.py --broker build/dev/brokers/plexus-broker
 
 Each case runs its sender and its receiver in two processes (as the plexus
 case's publisher and function are): the rate is messages / (last arrival -
@@ -211,7 +211,7 @@ def main():
             return role_publisher(args[0], int(args[1]), int(args[2]))
         raise SystemExit(f"unknown role {role}")
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--broker", default=str(ROOT / "build/h1/brokers/plexus-broker"),
+    p.add_argument("--broker", default=str(ROOT / "build/dev/brokers/plexus-broker"),
                    help="the plexus-broker binary")
     p.add_argument("--messages", type=int, default=200000)
     p.add_argument("--size", type=int, default=64, help="payload bytes")
