@@ -2,7 +2,7 @@
 """Real plexus-broker processes for the Python package's tests.
 
 Binaries: --broker/--cli/--shipping options, else $PLEXUS_BROKER_BIN,
-$PLEXUS_CLI_BIN, $PLEXUS_SHIPPING_BIN, else build/h1 of the source tree.
+$PLEXUS_CLI_BIN, $PLEXUS_SHIPPING_BIN, else build/dev of the source tree.
 Brokers listen on tcp://127.0.0.1:<free port> in a temp dir; readiness is a
 WELCOME within a deadline, never a fixed sleep."""
 import asyncio
@@ -39,7 +39,7 @@ def _bin(config, opt, default):
 
 @pytest.fixture(scope="session")
 def broker_bin(pytestconfig):
-    path = _bin(pytestconfig, "--broker", "build/h1/brokers/plexus-broker")
+    path = _bin(pytestconfig, "--broker", "build/dev/brokers/plexus-broker")
     if not os.access(path, os.X_OK):
         pytest.fail(f"no plexus-broker at {path} (--broker PATH)")
     return path
@@ -47,12 +47,12 @@ def broker_bin(pytestconfig):
 
 @pytest.fixture(scope="session")
 def cli_bin(pytestconfig):
-    return _bin(pytestconfig, "--cli", "build/h1/framework/plexus")
+    return _bin(pytestconfig, "--cli", "build/dev/framework/plexus")
 
 
 @pytest.fixture(scope="session")
 def shipping_bin(pytestconfig):
-    return _bin(pytestconfig, "--shipping", "build/h1/samples/shipping")
+    return _bin(pytestconfig, "--shipping", "build/dev/samples/shipping")
 
 
 def free_port():
