@@ -2,7 +2,8 @@
 // The HTTP gateway (actors/http) on a real node and TCP broker, spoken to
 // over HTTP with cpp-httplib's client: /rpc, /events, each failure class,
 // traceparent, a configured route, max_concurrent, stop()'s drain; and a
-// throughput line beside direct requests. Its core: http_gateway_core_test.cpp.
+// throughput line beside direct requests; wrk at 64 connections for 10 s.
+// Its core: http_gateway_core_test.cpp.
 #define BOOST_TEST_MODULE plexus_http_gateway
 #include <boost/test/unit_test.hpp>
 
@@ -13,11 +14,15 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <future>
+#include <regex>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -595,6 +600,61 @@ BOOST_AUTO_TEST_CASE(throughput_through_the_gateway_beside_direct_requests) {
   std::printf("http gateway, 1 keep-alive client, 128 B echo: %.0f req/s (%.1f us each); "
               "client.request: %.0f req/s (%.1f us each); ratio %.2f\n",
               http, 1e6 / http, direct, 1e6 / direct, http / direct);
+}
+
+// The issue's load check: wrk at 64 keep-alive connections for 10 s, and
+// every answer a 200 with the body it sent (a Lua check on each response),
+// no socket error, no timeout. wrk comes with `make test`'s set-up
+// (scripts/install-deps.sh test); $PLEXUS_WRK overrides where it is.
+BOOST_AUTO_TEST_CASE(wrk_at_64_connections_for_10_s_gets_only_200s_with_their_echoes) {
+  const char* env = std::getenv("PLEXUS_WRK");
+  const std::string wrk = env != nullptr && *env != '\0' ? env : (::access("/usr/bin/wrk", X_OK) == 0 ? "/usr/bin/wrk" : "wrk");
+  rig r;
+  char dir_template[] = "/tmp/plexus-wrk-XXXXXX";
+  BOOST_TEST_REQUIRE(::mkdtemp(dir_template) != nullptr);
+  const std::string dir = dir_template, script = dir + "/check.lua";
+  {
+    std::ofstream lua{script};
+    lua << "wrk.method = \"POST\"\n"
+           "wrk.body = string.rep(\"x\", 128)\n"
+           "wrk.headers[\"Content-Type\"] = \"application/octet-stream\"\n"
+           "local threads = {}\n"
+           "function setup(thread) table.insert(threads, thread) end\n"
+           "function init(args) bad = 0 end\n"
+           "function response(status, headers, body)\n"
+           "  if status ~= 200 or body ~= wrk.body then bad = bad + 1 end\n"
+           "end\n"
+           "function done(summary, latency, requests)\n"
+           "  local b = 0\n"
+           "  for _, t in ipairs(threads) do b = b + t:get(\"bad\") end\n"
+           "  local e = summary.errors\n"
+           "  io.write(string.format(\"plexus: %d requests, %d bad, errors %d %d %d %d %d\\n\",\n"
+           "    summary.requests, b, e.connect, e.read, e.write, e.status, e.timeout))\n"
+           "end\n";
+  }
+  const auto cmd = wrk + " -t2 -c64 -d10s -s " + script + " http://127.0.0.1:" + std::to_string(r.gw->port()) +
+                   "/rpc/echo 2>&1";
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  BOOST_TEST_REQUIRE(p != nullptr);
+  char buf[4096];
+  while (auto n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int status = ::pclose(p);
+  std::remove(script.c_str());
+  ::rmdir(dir.c_str());
+  BOOST_TEST_REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0), cmd << " failed:\n" << out);
+  std::smatch m;
+  BOOST_TEST_REQUIRE(std::regex_search(out, m, std::regex{R"(plexus: (\d+) requests, (\d+) bad, errors (\d+) (\d+) (\d+) (\d+) (\d+))"}),
+                     "no summary from wrk:\n" << out);
+  const auto requests = std::stoull(m[1]);
+  BOOST_TEST_MESSAGE("wrk: " << requests << " requests in 10 s through the gateway");
+  BOOST_TEST(requests > 1000u, out);
+  BOOST_TEST(m[2].str() == "0", "answers that were not 200 with the echo:\n" << out);
+  for (int i = 3; i <= 7; ++i) BOOST_TEST(m[i].str() == "0", "wrk's errors (connect read write status timeout):\n" << out);
+  const auto st = r.gw->stats();
+  BOOST_TEST(st.server_errors == 0u);
+  BOOST_TEST(st.client_errors == 0u);
+  BOOST_TEST(st.requests >= requests);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
