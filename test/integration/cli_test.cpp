@@ -30,6 +30,23 @@ void publish_until_delivered(client& c, const std::string& topic, const std::str
 
 std::size_t lines_in(const std::string& s) { return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n')); }
 
+// What GLIBC_TUNABLES says in a running process's environment ("" when unset).
+std::string tunables_of(pid_t pid) {
+  std::ifstream in{"/proc/" + std::to_string(pid) + "/environ", std::ios::binary};
+  std::string entry;
+  while (std::getline(in, entry, '\0'))
+    if (entry.starts_with("GLIBC_TUNABLES=")) return entry.substr(15);
+  return {};
+}
+
+// Whether the kernel gives transparent huge pages to a process that asks.
+bool thp_available() {
+  std::ifstream in{"/sys/kernel/mm/transparent_hugepage/enabled"};
+  std::string modes;
+  std::getline(in, modes);
+  return !modes.empty() && modes.find("[never]") == std::string::npos;
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(cli)
@@ -72,6 +89,41 @@ BOOST_AUTO_TEST_CASE(plexus_broker_exits_cleanly_on_sigterm_with_a_client_connec
   auto code = broker.process().wait(default_wait);
   BOOST_REQUIRE_MESSAGE(code, "plexus-broker still running 10 s after SIGTERM");
   BOOST_TEST(*code == 0);
+}
+
+// The broker starts itself again once with glibc's huge-page switch for
+// malloc (README, "Try the broker"), and leaves an environment that names
+// the switch as it is: that is how it is turned off.
+BOOST_AUTO_TEST_CASE(plexus_broker_asks_for_huge_pages_for_its_heap_unless_told_not_to) {
+  // The brokers start from this process's environment: without the
+  // variable, whatever the test was run with (it is put back after).
+  struct restore_tunables {
+    std::optional<std::string> saved;
+    restore_tunables() {
+      if (const char* t = std::getenv("GLIBC_TUNABLES")) saved = t;
+      ::unsetenv("GLIBC_TUNABLES");
+    }
+    ~restore_tunables() {
+      if (saved) ::setenv("GLIBC_TUNABLES", saved->c_str(), 1);
+    }
+  } restore;
+  {
+    // Set before the fork, for the child: no client (no other thread) exists yet.
+    ::setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=0", 1);
+    broker_process off;
+    ::unsetenv("GLIBC_TUNABLES");
+    BOOST_TEST(tunables_of(off.process().pid()) == "glibc.malloc.hugetlb=0");
+  }
+  broker_process broker;
+  const auto tunables = tunables_of(broker.process().pid());
+#if defined(__SANITIZE_ADDRESS__)
+  BOOST_TEST(tunables.empty(), "ASan's allocator is not glibc's: " << tunables);
+#else
+  if (thp_available()) BOOST_TEST(tunables == "glibc.malloc.hugetlb=1");
+  else BOOST_TEST(tunables.empty(), "THP is off in this kernel: " << tunables);
+#endif
+  auto c = broker.connect(); // and it serves as before
+  sync_with_broker(*c);
 }
 
 BOOST_AUTO_TEST_CASE(plexus_sub_prints_what_plexus_pub_publishes) {
