@@ -284,4 +284,53 @@ BOOST_AUTO_TEST_CASE(a_threads_override_holds_or_fails_a_paused_publish_and_neve
   BOOST_TEST(consumer.got.count("refused") == 0u);
 }
 
+// `hold` keeps what it holds within outbox_limit: an actor publishing in a
+// loop to a paused group gets 103 once that many wait (a turn of the I/O
+// thread late), instead of growing the client; what was held all arrives,
+// what was refused never does.
+BOOST_AUTO_TEST_CASE(a_hold_keeps_at_most_outbox_limit_then_fails_with_103) {
+  constexpr std::size_t limit = 64;
+  tcp_broker b;
+  slow_consumer consumer{b, 0us, 0}; // takes nothing until credit comes
+  auto o = opts(b);
+  o.outbox_limit = limit;
+  client pub{o};
+  consumer.wait_ready(pub);
+  std::size_t taken = 0;
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!pub.paused("jobs.b") && std::chrono::steady_clock::now() < deadline)
+    if (pub.try_publish("jobs.b", std::to_string(taken))) ++taken;
+  BOOST_TEST_REQUIRE(pub.paused("jobs.b"), "never paused (" << taken << " taken)");
+  std::optional<publish_error> refused;
+  std::size_t held = 0;
+  {
+    paused_publish_scope hold{paused_publish::hold};
+    deadline = std::chrono::steady_clock::now() + 10s;
+    while (!refused && std::chrono::steady_clock::now() < deadline) {
+      try {
+        pub.publish("jobs.b", "held-" + std::to_string(held));
+        ++held;
+      } catch (const publish_error& e) {
+        refused = e;
+      }
+    }
+  }
+  BOOST_TEST_REQUIRE(refused.has_value(), held << " held, none refused");
+  BOOST_TEST(refused->code == code_of(status::overloaded));
+  BOOST_TEST(refused->topic == "jobs.b");
+  BOOST_TEST(std::string{refused->what()}.find("outbox_limit") != std::string::npos, refused->what());
+  // At most the limit (less what the PAUSE found queued, held too) plus
+  // what the outbox (itself outbox_limit) carried to the I/O thread before
+  // its next turn.
+  BOOST_TEST(held <= 2 * limit + 1);
+  BOOST_TEST(pub.stats().paused_holds == held);
+  BOOST_TEST(pub.stats().paused_failures == 1u);
+  consumer.c.grant_credit(consumer.sid, 100000);
+  BOOST_TEST_REQUIRE(consumer.w.until([&] { return consumer.got.size() >= taken + held; }, 10s),
+                     "delivered " << consumer.count() << " of " << taken + held);
+  std::lock_guard lock{consumer.w.m};
+  BOOST_TEST(consumer.got.size() == taken + held);
+  for (std::size_t i = 0; i < held; ++i) BOOST_TEST(consumer.got.count("held-" + std::to_string(i)) == 1u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -96,6 +96,7 @@ void client::impl::carry_out() {
   cmds.clear();
   if (auto n = core.take_finished()) box.mark_sent(n);
   box.set_backlog(core.in_session() ? core.queued() : 0);
+  held.store(core.held(), std::memory_order_relaxed);
 }
 
 void client::impl::open_socket(const std::string& endpoint) {
