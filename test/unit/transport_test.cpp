@@ -678,6 +678,64 @@ BOOST_AUTO_TEST_CASE(a_full_unconfirmed_outbox_blocks_until_a_confirm_makes_room
   BOOST_TEST(held[3].payload == "from a handler");
 }
 
+// A node's actor threads never wait (their waiting could starve the
+// consumers whose ACKs would end it): under a paused_publish_scope of
+// hold, drop or fail, a full window answers status_outbox_full at once,
+// even with unconfirmed_full::block; block itself still waits.
+BOOST_AUTO_TEST_CASE(a_thread_that_must_never_wait_gets_outbox_full_instead_of_blocking) {
+  waiter w;
+  std::vector<held_message> held;
+  std::vector<std::uint32_t> codes;
+  embedded b;
+  client holder{b.client_opts()}; // ACKs only when told: nothing confirms
+  holder.subscribe("jobs", [&](const message_view& v) {
+    w.update([&] { held.push_back({v.sid, v.seq, std::string{v.payload}}); });
+  }, {.acked = true});
+  auto co = b.client_opts();
+  co.max_unconfirmed = 2; // unconfirmed_full::block is the default
+  client pub{co};
+  await_subscriptions(holder, pub);
+  auto record = [&](std::uint32_t code) { w.update([&] { codes.push_back(code); }); };
+  pub.publish_confirmed("jobs", "1", record);
+  pub.publish_confirmed("jobs", "2", record);
+  auto ack_all = [&] {
+    std::vector<held_message> to_ack;
+    w.update([&] { to_ack = held; });
+    for (auto& m : to_ack) holder.ack(m.sid, m.seq);
+  };
+  BOOST_TEST_REQUIRE(w.until([&] { return held.size() == 2; }));
+  for (auto how : {paused_publish::hold, paused_publish::drop, paused_publish::fail}) {
+    // On a thread of its own: were it to block, the ACKs let it go and the
+    // test fails instead of hanging.
+    auto done = std::async(std::launch::async, [&] {
+      paused_publish_scope never{how, &pub};
+      pub.publish_confirmed("jobs", "refused", record);
+    });
+    bool at_once = done.wait_for(10s) == std::future_status::ready;
+    if (!at_once) ack_all();
+    done.wait();
+    BOOST_TEST_REQUIRE(at_once, "blocked under paused_publish " << static_cast<int>(how));
+  }
+  std::vector<std::uint32_t> at_once;
+  w.update([&] { at_once = codes; });
+  BOOST_TEST(at_once == (std::vector<std::uint32_t>(3, status_outbox_full)), boost::test_tools::per_element());
+  BOOST_TEST(pub.stats().outbox_full == 3u);
+  // Another client's scope is not this one's: that thread waits.
+  client other{b.client_opts()};
+  bool returned = false;
+  std::thread waits([&] {
+    paused_publish_scope theirs{paused_publish::hold, &other};
+    pub.publish_confirmed("jobs", "3", record);
+    w.update([&] { returned = true; });
+  });
+  BOOST_TEST(!w.until([&] { return returned; }, 300ms));
+  ack_all();
+  BOOST_TEST(w.until([&] { return returned; })); // not a REQUIRE: joined first
+  waits.join();
+  BOOST_TEST_REQUIRE(w.until([&] { return held.size() == 3; }));
+  BOOST_TEST(held[2].payload == "3"); // the refused ones never left
+}
+
 BOOST_AUTO_TEST_CASE(a_confirmed_publish_the_broker_refuses_is_settled_by_its_err) {
   waiter w;
   std::vector<std::uint32_t> codes;

@@ -57,7 +57,10 @@ struct message_view {
 /// What publish_confirmed does when `max_unconfirmed` publishes await
 /// their CONFIRM.
 enum class unconfirmed_full {
-  block, // wait for a CONFIRM to make room (the I/O thread is let through)
+  /// Wait for a CONFIRM to make room. The I/O thread is let through, and a
+  /// thread whose paused_publish_scope says hold, drop or fail (a node's
+  /// actor threads: they must never wait) gets status_outbox_full at once.
+  block,
   fail,  // call `done` at once with status_outbox_full
 };
 

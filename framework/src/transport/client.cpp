@@ -326,6 +326,16 @@ std::optional<paused_override> thread_when_paused(std::optional<paused_override>
   return std::exchange(thread_paused, o);
 }
 
+namespace {
+// A thread whose override says anything but block must never wait in
+// publish: a node's actor threads, whose waiting could starve the very
+// consumers whose ACKs would end the wait.
+bool never_waits(const client* self) noexcept {
+  return thread_paused && (thread_paused->only == nullptr || thread_paused->only == self)
+         && thread_paused->how != paused_publish::block;
+}
+} // namespace
+
 bool client::impl::pass_gate(std::string_view topic, const client* self) {
   // The I/O thread never waits: what it publishes is held by the core.
   if (on_io_thread() || !gate.paused(topic)) return true;
@@ -396,8 +406,10 @@ void client::publish_confirmed(std::string_view topic, std::string_view payload,
   auto e = detail::make_envelope(h, payload);
   auto& i = *impl_;
   // The I/O thread goes through even when full: it would wait for itself.
+  // A thread that must never wait (never_waits) is answered
+  // status_outbox_full at once instead of blocking.
   bool io = i.on_io_thread();
-  bool wait = i.opts.when_unconfirmed_full == unconfirmed_full::block;
+  bool wait = i.opts.when_unconfirmed_full == unconfirmed_full::block && !never_waits(this);
   if (!i.window.acquire(wait, io)) {
     ++i.outbox_full;
     done(status_outbox_full);
