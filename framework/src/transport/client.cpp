@@ -327,22 +327,26 @@ std::optional<paused_override> thread_when_paused(std::optional<paused_override>
 }
 
 namespace {
+// This thread's override of when_paused for `self`, if it has one.
+std::optional<paused_publish> thread_override(const client* self) noexcept {
+  if (thread_paused && (thread_paused->only == nullptr || thread_paused->only == self))
+    return thread_paused->how;
+  return std::nullopt;
+}
+
 // A thread whose override says anything but block must never wait in
 // publish: a node's actor threads, whose waiting could starve the very
 // consumers whose ACKs would end the wait.
 bool never_waits(const client* self) noexcept {
-  return thread_paused && (thread_paused->only == nullptr || thread_paused->only == self)
-         && thread_paused->how != paused_publish::block;
+  auto how = thread_override(self);
+  return how && *how != paused_publish::block;
 }
 } // namespace
 
 bool client::impl::pass_gate(std::string_view topic, const client* self) {
   // The I/O thread never waits: what it publishes is held by the core.
   if (on_io_thread() || !gate.paused(topic)) return true;
-  auto how = opts.when_paused;
-  if (thread_paused && (thread_paused->only == nullptr || thread_paused->only == self))
-    how = thread_paused->how;
-  switch (how) {
+  switch (thread_override(self).value_or(opts.when_paused)) {
     case paused_publish::block:
       if (gate.wait(topic)) ++paused_waits;
       return true;
