@@ -110,10 +110,11 @@ enum class paused_publish {
   drop,  // drop the message here, counted in client_stats::paused_drops
   fail,  // throw publish_error with code 103 (overloaded)
   /// Return at once: the message waits in the client, in order, and goes
-  /// on RESUME, as the I/O thread's own publishes do. At most outbox_limit
-  /// of them wait so (memory stays bounded); past that publish() throws
-  /// publish_error 103 as `fail` does. For threads that must never wait: a
-  /// node sets it for its actor system's threads.
+  /// on RESUME, as the I/O thread's own publishes do. Memory stays bounded:
+  /// once the client holds twice outbox_limit PUBs for paused groups (what
+  /// the PAUSE found queued, at most outbox_limit, counts), publish()
+  /// throws publish_error 103 as `fail` does. For threads that must never
+  /// wait: a node sets it for its actor system's threads.
   hold,
 };
 

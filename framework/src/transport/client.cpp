@@ -351,17 +351,18 @@ bool client::impl::pass_gate(std::string_view topic, const client* self) {
       if (gate.wait(topic)) ++paused_waits;
       return true;
     case paused_publish::hold: {
-      // The core holds it until RESUME; at most outbox_limit of them (a
-      // turn of the I/O thread late), then it fails as `fail` does.
+      // The core holds it until RESUME. What the PAUSE found queued is held
+      // too (up to outbox_limit): as many again may be held this way (as
+      // the I/O thread last counted), then it fails as `fail` does.
       auto now = held.load(std::memory_order_relaxed);
-      if (now < opts.outbox_limit) {
+      if (now < 2 * opts.outbox_limit) {
         ++paused_holds;
         return true;
       }
       ++paused_failures;
       throw publish_error{code_of(status::overloaded),
                           "'" + std::string{topic} + "': the broker paused its queue group and "
-                            + std::to_string(now) + " PUBs are held already (outbox_limit)",
+                            + std::to_string(now) + " PUBs are held already (2 x outbox_limit)",
                           std::string{topic}};
     }
     case paused_publish::drop: ++paused_drops; return false;

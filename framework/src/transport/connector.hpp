@@ -151,7 +151,7 @@ struct client::impl {
   std::atomic<std::uint64_t> paused_waits{0}, paused_drops{0}, paused_failures{0},
     paused_refusals{0}, paused_holds{0};
   /// PUBs the core holds back while their group is paused, as of the I/O
-  /// thread's last turn: `hold` stops at outbox_limit of them.
+  /// thread's last turn: `hold` stops at twice outbox_limit of them.
   std::atomic<std::size_t> held{0};
   /// publish()'s check while the broker pauses some queue group: throws,
   /// drops or waits as when_paused says; false when the message is dropped.
