@@ -97,6 +97,17 @@ struct slow_consumer {
   std::atomic<bool> regrant{true};
 };
 
+/// try_publish to `topic` (its payloads "0", "1", ...) until the broker
+/// pauses it for `pub`; how many were taken.
+std::size_t publish_until_paused(client& pub, const std::string& topic) {
+  std::size_t taken = 0;
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!pub.paused(topic) && std::chrono::steady_clock::now() < deadline)
+    if (pub.try_publish(topic, std::to_string(taken))) ++taken;
+  BOOST_TEST_REQUIRE(pub.paused(topic), "never paused (" << taken << " taken)");
+  return taken;
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(backpressure_end_to_end)
@@ -246,11 +257,7 @@ BOOST_AUTO_TEST_CASE(a_threads_override_holds_or_fails_a_paused_publish_and_neve
   slow_consumer consumer{b, 0us, 0}; // takes nothing until credit comes
   client pub{opts(b)};               // when_paused = block
   consumer.wait_ready(pub);
-  std::size_t taken = 0;
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (!pub.paused("jobs.h") && std::chrono::steady_clock::now() < deadline)
-    if (pub.try_publish("jobs.h", std::to_string(taken))) ++taken;
-  BOOST_TEST_REQUIRE(pub.paused("jobs.h"), "never paused (" << taken << " taken)");
+  const auto taken = publish_until_paused(pub, "jobs.h");
   BOOST_TEST(!pub.paused("ready")); // another topic, no queue group: never paused
   BOOST_TEST(!thread_when_paused(std::nullopt).has_value()); // no override here yet
   {
@@ -303,16 +310,12 @@ BOOST_AUTO_TEST_CASE(a_hold_keeps_at_most_outbox_limit_then_fails_with_103) {
   o.outbox_limit = limit;
   client pub{o};
   consumer.wait_ready(pub);
-  std::size_t taken = 0;
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (!pub.paused("jobs.b") && std::chrono::steady_clock::now() < deadline)
-    if (pub.try_publish("jobs.b", std::to_string(taken))) ++taken;
-  BOOST_TEST_REQUIRE(pub.paused("jobs.b"), "never paused (" << taken << " taken)");
+  const auto taken = publish_until_paused(pub, "jobs.b");
   std::optional<publish_error> refused;
   std::size_t held = 0;
   {
     paused_publish_scope hold{paused_publish::hold};
-    deadline = std::chrono::steady_clock::now() + 10s;
+    auto deadline = std::chrono::steady_clock::now() + 10s;
     while (!refused && std::chrono::steady_clock::now() < deadline) {
       try {
         pub.publish("jobs.b", "held-" + std::to_string(held));
