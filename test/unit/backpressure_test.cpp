@@ -302,7 +302,7 @@ BOOST_AUTO_TEST_CASE(a_threads_override_holds_or_fails_a_paused_publish_and_neve
 // publishing in a loop to a paused group gets 103 once that many wait (as
 // the I/O thread last counted), instead of growing the client; what was
 // held all arrives, what was refused never does.
-BOOST_AUTO_TEST_CASE(a_hold_keeps_at_most_outbox_limit_then_fails_with_103) {
+BOOST_AUTO_TEST_CASE(a_hold_keeps_at_most_twice_outbox_limit_then_fails_with_103) {
   constexpr std::size_t limit = 64;
   tcp_broker b;
   slow_consumer consumer{b, 0us, 0}; // takes nothing until credit comes
