@@ -102,6 +102,30 @@ void await_subscriptions(client& sub, client& pub) {
   sub.unsubscribe(sid);
 }
 
+// A broker, a member of "jobs" that ACKs only when told (so nothing is
+// confirmed until then), and a publisher keeping at most `max_unconfirmed`.
+struct unconfirmed_rig {
+  waiter w;
+  std::vector<held_message> held;
+  std::vector<std::uint32_t> codes;
+  embedded b;
+  client holder{b.client_opts()};
+  client pub;
+  unconfirmed_rig(std::size_t max_unconfirmed, unconfirmed_full when_full)
+    : pub{publisher_opts(b, max_unconfirmed, when_full)} {
+    holder.subscribe("jobs", [this](const message_view& v) {
+      w.update([&] { held.push_back({v.sid, v.seq, std::string{v.payload}}); });
+    }, {.acked = true});
+    await_subscriptions(holder, pub);
+  }
+  static client_options publisher_opts(embedded& b, std::size_t max, unconfirmed_full when_full) {
+    auto co = b.client_opts();
+    co.max_unconfirmed = max;
+    co.when_unconfirmed_full = when_full;
+    return co;
+  }
+};
+
 // A broker that welcomes and then says nothing: it answers a connection's
 // first envelope (HELLO) with WELCOME and ignores the rest, PINGs
 // included, while ZeroMQ still answers its heartbeats (a broker whose loop
@@ -596,19 +620,12 @@ BOOST_AUTO_TEST_CASE(an_ack_from_before_a_failover_settles_nothing_on_the_new_br
 }
 
 BOOST_AUTO_TEST_CASE(a_full_unconfirmed_outbox_refuses_at_once_when_told_to_fail) {
-  waiter w;
-  std::vector<held_message> held;
-  std::vector<std::uint32_t> codes;
-  embedded b;
-  client holder{b.client_opts()}; // ACKs only when told: nothing confirms
-  holder.subscribe("jobs", [&](const message_view& v) {
-    w.update([&] { held.push_back({v.sid, v.seq, std::string{v.payload}}); });
-  }, {.acked = true});
-  auto co = b.client_opts();
-  co.max_unconfirmed = 3;
-  co.when_unconfirmed_full = unconfirmed_full::fail;
-  client pub{co};
-  await_subscriptions(holder, pub);
+  unconfirmed_rig r{3, unconfirmed_full::fail};
+  auto& w = r.w;
+  auto& held = r.held;
+  auto& holder = r.holder;
+  auto& pub = r.pub;
+  auto& codes = r.codes;
   auto record = [&](std::uint32_t code) { w.update([&] { codes.push_back(code); }); };
   auto published_before = pub.stats().published;
   for (int i = 0; i < 5; ++i) pub.publish_confirmed("jobs", std::to_string(i), record);
@@ -635,19 +652,13 @@ BOOST_AUTO_TEST_CASE(a_full_unconfirmed_outbox_refuses_at_once_when_told_to_fail
 }
 
 BOOST_AUTO_TEST_CASE(a_full_unconfirmed_outbox_blocks_until_a_confirm_makes_room) {
-  waiter w;
-  std::vector<held_message> held;
+  unconfirmed_rig r{2, unconfirmed_full::block};
+  auto& w = r.w;
+  auto& held = r.held;
+  auto& holder = r.holder;
+  auto& pub = r.pub;
   int confirmed = 0;
   bool returned = false;
-  embedded b;
-  client holder{b.client_opts()};
-  holder.subscribe("jobs", [&](const message_view& v) {
-    w.update([&] { held.push_back({v.sid, v.seq, std::string{v.payload}}); });
-  }, {.acked = true});
-  auto co = b.client_opts();
-  co.max_unconfirmed = 2; // unconfirmed_full::block is the default
-  client pub{co};
-  await_subscriptions(holder, pub);
   auto count = [&](std::uint32_t) { w.update([&] { ++confirmed; }); };
   pub.publish_confirmed("jobs", "1", count);
   pub.publish_confirmed("jobs", "2", count);
@@ -683,18 +694,12 @@ BOOST_AUTO_TEST_CASE(a_full_unconfirmed_outbox_blocks_until_a_confirm_makes_room
 // hold, drop or fail, a full window answers status_outbox_full at once,
 // even with unconfirmed_full::block; block itself still waits.
 BOOST_AUTO_TEST_CASE(a_thread_that_must_never_wait_gets_outbox_full_instead_of_blocking) {
-  waiter w;
-  std::vector<held_message> held;
-  std::vector<std::uint32_t> codes;
-  embedded b;
-  client holder{b.client_opts()}; // ACKs only when told: nothing confirms
-  holder.subscribe("jobs", [&](const message_view& v) {
-    w.update([&] { held.push_back({v.sid, v.seq, std::string{v.payload}}); });
-  }, {.acked = true});
-  auto co = b.client_opts();
-  co.max_unconfirmed = 2; // unconfirmed_full::block is the default
-  client pub{co};
-  await_subscriptions(holder, pub);
+  unconfirmed_rig r{2, unconfirmed_full::block};
+  auto& w = r.w;
+  auto& held = r.held;
+  auto& holder = r.holder;
+  auto& pub = r.pub;
+  auto& codes = r.codes;
   auto record = [&](std::uint32_t code) { w.update([&] { codes.push_back(code); }); };
   pub.publish_confirmed("jobs", "1", record);
   pub.publish_confirmed("jobs", "2", record);
@@ -721,7 +726,7 @@ BOOST_AUTO_TEST_CASE(a_thread_that_must_never_wait_gets_outbox_full_instead_of_b
   BOOST_TEST(at_once == (std::vector<std::uint32_t>(3, status_outbox_full)), boost::test_tools::per_element());
   BOOST_TEST(pub.stats().outbox_full == 3u);
   // Another client's scope is not this one's: that thread waits.
-  client other{b.client_opts()};
+  client other{r.b.client_opts()};
   bool returned = false;
   std::thread waits([&] {
     paused_publish_scope theirs{paused_publish::hold, &other};
@@ -758,19 +763,12 @@ BOOST_AUTO_TEST_CASE(a_confirmed_publish_the_broker_refuses_is_settled_by_its_er
 }
 
 BOOST_AUTO_TEST_CASE(two_publishes_with_one_msg_id_share_its_confirm_and_one_slot) {
-  waiter w;
-  std::vector<held_message> held;
-  std::vector<std::uint32_t> codes;
-  embedded b;
-  client holder{b.client_opts()};
-  holder.subscribe("jobs", [&](const message_view& v) {
-    w.update([&] { held.push_back({v.sid, v.seq, std::string{v.payload}}); });
-  }, {.acked = true});
-  auto co = b.client_opts();
-  co.max_unconfirmed = 2;
-  co.when_unconfirmed_full = unconfirmed_full::fail;
-  client pub{co};
-  await_subscriptions(holder, pub);
+  unconfirmed_rig r{2, unconfirmed_full::fail};
+  auto& w = r.w;
+  auto& held = r.held;
+  auto& holder = r.holder;
+  auto& pub = r.pub;
+  auto& codes = r.codes;
   auto record = [&](std::uint32_t code) { w.update([&] { codes.push_back(code); }); };
   pub.publish_confirmed("jobs", "once", record, {.msg_id = "job-1"});
   pub.publish_confirmed("jobs", "once", record, {.msg_id = "job-1"}); // a retry
