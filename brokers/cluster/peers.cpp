@@ -578,7 +578,7 @@ void core::state::rebuild_welcome() {
   w->node = cfg.id;
   w->heartbeat_ms = static_cast<std::uint32_t>(cfg.heartbeat.count());
   w->max_payload = cfg.limits.max_payload_bytes;
-  w->flags = flow_on() ? wire::flag_flow_control : 0;
+  w->flags = (flow_on() ? wire::flag_flow_control : 0) | wire::flag_msg_runs;
   std::vector<std::string_view> list(cfg.advertise.begin(), cfg.advertise.end());
   for (auto& [id, p] : peers)
     for (auto& ep : p->endpoints)

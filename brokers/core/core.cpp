@@ -123,6 +123,35 @@ void output::add_to(wire::batch_writer& w) const {
   else w.add(header(), payload());
 }
 
+std::size_t msg_run_length(std::span<const output> outs, std::size_t max,
+                           std::size_t bytes) noexcept {
+  if (outs.empty() || outs[0].kind != wire::op::msg) return outs.empty() ? 0 : 1;
+  const auto& first = outs[0];
+  const auto fields = first.msg->encoded.bytes;
+  std::size_t n = 1;
+  std::size_t used = first.msg->payload.size() + 5;
+  while (n < outs.size() && n < max) {
+    const auto& o = outs[n];
+    const auto& before = outs[n - 1];
+    if (o.kind != wire::op::msg || o.sid != first.sid || o.delivery != first.delivery
+        || o.seq != (first.seq == 0 ? 0 : before.seq + 1)
+        || (o.msg != first.msg && o.msg->encoded.bytes != fields))
+      break;
+    // bin header (at most 5 bytes) and body
+    used += o.msg->payload.size() + 5;
+    if (used > bytes) break;
+    ++n;
+  }
+  return n;
+}
+
+void add_msg_run(wire::batch_writer& w, std::span<const output> run) {
+  const auto& first = run.front();
+  w.begin_msg_run(first.sid, first.msg->encoded, first.seq, first.delivery,
+                  static_cast<std::uint32_t>(run.size()));
+  for (const auto& o : run) w.add_run_payload(o.msg->payload);
+}
+
 core::core(config cfg) : s_(std::make_unique<state>(std::move(cfg), *this)) {}
 core::~core() = default;
 
@@ -330,6 +359,11 @@ void core::consume(conn_id id, std::size_t n) {
 
 bool core::has_output() const noexcept { return !s_->ready.empty(); }
 
+bool core::takes_msg_runs(conn_id c) const noexcept {
+  auto it = s_->conns.find(c);
+  return it != s_->conns.end() && it->second->msg_runs;
+}
+
 std::vector<conn_id> core::take_closed() {
   auto r = std::move(s_->closed);
   s_->closed.clear();
@@ -532,6 +566,7 @@ void core::state::on_hello(connection& c, const wire::header& h) {
   }
   c.hello = true;
   c.flow_control = (h.flags & wire::flag_flow_control) != 0;
+  c.msg_runs = (h.flags & wire::flag_msg_runs) != 0;
   release_node(c);
   c.node = std::string{h.node};
   if (auth && c.perms) {

@@ -182,6 +182,17 @@ struct output {
   void add_to(wire::batch_writer& w) const;
 };
 
+/// How many outputs from the front of `outs` can go as one MSG run
+/// (PROTOCOL.md "MSG runs"): MSGs to one subscription with the same
+/// message fields and delivery count, whose seqs follow one another (or
+/// are all 0), at most `max` of them, their payloads within `bytes` (each
+/// counted with its 5-byte bin header; the first is always taken). 1 when
+/// the front is anything else or stands alone.
+[[nodiscard]] std::size_t msg_run_length(std::span<const output> outs, std::size_t max,
+                                         std::size_t bytes) noexcept;
+/// Adds `run` (what msg_run_length counted) to a batch frame as one entry.
+void add_msg_run(wire::batch_writer& w, std::span<const output> run);
+
 struct counters {
   std::uint64_t msgs_in = 0, bytes_in = 0;       // PUB payloads accepted
   std::uint64_t msgs_out = 0, bytes_out = 0;     // MSG payloads queued
@@ -335,6 +346,8 @@ public:
 
   /// True while some connection has outputs the transport has not taken.
   [[nodiscard]] bool has_output() const noexcept;
+  /// Whether `c`'s HELLO said it reads MSG runs (wire::flag_msg_runs).
+  [[nodiscard]] bool takes_msg_runs(conn_id c) const noexcept;
 
   /// Connections the core closed since the last call (BYE already queued).
   [[nodiscard]] std::vector<conn_id> take_closed();

@@ -311,6 +311,8 @@ struct connection {
   // Flow control: its HELLO said wire::flag_flow_control; the groups it
   // was told PAUSE for (each lists it in group::paused); PAUSEs sent.
   bool flow_control = false;
+  // Its HELLO said wire::flag_msg_runs: its MSGs may go as runs.
+  bool msg_runs = false;
   std::vector<group*> paused_on;
   std::uint64_t pauses = 0;
   open_replies replies;

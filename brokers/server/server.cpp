@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -558,6 +559,9 @@ struct server::impl {
     } else {
       return outs.size(); // gone
     }
+    // A client that reads MSG runs gets consecutive MSGs of one
+    // subscription as one entry (peers never ask for them).
+    const bool runs = routing != nullptr && b.takes_msg_runs(c);
     std::size_t sent = 0;
     try {
       while (sent < outs.size()) {
@@ -567,7 +571,7 @@ struct server::impl {
           ++sent;
           continue;
         }
-        auto taken = send_batch(*sock, routing, outs.subspan(sent));
+        auto taken = send_batch(*sock, routing, outs.subspan(sent), runs);
         if (taken == 0) return sent;
         sent += taken;
       }
@@ -595,7 +599,7 @@ struct server::impl {
   }
 
   std::size_t send_batch(zmq::socket_t& sock, const std::string* routing,
-                         std::span<const output> outs) {
+                         std::span<const output> outs, bool runs) {
     scratch.clear();
     wire::batch_writer w{scratch};
     w.begin();
@@ -603,8 +607,18 @@ struct server::impl {
     std::size_t n = 0;
     while (n < outs.size() && n < opts.batch_max
            && (n == 0 || w.bytes() + outs[n].payload().size() + 64 <= max_bytes)) {
-      outs[n].add_to(w);
-      ++n;
+      const auto room = max_bytes > w.bytes() + 64 ? max_bytes - w.bytes() - 64 : 0;
+      const auto run = runs ? msg_run_length(outs.subspan(n), opts.batch_max - n, room) : 1;
+      if (run == 1) {
+        outs[n++].add_to(w);
+        continue;
+      }
+      add_msg_run(w, outs.subspan(n, run));
+      n += run;
+      // A run the frame's room cut short goes on in the next frame, as
+      // one run again, rather than as a stub here.
+      constexpr auto any = std::numeric_limits<std::size_t>::max();
+      if (n < outs.size() && msg_run_length(outs.subspan(n - 1), 2, any) == 2) break;
     }
     w.finish();
     if (routing

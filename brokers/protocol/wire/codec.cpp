@@ -615,25 +615,45 @@ encoded_msg_fields encode_msg_fields(msg_fields& f, char* out) {
   return {{out, static_cast<std::size_t>(w.end() - out)}, w.fields()};
 }
 
-void encode_msg_header(std::uint32_t sid, const encoded_msg_fields& shared, std::uint64_t seq,
-                       std::uint32_t delivery, std::string& out) {
+namespace {
+
+// A MSG header, or a MSG run's (op msg_run_op, with seq always and count).
+void encode_msg_like(std::uint8_t op_value, std::uint32_t sid, const encoded_msg_fields& shared,
+                     std::uint64_t seq, std::uint32_t delivery, std::uint32_t count,
+                     std::string& out) {
   auto must = [](field f) { return requires_field(op::msg, f); };
-  const auto n = 3 + shared.count + (seq != 0 || must(field::seq) ? 1u : 0u)
-                 + (delivery != 0 || must(field::delivery) ? 1u : 0u);
-  // Map header 5 bytes, version and op 2 each, sid 6, seq 10, delivery 6.
-  const std::size_t bound = 31 + shared.bytes.size();
+  const bool run = op_value == msg_run_op;
+  const auto n = 3 + shared.count + (seq != 0 || must(field::seq) || run ? 1u : 0u)
+                 + (delivery != 0 || must(field::delivery) ? 1u : 0u) + (run ? 1u : 0u);
+  // Map header 5 bytes, version and op 2 each, sid 6, seq 10, delivery 6,
+  // count 6.
+  const std::size_t bound = 37 + shared.bytes.size();
   const auto start = out.size();
   out.resize(start + bound);
   field_writer w{out.data() + start};
   w.map(n);
   w.uint(field::version, protocol_version, true);
-  w.uint(field::op, static_cast<std::uint8_t>(op::msg), true);
+  w.uint(field::op, op_value, true);
   w.uint(field::sid, sid, must(field::sid));
   w.encoded(shared.bytes, shared.count);
-  w.uint(field::seq, seq, must(field::seq));
+  w.uint(field::seq, seq, must(field::seq) || run);
   w.uint(field::delivery, delivery, must(field::delivery));
+  if (run) w.uint(field::count, count, true);
   assert(w.fields() == n);
   out.resize(static_cast<std::size_t>(w.end() - out.data()));
+}
+
+} // namespace
+
+void encode_msg_header(std::uint32_t sid, const encoded_msg_fields& shared, std::uint64_t seq,
+                       std::uint32_t delivery, std::string& out) {
+  encode_msg_like(static_cast<std::uint8_t>(op::msg), sid, shared, seq, delivery, 0, out);
+}
+
+void encode_msg_run_header(std::uint32_t sid, const encoded_msg_fields& shared,
+                           std::uint64_t first_seq, std::uint32_t delivery, std::uint32_t count,
+                           std::string& out) {
+  encode_msg_like(msg_run_op, sid, shared, first_seq, delivery, count, out);
 }
 
 void batch_writer::begin() {
@@ -653,6 +673,23 @@ void batch_writer::add_msg(std::uint32_t sid, const encoded_msg_fields& shared,
                            std::uint64_t seq, std::uint32_t delivery, std::string_view payload) {
   encode_msg_header(sid, shared, seq, delivery, out_);
   add_payload(op::msg, payload);
+}
+
+void batch_writer::begin_msg_run(std::uint32_t sid, const encoded_msg_fields& shared,
+                                 std::uint64_t first_seq, std::uint32_t delivery,
+                                 std::uint32_t count) {
+  encode_msg_run_header(sid, shared, first_seq, delivery, count, out_);
+  string_sink sink{out_};
+  packer pk{sink};
+  pk.pack_array(count);
+  ++count_;
+}
+
+void batch_writer::add_run_payload(std::string_view payload) {
+  string_sink sink{out_};
+  packer pk{sink};
+  pk.pack_bin(static_cast<std::uint32_t>(payload.size()));
+  pk.pack_bin_body(payload.data(), static_cast<std::uint32_t>(payload.size()));
 }
 
 void batch_writer::add_encoded(std::string_view header_bytes, op o, std::string_view payload) {

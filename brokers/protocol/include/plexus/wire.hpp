@@ -115,6 +115,14 @@ inline constexpr std::uint32_t flag_credit_set = 1u << 0;
 /// HELLO flags: this client understands PAUSE/RESUME (flow control);
 /// WELCOME flags: this broker sends them to such clients.
 inline constexpr std::uint32_t flag_flow_control = 1u << 0;
+/// HELLO flags: this client reads MSG runs; WELCOME flags: this broker
+/// sends them to such clients (PROTOCOL.md "MSG runs").
+inline constexpr std::uint32_t flag_msg_runs = 1u << 1;
+/// The op of a MSG run: one batch entry for consecutive MSGs to one
+/// subscription that differ only in seq and payload. Only encoded here
+/// (batch_writer::begin_msg_run): a broker sends runs and never reads one,
+/// so decode() calls it unknown_op, and the C++ client never asks for them.
+inline constexpr std::uint8_t msg_run_op = 18;
 
 /// A msgpack map of str -> str kept as its encoded bytes: decoding validates
 /// it once and allocates nothing; a broker forwards it byte for byte.
@@ -330,6 +338,11 @@ encoded_msg_fields encode_msg_fields(msg_fields& f, char* out);
 /// and no other field.
 void encode_msg_header(std::uint32_t sid, const encoded_msg_fields& shared, std::uint64_t seq,
                        std::uint32_t delivery, std::string& out);
+/// Appends a MSG run's header (see flag_msg_runs): a MSG header's fields,
+/// its op msg_run_op, seq always, and `count`.
+void encode_msg_run_header(std::uint32_t sid, const encoded_msg_fields& shared,
+                           std::uint64_t first_seq, std::uint32_t delivery, std::uint32_t count,
+                           std::string& out);
 
 /// Builds a batch frame in `out`: begin(), add() per entry, finish().
 /// A lone message should go out as a plain header + payload instead: a
@@ -344,6 +357,13 @@ public:
                std::uint32_t delivery, std::string_view payload);
   /// The same for a header already encoded (by encode_header) as `kind`.
   void add_encoded(std::string_view header_bytes, op kind, std::string_view payload);
+  /// One MSG run entry of `count` (at least 1) MSGs to `sid` with these
+  /// fields and delivery count, seqs `first_seq`, `first_seq + 1`, ... (all
+  /// 0 when `first_seq` is 0): its header, then the payloads array, whose
+  /// `count` payloads add_run_payload adds next.
+  void begin_msg_run(std::uint32_t sid, const encoded_msg_fields& shared,
+                     std::uint64_t first_seq, std::uint32_t delivery, std::uint32_t count);
+  void add_run_payload(std::string_view payload);
   /// Patches the entry count; the frame is complete after this.
   void finish() noexcept;
   [[nodiscard]] std::size_t count() const noexcept { return count_; }
