@@ -3,6 +3,7 @@
 import asyncio
 import time
 
+import msgpack
 import pytest
 
 import plexus
@@ -295,4 +296,80 @@ def test_broker_restart_on_the_same_endpoint_resumes(start_broker):
         assert await c.publish_confirmed("same.x", 1) == 0  # its SUB was restored
         assert got == [1]
         await c.close()
+    run(main())
+
+
+# ---------------------------------------------------------------- MSG runs
+
+def _run_frame(sid, topic, first_seq, payloads, extra=None):
+    h = {wire.H_VERSION: 1, wire.H_OP: wire.MSG_RUN, wire.H_SID: sid, wire.H_TOPIC: topic,
+         wire.H_SEQ: first_seq, wire.H_DELIVERY: 1, wire.H_COUNT: len(payloads), **(extra or {})}
+    return msgpack.packb([h, payloads], use_bin_type=True)
+
+
+def test_a_msg_run_decodes_as_the_msgs_it_stands_for():
+    run = wire.decode([_run_frame(4, "jobs.a", 7, [b"x", b"y", b"z"])])
+    assert type(run) is wire.MsgRun and (run.sid, run.first, len(run)) == (4, 7, 3)
+    msgs = list(run)
+    assert [h[wire.H_SEQ] for h, _ in msgs] == [7, 8, 9]
+    assert [p for _, p in msgs] == [b"x", b"y", b"z"]
+    assert all(h[wire.H_OP] == wire.MSG and wire.H_COUNT not in h for h, _ in msgs)
+    # Without seqs (at most once), every message's is absent, as a MSG's.
+    assert all(wire.H_SEQ not in h for h, _ in wire.decode([_run_frame(4, "t", 0, [b"a", b"b"])]))
+    # In a batch with other entries, it is expanded in place.
+    confirm = {wire.H_VERSION: 1, wire.H_OP: wire.CONFIRM, wire.H_MSG_ID: b"id"}
+    h = msgpack.unpackb(_run_frame(4, "jobs.a", 1, [b"x", b"y"]), strict_map_key=False)[0]
+    mixed = wire.decode([msgpack.packb([h, [b"x", b"y"], confirm, None], use_bin_type=True)])
+    assert [(e[0][wire.H_OP], e[1]) for e in mixed] == [(wire.MSG, b"x"), (wire.MSG, b"y"),
+                                                         (wire.CONFIRM, None)]
+
+
+@pytest.mark.parametrize("frame, why", [
+    (_run_frame(4, "t", 1, [b"x", b"y"], {wire.H_COUNT: 3}), "count 3 has 2"),
+    (_run_frame(4, "t", 1, [b"x", "text"]), "payloads are bin"),
+    (msgpack.packb([{0: 1, 1: wire.MSG_RUN, 2: 4, 3: "t", 25: 1}, b"x"]), "array of bin"),
+    (msgpack.packb([{0: 1, 1: wire.MSG_RUN, 3: "t", 25: 1}, [b"x"]]), "needs sid"),
+])
+def test_a_malformed_msg_run_is_refused_whole(frame, why):
+    with pytest.raises(wire.ProtocolError, match=why):
+        wire.decode([frame])
+
+
+def test_a_msg_run_outside_a_batch_is_refused():
+    h = msgpack.packb({0: 1, 1: wire.MSG_RUN, 2: 4, 3: "t", 25: 1})
+    with pytest.raises(wire.ProtocolError, match="outside a batch"):
+        wire.decode([h, b"x"])
+
+
+def test_msg_runs_carry_what_single_msgs_carry_and_settle_by_seq(broker):
+    async def main():
+        pub = await connect(broker)
+        runs = await connect(broker, msg_runs=True)
+        plain = await connect(broker, msg_runs=False)
+        got_runs, got_plain = [], []
+        await runs.subscribe("run.x", got_runs.append, ack=True)
+        await plain.subscribe("run.x", got_plain.append, ack=True)
+        for i in range(500):
+            pub.publish("run.x", {"n": i})
+        last = pub.publish_confirmed("run.x", {"n": 500})  # 0 once both ACK it
+        await async_wait_until(lambda: len(got_runs) == len(got_plain) == 501, 10, "501 each")
+        assert runs.stats["msg_run_frames"] > 0 and plain.stats["msg_run_frames"] == 0
+        # The same messages with the same seqs (each connection numbers its own).
+        assert [m.data()["n"] for m in got_runs] == list(range(501))
+        assert [(m.seq, m.topic, m.payload) for m in got_runs] == \
+               [(m.seq, m.topic, m.payload) for m in got_plain]
+        assert [m.seq for m in got_runs] == list(range(1, 502))
+        # A NACK inside a run gives back that message and no other.
+        got_runs[100].nack()
+        for m in got_runs[:100] + got_runs[101:] + got_plain:
+            m.ack()
+        assert await last == 0
+        await async_wait_until(lambda: len(got_runs) == 502, 5, "the redelivery")
+        again = got_runs[501]
+        assert (again.data(), again.delivery) == ({"n": 100}, 2)
+        again.ack()
+        await runs.ping()
+        assert len(got_runs) == 502
+        for c in (pub, runs, plain):
+            await c.close()
     run(main())

@@ -77,19 +77,21 @@ def new_msg_id() -> bytes:
 class Msg:
     """A message delivered to a subscription (or a reply)."""
 
-    __slots__ = ("h", "payload", "_client", "_session", "_settled", "_sub")
+    __slots__ = ("h", "payload", "seq", "_client", "_session", "_settled", "_sub")
 
     def __init__(self, client, sub, h, payload):
         self._client = client
         self._sub = sub
         self._session = client._session
         self._settled = False
-        self.h = h  # the header: a dict keyed by wire field numbers
+        # The header: a dict keyed by wire field numbers. A MSG run's
+        # messages share their run's, so each keeps its own seq apart.
+        self.h = h
+        self.seq = h.get(H_SEQ, 0)  # the delivery tag its ACK names
         self.payload = payload
 
     topic = property(lambda self: self.h.get(H_TOPIC, ""))
     sid = property(lambda self: self.h.get(H_SID, 0))
-    seq = property(lambda self: self.h.get(H_SEQ, 0))
     delivery = property(lambda self: self.h.get(H_DELIVERY, 0))
     msg_id = property(lambda self: self.h.get(H_MSG_ID, b""))
     reply_to = property(lambda self: self.h.get(H_REPLY_TO, ""))
@@ -134,7 +136,10 @@ class Subscription:
     """A subscription: messages go to its callback, or wait for `async for`
     / next_msg() when it has none."""
 
-    take_many = None  # a subclass's way to take a batch frame's run of deliveries at once
+    # A subclass's ways to take a batch frame's deliveries at once: MSGs
+    # (headers, payloads), or a MSG run (its header, payloads, first seq).
+    take_many = None
+    take_run = None
 
     def __init__(self, client, sid, pattern, callback, queue, ack, credit, ack_wait,
                  max_deliver, auto_credit):
@@ -238,7 +243,7 @@ class Client:
                  hello_timeout=2.0, max_batch_bytes=256 * 1024, max_batch_entries=1024,
                  retry_unkept=True, on_error=None, lineage=None, creds=None,
                  flow_control=True, when_paused="hold", publish_window=8192,
-                 publish_window_bytes=8 << 20, max_held=65536):
+                 publish_window_bytes=8 << 20, max_held=65536, msg_runs=True):
         if isinstance(servers, str):
             servers = [s for s in servers.split(",") if s]
         if not servers:
@@ -268,6 +273,10 @@ class Client:
         if when_paused not in ("hold", "drop", "fail"):
             raise ValueError(f"when_paused must be hold, drop or fail, not {when_paused!r}")
         self.flow_control = flow_control
+        # HELLO asks for MSG runs (PROTOCOL.md "MSG runs"): a subscription's
+        # consecutive deliveries that differ only in seq and payload come as
+        # one batch entry, decoded with one header for all of them.
+        self.msg_runs = msg_runs
         self.when_paused = when_paused
         # "hold" keeps at most this many PUBs while paused; past it publish()
         # raises Overloaded, as "fail" does (memory stays bounded when the
@@ -452,8 +461,10 @@ class Client:
         self._acks.clear()
         hello = {H_VERSION: VERSION, H_OP: HELLO, H_NODE: self.name,
                  H_HEARTBEAT: int(self.heartbeat * 1000), H_SEQ: self.lineage}
-        if self.flow_control:
-            hello[H_FLAGS] = wire.FLAG_FLOW_CONTROL
+        flags = ((wire.FLAG_FLOW_CONTROL if self.flow_control else 0)
+                 | (wire.FLAG_MSG_RUNS if self.msg_runs else 0))
+        if flags:
+            hello[H_FLAGS] = flags
         self._controls.append(_packb(hello))
         self._kick()
 
@@ -622,7 +633,14 @@ class Client:
             self._report(2, f"a frame from the broker did not decode: {e}")
             return
         subs = self._subs
-        if type(envelopes) is wire.MsgBatch and envelopes.sid is not None:
+        kind = type(envelopes)
+        if kind is wire.MsgRun:
+            self.stats["msg_run_frames"] += 1
+            sub = subs.get(envelopes.sid)
+            if sub is not None and not sub.closed and sub.take_run is not None:
+                sub.take_run(envelopes.h, envelopes.payloads, envelopes.first)
+                return
+        elif kind is wire.MsgBatch and envelopes.sid is not None:
             sub = subs.get(envelopes.sid)
             if sub is not None and not sub.closed and sub.take_many is not None:
                 sub.take_many(envelopes.heads, envelopes.payloads)  # a run for one subscription
@@ -1021,8 +1039,7 @@ class Client:
     def _ack(self, msg) -> None:
         sub = msg._sub
         if msg._session == self._session:
-            h = msg.h
-            sid, seq = h.get(H_SID, 0), h.get(H_SEQ, 0)
+            sid, seq = msg.h.get(H_SID, 0), msg.seq
             run = self._acks.get(sid)
             if run is not None and run[0] + run[1] == seq:
                 run[1] += 1

@@ -22,7 +22,10 @@ import argparse
 import asyncio
 import collections
 import dataclasses
+import functools
 import inspect
+import itertools
+import operator
 import os
 import random
 import signal
@@ -55,14 +58,15 @@ class Context(Msg):
     # The per-function subclass sets _client, _sub and _session (the client
     # session the pool's messages now come from; a new session, a new
     # subclass) as class attributes: they shadow Msg's slots, stores less per
-    # message. The slots below h, payload and _settled are set on first use
-    # (__getattr__ gives their starting values): a context costs two stores
-    # more than a tuple.
+    # message. Apart from h, payload, seq and _settled (set here), the slots
+    # are set on first use (__getattr__ gives their starting values).
 
-    def __init__(self, h, payload):
+    def __init__(self, h, payload, seq=None):
         self._settled = False
         self.h = h
         self.payload = payload
+        # A MSG run's messages share its header: their seqs come apart.
+        self.seq = h.get(_H_SEQ, 0) if seq is None else seq
 
     def __getattr__(self, name):
         # Only for a slot not set yet (and names that do not exist).
@@ -291,7 +295,14 @@ class _Pool:
                 n = len(heads)
                 self.delivered += n
                 self.held += n
-                pool._take_many(heads, payloads)
+                pool._take_many(map(pool.ctx_class, heads, payloads), n)
+
+            def take_run(self, h, payloads, first) -> None:
+                n = len(payloads)
+                self.delivered += n
+                self.held += n
+                seqs = range(first, first + n) if first else itertools.repeat(0, n)
+                pool._take_many(map(pool.ctx_class, itertools.repeat(h, n), payloads, seqs), n)
 
         sub = PoolSubscription(client, client._new_sid(), self.pattern, self._take, self.queue,
                                True, self.capacity, self.ack_wait, self.max_deliver, False)
@@ -331,15 +342,16 @@ class _Pool:
             if not fut.done():
                 fut.set_result(None)
 
-    def _take_many(self, heads, payloads) -> None:
+    def _take_many(self, contexts, n) -> None:
+        """`n` contexts (an iterable), in order."""
         if self.stopping:
-            for h, p in zip(heads, payloads):
-                self._take(self.ctx_class(h, p))
+            for ctx in contexts:
+                self._take(ctx)
             return
-        self.waiting.extend(map(self.ctx_class, heads, payloads))
+        self.waiting.extend(contexts)
         sleepers = self.sleepers
         woken = 0
-        while sleepers and woken < len(heads):  # an instance per message, as _take does
+        while sleepers and woken < n:  # an instance per message, as _take does
             fut = sleepers.popleft()
             if not fut.done():
                 fut.set_result(None)
@@ -397,95 +409,97 @@ class _Pool:
 
     def _run_batch(self):
         """Up to 256 waiting messages through a plain handler, in one go (the
-        common case inlined: no reply, not sampled; ACKs of consecutive
-        deliveries as one run, credit in batches). An awaitable when a handler
-        returned one (the run stops there)."""
+        common case inlined: no reply, not sampled). What is counted per
+        message is only what must be: its end time and its seq; durations,
+        ACK runs of consecutive seqs, counters and credit are worked out
+        once, after the run (nothing written in a run reaches the socket
+        before it ends anyway). An awaitable when a handler returned one
+        (the run stops there)."""
         waiting = self.waiting
         if self.stopping or not waiting:
             return None
         handler, pt = self.handler, self.payload_type
-        unpackb = msgpack.unpackb
-        durations = self.durations.ring
+        # The payload as the handler takes it; what this cannot read (other
+        # keys, not UTF-8; a dataclass's own errors) decode() says again.
+        load = (msgpack.unpackb if pt is None else bytes if pt is bytes
+                else functools.partial(decode, cls=pt))
         time_ns = time.time_ns
-        rate = self.trace_sample
-        draw = random.random
+        draws = self.trace_sample > 0  # else only a traceparent can sample
         client = self.node.client
-        sub = self.sub
-        session = client._session
         # What waits came in this pool's current session (a new one clears
         # it): ACKs go out unless the client began another meanwhile.
-        acking = self.ctx_class._session == session
-        ok = owed = 0
-        batch = self.credit_batch
-        run_first = run_n = 0  # the ACK run being built
-        start = time_ns()
+        acking = self.ctx_class._session == client._session
+        seqs = []  # of the messages this run settles, in order (increasing)
+        settled = seqs.append
+        stamps = [time_ns()]  # when the run began, then when each message ended
+        stamp = stamps.append
+        done = taken = min(len(waiting), 256)  # each finished one owes a credit
         try:
             # A sync handler cannot await: nothing stops the pool meanwhile.
-            for _ in range(min(len(waiting), 256)):
+            for i in range(taken):
                 msg = waiting.popleft()
                 h = msg.h
-                # Sampling as Context.sampled decides it, inlined (it runs for
-                # every message), set before the handler can ask.
-                if _H_TRACEPARENT in h:
-                    tp = h[_H_TRACEPARENT]
-                    sampled = msg.sampled = (tp[54] in "13579bdf" if len(tp) == 55 else
-                                             rate > 0 and (rate >= 1.0 or draw() < rate))
-                elif rate > 0:
-                    sampled = msg.sampled = rate >= 1.0 or draw() < rate
-                else:
-                    sampled = False  # what Context.sampled says too
                 try:
-                    if pt is None:
-                        try:
-                            value = unpackb(msg.payload)
-                        except (ValueError, UnicodeDecodeError):
-                            value = decode(msg.payload)
-                    else:
-                        value = msg.payload if pt is bytes else decode(msg.payload, pt)
+                    try:
+                        value = load(msg.payload)
+                    except (ValueError, UnicodeDecodeError):
+                        value = decode(msg.payload, pt)
                     result = handler(value, msg)
                 except Exception as e:
-                    self._settle_failure(msg, msg, e, start)
-                    owed += 1
-                    start = time_ns()
+                    # Its own duration and span; the durations so far are
+                    # kept, and the run's clock starts again.
+                    self._settle_failure(msg, msg, e, stamps[-1])
+                    self._keep_durations(stamps)
+                    stamps = [time_ns()]
+                    stamp = stamps.append
                     continue
                 if result is not None and hasattr(result, "__await__"):
-                    return self._finish_async(msg, msg, result, start)
+                    done = i
+                    return self._finish_async(msg, msg, result, stamps[-1])
                 if _H_REPLY_TO in h and h[_H_REPLY_TO] and not msg._replied:
                     msg.reply(result)
                 if not msg._settled:  # (unless the handler did: ctx.ack()/nack())
                     msg._settled = True
-                    if acking:
-                        seq = h.get(_H_SEQ, 0)
-                        if run_first + run_n == seq:
-                            run_n += 1
-                        else:
-                            if run_n:
-                                client._ack_run(sub, session, sub.sid, run_first, run_n)
-                            run_first, run_n = seq, 1
-                ok += 1
-                end = time_ns()
-                durations.append(end - start)
-                if sampled:
-                    self._span(msg, msg, start, end - start, trace.OK, "", "")
-                start = end
-                owed += 1
-                if owed >= batch:
-                    if run_n:
-                        client._ack_run(sub, session, sub.sid, run_first, run_n)
-                        run_n = 0
-                    self.owed += owed
-                    owed = 0
-                    self._grant()
+                    settled(msg.seq)
+                stamp(time_ns())
+                # Context.sampled decides (drawn once, maybe by the handler).
+                if (draws or _H_TRACEPARENT in h) and msg.sampled:
+                    self._span(msg, msg, stamps[-2], stamps[-1] - stamps[-2], trace.OK, "", "")
             return None
         finally:
-            if run_n:
-                client._ack_run(sub, session, sub.sid, run_first, run_n)
-            self.ok += ok
-            self.durations.count += ok
+            if seqs and acking:
+                self._ack_seqs(client, seqs)
+            self._keep_durations(stamps)
             if not self.stopping:
-                self.owed += owed
-                if self.owed >= batch:
+                self.owed += done
+                if self.owed >= self.credit_batch:
                     self._grant()
+
+    def _keep_durations(self, stamps) -> None:
+        """The durations of a run's successes: the gaps between its stamps."""
+        n = len(stamps) - 1
+        if n > 0:
+            self.durations.ring.extend(map(operator.sub, stamps[1:], stamps[:-1]))
+            self.durations.count += n
+            self.ok += n
+
+    def _ack_seqs(self, client, seqs) -> None:
+        """ACKs for increasing seqs: one run when they are consecutive (the
+        usual case, seen from the ends), else a run per gap."""
+        sub = self.sub
+        session = self.ctx_class._session
+        first, n = seqs[0], len(seqs)
+        if seqs[-1] - first == n - 1:
+            client._ack_run(sub, session, sub.sid, first, n)
+            return
+        run_first, run_n = first, 0
+        for seq in seqs:
+            if run_first + run_n == seq:
+                run_n += 1
+            else:
+                client._ack_run(sub, session, sub.sid, run_first, run_n)
+                run_first, run_n = seq, 1
+        client._ack_run(sub, session, sub.sid, run_first, run_n)
 
     def _grant(self) -> None:
         n, self.owed = self.owed, 0

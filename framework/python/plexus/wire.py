@@ -3,7 +3,9 @@
 
 A header is a msgpack map with small integer keys; a message is either
 ``[header]``, ``[header][payload]`` or one batch frame, a msgpack array
-``[header0, payload0, header1, payload1, ...]``. Headers are handed around as
+``[header0, payload0, header1, payload1, ...]``; in a batch, a MSG run (op 18,
+only when HELLO asked) is one header and an array of payloads for consecutive
+MSGs to one subscription. Headers are handed around as
 dicts keyed by the integer field numbers below (``H_TOPIC`` ...): no
 translation to names on the hot path.
 """
@@ -32,19 +34,21 @@ FIELD_NAMES = ("version", "op", "sid", "topic", "queue", "msg_id", "reply_to",
 HELLO, WELCOME, SUB, UNSUB, PUB, MSG, ACK, NACK, CREDIT, CONFIRM = range(1, 11)
 PING, PONG, ERR, BYE = 11, 12, 13, 14
 PAUSE, RESUME = 16, 17  # flow control: only to a client whose HELLO opts in
+MSG_RUN = 18  # MSGs to one subscription as one batch entry: only to a client whose HELLO opts in
 PEER_HELLO, INTEREST_ADD, INTEREST_DEL, FWD, CONFIRM_RELAY = 32, 33, 34, 35, 36
-OPS = frozenset(range(1, 15)) | frozenset((PAUSE, RESUME)) | frozenset(range(32, 37))
+OPS = frozenset(range(1, 15)) | frozenset((PAUSE, RESUME, MSG_RUN)) | frozenset(range(32, 37))
 WITH_PAYLOAD = frozenset((PUB, MSG, FWD))
 OP_NAMES = {HELLO: "HELLO", WELCOME: "WELCOME", SUB: "SUB", UNSUB: "UNSUB", PUB: "PUB",
             MSG: "MSG", ACK: "ACK", NACK: "NACK", CREDIT: "CREDIT", CONFIRM: "CONFIRM",
             PING: "PING", PONG: "PONG", ERR: "ERR", BYE: "BYE", PAUSE: "PAUSE",
-            RESUME: "RESUME", PEER_HELLO: "PEER_HELLO",
+            RESUME: "RESUME", MSG_RUN: "MSG_RUN", PEER_HELLO: "PEER_HELLO",
             INTEREST_ADD: "INTEREST+", INTEREST_DEL: "INTEREST-", FWD: "FWD",
             CONFIRM_RELAY: "CONFIRM_RELAY"}
 
 # PUB flags, CREDIT flags, NACK actions.
 FLAG_CONFIRM = 1
 FLAG_FLOW_CONTROL = 1  # HELLO: the client honours PAUSE/RESUME; WELCOME: the broker sends them
+FLAG_MSG_RUNS = 2  # HELLO: the client reads MSG runs; WELCOME: the broker sends them
 FLAG_SHARED_ID = 2
 CREDIT_SET = 1
 NACK_REQUEUE, NACK_DELAY, NACK_DEAD_LETTER = 0, 1, 2
@@ -155,7 +159,58 @@ class MsgBatch:
         return len(self.heads)
 
 
+class MsgRun:
+    """A batch frame that is one MSG run (checked): `count` MSGs to `sid`
+    alike but for their seqs (`first`, `first + 1`, ...; all 0 when `first`
+    is 0) and payloads. `h` is the run's header, kept as every message's
+    (its op says MSG_RUN, its seq the first's). Iterated, it gives each
+    message as a MSG of its own."""
+
+    __slots__ = ("h", "payloads", "sid", "first")
+
+    def __init__(self, h, payloads):
+        self.h, self.payloads = h, payloads
+        self.sid, self.first = h[H_SID], h.get(H_SEQ, 0)
+
+    def __iter__(self):
+        return iter(_expand_run(self.h, self.payloads))
+
+    def __len__(self):
+        return len(self.payloads)
+
+
 _BYTES_ONLY = {bytes}
+
+
+def _check_run(h, payloads) -> None:
+    """Raises ProtocolError unless `h` (a checked header of op MSG_RUN) and
+    `payloads` make a MSG run: sid and topic, and a count that the array of
+    bin payloads has."""
+    if H_SID not in h or H_TOPIC not in h:
+        raise ProtocolError("missing_field: a MSG run needs sid and topic")
+    count = h.get(H_COUNT)
+    if type(payloads) is not list or not payloads:
+        raise ProtocolError("missing_payload: a MSG run's payload is an array of bin")
+    if count != len(payloads):
+        raise ProtocolError(f"bad_batch: a MSG run of count {count!r} has {len(payloads)} payloads")
+    if set(map(type, payloads)) != _BYTES_ONLY:
+        raise ProtocolError("missing_payload: a MSG run's payloads are bin")
+
+
+def _expand_run(h, payloads):
+    """A MSG run as the (header, payload) pairs of its MSGs."""
+    first = h.get(H_SEQ, 0)
+    out = []
+    for i, payload in enumerate(payloads):
+        m = dict(h)
+        m[H_OP] = MSG
+        del m[H_COUNT]
+        if first:
+            m[H_SEQ] = first + i
+        else:
+            m.pop(H_SEQ, None)
+        out.append((m, payload))
+    return out
 
 
 def _msg_run(heads, payloads):
@@ -195,6 +250,8 @@ def decode(frames):
         except Exception as e:
             raise ProtocolError(f"malformed header: {e}") from None
         op = _check(h)
+        if op == MSG_RUN:
+            raise ProtocolError("unexpected_op: a MSG run outside a batch")
         payload = frames[1] if len(frames) == 2 else None
         if op in WITH_PAYLOAD:
             if payload is None:
@@ -212,6 +269,14 @@ def decode(frames):
         n = len(entries)
         if n == 0 or n % 2:
             raise ProtocolError(f"bad_batch: {n} elements")
+        if n == 2 and type(entries[0]) is dict and entries[0].get(H_OP) == MSG_RUN:
+            h, payloads = entries  # one run: the common frame of a busy subscription
+            try:
+                _check(h)
+                _check_run(h, payloads)
+            except ProtocolError as e:
+                raise ProtocolError(f"batch entry 0: {e}") from None
+            return MsgRun(h, payloads)
         heads, payloads = entries[0::2], entries[1::2]
         sid = _msg_run(heads, payloads)
         if sid is not False:
@@ -222,8 +287,13 @@ def decode(frames):
             payload = entries[i + 1]
             try:
                 op = _check(h)
+                if op == MSG_RUN:
+                    _check_run(h, payload)
             except ProtocolError as e:
                 raise ProtocolError(f"batch entry {i // 2}: {e}") from None
+            if op == MSG_RUN:
+                out.extend(_expand_run(h, payload))
+                continue
             if op in WITH_PAYLOAD:
                 if type(payload) is not bytes:
                     raise ProtocolError(f"batch entry {i // 2}: missing_payload")
