@@ -141,3 +141,45 @@ def test_when_paused_drop_and_fail_say_so(start_broker):
         await capped.close()
         await node.stop()
     run(main())
+
+
+def test_a_confirmed_publish_refused_while_paused_goes_again_at_the_resume(start_broker):
+    # A confirmed PUB that finds its group paused is answered 103; the client
+    # sends it again at the RESUME, not after its backoff (here a minute,
+    # longer than the test may take: only the RESUME can send it).
+    broker = start_broker("flow3", extra=QUEUE)
+
+    async def main():
+        node = plexus.Node(broker.endpoint, name="py-slower", service="flow", argv=[],
+                           trace_sample=0.0)
+        got = []
+
+        @node.function("slow", on="flow.in", instances=1, prefetch=8)
+        async def slower(order: dict, ctx):
+            await asyncio.sleep(0.01)  # 100 a second: a pause lasts about 0.5 s
+            got.append(order["i"])
+
+        await node.start()
+        fast = await plexus.Client(broker.endpoint, name="py-filler",
+                                   publish_window=40).connect()
+        async def fill(n):
+            for i in range(n):
+                fast.publish("flow.in", {"i": i})
+                if i % 50 == 49:
+                    await fast.flush(timeout=30)  # waits while the group is paused
+            await fast.flush(timeout=30)
+
+        filling = asyncio.ensure_future(fill(300))  # past the pause mark (100)
+        await async_wait_until(lambda: fast.paused, 30, "the group to pause the filler")
+        late = await plexus.Client(broker.endpoint, name="py-late",
+                                   retry_backoff=(60.0, 60.0)).connect()
+        assert await asyncio.wait_for(late.publish_confirmed("flow.in", {"i": -1}), 30) == 0
+        assert late.stats["overload_retries"] >= 1 and late.stats["resumes"] >= 1, \
+            dict(late.stats)
+        await filling
+        await async_wait_until(lambda: len(got) >= 301, 60, "every message")
+        assert sorted(got) == [-1] + list(range(300))
+        await late.close()
+        await fast.close()
+        await node.stop()
+    run(main())

@@ -243,7 +243,8 @@ class Client:
                  hello_timeout=2.0, max_batch_bytes=256 * 1024, max_batch_entries=1024,
                  retry_unkept=True, on_error=None, lineage=None, creds=None,
                  flow_control=True, when_paused="hold", publish_window=8192,
-                 publish_window_bytes=8 << 20, max_held=65536, msg_runs=True):
+                 publish_window_bytes=8 << 20, max_held=65536, msg_runs=True,
+                 retry_backoff=(0.05, 2.0)):
         if isinstance(servers, str):
             servers = [s for s in servers.split(",") if s]
         if not servers:
@@ -256,6 +257,10 @@ class Client:
         self.max_batch_bytes = max_batch_bytes
         self.max_batch_entries = min(max_batch_entries, wire.MAX_BATCH_ENTRIES)
         self.retry_unkept = retry_unkept
+        # Confirmed publishes answered 115, 116 (or 103 while paused) go
+        # again after (first, most) seconds, doubling; a RESUME sends the
+        # 103s at once.
+        self.retry_backoff = retry_backoff
         self.on_error = on_error
         # CurveZMQ for a broker with --auth: a credentials file (`plexus keys
         # user`) or a plexus.creds.Credentials; None is plaintext.
@@ -321,6 +326,10 @@ class Client:
         self._subs = {}
         self._next_sid = 1
         self._unconfirmed = {}                 # msg_id -> [header, payload, future, retries]
+        # Confirmed publishes a flow-control broker refused with 103 (their
+        # group was paused), each waiting for its backoff: a RESUME sends
+        # them at once instead, as the C++ connector does. msg_id -> timer.
+        self._overload_retries = {}
         self._requests = {}                    # id -> future
         self._next_request = 0
         self._inbox_prefix = f"_INBOX.{self.name}."
@@ -681,13 +690,21 @@ class Client:
             if entry is None:
                 return  # a duplicate's second confirm
             code = h.get(H_CODE, 0)
-            if self.retry_unkept and (code in _RETRY_UNKEPT or
-                                      (code == errors.OVERLOADED and self._flow)):
+            overloaded = code == errors.OVERLOADED and self._flow
+            if self.retry_unkept and (code in _RETRY_UNKEPT or overloaded):
                 # (103 from a flow-control broker: the group is paused; the
-                # PUB crossed the PAUSE on its way)
+                # PUB crossed the PAUSE on its way. Its RESUME may come first.)
                 entry[3] += 1
-                delay = min(0.05 * 2 ** (entry[3] - 1), 2.0)
-                self._loop.call_later(delay, self._resend, h[H_MSG_ID])
+                mid = h[H_MSG_ID]
+                delay = min(self.retry_backoff[0] * 2 ** (entry[3] - 1), self.retry_backoff[1])
+                if overloaded:
+                    old = self._overload_retries.pop(mid, None)
+                    if old is not None:
+                        old.cancel()
+                    self._overload_retries[mid] = self._loop.call_later(
+                        delay, self._retry_overloaded, mid)
+                else:
+                    self._loop.call_later(delay, self._resend, mid)
                 return
             self._settle(h[H_MSG_ID], code, "")
         elif op == PING:
@@ -990,9 +1007,14 @@ class Client:
             (still if self._paused and self._is_paused(e[3]) else go).append(e)
         self._held = still
         self._out.extendleft(reversed(go))
+        self._overloaded_now()
         self._kick()
 
     def _unpause(self) -> None:
+        # A new session re-sends every unconfirmed publish: no retry is due.
+        for timer in self._overload_retries.values():
+            timer.cancel()
+        self._overload_retries.clear()
         self._paused.clear()
         if self._held:
             self._out.extendleft(reversed(self._held))
@@ -1174,12 +1196,24 @@ class Client:
             self._queue_pub((head, payload, False, topic))
         return fut
 
-    def _resend(self, msg_id) -> None:
+    def _resend(self, msg_id, counter="unkept_retries") -> None:
         entry = self._unconfirmed.get(msg_id)
         if entry is None or not self._welcomed:
             return  # settled meanwhile, or the next session re-sends it
-        self.stats["unkept_retries"] += 1
-        self._queue_pub((entry[0], entry[1], False, entry[4]))
+        self.stats[counter] += 1
+        self._queue_pub((entry[0], entry[1], False, entry[4]))  # held while still paused
+
+    def _retry_overloaded(self, msg_id) -> None:
+        self._overload_retries.pop(msg_id, None)
+        self._resend(msg_id, "overload_retries")
+
+    def _overloaded_now(self) -> None:
+        """A RESUME: every publish refused with 103 goes again now, not after
+        its backoff (one whose group is still paused is held)."""
+        due, self._overload_retries = self._overload_retries, {}
+        for msg_id, timer in due.items():
+            timer.cancel()
+            self._resend(msg_id, "overload_retries")
 
     def _settle(self, msg_id, code, text) -> None:
         entry = self._unconfirmed.pop(msg_id, None)
