@@ -9,7 +9,9 @@ Each case runs its sender and its receiver in two processes (as the plexus
 case's publisher and function are): the rate is messages / (last arrival -
 first send), clocks from CLOCK_MONOTONIC, which both processes share. The
 plexus function is a plexus.Node function in a queue group with explicit
-ACKs and credit (instances 1, prefetch --prefetch); the publisher publishes
+ACKs and credit (instances 1, prefetch --prefetch, 4096 by default: three
+processes take turns on 2 cores in slices of a few ms, and the credit must
+cover a turn; raw pyzmq's queues hold 100,000 a side); the publisher publishes
 at most once (its batches fill a turn of the event loop). The broker runs
 with its defaults: once the group's queue holds half of its 65,536
 messages, flow control pauses the publisher (its client holds its PUBs)
@@ -19,7 +21,8 @@ fails (exit 1). Repeated --runs times; the table gives median, min and max,
 and the median CPU time per message of the receiver (rx: first arrival to
 last) and of the sender (tx: first send to the last written), each for its
 whole process (ZeroMQ's I/O thread too): steadier than rates on a shared
-machine. Target (issue #22): plexus >= 50% of raw pyzmq.
+machine; and the broker's CPU per message, all its threads, from /proc over
+the publisher's run. Target (issue #22): plexus >= 50% of raw pyzmq.
 """
 import argparse
 import asyncio
@@ -183,6 +186,13 @@ def run_raw(n, size):
     return n / (r["last"] - s["start"]), r["got"], r["cpu"] * 1e6 / n, s["cpu"] * 1e6 / n
 
 
+def cpu_seconds(pid):
+    """utime + stime of a process, all its threads (/proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_plexus(broker_bin, n, size, prefetch, instances, tmp):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     log = open(os.path.join(tmp, "broker.log"), "wb")
@@ -192,10 +202,12 @@ def run_plexus(broker_bin, n, size, prefetch, instances, tmp):
     try:
         fn = spawn("function", endpoint, n, prefetch, instances)
         ready(fn, "the function")
+        broker_cpu = cpu_seconds(broker.pid)
         pub = spawn("publisher", endpoint, n, size)
         s, r = result(pub), result(fn)
+        broker_cpu = cpu_seconds(broker.pid) - broker_cpu
         return (n / (r["last"] - s["start"]), r["got"], r["cpu"] * 1e6 / n, s["cpu"] * 1e6 / n,
-                s["pauses"])
+                s["pauses"], broker_cpu * 1e6 / n)
     finally:
         broker.terminate()
         broker.wait(10)
@@ -220,7 +232,8 @@ def main():
     p.add_argument("--messages", type=int, default=200000)
     p.add_argument("--size", type=int, default=64, help="payload bytes")
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--prefetch", type=int, default=1024)
+    p.add_argument("--prefetch", type=int, default=4096,
+                   help="the function's prefetch (its credit is this plus its instances)")
     p.add_argument("--instances", type=int, default=1)
     p.add_argument("--quick", action="store_true", help="50k messages, one run")
     p.add_argument("--json", help="also write the results here")
@@ -230,16 +243,17 @@ def main():
         raise SystemExit(f"no plexus-broker at {a.broker} (--broker PATH)")
     if a.quick:
         a.messages, a.runs = 50000, 1
-    raw, plx, raw_cpu, plx_cpu, raw_tx, plx_tx, pauses = [], [], [], [], [], [], []
+    raw, plx, raw_cpu, plx_cpu, raw_tx, plx_tx, pauses, brk = [], [], [], [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(a.runs):
             rate, got, cpu, tx = run_raw(a.messages, a.size)
             raw.append(rate)
             raw_cpu.append(cpu)
             raw_tx.append(tx)
-            rate, got, cpu, tx, paused = run_plexus(a.broker, a.messages, a.size, a.prefetch,
-                                                    a.instances, tmp)
+            rate, got, cpu, tx, paused, broker_cpu = run_plexus(
+                a.broker, a.messages, a.size, a.prefetch, a.instances, tmp)
             pauses.append(paused)
+            brk.append(broker_cpu)
             if got != a.messages:  # a benchmark of lost messages is void
                 raise SystemExit(f"python bench: the function got {got} of {a.messages} messages")
             plx.append(rate)
@@ -259,6 +273,8 @@ def main():
     for name, v, cpu, tx in rows:
         print(f"{name:<44} {statistics.median(v):>13,.0f} {min(v):>10,.0f} {max(v):>10,.0f} "
               f"{statistics.median(cpu):>14.2f} {statistics.median(tx):>14.2f}")
+    print(f"the broker's CPU per message (all its threads, the run's span): "
+          f"{statistics.median(brk):.2f} us (median)")
     print(f"\nthe publisher was paused by flow control {statistics.median(pauses):.0f} times a "
           f"run (median; nothing was dropped)")
     ratio = statistics.median(plx) / statistics.median(raw)
@@ -274,7 +290,8 @@ def main():
             json.dump({"messages": a.messages, "size": a.size, "raw": raw, "plexus": plx,
                        "raw_rx_cpu_us": raw_cpu, "plexus_rx_cpu_us": plx_cpu,
                        "raw_tx_cpu_us": raw_tx, "plexus_tx_cpu_us": plx_tx,
-                       "publisher_pauses": pauses, "ratio": ratio}, f, indent=1)
+                       "publisher_pauses": pauses, "broker_cpu_us": brk,
+                       "ratio": ratio}, f, indent=1)
 
 
 if __name__ == "__main__":
