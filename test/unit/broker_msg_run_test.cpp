@@ -44,6 +44,15 @@ std::vector<broker::output> queued_for(harness& t, conn_id c) {
   return got;
 }
 
+// A harness with a reader that asked for runs and a publisher (a fixture:
+// the cases use its members by name).
+struct rig {
+  harness t;
+  std::uint32_t welcome = 0;
+  conn_id c = hello(t, wire::flag_msg_runs, welcome);
+  conn_id pub = t.connect("publisher");
+};
+
 std::span<const broker::output> from(const std::vector<broker::output>& v, std::size_t i) {
   return std::span<const broker::output>{v}.subspan(i);
 }
@@ -71,12 +80,8 @@ BOOST_AUTO_TEST_CASE(welcome_offers_runs_and_only_a_hello_that_asks_gets_them) {
   BOOST_TEST(!t.core().takes_msg_runs(9999)); // no such connection
 }
 
-BOOST_AUTO_TEST_CASE(a_run_is_consecutive_msgs_of_one_subscription_alike_but_seq_and_payload) {
-  harness t;
-  std::uint32_t welcome = 0;
-  auto c = hello(t, wire::flag_msg_runs, welcome);
+BOOST_FIXTURE_TEST_CASE(a_run_is_consecutive_msgs_of_one_subscription_alike_but_seq_and_payload, rig) {
   t.subscribe(c, 1, "jobs.*", {.acked = true});
-  auto pub = t.connect("publisher");
   for (int i = 0; i < 4; ++i) t.publish_only(pub, "jobs.a", "a" + std::to_string(i));
   t.publish_only(pub, "jobs.b", "b0"); // another topic: its own run
   t.publish_only(pub, "jobs.a", "a4");
@@ -93,13 +98,9 @@ BOOST_AUTO_TEST_CASE(a_run_is_consecutive_msgs_of_one_subscription_alike_but_seq
   BOOST_TEST(broker::msg_run_length(outs, 256, 0) == 1u); // the first is always taken
 }
 
-BOOST_AUTO_TEST_CASE(subscriptions_deliveries_and_seq_gaps_end_a_run) {
-  harness t;
-  std::uint32_t welcome = 0;
-  auto c = hello(t, wire::flag_msg_runs, welcome);
+BOOST_FIXTURE_TEST_CASE(subscriptions_deliveries_and_seq_gaps_end_a_run, rig) {
   t.subscribe(c, 1, "jobs.a", {.queue = "g", .acked = true, .credit = 100});
   t.subscribe(c, 2, "jobs.a", {.acked = true}); // a second sid on the same topic
-  auto pub = t.connect("publisher");
   t.publish_only(pub, "jobs.a", "x");
   t.publish_only(pub, "jobs.a", "y");
   auto outs = queued_for(t, c);
@@ -131,12 +132,8 @@ BOOST_AUTO_TEST_CASE(subscriptions_deliveries_and_seq_gaps_end_a_run) {
   BOOST_TEST(broker::msg_run_length(both, 256, any_bytes) == 1u);
 }
 
-BOOST_AUTO_TEST_CASE(at_most_once_deliveries_without_seqs_make_runs_too) {
-  harness t;
-  std::uint32_t welcome = 0;
-  auto c = hello(t, wire::flag_msg_runs, welcome);
+BOOST_FIXTURE_TEST_CASE(at_most_once_deliveries_without_seqs_make_runs_too, rig) {
   t.subscribe(c, 3, "metrics.>");
-  auto pub = t.connect("publisher");
   for (int i = 0; i < 5; ++i) t.publish_only(pub, "metrics.cpu", std::to_string(i));
   auto outs = queued_for(t, c);
   BOOST_TEST_REQUIRE(outs.size() == 5u);
@@ -144,12 +141,8 @@ BOOST_AUTO_TEST_CASE(at_most_once_deliveries_without_seqs_make_runs_too) {
   BOOST_TEST(broker::msg_run_length(outs, 256, any_bytes) == 5u);
 }
 
-BOOST_AUTO_TEST_CASE(a_run_is_one_batch_entry_its_header_then_its_payloads) {
-  harness t;
-  std::uint32_t welcome = 0;
-  auto c = hello(t, wire::flag_msg_runs, welcome);
+BOOST_FIXTURE_TEST_CASE(a_run_is_one_batch_entry_its_header_then_its_payloads, rig) {
   t.subscribe(c, 7, "jobs.*", {.acked = true});
-  auto pub = t.connect("publisher");
   t.publish(pub, "jobs.a", "warm-up"); // seq 1, drained: the run starts at 2
   (void)queued_for(t, c);
   for (const auto& p : std::vector<std::string>{"p0", "p1", std::string(300, 'z')})
