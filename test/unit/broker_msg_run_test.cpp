@@ -21,9 +21,10 @@ constexpr auto any_bytes = static_cast<std::size_t>(-1);
 // A client whose HELLO says `flags`; returns WELCOME's flags in `welcome`.
 conn_id hello(harness& t, std::uint32_t flags, std::uint32_t& welcome) {
   auto c = t.new_conn();
+  const auto node = "reader-" + std::to_string(c); // h views it
   wire::header h;
   h.kind = wire::op::hello;
-  h.node = "reader-" + std::to_string(c);
+  h.node = node;
   h.flags = flags;
   t.receive_only(c, h);
   t.core().flush([&](conn_id to, std::span<const broker::output> outs) {
