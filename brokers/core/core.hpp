@@ -192,6 +192,13 @@ struct output {
                                          std::size_t bytes) noexcept;
 /// Adds `run` (what msg_run_length counted) to a batch frame as one entry.
 void add_msg_run(wire::batch_writer& w, std::span<const output> run);
+/// Adds outputs from the front of `outs` to the batch frame `w` (begun,
+/// not finished): at most `max`, within about `max_bytes` (the first
+/// always), a subscription's consecutive MSGs as runs when `runs` (the
+/// connection reads them). A run the bytes cut short ends the frame: it
+/// goes on, as a run, in the next. Returns how many outputs it took.
+std::size_t fill_batch(wire::batch_writer& w, std::span<const output> outs, std::size_t max,
+                       std::size_t max_bytes, bool runs);
 
 struct counters {
   std::uint64_t msgs_in = 0, bytes_in = 0;       // PUB payloads accepted

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Outputs as they go on the wire: their headers, their batch entries, and
 // MSG runs (PROTOCOL.md "MSG runs").
+#include <limits>
+
 #include "state.hpp"
 
 namespace plexus::broker {
@@ -119,6 +121,26 @@ void add_msg_run(wire::batch_writer& w, std::span<const output> run) {
   w.begin_msg_run(first.sid, first.msg->encoded, first.seq, first.delivery,
                   static_cast<std::uint32_t>(run.size()));
   for (const auto& o : run) w.add_run_payload(o.msg->payload);
+}
+
+std::size_t fill_batch(wire::batch_writer& w, std::span<const output> outs, std::size_t max,
+                       std::size_t max_bytes, bool runs) {
+  constexpr std::size_t header_room = 64; // a header's bytes, about
+  std::size_t n = 0;
+  while (n < outs.size() && n < max
+         && (n == 0 || w.bytes() + outs[n].payload().size() + header_room <= max_bytes)) {
+    const auto room = max_bytes > w.bytes() + header_room ? max_bytes - w.bytes() - header_room : 0;
+    const auto run = runs ? msg_run_length(outs.subspan(n), max - n, room) : 1;
+    if (run == 1) {
+      outs[n++].add_to(w);
+      continue;
+    }
+    add_msg_run(w, outs.subspan(n, run));
+    n += run;
+    constexpr auto any = std::numeric_limits<std::size_t>::max();
+    if (n < outs.size() && msg_run_length(outs.subspan(n - 1), 2, any) == 2) break;
+  }
+  return n;
 }
 
 } // namespace plexus::broker

@@ -13,7 +13,6 @@
 
 #include <chrono>
 #include <cstring>
-#include <limits>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -604,22 +603,7 @@ struct server::impl {
     wire::batch_writer w{scratch};
     w.begin();
     const auto max_bytes = std::min(opts.frame_bytes(), opts.core.limits.max_batch_bytes / 2);
-    std::size_t n = 0;
-    while (n < outs.size() && n < opts.batch_max
-           && (n == 0 || w.bytes() + outs[n].payload().size() + 64 <= max_bytes)) {
-      const auto room = max_bytes > w.bytes() + 64 ? max_bytes - w.bytes() - 64 : 0;
-      const auto run = runs ? msg_run_length(outs.subspan(n), opts.batch_max - n, room) : 1;
-      if (run == 1) {
-        outs[n++].add_to(w);
-        continue;
-      }
-      add_msg_run(w, outs.subspan(n, run));
-      n += run;
-      // A run the frame's room cut short goes on in the next frame, as
-      // one run again, rather than as a stub here.
-      constexpr auto any = std::numeric_limits<std::size_t>::max();
-      if (n < outs.size() && msg_run_length(outs.subspan(n - 1), 2, any) == 2) break;
-    }
+    const auto n = fill_batch(w, outs, opts.batch_max, max_bytes, runs);
     w.finish();
     if (routing
         && !sock.send(zmq::buffer(*routing), zmq::send_flags::sndmore | zmq::send_flags::dontwait))

@@ -181,4 +181,65 @@ BOOST_FIXTURE_TEST_CASE(a_run_is_one_batch_entry_its_header_then_its_payloads, r
   BOOST_TEST((e.code == wire::errc::unknown_op));
 }
 
+// The entries of a finished batch frame: (op, MSGs it stands for).
+std::vector<std::pair<unsigned, unsigned>> entries_of(const std::string& frame) {
+  auto handle = msgpack::unpack(frame.data(), frame.size());
+  const auto& top = handle.get();
+  std::vector<std::pair<unsigned, unsigned>> out;
+  for (std::uint32_t i = 0; i + 1 < top.via.array.size; i += 2) {
+    auto f = fields_of(top.via.array.ptr[i]);
+    auto op = f.at(1).as<unsigned>();
+    out.emplace_back(op, op == wire::msg_run_op ? f.at(25).as<unsigned>() : 1u);
+  }
+  return out;
+}
+
+std::string frame_of(std::span<const broker::output> outs, std::size_t max,
+                     std::size_t max_bytes, bool runs, std::size_t& taken) {
+  std::string frame;
+  wire::batch_writer w{frame};
+  w.begin();
+  taken = broker::fill_batch(w, outs, max, max_bytes, runs);
+  w.finish();
+  return frame;
+}
+
+BOOST_FIXTURE_TEST_CASE(a_frame_holds_runs_and_a_run_cut_by_its_bytes_goes_on_next, rig) {
+  t.subscribe(c, 1, "jobs.*", {.acked = true});
+  for (int i = 0; i < 60; ++i) t.publish_only(pub, "jobs.a", std::string(10, 'a'));
+  t.publish_only(pub, "jobs.b", "other topic");
+  auto outs = queued_for(t, c);
+  BOOST_TEST_REQUIRE(outs.size() == 61u);
+  std::size_t taken = 0;
+  // Room for everything: one run of 60, then the MSG of the other topic.
+  auto all = frame_of(outs, 256, 1 << 20, true, taken);
+  BOOST_TEST(taken == 61u);
+  BOOST_TEST((entries_of(all) == std::vector<std::pair<unsigned, unsigned>>{
+                {wire::msg_run_op, 60}, {6, 1}}));
+  // Room for about 35: the run is cut and the frame ends with it (its
+  // payloads were counted with 5 bytes of header, they took 2: there is
+  // room left, but not for a stub of the same run); the next frame takes
+  // the rest of the run as one run.
+  auto first = frame_of(outs, 256, 600, true, taken);
+  BOOST_TEST_REQUIRE(taken > 1u);
+  BOOST_TEST_REQUIRE(taken < 60u);
+  BOOST_TEST((entries_of(first) ==
+              std::vector<std::pair<unsigned, unsigned>>{{wire::msg_run_op, unsigned(taken)}}));
+  std::size_t more = 0;
+  auto second = frame_of(from(outs, taken), 256, 1 << 20, true, more);
+  BOOST_TEST(more == 61u - taken);
+  BOOST_TEST(entries_of(second).front().first == wire::msg_run_op);
+  BOOST_TEST(entries_of(second).front().second == 60u - taken);
+  // At most `max` outputs, runs or not.
+  auto capped = frame_of(outs, 3, 1 << 20, true, taken);
+  BOOST_TEST(taken == 3u);
+  BOOST_TEST((entries_of(capped) ==
+              std::vector<std::pair<unsigned, unsigned>>{{wire::msg_run_op, 3}}));
+  // A connection that did not ask gets every MSG as its own entry.
+  auto plain = frame_of(outs, 256, 1 << 20, false, taken);
+  BOOST_TEST(taken == 61u);
+  BOOST_TEST(entries_of(plain).size() == 61u);
+  BOOST_TEST(entries_of(plain).front().first == 6u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
