@@ -335,6 +335,40 @@ def test_a_malformed_msg_run_is_refused_whole(frame, why):
         wire.decode([frame])
 
 
+def _msg_batch():
+    tp = "00-" + "a" * 32 + "-" + "b" * 16 + "-01"
+    heads = [{wire.H_VERSION: 1, wire.H_OP: wire.MSG, wire.H_SID: 4, wire.H_TOPIC: "jobs.a",
+              wire.H_MSG_ID: bytes([i]) * 16, wire.H_TRACEPARENT: tp, wire.H_REPLY_TO: "r.x",
+              wire.H_SEQ: 7 + i, wire.H_DELIVERY: 1} for i in range(2)]
+    return msgpack.packb([heads[0], b"x" * 20, heads[1], b"y"], use_bin_type=True)
+
+
+@pytest.mark.parametrize("frame", [_run_frame(4, "jobs.a", 7, [b"x" * 20, b"y", b""]),
+                                   _msg_batch()], ids=["run", "msgs"])
+def test_every_cut_and_every_flipped_byte_decodes_or_is_a_protocol_error(frame):
+    # What decodes has the types the client computes with: nothing it
+    # reads can raise anything but ProtocolError later.
+    for cut in range(len(frame)):
+        with pytest.raises(wire.ProtocolError):
+            wire.decode([frame[:cut]])
+    typed = {wire.H_SID: int, wire.H_TOPIC: str, wire.H_SEQ: int, wire.H_DELIVERY: int,
+             wire.H_MSG_ID: bytes, wire.H_TRACEPARENT: str, wire.H_REPLY_TO: str}
+    for i in range(len(frame)):
+        for byte in (0x00, 0x7F, 0x80, 0x91, 0xA1, 0xC0, 0xC2, 0xC4, 0xDD, 0xFF,
+                     frame[i] ^ 0x01):
+            bad = frame[:i] + bytes((byte,)) + frame[i + 1:]
+            try:
+                decoded = list(wire.decode([bad]))
+            except wire.ProtocolError:
+                continue
+            for h, payload in decoded:
+                assert type(h[wire.H_OP]) is int
+                if h[wire.H_OP] == wire.MSG:
+                    assert type(payload) is bytes
+                    for key, want in typed.items():
+                        assert key not in h or type(h[key]) is want, (i, byte, h)
+
+
 def test_a_msg_run_outside_a_batch_is_refused():
     h = msgpack.packb({0: 1, 1: wire.MSG_RUN, 2: 4, 3: "t", 25: 1})
     with pytest.raises(wire.ProtocolError, match="outside a batch"):

@@ -128,14 +128,47 @@ def _unpack(data):
                            max_ext_len=0)
 
 
+# The type of each field this client reads (PROTOCOL.md, "The header"); a
+# field of another type is wrong_type, as the C++ decoder says. msg_id is
+# bin or str (made bytes by _check); keys it does not know are skipped.
+_FIELD_TYPES = {H_VERSION: int, H_OP: int, H_SID: int, H_TOPIC: str, H_QUEUE: str,
+                H_MSG_ID: bytes, H_REPLY_TO: str, H_HEADERS: dict, H_DEADLINE: int,
+                H_TRACEPARENT: str, H_FLAGS: int, H_SEQ: int, H_DELIVERY: int,
+                H_CREDIT: int, H_ACK_MODE: int, H_ACK_WAIT: int, H_MAX_DELIVER: int,
+                H_ACTION: int, H_DELAY: int, H_CODE: int, H_TEXT: str, H_NODE: str,
+                H_HEARTBEAT: int, H_BROKERS: list, H_MAX_PAYLOAD: int, H_COUNT: int,
+                H_PUBLISHER: str, H_AUTH: bytes, H_USER: str}
+
+
+def _wrong_type(h):
+    """The name of the first field of `h` whose type is wrong, or None."""
+    for key, value in h.items():
+        want = _FIELD_TYPES.get(key)
+        if want is None or type(value) is want:
+            continue
+        if key == H_MSG_ID and type(value) is str:
+            continue
+        return FIELD_NAMES[key]
+    headers = h.get(H_HEADERS)
+    if headers and not all(type(k) is str and type(v) is str for k, v in headers.items()):
+        return "headers"
+    brokers = h.get(H_BROKERS)
+    if brokers and not all(type(b) is str for b in brokers):
+        return "brokers"
+    return None
+
+
 def _check(h):
     if type(h) is not dict:
         raise ProtocolError("not_a_map")
     if h.get(H_VERSION) != VERSION:
         raise ProtocolError(f"bad_version: {h.get(H_VERSION)!r}")
     op = h.get(H_OP)
-    if op not in OPS:
+    if type(op) is not int or op not in OPS:
         raise ProtocolError(f"unknown_op: {op!r}")
+    wrong = _wrong_type(h)
+    if wrong is not None:
+        raise ProtocolError(f"wrong_type: {wrong}")
     mid = h.get(H_MSG_ID)
     if mid is not None and type(mid) is str:  # "bin or str": bytes either way
         h[H_MSG_ID] = mid.encode("utf-8", "surrogateescape")
@@ -215,18 +248,28 @@ def _expand_run(h, payloads):
 
 def _msg_run(heads, payloads):
     """The sid every entry of a batch is for when each is a MSG of this
-    version with a bin payload and no str msg id (the common case, checked
-    in one sweep); None for several sids; False when some entry is not like
-    that (then it is checked entry by entry)."""
+    version with a bin payload and fields of the types the client reads
+    (the common case, checked in one sweep); None for several sids; False
+    when some entry is not like that (then it is checked entry by entry)."""
     # Subscripts, not get(): a missing field (KeyError) is the slow path's
     # to judge, and they cost less than a call each.
     try:
         sid = heads[0][H_SID]
+        if type(sid) is not int:
+            return False
         for h in heads:
+            # The fields the client itself reads are typed here (headers
+            # and deadline are only the handler's to read).
             if (type(h) is not dict or h[H_OP] != MSG or h[H_VERSION] != VERSION
-                    or H_MSG_ID in h and type(h[H_MSG_ID]) is str):
+                    or type(h[H_TOPIC]) is not str or type(h.get(H_SEQ, 0)) is not int
+                    or type(h.get(H_DELIVERY, 0)) is not int
+                    or H_MSG_ID in h and type(h[H_MSG_ID]) is not bytes
+                    or H_TRACEPARENT in h and type(h[H_TRACEPARENT]) is not str
+                    or H_REPLY_TO in h and type(h[H_REPLY_TO]) is not str):
                 return False
             if h[H_SID] != sid:
+                if type(h[H_SID]) is not int:
+                    return False
                 sid = None
     except (KeyError, TypeError, IndexError):
         return False
