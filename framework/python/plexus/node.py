@@ -462,8 +462,13 @@ class _Pool:
                     msg._settled = True
                     settled(msg.seq)
                 stamp(time_ns())
-                # Context.sampled decides (drawn once, maybe by the handler).
-                if (draws or _H_TRACEPARENT in h) and msg.sampled:
+                # As Context.sampled decides: a traceparent's flag, inlined
+                # (a traced stream asks for every message), else a draw.
+                if _H_TRACEPARENT in h and len(tp := h[_H_TRACEPARENT]) == 55:
+                    sampled = tp[54] in "13579bdf"
+                else:
+                    sampled = draws and msg.sampled
+                if sampled:
                     self._span(msg, msg, stamps[-2], stamps[-1] - stamps[-2], trace.OK, "", "")
             return None
         finally:
