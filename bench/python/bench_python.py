@@ -135,8 +135,13 @@ def role_function(endpoint, n, prefetch, instances):
     asyncio.run(main())
 
 
-def role_publisher(endpoint, n, size):
+def role_publisher(endpoint, n, size, traced):
     import plexus
+
+    # --traced: each message carries its own (unsampled) W3C traceparent, as
+    # what a C++ function publishes does; adjacent messages then differ in
+    # more than seq and payload, so they go as MSGs, not as MSG runs.
+    parents = [f"00-{i + 1:032x}-{i + 1:016x}-00" for i in range(1024)] if traced else None
 
     async def main():
         c = await plexus.Client(endpoint, name=f"bench-pub-{os.getpid()}").connect()
@@ -146,8 +151,12 @@ def role_publisher(endpoint, n, size):
         cpu0 = time.process_time()
         chunk = 2000
         for i in range(0, n, chunk):
-            for _ in range(min(chunk, n - i)):
-                publish(TOPIC, payload)
+            if parents:
+                for k in range(min(chunk, n - i)):
+                    publish(TOPIC, payload, traceparent=parents[k & 1023])
+            else:
+                for _ in range(min(chunk, n - i)):
+                    publish(TOPIC, payload)
             await c.flush()  # backpressure: what was queued is in the socket
         sent = time.monotonic()
         cpu = time.process_time() - cpu0
@@ -193,7 +202,7 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_plexus(broker_bin, n, size, prefetch, instances, tmp):
+def run_plexus(broker_bin, n, size, prefetch, instances, traced, tmp):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     log = open(os.path.join(tmp, "broker.log"), "wb")
     broker = subprocess.Popen([broker_bin, "--listen", endpoint, "--id", "bench",
@@ -203,7 +212,7 @@ def run_plexus(broker_bin, n, size, prefetch, instances, tmp):
         fn = spawn("function", endpoint, n, prefetch, instances)
         ready(fn, "the function")
         broker_cpu = cpu_seconds(broker.pid)
-        pub = spawn("publisher", endpoint, n, size)
+        pub = spawn("publisher", endpoint, n, size, int(traced))
         s, r = result(pub), result(fn)
         broker_cpu = cpu_seconds(broker.pid) - broker_cpu
         return (n / (r["last"] - s["start"]), r["got"], r["cpu"] * 1e6 / n, s["cpu"] * 1e6 / n,
@@ -224,7 +233,7 @@ def main():
         if role == "function":
             return role_function(args[0], int(args[1]), int(args[2]), int(args[3]))
         if role == "publisher":
-            return role_publisher(args[0], int(args[1]), int(args[2]))
+            return role_publisher(args[0], int(args[1]), int(args[2]), bool(int(args[3])))
         raise SystemExit(f"unknown role {role}")
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--broker", default=str(ROOT / "build/dev/brokers/plexus-broker"),
@@ -235,6 +244,8 @@ def main():
     p.add_argument("--prefetch", type=int, default=4096,
                    help="the function's prefetch (its credit is this plus its instances)")
     p.add_argument("--instances", type=int, default=1)
+    p.add_argument("--traced", action="store_true",
+                   help="each plexus message carries its own traceparent (no MSG runs)")
     p.add_argument("--quick", action="store_true", help="50k messages, one run")
     p.add_argument("--json", help="also write the results here")
     a = p.parse_args()
@@ -251,7 +262,7 @@ def main():
             raw_cpu.append(cpu)
             raw_tx.append(tx)
             rate, got, cpu, tx, paused, broker_cpu = run_plexus(
-                a.broker, a.messages, a.size, a.prefetch, a.instances, tmp)
+                a.broker, a.messages, a.size, a.prefetch, a.instances, a.traced, tmp)
             pauses.append(paused)
             brk.append(broker_cpu)
             if got != a.messages:  # a benchmark of lost messages is void
@@ -265,7 +276,8 @@ def main():
           f"(libzmq {zmq.zmq_version()}), msgpack {'.'.join(map(str, msgpack.version))}, "
           f"{os.cpu_count()} cores")
     print(f"{a.messages} messages of {a.size} bytes, {a.runs} run(s), sender and receiver in "
-          f"two processes\n")
+          f"two processes, prefetch {a.prefetch}"
+          f"{', each plexus message with its own traceparent' if a.traced else ''}\n")
     print(f"{'case':<44} {'median msg/s':>13} {'min':>10} {'max':>10} {'rx CPU us/msg':>14} "
           f"{'tx CPU us/msg':>14}")
     rows = [("raw pyzmq PUSH -> PULL", raw, raw_cpu, raw_tx),
@@ -290,7 +302,7 @@ def main():
             json.dump({"messages": a.messages, "size": a.size, "raw": raw, "plexus": plx,
                        "raw_rx_cpu_us": raw_cpu, "plexus_rx_cpu_us": plx_cpu,
                        "raw_tx_cpu_us": raw_tx, "plexus_tx_cpu_us": plx_tx,
-                       "publisher_pauses": pauses, "broker_cpu_us": brk,
+                       "publisher_pauses": pauses, "broker_cpu_us": brk, "traced": a.traced,
                        "ratio": ratio}, f, indent=1)
 
 
