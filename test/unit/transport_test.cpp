@@ -111,12 +111,28 @@ struct unconfirmed_rig {
   embedded b;
   client holder{b.client_opts()};
   client pub;
+  // A confirm handler that keeps each code, in order.
+  client::confirm_handler record = [this](std::uint32_t code) {
+    w.update([&] { codes.push_back(code); });
+  };
   unconfirmed_rig(std::size_t max_unconfirmed, unconfirmed_full when_full)
     : pub{publisher_opts(b, max_unconfirmed, when_full)} {
     holder.subscribe("jobs", [this](const message_view& v) {
       w.update([&] { held.push_back({v.sid, v.seq, std::string{v.payload}}); });
     }, {.acked = true});
     await_subscriptions(holder, pub);
+  }
+  /// The codes so far, read under the waiter's lock.
+  std::vector<std::uint32_t> codes_now() {
+    std::vector<std::uint32_t> now;
+    w.update([&] { now = codes; });
+    return now;
+  }
+  /// The holder ACKs everything it holds.
+  void ack_held() {
+    std::vector<held_message> to_ack;
+    w.update([&] { to_ack = held; });
+    for (auto& m : to_ack) holder.ack(m.sid, m.seq);
   }
   static client_options publisher_opts(embedded& b, std::size_t max, unconfirmed_full when_full) {
     auto co = b.client_opts();
@@ -621,72 +637,58 @@ BOOST_AUTO_TEST_CASE(an_ack_from_before_a_failover_settles_nothing_on_the_new_br
 
 BOOST_AUTO_TEST_CASE(a_full_unconfirmed_outbox_refuses_at_once_when_told_to_fail) {
   unconfirmed_rig r{3, unconfirmed_full::fail};
-  auto& w = r.w;
-  auto& held = r.held;
-  auto& holder = r.holder;
-  auto& pub = r.pub;
-  auto& codes = r.codes;
-  auto record = [&](std::uint32_t code) { w.update([&] { codes.push_back(code); }); };
-  auto published_before = pub.stats().published;
-  for (int i = 0; i < 5; ++i) pub.publish_confirmed("jobs", std::to_string(i), record);
+  auto published_before = r.pub.stats().published;
+  for (int i = 0; i < 5; ++i) r.pub.publish_confirmed("jobs", std::to_string(i), r.record);
   // The two beyond the bound were answered before publish_confirmed returned.
-  std::vector<std::uint32_t> at_once;
-  w.update([&] { at_once = codes; });
-  BOOST_TEST(at_once == (std::vector<std::uint32_t>{status_outbox_full, status_outbox_full}),
+  BOOST_TEST(r.codes_now() == (std::vector<std::uint32_t>{status_outbox_full, status_outbox_full}),
              boost::test_tools::per_element());
-  BOOST_TEST(pub.stats().outbox_full == 2u);
-  BOOST_TEST(pub.stats().published == published_before + 3);
+  BOOST_TEST(r.pub.stats().outbox_full == 2u);
+  BOOST_TEST(r.pub.stats().published == published_before + 3);
   BOOST_TEST(std::string{status_text(status_outbox_full)} == "unconfirmed outbox full");
-  BOOST_TEST_REQUIRE(w.until([&] { return held.size() == 3; }));
-  std::vector<held_message> to_ack;
-  w.update([&] { to_ack = held; });
-  for (auto& m : to_ack) holder.ack(m.sid, m.seq);
-  BOOST_TEST_REQUIRE(w.until([&] { return codes.size() == 5; }));
-  BOOST_TEST(codes[2] == 0u);
-  BOOST_TEST(codes[4] == 0u);
+  BOOST_TEST_REQUIRE(r.w.until([&] { return r.held.size() == 3; }));
+  r.ack_held();
+  BOOST_TEST_REQUIRE(r.w.until([&] { return r.codes.size() == 5; }));
+  BOOST_TEST(r.codes[2] == 0u);
+  BOOST_TEST(r.codes[4] == 0u);
   // Room again, and the two refused never left: the next delivery is this.
-  pub.publish_confirmed("jobs", "again", record);
-  BOOST_TEST_REQUIRE(w.until([&] { return held.size() == 4; }));
-  BOOST_TEST(held[3].payload == "again");
-  BOOST_TEST(pub.stats().outbox_full == 2u);
+  r.pub.publish_confirmed("jobs", "again", r.record);
+  BOOST_TEST_REQUIRE(r.w.until([&] { return r.held.size() == 4; }));
+  BOOST_TEST(r.held[3].payload == "again");
+  BOOST_TEST(r.pub.stats().outbox_full == 2u);
 }
 
 BOOST_AUTO_TEST_CASE(a_full_unconfirmed_outbox_blocks_until_a_confirm_makes_room) {
   unconfirmed_rig r{2, unconfirmed_full::block};
-  auto& w = r.w;
-  auto& held = r.held;
-  auto& holder = r.holder;
-  auto& pub = r.pub;
   int confirmed = 0;
   bool returned = false;
-  auto count = [&](std::uint32_t) { w.update([&] { ++confirmed; }); };
-  pub.publish_confirmed("jobs", "1", count);
-  pub.publish_confirmed("jobs", "2", count);
-  BOOST_TEST_REQUIRE(w.until([&] { return held.size() == 2; }));
+  auto count = [&](std::uint32_t) { r.w.update([&] { ++confirmed; }); };
+  r.pub.publish_confirmed("jobs", "1", count);
+  r.pub.publish_confirmed("jobs", "2", count);
+  BOOST_TEST_REQUIRE(r.w.until([&] { return r.held.size() == 2; }));
   std::thread third([&] {
-    pub.publish_confirmed("jobs", "3", count);
-    w.update([&] { returned = true; });
+    r.pub.publish_confirmed("jobs", "3", count);
+    r.w.update([&] { returned = true; });
   });
   // Nothing confirms while the holder holds both: the third waits.
-  BOOST_TEST(!w.until([&] { return returned; }, 300ms));
+  BOOST_TEST(!r.w.until([&] { return returned; }, 300ms));
   held_message first;
-  w.update([&] { first = held[0]; });
-  holder.ack(first.sid, first.seq);
+  r.w.update([&] { first = r.held[0]; });
+  r.holder.ack(first.sid, first.seq);
   // Not a REQUIRE: the thread is joined first (a test that hangs here fails
   // on ctest's timeout).
-  BOOST_TEST(w.until([&] { return returned && held.size() == 3; }));
+  BOOST_TEST(r.w.until([&] { return returned && r.held.size() == 3; }));
   third.join();
-  BOOST_TEST_REQUIRE(held.size() == 3u);
-  BOOST_TEST(held[2].payload == "3");
+  BOOST_TEST_REQUIRE(r.held.size() == 3u);
+  BOOST_TEST(r.held[2].payload == "3");
   BOOST_TEST(confirmed == 1);
   // Full again ("2" and "3"), but a handler on the I/O thread goes through:
   // it would wait for the very thread that reads CONFIRMs.
-  pub.subscribe("kick", [&](const message_view&) {
-    pub.publish_confirmed("jobs", "from a handler", count);
+  r.pub.subscribe("kick", [&](const message_view&) {
+    r.pub.publish_confirmed("jobs", "from a handler", count);
   });
-  pub.publish("kick", "");
-  BOOST_TEST_REQUIRE(w.until([&] { return held.size() == 4; }));
-  BOOST_TEST(held[3].payload == "from a handler");
+  r.pub.publish("kick", "");
+  BOOST_TEST_REQUIRE(r.w.until([&] { return r.held.size() == 4; }));
+  BOOST_TEST(r.held[3].payload == "from a handler");
 }
 
 // A node's actor threads never wait (their waiting could starve the
@@ -695,50 +697,38 @@ BOOST_AUTO_TEST_CASE(a_full_unconfirmed_outbox_blocks_until_a_confirm_makes_room
 // even with unconfirmed_full::block; block itself still waits.
 BOOST_AUTO_TEST_CASE(a_thread_that_must_never_wait_gets_outbox_full_instead_of_blocking) {
   unconfirmed_rig r{2, unconfirmed_full::block};
-  auto& w = r.w;
-  auto& held = r.held;
-  auto& holder = r.holder;
-  auto& pub = r.pub;
-  auto& codes = r.codes;
-  auto record = [&](std::uint32_t code) { w.update([&] { codes.push_back(code); }); };
-  pub.publish_confirmed("jobs", "1", record);
-  pub.publish_confirmed("jobs", "2", record);
-  auto ack_all = [&] {
-    std::vector<held_message> to_ack;
-    w.update([&] { to_ack = held; });
-    for (auto& m : to_ack) holder.ack(m.sid, m.seq);
-  };
-  BOOST_TEST_REQUIRE(w.until([&] { return held.size() == 2; }));
+  r.pub.publish_confirmed("jobs", "1", r.record);
+  r.pub.publish_confirmed("jobs", "2", r.record);
+  BOOST_TEST_REQUIRE(r.w.until([&] { return r.held.size() == 2; }));
   for (auto how : {paused_publish::hold, paused_publish::drop, paused_publish::fail}) {
     // On a thread of its own: were it to block, the ACKs let it go and the
     // test fails instead of hanging.
     auto done = std::async(std::launch::async, [&] {
-      paused_publish_scope never{how, &pub};
-      pub.publish_confirmed("jobs", "refused", record);
+      paused_publish_scope never{how, &r.pub};
+      r.pub.publish_confirmed("jobs", "refused", r.record);
     });
     bool at_once = done.wait_for(10s) == std::future_status::ready;
-    if (!at_once) ack_all();
+    if (!at_once) r.ack_held();
     done.wait();
     BOOST_TEST_REQUIRE(at_once, "blocked under paused_publish " << static_cast<int>(how));
   }
-  std::vector<std::uint32_t> at_once;
-  w.update([&] { at_once = codes; });
-  BOOST_TEST(at_once == (std::vector<std::uint32_t>(3, status_outbox_full)), boost::test_tools::per_element());
-  BOOST_TEST(pub.stats().outbox_full == 3u);
+  BOOST_TEST(r.codes_now() == (std::vector<std::uint32_t>(3, status_outbox_full)),
+             boost::test_tools::per_element());
+  BOOST_TEST(r.pub.stats().outbox_full == 3u);
   // Another client's scope is not this one's: that thread waits.
   client other{r.b.client_opts()};
   bool returned = false;
   std::thread waits([&] {
     paused_publish_scope theirs{paused_publish::hold, &other};
-    pub.publish_confirmed("jobs", "3", record);
-    w.update([&] { returned = true; });
+    r.pub.publish_confirmed("jobs", "3", r.record);
+    r.w.update([&] { returned = true; });
   });
-  BOOST_TEST(!w.until([&] { return returned; }, 300ms));
-  ack_all();
-  BOOST_TEST(w.until([&] { return returned; })); // not a REQUIRE: joined first
+  BOOST_TEST(!r.w.until([&] { return returned; }, 300ms));
+  r.ack_held();
+  BOOST_TEST(r.w.until([&] { return returned; })); // not a REQUIRE: joined first
   waits.join();
-  BOOST_TEST_REQUIRE(w.until([&] { return held.size() == 3; }));
-  BOOST_TEST(held[2].payload == "3"); // the refused ones never left
+  BOOST_TEST_REQUIRE(r.w.until([&] { return r.held.size() == 3; }));
+  BOOST_TEST(r.held[2].payload == "3"); // the refused ones never left
 }
 
 BOOST_AUTO_TEST_CASE(a_confirmed_publish_the_broker_refuses_is_settled_by_its_err) {
@@ -764,25 +754,17 @@ BOOST_AUTO_TEST_CASE(a_confirmed_publish_the_broker_refuses_is_settled_by_its_er
 
 BOOST_AUTO_TEST_CASE(two_publishes_with_one_msg_id_share_its_confirm_and_one_slot) {
   unconfirmed_rig r{2, unconfirmed_full::fail};
-  auto& w = r.w;
-  auto& held = r.held;
-  auto& holder = r.holder;
-  auto& pub = r.pub;
-  auto& codes = r.codes;
-  auto record = [&](std::uint32_t code) { w.update([&] { codes.push_back(code); }); };
-  pub.publish_confirmed("jobs", "once", record, {.msg_id = "job-1"});
-  pub.publish_confirmed("jobs", "once", record, {.msg_id = "job-1"}); // a retry
-  BOOST_TEST_REQUIRE(pub.flush(5s)); // both taken by the I/O thread
+  r.pub.publish_confirmed("jobs", "once", r.record, {.msg_id = "job-1"});
+  r.pub.publish_confirmed("jobs", "once", r.record, {.msg_id = "job-1"}); // a retry
+  BOOST_TEST_REQUIRE(r.pub.flush(5s)); // both taken by the I/O thread
   // One entry awaits the CONFIRM: a second id still fits.
-  pub.publish_confirmed("jobs", "other", record, {.msg_id = "job-2"});
-  BOOST_TEST_REQUIRE(w.until([&] { return held.size() == 2; })); // the broker dropped the retry
-  BOOST_TEST(codes.empty());
-  std::vector<held_message> to_ack;
-  w.update([&] { to_ack = held; });
-  for (auto& m : to_ack) holder.ack(m.sid, m.seq);
-  BOOST_TEST_REQUIRE(w.until([&] { return codes.size() == 3; }));
-  BOOST_TEST(codes == (std::vector<std::uint32_t>{0, 0, 0}), boost::test_tools::per_element());
-  BOOST_TEST(pub.stats().outbox_full == 0u);
+  r.pub.publish_confirmed("jobs", "other", r.record, {.msg_id = "job-2"});
+  BOOST_TEST_REQUIRE(r.w.until([&] { return r.held.size() == 2; })); // the broker dropped the retry
+  BOOST_TEST(r.codes.empty());
+  r.ack_held();
+  BOOST_TEST_REQUIRE(r.w.until([&] { return r.codes.size() == 3; }));
+  BOOST_TEST(r.codes == (std::vector<std::uint32_t>{0, 0, 0}), boost::test_tools::per_element());
+  BOOST_TEST(r.pub.stats().outbox_full == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(connecting_to_nobody_fails_with_a_clear_error_after_the_timeout) {
