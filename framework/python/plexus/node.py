@@ -233,6 +233,11 @@ class _Quantiles:
         self.ring.append(ns)
         self.count += 1
 
+    def add_gaps(self, stamps):
+        """The gaps between consecutive `stamps` (ns), each a duration."""
+        self.ring.extend(map(operator.sub, stamps[1:], stamps[:-1]))
+        self.count += len(stamps) - 1
+
     def __len__(self):
         return self.count
 
@@ -484,8 +489,7 @@ class _Pool:
         """The durations of a run's successes: the gaps between its stamps."""
         n = len(stamps) - 1
         if n > 0:
-            self.durations.ring.extend(map(operator.sub, stamps[1:], stamps[:-1]))
-            self.durations.count += n
+            self.durations.add_gaps(stamps)
             self.ok += n
 
     def _ack_seqs(self, client, seqs) -> None:
